@@ -1,0 +1,29 @@
+# Two commands on a fresh machine: `make run` and `make test`.
+# VENV may point elsewhere (CI keeps one outside the clone): make test VENV=/opt/venvs/deploybench
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.deploybench-installed
+SUITE ?= quick
+ARGS ?=
+
+.PHONY: setup run test lint clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install --upgrade pip
+	$(PY) -m pip install -e '.[all,dev]'
+	touch $(STAMP)
+
+run: $(STAMP)
+	$(VENV)/bin/deploybench run --suite $(SUITE) $(ARGS)
+
+test: $(STAMP)
+	$(PY) -m pytest -q $(ARGS)
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check toolkit exporters tests benchmarks
+
+clean:
+	rm -rf results build *.egg-info

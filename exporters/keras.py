@@ -1,0 +1,32 @@
+"""Keras 3 -> ONNX through tf2onnx.convert.from_function (from_keras fails on Keras 3)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from exporters.base import Exported, timed_export
+
+
+class KerasExporter:
+    methods = ("tf2onnx.from_function",)
+
+    def export(self, model: Any, sample: np.ndarray, path: Path, opset: int, method: str) -> Exported:
+        from toolkit.workloads.keras import configure_tensorflow
+
+        configure_tensorflow()
+        import tensorflow as tf
+        import tf2onnx
+
+        # The batch dimension is None in the signature, so the ONNX input keeps it free.
+        spec = tf.TensorSpec([None, *sample.shape[1:]], tf.as_dtype(sample.dtype), name="input")
+        function = tf.function(lambda x: model(x, training=False))
+
+        def write() -> None:
+            tf2onnx.convert.from_function(
+                function, input_signature=[spec], opset=opset, output_path=str(path)
+            )
+
+        return timed_export(write, path, method=method, distribution="tf2onnx", score_output=0)

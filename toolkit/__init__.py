@@ -1,0 +1,1 @@
+"""deploybench: how should I serve this model? Measured answers."""

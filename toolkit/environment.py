@@ -1,0 +1,125 @@
+"""The machine and software a run measured on, and which frameworks and providers can run.
+
+Versions come from package metadata (nothing heavy is imported); providers are proven by
+creating a session on each and reading back what it runs on.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import shutil
+import subprocess
+from importlib import metadata
+from importlib.util import find_spec
+from typing import Any
+
+# What each framework's workloads need importable, and the extra that installs it.
+FRAMEWORK_MODULES = {
+    "sklearn": (("sklearn", "skl2onnx"), "sklearn"),
+    "keras": (("tensorflow", "tf2onnx"), "tensorflow"),
+    "torch": (("torch", "torchvision"), "torch"),
+}
+DISTRIBUTIONS = ("numpy", "onnx", "onnxruntime-gpu", "onnxruntime", "scikit-learn", "skl2onnx",
+                 "tensorflow", "keras", "tf2onnx", "torch", "torchvision", "onnxscript", "typer")
+
+
+def missing_framework(framework: str) -> str | None:
+    """None when the framework's workloads can run, else why not and how to fix it."""
+    modules, extra = FRAMEWORK_MODULES[framework]
+    for module in modules:
+        try:
+            found = find_spec(module) is not None
+        except (ImportError, ValueError):
+            found = False
+        if not found:
+            return f"{module} is not installed; install with pip install 'deploybench[{extra}]'"
+    return None
+
+
+def versions() -> dict[str, str]:
+    found = {}
+    for name in DISTRIBUTIONS:
+        try:
+            found[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return found
+
+
+def cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as handle:
+            for line in handle:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def gpus() -> list[str]:
+    """GPU names from nvidia-smi; empty where there is none (or no driver)."""
+    if shutil.which("nvidia-smi") is None:
+        return []
+    try:
+        out = subprocess.run(
+            ["nvidia-smi", "--query-gpu=name,memory.total", "--format=csv,noheader"],
+            capture_output=True, text=True, timeout=20, check=False,
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return []
+    return [line.strip() for line in out.stdout.splitlines() if line.strip()]
+
+
+def provider_status(providers: tuple[str, ...] = ("cpu", "cuda", "tensorrt")) -> dict[str, str]:
+    """For each provider: "usable", or the reason it is not (from a real session)."""
+    from toolkit.errors import DeploybenchError
+    from toolkit.runners.onnxruntime import create_session, session_options
+
+    if find_spec("onnxruntime") is None:
+        return {p: "onnxruntime is not installed; pip install onnxruntime-gpu" for p in providers}
+    model = _tiny_model()
+    status = {}
+    for provider in providers:
+        try:
+            create_session(model, provider, session_options(1, "all"))
+            status[provider] = "usable"
+        except DeploybenchError as exc:
+            status[provider] = str(exc)
+        except Exception as exc:  # ORT refusing the provider outright is a reason too
+            status[provider] = f"{type(exc).__name__}: {exc}".splitlines()[0]
+    return status
+
+
+def _tiny_model() -> bytes:
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph(
+        [helper.make_node("Relu", ["x"], ["y"])], "probe",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 4])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 4])],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8)
+    return model.SerializeToString()
+
+
+def describe(with_providers: bool = True) -> dict[str, Any]:
+    """Everything a reader needs to know about where the numbers came from."""
+    import psutil
+
+    info: dict[str, Any] = {
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "machine": platform.machine(),
+        "cpu": cpu_model(),
+        "physical_cores": psutil.cpu_count(logical=False),
+        "logical_cores": os.cpu_count(),
+        "memory_gb": round(psutil.virtual_memory().total / 2**30, 1),
+        "gpus": gpus(),
+        "versions": versions(),
+        "frameworks": {f: missing_framework(f) or "usable" for f in FRAMEWORK_MODULES},
+    }
+    if with_providers:
+        info["providers"] = provider_status()
+    return info

@@ -1,0 +1,105 @@
+"""Run one step in a fresh child process with a timeout; a crash or hang costs that step only."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from toolkit.results import Record
+
+
+@dataclass(frozen=True)
+class ChildResult:
+    records: list[Record]
+    failure: str | None  # why the child did not finish cleanly, None when it did
+
+
+def _child_env(threads: int) -> dict[str, str]:
+    env = dict(os.environ)
+    env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    env.setdefault("KERAS_BACKEND", "tensorflow")
+    for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        env[name] = str(threads)
+    return env
+
+
+def _tail(path: Path, lines: int = 6) -> str:
+    try:
+        text = path.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return ""
+    kept = [line for line in text.splitlines() if line.strip()]
+    return " | ".join(kept[-lines:])
+
+
+def run_child(
+    spec: Mapping[str, Any], workdir: Path, *, timeout_s: float, threads: int, name: str
+) -> ChildResult:
+    """Run `python -m toolkit.worker` on `spec`; its log is kept as `workdir/logs/<name>.log`."""
+    logs = workdir / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    log_path = logs / f"{name}.log"
+    with tempfile.TemporaryDirectory(prefix="deploybench-") as tmp:
+        spec_path = Path(tmp) / "spec.json"
+        out_path = Path(tmp) / "records.jsonl"
+        spec_path.write_text(json.dumps(dict(spec)), encoding="utf-8")
+        with log_path.open("w", encoding="utf-8") as log:
+            child = subprocess.Popen(
+                [sys.executable, "-m", "toolkit.worker", str(spec_path), str(out_path)],
+                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                env=_child_env(threads), start_new_session=True,
+            )
+            try:
+                code = child.wait(timeout=timeout_s)
+                failure = None if code == 0 else _describe_exit(code, log_path)
+            except subprocess.TimeoutExpired:
+                _kill(child)
+                failure = f"timed out after {timeout_s:g} s (raise --timeout); log: {log_path}"
+            except BaseException:  # Ctrl-C: do not leave the child running
+                _kill(child)
+                raise
+        records = _read_records(out_path)
+    return ChildResult(records=records, failure=failure)
+
+
+def _kill(child: subprocess.Popen[bytes]) -> None:
+    try:
+        os.killpg(child.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        child.kill()
+    child.wait()
+
+
+def _describe_exit(code: int, log_path: Path) -> str:
+    if code < 0:
+        try:
+            name = signal.Signals(-code).name
+        except ValueError:
+            name = f"signal {-code}"
+        what = f"child process killed by {name}"
+        if name == "SIGKILL":
+            what += " (out of memory?)"
+    else:
+        what = f"child process exited with code {code}"
+    tail = _tail(log_path)
+    return f"{what}: {tail} (log: {log_path})" if tail else f"{what} (log: {log_path})"
+
+
+def _read_records(path: Path) -> list[Record]:
+    if not path.exists():
+        return []
+    records = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            records.append(Record.from_dict(json.loads(line)))
+        except (json.JSONDecodeError, TypeError, ValueError):
+            break  # a line cut short by a crash: everything before it stands
+    return records

@@ -1,0 +1,1 @@
+"""Report writers: terminal (rich), Markdown. Each reads records; none measures anything."""

@@ -1,0 +1,69 @@
+"""report.md: the environment, then per workload its headline and options table (for PRs, wikis)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from toolkit.report.summary import WorkloadSummary, parity_text, timing_cell, warning_lines
+from toolkit.report.units import duration, rate
+
+
+def render(summaries: list[WorkloadSummary], run: Mapping[str, Any]) -> str:
+    lines = ["# deploybench report", ""]
+    env = run.get("environment", {})
+    suite = run.get("suite", {})
+    lines += [
+        f"- suite: `{suite.get('name', '?')}`, started {run.get('started')}, finished "
+        f"{run.get('finished') or 'not finished'}"
+        + (" (interrupted)" if run.get("interrupted") else ""),
+        f"- machine: {env.get('cpu', '?')}, {env.get('physical_cores', '?')} physical cores, "
+        f"{env.get('memory_gb', '?')} GB, GPU: {', '.join(env.get('gpus') or []) or 'none'}",
+        f"- threads per runtime: {suite.get('threads', '?')}; ONNX Runtime graph optimisation: "
+        f"{suite.get('optimization', '?')}",
+        "- versions: " + ", ".join(f"{k} {v}" for k, v in env.get("versions", {}).items()),
+        "",
+        "## Headlines",
+        "",
+    ]
+    lines += [f"- {s.headline()}" for s in summaries]
+    for summary in summaries:
+        lines += ["", f"## {summary.key}", ""] + _workload(summary)
+    return "\n".join(lines) + "\n"
+
+
+def _workload(summary: WorkloadSummary) -> list[str]:
+    out = []
+    train, export, parity = summary.train, summary.export, summary.parity
+    if train is not None and train.ok:
+        info = train.info
+        out.append(f"Trained in {duration(train.seconds)} ({info.get('epochs')} epoch(s), "
+                   f"{info.get('rows')} rows); test {info.get('metric')}: native "
+                   f"{info.get('native_quality', float('nan')):.4f}"
+                   + (f", ONNX {parity.info.get('onnx_quality', float('nan')):.4f}"
+                      if parity is not None and parity.ok else "") + ".")
+    if export is not None and export.ok:
+        info = export.info
+        out.append(f"Exported with {info.get('exporter')} {info.get('exporter_version')} in "
+                   f"{duration(export.seconds)}: opset {info.get('opset')}, "
+                   f"{info.get('size_bytes', 0):,} bytes.")
+    out.append("")
+    sizes = summary.batch_sizes
+    largest = sizes[-1] if sizes else None
+    header = (["option"] + [f"batch {b}: p50, speed-up" for b in sizes]
+              + [f"throughput, batch {largest}"] + ["parity"])
+    out += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for option in summary.options:
+        if not option.p50_ms:
+            continue
+        row = [option.label + (" (idiomatic)" if option.idiomatic else "")]
+        row += [timing_cell(option, b) for b in sizes]
+        row.append(rate(option.throughput.get(largest)) if largest else "-")
+        row.append(parity_text(option.parity, option.runtime))
+        out.append("| " + " | ".join(row) + " |")
+    notes = list(summary.problems)
+    notes += [f"{o.label}: {o.skipped}" for o in summary.options if o.skipped and not o.p50_ms]
+    notes += warning_lines(summary)
+    if notes:
+        out += ["", *[f"- {n}" for n in notes]]
+    return out

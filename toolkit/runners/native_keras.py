@@ -1,0 +1,70 @@
+"""Native Keras: `model.predict` (what tutorials write) and a `tf.function` call (what serves).
+
+At batch 1 they differ by about 100x: predict builds a dataset and a loop per call.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from toolkit.errors import ProviderUnavailableError
+from toolkit.workloads.keras import configure_tensorflow
+
+TF_GPU_REASON = (
+    "TensorFlow on GPU is not measured: TF 2.21 needs CUDA 12 libraries while torch and "
+    "onnxruntime-gpu here use CUDA 13; it needs an environment of its own"
+)
+
+
+class KerasRunner:
+    runtime = "native"
+    idiomatic = "predict"
+    variants = ("predict", "tf.function")
+
+    def __init__(self, model: Any, threads: int) -> None:
+        import tensorflow as tf
+
+        self.model = model
+        self.provider = "cpu"
+        self.device = "cpu"
+        self.settings = {"threads": threads, "inter_op_threads": 1}
+        shape = [None, *model.inputs[0].shape[1:]]
+        self._function = tf.function(
+            lambda x: model(x, training=False),
+            input_signature=[tf.TensorSpec(shape, tf.float32)],
+        )
+
+    @classmethod
+    def import_framework(cls) -> None:
+        configure_tensorflow()
+        import keras  # noqa: F401
+        import tensorflow  # noqa: F401
+
+    @classmethod
+    def load(cls, path: Path, *, provider: str, threads: int) -> KerasRunner:
+        if provider != "cpu":
+            raise ProviderUnavailableError(TF_GPU_REASON)
+        configure_tensorflow()
+        import keras
+        import tensorflow as tf
+
+        tf.config.threading.set_intra_op_parallelism_threads(threads)
+        tf.config.threading.set_inter_op_parallelism_threads(1)
+        tf.config.set_visible_devices([], "GPU")
+        return cls(keras.models.load_model(path), threads)
+
+    def prepare(self, variant: str, batch: np.ndarray) -> Callable[[], Any]:
+        if variant == "predict":
+            return lambda: self.model.predict(batch, verbose=0)
+        import tensorflow as tf
+
+        tensor = tf.constant(batch)  # the host-to-tensor copy stays outside the timed call
+        function = self._function
+        return lambda: function(tensor).numpy()
+
+    def close(self) -> None:
+        self.model = None

@@ -1,0 +1,139 @@
+"""ONNX Runtime: one InferenceSession on one execution provider, proven by `get_providers()`.
+
+`get_available_providers()` lists CUDA on machines with no GPU; only the providers a created
+session reports count. A provider asked for and not running raises ProviderUnavailableError
+carrying ONNX Runtime's own reason (which it writes to the process's stderr, so it is captured
+at the file-descriptor level).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import tempfile
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from toolkit.errors import BadInputError, ProviderUnavailableError
+
+PROVIDERS = {
+    "cpu": "CPUExecutionProvider",
+    "cuda": "CUDAExecutionProvider",
+    "tensorrt": "TensorrtExecutionProvider",
+}
+OPTIMIZATION_LEVELS = ("disable", "basic", "extended", "all")
+
+
+@contextlib.contextmanager
+def captured_stderr() -> Iterator[list[str]]:
+    """Capture what native code writes to fd 2 while the block runs; lines land in the list."""
+    lines: list[str] = []
+    with tempfile.TemporaryFile(mode="w+b") as sink:
+        saved = os.dup(2)
+        os.dup2(sink.fileno(), 2)
+        try:
+            yield lines
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            sink.seek(0)
+            text = sink.read().decode("utf-8", "replace")
+            lines.extend(re.sub(r"\x1b\[[0-9;]*m", "", text).splitlines())
+
+
+def unavailable_reason(provider: str, log: list[str]) -> str:
+    """The shortest true account of why ORT fell back, from its log lines."""
+    for line in log:
+        found = re.search(r"Failed to load library (\S+) with error: (.+)", line)
+        if found:
+            return f"{PROVIDERS[provider]} not usable: {Path(found.group(1)).name}: {found.group(2)}"
+    for line in log:
+        if "Failed to create" in line or "Error" in line:
+            return f"{PROVIDERS[provider]} not usable: {line.split('] ', 1)[-1].strip()}"
+    return f"{PROVIDERS[provider]} was requested but the session runs on CPUExecutionProvider"
+
+
+def session_options(threads: int, optimization: str) -> Any:
+    import onnxruntime as ort
+
+    levels = {
+        "disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
+        "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+        "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
+        "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
+    }
+    if optimization not in levels:
+        raise BadInputError(
+            f"unknown graph optimisation level {optimization!r}; valid: "
+            f"{', '.join(OPTIMIZATION_LEVELS)}"
+        )
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    options.graph_optimization_level = levels[optimization]
+    options.log_severity_level = 3  # session errors only; provider load failures log anyway
+    return options
+
+
+def create_session(source: Path | bytes, provider: str, options: Any) -> Any:
+    """An InferenceSession that really runs on `provider`, or ProviderUnavailableError."""
+    import onnxruntime as ort
+
+    if provider not in PROVIDERS:
+        raise BadInputError(f"unknown provider {provider!r}; valid: {', '.join(PROVIDERS)}")
+    wanted = PROVIDERS[provider]
+    chain = [wanted] if provider == "cpu" else [wanted, "CPUExecutionProvider"]
+    if provider != "cpu" and hasattr(ort, "preload_dlls"):
+        with contextlib.suppress(Exception):  # absent CUDA libraries show up just below
+            ort.preload_dlls()
+    with captured_stderr() as log:
+        session = ort.InferenceSession(
+            str(source) if isinstance(source, Path) else source,
+            sess_options=options,
+            providers=chain,
+        )
+    if session.get_providers()[0] != wanted:
+        raise ProviderUnavailableError(unavailable_reason(provider, log))
+    return session
+
+
+class OrtRunner:
+    runtime = "onnxruntime"
+    idiomatic = "run"
+    variants = ("run",)
+
+    def __init__(self, session: Any, provider: str, threads: int, optimization: str) -> None:
+        self.session = session
+        self.provider = provider
+        self.device = "cpu" if provider == "cpu" else "cuda:0"
+        self.input_name = session.get_inputs()[0].name
+        self.settings = {
+            "threads": threads,
+            "intra_op_threads": threads,
+            "inter_op_threads": 1,
+            "graph_optimization": optimization,
+            "session_providers": session.get_providers(),
+        }
+
+    @classmethod
+    def import_framework(cls) -> None:
+        import onnxruntime  # noqa: F401
+
+    @classmethod
+    def load(
+        cls, path: Path, *, provider: str, threads: int, optimization: str = "all"
+    ) -> OrtRunner:
+        session = create_session(path, provider, session_options(threads, optimization))
+        return cls(session, provider, threads, optimization)
+
+    def prepare(self, variant: str, batch: np.ndarray) -> Callable[[], Any]:
+        run = self.session.run
+        feed = {self.input_name: batch}
+        return lambda: run(None, feed)
+
+    def close(self) -> None:
+        self.session = None

@@ -1,0 +1,143 @@
+"""Suite files (TOML) and the case plan they expand to.
+
+A suite names workloads, batch sizes, providers, the timing budget and parity tolerances:
+
+    name = "quick"
+    workloads = ["sklearn/seed-linreg", "keras/digits-mlp"]   # framework/name, or a bare name
+    batch_sizes = [1, 64]
+    providers = ["cpu", "cuda"]                              # ONNX Runtime execution providers
+    [timing]   warmup, min_iterations, min_seconds, max_seconds
+    [parity]   rtol, atol
+    [export]   opset
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from toolkit import workloads
+from toolkit.errors import BadInputError
+from toolkit.measure import Budget
+from toolkit.runners import NATIVE
+from toolkit.runners.onnxruntime import OPTIMIZATION_LEVELS, PROVIDERS
+
+SUITES_DIR = Path(__file__).resolve().parent.parent / "benchmarks" / "suites"
+BUILTIN = ("quick", "full")
+
+
+@dataclass(frozen=True)
+class Suite:
+    name: str
+    workloads: tuple[str, ...]
+    batch_sizes: tuple[int, ...] = (1, 64)
+    providers: tuple[str, ...] = ("cpu",)
+    budget: Budget = Budget()
+    rtol: float = 1e-4
+    atol: float = 1e-5
+    opset: int = 18
+    threads: int = 1
+    optimization: str = "all"
+    timeout_s: float = 600.0
+
+    def __post_init__(self) -> None:
+        if not self.workloads:
+            raise BadInputError(f"suite {self.name!r} selects no workload")
+        if not self.batch_sizes or any(b < 1 for b in self.batch_sizes):
+            raise BadInputError(f"batch sizes must be whole numbers >= 1, got {self.batch_sizes}")
+        for provider in self.providers:
+            if provider not in PROVIDERS:
+                raise BadInputError(
+                    f"unknown provider {provider!r}; valid: {', '.join(PROVIDERS)}"
+                )
+        if not self.providers:
+            raise BadInputError("no provider selected; use --providers cpu")
+        if self.threads < 1:
+            raise BadInputError(f"--threads must be >= 1, got {self.threads}")
+        if self.optimization not in OPTIMIZATION_LEVELS:
+            raise BadInputError(
+                f"unknown graph optimisation level {self.optimization!r}; valid: "
+                f"{', '.join(OPTIMIZATION_LEVELS)}"
+            )
+        if self.timeout_s <= 0:
+            raise BadInputError(f"--timeout must be > 0 seconds, got {self.timeout_s}")
+
+    def replace(self, **changes: Any) -> Suite:
+        return dataclasses.replace(self, **{k: v for k, v in changes.items() if v is not None})
+
+
+def default_threads() -> int:
+    """The machine's physical cores (logical ones where that cannot be told)."""
+    import os
+
+    import psutil
+
+    return psutil.cpu_count(logical=False) or os.cpu_count() or 1
+
+
+def load_suite(name_or_path: str) -> Suite:
+    """A built-in suite by name (`quick`, `full`) or a TOML file by path."""
+    path = SUITES_DIR / f"{name_or_path}.toml" if name_or_path in BUILTIN else Path(name_or_path)
+    if not path.is_file():
+        raise BadInputError(
+            f"suite {name_or_path!r} not found: give one of {', '.join(BUILTIN)} "
+            "or the path of a .toml file"
+        )
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise BadInputError(f"{path}: not valid TOML ({exc})") from None
+    return parse_suite(raw, source=str(path))
+
+
+def parse_suite(raw: dict[str, Any], source: str = "<suite>") -> Suite:
+    known = {"name", "workloads", "frameworks", "batch_sizes", "providers", "timing", "parity",
+             "export", "threads", "optimization", "timeout_s"}
+    unknown = sorted(set(raw) - known)
+    if unknown:
+        raise BadInputError(f"{source}: unknown key(s) {', '.join(unknown)}; valid: "
+                            f"{', '.join(sorted(known))}")
+    try:
+        chosen = workloads.select(raw.get("workloads"), raw.get("frameworks"))
+        timing = dict(raw.get("timing", {}))
+        parity = dict(raw.get("parity", {}))
+        return Suite(
+            name=str(raw.get("name", Path(source).stem)),
+            workloads=tuple(w.key for w in chosen),
+            batch_sizes=tuple(int(b) for b in raw.get("batch_sizes", (1, 64))),
+            providers=tuple(raw.get("providers", ("cpu",))),
+            budget=Budget(**timing),
+            rtol=float(parity.get("rtol", 1e-4)),
+            atol=float(parity.get("atol", 1e-5)),
+            opset=int(raw.get("export", {}).get("opset", 18)),
+            threads=int(raw.get("threads", default_threads())),
+            optimization=str(raw.get("optimization", "all")),
+            timeout_s=float(raw.get("timeout_s", 600.0)),
+        )
+    except TypeError as exc:
+        raise BadInputError(f"{source}: {exc}") from None
+    except BadInputError as exc:
+        raise BadInputError(f"{source}: {exc}") from None
+
+
+@dataclass(frozen=True)
+class Case:
+    """One measurement child: an artifact in one runtime on one provider."""
+
+    workload: str  # framework/name
+    runner: str
+    provider: str
+
+    @property
+    def label(self) -> str:
+        return f"{self.workload} {self.runner} {self.provider}"
+
+
+def cases(suite: Suite, workload_key: str) -> list[Case]:
+    """The native runner on the CPU, then ONNX Runtime on each provider of the suite."""
+    framework = workload_key.split("/", 1)[0]
+    native = [Case(workload_key, NATIVE[framework], "cpu")]
+    return native + [Case(workload_key, "onnxruntime", p) for p in suite.providers]

@@ -1,0 +1,37 @@
+"""Child-process entry: `python -m toolkit.worker SPEC.json OUT.jsonl`.
+
+Runs one step (build or measure) and writes each record as one JSON line, flushed at once, so
+a crash loses only the record being made.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from pathlib import Path
+
+from toolkit import steps
+
+
+def main(argv: list[str]) -> int:
+    spec_path, out_path = Path(argv[0]), Path(argv[1])
+    spec = json.loads(spec_path.read_text(encoding="utf-8"))
+    task = spec.pop("task")
+    if task == "build":
+        records = steps.build(steps.BuildSpec(**spec))
+    elif task == "measure":
+        spec["batch_sizes"] = tuple(spec["batch_sizes"])
+        records = steps.measure_case(steps.MeasureSpec(**spec))
+    else:
+        raise SystemExit(f"unknown task {task!r}")
+    with out_path.open("a", encoding="utf-8") as out:
+        for record in records:
+            out.write(json.dumps(record.to_dict(), default=str) + "\n")
+            out.flush()
+    return 0
+
+
+if __name__ == "__main__":
+    logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
+    sys.exit(main(sys.argv[1:]))
