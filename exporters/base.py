@@ -78,7 +78,9 @@ def check_onnx(path: Path) -> tuple[int, str, bool]:
     try:
         onnx.checker.check_model(str(path))
     except Exception as exc:
-        raise ExportFailedError(f"{path}: onnx.checker rejected the export: {first_line(exc)}") from exc
+        raise ExportFailedError(
+            f"{path}: onnx.checker rejected the export: {first_line(exc)}"
+        ) from exc
     model = onnx.load(str(path), load_external_data=False)
     opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
     first = model.graph.input[0]

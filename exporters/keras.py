@@ -13,7 +13,9 @@ from exporters.base import Exported, timed_export
 class KerasExporter:
     methods = ("tf2onnx.from_function",)
 
-    def export(self, model: Any, sample: np.ndarray, path: Path, opset: int, method: str) -> Exported:
+    def export(
+        self, model: Any, sample: np.ndarray, path: Path, opset: int, method: str
+    ) -> Exported:
         from toolkit.workloads.keras import configure_tensorflow
 
         configure_tensorflow()

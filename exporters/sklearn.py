@@ -13,7 +13,9 @@ from exporters.base import Exported, timed_export
 class SklearnExporter:
     methods = ("skl2onnx",)
 
-    def export(self, model: Any, sample: np.ndarray, path: Path, opset: int, method: str) -> Exported:
+    def export(
+        self, model: Any, sample: np.ndarray, path: Path, opset: int, method: str
+    ) -> Exported:
         from skl2onnx import convert_sklearn
         from skl2onnx.common.data_types import FloatTensorType
         from sklearn.base import is_classifier

@@ -13,7 +13,9 @@ from exporters.base import Exported, timed_export
 class TorchExporter:
     methods = ("torch.onnx dynamo", "torch.onnx legacy")
 
-    def export(self, model: Any, sample: np.ndarray, path: Path, opset: int, method: str) -> Exported:
+    def export(
+        self, model: Any, sample: np.ndarray, path: Path, opset: int, method: str
+    ) -> Exported:
         import torch
 
         model.eval()

@@ -51,7 +51,7 @@ class Timing:
         found = []
         if self.budget_exhausted:
             found.append(
-                f"fewer runs than timing.min_iterations before timing.max_seconds ran out: "
+                "fewer runs than timing.min_iterations before timing.max_seconds ran out: "
                 "raise max_seconds for a steadier figure"
             )
         if self.stats.cv > HIGH_CV:

@@ -135,13 +135,14 @@ def _measure(suite: Suite, case: Case, built: list[Record], out_dir: Path) -> li
     if why or train is None:
         return [Record(**ident, phase="infer", runtime=runtime, provider=case.provider,
                        batch_size=b, status="skipped", reason=why or "") for b in suite.batch_sizes]
-    artifact = export.info["onnx"] if export and runtime == "onnxruntime" else train.info["artifact"]
+    onnx_file = export.info["onnx"] if export else None
+    artifact = onnx_file if runtime == "onnxruntime" else train.info["artifact"]
     spec = {"task": "measure", **ident, "runner": case.runner, "artifact": artifact,
             "inputs": train.info["inputs"], "provider": case.provider,
             "batch_sizes": list(suite.batch_sizes), "budget": dataclasses.asdict(suite.budget),
             "threads": suite.threads, "optimization": suite.optimization}
-    child = run_child(spec, out_dir, timeout_s=suite.timeout_s, threads=suite.threads,
-                      name=f"measure-{case.workload.replace('/', '-')}-{case.runner}-{case.provider}")
+    name = f"measure-{case.workload.replace('/', '-')}-{case.runner}-{case.provider}"
+    child = run_child(spec, out_dir, timeout_s=suite.timeout_s, threads=suite.threads, name=name)
     records = child.records
     if child.failure:
         measured = {(r.variant, r.batch_size) for r in records if r.phase == "infer"}

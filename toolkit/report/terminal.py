@@ -36,7 +36,8 @@ def workload_title(summary: WorkloadSummary) -> str:
 
 def workload_table(summary: WorkloadSummary) -> Table:
     table = Table(title=workload_title(summary), title_justify="left", caption_justify="left",
-                  caption="p50 per call, then speed-up over the idiomatic call (*); parity: max abs error")
+                  caption="p50 per call, then speed-up over the idiomatic call (*); "
+                  "parity: max abs error")
     sizes = summary.batch_sizes
     largest = sizes[-1] if sizes else None
     table.add_column("option", no_wrap=True)

@@ -50,7 +50,8 @@ def unavailable_reason(provider: str, log: list[str]) -> str:
     for line in log:
         found = re.search(r"Failed to load library (\S+) with error: (.+)", line)
         if found:
-            return f"{PROVIDERS[provider]} not usable: {Path(found.group(1)).name}: {found.group(2)}"
+            library = Path(found.group(1)).name
+            return f"{PROVIDERS[provider]} not usable: {library}: {found.group(2)}"
     for line in log:
         if "Failed to create" in line or "Error" in line:
             return f"{PROVIDERS[provider]} not usable: {line.split('] ', 1)[-1].strip()}"

@@ -1,0 +1,49 @@
+"""Shared fixtures: tiny suites and one real end-to-end run reused by the CLI tests."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+TINY_TIMING = """
+[timing]
+warmup = 1
+min_iterations = 3
+min_seconds = 0.0
+max_seconds = 0.2
+"""
+
+
+def write_suite(path: Path, workloads: list[str], providers: list[str] | None = None,
+                batch_sizes: list[int] | None = None) -> Path:
+    providers = providers or ["cpu", "cuda"]
+    batch_sizes = batch_sizes or [1, 4]
+    path.write_text(
+        f'name = "tiny"\nworkloads = {workloads!r}\nbatch_sizes = {batch_sizes!r}\n'
+        f"providers = {providers!r}\nthreads = 1\n" + TINY_TIMING,
+        encoding="utf-8",
+    )
+    return path
+
+
+def cuda_usable() -> bool:
+    from toolkit.environment import provider_status
+
+    return provider_status(("cuda",))["cuda"] == "usable"
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[subprocess.CompletedProcess, Path]:
+    """`deploybench run` on one small workload per framework, through the real console script."""
+    root = tmp_path_factory.mktemp("run")
+    suite = write_suite(root / "tiny.toml",
+                        ["sklearn/seed-linreg", "keras/seed-dense", "torch/digits-mlp"])
+    out = root / "out"
+    proc = subprocess.run(
+        [sys.executable, "-m", "toolkit.cli", "run", "--suite", str(suite), "--out", str(out)],
+        capture_output=True, text=True, timeout=600,
+    )
+    return proc, out

@@ -1,0 +1,109 @@
+"""The CLI end to end: a real run on a tiny suite, list, env, and bad input."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import pytest
+from typer.testing import CliRunner
+
+from tests.conftest import cuda_usable, write_suite
+from toolkit.cli import app
+from toolkit.results import SCHEMA
+
+runner = CliRunner()
+
+
+def test_run_writes_results_and_report_for_all_three_frameworks(tiny_run):
+    proc, out = tiny_run
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    payload = json.loads((out / "results.json").read_text())
+    assert payload["schema"] == SCHEMA
+    assert payload["run"]["finished"] and not payload["run"]["interrupted"]
+    records = payload["records"]
+    for framework in ("sklearn", "keras", "torch"):
+        mine = [r for r in records if r["framework"] == framework]
+        phases = {r["phase"] for r in mine if r["status"] == "ok"}
+        assert {"train", "export", "parity", "load", "first_inference", "infer"} <= phases
+        for runtime in ("native", "onnxruntime"):
+            sizes = {r["batch_size"] for r in mine if r["phase"] == "infer"
+                     and r["runtime"] == runtime and r["status"] == "ok"}
+            assert sizes == {1, 4}, (framework, runtime)
+    report = (out / "report.md").read_text()
+    assert "## keras/seed-dense" in report and "training took" in report
+    assert "faster than keras predict" in proc.stdout
+
+
+def test_every_onnx_timing_carries_its_parity(tiny_run):
+    _, out = tiny_run
+    records = json.loads((out / "results.json").read_text())["records"]
+    timed = [r for r in records if r["runtime"] == "onnxruntime" and r["phase"] == "infer"
+             and r["status"] == "ok"]
+    assert timed and all(r["parity"] is not None and r["parity"]["passed"] for r in timed)
+    assert all(r["threads"] == 1 and r["stats"]["n"] >= 3 for r in timed)
+
+
+def test_cuda_is_skipped_with_a_reason_and_never_faked(tiny_run):
+    _, out = tiny_run
+    records = json.loads((out / "results.json").read_text())["records"]
+    cuda = [r for r in records if r["provider"] == "cuda"]
+    assert cuda
+    if cuda_usable():
+        assert all(r["device"] == "cuda:0" for r in cuda if r["status"] == "ok")
+    else:
+        assert all(r["status"] == "skipped" for r in cuda)
+        assert all("CUDAExecutionProvider" in r["reason"] for r in cuda)
+    # A record that ran on the CPU never carries a CUDA label, and vice versa.
+    for r in records:
+        if r["status"] == "ok" and r["runtime"] == "onnxruntime" and r["phase"] == "infer":
+            assert r["provider"] == ("cpu" if r["device"] == "cpu" else "cuda")
+
+
+def test_list_shows_every_workload():
+    result = runner.invoke(app, ["list"])
+    assert result.exit_code == 0
+    for name in ("sklearn/digits-hgb", "keras/digits-cnn", "torch/digits-resnet18"):
+        assert name in result.stdout
+
+
+def test_env_reports_providers_with_reasons():
+    result = runner.invoke(app, ["env"], terminal_width=300)
+    assert result.exit_code == 0
+    assert "provider cpu" in result.stdout and "usable" in result.stdout
+    if not cuda_usable():
+        assert "CUDAExecutionProvider not usable" in result.stdout
+
+
+@pytest.mark.parametrize("args, needle", [
+    (["--workloads", "nope"], "unknown workload 'nope'"),
+    (["--providers", "tpu"], "unknown provider 'tpu'"),
+    (["--batch-sizes", "1,x"], "--batch-sizes '1,x'"),
+    (["--suite", "missing.toml"], "suite 'missing.toml' not found"),
+    (["--frameworks", "jax"], "unknown framework 'jax'"),
+])
+def test_bad_input_is_one_line_and_exit_2(args, needle, tmp_path):
+    result = runner.invoke(app, ["run", *args, "--out", str(tmp_path / "o")], terminal_width=300)
+    assert result.exit_code == 2
+    assert needle in result.output
+    assert result.output.startswith("error:") and "Traceback" not in result.output
+    assert len(result.output.strip().splitlines()) == 1
+
+
+def test_unwritable_out_dir_is_bad_input(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    result = runner.invoke(app, ["run", "--workloads", "seed-linreg", "--out",
+                                 str(blocker / "sub")], terminal_width=300)
+    assert result.exit_code == 2
+    assert "cannot write there" in result.output and "Traceback" not in result.output
+
+
+def test_a_framework_that_cannot_be_imported_is_skipped_with_a_reason(tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "torch", None)  # import torch now fails; find_spec -> None
+    suite = write_suite(tmp_path / "s.toml", ["torch/digits-mlp"], providers=["cpu"])
+    result = runner.invoke(app, ["run", "--suite", str(suite), "--out", str(tmp_path / "o")])
+    assert result.exit_code == 0, result.output
+    records = json.loads((tmp_path / "o" / "results.json").read_text())["records"]
+    assert records and all(r["status"] == "skipped" for r in records)
+    assert all("pip install 'deploybench[torch]'" in r["reason"] for r in records)

@@ -1,0 +1,88 @@
+"""A child that crashes or hangs costs its own case only, with the reason on the record."""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import pickle
+import time
+
+import numpy as np
+import pytest
+
+from toolkit.isolate import run_child
+from toolkit.pipeline import _measure
+from toolkit.suite import Case, parse_suite
+
+pytest.importorskip("sklearn")
+
+
+class Payload:
+    """Unpickling this runs `call(*args)`: a stand-in for a model file that kills its loader."""
+
+    def __init__(self, call, *args):
+        self.call, self.args = call, args
+
+    def __reduce__(self):
+        return self.call, self.args
+
+
+def artifact(tmp_path, name, call, *args):
+    path = tmp_path / f"{name}.joblib"
+    path.write_bytes(pickle.dumps(Payload(call, *args)))
+    inputs = tmp_path / "inputs.npy"
+    np.save(inputs, np.zeros((4, 1), dtype=np.float32))
+    return path, inputs
+
+
+def measure_spec(path, inputs):
+    return {"task": "measure", "workload": "w", "framework": "sklearn", "runner": "native_sklearn",
+            "artifact": str(path), "inputs": str(inputs), "provider": "cpu", "batch_sizes": [1],
+            "budget": {"warmup": 0, "min_iterations": 1, "min_seconds": 0, "max_seconds": 0.1},
+            "threads": 1}
+
+
+@pytest.mark.parametrize("name, call, args, expected", [
+    ("exit", os._exit, (7,), "exited with code 7"),
+    ("segfault", ctypes.string_at, (0,), "SIGSEGV"),
+])
+def test_crashing_child_becomes_a_reason(tmp_path, name, call, args, expected):
+    path, inputs = artifact(tmp_path, name, call, *args)
+    result = run_child(measure_spec(path, inputs), tmp_path, timeout_s=60, threads=1, name=name)
+    assert result.failure is not None and expected in result.failure
+    assert (tmp_path / "logs" / f"{name}.log").exists()
+
+
+def test_hanging_child_is_killed_at_its_timeout(tmp_path):
+    path, inputs = artifact(tmp_path, "hang", time.sleep, 60)
+    start = time.monotonic()
+    result = run_child(measure_spec(path, inputs), tmp_path, timeout_s=3, threads=1, name="hang")
+    assert time.monotonic() - start < 30
+    assert result.failure is not None and "timed out after 3 s" in result.failure
+
+
+def test_a_crashed_case_becomes_failed_records_and_the_next_case_runs(tmp_path):
+    import joblib
+    from sklearn.linear_model import LinearRegression
+
+    suite = parse_suite({"workloads": ["sklearn/seed-linreg"], "batch_sizes": [1, 2],
+                         "providers": ["cpu"], "threads": 1,
+                         "timing": {"warmup": 0, "min_iterations": 2, "min_seconds": 0,
+                                    "max_seconds": 0.1}})
+    crash, inputs = artifact(tmp_path, "exit", os._exit, 3)
+    good = tmp_path / "good.joblib"
+    joblib.dump(LinearRegression().fit(np.arange(4.0).reshape(-1, 1), np.arange(4.0)), good)
+    case = Case("sklearn/seed-linreg", "native_sklearn", "cpu")
+
+    def built(path):
+        from toolkit.results import Record
+
+        return [Record("seed-linreg", "sklearn", "train", seconds=0.1,
+                       info={"artifact": str(path), "inputs": str(inputs)})]
+
+    failed = _measure(suite, case, built(crash), tmp_path)
+    assert [(r.status, r.batch_size) for r in failed] == [("failed", 1), ("failed", 2)]
+    assert "exited with code 3" in failed[0].reason
+    ok = _measure(suite, case, built(good), tmp_path)
+    timed = [r for r in ok if r.phase == "infer"]
+    assert timed and all(r.ok and r.stats.n >= 2 for r in timed)

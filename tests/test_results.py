@@ -1,0 +1,48 @@
+import json
+
+import pytest
+
+from toolkit.errors import BadInputError
+from toolkit.results import SCHEMA, Parity, Record, ResultsFile, load
+from toolkit.stats import Stats
+
+
+def sample_record() -> Record:
+    return Record(
+        workload="digits-mlp", framework="torch", phase="infer", runtime="onnxruntime",
+        variant="run", provider="cpu", batch_size=64, stats=Stats.from_ms([1.0, 2.0, 3.0]),
+        throughput_rows_s=32_000.0, threads=2, warnings=("w",),
+        parity=Parity(1e-7, 1e-6, 1.0, True, 1e-4, 1e-5, 10), info={"idiomatic": False},
+    )
+
+
+def test_record_round_trips_through_json(tmp_path):
+    results = ResultsFile(tmp_path / "results.json", {"suite": "x"})
+    results.append([sample_record(), Record("seed-linreg", "sklearn", "train", seconds=0.5)])
+    run, records = load(tmp_path / "results.json")
+    assert run == {"suite": "x"}
+    assert records[0] == sample_record()
+    assert records[1].seconds == 0.5
+    payload = json.loads((tmp_path / "results.json").read_text())
+    assert payload["schema"] == SCHEMA
+    assert not list(tmp_path.glob(".results.json.*"))  # no temporary file left behind
+
+
+def test_record_rejects_unknown_phase_and_status():
+    with pytest.raises(ValueError):
+        Record("w", "torch", phase="serve")
+    with pytest.raises(ValueError):
+        Record("w", "torch", phase="infer", status="maybe")
+
+
+def test_load_names_the_bad_file(tmp_path):
+    with pytest.raises(BadInputError, match="no such results file"):
+        load(tmp_path / "missing.json")
+    bad = tmp_path / "bad.json"
+    bad.write_text("{not json")
+    with pytest.raises(BadInputError, match="bad.json"):
+        load(bad)
+    other = tmp_path / "other.json"
+    other.write_text(json.dumps({"schema": "something/else"}))
+    with pytest.raises(BadInputError, match="not a deploybench results file"):
+        load(other)

@@ -1,0 +1,48 @@
+import pytest
+
+from toolkit.errors import BadInputError
+from toolkit.suite import cases, load_suite, parse_suite
+
+
+def test_builtin_suites_load():
+    quick = load_suite("quick")
+    assert quick.batch_sizes == (1, 64)
+    assert {"sklearn", "keras", "torch"} == {k.split("/")[0] for k in quick.workloads}
+    assert "cuda" in quick.providers
+    full = load_suite("full")
+    assert full.batch_sizes == (1, 8, 64, 512)
+    assert "torch/digits-resnet18" in full.workloads
+
+
+def test_bare_names_select_every_framework():
+    suite = parse_suite({"workloads": ["digits-mlp"]})
+    assert suite.workloads == ("keras/digits-mlp", "torch/digits-mlp")
+
+
+def test_cases_are_native_then_each_provider():
+    suite = parse_suite({"workloads": ["torch/digits-mlp"], "providers": ["cpu", "cuda"]})
+    assert [(c.runner, c.provider) for c in cases(suite, "torch/digits-mlp")] == [
+        ("native_torch", "cpu"), ("onnxruntime", "cpu"), ("onnxruntime", "cuda")]
+
+
+@pytest.mark.parametrize("raw, message", [
+    ({"workloads": ["nope"]}, "unknown workload 'nope'"),
+    ({"workloads": ["digits-mlp"], "providers": ["tpu"]}, "unknown provider 'tpu'"),
+    ({"workloads": ["digits-mlp"], "batch_sizes": [0]}, "batch sizes"),
+    ({"workloads": ["digits-mlp"], "colour": "red"}, "unknown key(s) colour"),
+    ({"workloads": ["digits-mlp"], "frameworks": ["jax"]}, "unknown framework 'jax'"),
+    ({"workloads": ["digits-mlp"], "timing": {"min_iterations": 0}}, "min_iterations"),
+])
+def test_bad_suites_name_the_value(raw, message):
+    with pytest.raises(BadInputError) as info:
+        parse_suite(raw, "s.toml")
+    assert message in str(info.value) and str(info.value).startswith("s.toml")
+
+
+def test_missing_and_invalid_suite_files(tmp_path):
+    with pytest.raises(BadInputError, match="not found"):
+        load_suite(str(tmp_path / "none.toml"))
+    bad = tmp_path / "bad.toml"
+    bad.write_text("workloads = [")
+    with pytest.raises(BadInputError, match="not valid TOML"):
+        load_suite(str(bad))
