@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import sys
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Annotated
 
@@ -13,8 +15,7 @@ from rich.table import Table
 
 from toolkit import environment, workloads
 from toolkit.errors import BadInputError, DeploybenchError
-from toolkit.report import markdown, terminal
-from toolkit.report.summary import summarise
+from toolkit.report import terminal
 
 app = typer.Typer(
     help="How should I serve this model? Train natively, export to ONNX, check parity, and time "
@@ -55,61 +56,87 @@ def _fail(exc: DeploybenchError) -> typer.Exit:
 
 @app.command()
 def run(
-    suite: Annotated[str, typer.Option(help="quick, full, or the path of a suite .toml")] = "quick",
+    suite: Annotated[str | None, typer.Option(
+        help="quick (default), full, or the path of a suite .toml")] = None,
     frameworks: Annotated[str | None, typer.Option(help="only these, e.g. torch,keras")] = None,
     workloads_: Annotated[str | None, typer.Option(
         "--workloads", help="only these, e.g. digits-mlp or torch/seed-cnn")] = None,
     providers: Annotated[str | None, typer.Option(
-        help="ONNX Runtime providers, e.g. cpu,cuda (CUDA without a GPU is skipped)")] = None,
-    batch_sizes: Annotated[str | None, typer.Option(help="e.g. 1,64")] = None,
+        help="cpu, cuda, tensorrt, comma-separated (one not usable here is skipped, with why)")
+    ] = None,
+    batch_sizes: Annotated[str | None, typer.Option(help="e.g. 1,8,64,512")] = None,
     threads: Annotated[int | None, typer.Option(
         help="threads for every runtime (default: physical cores)")] = None,
-    timeout: Annotated[float | None, typer.Option(help="seconds per child step")] = None,
+    optimization: Annotated[str | None, typer.Option(
+        help="ONNX Runtime graph optimisation: disable, basic, extended, all (default)")] = None,
+    timeout: Annotated[float | None, typer.Option(
+        help="seconds a child step may take before it is killed (default 600)")] = None,
     out_dir: Annotated[Path | None, typer.Option(
         "--out", help="output folder (default results/<UTC time>)")] = None,
+    resume: Annotated[Path | None, typer.Option(
+        help="finish an interrupted run in this folder: only its missing steps run")] = None,
 ) -> None:
     """Run a suite: train, export, check parity, time native vs ONNX Runtime; write reports."""
     from toolkit import pipeline
-    from toolkit.suite import load_suite, parse_suite
+    from toolkit.report import write_reports
+    from toolkit.suite import build_suite
 
     try:
-        chosen = load_suite(suite)
-        if workloads_ or frameworks:
-            keys = tuple(w.key for w in workloads.select(
-                _csv(workloads_, "--workloads") or list(chosen.workloads),
-                _csv(frameworks, "--frameworks")))
-            chosen = chosen.replace(workloads=keys) if keys else parse_suite(
-                {"workloads": []}, "--frameworks/--workloads")
-        providers_list = _csv(providers, "--providers")
-        chosen = chosen.replace(
-            providers=tuple(providers_list) if providers_list else None,
-            batch_sizes=_ints(batch_sizes, "--batch-sizes"),
-            threads=threads,
-            timeout_s=timeout,
-        )
-        target = out_dir or pipeline.default_out_dir()
-        with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn(
-                "{task.completed}/{task.total}"), TimeElapsedColumn(), console=err,
-                transient=True) as bar:
-            task = bar.add_task("starting", total=None)
-
-            def progress(done: int, total: int, label: str) -> None:
-                bar.update(task, completed=done, total=total, description=label)
-
-            outcome = pipeline.run_suite(chosen, target, argv=sys.argv, progress=progress)
+        with _progress_bar() as progress:
+            if resume is not None:
+                given = [flag for flag, value in (
+                    ("--suite", suite), ("--frameworks", frameworks), ("--workloads", workloads_),
+                    ("--providers", providers), ("--batch-sizes", batch_sizes),
+                    ("--threads", threads), ("--optimization", optimization),
+                    ("--timeout", timeout), ("--out", out_dir)) if value is not None]
+                if given:
+                    raise BadInputError(
+                        f"--resume runs the suite stored in {resume}; drop {', '.join(given)}")
+                outcome = pipeline.resume_run(resume, progress=progress)
+            else:
+                chosen = build_suite(
+                    suite or "quick",
+                    workloads=_csv(workloads_, "--workloads"),
+                    frameworks=_csv(frameworks, "--frameworks"),
+                    providers=_csv(providers, "--providers"),
+                    batch_sizes=_ints(batch_sizes, "--batch-sizes"),
+                    threads=threads, optimization=optimization, timeout_s=timeout,
+                )
+                outcome = pipeline.run_suite(chosen, out_dir or pipeline.default_out_dir(),
+                                             argv=sys.argv, progress=progress)
+        summaries, written = write_reports(outcome.results_path)
     except DeploybenchError as exc:
         raise _fail(exc) from None
-    from toolkit.results import load
-
-    run_info, records = load(outcome.results_path)
-    summaries = summarise(records, chosen.batch_sizes)
     terminal.render(summaries, out)
-    report_path = outcome.results_path.parent / "report.md"
-    report_path.write_text(markdown.render(summaries, run_info), encoding="utf-8")
-    out.print(f"results: {outcome.results_path}\nreport:  {report_path}")
+    out.print(f"results: {outcome.results_path}")
+    for path in written:
+        out.print(f"report:  {path}")
     if outcome.interrupted:
-        err.print("interrupted: finished cases are kept in the results")
+        err.print(f"interrupted: finished steps are kept; continue with "
+                  f"deploybench run --resume {outcome.results_path.parent}")
         raise typer.Exit(130)
+
+
+@contextlib.contextmanager
+def _progress_bar() -> Iterator[Callable[[int, int, str], None]]:
+    """A progress bar on stderr, drawn from the first update on (errors before it stay clean)."""
+    columns = (TextColumn("{task.description}"), BarColumn(),
+               TextColumn("{task.completed}/{task.total}"), TimeElapsedColumn())
+    bar = Progress(*columns, console=err, transient=True)
+    task = None
+
+    def progress(done: int, total: int, label: str) -> None:
+        nonlocal task
+        if task is None:
+            bar.start()
+            task = bar.add_task(label, total=total)
+        bar.update(task, completed=done, total=total, description=label)
+
+    try:
+        yield progress
+    finally:
+        if task is not None:
+            bar.stop()
 
 
 @app.command("list")

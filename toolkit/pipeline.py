@@ -50,34 +50,61 @@ def prepare_out_dir(out_dir: Path) -> Path:
 def run_suite(
     suite: Suite, out_dir: Path, *, argv: Sequence[str] = (), progress: Progress | None = None
 ) -> RunOutcome:
+    """A new run of `suite` into `out_dir`."""
     out_dir = prepare_out_dir(out_dir)
-    report = progress or (lambda done, total, label: None)
-    now = _now()
     results = ResultsFile(
         out_dir / "results.json",
-        {"suite": dataclasses.asdict(suite), "argv": list(argv), "started": now,
+        {"suite": dataclasses.asdict(suite), "argv": list(argv), "started": _now(),
          "finished": None, "interrupted": False,
          "environment": environment.describe(with_providers=False)},
     )
     results.save()
+    return _execute(suite, results, out_dir, progress)
+
+
+def resume_run(out_dir: Path, *, progress: Progress | None = None) -> RunOutcome:
+    """Run the steps of an earlier run in `out_dir` that have no records yet."""
+    path = out_dir / "results.json"
+    if not path.is_file():
+        raise BadInputError(f"--resume {out_dir}: no results.json there; give a run's folder")
+    results = ResultsFile.reopen(path)
+    try:
+        suite = Suite.from_dict(results.run["suite"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise BadInputError(f"{path}: no usable suite in its run section ({exc})") from None
+    out_dir = prepare_out_dir(out_dir)
+    results.update_run(interrupted=False, finished=None,
+                       resumed=[*results.run.get("resumed", []), _now()])
+    return _execute(suite, results, out_dir, progress)
+
+
+def _execute(
+    suite: Suite, results: ResultsFile, out_dir: Path, progress: Progress | None
+) -> RunOutcome:
+    report = progress or (lambda done, total, label: None)
+    done_steps = {r.info.get("step") for r in results.records}
     total = sum(1 + len(cases(suite, key)) for key in suite.workloads)
     done = 0
     try:
         for key in suite.workloads:
-            workload = workloads.get(key)
-            missing = environment.missing_framework(workload.framework)
-            if missing:
+            build_step = f"{key} build"
+            missing = environment.missing_framework(workloads.get(key).framework)
+            if missing and build_step not in done_steps:
                 results.append(_skipped_workload(suite, key, missing))
                 done += 1 + len(cases(suite, key))
                 report(done, total, f"{key}: skipped ({missing})")
                 continue
-            report(done, total, f"{key}: training and exporting")
-            built = _build(suite, key, out_dir)
-            results.append(built)
+            if build_step in done_steps:
+                built = [r for r in results.records if r.info.get("step") == build_step]
+            else:
+                report(done, total, f"{key}: training and exporting")
+                built = _stamp(_build(suite, key, out_dir), build_step)
+                results.append(built)
             done += 1
             for case in cases(suite, key):
-                report(done, total, f"{key}: {case.runner} on {case.provider}")
-                results.append(_measure(suite, case, built, out_dir))
+                if case.label not in done_steps:
+                    report(done, total, f"{key}: {case.runner} on {case.provider}")
+                    results.append(_stamp(_measure(suite, case, built, out_dir), case.label))
                 done += 1
         report(done, total, "done")
     except KeyboardInterrupt:
@@ -85,6 +112,11 @@ def run_suite(
         return RunOutcome(results.path, results.records, interrupted=True)
     results.update_run(finished=_now())
     return RunOutcome(results.path, results.records, interrupted=False)
+
+
+def _stamp(records: list[Record], step: str) -> list[Record]:
+    """Name the step that made each record, so a resumed run knows what is done."""
+    return [dataclasses.replace(r, info={**r.info, "step": step}) for r in records]
 
 
 def _now() -> str:
@@ -98,13 +130,13 @@ def _identity(key: str) -> dict[str, str]:
 
 def _skipped_workload(suite: Suite, key: str, reason: str) -> list[Record]:
     ident = _identity(key)
-    skipped = [Record(**ident, phase=phase, status="skipped", reason=reason)
-               for phase in ("train", "export", "parity")]
+    skipped = _stamp([Record(**ident, phase=phase, status="skipped", reason=reason)
+                      for phase in ("train", "export", "parity")], f"{key} build")
     for case in cases(suite, key):
         runtime = "onnxruntime" if case.runner == "onnxruntime" else "native"
-        skipped += [Record(**ident, phase="infer", runtime=runtime, provider=case.provider,
-                           batch_size=b, status="skipped", reason=reason)
-                    for b in suite.batch_sizes]
+        skipped += _stamp([Record(**ident, phase="infer", runtime=runtime, provider=case.provider,
+                                  batch_size=b, status="skipped", reason=reason)
+                           for b in suite.batch_sizes], case.label)
     return skipped
 
 

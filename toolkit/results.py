@@ -115,6 +115,14 @@ class ResultsFile:
         self.run: dict[str, Any] = dict(run)
         self.records: list[Record] = []
 
+    @classmethod
+    def reopen(cls, path: Path) -> ResultsFile:
+        """An existing results.json, to add records to (a resumed run)."""
+        run, records = load(path)
+        results = cls(path, run)
+        results.records = records
+        return results
+
     def append(self, records: Iterable[Record]) -> None:
         self.records.extend(records)
         self.save()

@@ -65,6 +65,15 @@ class Suite:
         if self.timeout_s <= 0:
             raise BadInputError(f"--timeout must be > 0 seconds, got {self.timeout_s}")
 
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> Suite:
+        """The inverse of dataclasses.asdict (as stored in results.json's run section)."""
+        values = dict(raw)
+        values["budget"] = Budget(**values.get("budget", {}))
+        for key in ("workloads", "batch_sizes", "providers"):
+            values[key] = tuple(values[key])
+        return cls(**values)
+
     def replace(self, **changes: Any) -> Suite:
         return dataclasses.replace(self, **{k: v for k, v in changes.items() if v is not None})
 
@@ -121,6 +130,35 @@ def parse_suite(raw: dict[str, Any], source: str = "<suite>") -> Suite:
         raise BadInputError(f"{source}: {exc}") from None
     except BadInputError as exc:
         raise BadInputError(f"{source}: {exc}") from None
+
+
+def build_suite(
+    name_or_path: str,
+    *,
+    workloads: list[str] | None = None,
+    frameworks: list[str] | None = None,
+    providers: list[str] | None = None,
+    batch_sizes: tuple[int, ...] | None = None,
+    threads: int | None = None,
+    optimization: str | None = None,
+    timeout_s: float | None = None,
+) -> Suite:
+    """A suite file with the command line's choices applied on top."""
+    from toolkit import workloads as registry
+
+    suite = load_suite(name_or_path)
+    if workloads or frameworks:
+        chosen = registry.select(workloads or list(suite.workloads), frameworks)
+        if not chosen:
+            raise BadInputError(
+                f"--frameworks {','.join(frameworks or [])} leaves no workload of "
+                f"{', '.join(workloads or suite.workloads)}; `deploybench list` shows them"
+            )
+        suite = suite.replace(workloads=tuple(w.key for w in chosen))
+    return suite.replace(
+        providers=tuple(providers) if providers else None, batch_sizes=batch_sizes,
+        threads=threads, optimization=optimization, timeout_s=timeout_s,
+    )
 
 
 @dataclass(frozen=True)

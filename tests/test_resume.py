@@ -1,0 +1,64 @@
+"""Ctrl-C keeps what finished and marks the run interrupted; --resume runs only what is missing."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+
+import pytest
+
+from tests.conftest import write_suite
+
+pytest.importorskip("sklearn")
+pytest.importorskip("skl2onnx")
+
+
+def steps_done(path):
+    try:
+        records = json.loads(path.read_text())["records"]
+    except (FileNotFoundError, json.JSONDecodeError):
+        return []
+    return [r for r in records if "step" in r["info"]]
+
+
+def test_interrupt_then_resume(tmp_path):
+    suite = write_suite(tmp_path / "s.toml", ["sklearn/seed-linreg", "sklearn/digits-logreg"],
+                        providers=["cpu"])
+    out = tmp_path / "run"
+    cli = [sys.executable, "-m", "toolkit.cli", "run"]
+    proc = subprocess.Popen([*cli, "--suite", str(suite), "--out", str(out)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while not steps_done(out / "results.json") and time.monotonic() < deadline:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 130, stderr[-2000:]
+    assert "--resume" in stderr
+    payload = json.loads((out / "results.json").read_text())
+    assert payload["run"]["interrupted"] is True
+    kept = {r["info"]["step"] for r in payload["records"]}
+    assert kept and len(kept) < 6  # something finished, not everything
+
+    resumed = subprocess.run([*cli, "--resume", str(out)], capture_output=True, text=True,
+                             timeout=300)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    payload = json.loads((out / "results.json").read_text())
+    assert payload["run"]["interrupted"] is False and payload["run"]["resumed"]
+    steps = Counter(r["info"]["step"] for r in payload["records"] if r["phase"] in
+                    ("train", "load"))
+    # every build and every case ran exactly once across the two invocations
+    assert steps == Counter({f"sklearn/{w} {s}": 1 for w in ("seed-linreg", "digits-logreg")
+                             for s in ("build", "native_sklearn cpu", "onnxruntime cpu")})
+    assert (out / "report.md").exists()
+
+
+def test_resume_rejects_a_folder_without_results(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "toolkit.cli", "run", "--resume", str(tmp_path)],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2
+    assert "no results.json there" in proc.stderr and "Traceback" not in proc.stderr
