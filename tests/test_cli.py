@@ -53,7 +53,13 @@ def test_cuda_is_skipped_with_a_reason_and_never_faked(tiny_run):
         assert all(r["device"] == "cuda:0" for r in cuda if r["status"] == "ok")
     else:
         assert all(r["status"] == "skipped" for r in cuda)
-        assert all("CUDAExecutionProvider" in r["reason"] for r in cuda)
+        assert all("CUDAExecutionProvider" in r["reason"] for r in cuda
+                   if r["runtime"] == "onnxruntime")
+    if not cuda_usable():
+        native = {r["framework"]: r["reason"] for r in cuda if r["runtime"] == "native"}
+        assert "sklearn" not in native  # scikit-learn has no GPU path: none is planned
+        assert "TensorFlow on GPU is not measured" in native["keras"]
+        assert "torch.cuda.is_available() is False" in native["torch"]
     # A record that ran on the CPU never carries a CUDA label, and vice versa.
     for r in records:
         if r["status"] == "ok" and r["runtime"] == "onnxruntime" and r["phase"] == "infer":

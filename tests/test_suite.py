@@ -19,10 +19,15 @@ def test_bare_names_select_every_framework():
     assert suite.workloads == ("keras/digits-mlp", "torch/digits-mlp")
 
 
-def test_cases_are_native_then_each_provider():
-    suite = parse_suite({"workloads": ["torch/digits-mlp"], "providers": ["cpu", "cuda"]})
+def test_cases_are_native_where_it_can_run_then_each_provider():
+    suite = parse_suite({"workloads": ["digits-mlp", "digits-logreg"],
+                         "providers": ["cuda", "tensorrt"]})
     assert [(c.runner, c.provider) for c in cases(suite, "torch/digits-mlp")] == [
-        ("native_torch", "cpu"), ("onnxruntime", "cpu"), ("onnxruntime", "cuda")]
+        ("native_torch", "cpu"), ("native_torch", "cuda"),
+        ("onnxruntime", "cuda"), ("onnxruntime", "tensorrt")]
+    # scikit-learn has no GPU path: its native baseline runs on the CPU only
+    assert [(c.runner, c.provider) for c in cases(suite, "sklearn/digits-logreg")] == [
+        ("native_sklearn", "cpu"), ("onnxruntime", "cuda"), ("onnxruntime", "tensorrt")]
 
 
 @pytest.mark.parametrize("raw, message", [

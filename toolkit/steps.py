@@ -6,6 +6,7 @@ Each yields records as it goes, so the worker can write them out before anything
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -15,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from toolkit.data import make_batch, quality
-from toolkit.errors import DeploybenchError, ExportFailedError, ProviderUnavailableError
+from toolkit.errors import ExportFailedError, ProviderUnavailableError
 from toolkit.measure import Budget, measure, time_once
 from toolkit.results import Record
 from toolkit.stats import throughput_rows_per_s
@@ -162,30 +163,63 @@ def measure_case(spec: MeasureSpec) -> Iterator[Record]:
                  info={"import_seconds": import_seconds, "settings": settings})
 
     x = np.load(spec.inputs)
+    sizes = spec.batch_sizes
+    if runner.fixed_batch is not None:
+        fixed = f"the model's batch dimension is fixed at {runner.fixed_batch}"
+        for batch_size in sizes:
+            if batch_size != runner.fixed_batch:
+                yield Record(**base, phase="infer", variant=runner_cls.idiomatic,
+                             batch_size=batch_size, status="skipped", reason=fixed)
+        sizes = (runner.fixed_batch,)
     for variant in runner.variants:
-        first = make_batch(x, spec.batch_sizes[0])
-        try:
-            seconds = time_once(runner.prepare(variant, first))
-        except Exception as exc:  # one variant failing must not lose the others
-            log.exception("first inference failed")
-            yield Record(**base, phase="first_inference", variant=variant, status="failed",
-                         reason=f"{type(exc).__name__}: {exc}", batch_size=len(first))
-            continue
-        yield Record(**base, phase="first_inference", variant=variant, seconds=seconds,
-                     batch_size=len(first), info={"settings": settings})
-        for batch_size in spec.batch_sizes:
-            try:
-                timing = measure(runner.prepare(variant, make_batch(x, batch_size)), budget)
-            except (DeploybenchError, Exception) as exc:
-                yield Record(**base, phase="infer", variant=variant, batch_size=batch_size,
-                             status="failed", reason=f"{type(exc).__name__}: {exc}")
-                continue
-            yield Record(
-                **base, phase="infer", variant=variant, batch_size=batch_size,
-                stats=timing.stats,
-                throughput_rows_s=throughput_rows_per_s(batch_size, timing.stats.p50_ms),
-                peak_rss_mb=peak_rss_mb(), warnings=timing.warnings(),
-                info={"settings": settings, "idiomatic": runner_cls.runtime == "native"
-                      and variant == runner_cls.idiomatic},
-            )
+        yield from _measure_variant(runner, variant, x, sizes, budget, base, settings)
     runner.close()
+
+
+def _measure_variant(
+    runner: Any, variant: str, x: np.ndarray, sizes: tuple[int, ...], budget: Budget,
+    base: dict[str, Any], settings: dict[str, Any],
+) -> Iterator[Record]:
+    """First call, then a timed series per batch size; a failure costs this variant only."""
+    idiomatic = (runner.runtime == "native" and variant == runner.idiomatic
+                 and runner.device == "cpu")
+    try:
+        seconds = time_once(runner.prepare(variant, make_batch(x, sizes[0])))
+    except Exception as exc:  # one variant failing must not lose the others
+        log.exception("first inference failed")
+        yield Record(**base, phase="first_inference", variant=variant, status="failed",
+                     reason=f"{type(exc).__name__}: {exc}", batch_size=sizes[0])
+        return
+    yield Record(**base, phase="first_inference", variant=variant, seconds=seconds,
+                 batch_size=sizes[0], info={"settings": settings})
+    for batch_size in sizes:
+        try:
+            timing = measure(runner.prepare(variant, make_batch(x, batch_size)), budget)
+        except Exception as exc:
+            yield Record(**base, phase="infer", variant=variant, batch_size=batch_size,
+                         status="failed", reason=f"{type(exc).__name__}: {exc}")
+            continue
+        yield Record(
+            **base, phase="infer", variant=variant, batch_size=batch_size, stats=timing.stats,
+            throughput_rows_s=throughput_rows_per_s(batch_size, timing.stats.p50_ms),
+            peak_rss_mb=peak_rss_mb(), gpu_mb=gpu_memory_mb(runner), warnings=timing.warnings(),
+            info={"settings": settings, "idiomatic": idiomatic},
+        )
+
+
+def gpu_memory_mb(runner: Any) -> float | None:
+    """This process's GPU memory as the driver sees it (NVML), else what the runtime reports."""
+    if runner.device == "cpu":
+        return None
+    try:
+        import pynvml
+
+        pynvml.nvmlInit()
+        handle = pynvml.nvmlDeviceGetHandleByIndex(int(runner.device.split(":")[-1]))
+        for process in pynvml.nvmlDeviceGetComputeRunningProcesses(handle):
+            if process.pid == os.getpid() and process.usedGpuMemory:
+                return process.usedGpuMemory / 2**20
+    except Exception:  # no NVML, or a sandbox that hides process ids from it
+        log.debug("NVML gave no per-process memory", exc_info=True)
+    own = getattr(runner, "gpu_memory_mb", None)
+    return own() if callable(own) else None

@@ -22,7 +22,7 @@ from typing import Any
 from toolkit import workloads
 from toolkit.errors import BadInputError
 from toolkit.measure import Budget
-from toolkit.runners import NATIVE
+from toolkit.runners import NATIVE, RUNNERS
 from toolkit.runners.onnxruntime import OPTIMIZATION_LEVELS, PROVIDERS
 
 SUITES_DIR = Path(__file__).resolve().parent.parent / "benchmarks" / "suites"
@@ -175,7 +175,11 @@ class Case:
 
 
 def cases(suite: Suite, workload_key: str) -> list[Case]:
-    """The native runner on the CPU, then ONNX Runtime on each provider of the suite."""
-    framework = workload_key.split("/", 1)[0]
-    native = [Case(workload_key, NATIVE[framework], "cpu")]
-    return native + [Case(workload_key, "onnxruntime", p) for p in suite.providers]
+    """The native runner on the CPU (the baseline, always) and on each other provider of the
+    suite it can use; then ONNX Runtime on each provider of the suite."""
+    native = NATIVE[workload_key.split("/", 1)[0]]
+    providers = RUNNERS[native].providers
+    planned = [Case(workload_key, native, "cpu")]
+    planned += [Case(workload_key, native, p) for p in suite.providers
+                if p != "cpu" and p in providers]
+    return planned + [Case(workload_key, "onnxruntime", p) for p in suite.providers]

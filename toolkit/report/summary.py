@@ -78,7 +78,8 @@ class WorkloadSummary:
 
 def option_label(record: Record) -> str:
     if record.runtime == "native":
-        return f"{record.framework} {record.variant}".strip()
+        label = f"{record.framework} {record.variant}".strip()
+        return label if record.provider in ("", "cpu") else f"{label} {record.provider}"
     return f"onnxruntime {record.provider}" if record.variant in ("", "run") else (
         f"onnxruntime {record.variant} {record.provider}")
 

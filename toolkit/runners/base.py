@@ -18,7 +18,9 @@ class Runner(Protocol):
 
     runtime: ClassVar[str]  # "native" or "onnxruntime"
     idiomatic: ClassVar[str]  # the variant a user of the framework writes first
+    providers: ClassVar[tuple[str, ...]]  # where it can run at all: cpu, cuda, tensorrt
     variants: tuple[str, ...]
+    fixed_batch: int | None  # the only batch size the model accepts, None when free
     provider: str  # what actually runs, read back from the runtime
     device: str
     settings: dict[str, Any]  # thread counts, optimisation level, ...: recorded with every timing

@@ -16,21 +16,23 @@ from toolkit.workloads.keras import configure_tensorflow
 
 TF_GPU_REASON = (
     "TensorFlow on GPU is not measured: TF 2.21 needs CUDA 12 libraries while torch and "
-    "onnxruntime-gpu here use CUDA 13; it needs an environment of its own"
+    "onnxruntime-gpu use CUDA 13, so it needs an environment of its own"
 )
 
 
 class KerasRunner:
     runtime = "native"
     idiomatic = "predict"
+    providers = ("cpu", "cuda")
     variants = ("predict", "tf.function")
+    fixed_batch = None
 
-    def __init__(self, model: Any, threads: int) -> None:
+    def __init__(self, model: Any, threads: int, provider: str) -> None:
         import tensorflow as tf
 
         self.model = model
-        self.provider = "cpu"
-        self.device = "cpu"
+        self.provider = provider
+        self.device = "cpu" if provider == "cpu" else "cuda:0"
         self.settings = {"threads": threads, "inter_op_threads": 1}
         shape = [None, *model.inputs[0].shape[1:]]
         self._function = tf.function(
@@ -46,16 +48,19 @@ class KerasRunner:
 
     @classmethod
     def load(cls, path: Path, *, provider: str, threads: int) -> KerasRunner:
-        if provider != "cpu":
-            raise ProviderUnavailableError(TF_GPU_REASON)
+        if provider not in cls.providers:
+            raise ProviderUnavailableError(f"Keras runs on cpu or cuda, not {provider!r}")
         configure_tensorflow()
         import keras
         import tensorflow as tf
 
         tf.config.threading.set_intra_op_parallelism_threads(threads)
         tf.config.threading.set_inter_op_parallelism_threads(1)
-        tf.config.set_visible_devices([], "GPU")
-        return cls(keras.models.load_model(path), threads)
+        if provider == "cuda" and not tf.config.list_physical_devices("GPU"):
+            raise ProviderUnavailableError(f"{TF_GPU_REASON} (TensorFlow sees no GPU)")
+        if provider == "cpu":
+            tf.config.set_visible_devices([], "GPU")
+        return cls(keras.models.load_model(path), threads, provider)
 
     def prepare(self, variant: str, batch: np.ndarray) -> Callable[[], Any]:
         if variant == "predict":

@@ -14,6 +14,8 @@ from toolkit.errors import ProviderUnavailableError
 class SklearnRunner:
     runtime = "native"
     idiomatic = "predict"
+    providers = ("cpu",)
+    fixed_batch = None
 
     def __init__(self, model: Any, threads: int, limiter: Any) -> None:
         self.model = model
