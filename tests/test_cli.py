@@ -6,12 +6,12 @@ import json
 import sys
 
 import pytest
-from typer.testing import CliRunner
 
 from tests.conftest import cuda_usable, write_suite
-from toolkit.cli import app
 from toolkit.results import SCHEMA
 
+CliRunner = pytest.importorskip("typer.testing").CliRunner
+app = pytest.importorskip("toolkit.cli").app
 runner = CliRunner()
 
 

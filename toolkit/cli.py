@@ -24,7 +24,8 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-out = Console()
+# Piped output (CI logs, files) gets room for the tables instead of rich's 80-column default.
+out = Console(width=None if sys.stdout.isatty() else 150)
 err = Console(stderr=True)
 
 
