@@ -62,8 +62,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         runner = OrtRunner.load(tiny_model(Path(tmp) / "tiny.onnx"), provider="cpu", threads=1)
         x = np.ones((1, 16), dtype=np.float32)
-        call = runner.prepare("run", x)
-        feed = {runner.input_name: x}
+        call = runner.prepare("run", {"x": x})
+        feed = runner.feed({"x": x})
         budget = Budget(warmup=200, min_iterations=1000, min_seconds=args.seconds,
                         max_seconds=args.seconds * 4)
         bare_loop(runner.session, feed, 2000)  # warm both paths once

@@ -32,7 +32,10 @@ class Exporter(Protocol):
 
     methods: tuple[str, ...]
 
-    def export(self, model: Any, sample: Any, path: Path, opset: int, method: str) -> Exported:
+    def export(
+        self, model: Any, sample: Any, path: Path, opset: int, method: str,
+        require_free_batch: bool = True,
+    ) -> Exported:
         ...
 
 
@@ -44,7 +47,8 @@ def distribution_version(name: str) -> str:
 
 
 def timed_export(
-    write: Callable[[], None], path: Path, *, method: str, distribution: str, score_output: int
+    write: Callable[[], None], path: Path, *, method: str, distribution: str, score_output: int,
+    require_free_batch: bool = True,
 ) -> Exported:
     """Run `write` (which writes `path`), time it, then check the file (see `check_onnx`)."""
     start = time.perf_counter()
@@ -53,7 +57,7 @@ def timed_export(
     except Exception as exc:  # the exporter's own words are the useful part
         raise ExportFailedError(f"{method} failed: {explain(exc)}") from exc
     seconds = time.perf_counter() - start
-    opset, input_name, batch_free = check_onnx(path)
+    opset, input_name, batch_free = check_onnx(path, require_free_batch)
     return Exported(
         path=path,
         method=method,
@@ -67,11 +71,11 @@ def timed_export(
     )
 
 
-def check_onnx(path: Path) -> tuple[int, str, bool]:
+def check_onnx(path: Path, require_free_batch: bool = True) -> tuple[int, str, bool]:
     """onnx.checker on the file; returns (default-domain opset, first input name, batch free).
 
-    A file whose first input has a fixed batch dimension is refused: deploybench's own exports
-    must serve any batch size.
+    With `require_free_batch` (deploybench's own exports, which must serve any batch size) a
+    fixed batch dimension is refused; a user's model may have one, and is measured at that size.
     """
     import onnx
 
@@ -86,7 +90,7 @@ def check_onnx(path: Path) -> tuple[int, str, bool]:
     first = model.graph.input[0]
     dims = first.type.tensor_type.shape.dim
     batch_free = bool(dims) and not dims[0].HasField("dim_value")
-    if not batch_free:
+    if require_free_batch and not batch_free:
         raise ExportFailedError(
             f"{path}: the export has a fixed batch dimension on input {first.name!r}; "
             "the exporter must be given a dynamic batch axis"

@@ -14,7 +14,8 @@ class KerasExporter:
     methods = ("tf2onnx.from_function",)
 
     def export(
-        self, model: Any, sample: np.ndarray, path: Path, opset: int, method: str
+        self, model: Any, sample: np.ndarray, path: Path, opset: int, method: str,
+        require_free_batch: bool = True,
     ) -> Exported:
         from toolkit.workloads.keras import configure_tensorflow
 
@@ -31,4 +32,5 @@ class KerasExporter:
                 function, input_signature=[spec], opset=opset, output_path=str(path)
             )
 
-        return timed_export(write, path, method=method, distribution="tf2onnx", score_output=0)
+        return timed_export(write, path, method=method, distribution="tf2onnx", score_output=0,
+                            require_free_batch=require_free_batch)

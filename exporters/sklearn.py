@@ -14,7 +14,8 @@ class SklearnExporter:
     methods = ("skl2onnx",)
 
     def export(
-        self, model: Any, sample: np.ndarray, path: Path, opset: int, method: str
+        self, model: Any, sample: np.ndarray, path: Path, opset: int, method: str,
+        require_free_batch: bool = True,
     ) -> Exported:
         from skl2onnx import convert_sklearn
         from skl2onnx.common.data_types import FloatTensorType
@@ -35,4 +36,5 @@ class SklearnExporter:
 
         # Classifiers output (label, probabilities): parity compares the probabilities.
         return timed_export(write, path, method=method, distribution="skl2onnx",
-                            score_output=1 if classifier else 0)
+                            score_output=1 if classifier else 0,
+                            require_free_batch=require_free_batch)

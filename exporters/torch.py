@@ -14,11 +14,15 @@ class TorchExporter:
     methods = ("torch.onnx dynamo", "torch.onnx legacy")
 
     def export(
-        self, model: Any, sample: np.ndarray, path: Path, opset: int, method: str
+        self, model: Any, sample: np.ndarray, path: Path, opset: int, method: str,
+        require_free_batch: bool = True,
     ) -> Exported:
         import torch
 
-        model.eval()
+        try:
+            model.eval()
+        except (NotImplementedError, RuntimeError):
+            pass  # a module from torch.export has no train/eval switch
         example = (torch.from_numpy(np.ascontiguousarray(sample)),)
         names = {"input_names": ["input"], "output_names": ["output"]}
 
@@ -34,4 +38,5 @@ class TorchExporter:
                     dynamic_axes={"input": {0: "batch"}, "output": {0: "batch"}}, **names,
                 )
 
-        return timed_export(write, path, method=method, distribution="torch", score_output=0)
+        return timed_export(write, path, method=method, distribution="torch", score_output=0,
+                            require_free_batch=require_free_batch)

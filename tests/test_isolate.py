@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from toolkit.isolate import run_child
-from toolkit.pipeline import _measure
+from toolkit.pipeline import Sources, _measure
 from toolkit.suite import Case, parse_suite
 
 pytest.importorskip("sklearn")
@@ -30,8 +30,8 @@ class Payload:
 def artifact(tmp_path, name, call, *args):
     path = tmp_path / f"{name}.joblib"
     path.write_bytes(pickle.dumps(Payload(call, *args)))
-    inputs = tmp_path / "inputs.npy"
-    np.save(inputs, np.zeros((4, 1), dtype=np.float32))
+    inputs = tmp_path / "inputs.npz"
+    np.savez(inputs, input=np.zeros((4, 1), dtype=np.float32))
     return path, inputs
 
 
@@ -75,14 +75,12 @@ def test_a_crashed_case_becomes_failed_records_and_the_next_case_runs(tmp_path):
     case = Case("sklearn/seed-linreg", "native_sklearn", "cpu")
 
     def built(path):
-        from toolkit.results import Record
+        return Sources(native=str(path), inputs=str(inputs))
 
-        return [Record("seed-linreg", "sklearn", "train", seconds=0.1,
-                       info={"artifact": str(path), "inputs": str(inputs)})]
-
-    failed = _measure(suite, case, built(crash), tmp_path)
+    ident = {"workload": "seed-linreg", "framework": "sklearn"}
+    failed = _measure(suite, case, ident, built(crash), tmp_path)
     assert [(r.status, r.batch_size) for r in failed] == [("failed", 1), ("failed", 2)]
     assert "exited with code 3" in failed[0].reason
-    ok = _measure(suite, case, built(good), tmp_path)
+    ok = _measure(suite, case, ident, built(good), tmp_path)
     timed = [r for r in ok if r.phase == "infer"]
     assert timed and all(r.ok and r.stats.n >= 2 for r in timed)

@@ -37,7 +37,7 @@ def test_onnxruntime_runner_computes_and_records_its_settings(tmp_path):
     runner = OrtRunner.load(tiny_onnx(tmp_path / "m.onnx"), provider="cpu", threads=1,
                             optimization="basic")
     assert runner.variants == ("run", "iobinding")
-    out = runner.prepare("run", np.array([[-1.0, 0.5, 2.0]], dtype=np.float32))()
+    out = runner.prepare("run", {"x": np.array([[-1.0, 0.5, 2.0]], dtype=np.float32)})()
     np.testing.assert_array_equal(out[0], [[0.0, 0.5, 2.0]])
     assert runner.settings["session_providers"][0] == "CPUExecutionProvider"
     assert runner.settings["intra_op_threads"] == 1
@@ -48,7 +48,7 @@ def test_onnxruntime_runner_computes_and_records_its_settings(tmp_path):
 
 def test_iobinding_runs_the_model_on_bound_inputs(tmp_path):
     runner = OrtRunner.load(tiny_onnx(tmp_path / "m.onnx"), provider="cpu", threads=1)
-    binding = runner.prepare("iobinding", np.array([[-1.0, 0.5, 2.0]], dtype=np.float32))()
+    binding = runner.prepare("iobinding", {"x": np.array([[-1.0, 0.5, 2.0]], dtype=np.float32)})()
     np.testing.assert_array_equal(binding.copy_outputs_to_cpu()[0], [[0.0, 0.5, 2.0]])
 
 
@@ -56,8 +56,8 @@ def test_fixed_batch_is_measured_at_its_size_only(tmp_path):
     from toolkit.steps import MeasureSpec, measure_case
 
     model = tiny_onnx(tmp_path / "fixed.onnx", batch=2)
-    np.save(tmp_path / "x.npy", np.ones((5, 3), dtype=np.float32))
-    spec = MeasureSpec("w", "onnx", "onnxruntime", str(model), str(tmp_path / "x.npy"), "cpu",
+    np.savez(tmp_path / "x.npz", x=np.ones((5, 3), dtype=np.float32))
+    spec = MeasureSpec("w", "onnx", "onnxruntime", str(model), str(tmp_path / "x.npz"), "cpu",
                        (1, 2, 4), {"warmup": 0, "min_iterations": 2, "min_seconds": 0,
                                    "max_seconds": 0.1}, 1)
     infer = [r for r in measure_case(spec) if r.phase == "infer"]
@@ -93,7 +93,7 @@ def test_cuda_session_really_runs_on_cuda(tmp_path):
     assert runner.settings["session_providers"][0] == "CUDAExecutionProvider"
     assert runner.device == "cuda:0"
     assert runner.variants == ("copies", "iobinding")
-    x = np.array([[-1.0, 0.5, 2.0]], dtype=np.float32)
+    x = {"x": np.array([[-1.0, 0.5, 2.0]], dtype=np.float32)}
     np.testing.assert_array_equal(runner.prepare("copies", x)()[0], [[0.0, 0.5, 2.0]])
     np.testing.assert_array_equal(
         runner.prepare("iobinding", x)().copy_outputs_to_cpu()[0], [[0.0, 0.5, 2.0]])
@@ -110,6 +110,6 @@ def test_native_torch_on_cuda_synchronises_and_reports_memory(tmp_path):
     torch.save(model, tmp_path / "m.pt")
     runner = TorchRunner.load(tmp_path / "m.pt", provider="cuda", threads=1)
     assert runner.device == "cuda:0"
-    out = runner.prepare("inference_mode", np.ones((2, 3), dtype=np.float32))()
+    out = runner.prepare("inference_mode", {"input": np.ones((2, 3), dtype=np.float32)})()
     assert out.is_cuda and tuple(out.shape) == (2, 4)
     assert runner.gpu_memory_mb() > 0

@@ -51,8 +51,16 @@ def _ints(value: str | None, flag: str) -> tuple[int, ...] | None:
 
 
 def _fail(exc: DeploybenchError) -> typer.Exit:
-    err.print(f"[red]error:[/red] {exc}", highlight=False, soft_wrap=True)
+    _error(str(exc))
     return typer.Exit(2)
+
+
+def _error(message: str) -> None:
+    err.print("error: " + message, style="red", highlight=False, markup=False, soft_wrap=True)
+
+
+def _warn(message: str) -> None:
+    err.print("warning: " + message, style="yellow", highlight=False, markup=False)
 
 
 @app.command()
@@ -140,6 +148,142 @@ def _progress_bar() -> Iterator[Callable[[int, int, str], None]]:
             bar.stop()
 
 
+ProvidersOption = Annotated[str | None, typer.Option(
+    "--providers", help="cpu, cuda, tensorrt, comma-separated (default cpu)")]
+ShapeOption = Annotated[list[str] | None, typer.Option(
+    "--shape", help="NAME=DIMS, one row's shape without the batch dimension, e.g. "
+    "input=3x224x224; repeat for several inputs")]
+InputDataOption = Annotated[Path | None, typer.Option(
+    "--input-data", help=".npy, .npz (one array per input name) or .csv; generated otherwise")]
+TrustOption = Annotated[bool, typer.Option(
+    "--trust-pickle", help="allow loading a scikit-learn pickle (.joblib, .pkl): this runs code "
+    "stored in the file")]
+
+
+@app.command()
+def bench(
+    path: Annotated[Path, typer.Argument(
+        help="model file: .onnx, .keras, .pt (TorchScript), .pt2 (torch.export), .joblib/.pkl")],
+    providers: ProvidersOption = None,
+    batch_sizes: Annotated[str | None, typer.Option(help="e.g. 1,8,64 (the default)")] = None,
+    input_data: InputDataOption = None,
+    shape: ShapeOption = None,
+    threads: Annotated[int | None, typer.Option(
+        help="threads for every runtime (default: physical cores)")] = None,
+    optimization: Annotated[str | None, typer.Option(
+        help="ONNX Runtime graph optimisation: disable, basic, extended, all (default)")] = None,
+    opset: Annotated[int | None, typer.Option(help="ONNX opset for native files (18)")] = None,
+    timeout: Annotated[float | None, typer.Option(help="seconds per child step (600)")] = None,
+    trust_pickle: TrustOption = False,
+    out_dir: Annotated[Path | None, typer.Option(
+        "--out", help="output folder (default results/<UTC time>)")] = None,
+) -> None:
+    """Benchmark your own model file (ONNX or native) on each provider and batch size.
+
+    Native files are also exported to ONNX, checked for parity and measured natively.
+    """
+    from toolkit import bench as bench_module
+    from toolkit import pipeline
+    from toolkit.report import write_reports
+
+    request = bench_module.ModelRequest(path, tuple(shape or ()), input_data, trust_pickle)
+    try:
+        suite = bench_module.bench_suite(
+            providers=_csv(providers, "--providers"),
+            batch_sizes=_ints(batch_sizes, "--batch-sizes"), threads=threads,
+            optimization=optimization, timeout_s=timeout, opset=opset)
+        with _progress_bar() as progress:
+            outcome = bench_module.bench(request, suite, out_dir or pipeline.default_out_dir(),
+                                         argv=sys.argv, progress=progress)
+        summaries, written = write_reports(outcome.results_path)
+    except DeploybenchError as exc:
+        raise _fail(exc) from None
+    for warning in _run_warnings(outcome.results_path):
+        _warn(warning)
+    terminal.render(summaries, out)
+    out.print(f"results: {outcome.results_path}")
+    for report in written:
+        out.print(f"report:  {report}")
+    if outcome.interrupted:
+        raise typer.Exit(130)
+
+
+def _run_warnings(results_path: Path) -> list[str]:
+    from toolkit.results import load
+
+    run, _ = load(results_path)
+    return list(run.get("input_warnings", []))
+
+
+@app.command()
+def export(
+    path: Annotated[Path, typer.Argument(
+        help="native model file: .keras, .pt (TorchScript), .pt2 (torch.export), .joblib/.pkl")],
+    out_file: Annotated[Path, typer.Option("--out", help="the ONNX file to write")],
+    opset: Annotated[int, typer.Option(help="ONNX opset")] = 18,
+    input_data: InputDataOption = None,
+    shape: ShapeOption = None,
+    trust_pickle: TrustOption = False,
+) -> None:
+    """Export a native model file to ONNX and print the parity check against the native model."""
+    from toolkit import bench as bench_module
+    from toolkit.report.summary import parity_text
+    from toolkit.report.units import duration
+
+    request = bench_module.ModelRequest(path, tuple(shape or ()), input_data, trust_pickle)
+    try:
+        records = bench_module.export(request, out_file, opset=opset)
+    except DeploybenchError as exc:
+        raise _fail(exc) from None
+    by_phase = {r.phase: r for r in records}
+    exported, parity = by_phase.get("export"), by_phase.get("parity")
+    if exported is None or not exported.ok:
+        reason = exported.reason if exported else "no export record"
+        _error(f"export failed: {reason}")
+        raise typer.Exit(1)
+    info = exported.info
+    out.print(f"wrote {info['onnx']} ({info['size_bytes']:,} bytes, opset {info['opset']}) with "
+              f"{info['exporter']} {info['exporter_version']} in {duration(exported.seconds)}; "
+              f"batch dimension {'free' if info['batch_free'] else 'fixed'}", highlight=False,
+              markup=False)
+    for warning in exported.warnings:
+        _warn(warning)
+    if parity is not None and parity.parity is not None:
+        verdict = parity_text(parity.parity, "onnxruntime")
+        out.print(f"parity on {parity.parity.rows} rows ({info['input_source']}): {verdict}, "
+                  f"max rel {parity.parity.max_rel:.1e} (rtol {parity.parity.rtol:g}, atol "
+                  f"{parity.parity.atol:g})", highlight=False, markup=False)
+        if not parity.parity.passed:
+            raise typer.Exit(1)
+
+
+@app.command()
+def inspect(path: Annotated[Path, typer.Argument(help="an .onnx file")]) -> None:
+    """Inputs, outputs, opset, size, operator counts, and whether the batch dimension is free."""
+    from toolkit.modelfile import inspect_onnx, open_model
+
+    try:
+        model = open_model(path, trust_pickle=True)  # nothing is unpickled here
+        if model.kind != "onnx":
+            raise BadInputError(f"{path}: inspect reads ONNX files; export it first with "
+                                f"deploybench export {path} --out model.onnx")
+        summary = inspect_onnx(path)
+    except DeploybenchError as exc:
+        raise _fail(exc) from None
+    out.print(f"{path}: {summary.size_bytes:,} bytes, IR {summary.ir_version}, opsets "
+              + ", ".join(f"{d} {v}" for d, v in summary.opsets.items())
+              + (f", made by {summary.producer}" if summary.producer else ""), highlight=False,
+              markup=False)
+    for title, specs in (("inputs", summary.inputs), ("outputs", summary.outputs)):
+        out.print(f"{title}:")
+        for spec in specs:
+            out.print(f"  {spec.describe()}", highlight=False, markup=False)
+    batch = "free" if summary.batch_free else "fixed (measured at that size only)"
+    out.print(f"batch dimension: {batch}")
+    out.print("operators: " + ", ".join(f"{op} {n}" for op, n in summary.operators.items()),
+              highlight=False, markup=False)
+
+
 @app.command("list")
 def list_workloads() -> None:
     """List the built-in workloads (framework/name) and whether each framework is installed."""
@@ -152,8 +296,7 @@ def list_workloads() -> None:
 
 @app.command()
 def env() -> None:
-    """The machine, library versions, and which ONNX Runtime providers really run here (and why
-    not)."""
+    """The machine, versions, and which ONNX Runtime providers really run here, or why not."""
     info = environment.describe()
     table = Table("what", "value", show_header=False)
     for key in ("python", "platform", "cpu", "physical_cores", "logical_cores", "memory_gb"):

@@ -92,6 +92,18 @@ def make_batch(x: np.ndarray, batch_size: int) -> np.ndarray:
     return np.ascontiguousarray(x[np.arange(batch_size) % len(x)])
 
 
+def make_batches(inputs: dict[str, np.ndarray], batch_size: int) -> dict[str, np.ndarray]:
+    """`make_batch` on every input of a model."""
+    return {name: make_batch(x, batch_size) for name, x in inputs.items()}
+
+
+def only_input(batch: dict[str, np.ndarray]) -> np.ndarray:
+    """The single array of a one-input model (native runners take one input)."""
+    if len(batch) != 1:
+        raise ValueError(f"this runner takes one input; got {', '.join(batch)}")
+    return next(iter(batch.values()))
+
+
 def labels_from_scores(scores: np.ndarray, task: Task) -> np.ndarray | None:
     """Predicted labels from model scores (None for regression)."""
     if task == "regression":

@@ -20,6 +20,7 @@ from toolkit.results import Record
 class ChildResult:
     records: list[Record]
     failure: str | None  # why the child did not finish cleanly, None when it did
+    bad_input: str | None = None  # the child found the user's file or data unusable
 
 
 def _child_env(threads: int) -> dict[str, str]:
@@ -66,8 +67,10 @@ def run_child(
             except BaseException:  # Ctrl-C: do not leave the child running
                 _kill(child)
                 raise
-        records = _read_records(out_path)
-    return ChildResult(records=records, failure=failure)
+        records, bad_input = _read_records(out_path)
+    if bad_input:
+        failure = bad_input
+    return ChildResult(records=records, failure=failure, bad_input=bad_input)
 
 
 def _kill(child: subprocess.Popen[bytes]) -> None:
@@ -93,13 +96,16 @@ def _describe_exit(code: int, log_path: Path) -> str:
     return f"{what}: {tail} (log: {log_path})" if tail else f"{what} (log: {log_path})"
 
 
-def _read_records(path: Path) -> list[Record]:
+def _read_records(path: Path) -> tuple[list[Record], str | None]:
     if not path.exists():
-        return []
+        return [], None
     records = []
     for line in path.read_text(encoding="utf-8").splitlines():
         try:
-            records.append(Record.from_dict(json.loads(line)))
+            payload = json.loads(line)
+            if "bad_input" in payload:
+                return records, str(payload["bad_input"])
+            records.append(Record.from_dict(payload))
         except (json.JSONDecodeError, TypeError, ValueError):
             break  # a line cut short by a crash: everything before it stands
-    return records
+    return records, None

@@ -15,7 +15,7 @@ from pathlib import Path
 from toolkit import environment, workloads
 from toolkit.errors import BadInputError
 from toolkit.isolate import run_child
-from toolkit.results import Record, ResultsFile
+from toolkit.results import Parity, Record, ResultsFile
 from toolkit.suite import Case, Suite, cases
 
 Progress = Callable[[int, int, str], None]  # (steps done, steps in all, what runs now)
@@ -104,7 +104,9 @@ def _execute(
             for case in cases(suite, key):
                 if case.label not in done_steps:
                     report(done, total, f"{key}: {case.runner} on {case.provider}")
-                    results.append(_stamp(_measure(suite, case, built, out_dir), case.label))
+                    measured = _measure(suite, case, _identity(key), Sources.from_records(built),
+                                        out_dir)
+                    results.append(_stamp(measured, case.label))
                 done += 1
         report(done, total, "done")
     except KeyboardInterrupt:
@@ -154,34 +156,48 @@ def _build(suite: Suite, key: str, out_dir: Path) -> list[Record]:
     return records
 
 
-def _find(records: list[Record], phase: str) -> Record | None:
-    return next((r for r in records if r.phase == phase and r.ok), None)
+@dataclass(frozen=True)
+class Sources:
+    """What a build step left for the measure steps: files, inputs and the parity verdict."""
+
+    native: str | None = None
+    onnx: str | None = None
+    inputs: str | None = None
+    parity: Parity | None = None
+
+    @classmethod
+    def from_records(cls, records: list[Record]) -> Sources:
+        found: dict[str, str] = {}
+        for record in records:
+            found.update({k: record.info[k] for k in ("artifact", "onnx", "inputs")
+                          if k in record.info and record.status != "skipped"})
+        parity = next((r.parity for r in records if r.phase == "parity" and r.parity), None)
+        return cls(found.get("artifact"), found.get("onnx"), found.get("inputs"), parity)
 
 
-def _measure(suite: Suite, case: Case, built: list[Record], out_dir: Path) -> list[Record]:
-    ident = _identity(case.workload)
+def _measure(
+    suite: Suite, case: Case, ident: dict[str, str], sources: Sources, out_dir: Path
+) -> list[Record]:
     runtime = "onnxruntime" if case.runner == "onnxruntime" else "native"
-    train, export, parity = (_find(built, p) for p in ("train", "export", "parity"))
-    why = ("no native model: training failed" if train is None else
-           "no ONNX file: export failed" if runtime == "onnxruntime" and export is None else None)
-    if why or train is None:
+    artifact = sources.onnx if runtime == "onnxruntime" else sources.native
+    if artifact is None or sources.inputs is None:
+        why = ("no ONNX file: export failed" if runtime == "onnxruntime" else
+               "no native model: training failed")
         return [Record(**ident, phase="infer", runtime=runtime, provider=case.provider,
-                       batch_size=b, status="skipped", reason=why or "") for b in suite.batch_sizes]
-    onnx_file = export.info["onnx"] if export else None
-    artifact = onnx_file if runtime == "onnxruntime" else train.info["artifact"]
+                       batch_size=b, status="skipped", reason=why) for b in suite.batch_sizes]
     spec = {"task": "measure", **ident, "runner": case.runner, "artifact": artifact,
-            "inputs": train.info["inputs"], "provider": case.provider,
+            "inputs": sources.inputs, "provider": case.provider,
             "batch_sizes": list(suite.batch_sizes), "budget": dataclasses.asdict(suite.budget),
             "threads": suite.threads, "optimization": suite.optimization}
     name = f"measure-{case.workload.replace('/', '-')}-{case.runner}-{case.provider}"
     child = run_child(spec, out_dir, timeout_s=suite.timeout_s, threads=suite.threads, name=name)
     records = child.records
     if child.failure:
-        measured = {(r.variant, r.batch_size) for r in records if r.phase == "infer"}
+        measured = {r.batch_size for r in records if r.phase == "infer"}
         records += [Record(**ident, phase="infer", runtime=runtime, provider=case.provider,
                            batch_size=b, status="failed", reason=child.failure)
-                    for b in suite.batch_sizes if not any(m[1] == b for m in measured)]
-    if runtime == "onnxruntime" and parity is not None and parity.parity is not None:
+                    for b in suite.batch_sizes if b not in measured]
+    if runtime == "onnxruntime" and sources.parity is not None:
         # Every ONNX timing carries the parity verdict of the file it ran.
-        records = [dataclasses.replace(r, parity=parity.parity) for r in records]
+        records = [dataclasses.replace(r, parity=sources.parity) for r in records]
     return records

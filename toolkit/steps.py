@@ -15,8 +15,8 @@ from typing import Any
 
 import numpy as np
 
-from toolkit.data import make_batch, quality
-from toolkit.errors import ExportFailedError, ProviderUnavailableError
+from toolkit.data import Task, make_batches, quality
+from toolkit.errors import BadInputError, ExportFailedError, ProviderUnavailableError
 from toolkit.measure import Budget, measure, time_once
 from toolkit.results import Record
 from toolkit.stats import throughput_rows_per_s
@@ -42,6 +42,20 @@ class BuildSpec:
     rtol: float = 1e-4
     atol: float = 1e-5
     threads: int = 1
+
+
+@dataclass(frozen=True)
+class BuildFileSpec:
+    path: str
+    framework: str
+    out_dir: str
+    onnx_out: str
+    opset: int = 18
+    rtol: float = 1e-4
+    atol: float = 1e-5
+    threads: int = 1
+    shapes: dict[str, tuple[int, ...]] = field(default_factory=dict)
+    input_data: str | None = None
 
 
 @dataclass(frozen=True)
@@ -71,8 +85,8 @@ def build(spec: BuildSpec) -> Iterator[Record]:
     directory.mkdir(parents=True, exist_ok=True)
 
     data = workload.dataset()
-    inputs = directory / "inputs.npy"
-    np.save(inputs, data.x_test)
+    inputs = directory / "inputs.npz"
+    np.savez(inputs, input=data.x_test)  # every built-in export names its input "input"
     trained = workload.train(data)
     native_scores = workload.scores(trained.model, data.x_test)
     metric, native_quality = quality(native_scores, data.y_test, data.task)
@@ -128,6 +142,123 @@ def build(spec: BuildSpec) -> Iterator[Record]:
     )
 
 
+def build_file(spec: BuildFileSpec) -> Iterator[Record]:
+    """A user's native model file: load it, fit the inputs, export to ONNX (timed), check parity.
+
+    The model's inputs are checked against --shape / --input-data first; a mismatch raises
+    BadInputError, which the parent turns into one line and exit code 2.
+    """
+    from exporters import EXPORTERS
+    from toolkit import inputs as model_inputs
+    from toolkit.runners import NATIVE, RUNNERS
+    from toolkit.workloads import SCORES
+
+    path = Path(spec.path)
+    base = {"workload": path.stem, "framework": spec.framework}
+    runner: Any = RUNNERS[NATIVE[spec.framework]].load(path, provider="cpu", threads=spec.threads)
+    model = runner.model
+    specs = native_input_specs(spec.framework, model, spec.shapes, spec.input_data)
+    warnings: list[str] = []
+    if spec.input_data:
+        raw = model_inputs.read_data_file(Path(spec.input_data))
+        data, warnings = model_inputs.fit_data(Path(spec.input_data), raw, specs)
+        source = f"file {spec.input_data}"
+    else:
+        # A torch spec already holds the --shape row; other frameworks fill named dims from it.
+        given = {} if spec.framework == "torch" else dict(spec.shapes)
+        data = model_inputs.generate(specs, model_inputs.row_shapes(specs, given))
+        source = f"generated, seed {model_inputs.SEED}"
+    (x,) = data.values()
+    native_scores = SCORES[spec.framework](model, x)
+    directory = Path(spec.out_dir)
+    directory.mkdir(parents=True, exist_ok=True)
+    exporter = EXPORTERS[spec.framework]
+    onnx_path = Path(spec.onnx_out)
+    onnx_path.parent.mkdir(parents=True, exist_ok=True)
+    attempts: list[str] = []
+    exported = parity = None
+    for method in exporter.methods:
+        try:
+            exported = exporter.export(model, x[:4], onnx_path, spec.opset, method,
+                                       require_free_batch=False)
+        except ExportFailedError as exc:
+            attempts.append(str(exc))
+            continue
+        parity, onnx_scores = _parity(exported, x, native_scores, spec, _task(model, native_scores))
+        if parity.passed or method == exporter.methods[-1]:
+            break
+        attempts.append(f"{method}: parity failed (max abs error {parity.max_abs:.3g})")
+    inputs_path = directory / "inputs.npz"
+    np.savez(inputs_path, **{(exported.input_name if exported else "input"): x})
+    info = {"artifact": str(path), "inputs": str(inputs_path), "input_source": source,
+            "input_shapes": {k: list(v.shape) for k, v in data.items()}}
+    if exported is None or parity is None:
+        yield Record(**base, phase="export", status="failed", reason="; ".join(attempts),
+                     info=info, warnings=tuple(warnings))
+        yield Record(**base, phase="parity", status="skipped", reason="no ONNX file: export failed")
+        return
+    yield Record(
+        **base, phase="export", runtime="onnxruntime", seconds=exported.seconds,
+        warnings=tuple(warnings),
+        info={**info, "onnx": str(exported.path), "size_bytes": exported.size_bytes,
+              "opset": exported.opset, "exporter": exported.method,
+              "exporter_version": exported.exporter_version, "batch_free": exported.batch_free,
+              "earlier_attempts": attempts},
+    )
+    yield Record(**base, phase="parity", runtime="onnxruntime", parity=parity,
+                 reason="" if parity.passed else "outputs differ beyond tolerance",
+                 info={"rows": len(x)})
+
+
+def _task(model: Any, scores: np.ndarray) -> Task:
+    """How to compare a user's model: labels where it looks like a classifier's scores."""
+    if hasattr(model, "predict_proba"):
+        return "multiclass"
+    return "multiclass" if scores.ndim == 2 and scores.shape[1] > 1 else "regression"
+
+
+def _parity(exported: Any, x: np.ndarray, native: np.ndarray, spec: Any, task: Task) -> Any:
+    from exporters.parity import compare
+    from toolkit.runners.onnxruntime import create_session, session_options
+
+    session = create_session(exported.path, "cpu", session_options(spec.threads, "all"))
+    outputs = session.run(None, {exported.input_name: x})
+    scores = np.asarray(outputs[exported.score_output])
+    return compare(native, scores, task, spec.rtol, spec.atol), scores
+
+
+def native_input_specs(
+    framework: str, model: Any, shapes: dict[str, tuple[int, ...]], input_data: str | None
+) -> list[Any]:
+    """The one input of a native model, as far as the model says; torch models say nothing, so
+    their row shape comes from --shape or --input-data."""
+    from toolkit import inputs as model_inputs
+    from toolkit.modelfile import TensorSpec
+
+    if framework == "keras":
+        tensor = model.inputs[0]
+        dims = tuple(None if d is None else int(d) for d in tensor.shape)
+        return [TensorSpec(tensor.name, np.dtype(tensor.dtype).name, dims)]
+    if framework == "sklearn":
+        features = getattr(model, "n_features_in_", None)
+        if features is None:
+            raise BadInputError("the scikit-learn model is not fitted (no n_features_in_); "
+                                "fit it before saving")
+        return [TensorSpec("input", "float32", (None, int(features)))]
+    if input_data:
+        (array,) = model_inputs.read_data_file(Path(input_data)).values()
+        dtype = "float32" if array.dtype.kind == "f" else array.dtype.name
+        return [TensorSpec("input", dtype, (None, *array.shape[1:]))]
+    if not shapes:
+        raise BadInputError("a torch model file does not say its input shape: give it with "
+                            "--shape input=DIMS (one row, e.g. 3x224x224) or pass --input-data")
+    if len(shapes) != 1:
+        raise BadInputError(f"--shape names {len(shapes)} inputs; a native torch file is "
+                            "measured with one input")
+    (row,) = shapes.values()
+    return [TensorSpec("input", "float32", (None, *row))]
+
+
 def measure_case(spec: MeasureSpec) -> Iterator[Record]:
     """Cold start (import, load, first call), then every variant at every batch size."""
     from toolkit.runners import RUNNERS
@@ -162,7 +293,8 @@ def measure_case(spec: MeasureSpec) -> Iterator[Record]:
     yield Record(**base, phase="load", seconds=load_seconds, peak_rss_mb=peak_rss_mb(),
                  info={"import_seconds": import_seconds, "settings": settings})
 
-    x = np.load(spec.inputs)
+    with np.load(spec.inputs) as archive:
+        x = {name: archive[name] for name in archive.files}
     sizes = spec.batch_sizes
     if runner.fixed_batch is not None:
         fixed = f"the model's batch dimension is fixed at {runner.fixed_batch}"
@@ -177,14 +309,14 @@ def measure_case(spec: MeasureSpec) -> Iterator[Record]:
 
 
 def _measure_variant(
-    runner: Any, variant: str, x: np.ndarray, sizes: tuple[int, ...], budget: Budget,
+    runner: Any, variant: str, x: dict[str, np.ndarray], sizes: tuple[int, ...], budget: Budget,
     base: dict[str, Any], settings: dict[str, Any],
 ) -> Iterator[Record]:
     """First call, then a timed series per batch size; a failure costs this variant only."""
     idiomatic = (runner.runtime == "native" and variant == runner.idiomatic
                  and runner.device == "cpu")
     try:
-        seconds = time_once(runner.prepare(variant, make_batch(x, sizes[0])))
+        seconds = time_once(runner.prepare(variant, make_batches(x, sizes[0])))
     except Exception as exc:  # one variant failing must not lose the others
         log.exception("first inference failed")
         yield Record(**base, phase="first_inference", variant=variant, status="failed",
@@ -194,7 +326,7 @@ def _measure_variant(
                  batch_size=sizes[0], info={"settings": settings})
     for batch_size in sizes:
         try:
-            timing = measure(runner.prepare(variant, make_batch(x, batch_size)), budget)
+            timing = measure(runner.prepare(variant, make_batches(x, batch_size)), budget)
         except Exception as exc:
             yield Record(**base, phase="infer", variant=variant, batch_size=batch_size,
                          status="failed", reason=f"{type(exc).__name__}: {exc}")

@@ -12,6 +12,9 @@ import sys
 from pathlib import Path
 
 from toolkit import steps
+from toolkit.errors import BadInputError
+
+BAD_INPUT_EXIT = 3
 
 
 def main(argv: list[str]) -> int:
@@ -20,15 +23,22 @@ def main(argv: list[str]) -> int:
     task = spec.pop("task")
     if task == "build":
         records = steps.build(steps.BuildSpec(**spec))
+    elif task == "build_file":
+        spec["shapes"] = {k: tuple(v) for k, v in spec["shapes"].items()}
+        records = steps.build_file(steps.BuildFileSpec(**spec))
     elif task == "measure":
         spec["batch_sizes"] = tuple(spec["batch_sizes"])
         records = steps.measure_case(steps.MeasureSpec(**spec))
     else:
         raise SystemExit(f"unknown task {task!r}")
     with out_path.open("a", encoding="utf-8") as out:
-        for record in records:
-            out.write(json.dumps(record.to_dict(), default=str) + "\n")
-            out.flush()
+        try:
+            for record in records:
+                out.write(json.dumps(record.to_dict(), default=str) + "\n")
+                out.flush()
+        except BadInputError as exc:  # the user's file or data: the parent says so in one line
+            out.write(json.dumps({"bad_input": str(exc)}) + "\n")
+            return BAD_INPUT_EXIT
     return 0
 
 

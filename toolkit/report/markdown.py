@@ -5,7 +5,13 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from toolkit.report.summary import WorkloadSummary, parity_text, timing_cell, warning_lines
+from toolkit.report.summary import (
+    WorkloadSummary,
+    parity_text,
+    timing_cell,
+    unmeasured_lines,
+    warning_lines,
+)
 from toolkit.report.units import duration, rate
 
 
@@ -62,7 +68,7 @@ def _workload(summary: WorkloadSummary) -> list[str]:
         row.append(parity_text(option.parity, option.runtime))
         out.append("| " + " | ".join(row) + " |")
     notes = list(summary.problems)
-    notes += [f"{o.label}: {o.skipped}" for o in summary.options if o.skipped and not o.p50_ms]
+    notes += unmeasured_lines(summary)
     notes += warning_lines(summary)
     if notes:
         out += ["", *[f"- {n}" for n in notes]]

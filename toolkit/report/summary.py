@@ -26,12 +26,14 @@ class Option:
     speedup: dict[int, float] = field(default_factory=dict)
     parity: Parity | None = None
     warnings: dict[str, list[int]] = field(default_factory=dict)  # warning -> batch sizes
-    skipped: str = ""  # why nothing was measured, when nothing was
+    # "skipped: why" or "failed: why" -> the batch sizes it kept from being measured
+    unmeasured: dict[str, list[int]] = field(default_factory=dict)
 
     @property
     def trusted(self) -> bool:
-        """Native options, and ONNX options whose parity passed."""
-        return self.runtime == "native" or (self.parity is not None and self.parity.passed)
+        """Native options, ONNX options whose parity passed, and ONNX files run as they are
+        (nothing native to compare them with)."""
+        return self.parity is None or self.parity.passed
 
 
 @dataclass
@@ -53,10 +55,10 @@ class WorkloadSummary:
         return min(timed, key=lambda o: o.p50_ms[batch_size], default=None)
 
     def headline(self) -> str:
-        """The seed article's point, quantified for this workload."""
-        if not self.batch_sizes:
-            return f"{self.key}: nothing measured"
-        batch = self.batch_sizes[0]
+        """The seed article's point, quantified for this workload, at the smallest batch size
+        that was measured."""
+        measured = [b for b in self.batch_sizes if any(b in o.p50_ms for o in self.options)]
+        batch = measured[0] if measured else (self.batch_sizes or [1])[0]
         best = self.fastest(batch)
         what = "one prediction" if batch == 1 else f"one call of {batch} rows"
         parts = []
@@ -112,7 +114,8 @@ def summarise(records: Iterable[Record], batch_sizes: Iterable[int] = ()) -> lis
             for warning in record.warnings:
                 option.warnings.setdefault(warning, []).append(record.batch_size)
         elif not record.ok:
-            option.skipped = f"{record.status}: {record.reason}"
+            why = f"{record.status}: {record.reason}"
+            option.unmeasured.setdefault(why, []).append(record.batch_size or 0)
     for summary in summaries.values():
         base = summary.idiomatic
         for option in summary.options:
@@ -126,7 +129,7 @@ def parity_text(parity: Parity | None, runtime: str) -> str:
     if runtime == "native":
         return "reference"
     if parity is None:
-        return "-"
+        return "n/a"
     verdict = "pass" if parity.passed else "FAIL"
     agree = parity.label_agreement
     labels = "" if agree is None or agree == 1.0 else f", labels agree {agree:.1%}"
@@ -135,12 +138,18 @@ def parity_text(parity: Parity | None, runtime: str) -> str:
 
 def warning_lines(summary: WorkloadSummary) -> list[str]:
     """One line per option and warning: which batch sizes it touched, and the remedy."""
-    lines = []
-    for option in summary.options:
-        for warning, sizes in option.warnings.items():
-            where = ", ".join(f"b={b}" for b in sizes)
-            lines.append(f"{option.label} ({where}): {warning}")
-    return lines
+    return [f"{option.label} ({_where(sizes)}): {warning}"
+            for option in summary.options for warning, sizes in option.warnings.items()]
+
+
+def unmeasured_lines(summary: WorkloadSummary) -> list[str]:
+    """One line per option and reason it was not measured (skipped or failed)."""
+    return [f"{option.label} ({_where(sizes)}) {why}"
+            for option in summary.options for why, sizes in option.unmeasured.items()]
+
+
+def _where(sizes: list[int]) -> str:
+    return ", ".join(f"b={b}" for b in sizes)
 
 
 def timing_cell(option: Option, batch: int) -> str:

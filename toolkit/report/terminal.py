@@ -5,22 +5,25 @@ from __future__ import annotations
 from rich.console import Console
 from rich.table import Table
 
-from toolkit.report.summary import WorkloadSummary, parity_text, timing_cell, warning_lines
+from toolkit.report.summary import (
+    WorkloadSummary,
+    parity_text,
+    timing_cell,
+    unmeasured_lines,
+    warning_lines,
+)
 from toolkit.report.units import duration, rate
 
 
 def render(summaries: list[WorkloadSummary], console: Console) -> None:
     for summary in summaries:
         console.print(workload_table(summary))
-        console.print(f"[bold]{summary.headline()}[/bold]", highlight=False)
-        for problem in summary.problems:
-            console.print(f"  [yellow]{problem}[/yellow]", highlight=False)
-        for option in summary.options:
-            if option.skipped and not option.p50_ms:
-                console.print(f"  [yellow]{option.label} {option.skipped}[/yellow]",
-                              highlight=False)
+        plain = {"highlight": False, "markup": False}  # exporter and runtime words, verbatim
+        console.print(summary.headline(), style="bold", **plain)
+        for line in summary.problems + unmeasured_lines(summary):
+            console.print(f"  {line}", style="yellow", **plain)
         for line in warning_lines(summary):
-            console.print(f"  [dim]! {line}[/dim]", highlight=False)
+            console.print(f"  ! {line}", style="dim", **plain)
         console.print()
 
 

@@ -33,8 +33,8 @@ class Runner(Protocol):
     def load(cls, path: Path, *, provider: str, threads: int) -> Runner:
         """Load the artifact at `path`; raise ProviderUnavailableError if `provider` cannot run."""
 
-    def prepare(self, variant: str, batch: np.ndarray) -> Callable[[], Any]:
-        """The call to time for `variant` on `batch`."""
+    def prepare(self, variant: str, batch: dict[str, np.ndarray]) -> Callable[[], Any]:
+        """The call to time for `variant` on `batch` (one array per input name)."""
 
     def close(self) -> None:
         """Release the model."""

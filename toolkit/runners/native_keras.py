@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 
+from toolkit.data import only_input
 from toolkit.errors import ProviderUnavailableError
 from toolkit.workloads.keras import configure_tensorflow
 
@@ -62,12 +63,13 @@ class KerasRunner:
             tf.config.set_visible_devices([], "GPU")
         return cls(keras.models.load_model(path), threads, provider)
 
-    def prepare(self, variant: str, batch: np.ndarray) -> Callable[[], Any]:
+    def prepare(self, variant: str, batch: dict[str, np.ndarray]) -> Callable[[], Any]:
+        x = only_input(batch)
         if variant == "predict":
-            return lambda: self.model.predict(batch, verbose=0)
+            return lambda: self.model.predict(x, verbose=0)
         import tensorflow as tf
 
-        tensor = tf.constant(batch)  # the host-to-tensor copy stays outside the timed call
+        tensor = tf.constant(x)  # the host-to-tensor copy stays outside the timed call
         function = self._function
         return lambda: function(tensor).numpy()
 

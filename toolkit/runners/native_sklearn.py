@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 
+from toolkit.data import only_input
 from toolkit.errors import ProviderUnavailableError
 
 
@@ -43,9 +44,10 @@ class SklearnRunner:
         model = joblib.load(path)
         return cls(model, threads, threadpool_limits(limits=threads))
 
-    def prepare(self, variant: str, batch: np.ndarray) -> Callable[[], Any]:
+    def prepare(self, variant: str, batch: dict[str, np.ndarray]) -> Callable[[], Any]:
         method = getattr(self.model, variant)
-        return lambda: method(batch)
+        x = only_input(batch)
+        return lambda: method(x)
 
     def close(self) -> None:
         self._limiter.restore_original_limits()

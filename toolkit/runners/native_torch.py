@@ -8,7 +8,8 @@ from typing import Any
 
 import numpy as np
 
-from toolkit.errors import ProviderUnavailableError
+from toolkit.data import only_input
+from toolkit.errors import BadInputError, ProviderUnavailableError
 
 
 class TorchRunner:
@@ -42,16 +43,15 @@ class TorchRunner:
                    f"torch {torch.__version__} (CUDA {torch.version.cuda}) sees no CUDA device")
             raise ProviderUnavailableError(f"torch.cuda.is_available() is False: {why}")
         torch.set_num_threads(threads)
-        # A whole pickled module written by this run's build step: trusted.
-        model = torch.load(path, weights_only=False, map_location="cpu").eval()
+        model = load_module(Path(path))
         if provider == "cuda":
             model = model.to("cuda")
         return cls(model, threads, provider)
 
-    def prepare(self, variant: str, batch: np.ndarray) -> Callable[[], Any]:
+    def prepare(self, variant: str, batch: dict[str, np.ndarray]) -> Callable[[], Any]:
         import torch
 
-        tensor = torch.from_numpy(np.ascontiguousarray(batch))
+        tensor = torch.from_numpy(np.ascontiguousarray(only_input(batch)))
         model = self.model
         context = torch.inference_mode if variant == "inference_mode" else torch.no_grad
         if self.device == "cpu":
@@ -82,3 +82,31 @@ class TorchRunner:
 
     def close(self) -> None:
         self.model = None
+
+
+def load_module(path: Path) -> Any:
+    """A torch model from a file: `.pt2` (torch.export), `.pt` (TorchScript), `.pth` (a whole
+    pickled module, as deploybench's own build step writes: trusted, it made it)."""
+    import torch
+
+    suffix = path.suffix.lower()
+    try:
+        if suffix == ".pt2":
+            model = torch.export.load(str(path)).module()
+        elif suffix == ".pt":
+            model = torch.jit.load(str(path), map_location="cpu")
+        else:
+            model = torch.load(path, weights_only=False, map_location="cpu")
+    except (RuntimeError, ValueError, OSError) as exc:
+        what = {".pt2": "a torch.export (.pt2) file", ".pt": "a TorchScript (.pt) file"}.get(
+            suffix, "a torch model file")
+        first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+        raise BadInputError(
+            f"{path}: not {what} ({first}); save with torch.jit.save (.pt) or torch.export.save "
+            "(.pt2)"
+        ) from None
+    try:
+        model.eval()
+    except (NotImplementedError, RuntimeError):
+        pass  # modules from torch.export have no train/eval switch to flip
+    return model

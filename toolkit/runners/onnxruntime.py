@@ -117,10 +117,13 @@ class OrtRunner:
         self.provider = provider
         self.device = "cpu" if provider == "cpu" else "cuda:0"
         self.variants = ("run", "iobinding") if provider == "cpu" else ("copies", "iobinding")
-        first = session.get_inputs()[0]
-        self.input_name = first.name
-        batch_dim = first.shape[0] if first.shape else None
-        self.fixed_batch = batch_dim if isinstance(batch_dim, int) else None
+        inputs = session.get_inputs()
+        self.input_names = [i.name for i in inputs]
+        fixed = {i.shape[0] for i in inputs if i.shape and isinstance(i.shape[0], int)}
+        self.fixed_batch = fixed.pop() if len(fixed) == 1 else None
+        if any(not o.type.startswith("tensor") for o in session.get_outputs()):
+            # Non-tensor outputs (a ZipMap's sequence of maps) cannot be bound to a device.
+            self.variants = self.variants[:1]
         self.settings = {
             "threads": threads,
             "intra_op_threads": threads,
@@ -140,17 +143,27 @@ class OrtRunner:
         session = create_session(path, provider, session_options(threads, optimization))
         return cls(session, provider, threads, optimization)
 
-    def prepare(self, variant: str, batch: np.ndarray) -> Callable[[], Any]:
+    def feed(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Arrays by the session's input names (a one-input model takes its array by any name)."""
+        if len(batch) == 1 and len(self.input_names) == 1:
+            return {self.input_names[0]: next(iter(batch.values()))}
+        missing = [n for n in self.input_names if n not in batch]
+        if missing:
+            raise ValueError(f"no data for input(s) {', '.join(missing)}")
+        return {n: batch[n] for n in self.input_names}
+
+    def prepare(self, variant: str, batch: dict[str, np.ndarray]) -> Callable[[], Any]:
+        feed = self.feed(batch)
         if variant in ("run", "copies"):
             run = self.session.run
-            feed = {self.input_name: batch}
             return lambda: run(None, feed)
         import onnxruntime as ort
 
         where = "cpu" if self.device == "cpu" else "cuda"
         binding = self.session.io_binding()
-        value = ort.OrtValue.ortvalue_from_numpy(batch, where, 0)
-        binding.bind_ortvalue_input(self.input_name, value)
+        values = {n: ort.OrtValue.ortvalue_from_numpy(x, where, 0) for n, x in feed.items()}
+        for name, value in values.items():
+            binding.bind_ortvalue_input(name, value)
         for output in self.session.get_outputs():
             binding.bind_output(output.name, where)
         binding.synchronize_inputs()
@@ -162,7 +175,7 @@ class OrtRunner:
             synchronize()
             return binding  # outputs stay where they were bound; copy_outputs_to_cpu() reads them
 
-        call.keep_alive = value  # type: ignore[attr-defined]  # the bound input must outlive us
+        call.keep_alive = values  # type: ignore[attr-defined]  # bound inputs must outlive us
         return call
 
     def close(self) -> None:

@@ -14,6 +14,8 @@ REGISTRY: dict[str, Workload] = {
     w.key: w for w in (*sklearn.WORKLOADS, *keras.WORKLOADS, *torch.WORKLOADS)
 }
 FRAMEWORKS = ("sklearn", "keras", "torch")
+# Each framework's native outputs that an ONNX export must reproduce.
+SCORES = {"sklearn": sklearn.scores, "keras": keras.scores, "torch": torch.scores}
 
 
 def get(key: str) -> Workload:
@@ -49,4 +51,4 @@ def select(names: list[str] | None, frameworks: list[str] | None) -> list[Worklo
     return chosen
 
 
-__all__ = ["FRAMEWORKS", "REGISTRY", "Trained", "Workload", "get", "select"]
+__all__ = ["FRAMEWORKS", "REGISTRY", "SCORES", "Trained", "Workload", "get", "select"]

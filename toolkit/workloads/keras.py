@@ -58,12 +58,16 @@ class KerasWorkload(Workload):
         return model
 
     def scores(self, model: Any, x: np.ndarray) -> np.ndarray:
-        return np.asarray(model.predict(x, verbose=0))
+        return scores(model, x)
 
     def save(self, model: Any, directory: Path) -> Path:
         path = directory / f"model{self.artifact_suffix}"
         model.save(path)
         return path
+
+
+def scores(model: Any, x: np.ndarray) -> np.ndarray:
+    return np.asarray(model.predict(x, verbose=0))
 
 
 def _seed_dense(k: Any, d: Dataset) -> list[Any]:

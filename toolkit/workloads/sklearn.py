@@ -38,9 +38,7 @@ class SklearnWorkload(Workload):
         return model.fit(data.x_train, data.y_train)
 
     def scores(self, model: Any, x: np.ndarray) -> np.ndarray:
-        if hasattr(model, "predict_proba"):
-            return np.asarray(model.predict_proba(x))
-        return np.asarray(model.predict(x))
+        return scores(model, x)
 
     def save(self, model: Any, directory: Path) -> Path:
         import joblib
@@ -48,6 +46,14 @@ class SklearnWorkload(Workload):
         path = directory / f"model{self.artifact_suffix}"
         joblib.dump(model, path)
         return path
+
+
+def scores(model: Any, x: np.ndarray) -> np.ndarray:
+    """Class probabilities for a classifier (what its ONNX `probabilities` output holds), else
+    the prediction."""
+    if hasattr(model, "predict_proba"):
+        return np.asarray(model.predict_proba(x))
+    return np.asarray(model.predict(x))
 
 
 def _linreg() -> Any:

@@ -15,7 +15,7 @@ from toolkit.workloads.base import Workload
 
 class TorchWorkload(Workload):
     framework = "torch"
-    artifact_suffix = ".pt"
+    artifact_suffix = ".pth"  # a whole pickled module; user files are .pt (TorchScript), .pt2
 
     def __init__(
         self,
@@ -62,11 +62,7 @@ class TorchWorkload(Workload):
         return model.eval()
 
     def scores(self, model: Any, x: np.ndarray) -> np.ndarray:
-        import torch
-
-        model.eval()
-        with torch.no_grad():
-            return model(torch.from_numpy(x)).numpy()
+        return scores(model, x)
 
     def save(self, model: Any, directory: Path) -> Path:
         import torch
@@ -74,6 +70,17 @@ class TorchWorkload(Workload):
         path = directory / f"model{self.artifact_suffix}"
         torch.save(model, path)
         return path
+
+
+def scores(model: Any, x: np.ndarray) -> np.ndarray:
+    """The model's (first) output on x, computed without autograd."""
+    import torch
+
+    with torch.no_grad():
+        out = model(torch.from_numpy(np.ascontiguousarray(x)))
+    if isinstance(out, (tuple, list)):
+        out = out[0]
+    return out.detach().cpu().numpy()
 
 
 WORKLOADS = [
