@@ -10,14 +10,25 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 
 from toolkit.errors import BadInputError
 from toolkit.modelfile import TensorSpec
 
+T = TypeVar("T")
 GENERATED_ROWS = 64
 SEED = 0
+
+
+def _name_unnamed(values: dict[str, T], names: list[str], refusal: str) -> dict[str, T]:
+    """Give the unnamed value (key "") of a one-input model its input's name."""
+    if "" not in values:
+        return values
+    if len(names) != 1:
+        raise BadInputError(refusal)
+    return {names[0]: values[""], **{k: v for k, v in values.items() if k}}
 
 
 def parse_shapes(values: Sequence[str]) -> dict[str, tuple[int, ...]]:
@@ -44,13 +55,9 @@ def row_shapes(specs: Sequence[TensorSpec], shapes: dict[str, tuple[int, ...]]
                ) -> dict[str, tuple[int, ...]]:
     """The shape of one row of each input, its named dimensions filled from `shapes`."""
     names = [s.name for s in specs]
-    if "" in shapes:
-        if len(specs) != 1:
-            raise BadInputError(
-                f"--shape without a name fits a one-input model; this one has inputs "
-                f"{', '.join(names)}: write --shape NAME=DIMS"
-            )
-        shapes = {names[0]: shapes.pop("")} | shapes
+    shapes = _name_unnamed(shapes, names, (
+        f"--shape without a name fits a one-input model; this one has inputs "
+        f"{', '.join(names)}: write --shape NAME=DIMS"))
     for name in shapes:
         if name not in names:
             raise BadInputError(
@@ -145,13 +152,9 @@ def fit_data(path: Path, data: dict[str, np.ndarray], specs: Sequence[TensorSpec
     """Match the file's arrays to the model's inputs, cast within a kind, and check shapes.
     Returns the arrays by input name and warnings (NaN or infinite values)."""
     names = [s.name for s in specs]
-    if "" in data:
-        if len(specs) != 1:
-            raise BadInputError(
-                f"--input-data {path}: one unnamed array, but the model has inputs "
-                f"{', '.join(names)}: use a .npz with one array per input name"
-            )
-        data = {names[0]: data[""]}
+    data = _name_unnamed(data, names, (
+        f"--input-data {path}: one unnamed array, but the model has inputs "
+        f"{', '.join(names)}: use a .npz with one array per input name"))
     missing = [n for n in names if n not in data]
     extra = [n for n in data if n not in names]
     if missing or extra:

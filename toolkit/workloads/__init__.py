@@ -15,7 +15,8 @@ REGISTRY: dict[str, Workload] = {
 }
 FRAMEWORKS = ("sklearn", "keras", "torch")
 # Each framework's native outputs that an ONNX export must reproduce.
-SCORES = {"sklearn": sklearn.scores, "keras": keras.scores, "torch": torch.scores}
+SCORES = {"sklearn": sklearn.native_scores, "keras": keras.native_scores,
+          "torch": torch.native_scores}
 
 
 def get(key: str) -> Workload:

@@ -58,7 +58,7 @@ class KerasWorkload(Workload):
         return model
 
     def scores(self, model: Any, x: np.ndarray) -> np.ndarray:
-        return scores(model, x)
+        return native_scores(model, x)
 
     def save(self, model: Any, directory: Path) -> Path:
         path = directory / f"model{self.artifact_suffix}"
@@ -66,7 +66,7 @@ class KerasWorkload(Workload):
         return path
 
 
-def scores(model: Any, x: np.ndarray) -> np.ndarray:
+def native_scores(model: Any, x: np.ndarray) -> np.ndarray:
     return np.asarray(model.predict(x, verbose=0))
 
 

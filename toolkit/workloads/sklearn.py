@@ -38,7 +38,7 @@ class SklearnWorkload(Workload):
         return model.fit(data.x_train, data.y_train)
 
     def scores(self, model: Any, x: np.ndarray) -> np.ndarray:
-        return scores(model, x)
+        return native_scores(model, x)
 
     def save(self, model: Any, directory: Path) -> Path:
         import joblib
@@ -48,7 +48,7 @@ class SklearnWorkload(Workload):
         return path
 
 
-def scores(model: Any, x: np.ndarray) -> np.ndarray:
+def native_scores(model: Any, x: np.ndarray) -> np.ndarray:
     """Class probabilities for a classifier (what its ONNX `probabilities` output holds), else
     the prediction."""
     if hasattr(model, "predict_proba"):

@@ -62,7 +62,7 @@ class TorchWorkload(Workload):
         return model.eval()
 
     def scores(self, model: Any, x: np.ndarray) -> np.ndarray:
-        return scores(model, x)
+        return native_scores(model, x)
 
     def save(self, model: Any, directory: Path) -> Path:
         import torch
@@ -72,7 +72,7 @@ class TorchWorkload(Workload):
         return path
 
 
-def scores(model: Any, x: np.ndarray) -> np.ndarray:
+def native_scores(model: Any, x: np.ndarray) -> np.ndarray:
     """The model's (first) output on x, computed without autograd."""
     import torch
 
