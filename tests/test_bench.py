@@ -143,6 +143,11 @@ def test_bench_native_file_exports_checks_parity_and_measures_both(
     assert ("onnxruntime", "run", 1) in got and ("onnxruntime", "run", 4) in got
     export = next(r for r in records if r["phase"] == "export")
     assert export["info"]["batch_free"] is True
+    # one ONNX file is kept, whichever exporter method produced it
+    assert [p.name for p in (tmp_path / "o").glob("*.onnx")] == ["model.onnx"]
+    if kind == "pt":  # the dynamo exporter cannot take TorchScript: the legacy one did
+        assert export["info"]["exporter"] == "torch.onnx legacy"
+        assert export["info"]["earlier_attempts"][0].startswith("torch.onnx dynamo failed")
 
 
 def test_export_cli_writes_a_checked_onnx_and_prints_parity(native_files, tmp_path):

@@ -5,6 +5,7 @@ Each yields records as it goes, so the worker can write them out before anything
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import sys
@@ -75,9 +76,7 @@ class MeasureSpec:
 def build(spec: BuildSpec) -> Iterator[Record]:
     """Train natively (timed), save the artifact, export to ONNX (timed), check parity."""
     from exporters import EXPORTERS
-    from exporters.parity import compare
     from toolkit import workloads
-    from toolkit.runners.onnxruntime import create_session, session_options
 
     workload = workloads.get(spec.workload)
     base = {"workload": workload.name, "framework": workload.framework}
@@ -102,26 +101,11 @@ def build(spec: BuildSpec) -> Iterator[Record]:
         },
     )
 
-    exporter = EXPORTERS[workload.framework]
-    attempts: list[str] = []
-    for method in exporter.methods:
-        try:
-            exported = exporter.export(
-                trained.model, data.x_test[:4], directory / "model.onnx", spec.opset, method
-            )
-        except ExportFailedError as exc:
-            attempts.append(str(exc))
-            continue
-        session = create_session(exported.path, "cpu", session_options(spec.threads, "all"))
-        outputs = session.run(None, {exported.input_name: data.x_test})
-        onnx_scores = np.asarray(outputs[exported.score_output])
-        parity = compare(native_scores, onnx_scores, data.task, spec.rtol, spec.atol)
-        if parity.passed or method == exporter.methods[-1]:
-            break
-        attempts.append(f"{method}: parity failed (max abs error {parity.max_abs:.3g})")
-    else:
-        reason = "; ".join(attempts)
-        yield Record(**base, phase="export", status="failed", reason=reason)
+    exported, parity, onnx_scores, attempts = export_checked(
+        EXPORTERS[workload.framework], trained.model, data.x_test, native_scores, data.task,
+        directory / "model.onnx", spec, require_free_batch=True)
+    if exported is None or parity is None or onnx_scores is None:
+        yield Record(**base, phase="export", status="failed", reason="; ".join(attempts))
         yield Record(**base, phase="parity", status="skipped", reason="no ONNX file: export failed")
         return
 
@@ -172,22 +156,9 @@ def build_file(spec: BuildFileSpec) -> Iterator[Record]:
     native_scores = SCORES[spec.framework](model, x)
     directory = Path(spec.out_dir)
     directory.mkdir(parents=True, exist_ok=True)
-    exporter = EXPORTERS[spec.framework]
-    onnx_path = Path(spec.onnx_out)
-    onnx_path.parent.mkdir(parents=True, exist_ok=True)
-    attempts: list[str] = []
-    exported = parity = None
-    for method in exporter.methods:
-        try:
-            exported = exporter.export(model, x[:4], onnx_path, spec.opset, method,
-                                       require_free_batch=False)
-        except ExportFailedError as exc:
-            attempts.append(str(exc))
-            continue
-        parity, onnx_scores = _parity(exported, x, native_scores, spec, _task(model, native_scores))
-        if parity.passed or method == exporter.methods[-1]:
-            break
-        attempts.append(f"{method}: parity failed (max abs error {parity.max_abs:.3g})")
+    exported, parity, _, attempts = export_checked(
+        EXPORTERS[spec.framework], model, x, native_scores, _task(model, native_scores),
+        Path(spec.onnx_out), spec, require_free_batch=False)
     inputs_path = directory / "inputs.npz"
     np.savez(inputs_path, **{(exported.input_name if exported else "input"): x})
     info = {"artifact": str(path), "inputs": str(inputs_path), "input_source": source,
@@ -217,14 +188,45 @@ def _task(model: Any, scores: np.ndarray) -> Task:
     return "multiclass" if scores.ndim == 2 and scores.shape[1] > 1 else "regression"
 
 
-def _parity(exported: Any, x: np.ndarray, native: np.ndarray, spec: Any, task: Task) -> Any:
+def export_checked(
+    exporter: Any, model: Any, x: np.ndarray, native_scores: np.ndarray, task: Task,
+    target: Path, spec: BuildSpec | BuildFileSpec, *, require_free_batch: bool,
+) -> tuple[Any, Any, np.ndarray | None, list[str]]:
+    """Try the exporter's methods in order, each into its own file, until one passes parity;
+    keep the first that passes, else the last that exported, as `target`.
+
+    Returns (exported, parity, ONNX scores, what went wrong with the methods tried before).
+    """
     from exporters.parity import compare
     from toolkit.runners.onnxruntime import create_session, session_options
 
-    session = create_session(exported.path, "cpu", session_options(spec.threads, "all"))
-    outputs = session.run(None, {exported.input_name: x})
-    scores = np.asarray(outputs[exported.score_output])
-    return compare(native, scores, task, spec.rtol, spec.atol), scores
+    target.parent.mkdir(parents=True, exist_ok=True)
+    attempts: list[str] = []
+    best: tuple[Any, Any, np.ndarray] | None = None
+    for method in exporter.methods:
+        candidate = target.with_name(f"{target.stem}.{method.replace(' ', '-')}.onnx")
+        try:
+            exported = exporter.export(model, x[:4], candidate, spec.opset, method,
+                                       require_free_batch=require_free_batch)
+        except ExportFailedError as exc:
+            attempts.append(str(exc))
+            continue
+        session = create_session(exported.path, "cpu", session_options(spec.threads, "all"))
+        scores = np.asarray(session.run(None, {exported.input_name: x})[exported.score_output])
+        best = (exported, compare(native_scores, scores, task, spec.rtol, spec.atol), scores)
+        if best[1].passed:
+            break
+        attempts.append(f"{method}: parity failed (max abs error {best[1].max_abs:.3g})")
+    for method in exporter.methods:  # keep one file: the chosen one, under its final name
+        candidate = target.with_name(f"{target.stem}.{method.replace(' ', '-')}.onnx")
+        if best is not None and candidate == best[0].path:
+            os.replace(candidate, target)
+        else:
+            candidate.unlink(missing_ok=True)
+    if best is None:
+        return None, None, None, attempts
+    exported, parity, scores = best
+    return dataclasses.replace(exported, path=target), parity, scores, attempts
 
 
 def native_input_specs(
