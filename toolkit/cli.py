@@ -284,6 +284,69 @@ def inspect(path: Annotated[Path, typer.Argument(help="an .onnx file")]) -> None
               highlight=False, markup=False)
 
 
+@app.command()
+def report(
+    results: Annotated[list[Path], typer.Argument(
+        help="results.json files; several (e.g. a CPU host and a GPU host) merge into one "
+        "report with the machine named on each option")],
+    formats: Annotated[str | None, typer.Option(
+        "--format", help="html, md, csv, comma-separated (default: all)")] = None,
+    out_dir: Annotated[Path | None, typer.Option(
+        "--out", help="folder for report.* (default: beside the first results file)")] = None,
+) -> None:
+    """Write the HTML, Markdown and CSV reports of one or more results files."""
+    from toolkit.report import parse_formats, write_reports
+
+    try:
+        _, written = write_reports(results, out_dir, parse_formats(formats))
+    except DeploybenchError as exc:
+        raise _fail(exc) from None
+    for path in written:
+        out.print(f"report:  {path}")
+
+
+@app.command()
+def compare(
+    base: Annotated[Path, typer.Argument(help="the reference results.json")],
+    new: Annotated[Path, typer.Argument(help="the results.json to judge")],
+    threshold: Annotated[str, typer.Option(
+        help="how much slower counts as a regression, e.g. 10%")] = "10%",
+    metric: Annotated[str, typer.Option(help="p50, mean, p90, p99 or min")] = "p50",
+    fmt: Annotated[str, typer.Option(
+        "--format", help="text, or md for a pull-request comment")] = "text",
+) -> None:
+    """Compare two runs case by case; exit code 1 when a case regressed beyond the threshold."""
+    from toolkit import compare as comparing
+    from toolkit.report.units import duration
+    from toolkit.results import load
+
+    try:
+        if fmt not in ("text", "md"):
+            raise BadInputError(f"--format {fmt!r}: choose text or md")
+        result = comparing.compare(load(base), load(new), comparing.parse_threshold(threshold),
+                                   metric)
+    except DeploybenchError as exc:
+        raise _fail(exc) from None
+    if fmt == "md":
+        out.print(comparing.render_markdown(result), markup=False, highlight=False)
+    else:
+        for warning in result.environment_warnings:
+            _warn(f"the runs differ: {warning}")
+        table = Table("case", f"base {metric}", f"new {metric}", "new/base", "verdict")
+        for row in result.rows:
+            style = "red" if row.verdict == "slower" else "green" if row.verdict == "faster" else ""
+            table.add_row(row.case, duration(row.base_ms / 1e3), duration(row.new_ms / 1e3),
+                          f"{row.ratio:.2f}", row.verdict, style=style)
+        out.print(table)
+        for title, cases in (("only in base", result.only_base), ("only in new", result.only_new)):
+            if cases:
+                out.print(f"{title}: {', '.join(cases)}", markup=False, highlight=False)
+        out.print(f"{len(result.regressed)} regressed of {len(result.rows)} matched cases "
+                  f"(threshold {result.threshold:.0%} on {metric}, beyond recorded noise)")
+    if result.regressed:
+        raise typer.Exit(1)
+
+
 @app.command("list")
 def list_workloads() -> None:
     """List the built-in workloads (framework/name) and whether each framework is installed."""

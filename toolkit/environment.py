@@ -109,6 +109,7 @@ def describe(with_providers: bool = True) -> dict[str, Any]:
     import psutil
 
     info: dict[str, Any] = {
+        "hostname": platform.node(),
         "python": platform.python_version(),
         "platform": platform.platform(),
         "machine": platform.machine(),

@@ -1,19 +1,77 @@
-"""Report writers: terminal (rich), Markdown. Each reads records; none measures anything."""
+"""Report writers: terminal (rich), Markdown, CSV, HTML. Each reads records; none measures."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-from toolkit.report import markdown
+from toolkit.errors import BadInputError
 from toolkit.report.summary import WorkloadSummary, summarise
-from toolkit.results import load
+from toolkit.results import Record, load
+
+FORMATS = ("html", "md", "csv")
 
 
-def write_reports(results_path: Path) -> tuple[list[WorkloadSummary], list[Path]]:
-    """Summarise a results.json and write the report files beside it."""
-    run, records = load(results_path)
-    sizes = run.get("suite", {}).get("batch_sizes", ())
-    summaries = summarise(records, sizes)
-    report = results_path.parent / "report.md"
-    report.write_text(markdown.render(summaries, run), encoding="utf-8")
-    return summaries, [report]
+@dataclass(frozen=True)
+class Run:
+    path: Path
+    info: dict[str, Any]
+    records: list[Record]
+    machine: str
+
+
+def load_runs(paths: Sequence[Path]) -> list[Run]:
+    """Results files, each named by the machine it ran on (hostname; `#2` where two share one)."""
+    runs: list[Run] = []
+    for path in paths:
+        info, records = load(path)
+        env = info.get("environment", {})
+        name = env.get("hostname") or env.get("cpu") or path.parent.name
+        taken = sum(1 for r in runs if r.machine.split(" #")[0] == name)
+        runs.append(Run(path, info, records, name if not taken else f"{name} #{taken + 1}"))
+    return runs
+
+
+def parse_formats(value: str | None) -> tuple[str, ...]:
+    if value is None:
+        return FORMATS
+    chosen = tuple(v.strip() for v in value.split(",") if v.strip())
+    unknown = [f for f in chosen if f not in FORMATS]
+    if unknown or not chosen:
+        raise BadInputError(f"--format {value!r}: choose from {', '.join(FORMATS)}")
+    return chosen
+
+
+def write_reports(
+    paths: Path | Sequence[Path], out_dir: Path | None = None,
+    formats: Sequence[str] = FORMATS,
+) -> tuple[list[WorkloadSummary], list[Path]]:
+    """Summarise one or more results files (several machines merge, each option naming its
+    machine) and write report.<format> files into `out_dir` (default: beside the first)."""
+    from toolkit.report import csv, html, markdown
+
+    runs = load_runs([paths] if isinstance(paths, Path) else list(paths))
+    records = [r for run in runs for r in run.records]
+    machines = [run.machine for run in runs for _ in run.records]
+    sizes = sorted({b for run in runs for b in run.info.get("suite", {}).get("batch_sizes", ())})
+    summaries = summarise(records, sizes, machines)
+    target = out_dir or runs[0].path.parent
+    try:
+        target.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise BadInputError(f"--out {target}: cannot write there ({exc.strerror})") from None
+    infos = [run.info for run in runs]
+    names = [run.machine for run in runs]
+    writers = {
+        "md": lambda: markdown.render(summaries, infos, names),
+        "csv": lambda: csv.render((run.machine, run.records) for run in runs),
+        "html": lambda: html.render(summaries, infos, names),
+    }
+    written = []
+    for fmt in formats:
+        path = target / f"report.{fmt}"
+        path.write_text(writers[fmt](), encoding="utf-8")
+        written.append(path)
+    return summaries, written

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from toolkit.report.summary import (
@@ -15,23 +15,24 @@ from toolkit.report.summary import (
 from toolkit.report.units import duration, rate
 
 
-def render(summaries: list[WorkloadSummary], run: Mapping[str, Any]) -> str:
+def render(summaries: list[WorkloadSummary], runs: Sequence[Mapping[str, Any]],
+           machines: Sequence[str]) -> str:
     lines = ["# deploybench report", ""]
-    env = run.get("environment", {})
-    suite = run.get("suite", {})
-    lines += [
-        f"- suite: `{suite.get('name', '?')}`, started {run.get('started')}, finished "
-        f"{run.get('finished') or 'not finished'}"
-        + (" (interrupted)" if run.get("interrupted") else ""),
-        f"- machine: {env.get('cpu', '?')}, {env.get('physical_cores', '?')} physical cores, "
-        f"{env.get('memory_gb', '?')} GB, GPU: {', '.join(env.get('gpus') or []) or 'none'}",
-        f"- threads per runtime: {suite.get('threads', '?')}; ONNX Runtime graph optimisation: "
-        f"{suite.get('optimization', '?')}",
-        "- versions: " + ", ".join(f"{k} {v}" for k, v in env.get("versions", {}).items()),
-        "",
-        "## Headlines",
-        "",
-    ]
+    for run, machine in zip(runs, machines, strict=True):
+        env = run.get("environment", {})
+        suite = run.get("suite", {})
+        lines += [
+            f"- **{machine}**: suite `{suite.get('name', '?')}`, started {run.get('started')}, "
+            f"finished {run.get('finished') or 'not finished'}"
+            + (" (interrupted)" if run.get("interrupted") else ""),
+            f"  - machine: {env.get('cpu', '?')}, {env.get('physical_cores', '?')} physical "
+            f"cores, {env.get('memory_gb', '?')} GB, GPU: "
+            f"{', '.join(env.get('gpus') or []) or 'none'}",
+            f"  - threads per runtime: {suite.get('threads', '?')}; ONNX Runtime graph "
+            f"optimisation: {suite.get('optimization', '?')}",
+            "  - versions: " + ", ".join(f"{k} {v}" for k, v in env.get("versions", {}).items()),
+        ]
+    lines += ["", "## Headlines", ""]
     lines += [f"- {s.headline()}" for s in summaries]
     for summary in summaries:
         lines += ["", f"## {summary.key}", ""] + _workload(summary)

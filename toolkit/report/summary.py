@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from toolkit.report.units import duration, ratio
+from toolkit.report.units import duration, rate, ratio
 from toolkit.results import Parity, Record
 
 
@@ -28,6 +28,11 @@ class Option:
     warnings: dict[str, list[int]] = field(default_factory=dict)  # warning -> batch sizes
     # "skipped: why" or "failed: why" -> the batch sizes it kept from being measured
     unmeasured: dict[str, list[int]] = field(default_factory=dict)
+    first_call_s: float | None = None  # the first inference, right after loading
+    load_s: float | None = None  # session creation / model load of its child
+    import_s: float | None = None  # importing the runtime in its child
+    peak_rss_mb: float | None = None
+    gpu_mb: float | None = None
 
     @property
     def trusted(self) -> bool:
@@ -54,11 +59,15 @@ class WorkloadSummary:
         timed = [o for o in self.options if o.trusted and batch_size in o.p50_ms]
         return min(timed, key=lambda o: o.p50_ms[batch_size], default=None)
 
+    def headline_batch(self) -> int:
+        """The smallest batch size that was measured (1 in the usual case)."""
+        measured = [b for b in self.batch_sizes if any(b in o.p50_ms for o in self.options)]
+        return measured[0] if measured else (self.batch_sizes or [1])[0]
+
     def headline(self) -> str:
         """The seed article's point, quantified for this workload, at the smallest batch size
         that was measured."""
-        measured = [b for b in self.batch_sizes if any(b in o.p50_ms for o in self.options)]
-        batch = measured[0] if measured else (self.batch_sizes or [1])[0]
+        batch = self.headline_batch()
         best = self.fastest(batch)
         what = "one prediction" if batch == 1 else f"one call of {batch} rows"
         parts = []
@@ -86,26 +95,47 @@ def option_label(record: Record) -> str:
         f"onnxruntime {record.variant} {record.provider}")
 
 
-def summarise(records: Iterable[Record], batch_sizes: Iterable[int] = ()) -> list[WorkloadSummary]:
+def summarise(
+    records: Iterable[Record], batch_sizes: Iterable[int] = (),
+    machines: Iterable[str] | None = None,
+) -> list[WorkloadSummary]:
+    """Per workload, the options and the gap. With `machines` (one name per record, from runs
+    on several hosts), each option's label names its machine."""
     records = list(records)
+    hosts = list(machines) if machines is not None else [""] * len(records)
+    several = len(set(hosts)) > 1
     sizes = sorted(set(batch_sizes) | {r.batch_size for r in records
                                        if r.phase == "infer" and r.batch_size is not None})
     summaries: dict[str, WorkloadSummary] = {}
-    for record in records:
+    loads: dict[tuple[str, str, str, str], Record] = {}
+    for record, host in zip(records, hosts, strict=True):
         key = f"{record.framework}/{record.workload}"
         summary = summaries.setdefault(key, WorkloadSummary(key, sizes))
-        if record.phase in ("train", "export", "parity"):
+        if record.phase in ("train", "export", "parity") and getattr(summary, record.phase) is None:
             setattr(summary, record.phase, record)
         if record.status != "ok" and record.phase not in ("infer", "load"):
             summary.problems.append(f"{record.phase} {record.status}: {record.reason}")
-        if record.phase != "infer":
+        if record.phase == "load" and record.ok:
+            loads[(key, record.runtime, record.provider, host)] = record
+        if record.phase not in ("infer", "first_inference"):
             continue
-        label = option_label(record)
+        label = option_label(record) + (f" @{host}" if several else "")
         option = next((o for o in summary.options if o.label == label), None)
         if option is None:
             option = Option(label, record.runtime, record.variant, record.provider)
             summary.options.append(option)
+            load = loads.get((key, record.runtime, record.provider, host))
+            if load is not None:
+                option.load_s = load.seconds
+                option.import_s = load.info.get("import_seconds")
+        if record.phase == "first_inference":
+            option.first_call_s = record.seconds if record.ok else option.first_call_s
+            continue
         option.parity = option.parity or record.parity
+        for name in ("peak_rss_mb", "gpu_mb"):
+            value = getattr(record, name)
+            if value is not None:
+                setattr(option, name, max(value, getattr(option, name) or 0.0))
         if record.ok and record.stats is not None and record.batch_size is not None:
             option.p50_ms[record.batch_size] = record.stats.p50_ms
             if record.throughput_rows_s is not None:
@@ -160,3 +190,37 @@ def timing_cell(option: Option, batch: int) -> str:
     if not option.idiomatic and batch in option.speedup:
         text += f" {ratio(option.speedup[batch])}"
     return text
+
+
+@dataclass(frozen=True)
+class Decision:
+    """The option to pick for one goal, and the options that could not be picked, with why."""
+
+    goal: str  # "latency" or "throughput"
+    batch_size: int
+    pick: Option | None
+    figure: str  # the pick's p50, or its rows per second
+    speedup: float | None  # over the idiomatic native call at the same batch size
+    ruled_out: list[str]
+
+
+def decisions(summary: WorkloadSummary) -> list[Decision]:
+    """For latency (the smallest batch measured) and throughput (the largest), the fastest option
+    whose parity passed."""
+    measured = [b for b in summary.batch_sizes if any(b in o.p50_ms for o in summary.options)]
+    if not measured:
+        return []
+    ruled_out = [f"{o.label}: parity failed ({parity_text(o.parity, o.runtime)})"
+                 for o in summary.options if not o.trusted]
+    ruled_out += unmeasured_lines(summary)
+    found = []
+    for goal, batch in (("latency", measured[0]), ("throughput", measured[-1])):
+        trusted = [o for o in summary.options if o.trusted and batch in o.p50_ms]
+        pick = min(trusted, key=lambda o: o.p50_ms[batch], default=None)
+        if pick is None:
+            found.append(Decision(goal, batch, None, "-", None, ruled_out))
+            continue
+        figure = (duration(pick.p50_ms[batch] / 1e3) if goal == "latency"
+                  else rate(pick.throughput.get(batch)))
+        found.append(Decision(goal, batch, pick, figure, pick.speedup.get(batch), ruled_out))
+    return found

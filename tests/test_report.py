@@ -1,0 +1,123 @@
+"""Reports from a real run: CSV, self-contained HTML (rendered in Chromium where it exists),
+merging runs from two machines, and compare's verdicts and exit codes."""
+
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from toolkit.report import write_reports
+from toolkit.report.csv import COLUMNS
+
+CliRunner = pytest.importorskip("typer.testing").CliRunner
+app = pytest.importorskip("toolkit.cli").app
+runner = CliRunner()
+
+
+@pytest.fixture()
+def results(tiny_run) -> Path:
+    proc, out = tiny_run
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return out / "results.json"
+
+
+def test_run_writes_every_format(results):
+    for name in ("report.html", "report.md", "report.csv"):
+        assert (results.parent / name).exists()
+
+
+def test_csv_has_one_row_per_record_with_stable_columns(results, tmp_path):
+    _, (path,) = write_reports(results, tmp_path, ["csv"])
+    with path.open() as handle:
+        reader = csv.DictReader(handle)
+        assert tuple(reader.fieldnames or ()) == COLUMNS
+        rows = list(reader)
+    records = json.loads(results.read_text())["records"]
+    assert len(rows) == len(records)
+    timed = [r for r in rows if r["phase"] == "infer" and r["status"] == "ok"]
+    assert timed and all(float(r["p50_ms"]) > 0 and int(r["n"]) >= 3 for r in timed)
+
+
+def test_html_is_self_contained_with_charts_and_decisions(results, tmp_path):
+    _, (path,) = write_reports(results, tmp_path, ["html"])
+    page = path.read_text()
+    assert page.count("<svg") >= 3
+    assert "The gap: training against one prediction" in page
+    assert "latency, batch 1" in page and "throughput, batch 4" in page
+    assert "Cold start and memory" in page
+    for external in ("<script", "<link", "src=\"http", "url(http", "@import"):
+        assert external not in page
+
+
+def test_two_machines_merge_with_the_machine_named(results, tmp_path):
+    other = tmp_path / "other.json"
+    payload = json.loads(results.read_text())
+    payload["run"]["environment"]["hostname"] = "gpu-host"
+    other.write_text(json.dumps(payload))
+    result = runner.invoke(app, ["report", str(results), str(other), "--format", "md",
+                                 "--out", str(tmp_path / "merged")])
+    assert result.exit_code == 0, result.output
+    text = (tmp_path / "merged" / "report.md").read_text()
+    assert "@gpu-host" in text and "**gpu-host**" in text
+
+
+def slowed(results: Path, tmp_path: Path, factor: float, case: tuple[str, str, int]) -> Path:
+    payload = json.loads(results.read_text())
+    for record in payload["records"]:
+        if (record["phase"], record["status"]) == ("infer", "ok") and (
+                record["workload"], record["variant"], record["batch_size"]) == case:
+            stats = record["stats"]
+            for key in ("mean_ms", "min_ms", "p50_ms", "p90_ms", "p95_ms", "p99_ms", "max_ms"):
+                stats[key] *= factor
+            stats["samples_ms"] = [v * factor for v in stats["samples_ms"]]
+    path = tmp_path / f"slow{factor}.json"
+    path.write_text(json.dumps(payload))
+    return path
+
+
+def test_compare_exits_0_when_nothing_regressed(results):
+    result = runner.invoke(app, ["compare", str(results), str(results)], terminal_width=250)
+    assert result.exit_code == 0, result.output
+    assert "0 regressed" in result.output
+
+
+def test_compare_exits_1_and_names_the_regressed_case(results, tmp_path):
+    slow = slowed(results, tmp_path, 5.0, ("seed-linreg", "run", 4))
+    result = runner.invoke(app, ["compare", str(results), str(slow), "--format", "md"])
+    assert result.exit_code == 1, result.output
+    assert "1 regressed" in result.output
+    assert "sklearn/seed-linreg onnxruntime run cpu b=4" in result.output
+    faster = runner.invoke(app, ["compare", str(slow), str(results)], terminal_width=250)
+    assert faster.exit_code == 0 and "faster" in faster.output
+
+
+def test_compare_rejects_bad_values(results):
+    bad = runner.invoke(app, ["compare", str(results), str(results), "--threshold", "lots"])
+    assert bad.exit_code == 2 and "--threshold 'lots'" in bad.output
+    bad = runner.invoke(app, ["compare", str(results), str(results), "--metric", "median"])
+    assert bad.exit_code == 2 and "--metric 'median'" in bad.output
+
+
+def test_the_html_report_renders_in_a_real_browser(results, tmp_path):
+    browser = shutil.which("chromium") or shutil.which("chromium-browser")
+    if browser is None:
+        pytest.skip("Chromium is not installed (.ci/run installs Debian's chromium)")
+    matplotlib_image = pytest.importorskip("matplotlib.image")
+    _, (page,) = write_reports(results, tmp_path, ["html"])
+    shot = tmp_path / "shot.png"
+    subprocess.run(
+        [browser, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+         "--disable-component-update", "--disable-sync", "--no-first-run",
+         f"--user-data-dir={tmp_path / 'profile'}", "--window-size=1200,1600",
+         f"--screenshot={shot}", page.as_uri()],
+        capture_output=True, timeout=120, check=False,
+    )
+    assert shot.exists(), "Chromium wrote no screenshot"
+    pixels = matplotlib_image.imread(str(shot))[..., :3]
+    inked = (pixels.mean(axis=2) < 0.9).mean()
+    assert inked > 0.02, f"the page looks blank ({inked:.1%} of pixels are not white)"

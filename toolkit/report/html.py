@@ -1,0 +1,161 @@
+"""report.html: one self-contained page (inline CSS and SVG charts; nothing fetched) for the
+people who choose how a model is served."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from html import escape
+from typing import Any
+
+from toolkit.report import plots
+from toolkit.report.summary import (
+    Option,
+    WorkloadSummary,
+    decisions,
+    parity_text,
+    timing_cell,
+    unmeasured_lines,
+    warning_lines,
+)
+from toolkit.report.units import duration, rate, ratio
+
+STYLE = """
+body { font-family: system-ui, sans-serif; margin: 2rem auto; max-width: 70rem; color: #222;
+       padding: 0 1rem; }
+h1 { font-size: 1.6rem; } h2 { margin-top: 2.5rem; border-bottom: 1px solid #ccc; }
+h3 { font-size: 1.05rem; margin-bottom: .3rem; }
+table { border-collapse: collapse; margin: .5rem 0 1rem; font-size: .9rem; }
+th, td { border: 1px solid #ddd; padding: .25rem .55rem; text-align: left; vertical-align: top; }
+td.num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
+th { background: #f4f4f4; } .bad { color: #b00020; } .note { color: #666; font-size: .85rem; }
+.headline { font-weight: 600; font-size: 1.05rem; } .chart svg { max-width: 100%; height: auto; }
+.decision td:first-child { font-weight: 600; }
+"""
+
+
+def render(summaries: Sequence[WorkloadSummary], runs: Sequence[Mapping[str, Any]],
+           machines: Sequence[str]) -> str:
+    parts = ["<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
+             "<title>deploybench report</title>", f"<style>{STYLE}</style></head><body>",
+             "<h1>deploybench report</h1>"]
+    parts += _environment(runs, machines)
+    parts += ["<h2>Headlines</h2><ul>"]
+    parts += [f'<li class="headline">{escape(s.headline())}</li>' for s in summaries]
+    parts += ["</ul>"]
+    for summary in summaries:
+        parts += _workload(summary)
+    parts += ["</body></html>"]
+    return "\n".join(parts) + "\n"
+
+
+def _environment(runs: Sequence[Mapping[str, Any]], machines: Sequence[str]) -> list[str]:
+    out = ["<h2>Where these numbers come from</h2>"]
+    for run, machine in zip(runs, machines, strict=True):
+        env = run.get("environment", {})
+        suite = run.get("suite", {})
+        state = "interrupted" if run.get("interrupted") else (
+            "finished" if run.get("finished") else "not finished")
+        out.append(f"<h3>{escape(machine)}</h3><table>")
+        rows = [
+            ("run", f"suite {suite.get('name', '?')}, started {run.get('started')}, {state}"),
+            ("CPU", f"{env.get('cpu', '?')}, {env.get('physical_cores', '?')} physical cores, "
+                    f"{env.get('memory_gb', '?')} GB"),
+            ("GPU", ", ".join(env.get("gpus") or []) or "none"),
+            ("threads per runtime", str(suite.get("threads", "?"))),
+            ("ONNX Runtime graph optimisation", str(suite.get("optimization", "?"))),
+            ("versions", ", ".join(f"{k} {v}" for k, v in env.get("versions", {}).items())),
+        ]
+        rows += [(f"provider {p}", why) for p, why in env.get("providers", {}).items()]
+        out += [f"<tr><th>{escape(k)}</th><td>{escape(v)}</td></tr>" for k, v in rows]
+        out.append("</table>")
+    return out
+
+
+def _workload(summary: WorkloadSummary) -> list[str]:
+    out = [f"<h2>{escape(summary.key)}</h2>",
+           f'<p class="headline">{escape(summary.headline())}</p>']
+    out += _decision_table(summary)
+    for title, svg in (("The gap: training against one prediction", plots.gap_chart(summary)),
+                       ("Latency against batch size", plots.batch_chart(summary, False)),
+                       ("Throughput against batch size", plots.batch_chart(summary, True))):
+        if svg:
+            out += [f"<h3>{title}</h3>", f'<div class="chart">{svg}</div>']
+    out += _options_table(summary)
+    out += _cold_and_memory_table(summary)
+    out += _parity_table(summary)
+    notes = summary.problems + unmeasured_lines(summary) + [f"! {w}" for w in
+                                                            warning_lines(summary)]
+    if notes:
+        out += ["<h3>Notes</h3><ul>"] + [f'<li class="note">{escape(n)}</li>' for n in notes]
+        out.append("</ul>")
+    return out
+
+
+def _decision_table(summary: WorkloadSummary) -> list[str]:
+    found = decisions(summary)
+    if not found:
+        return ['<p class="bad">Nothing was measured.</p>']
+    out = ['<table class="decision"><tr><th>goal</th><th>pick</th><th>figure</th>'
+           "<th>speed-up over the idiomatic call</th><th>ruled out</th></tr>"]
+    for decision in found:
+        what = (f"latency, batch {decision.batch_size}" if decision.goal == "latency"
+                else f"throughput, batch {decision.batch_size}")
+        pick = escape(decision.pick.label) if decision.pick else "no option passed parity"
+        ruled = "<br>".join(escape(r) for r in decision.ruled_out) or "none"
+        out.append(f"<tr><td>{what}</td><td>{pick}</td><td class='num'>"
+                   f"{escape(decision.figure)}</td><td class='num'>{ratio(decision.speedup)}"
+                   f"</td><td class='note'>{ruled}</td></tr>")
+    out.append("</table>")
+    return out
+
+
+def _timed(summary: WorkloadSummary) -> list[Option]:
+    return [o for o in summary.options if o.p50_ms]
+
+
+def _options_table(summary: WorkloadSummary) -> list[str]:
+    sizes = summary.batch_sizes
+    out = ["<h3>Every option</h3><table><tr><th>option</th>"]
+    out += [f"<th>batch {b}: p50, speed-up</th>" for b in sizes]
+    out += [f"<th>rows/s at batch {sizes[-1]}</th><th>parity</th></tr>" if sizes else "</tr>"]
+    for option in _timed(summary):
+        css = "" if option.trusted else ' class="bad"'
+        cells = [f"<td{css}>{escape(option.label)}{' (idiomatic)' if option.idiomatic else ''}"
+                 "</td>"]
+        cells += [f"<td class='num'>{escape(timing_cell(option, b))}</td>" for b in sizes]
+        if sizes:
+            cells.append(f"<td class='num'>{rate(option.throughput.get(sizes[-1]))}</td>")
+            cells.append(f"<td{css}>{escape(parity_text(option.parity, option.runtime))}</td>")
+        out.append("<tr>" + "".join(cells) + "</tr>")
+    out.append("</table>")
+    return out
+
+
+def _cold_and_memory_table(summary: WorkloadSummary) -> list[str]:
+    out = ["<h3>Cold start and memory</h3><table><tr><th>option</th><th>import</th>"
+           "<th>load</th><th>first call</th><th>peak RSS</th><th>GPU memory</th></tr>"]
+    for option in _timed(summary):
+        cells = [escape(option.label), duration(option.import_s), duration(option.load_s),
+                 duration(option.first_call_s),
+                 f"{option.peak_rss_mb:,.0f} MB" if option.peak_rss_mb else "-",
+                 f"{option.gpu_mb:,.0f} MB" if option.gpu_mb else "-"]
+        out.append("<tr><td>" + "</td><td class='num'>".join(cells) + "</td></tr>")
+    out.append("</table>")
+    return out
+
+
+def _parity_table(summary: WorkloadSummary) -> list[str]:
+    parity = summary.parity
+    if parity is None or parity.parity is None:
+        return []
+    p = parity.parity
+    agree = "-" if p.label_agreement is None else f"{p.label_agreement:.2%}"
+    info = parity.info
+    quality = ""
+    if "native_quality" in info and "onnx_quality" in info:
+        quality = (f"; test {info.get('metric')}: native {info['native_quality']:.4f}, ONNX "
+                   f"{info['onnx_quality']:.4f}")
+    verdict = "passed" if p.passed else '<span class="bad">FAILED</span>'
+    return [f"<h3>Parity</h3><p>{verdict} on {p.rows} held-out rows: max abs error "
+            f"{p.max_abs:.2e}, max rel error {p.max_rel:.2e}, labels agree {agree} (rtol "
+            f"{p.rtol:g}, atol {p.atol:g}){escape(quality)}</p>"]

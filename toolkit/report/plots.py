@@ -1,0 +1,87 @@
+"""The HTML report's charts, drawn with matplotlib to inline SVG (text kept as text, no fonts
+fetched, nothing external)."""
+
+from __future__ import annotations
+
+import io
+import re
+
+from toolkit.report.summary import WorkloadSummary
+from toolkit.report.units import duration
+
+WIDTH_IN = 7.5
+
+
+def _svg(figure) -> str:  # type: ignore[no-untyped-def]
+    buffer = io.StringIO()
+    figure.savefig(buffer, format="svg", bbox_inches="tight")
+    import matplotlib.pyplot as plt
+
+    plt.close(figure)
+    text = buffer.getvalue()
+    text = re.sub(r"^<\?xml[^>]*>\s*(<!DOCTYPE[^>]*>\s*)?", "", text)  # inline, not a document
+    return re.sub(r"<metadata>.*?</metadata>", "", text, flags=re.S)
+
+
+def _pyplot():  # type: ignore[no-untyped-def]
+    import matplotlib
+
+    matplotlib.use("Agg")
+    matplotlib.rcParams["svg.fonttype"] = "none"
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def gap_chart(summary: WorkloadSummary) -> str | None:
+    """Log-scale bars: training time, then one prediction (smallest batch) with each option."""
+    batch = summary.headline_batch()
+    bars: list[tuple[str, float, str]] = []
+    if summary.train is not None and summary.train.ok and summary.train.seconds:
+        bars.append(("training", summary.train.seconds, "#888888"))
+    for option in summary.options:
+        if batch in option.p50_ms:
+            colour = "#d62728" if not option.trusted else (
+                "#1f77b4" if option.runtime == "native" else "#2ca02c")
+            bars.append((option.label, option.p50_ms[batch] / 1e3, colour))
+    if len(bars) < 2:
+        return None
+    plt = _pyplot()
+    figure, axes = plt.subplots(figsize=(WIDTH_IN, 0.45 * len(bars) + 1.0))
+    labels = [b[0] for b in bars]
+    values = [b[1] for b in bars]
+    axes.barh(range(len(bars)), values, color=[b[2] for b in bars])
+    axes.set_yticks(range(len(bars)), labels)
+    axes.invert_yaxis()
+    axes.set_xscale("log")
+    axes.set_xlabel(f"seconds (log scale); predictions at batch {batch}")
+    for index, value in enumerate(values):
+        axes.text(value, index, f" {duration(value)}", va="center", fontsize=8)
+    axes.set_xlim(min(values) / 3, max(values) * 20)
+    axes.grid(axis="x", which="major", alpha=0.3)
+    return _svg(figure)
+
+
+def batch_chart(summary: WorkloadSummary, throughput: bool) -> str | None:
+    """One line per option: p50 latency (or rows per second) against batch size, log-log."""
+    series = [(o, o.throughput if throughput else {b: v / 1e3 for b, v in o.p50_ms.items()})
+              for o in summary.options]
+    series = [(o, values) for o, values in series if len(values) >= 2]
+    if not series:
+        return None
+    plt = _pyplot()
+    figure, axes = plt.subplots(figsize=(WIDTH_IN, 3.6))
+    for option, values in series:
+        sizes = sorted(values)
+        style = "-" if option.trusted else ":"
+        axes.plot(sizes, [values[b] for b in sizes], style, marker="o", label=option.label)
+    axes.set_xscale("log", base=2)
+    sizes_all = sorted({b for _, values in series for b in values})
+    axes.set_xticks(sizes_all, [str(b) for b in sizes_all])
+    axes.minorticks_off()
+    axes.set_yscale("log")
+    axes.set_xlabel("batch size (rows per call)")
+    axes.set_ylabel("rows per second" if throughput else "p50 latency per call (s)")
+    axes.grid(alpha=0.3, which="both")
+    axes.legend(fontsize=8, loc="best")
+    return _svg(figure)
