@@ -54,6 +54,19 @@ def test_html_is_self_contained_with_charts_and_decisions(results, tmp_path):
         assert external not in page
 
 
+def test_flops_and_percent_of_peak_for_onnx_cases(results, tmp_path):
+    records = json.loads(results.read_text())["records"]
+    ort = [r for r in records if r["runtime"] == "onnxruntime" and r["phase"] == "infer"
+           and r["status"] == "ok" and r["framework"] in ("torch", "keras")]
+    assert ort and all(r["info"]["flops_per_row"] > 0 for r in ort)
+    run = json.loads(results.read_text())["run"]
+    assert run["environment"]["peak_gflops"] > 0
+    _, (path,) = write_reports(results, tmp_path, ["html"])
+    page = path.read_text()
+    assert "FLOPs per row, counted from the ONNX graph" in page
+    assert "GFLOP/s, " in page and "%</td>" in page
+
+
 def test_two_machines_merge_with_the_machine_named(results, tmp_path):
     other = tmp_path / "other.json"
     payload = json.loads(results.read_text())

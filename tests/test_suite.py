@@ -44,6 +44,21 @@ def test_bad_suites_name_the_value(raw, message):
     assert message in str(info.value) and str(info.value).startswith("s.toml")
 
 
+def test_shards_split_the_workloads_without_overlap():
+    from toolkit.suite import take_shard
+
+    full = load_suite("full")
+    shares = [take_shard(full, f"{i}/3") for i in (1, 2, 3)]
+    keys = [k for share in shares for k in share.workloads]
+    assert sorted(keys) == sorted(full.workloads) and len(keys) == len(set(keys))
+    assert shares[1].shard == "2/3"
+    for bad in ("0/3", "4/3", "x", "1/0"):
+        with pytest.raises(BadInputError, match="--shard"):
+            take_shard(full, bad)
+    with pytest.raises(BadInputError, match="share 12 of 12 is empty"):
+        take_shard(full, "12/12")
+
+
 def test_missing_and_invalid_suite_files(tmp_path):
     with pytest.raises(BadInputError, match="not found"):
         load_suite(str(tmp_path / "none.toml"))

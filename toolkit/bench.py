@@ -101,7 +101,7 @@ def bench(
         {"suite": dataclasses.asdict(suite), "model": str(request.path.resolve()),
          "model_kind": model.kind, "argv": list(argv), "started": _now(), "finished": None,
          "interrupted": False, "input_warnings": checked.warnings,
-         "environment": environment.describe()},
+         "environment": environment.describe(with_peak=True)},
     )
     results.save()
     ident = {"workload": model.name, "framework": model.framework}

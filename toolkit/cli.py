@@ -13,7 +13,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from toolkit import environment, workloads
+from toolkit import environment, history, workloads
 from toolkit.errors import BadInputError, DeploybenchError
 from toolkit.report import terminal
 
@@ -84,6 +84,10 @@ def run(
         "--out", help="output folder (default results/<UTC time>)")] = None,
     resume: Annotated[Path | None, typer.Option(
         help="finish an interrupted run in this folder: only its missing steps run")] = None,
+    shard: Annotated[str | None, typer.Option(
+        help="i/n: run the i-th of n shares of the suite's workloads (split across hosts; "
+        "merge with deploybench report a.json b.json)")] = None,
+    history_path: HistoryOption = None,
 ) -> None:
     """Run a suite: train, export, check parity, time native vs ONNX Runtime; write reports."""
     from toolkit import pipeline
@@ -97,7 +101,8 @@ def run(
                     ("--suite", suite), ("--frameworks", frameworks), ("--workloads", workloads_),
                     ("--providers", providers), ("--batch-sizes", batch_sizes),
                     ("--threads", threads), ("--optimization", optimization),
-                    ("--timeout", timeout), ("--out", out_dir)) if value is not None]
+                    ("--timeout", timeout), ("--out", out_dir), ("--shard", shard))
+                    if value is not None]
                 if given:
                     raise BadInputError(
                         f"--resume runs the suite stored in {resume}; drop {', '.join(given)}")
@@ -109,17 +114,19 @@ def run(
                     frameworks=_csv(frameworks, "--frameworks"),
                     providers=_csv(providers, "--providers"),
                     batch_sizes=_ints(batch_sizes, "--batch-sizes"),
-                    threads=threads, optimization=optimization, timeout_s=timeout,
+                    threads=threads, optimization=optimization, timeout_s=timeout, shard=shard,
                 )
                 outcome = pipeline.run_suite(chosen, out_dir or pipeline.default_out_dir(),
                                              argv=sys.argv, progress=progress)
         summaries, written = write_reports(outcome.results_path)
+        run_id, database = history.remember(outcome.results_path, history_path)
     except DeploybenchError as exc:
         raise _fail(exc) from None
     terminal.render(summaries, out)
     out.print(f"results: {outcome.results_path}")
     for path in written:
         out.print(f"report:  {path}")
+    out.print(f"history: run {run_id} in {database}")
     if outcome.interrupted:
         err.print(f"interrupted: finished steps are kept; continue with "
                   f"deploybench run --resume {outcome.results_path.parent}")
@@ -148,6 +155,9 @@ def _progress_bar() -> Iterator[Callable[[int, int, str], None]]:
             bar.stop()
 
 
+HistoryOption = Annotated[Path | None, typer.Option(
+    "--history", help="the history database (default: ~/.local/share/deploybench/"
+    "history.sqlite)")]
 ProvidersOption = Annotated[str | None, typer.Option(
     "--providers", help="cpu, cuda, tensorrt, comma-separated (default cpu)")]
 ShapeOption = Annotated[list[str] | None, typer.Option(
@@ -177,6 +187,7 @@ def bench(
     trust_pickle: TrustOption = False,
     out_dir: Annotated[Path | None, typer.Option(
         "--out", help="output folder (default results/<UTC time>)")] = None,
+    history_path: HistoryOption = None,
 ) -> None:
     """Benchmark your own model file (ONNX or native) on each provider and batch size.
 
@@ -196,6 +207,7 @@ def bench(
             outcome = bench_module.bench(request, suite, out_dir or pipeline.default_out_dir(),
                                          argv=sys.argv, progress=progress)
         summaries, written = write_reports(outcome.results_path)
+        run_id, database = history.remember(outcome.results_path, history_path)
     except DeploybenchError as exc:
         raise _fail(exc) from None
     for warning in _run_warnings(outcome.results_path):
@@ -204,6 +216,7 @@ def bench(
     out.print(f"results: {outcome.results_path}")
     for report in written:
         out.print(f"report:  {report}")
+    out.print(f"history: run {run_id} in {database}")
     if outcome.interrupted:
         raise typer.Exit(130)
 
@@ -307,24 +320,25 @@ def report(
 
 @app.command()
 def compare(
-    base: Annotated[Path, typer.Argument(help="the reference results.json")],
-    new: Annotated[Path, typer.Argument(help="the results.json to judge")],
+    base: Annotated[str, typer.Argument(help="the reference: a results.json or a history run id")],
+    new: Annotated[str, typer.Argument(help="the run to judge: a results.json or a run id")],
     threshold: Annotated[str, typer.Option(
         help="how much slower counts as a regression, e.g. 10%")] = "10%",
     metric: Annotated[str, typer.Option(help="p50, mean, p90, p99 or min")] = "p50",
     fmt: Annotated[str, typer.Option(
         "--format", help="text, or md for a pull-request comment")] = "text",
+    history_path: HistoryOption = None,
 ) -> None:
     """Compare two runs case by case; exit code 1 when a case regressed beyond the threshold."""
     from toolkit import compare as comparing
     from toolkit.report.units import duration
-    from toolkit.results import load
 
     try:
         if fmt not in ("text", "md"):
             raise BadInputError(f"--format {fmt!r}: choose text or md")
-        result = comparing.compare(load(base), load(new), comparing.parse_threshold(threshold),
-                                   metric)
+        result = comparing.compare(history.resolve(base, history_path),
+                                   history.resolve(new, history_path),
+                                   comparing.parse_threshold(threshold), metric)
     except DeploybenchError as exc:
         raise _fail(exc) from None
     if fmt == "md":
@@ -347,6 +361,39 @@ def compare(
         raise typer.Exit(1)
 
 
+@app.command("history")
+def history_command(
+    workload: Annotated[str | None, typer.Option(
+        help="only runs with this workload, and the trend of each of its cases")] = None,
+    limit: Annotated[int, typer.Option(help="how many runs, newest first")] = 20,
+    history_path: HistoryOption = None,
+) -> None:
+    """List the stored runs and, for a workload, how each case moved across them."""
+    from toolkit.report.units import duration
+
+    try:
+        if limit < 1:
+            raise BadInputError(f"--limit must be >= 1, got {limit}")
+        with history.connect(history_path) as connection:
+            found = history.runs(connection, workload, limit)
+            trends = history.trend(connection, workload, limit) if workload else {}
+    except DeploybenchError as exc:
+        raise _fail(exc) from None
+    if not found:
+        out.print("no runs stored yet" + (f" with workload {workload}" if workload else ""))
+        return
+    table = Table("run", "started", "suite", "machine", "timed cases")
+    for row in found:
+        table.add_row(str(row.id), row.started, row.suite, row.machine, str(row.cases))
+    out.print(table)
+    if trends:
+        trend_table = Table("case", "p50 by run, oldest first")
+        for key, points in trends.items():
+            trend_table.add_row(key, "  ".join(f"#{run_id} {duration(p50 / 1e3)}"
+                                               for run_id, p50 in points))
+        out.print(trend_table)
+
+
 @app.command("list")
 def list_workloads() -> None:
     """List the built-in workloads (framework/name) and whether each framework is installed."""
@@ -358,7 +405,11 @@ def list_workloads() -> None:
 
 
 @app.command()
-def env() -> None:
+def env(
+    peak: Annotated[bool, typer.Option(
+        "--peak", help="measure this machine's float32 matrix-product peak now (cached for "
+        "the reports' %-of-peak)")] = False,
+) -> None:
     """The machine, versions, and which ONNX Runtime providers really run here, or why not."""
     info = environment.describe()
     table = Table("what", "value", show_header=False)
@@ -371,6 +422,10 @@ def env() -> None:
         table.add_row(f"framework {framework}", status)
     for provider, status in info["providers"].items():
         table.add_row(f"provider {provider}", status)
+    if peak:
+        gflops = environment.peak_gflops(refresh=True)
+        table.add_row("peak (float32 matmul)", f"{gflops:,.1f} GFLOP/s, cached in "
+                      f"{environment.cache_dir() / 'peak.json'}")
     out.print(table)
 
 

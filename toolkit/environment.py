@@ -12,6 +12,7 @@ import shutil
 import subprocess
 from importlib import metadata
 from importlib.util import find_spec
+from pathlib import Path
 from typing import Any
 
 # What each framework's workloads need importable, and the extra that installs it.
@@ -104,7 +105,21 @@ def _tiny_model() -> bytes:
     return model.SerializeToString()
 
 
-def describe(with_providers: bool = True) -> dict[str, Any]:
+def cache_dir() -> Path:
+    """Where deploybench keeps what it measures once per machine (XDG_CACHE_HOME honoured)."""
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "deploybench"
+
+
+def peak_gflops(refresh: bool = False) -> float:
+    """This machine's float32 matrix-product peak, measured once and cached."""
+    from toolkit.flops import cached_peak
+
+    key = f"{cpu_model()} | {os.cpu_count()} cpus | numpy {versions().get('numpy', '?')}"
+    return cached_peak(cache_dir() / "peak.json", key, refresh=refresh)
+
+
+def describe(with_providers: bool = True, with_peak: bool = False) -> dict[str, Any]:
     """Everything a reader needs to know about where the numbers came from."""
     import psutil
 
@@ -123,4 +138,6 @@ def describe(with_providers: bool = True) -> dict[str, Any]:
     }
     if with_providers:
         info["providers"] = provider_status()
+    if with_peak:
+        info["peak_gflops"] = peak_gflops()
     return info

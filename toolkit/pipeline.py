@@ -56,7 +56,7 @@ def run_suite(
         out_dir / "results.json",
         {"suite": dataclasses.asdict(suite), "argv": list(argv), "started": _now(),
          "finished": None, "interrupted": False,
-         "environment": environment.describe()},
+         "environment": environment.describe(with_peak=True)},
     )
     results.save()
     return _execute(suite, results, out_dir, progress)

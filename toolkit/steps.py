@@ -292,6 +292,11 @@ def measure_case(spec: MeasureSpec) -> Iterator[Record]:
         return
     base.update(provider=runner.provider, device=runner.device)
     settings = dict(runner.settings)
+    case_info: dict[str, Any] = {"settings": settings}
+    if runner_cls.runtime == "onnxruntime":
+        from toolkit.flops import flops_per_row
+
+        case_info["flops_per_row"] = flops_per_row(Path(spec.artifact))
     yield Record(**base, phase="load", seconds=load_seconds, peak_rss_mb=peak_rss_mb(),
                  info={"import_seconds": import_seconds, "settings": settings})
 
@@ -306,13 +311,13 @@ def measure_case(spec: MeasureSpec) -> Iterator[Record]:
                              batch_size=batch_size, status="skipped", reason=fixed)
         sizes = (runner.fixed_batch,)
     for variant in runner.variants:
-        yield from _measure_variant(runner, variant, x, sizes, budget, base, settings)
+        yield from _measure_variant(runner, variant, x, sizes, budget, base, case_info)
     runner.close()
 
 
 def _measure_variant(
     runner: Any, variant: str, x: dict[str, np.ndarray], sizes: tuple[int, ...], budget: Budget,
-    base: dict[str, Any], settings: dict[str, Any],
+    base: dict[str, Any], case_info: dict[str, Any],
 ) -> Iterator[Record]:
     """First call, then a timed series per batch size; a failure costs this variant only."""
     idiomatic = (runner.runtime == "native" and variant == runner.idiomatic
@@ -325,7 +330,7 @@ def _measure_variant(
                      reason=f"{type(exc).__name__}: {exc}", batch_size=sizes[0])
         return
     yield Record(**base, phase="first_inference", variant=variant, seconds=seconds,
-                 batch_size=sizes[0], info={"settings": settings})
+                 batch_size=sizes[0], info=case_info)
     for batch_size in sizes:
         try:
             timing = measure(runner.prepare(variant, make_batches(x, batch_size)), budget)
@@ -337,7 +342,7 @@ def _measure_variant(
             **base, phase="infer", variant=variant, batch_size=batch_size, stats=timing.stats,
             throughput_rows_s=throughput_rows_per_s(batch_size, timing.stats.p50_ms),
             peak_rss_mb=peak_rss_mb(), gpu_mb=gpu_memory_mb(runner), warnings=timing.warnings(),
-            info={"settings": settings, "idiomatic": idiomatic},
+            info={**case_info, "idiomatic": idiomatic},
         )
 
 

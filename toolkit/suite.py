@@ -42,6 +42,7 @@ class Suite:
     threads: int = 1
     optimization: str = "all"
     timeout_s: float = 600.0
+    shard: str = ""  # "i/n" when this is one host's share of a suite split across hosts
 
     def __post_init__(self) -> None:
         if not self.workloads:
@@ -142,6 +143,7 @@ def build_suite(
     threads: int | None = None,
     optimization: str | None = None,
     timeout_s: float | None = None,
+    shard: str | None = None,
 ) -> Suite:
     """A suite file with the command line's choices applied on top."""
     from toolkit import workloads as registry
@@ -155,10 +157,30 @@ def build_suite(
                 f"{', '.join(workloads or suite.workloads)}; `deploybench list` shows them"
             )
         suite = suite.replace(workloads=tuple(w.key for w in chosen))
-    return suite.replace(
+    suite = suite.replace(
         providers=tuple(providers) if providers else None, batch_sizes=batch_sizes,
         threads=threads, optimization=optimization, timeout_s=timeout_s,
     )
+    return take_shard(suite, shard) if shard else suite
+
+
+def take_shard(suite: Suite, spec: str) -> Suite:
+    """The i-th of n shares of the suite's workloads (`--shard i/n`, 1-based), so n hosts can
+    split a suite; each workload's build and cases stay on one host."""
+    index, _, count = spec.partition("/")
+    try:
+        i, n = int(index), int(count)
+    except ValueError:
+        i = n = 0
+    if not 1 <= i <= n:
+        raise BadInputError(f"--shard {spec!r}: give i/n with 1 <= i <= n, e.g. --shard 2/3")
+    share = suite.workloads[i - 1 :: n]
+    if not share:
+        raise BadInputError(
+            f"--shard {spec}: the suite has {len(suite.workloads)} workload(s), so share {i} "
+            f"of {n} is empty; use at most {len(suite.workloads)} shards"
+        )
+    return suite.replace(workloads=share, shard=f"{i}/{n}")
 
 
 @dataclass(frozen=True)

@@ -56,7 +56,8 @@ def write_reports(
     records = [r for run in runs for r in run.records]
     machines = [run.machine for run in runs for _ in run.records]
     sizes = sorted({b for run in runs for b in run.info.get("suite", {}).get("batch_sizes", ())})
-    summaries = summarise(records, sizes, machines)
+    peaks = {run.machine: run.info.get("environment", {}).get("peak_gflops") for run in runs}
+    summaries = summarise(records, sizes, machines, peaks)
     target = out_dir or runs[0].path.parent
     try:
         target.mkdir(parents=True, exist_ok=True)

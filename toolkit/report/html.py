@@ -11,6 +11,7 @@ from toolkit.report import plots
 from toolkit.report.summary import (
     Option,
     WorkloadSummary,
+    compute_text,
     decisions,
     parity_text,
     timing_cell,
@@ -80,6 +81,10 @@ def _workload(summary: WorkloadSummary) -> list[str]:
                        ("Throughput against batch size", plots.batch_chart(summary, True))):
         if svg:
             out += [f"<h3>{title}</h3>", f'<div class="chart">{svg}</div>']
+    if summary.flops_per_row:
+        out.append(f'<p class="note">{summary.flops_per_row:,} FLOPs per row, counted from the '
+                   "ONNX graph (Conv, Gemm, MatMul, element-wise); % of peak is against this "
+                   "machine's float32 matrix-product peak (deploybench env --peak).</p>")
     out += _options_table(summary)
     out += _cold_and_memory_table(summary)
     out += _parity_table(summary)
@@ -117,7 +122,8 @@ def _options_table(summary: WorkloadSummary) -> list[str]:
     sizes = summary.batch_sizes
     out = ["<h3>Every option</h3><table><tr><th>option</th>"]
     out += [f"<th>batch {b}: p50, speed-up</th>" for b in sizes]
-    out += [f"<th>rows/s at batch {sizes[-1]}</th><th>parity</th></tr>" if sizes else "</tr>"]
+    out += [f"<th>rows/s at batch {sizes[-1]}</th><th>GFLOP/s, % of peak at batch {sizes[-1]}"
+            "</th><th>parity</th></tr>" if sizes else "</tr>"]
     for option in _timed(summary):
         css = "" if option.trusted else ' class="bad"'
         cells = [f"<td{css}>{escape(option.label)}{' (idiomatic)' if option.idiomatic else ''}"
@@ -125,6 +131,7 @@ def _options_table(summary: WorkloadSummary) -> list[str]:
         cells += [f"<td class='num'>{escape(timing_cell(option, b))}</td>" for b in sizes]
         if sizes:
             cells.append(f"<td class='num'>{rate(option.throughput.get(sizes[-1]))}</td>")
+            cells.append(f"<td class='num'>{compute_text(option, sizes[-1])}</td>")
             cells.append(f"<td{css}>{escape(parity_text(option.parity, option.runtime))}</td>")
         out.append("<tr>" + "".join(cells) + "</tr>")
     out.append("</table>")

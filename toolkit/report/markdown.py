@@ -7,6 +7,7 @@ from typing import Any
 
 from toolkit.report.summary import (
     WorkloadSummary,
+    compute_text,
     parity_text,
     timing_cell,
     unmeasured_lines,
@@ -58,7 +59,8 @@ def _workload(summary: WorkloadSummary) -> list[str]:
     sizes = summary.batch_sizes
     largest = sizes[-1] if sizes else None
     header = (["option"] + [f"batch {b}: p50, speed-up" for b in sizes]
-              + [f"throughput, batch {largest}"] + ["parity"])
+              + [f"throughput, batch {largest}", f"GFLOP/s, % of peak, batch {largest}",
+                 "parity"])
     out += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for option in summary.options:
         if not option.p50_ms:
@@ -66,6 +68,7 @@ def _workload(summary: WorkloadSummary) -> list[str]:
         row = [option.label + (" (idiomatic)" if option.idiomatic else "")]
         row += [timing_cell(option, b) for b in sizes]
         row.append(rate(option.throughput.get(largest)) if largest else "-")
+        row.append(compute_text(option, largest) if largest else "-")
         row.append(parity_text(option.parity, option.runtime))
         out.append("| " + " | ".join(row) + " |")
     notes = list(summary.problems)

@@ -7,7 +7,7 @@ scikit-learn `predict`) at the same batch size.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 from toolkit.report.units import duration, rate, ratio
@@ -33,6 +33,20 @@ class Option:
     import_s: float | None = None  # importing the runtime in its child
     peak_rss_mb: float | None = None
     gpu_mb: float | None = None
+    flops_per_row: int | None = None  # counted from the ONNX graph the workload exports
+    peak_gflops: float | None = None  # of the machine it ran on
+
+    def gflops(self, batch: int) -> float | None:
+        """Achieved GFLOP/s at the median latency."""
+        if self.flops_per_row is None or batch not in self.p50_ms:
+            return None
+        return self.flops_per_row * batch / (self.p50_ms[batch] / 1e3) / 1e9
+
+    def percent_of_peak(self, batch: int) -> float | None:
+        achieved = self.gflops(batch)
+        if achieved is None or not self.peak_gflops:
+            return None
+        return 100.0 * achieved / self.peak_gflops
 
     @property
     def trusted(self) -> bool:
@@ -50,6 +64,7 @@ class WorkloadSummary:
     parity: Record | None = None
     options: list[Option] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)  # failed or skipped steps, with reasons
+    flops_per_row: int | None = None
 
     @property
     def idiomatic(self) -> Option | None:
@@ -97,10 +112,11 @@ def option_label(record: Record) -> str:
 
 def summarise(
     records: Iterable[Record], batch_sizes: Iterable[int] = (),
-    machines: Iterable[str] | None = None,
+    machines: Iterable[str] | None = None, peaks: Mapping[str, float | None] | None = None,
 ) -> list[WorkloadSummary]:
     """Per workload, the options and the gap. With `machines` (one name per record, from runs
-    on several hosts), each option's label names its machine."""
+    on several hosts), each option's label names its machine; `peaks` gives each machine's
+    measured GFLOP/s for the %-of-peak figures."""
     records = list(records)
     hosts = list(machines) if machines is not None else [""] * len(records)
     several = len(set(hosts)) > 1
@@ -123,6 +139,7 @@ def summarise(
         option = next((o for o in summary.options if o.label == label), None)
         if option is None:
             option = Option(label, record.runtime, record.variant, record.provider)
+            option.peak_gflops = (peaks or {}).get(host)
             summary.options.append(option)
             load = loads.get((key, record.runtime, record.provider, host))
             if load is not None:
@@ -146,7 +163,14 @@ def summarise(
         elif not record.ok:
             why = f"{record.status}: {record.reason}"
             option.unmeasured.setdefault(why, []).append(record.batch_size or 0)
+    for record in records:  # the model's FLOPs hold for every option of its workload
+        flops = record.info.get("flops_per_row") if record.phase == "infer" else None
+        summary = summaries[f"{record.framework}/{record.workload}"]
+        if flops and summary.flops_per_row is None:
+            summary.flops_per_row = int(flops)
     for summary in summaries.values():
+        for option in summary.options:
+            option.flops_per_row = summary.flops_per_row
         base = summary.idiomatic
         for option in summary.options:
             for batch, p50 in option.p50_ms.items():
@@ -224,3 +248,12 @@ def decisions(summary: WorkloadSummary) -> list[Decision]:
                   else rate(pick.throughput.get(batch)))
         found.append(Decision(goal, batch, pick, figure, pick.speedup.get(batch), ruled_out))
     return found
+
+
+def compute_text(option: Option, batch: int) -> str:
+    """`3.1 GFLOP/s, 1.7%` at `batch`, or "-" where the FLOPs were not counted."""
+    achieved = option.gflops(batch)
+    if achieved is None:
+        return "-"
+    percent = option.percent_of_peak(batch)
+    return f"{achieved:.3g} GFLOP/s" + (f", {percent:.2g}%" if percent is not None else "")

@@ -1,0 +1,74 @@
+"""FLOP counts of small graphs whose count is known by hand, and the peak measurement."""
+
+from __future__ import annotations
+
+import numpy as np
+from onnx import TensorProto, helper, numpy_helper
+
+from tests.model_files import onnx_model
+from toolkit import flops
+
+
+def weight(name, shape):
+    return numpy_helper.from_array(np.ones(shape, dtype=np.float32), name)
+
+
+def value(name, shape):
+    return helper.make_tensor_value_info(name, TensorProto.FLOAT, shape)
+
+
+def test_matmul_and_relu(tmp_path):
+    path = onnx_model(tmp_path / "mm.onnx",
+                      [helper.make_node("MatMul", ["x", "w"], ["h"]),
+                       helper.make_node("Relu", ["h"], ["y"])],
+                      [value("x", ["N", 64])], [value("y", ["N", 10])], [weight("w", (64, 10))])
+    # 2 * 64 * 10 per row for the product, 10 for the Relu
+    assert flops.count(path, 1) == 2 * 64 * 10 + 10
+    assert flops.count(path, 8) == 8 * (2 * 64 * 10 + 10)
+    assert flops.flops_per_row(path) == 2 * 64 * 10 + 10
+
+
+def test_gemm_with_bias_and_transposed_weight(tmp_path):
+    path = onnx_model(tmp_path / "gemm.onnx",
+                      [helper.make_node("Gemm", ["x", "w", "b"], ["y"], transB=1)],
+                      [value("x", ["N", 16])], [value("y", ["N", 4])],
+                      [weight("w", (4, 16)), weight("b", (4,))])
+    assert flops.count(path, 2) == 2 * (2 * 16 * 4 + 4)
+
+
+def test_conv(tmp_path):
+    # 1 -> 2 channels, 3x3 kernel, no padding, 5x5 input: 3x3 output per channel
+    path = onnx_model(tmp_path / "conv.onnx",
+                      [helper.make_node("Conv", ["x", "w", "b"], ["y"], kernel_shape=[3, 3])],
+                      [value("x", ["N", 1, 5, 5])], [value("y", ["N", 2, 3, 3])],
+                      [weight("w", (2, 1, 3, 3)), weight("b", (2,))])
+    outputs = 2 * 3 * 3
+    assert flops.count(path, 1) == 2 * outputs * 1 * 9 + outputs
+
+
+def test_conv_transpose(tmp_path):
+    # 2 -> 1 channel, 2x2 kernel, stride 1, 3x3 input: each input element scatters 1 * 4 terms
+    path = onnx_model(tmp_path / "convt.onnx",
+                      [helper.make_node("ConvTranspose", ["x", "w"], ["y"], kernel_shape=[2, 2])],
+                      [value("x", ["N", 2, 3, 3])], [value("y", ["N", 1, 4, 4])],
+                      [weight("w", (2, 1, 2, 2))])
+    assert flops.count(path, 1) == 2 * (2 * 3 * 3) * 1 * 4
+
+
+def test_operators_of_other_domains_give_no_figure(tmp_path):
+    graph = helper.make_graph(
+        [helper.make_node("Normalizer", ["x"], ["y"], domain="ai.onnx.ml", norm="L1")], "ml",
+        [value("x", ["N", 3])], [value("y", ["N", 3])])
+    model = helper.make_model(graph, ir_version=8, opset_imports=[
+        helper.make_opsetid("", 17), helper.make_opsetid("ai.onnx.ml", 3)])
+    path = tmp_path / "ml.onnx"
+    path.write_bytes(model.SerializeToString())
+    assert flops.count(path, 1) is None
+
+
+def test_peak_is_measured_once_and_cached(tmp_path):
+    cache = tmp_path / "peak.json"
+    first = flops.cached_peak(cache, "this machine")
+    assert first > 0.1  # GFLOP/s: any real CPU does more than this
+    cache.write_text('{"this machine": 123.0}')
+    assert flops.cached_peak(cache, "this machine") == 123.0  # read back, not re-measured

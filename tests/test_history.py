@@ -1,0 +1,85 @@
+"""The run history: stored runs, trends, compare by run id, and schema migrations."""
+
+from __future__ import annotations
+
+import sqlite3
+
+import pytest
+
+from toolkit import history
+from toolkit.errors import BadInputError
+
+CliRunner = pytest.importorskip("typer.testing").CliRunner
+app = pytest.importorskip("toolkit.cli").app
+runner = CliRunner()
+
+
+@pytest.fixture()
+def results(tiny_run):
+    proc, out = tiny_run
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return out / "results.json"
+
+
+def test_run_is_stored_and_listed_with_its_trend(results, tmp_path):
+    database = tmp_path / "h.sqlite"
+    first, _ = history.remember(results, database)
+    second, _ = history.remember(results, database)
+    assert second == first + 1
+    listing = runner.invoke(app, ["history", "--history", str(database)], terminal_width=200)
+    assert listing.exit_code == 0, listing.output
+    assert str(first) in listing.output and "tiny" in listing.output
+    trend = runner.invoke(app, ["history", "--history", str(database), "--workload",
+                                "digits-mlp"], terminal_width=250)
+    assert trend.exit_code == 0
+    assert "torch/digits-mlp onnxruntime run cpu b=1" in trend.output
+    assert f"#{first}" in trend.output and f"#{second}" in trend.output
+
+
+def test_compare_takes_history_run_ids(results, tmp_path):
+    database = tmp_path / "h.sqlite"
+    a, _ = history.remember(results, database)
+    b, _ = history.remember(results, database)
+    result = runner.invoke(app, ["compare", str(a), str(b), "--history", str(database)],
+                           terminal_width=250)
+    assert result.exit_code == 0, result.output
+    assert "0 regressed" in result.output
+    missing = runner.invoke(app, ["compare", "999", str(b), "--history", str(database)])
+    assert missing.exit_code == 2 and "run 999 is not in the history" in missing.output
+
+
+def test_the_cli_run_records_itself(tiny_run):
+    proc, _ = tiny_run
+    assert "history: run " in proc.stdout
+
+
+def test_a_version_1_database_is_migrated_keeping_its_rows(results, tmp_path):
+    database = tmp_path / "old.sqlite"
+    connection = sqlite3.connect(database)
+    history.migrate(connection, database, target=1)  # as the first release left it
+    connection.execute("INSERT INTO runs (started, suite, machine, run_json) "
+                       "VALUES ('2026-01-01', 'old', 'host', '{}')")
+    connection.commit()
+    connection.close()
+    with history.connect(database) as upgraded:
+        assert upgraded.execute("PRAGMA user_version").fetchone()[0] == history.SCHEMA_VERSION
+        assert upgraded.execute("SELECT suite FROM runs").fetchall() == [("old",)]
+        columns = {row[1] for row in upgraded.execute("PRAGMA table_info(timings)")}
+        assert "parity_passed" in columns
+        run_id = history.add_run(upgraded, results)
+        assert history.runs(upgraded)[0].id == run_id
+
+
+def test_a_newer_or_foreign_database_is_refused(tmp_path):
+    newer = tmp_path / "newer.sqlite"
+    connection = sqlite3.connect(newer)
+    connection.execute(f"PRAGMA user_version = {history.SCHEMA_VERSION + 1}")
+    connection.close()
+    with pytest.raises(BadInputError, match="newer than this deploybench"):
+        with history.connect(newer):
+            pass
+    foreign = tmp_path / "foreign.sqlite"
+    foreign.write_text("not a database at all, just text " * 20)
+    with pytest.raises(BadInputError, match="not a deploybench history"):
+        with history.connect(foreign):
+            pass

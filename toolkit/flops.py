@@ -1,0 +1,132 @@
+"""FLOPs per inference counted from an ONNX graph, and the machine's measured peak.
+
+Counted: Conv, ConvTranspose, Gemm and MatMul (2 FLOPs per multiply-add, plus a bias add), and
+element-wise operators (one FLOP per output element). Other default-domain operators (reshapes,
+pooling, reductions) count 0, so the figure is a floor; a graph with operators of another domain
+(ai.onnx.ml: tree ensembles, linear classifiers) gets no figure. Shapes come from ONNX shape
+inference with the batch dimension set to the batch size.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+ELEMENTWISE = {
+    "Add", "Sub", "Mul", "Div", "Pow", "Sqrt", "Exp", "Log", "Neg", "Abs", "Reciprocal", "Relu",
+    "LeakyRelu", "PRelu", "Elu", "Selu", "Sigmoid", "HardSigmoid", "Tanh", "Erf", "Gelu",
+    "Softplus", "HardSwish", "Clip", "Max", "Min", "Sum", "Mean", "Where", "Softmax",
+    "LogSoftmax", "BatchNormalization",
+}
+
+
+def count(path: Path, batch_size: int) -> int | None:
+    """FLOPs of one call on `batch_size` rows; None when shapes cannot be inferred."""
+    import onnx
+    from onnx import shape_inference
+
+    model = onnx.load(str(path))
+    initializers = {i.name for i in model.graph.initializer}
+    for value in model.graph.input:
+        if value.name in initializers or not value.type.HasField("tensor_type"):
+            continue
+        dims = value.type.tensor_type.shape.dim
+        if dims and not dims[0].HasField("dim_value"):
+            dims[0].dim_value = batch_size
+    try:
+        inferred = shape_inference.infer_shapes(model, data_prop=True)
+    except Exception:  # a graph ONNX cannot infer: no figure rather than a wrong one
+        return None
+    shapes = _shapes(inferred)
+    total = 0
+    for node in inferred.graph.node:
+        flops = _node_flops(node, shapes)
+        if flops is None:
+            return None
+        total += flops
+    return total
+
+
+def _shapes(model: Any) -> dict[str, tuple[int, ...] | None]:
+    found: dict[str, tuple[int, ...] | None] = {}
+    values = [*model.graph.input, *model.graph.output, *model.graph.value_info]
+    for value in values:
+        if not value.type.HasField("tensor_type"):
+            continue
+        dims = value.type.tensor_type.shape.dim
+        fixed = tuple(d.dim_value for d in dims if d.HasField("dim_value"))
+        found[value.name] = fixed if len(fixed) == len(dims) else None
+    for init in model.graph.initializer:
+        found[init.name] = tuple(init.dims)
+    return found
+
+
+def _node_flops(node: Any, shapes: dict[str, tuple[int, ...] | None]) -> int | None:
+    op = node.op_type
+    if node.domain not in ("", "ai.onnx"):
+        return None  # ai.onnx.ml trees, linear models...: not counted, so no figure at all
+    out = shapes.get(node.output[0]) if node.output else None
+    if op in ("MatMul", "Gemm", "Conv", "ConvTranspose") or op in ELEMENTWISE:
+        if out is None:
+            return None
+    else:
+        return 0
+    assert out is not None
+    if op in ELEMENTWISE:
+        return math.prod(out)
+    first = shapes.get(node.input[0])
+    second = shapes.get(node.input[1])
+    if first is None or second is None:
+        return None
+    bias = math.prod(out) if len(node.input) > 2 and node.input[2] else 0
+    if op == "MatMul":
+        return 2 * math.prod(out) * first[-1]
+    if op == "Gemm":
+        trans_a = next((a.i for a in node.attribute if a.name == "transA"), 0)
+        inner = first[0] if trans_a else first[-1]
+        return 2 * math.prod(out) * inner + bias
+    kernel = math.prod(second[2:])
+    if op == "Conv":  # weight [Cout, Cin/group, k...]: each output element sums Cin/g * k terms
+        return 2 * math.prod(out) * second[1] * kernel + bias
+    # ConvTranspose, weight [Cin, Cout/group, k...]: each input element scatters Cout/g * k
+    return 2 * math.prod(first) * second[1] * kernel + bias
+
+
+def flops_per_row(path: Path) -> int | None:
+    """FLOPs per row, where the count is linear in the batch size (checked at 1 and 2 rows)."""
+    one, two = count(path, 1), count(path, 2)
+    return one if one is not None and two == 2 * one and one > 0 else None
+
+
+def measure_peak(size: int = 2048, repeats: int = 5) -> float:
+    """GFLOP/s of the best of `repeats` float32 `size` x `size` matrix products (numpy's BLAS)."""
+    rng = np.random.default_rng(0)
+    a = rng.random((size, size), dtype=np.float32)
+    b = rng.random((size, size), dtype=np.float32)
+    a @ b  # warm the BLAS threads
+    best = math.inf
+    for _ in range(repeats):
+        start = time.perf_counter()
+        a @ b
+        best = min(best, time.perf_counter() - start)
+    return 2 * size**3 / best / 1e9
+
+
+def cached_peak(cache: Path, machine_key: str, refresh: bool = False) -> float:
+    """The peak for this machine, measured once and kept in `cache` (a small JSON file)."""
+    known: dict[str, float] = {}
+    if cache.is_file():
+        try:
+            known = json.loads(cache.read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError):
+            known = {}
+    if refresh or machine_key not in known:
+        known[machine_key] = measure_peak()
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        cache.write_text(json.dumps(known, indent=1), encoding="utf-8")
+    return float(known[machine_key])

@@ -1,0 +1,173 @@
+"""Every run kept in an embedded SQLite database, for listing runs and the trend of a case.
+
+The schema is versioned (PRAGMA user_version) and upgraded in place by MIGRATIONS, one script per
+version step; a database newer than this code is refused rather than guessed at.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from toolkit.errors import BadInputError
+from toolkit.results import Record, load
+
+MIGRATIONS = (
+    # 0 -> 1: runs and their timings
+    """
+    CREATE TABLE runs (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        started TEXT, finished TEXT, suite TEXT, machine TEXT, results_path TEXT,
+        run_json TEXT NOT NULL
+    );
+    CREATE TABLE timings (
+        run_id INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+        case_key TEXT NOT NULL, workload TEXT NOT NULL, framework TEXT NOT NULL,
+        batch_size INTEGER, p50_ms REAL, record_json TEXT NOT NULL
+    );
+    """,
+    # 1 -> 2: the parity verdict beside each timing, and an index for trends
+    """
+    ALTER TABLE timings ADD COLUMN parity_passed INTEGER;
+    CREATE INDEX timings_by_case ON timings(case_key, run_id);
+    """,
+)
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+def default_path() -> Path:
+    """Under the user's data directory (XDG_DATA_HOME honoured)."""
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "deploybench" / "history.sqlite"
+
+
+@contextmanager
+def connect(path: Path | None = None) -> Iterator[sqlite3.Connection]:
+    """An open, migrated database; BadInputError if it cannot be used."""
+    path = path or default_path()
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        connection = sqlite3.connect(path)
+    except (OSError, sqlite3.Error) as exc:
+        raise BadInputError(f"--history {path}: cannot open it ({exc})") from None
+    try:
+        migrate(connection, path)
+        yield connection
+        connection.commit()
+    finally:
+        connection.close()
+
+
+def migrate(connection: sqlite3.Connection, path: Path, target: int = SCHEMA_VERSION) -> None:
+    try:
+        version = connection.execute("PRAGMA user_version").fetchone()[0]
+    except sqlite3.DatabaseError as exc:
+        raise BadInputError(f"--history {path}: not a deploybench history ({exc})") from None
+    if version > SCHEMA_VERSION:
+        raise BadInputError(
+            f"--history {path}: schema version {version} is newer than this deploybench "
+            f"({SCHEMA_VERSION}); upgrade deploybench or choose another --history"
+        )
+    for step in range(version, target):
+        connection.executescript(MIGRATIONS[step])
+        connection.execute(f"PRAGMA user_version = {step + 1}")
+    connection.commit()
+
+
+def case_key(record: Record) -> str:
+    runtime = record.framework if record.runtime == "native" else record.runtime
+    return (f"{record.framework}/{record.workload} {runtime} {record.variant} "
+            f"{record.provider} b={record.batch_size}")
+
+
+def add_run(connection: sqlite3.Connection, results_path: Path) -> int:
+    """Store a results.json's run and its timings; returns the run id."""
+    run, records = load(results_path)
+    env = run.get("environment", {})
+    cursor = connection.execute(
+        "INSERT INTO runs (started, finished, suite, machine, results_path, run_json) "
+        "VALUES (?, ?, ?, ?, ?, ?)",
+        (run.get("started"), run.get("finished"), run.get("suite", {}).get("name"),
+         env.get("hostname") or env.get("cpu"), str(results_path.resolve()),
+         json.dumps(run, default=str)),
+    )
+    run_id = int(cursor.lastrowid or 0)
+    connection.executemany(
+        "INSERT INTO timings (run_id, case_key, workload, framework, batch_size, p50_ms, "
+        "record_json, parity_passed) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        [(run_id, case_key(r), r.workload, r.framework, r.batch_size,
+          r.stats.p50_ms if r.stats else None, json.dumps(r.to_dict(), default=str),
+          None if r.parity is None else int(r.parity.passed))
+         for r in records if r.phase == "infer" and r.ok and r.stats is not None],
+    )
+    return run_id
+
+
+@dataclass(frozen=True)
+class RunRow:
+    id: int
+    started: str
+    suite: str
+    machine: str
+    cases: int
+
+
+def runs(connection: sqlite3.Connection, workload: str | None = None,
+         limit: int = 20) -> list[RunRow]:
+    query = ("SELECT runs.id, runs.started, runs.suite, runs.machine, COUNT(timings.run_id) "
+             "FROM runs LEFT JOIN timings ON timings.run_id = runs.id ")
+    args: list[Any] = []
+    if workload:
+        query += "WHERE timings.workload = ? OR timings.case_key LIKE ? "
+        args += [workload, f"%/{workload} %"]
+    query += "GROUP BY runs.id ORDER BY runs.id DESC LIMIT ?"
+    rows = connection.execute(query, [*args, limit]).fetchall()
+    return [RunRow(int(r[0]), r[1] or "", r[2] or "", r[3] or "", int(r[4])) for r in rows]
+
+
+def trend(connection: sqlite3.Connection, workload: str,
+          limit: int = 20) -> dict[str, list[tuple[int, float]]]:
+    """For each case of `workload`: (run id, p50 ms) over the last `limit` runs, oldest first."""
+    rows = connection.execute(
+        "SELECT case_key, run_id, p50_ms FROM timings WHERE workload = ? AND run_id IN "
+        "(SELECT id FROM runs ORDER BY id DESC LIMIT ?) ORDER BY case_key, run_id",
+        (workload.split("/")[-1], limit),
+    ).fetchall()
+    found: dict[str, list[tuple[int, float]]] = {}
+    for key, run_id, p50 in rows:
+        found.setdefault(key, []).append((int(run_id), float(p50)))
+    return found
+
+
+def load_run(connection: sqlite3.Connection, run_id: int
+             ) -> tuple[Mapping[str, Any], list[Record]]:
+    """A stored run as (run info, timing records), as `results.load` gives a file."""
+    row = connection.execute("SELECT run_json FROM runs WHERE id = ?", (run_id,)).fetchone()
+    if row is None:
+        raise BadInputError(f"run {run_id} is not in the history; `deploybench history` lists "
+                            "the runs")
+    records = [Record.from_dict(json.loads(r[0])) for r in connection.execute(
+        "SELECT record_json FROM timings WHERE run_id = ?", (run_id,))]
+    return json.loads(row[0]), records
+
+
+def remember(results_path: Path, path: Path | None = None) -> tuple[int, Path]:
+    """Store one finished (or interrupted) run; returns (its id, the database's path)."""
+    where = path or default_path()
+    with connect(where) as connection:
+        return add_run(connection, results_path), where
+
+
+def resolve(reference: str, path: Path | None = None) -> tuple[Mapping[str, Any], list[Record]]:
+    """A results.json path, or the id of a run in the history."""
+    candidate = Path(reference)
+    if candidate.exists() or not reference.isdigit():
+        return load(candidate)
+    with connect(path) as connection:
+        return load_run(connection, int(reference))
