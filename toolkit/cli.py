@@ -91,7 +91,6 @@ def run(
 ) -> None:
     """Run a suite: train, export, check parity, time native vs ONNX Runtime; write reports."""
     from toolkit import pipeline
-    from toolkit.report import write_reports
     from toolkit.suite import build_suite
 
     try:
@@ -118,15 +117,9 @@ def run(
                 )
                 outcome = pipeline.run_suite(chosen, out_dir or pipeline.default_out_dir(),
                                              argv=sys.argv, progress=progress)
-        summaries, written = write_reports(outcome.results_path)
-        run_id, database = history.remember(outcome.results_path, history_path)
+        _report_and_remember(outcome.results_path, history_path)
     except DeploybenchError as exc:
         raise _fail(exc) from None
-    terminal.render(summaries, out)
-    out.print(f"results: {outcome.results_path}")
-    for path in written:
-        out.print(f"report:  {path}")
-    out.print(f"history: run {run_id} in {database}")
     if outcome.interrupted:
         err.print(f"interrupted: finished steps are kept; continue with "
                   f"deploybench run --resume {outcome.results_path.parent}")
@@ -195,7 +188,6 @@ def bench(
     """
     from toolkit import bench as bench_module
     from toolkit import pipeline
-    from toolkit.report import write_reports
 
     request = bench_module.ModelRequest(path, tuple(shape or ()), input_data, trust_pickle)
     try:
@@ -206,22 +198,29 @@ def bench(
         with _progress_bar() as progress:
             outcome = bench_module.bench(request, suite, out_dir or pipeline.default_out_dir(),
                                          argv=sys.argv, progress=progress)
-        summaries, written = write_reports(outcome.results_path)
-        run_id, database = history.remember(outcome.results_path, history_path)
+        _report_and_remember(outcome.results_path, history_path)
     except DeploybenchError as exc:
         raise _fail(exc) from None
-    for warning in _run_warnings(outcome.results_path):
-        _warn(warning)
-    terminal.render(summaries, out)
-    out.print(f"results: {outcome.results_path}")
-    for report in written:
-        out.print(f"report:  {report}")
-    out.print(f"history: run {run_id} in {database}")
     if outcome.interrupted:
         raise typer.Exit(130)
 
 
-def _run_warnings(results_path: Path) -> list[str]:
+def _report_and_remember(results_path: Path, history_path: Path | None) -> None:
+    """Write the report files, store the run in the history, and show both (run and bench)."""
+    from toolkit.report import write_reports
+
+    summaries, written = write_reports(results_path)
+    run_id, database = history.remember(results_path, history_path)
+    for warning in _input_warnings(results_path):
+        _warn(warning)
+    terminal.render(summaries, out)
+    out.print(f"results: {results_path}")
+    for path in written:
+        out.print(f"report:  {path}")
+    out.print(f"history: run {run_id} in {database}")
+
+
+def _input_warnings(results_path: Path) -> list[str]:
     from toolkit.results import load
 
     run, _ = load(results_path)
