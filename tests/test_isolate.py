@@ -84,3 +84,18 @@ def test_a_crashed_case_becomes_failed_records_and_the_next_case_runs(tmp_path):
     ok = _measure(suite, case, ident, built(good), tmp_path)
     timed = [r for r in ok if r.phase == "infer"]
     assert timed and all(r.ok and r.stats.n >= 2 for r in timed)
+
+
+def test_a_childs_peak_memory_is_its_own_not_its_parents(tmp_path):
+    from tests.test_runners import tiny_onnx
+
+    ballast = np.ones(400 * 2**20 // 8)  # this process now peaks above 400 MB
+    model = tiny_onnx(tmp_path / "m.onnx")
+    inputs = tmp_path / "x.npz"
+    np.savez(inputs, x=np.ones((2, 3), dtype=np.float32))
+    spec = {**measure_spec(model, inputs), "framework": "onnx", "runner": "onnxruntime"}
+    result = run_child(spec, tmp_path, timeout_s=120, threads=1, name="rss")
+    assert result.failure is None, result.failure
+    load = next(r for r in result.records if r.phase == "load")
+    assert load.peak_rss_mb is not None and 10 < load.peak_rss_mb < 300, load.peak_rss_mb
+    del ballast

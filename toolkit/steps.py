@@ -26,10 +26,21 @@ log = logging.getLogger(__name__)
 
 
 def peak_rss_mb() -> float | None:
-    """Peak resident memory of this process so far."""
+    """Peak resident memory of this process so far.
+
+    On Linux, VmHWM from /proc: getrusage's ru_maxrss survives exec, so a child started by a
+    large parent would report the parent's peak as its own.
+    """
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
     try:
         import resource
-    except ImportError:  # not on Windows
+    except ImportError:  # Windows
         return None
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return peak / 1024 / 1024 if sys.platform == "darwin" else peak / 1024
