@@ -55,14 +55,31 @@ def test_conv_transpose(tmp_path):
     assert flops.count(path, 1) == 2 * (2 * 3 * 3) * 1 * 4
 
 
-def test_operators_of_other_domains_give_no_figure(tmp_path):
-    graph = helper.make_graph(
-        [helper.make_node("Normalizer", ["x"], ["y"], domain="ai.onnx.ml", norm="L1")], "ml",
-        [value("x", ["N", 3])], [value("y", ["N", 3])])
+def ml_model(path, node, inputs, outputs):
+    graph = helper.make_graph([node], "ml", inputs, outputs)
     model = helper.make_model(graph, ir_version=8, opset_imports=[
         helper.make_opsetid("", 17), helper.make_opsetid("ai.onnx.ml", 3)])
-    path = tmp_path / "ml.onnx"
     path.write_bytes(model.SerializeToString())
+    return path
+
+
+def test_linear_models_of_the_ml_domain_are_counted(tmp_path):
+    # 3 features, 2 targets: 6 multiply-adds and 2 intercepts per row
+    path = ml_model(tmp_path / "linear.onnx",
+                    helper.make_node("LinearRegressor", ["x"], ["y"], domain="ai.onnx.ml",
+                                     coefficients=[1.0] * 6, intercepts=[0.5, 0.5], targets=2),
+                    [value("x", ["N", 3])], [value("y", ["N", 2])])
+    assert flops.count(path, 4) == 4 * (2 * 6 + 2)
+
+
+def test_tree_ensembles_get_no_figure(tmp_path):
+    node = helper.make_node(
+        "TreeEnsembleRegressor", ["x"], ["y"], domain="ai.onnx.ml", n_targets=1,
+        nodes_featureids=[0], nodes_modes=["LEAF"], nodes_nodeids=[0], nodes_treeids=[0],
+        nodes_values=[0.0], nodes_truenodeids=[0], nodes_falsenodeids=[0],
+        target_ids=[0], target_nodeids=[0], target_treeids=[0], target_weights=[1.0])
+    path = ml_model(tmp_path / "tree.onnx", node, [value("x", ["N", 3])],
+                    [value("y", ["N", 1])])
     assert flops.count(path, 1) is None
 
 

@@ -1,10 +1,11 @@
 """FLOPs per inference counted from an ONNX graph, and the machine's measured peak.
 
 Counted: Conv, ConvTranspose, Gemm and MatMul (2 FLOPs per multiply-add, plus a bias add), and
-element-wise operators (one FLOP per output element). Other default-domain operators (reshapes,
-pooling, reductions) count 0, so the figure is a floor; a graph with operators of another domain
-(ai.onnx.ml: tree ensembles, linear classifiers) gets no figure. Shapes come from ONNX shape
-inference with the batch dimension set to the batch size.
+element-wise operators (one FLOP per output element), and scikit-learn's linear models
+(ai.onnx.ml LinearRegressor, LinearClassifier, Normalizer). Other default-domain operators
+(reshapes, pooling, reductions) count 0, so the figure is a floor; a graph with any other
+operator of another domain (tree ensembles) gets no figure rather than a wrong one. Shapes come
+from ONNX shape inference with the batch dimension set to the batch size.
 """
 
 from __future__ import annotations
@@ -68,8 +69,10 @@ def _shapes(model: Any) -> dict[str, tuple[int, ...] | None]:
 
 def _node_flops(node: Any, shapes: dict[str, tuple[int, ...] | None]) -> int | None:
     op = node.op_type
+    if node.domain == "ai.onnx.ml":
+        return _ml_node_flops(node, shapes)
     if node.domain not in ("", "ai.onnx"):
-        return None  # ai.onnx.ml trees, linear models...: not counted, so no figure at all
+        return None  # an operator of unknown cost: no figure rather than a wrong one
     out = shapes.get(node.output[0]) if node.output else None
     if op in ("MatMul", "Gemm", "Conv", "ConvTranspose") or op in ELEMENTWISE:
         if out is None:
@@ -95,6 +98,25 @@ def _node_flops(node: Any, shapes: dict[str, tuple[int, ...] | None]) -> int | N
         return 2 * math.prod(out) * second[1] * kernel + bias
     # ConvTranspose, weight [Cin, Cout/group, k...]: each input element scatters Cout/g * k
     return 2 * math.prod(first) * second[1] * kernel + bias
+
+
+def _ml_node_flops(node: Any, shapes: dict[str, tuple[int, ...] | None]) -> int | None:
+    """scikit-learn's linear models as exported by skl2onnx; tree ensembles compare rather than
+    compute, so they (and any other ai.onnx.ml operator) get no figure."""
+    if node.op_type in ("ZipMap", "Cast"):
+        return 0
+    first = shapes.get(node.input[0])
+    if first is None:
+        return None
+    rows = first[0] if len(first) > 1 else 1
+    if node.op_type in ("LinearRegressor", "LinearClassifier"):
+        attrs = {a.name: a for a in node.attribute}
+        coefficients = len(attrs["coefficients"].floats) if "coefficients" in attrs else 0
+        intercepts = len(attrs["intercepts"].floats) if "intercepts" in attrs else 0
+        return rows * (2 * coefficients + intercepts)
+    if node.op_type == "Normalizer":
+        return 2 * math.prod(first)  # a sum (or max) and a division per element
+    return None
 
 
 def flops_per_row(path: Path) -> int | None:

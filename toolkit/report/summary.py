@@ -145,24 +145,7 @@ def summarise(
             if load is not None:
                 option.load_s = load.seconds
                 option.import_s = load.info.get("import_seconds")
-        if record.phase == "first_inference":
-            option.first_call_s = record.seconds if record.ok else option.first_call_s
-            continue
-        option.parity = option.parity or record.parity
-        for name in ("peak_rss_mb", "gpu_mb"):
-            value = getattr(record, name)
-            if value is not None:
-                setattr(option, name, max(value, getattr(option, name) or 0.0))
-        if record.ok and record.stats is not None and record.batch_size is not None:
-            option.p50_ms[record.batch_size] = record.stats.p50_ms
-            if record.throughput_rows_s is not None:
-                option.throughput[record.batch_size] = record.throughput_rows_s
-            option.idiomatic = option.idiomatic or bool(record.info.get("idiomatic"))
-            for warning in record.warnings:
-                option.warnings.setdefault(warning, []).append(record.batch_size)
-        elif not record.ok:
-            why = f"{record.status}: {record.reason}"
-            option.unmeasured.setdefault(why, []).append(record.batch_size or 0)
+        _accumulate(option, record)
     for record in records:  # the model's FLOPs hold for every option of its workload
         flops = record.info.get("flops_per_row") if record.phase == "infer" else None
         summary = summaries[f"{record.framework}/{record.workload}"]
@@ -177,6 +160,28 @@ def summarise(
                 if base is not None and batch in base.p50_ms and p50 > 0:
                     option.speedup[batch] = base.p50_ms[batch] / p50
     return list(summaries.values())
+
+
+def _accumulate(option: Option, record: Record) -> None:
+    """Add one first-inference or infer record to the option it belongs to."""
+    if record.phase == "first_inference":
+        option.first_call_s = record.seconds if record.ok else option.first_call_s
+        return
+    option.parity = option.parity or record.parity
+    for name in ("peak_rss_mb", "gpu_mb"):
+        value = getattr(record, name)
+        if value is not None:
+            setattr(option, name, max(value, getattr(option, name) or 0.0))
+    if record.ok and record.stats is not None and record.batch_size is not None:
+        option.p50_ms[record.batch_size] = record.stats.p50_ms
+        if record.throughput_rows_s is not None:
+            option.throughput[record.batch_size] = record.throughput_rows_s
+        option.idiomatic = option.idiomatic or bool(record.info.get("idiomatic"))
+        for warning in record.warnings:
+            option.warnings.setdefault(warning, []).append(record.batch_size)
+    elif not record.ok:
+        why = f"{record.status}: {record.reason}"
+        option.unmeasured.setdefault(why, []).append(record.batch_size or 0)
 
 
 def parity_text(parity: Parity | None, runtime: str) -> str:
