@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from toolkit.compare import case_key
 from toolkit.errors import BadInputError
 from toolkit.results import Record, load
 
@@ -78,12 +79,6 @@ def migrate(connection: sqlite3.Connection, path: Path, target: int = SCHEMA_VER
         connection.executescript(MIGRATIONS[step])
         connection.execute(f"PRAGMA user_version = {step + 1}")
     connection.commit()
-
-
-def case_key(record: Record) -> str:
-    runtime = record.framework if record.runtime == "native" else record.runtime
-    return (f"{record.framework}/{record.workload} {runtime} {record.variant} "
-            f"{record.provider} b={record.batch_size}")
 
 
 def add_run(connection: sqlite3.Connection, results_path: Path) -> int:
