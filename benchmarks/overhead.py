@@ -23,6 +23,7 @@ import numpy as np
 from onnx import TensorProto, helper
 
 from toolkit.measure import Budget, measure
+from toolkit.runners import RunnerConfig
 from toolkit.runners.onnxruntime import OrtRunner
 from toolkit.stats import Stats
 
@@ -60,7 +61,7 @@ def main() -> None:
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory() as tmp:
-        runner = OrtRunner.load(tiny_model(Path(tmp) / "tiny.onnx"), provider="cpu", threads=1)
+        runner = OrtRunner.load(tiny_model(Path(tmp) / "tiny.onnx"), RunnerConfig(threads=1))
         x = np.ones((1, 16), dtype=np.float32)
         call = runner.prepare("run", {"x": x})
         feed = runner.feed({"x": x})

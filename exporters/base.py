@@ -9,7 +9,11 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any, Protocol
 
+import numpy as np
+
+from toolkit.data import Task
 from toolkit.errors import ExportFailedError
+from toolkit.modelfile import TensorSpec
 
 
 @dataclass(frozen=True)
@@ -28,7 +32,8 @@ class Exported:
 
 
 class Exporter(Protocol):
-    """A framework's exporter: one or more methods, tried in order until one passes parity."""
+    """A framework's exporter: one or more methods, tried in order until one passes parity, and
+    what the framework's model says about itself (its input, the outputs parity compares)."""
 
     methods: tuple[str, ...]
 
@@ -36,7 +41,21 @@ class Exporter(Protocol):
         self, model: Any, sample: Any, path: Path, opset: int, method: str,
         require_free_batch: bool = True,
     ) -> Exported:
-        ...
+        """Write `path` with `method`; ExportFailedError with the exporter's words if it fails."""
+
+    def scores(self, model: Any, x: np.ndarray) -> np.ndarray:
+        """The native model's numeric outputs on `x` that its ONNX export must reproduce."""
+
+    def task(self, model: Any, scores: np.ndarray) -> Task:
+        """How to compare outputs: labels are compared too where the model is a classifier."""
+
+    def input_spec(self, model: Any) -> TensorSpec | None:
+        """The model's one input as the model declares it; None where it does not say (torch)."""
+
+
+def task_from_scores(scores: np.ndarray) -> Task:
+    """A classifier's scores have one column per class; anything else is compared as numbers."""
+    return "multiclass" if scores.ndim == 2 and scores.shape[1] > 1 else "regression"
 
 
 def distribution_version(name: str) -> str:

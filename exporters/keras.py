@@ -7,7 +7,9 @@ from typing import Any
 
 import numpy as np
 
-from exporters.base import Exported, timed_export
+from exporters.base import Exported, task_from_scores, timed_export
+from toolkit.data import Task
+from toolkit.modelfile import TensorSpec
 
 
 class KerasExporter:
@@ -34,3 +36,14 @@ class KerasExporter:
 
         return timed_export(write, path, method=method, distribution="tf2onnx", score_output=0,
                             require_free_batch=require_free_batch)
+
+    def scores(self, model: Any, x: np.ndarray) -> np.ndarray:
+        return np.asarray(model.predict(x, batch_size=len(x), verbose=0))
+
+    def task(self, model: Any, scores: np.ndarray) -> Task:
+        return task_from_scores(scores)
+
+    def input_spec(self, model: Any) -> TensorSpec:
+        tensor = model.inputs[0]
+        dims = tuple(None if d is None else int(d) for d in tensor.shape)
+        return TensorSpec(tensor.name, np.dtype(tensor.dtype).name, dims)

@@ -7,7 +7,8 @@ from typing import Any
 
 import numpy as np
 
-from exporters.base import Exported, timed_export
+from exporters.base import Exported, task_from_scores, timed_export
+from toolkit.data import Task
 
 
 class TorchExporter:
@@ -40,3 +41,19 @@ class TorchExporter:
 
         return timed_export(write, path, method=method, distribution="torch", score_output=0,
                             require_free_batch=require_free_batch)
+
+    def scores(self, model: Any, x: np.ndarray) -> np.ndarray:
+        """The model's (first) output on x, computed without autograd."""
+        import torch
+
+        with torch.no_grad():
+            out = model(torch.from_numpy(np.ascontiguousarray(x)))
+        if isinstance(out, tuple | list):
+            out = out[0]
+        return out.detach().cpu().numpy()
+
+    def task(self, model: Any, scores: np.ndarray) -> Task:
+        return task_from_scores(scores)
+
+    def input_spec(self, model: Any) -> None:
+        return None  # a torch module does not declare its input shape

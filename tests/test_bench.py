@@ -28,10 +28,11 @@ def cli(*args: str):
 
 def bench_records(path: Path, out: Path, **request) -> list[dict]:
     """`bench` through the library with a tiny timing budget (the CLI's is sized for people)."""
-    from toolkit import bench
+    from toolkit import bench, executor
 
     suite = bench.bench_suite(batch_sizes=(1, 4), threads=1).replace(budget=TINY)
-    outcome = bench.bench(bench.ModelRequest(path, **request), suite, out)
+    outcome = executor.start(bench.plan_model(bench.ModelRequest(path, **request), suite, out),
+                             out)
     assert not outcome.interrupted
     return json.loads(outcome.results_path.read_text())["records"]
 

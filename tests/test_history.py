@@ -34,18 +34,14 @@ def test_run_is_stored_and_listed_with_its_trend(results, tmp_path):
     assert trend.exit_code == 0
     assert "torch/digits-mlp onnxruntime run cpu b=1" in trend.output
     assert f"#{first}" in trend.output and f"#{second}" in trend.output
-
-
-def test_compare_takes_history_run_ids(results, tmp_path):
-    database = tmp_path / "h.sqlite"
-    a, _ = history.remember(results, database)
-    b, _ = history.remember(results, database)
-    result = runner.invoke(app, ["compare", str(a), str(b), "--history", str(database)],
-                           terminal_width=250)
-    assert result.exit_code == 0, result.output
-    assert "0 regressed" in result.output
-    missing = runner.invoke(app, ["compare", "999", str(b), "--history", str(database)])
-    assert missing.exit_code == 2 and "run 999 is not in the history" in missing.output
+    # framework/name finds what the listing shows; another framework's workload finds nothing
+    mine = runner.invoke(app, ["history", "--history", str(database), "--workload",
+                               "torch/digits-mlp"], terminal_width=250)
+    assert mine.exit_code == 0 and f"#{first}" in mine.output, mine.output
+    assert "torch/digits-mlp onnxruntime run cpu b=1" in mine.output
+    other = runner.invoke(app, ["history", "--history", str(database), "--workload",
+                                "keras/digits-mlp"], terminal_width=250)
+    assert other.exit_code == 0 and "no runs stored yet with workload" in other.output
 
 
 def test_the_cli_run_records_itself(tiny_run):

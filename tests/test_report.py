@@ -1,5 +1,5 @@
 """Reports from a real run: CSV, self-contained HTML (rendered in Chromium where it exists),
-merging runs from two machines, and compare's verdicts and exit codes."""
+and merging runs from two machines."""
 
 from __future__ import annotations
 
@@ -58,7 +58,7 @@ def test_flops_and_percent_of_peak_for_onnx_cases(results, tmp_path):
     records = json.loads(results.read_text())["records"]
     ort = [r for r in records if r["runtime"] == "onnxruntime" and r["phase"] == "infer"
            and r["status"] == "ok" and r["framework"] in ("torch", "keras")]
-    assert ort and all(r["info"]["flops_per_row"] > 0 for r in ort)
+    assert ort and all(r["flops_per_row"] > 0 for r in ort)
     run = json.loads(results.read_text())["run"]
     assert run["environment"]["peak_gflops"] > 0
     _, (path,) = write_reports(results, tmp_path, ["html"])
@@ -77,43 +77,6 @@ def test_two_machines_merge_with_the_machine_named(results, tmp_path):
     assert result.exit_code == 0, result.output
     text = (tmp_path / "merged" / "report.md").read_text()
     assert "@gpu-host" in text and "**gpu-host**" in text
-
-
-def slowed(results: Path, tmp_path: Path, factor: float, case: tuple[str, str, int]) -> Path:
-    payload = json.loads(results.read_text())
-    for record in payload["records"]:
-        if (record["phase"], record["status"]) == ("infer", "ok") and (
-                record["workload"], record["variant"], record["batch_size"]) == case:
-            stats = record["stats"]
-            for key in ("mean_ms", "min_ms", "p50_ms", "p90_ms", "p95_ms", "p99_ms", "max_ms"):
-                stats[key] *= factor
-            stats["samples_ms"] = [v * factor for v in stats["samples_ms"]]
-    path = tmp_path / f"slow{factor}.json"
-    path.write_text(json.dumps(payload))
-    return path
-
-
-def test_compare_exits_0_when_nothing_regressed(results):
-    result = runner.invoke(app, ["compare", str(results), str(results)], terminal_width=250)
-    assert result.exit_code == 0, result.output
-    assert "0 regressed" in result.output
-
-
-def test_compare_exits_1_and_names_the_regressed_case(results, tmp_path):
-    slow = slowed(results, tmp_path, 5.0, ("seed-linreg", "run", 4))
-    result = runner.invoke(app, ["compare", str(results), str(slow), "--format", "md"])
-    assert result.exit_code == 1, result.output
-    assert "1 regressed" in result.output
-    assert "sklearn/seed-linreg onnxruntime run cpu b=4" in result.output
-    faster = runner.invoke(app, ["compare", str(slow), str(results)], terminal_width=250)
-    assert faster.exit_code == 0 and "faster" in faster.output
-
-
-def test_compare_rejects_bad_values(results):
-    bad = runner.invoke(app, ["compare", str(results), str(results), "--threshold", "lots"])
-    assert bad.exit_code == 2 and "--threshold 'lots'" in bad.output
-    bad = runner.invoke(app, ["compare", str(results), str(results), "--metric", "median"])
-    assert bad.exit_code == 2 and "--metric 'median'" in bad.output
 
 
 def test_the_html_report_renders_in_a_real_browser(results, tmp_path):

@@ -22,7 +22,7 @@ def steps_done(path):
         records = json.loads(path.read_text())["records"]
     except (FileNotFoundError, json.JSONDecodeError):
         return []
-    return [r for r in records if "step" in r["info"]]
+    return [r for r in records if r.get("step")]
 
 
 def test_interrupt_then_resume(tmp_path):
@@ -41,7 +41,7 @@ def test_interrupt_then_resume(tmp_path):
     assert "--resume" in stderr
     payload = json.loads((out / "results.json").read_text())
     assert payload["run"]["interrupted"] is True
-    kept = {r["info"]["step"] for r in payload["records"]}
+    kept = {r["step"] for r in payload["records"]}
     assert kept and len(kept) < 6  # something finished, not everything
 
     resumed = subprocess.run([*cli, "--resume", str(out)], capture_output=True, text=True,
@@ -49,7 +49,7 @@ def test_interrupt_then_resume(tmp_path):
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     payload = json.loads((out / "results.json").read_text())
     assert payload["run"]["interrupted"] is False and payload["run"]["resumed"]
-    steps = Counter(r["info"]["step"] for r in payload["records"] if r["phase"] in
+    steps = Counter(r["step"] for r in payload["records"] if r["phase"] in
                     ("train", "load"))
     # every build and every case ran exactly once across the two invocations
     assert steps == Counter({f"sklearn/{w} {s}": 1 for w in ("seed-linreg", "digits-logreg")

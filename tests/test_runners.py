@@ -2,13 +2,23 @@
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
 import numpy as np
 import pytest
 
 from tests.conftest import cuda_usable
+from toolkit.environment import missing_framework
 from toolkit.errors import ProviderUnavailableError
-from toolkit.runners import RUNNERS
+from toolkit.runners import RUNNERS, RunnerConfig
 from toolkit.runners.onnxruntime import OrtRunner, create_session, session_options
+
+HERE = Path(__file__).parent
 
 
 def tiny_onnx(path, batch="N"):
@@ -24,18 +34,76 @@ def tiny_onnx(path, batch="N"):
     return path
 
 
+FRAMEWORK_OF = {"native_sklearn": "sklearn", "native_torch": "torch", "native_keras": "keras"}
+
+
 @pytest.mark.parametrize("name", sorted(RUNNERS))
-def test_every_runner_declares_the_contract(name):
-    cls = RUNNERS[name]
-    assert cls.runtime in ("native", "onnxruntime")
-    for method in ("import_framework", "load", "prepare", "close"):
-        assert callable(getattr(cls, method))
-    assert isinstance(cls.idiomatic, str) and cls.idiomatic
+def test_every_runner_computes_what_its_framework_computes(name):
+    """Each registered runner, in a child of its own: every variant's call gives the
+    framework's own outputs, on the CPU, with the thread count asked for read back."""
+    framework = FRAMEWORK_OF.get(name)
+    missing = missing_framework(framework) if framework else None
+    if missing:
+        pytest.skip(missing)
+    proc = subprocess.run([sys.executable, str(HERE / "runner_check.py"), name, "1"],
+                          capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    lines = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
+    variants = [line["variant"] for line in lines]
+    assert RUNNERS[name].idiomatic in variants or name == "onnxruntime"
+    assert len(variants) >= 2, variants  # every runner offers a second path to compare
+    for line in lines:
+        assert line["max_abs"] is not None and line["max_abs"] < 1e-5, line
+        assert (line["provider"], line["device"]) == ("cpu", "cpu")
+        assert line["settings"]["threads"] == 1, line["settings"]
+
+
+def test_prepare_is_outside_the_timed_region():
+    """A runner whose prepare takes 50 ms and whose call is instant: the timings hold the
+    call only, first inference included."""
+    from toolkit.measure import Budget
+    from toolkit.steps.measure import measure_variant
+
+    class SlowPrepare:
+        runtime, idiomatic, device = "native", "call", "cpu"
+
+        def prepare(self, variant, batch):
+            time.sleep(0.05)
+            return lambda: None
+
+    budget = Budget(warmup=0, min_iterations=3, min_seconds=0, max_seconds=1)
+    records = list(measure_variant(SlowPrepare(), "call", {"x": np.ones((2, 1))}, (1, 2),
+                                   budget, {"workload": "w", "framework": "f"}))
+    first = next(r for r in records if r.phase == "first_inference")
+    assert first.ok and first.seconds < 0.01, first
+    timed = [r for r in records if r.phase == "infer"]
+    assert [r.batch_size for r in timed] == [1, 2]
+    assert all(r.ok and r.stats.max_ms < 10 for r in timed), timed
+    assert all(r.idiomatic for r in timed)
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_threads_reach_the_measuring_child(tmp_path, threads):
+    from toolkit.plan import Context, Sources, measure
+    from toolkit.suite import Case, parse_suite
+
+    model = tiny_onnx(tmp_path / "m.onnx")
+    np.savez(tmp_path / "x.npz", x=np.ones((4, 3), dtype=np.float32))
+    suite = parse_suite({"workloads": ["digits-mlp"], "batch_sizes": [1], "threads": threads,
+                         "timing": {"warmup": 0, "min_iterations": 2, "min_seconds": 0,
+                                    "max_seconds": 0.1}})
+    records = measure(Context(suite, tmp_path), Case("onnx/m", "onnxruntime", "cpu"),
+                      Sources(onnx=str(model), inputs=str(tmp_path / "x.npz")))
+    timed = [r for r in records if r.timed]
+    assert timed and all(r.threads == threads for r in timed)
+    # read back from the session the child created, not copied from the request
+    assert all(r.settings["intra_op_threads"] == threads for r in timed), timed[0].settings
 
 
 def test_onnxruntime_runner_computes_and_records_its_settings(tmp_path):
-    runner = OrtRunner.load(tiny_onnx(tmp_path / "m.onnx"), provider="cpu", threads=1,
-                            optimization="basic")
+    runner = OrtRunner.load(tiny_onnx(tmp_path / "m.onnx"),
+                            RunnerConfig(threads=1, optimization="basic"))
     assert runner.variants == ("run", "iobinding")
     out = runner.prepare("run", {"x": np.array([[-1.0, 0.5, 2.0]], dtype=np.float32)})()
     np.testing.assert_array_equal(out[0], [[0.0, 0.5, 2.0]])
@@ -47,13 +115,13 @@ def test_onnxruntime_runner_computes_and_records_its_settings(tmp_path):
 
 
 def test_iobinding_runs_the_model_on_bound_inputs(tmp_path):
-    runner = OrtRunner.load(tiny_onnx(tmp_path / "m.onnx"), provider="cpu", threads=1)
+    runner = OrtRunner.load(tiny_onnx(tmp_path / "m.onnx"), RunnerConfig())
     binding = runner.prepare("iobinding", {"x": np.array([[-1.0, 0.5, 2.0]], dtype=np.float32)})()
     np.testing.assert_array_equal(binding.copy_outputs_to_cpu()[0], [[0.0, 0.5, 2.0]])
 
 
 def test_fixed_batch_is_measured_at_its_size_only(tmp_path):
-    from toolkit.steps import MeasureSpec, measure_case
+    from toolkit.steps.measure import MeasureSpec, measure_case
 
     model = tiny_onnx(tmp_path / "fixed.onnx", batch=2)
     np.savez(tmp_path / "x.npz", x=np.ones((5, 3), dtype=np.float32))
@@ -82,14 +150,14 @@ def test_native_torch_on_cuda_without_a_gpu_says_why():
     from toolkit.runners.native_torch import TorchRunner
 
     with pytest.raises(ProviderUnavailableError, match="torch.cuda.is_available\\(\\) is False"):
-        TorchRunner.load(None, provider="cuda", threads=1)
+        TorchRunner.load(None, RunnerConfig("cuda"))
 
 
 @pytest.mark.cuda
 def test_cuda_session_really_runs_on_cuda(tmp_path):
     if not cuda_usable():
         pytest.skip("no usable CUDA provider (no GPU or no CUDA 13 libraries)")
-    runner = OrtRunner.load(tiny_onnx(tmp_path / "m.onnx"), provider="cuda", threads=1)
+    runner = OrtRunner.load(tiny_onnx(tmp_path / "m.onnx"), RunnerConfig("cuda"))
     assert runner.settings["session_providers"][0] == "CUDAExecutionProvider"
     assert runner.device == "cuda:0"
     assert runner.variants == ("copies", "iobinding")
@@ -107,8 +175,8 @@ def test_native_torch_on_cuda_synchronises_and_reports_memory(tmp_path):
     from toolkit.runners.native_torch import TorchRunner
 
     model = torch.nn.Sequential(torch.nn.Linear(3, 4))
-    torch.save(model, tmp_path / "m.pt")
-    runner = TorchRunner.load(tmp_path / "m.pt", provider="cuda", threads=1)
+    torch.save(model, tmp_path / "m.pth")  # a pickled module: .pth (.pt is TorchScript)
+    runner = TorchRunner.load(tmp_path / "m.pth", RunnerConfig("cuda"))
     assert runner.device == "cuda:0"
     out = runner.prepare("inference_mode", {"input": np.ones((2, 3), dtype=np.float32)})()
     assert out.is_cuda and tuple(out.shape) == (2, 4)

@@ -1,28 +1,30 @@
-"""Bring your own model: benchmark a user's ONNX or native model file, or export it to ONNX.
+"""Bring your own model: plan the benchmark of a user's ONNX or native model file, or export it.
 
 ONNX files are measured as they are, on each provider. Native files (.keras, .pt, .pt2,
-scikit-learn pickles) are exported to ONNX and checked for parity in a child, then measured
-natively and on ONNX Runtime like a built-in workload. Everything that can be checked before a
-child starts is checked here, so bad input ends in one line.
+scikit-learn pickles) are exported to ONNX and checked for parity in a child (a `BuildFile`
+step), then measured natively and on ONNX Runtime like a built-in workload. Everything that can
+be checked before a child starts is checked here, so bad input ends in one line. The plan runs
+on the one executor, like `run`'s (so a bench can be resumed).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from toolkit import environment
 from toolkit import inputs as model_inputs
 from toolkit.errors import BadInputError
-from toolkit.isolate import run_child
+from toolkit.executor import prepare_out_dir
 from toolkit.modelfile import ModelFile, open_model
-from toolkit.pipeline import Progress, RunOutcome, Sources, _measure, _now, _stamp, prepare_out_dir
-from toolkit.results import Record, ResultsFile
+from toolkit.plan import BuildFile, Context, Measure, Plan, Sources, Step, build_label
+from toolkit.results import Record
 from toolkit.suite import Case, Suite, cases
 
 
@@ -34,6 +36,19 @@ class ModelRequest:
     shapes: tuple[str, ...] = ()
     input_data: Path | None = None
     trust_pickle: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"path": str(self.path.resolve()), "shapes": list(self.shapes),
+                "input_data": str(self.input_data.resolve()) if self.input_data else None,
+                "trust_pickle": self.trust_pickle}
+
+    @classmethod
+    def from_dict(cls, raw: Mapping[str, Any]) -> ModelRequest:
+        if not raw.get("path"):
+            raise BadInputError("the run section names no model file to resume with")
+        data = raw.get("input_data")
+        return cls(Path(raw["path"]), tuple(raw.get("shapes", ())),
+                   Path(data) if data else None, bool(raw.get("trust_pickle")))
 
 
 @dataclass(frozen=True)
@@ -86,49 +101,29 @@ def bench_suite(
                         timeout_s=timeout_s, opset=opset)
 
 
-def bench(
-    request: ModelRequest, suite: Suite, out_dir: Path, *, argv: Sequence[str] = (),
-    progress: Progress | None = None,
-) -> RunOutcome:
+def plan_model(request: ModelRequest, suite: Suite, out_dir: Path) -> Plan:
+    """The steps that benchmark one model file: for a native file, its export and parity check,
+    then its cases; for an ONNX file, ONNX Runtime on each provider (its inputs are written to
+    `out_dir` now)."""
     checked = check(request)
-    out_dir = prepare_out_dir(out_dir)
     model = checked.model
     key = f"{model.framework}/{model.name}"
     suite = dataclasses.replace(suite, workloads=(key,))
-    report = progress or (lambda done, total, label: None)
-    results = ResultsFile(
-        out_dir / "results.json",
-        {"suite": dataclasses.asdict(suite), "model": str(request.path.resolve()),
-         "model_kind": model.kind, "argv": list(argv), "started": _now(), "finished": None,
-         "interrupted": False, "input_warnings": checked.warnings,
-         "environment": environment.describe(with_peak=True)},
-    )
-    results.save()
-    ident = {"workload": model.name, "framework": model.framework}
+    out_dir = prepare_out_dir(out_dir)
+    steps: list[Step]
     if model.kind == "onnx":
         assert checked.data is not None
         inputs = out_dir / "inputs.npz"
         np.savez(inputs, **checked.data)
         sources = Sources(onnx=str(request.path.resolve()), inputs=str(inputs))
-        plan = [Case(key, "onnxruntime", p) for p in suite.providers]
-        total, done = len(plan), 0
+        steps = [Measure(Case(key, "onnxruntime", p), sources=sources) for p in suite.providers]
     else:
-        plan = cases(suite, key)
-        total, done = 1 + len(plan), 1
-        report(0, total, f"{model.path.name}: loading, exporting, checking parity")
-        built = _build_file(checked, request, suite, out_dir, out_dir / "model.onnx")
-        results.append(_stamp(built, f"{key} build"))
-        sources = Sources.from_records(built)
-    try:
-        for case in plan:
-            report(done, total, f"{model.path.name}: {case.runner} on {case.provider}")
-            results.append(_stamp(_measure(suite, case, ident, sources, out_dir), case.label))
-            done += 1
-    except KeyboardInterrupt:
-        results.update_run(finished=_now(), interrupted=True)
-        return RunOutcome(results.path, results.records, interrupted=True)
-    results.update_run(finished=_now())
-    return RunOutcome(results.path, results.records, interrupted=False)
+        steps = [_build_step(checked, request, out_dir / "model.onnx")]
+        steps += [Measure(case, after=build_label(key)) for case in cases(suite, key)]
+    run = {"command": "bench", "suite": dataclasses.asdict(suite), "request": request.to_dict(),
+           "model": str(request.path.resolve()), "model_kind": model.kind,
+           "input_warnings": checked.warnings}
+    return Plan(suite, steps, run)
 
 
 def export(
@@ -145,27 +140,12 @@ def export(
     prepare_out_dir(onnx_out.parent)
     suite = Suite(name="export", workloads=("export",), opset=opset, threads=threads,
                   timeout_s=timeout_s)
+    step = _build_step(checked, request, onnx_out.resolve())
     with tempfile.TemporaryDirectory(prefix="deploybench-export-") as tmp:
-        return _build_file(checked, request, suite, Path(tmp), onnx_out.resolve())
+        return step.execute(Context(suite, Path(tmp)))
 
 
-def _build_file(
-    checked: Checked, request: ModelRequest, suite: Suite, out_dir: Path, onnx_out: Path
-) -> list[Record]:
+def _build_step(checked: Checked, request: ModelRequest, onnx_out: Path) -> BuildFile:
     model = checked.model
-    spec = {"task": "build_file", "path": str(model.path.resolve()), "framework": model.framework,
-            "out_dir": str(out_dir / "artifacts"), "onnx_out": str(onnx_out),
-            "opset": suite.opset, "rtol": suite.rtol, "atol": suite.atol,
-            "threads": suite.threads, "shapes": checked.shapes,
-            "input_data": str(request.input_data.resolve()) if request.input_data else None}
-    child = run_child(spec, out_dir, timeout_s=suite.timeout_s, threads=suite.threads,
-                      name=f"build-{model.path.name}")
-    if child.bad_input:
-        raise BadInputError(f"{request.path}: {child.bad_input}")
-    records = list(child.records)
-    if child.failure:
-        seen = {r.phase for r in records}
-        records += [Record(model.name, model.framework, phase, status="failed",
-                           reason=child.failure) for phase in ("export", "parity")
-                    if phase not in seen]
-    return records
+    return BuildFile(f"{model.framework}/{model.name}", model.path, onnx_out, checked.shapes,
+                     request.input_data)

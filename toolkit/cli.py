@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -60,7 +61,18 @@ def _error(message: str) -> None:
 
 
 def _warn(message: str) -> None:
-    err.print("warning: " + message, style="yellow", highlight=False, markup=False)
+    err.print("warning: " + message, style="yellow", highlight=False, markup=False,
+              soft_wrap=True)
+
+
+class _WarningLines(logging.Handler):
+    """The library's warnings (a cache that cannot be written, ...) as `warning:` lines."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        _warn(record.getMessage())
+
+
+logging.getLogger("toolkit").addHandler(_WarningLines(logging.WARNING))
 
 
 @app.command()
@@ -90,39 +102,57 @@ def run(
     history_path: HistoryOption = None,
 ) -> None:
     """Run a suite: train, export, check parity, time native vs ONNX Runtime; write reports."""
-    from toolkit import pipeline
+    from toolkit import executor
+    from toolkit.plan import plan_suite
     from toolkit.suite import build_suite
 
+    def execute(progress: Callable[[int, int, str], None]) -> executor.RunOutcome:
+        if resume is not None:
+            _refuse_with_resume(resume, {
+                "--suite": suite, "--frameworks": frameworks, "--workloads": workloads_,
+                "--providers": providers, "--batch-sizes": batch_sizes, "--threads": threads,
+                "--optimization": optimization, "--timeout": timeout, "--out": out_dir,
+                "--shard": shard})
+            return executor.resume(resume, progress=progress)
+        chosen = build_suite(
+            suite or "quick",
+            workloads=_csv(workloads_, "--workloads"),
+            frameworks=_csv(frameworks, "--frameworks"),
+            providers=_csv(providers, "--providers"),
+            batch_sizes=_ints(batch_sizes, "--batch-sizes"),
+            threads=threads, optimization=optimization, timeout_s=timeout, shard=shard,
+        )
+        return executor.start(plan_suite(chosen), out_dir or executor.default_out_dir(),
+                              argv=sys.argv, progress=progress)
+
+    _execute_and_report(execute, history_path)
+
+
+def _refuse_with_resume(resume: Path, given: dict[str, object]) -> None:
+    """--resume runs the plan stored in the folder: flags that would change it are refused."""
+    flags = [flag for flag, value in given.items() if value is not None and value is not False]
+    if flags:
+        raise BadInputError(f"--resume runs the plan stored in {resume}; drop {', '.join(flags)}")
+
+
+def _execute_and_report(
+    execute: Callable[[Callable[[int, int, str], None]], Any], history_path: Path | None
+) -> None:
+    """Run a plan (run and bench alike), then write the reports, show them, store the run in
+    the history; Ctrl-C keeps what finished and exits 130 with the command that resumes."""
     try:
         with _progress_bar() as progress:
-            if resume is not None:
-                given = [flag for flag, value in (
-                    ("--suite", suite), ("--frameworks", frameworks), ("--workloads", workloads_),
-                    ("--providers", providers), ("--batch-sizes", batch_sizes),
-                    ("--threads", threads), ("--optimization", optimization),
-                    ("--timeout", timeout), ("--out", out_dir), ("--shard", shard))
-                    if value is not None]
-                if given:
-                    raise BadInputError(
-                        f"--resume runs the suite stored in {resume}; drop {', '.join(given)}")
-                outcome = pipeline.resume_run(resume, progress=progress)
-            else:
-                chosen = build_suite(
-                    suite or "quick",
-                    workloads=_csv(workloads_, "--workloads"),
-                    frameworks=_csv(frameworks, "--frameworks"),
-                    providers=_csv(providers, "--providers"),
-                    batch_sizes=_ints(batch_sizes, "--batch-sizes"),
-                    threads=threads, optimization=optimization, timeout_s=timeout, shard=shard,
-                )
-                outcome = pipeline.run_suite(chosen, out_dir or pipeline.default_out_dir(),
-                                             argv=sys.argv, progress=progress)
+            outcome = execute(progress)
         _report_and_remember(outcome.results_path, history_path)
     except DeploybenchError as exc:
         raise _fail(exc) from None
+    except KeyboardInterrupt:  # before any step ran: nothing to keep
+        err.print("interrupted before anything was measured")
+        raise typer.Exit(130) from None
     if outcome.interrupted:
         err.print(f"interrupted: finished steps are kept; continue with "
-                  f"deploybench run --resume {outcome.results_path.parent}")
+                  f"deploybench {outcome.command} --resume {outcome.results_path.parent}",
+                  highlight=False, markup=False, soft_wrap=True)
         raise typer.Exit(130)
 
 
@@ -165,8 +195,9 @@ TrustOption = Annotated[bool, typer.Option(
 
 @app.command()
 def bench(
-    path: Annotated[Path, typer.Argument(
-        help="model file: .onnx, .keras, .pt (TorchScript), .pt2 (torch.export), .joblib/.pkl")],
+    path: Annotated[Path | None, typer.Argument(
+        help="model file: .onnx, .keras, .pt (TorchScript), .pt2 (torch.export), .joblib/.pkl",
+        show_default=False)] = None,
     providers: ProvidersOption = None,
     batch_sizes: Annotated[str | None, typer.Option(help="e.g. 1,8,64 (the default)")] = None,
     input_data: InputDataOption = None,
@@ -180,6 +211,8 @@ def bench(
     trust_pickle: TrustOption = False,
     out_dir: Annotated[Path | None, typer.Option(
         "--out", help="output folder (default results/<UTC time>)")] = None,
+    resume: Annotated[Path | None, typer.Option(
+        help="finish an interrupted bench in this folder: only its missing steps run")] = None,
     history_path: HistoryOption = None,
 ) -> None:
     """Benchmark your own model file (ONNX or native) on each provider and batch size.
@@ -187,36 +220,47 @@ def bench(
     Native files are also exported to ONNX, checked for parity and measured natively.
     """
     from toolkit import bench as bench_module
-    from toolkit import pipeline
+    from toolkit import executor
 
-    request = bench_module.ModelRequest(path, tuple(shape or ()), input_data, trust_pickle)
-    try:
+    def execute(progress: Callable[[int, int, str], None]) -> executor.RunOutcome:
+        if resume is not None:
+            _refuse_with_resume(resume, {
+                "the model file": path, "--providers": providers, "--batch-sizes": batch_sizes,
+                "--input-data": input_data, "--shape": shape, "--threads": threads,
+                "--optimization": optimization, "--opset": opset, "--timeout": timeout,
+                "--trust-pickle": trust_pickle, "--out": out_dir})
+            return executor.resume(resume, progress=progress)
+        if path is None:
+            raise BadInputError("give a model file (deploybench bench MODEL), or --resume DIR")
+        request = bench_module.ModelRequest(path, tuple(shape or ()), input_data, trust_pickle)
         suite = bench_module.bench_suite(
             providers=_csv(providers, "--providers"),
             batch_sizes=_ints(batch_sizes, "--batch-sizes"), threads=threads,
             optimization=optimization, timeout_s=timeout, opset=opset)
-        with _progress_bar() as progress:
-            outcome = bench_module.bench(request, suite, out_dir or pipeline.default_out_dir(),
-                                         argv=sys.argv, progress=progress)
-        _report_and_remember(outcome.results_path, history_path)
-    except DeploybenchError as exc:
-        raise _fail(exc) from None
-    if outcome.interrupted:
-        raise typer.Exit(130)
+        out = out_dir or executor.default_out_dir()
+        plan = bench_module.plan_model(request, suite, out)
+        return executor.start(plan, out, argv=sys.argv, progress=progress)
+
+    _execute_and_report(execute, history_path)
 
 
 def _report_and_remember(results_path: Path, history_path: Path | None) -> None:
-    """Write the report files, store the run in the history, and show both (run and bench)."""
+    """Write the report files and show them, then store the run in the history: a history that
+    cannot take it (read-only, locked, not a database) costs a warning, not the reports."""
     from toolkit.report import write_reports
 
     summaries, written = write_reports(results_path)
-    run_id, database = history.remember(results_path, history_path)
     for warning in _input_warnings(results_path):
         _warn(warning)
     terminal.render(summaries, out)
     out.print(f"results: {results_path}")
     for path in written:
         out.print(f"report:  {path}")
+    try:
+        run_id, database = history.remember(results_path, history_path)
+    except DeploybenchError as exc:
+        _warn(f"the run was not stored in the history: {exc}")
+        return
     out.print(f"history: run {run_id} in {database}")
 
 

@@ -13,7 +13,7 @@ from typing import Any
 
 from toolkit.errors import BadInputError
 from toolkit.results import Record
-from toolkit.stats import Stats, percentile
+from toolkit.stats import Stats
 
 METRICS = ("p50", "mean", "p90", "p99", "min")
 
@@ -53,22 +53,8 @@ def parse_threshold(value: str) -> float:
     return number
 
 
-def case_key(record: Record) -> str:
-    name = f"{record.framework}/{record.workload}"
-    runtime = record.framework if record.runtime == "native" else record.runtime
-    return f"{name} {runtime} {record.variant} {record.provider} b={record.batch_size}"
-
-
 def _timings(records: list[Record]) -> dict[str, Stats]:
-    return {case_key(r): r.stats for r in records
-            if r.phase == "infer" and r.ok and r.stats is not None}
-
-
-def _iqr(stats: Stats) -> float:
-    values = sorted(stats.samples_ms)
-    if len(values) < 4:
-        return stats.max_ms - stats.min_ms
-    return percentile(values, 75) - percentile(values, 25)
+    return {r.case.key: r.stats for r in records if r.timed and r.stats is not None}
 
 
 def compare(base: tuple[Mapping[str, Any], list[Record]],
@@ -82,7 +68,7 @@ def compare(base: tuple[Mapping[str, Any], list[Record]],
     for case in sorted(base_t.keys() & new_t.keys()):
         before, after = getattr(base_t[case], field), getattr(new_t[case], field)
         ratio = after / before if before > 0 else float("inf")
-        noise = (_iqr(base_t[case]) + _iqr(new_t[case])) / 2
+        noise = (base_t[case].iqr_ms + new_t[case].iqr_ms) / 2
         if abs(after - before) <= noise:
             verdict = "same (noise)"
         elif ratio > 1 + threshold:

@@ -11,12 +11,15 @@ from ONNX shape inference with the batch dimension set to the batch size.
 from __future__ import annotations
 
 import json
+import logging
 import math
 import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+log = logging.getLogger(__name__)
 
 ELEMENTWISE = {
     "Add", "Sub", "Mul", "Div", "Pow", "Sqrt", "Exp", "Log", "Neg", "Abs", "Reciprocal", "Relu",
@@ -149,6 +152,10 @@ def cached_peak(cache: Path, machine_key: str, refresh: bool = False) -> float:
             known = {}
     if refresh or machine_key not in known:
         known[machine_key] = measure_peak()
-        cache.parent.mkdir(parents=True, exist_ok=True)
-        cache.write_text(json.dumps(known, indent=1), encoding="utf-8")
+        try:
+            cache.parent.mkdir(parents=True, exist_ok=True)
+            cache.write_text(json.dumps(known, indent=1), encoding="utf-8")
+        except OSError as exc:  # a read-only home: the figure stands, it is measured again later
+            log.warning("the peak is not cached: %s cannot be written (%s); set XDG_CACHE_HOME "
+                        "to a writable folder", cache, exc.strerror or exc)
     return float(known[machine_key])

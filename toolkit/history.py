@@ -15,7 +15,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from toolkit.compare import case_key
 from toolkit.errors import BadInputError
 from toolkit.results import Record, load
 
@@ -48,28 +47,47 @@ def default_path() -> Path:
     return Path(base) / "deploybench" / "history.sqlite"
 
 
+LOCK_WAIT_S = 5.0  # how long to wait for another process that holds the database
+
+
 @contextmanager
 def connect(path: Path | None = None) -> Iterator[sqlite3.Connection]:
-    """An open, migrated database; BadInputError if it cannot be used."""
+    """An open, migrated database; BadInputError, naming the file and the fix, if it cannot
+    be used (not SQLite, newer than this code, read-only, locked)."""
     path = path or default_path()
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        connection = sqlite3.connect(path)
+        connection = sqlite3.connect(path, timeout=LOCK_WAIT_S)
     except (OSError, sqlite3.Error) as exc:
-        raise BadInputError(f"--history {path}: cannot open it ({exc})") from None
+        raise BadInputError(f"--history {path}: cannot open it ({exc}); choose another "
+                            "--history") from None
     try:
         migrate(connection, path)
         yield connection
         connection.commit()
+    except sqlite3.Error as exc:
+        raise BadInputError(f"--history {path}: {_explain(exc)}") from None
     finally:
         connection.close()
+
+
+def _explain(exc: sqlite3.Error) -> str:
+    text = str(exc)
+    if "readonly" in text or "read-only" in text:
+        return "the database is read-only; make it writable or choose another --history"
+    if "locked" in text or "busy" in text:
+        return ("the database is locked by another process; try again when it has finished, "
+                "or choose another --history")
+    if "not a database" in text or "malformed" in text:
+        return f"not a deploybench history ({text}); choose another --history"
+    return f"{text}; choose another --history"
 
 
 def migrate(connection: sqlite3.Connection, path: Path, target: int = SCHEMA_VERSION) -> None:
     try:
         version = connection.execute("PRAGMA user_version").fetchone()[0]
     except sqlite3.DatabaseError as exc:
-        raise BadInputError(f"--history {path}: not a deploybench history ({exc})") from None
+        raise BadInputError(f"--history {path}: {_explain(exc)}") from None
     if version > SCHEMA_VERSION:
         raise BadInputError(
             f"--history {path}: schema version {version} is newer than this deploybench "
@@ -96,10 +114,11 @@ def add_run(connection: sqlite3.Connection, results_path: Path) -> int:
     connection.executemany(
         "INSERT INTO timings (run_id, case_key, workload, framework, batch_size, p50_ms, "
         "record_json, parity_passed) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-        [(run_id, case_key(r), r.workload, r.framework, r.batch_size,
-          r.stats.p50_ms if r.stats else None, json.dumps(r.to_dict(), default=str),
+        [(run_id, r.case.key, r.workload, r.framework, r.batch_size,
+          r.stats.p50_ms if r.stats else None,
+          json.dumps(r.to_dict(samples=False), default=str),
           None if r.parity is None else int(r.parity.passed))
-         for r in records if r.phase == "infer" and r.ok and r.stats is not None],
+         for r in records if r.timed],
     )
     return run_id
 
@@ -113,14 +132,22 @@ class RunRow:
     cases: int
 
 
+def _workload_filter(workload: str) -> tuple[str, list[str]]:
+    """SQL matching a workload given as `name` (every framework) or `framework/name`."""
+    framework, _, name = workload.rpartition("/")
+    if framework:
+        return "timings.workload = ? AND timings.framework = ?", [name, framework]
+    return "timings.workload = ?", [name]
+
+
 def runs(connection: sqlite3.Connection, workload: str | None = None,
          limit: int = 20) -> list[RunRow]:
     query = ("SELECT runs.id, runs.started, runs.suite, runs.machine, COUNT(timings.run_id) "
              "FROM runs LEFT JOIN timings ON timings.run_id = runs.id ")
     args: list[Any] = []
     if workload:
-        query += "WHERE timings.workload = ? OR timings.case_key LIKE ? "
-        args += [workload, f"%/{workload} %"]
+        where, args = _workload_filter(workload)
+        query += f"WHERE {where} "
     query += "GROUP BY runs.id ORDER BY runs.id DESC LIMIT ?"
     rows = connection.execute(query, [*args, limit]).fetchall()
     return [RunRow(int(r[0]), r[1] or "", r[2] or "", r[3] or "", int(r[4])) for r in rows]
@@ -129,10 +156,11 @@ def runs(connection: sqlite3.Connection, workload: str | None = None,
 def trend(connection: sqlite3.Connection, workload: str,
           limit: int = 20) -> dict[str, list[tuple[int, float]]]:
     """For each case of `workload`: (run id, p50 ms) over the last `limit` runs, oldest first."""
+    where, args = _workload_filter(workload)
     rows = connection.execute(
-        "SELECT case_key, run_id, p50_ms FROM timings WHERE workload = ? AND run_id IN "
+        f"SELECT case_key, run_id, p50_ms FROM timings WHERE {where} AND run_id IN "
         "(SELECT id FROM runs ORDER BY id DESC LIMIT ?) ORDER BY case_key, run_id",
-        (workload.split("/")[-1], limit),
+        (*args, limit),
     ).fetchall()
     found: dict[str, list[tuple[int, float]]] = {}
     for key, run_id, p50 in rows:
@@ -147,9 +175,13 @@ def load_run(connection: sqlite3.Connection, run_id: int
     if row is None:
         raise BadInputError(f"run {run_id} is not in the history; `deploybench history` lists "
                             "the runs")
-    records = [Record.from_dict(json.loads(r[0])) for r in connection.execute(
-        "SELECT record_json FROM timings WHERE run_id = ?", (run_id,))]
-    return json.loads(row[0]), records
+    try:
+        records = [Record.from_dict(json.loads(r[0])) for r in connection.execute(
+            "SELECT record_json FROM timings WHERE run_id = ?", (run_id,))]
+        return json.loads(row[0]), records
+    except (TypeError, ValueError) as exc:
+        raise BadInputError(f"run {run_id} in the history cannot be read ({exc}); compare its "
+                            "results.json instead") from None
 
 
 def remember(results_path: Path, path: Path | None = None) -> tuple[int, Path]:

@@ -8,6 +8,7 @@ dimension first.
 from __future__ import annotations
 
 import re
+import zipfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TypeVar
@@ -126,8 +127,9 @@ def read_data_file(path: Path) -> dict[str, np.ndarray]:
                 return {name: archive[name] for name in archive.files}
         if suffix == ".csv":
             return {"": _read_csv(path)}
-    except (ValueError, OSError, EOFError) as exc:
-        raise BadInputError(f"--input-data {path}: cannot be read ({exc})") from None
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:
+        raise BadInputError(f"--input-data {path}: cannot be read ({exc}); write it again with "
+                            "numpy.save / numpy.savez") from None
     raise BadInputError(f"--input-data {path}: use a .npy, .npz or .csv file")
 
 

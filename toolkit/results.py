@@ -1,8 +1,10 @@
-"""Result records, the results.json schema, and atomic writes.
+"""Result records, the one case identity, the results.json schema, and atomic writes.
 
-results.json: {"schema": SCHEMA, "run": {...}, "records": [...]}, rewritten whole (temporary file,
-then rename) after every finished step, so a reader never sees half a file and a crash later in
-the run loses nothing already measured.
+results.json: {"schema": SCHEMA, "run": {...}, "records": [...]} holds summaries only. The raw
+timing samples of record i go to samples.npz beside it, under the key "i" (the record's
+`samples` field names it). Both files are rewritten whole (temporary file, then rename) after
+every finished step, so a reader never sees half a file and a crash later in the run loses
+nothing already measured.
 """
 
 from __future__ import annotations
@@ -10,16 +12,23 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import re
 import tempfile
-from collections.abc import Iterable, Mapping
+import zipfile
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from toolkit.errors import BadInputError
-from toolkit.stats import Stats
+import numpy as np
 
-SCHEMA = "deploybench.results/1"
+from toolkit.errors import BadInputError
+from toolkit.stats import Stats, percentile
+
+SCHEMA_NAME = "deploybench.results"
+SCHEMA_VERSION = 2
+SCHEMA = f"{SCHEMA_NAME}/{SCHEMA_VERSION}"
+SAMPLES_FILE = "samples.npz"
 
 PHASES = ("train", "export", "parity", "load", "first_inference", "infer")
 STATUSES = ("ok", "skipped", "failed")
@@ -39,8 +48,44 @@ class Parity:
 
 
 @dataclass(frozen=True)
+class CaseId:
+    """What a timing is of: one way of serving one model at one batch size.
+
+    `option` names the way of serving (`keras predict`, `onnxruntime iobinding cpu`): the reports'
+    rows. `key` adds the workload and batch size: what compare and the history match on.
+    """
+
+    workload: str  # framework/name
+    engine: str  # the framework for native timings, else the runtime ("onnxruntime")
+    variant: str
+    provider: str
+    batch_size: int | None
+    native: bool
+
+    @property
+    def option(self) -> str:
+        if self.native:
+            label = f"{self.engine} {self.variant}".strip()
+            return label if self.provider in ("", "cpu") else f"{label} {self.provider}"
+        if self.variant in ("", "run"):
+            return f"{self.engine} {self.provider}"
+        return f"{self.engine} {self.variant} {self.provider}"
+
+    @property
+    def key(self) -> str:
+        return (f"{self.workload} {self.engine} {self.variant} {self.provider} "
+                f"b={self.batch_size}")
+
+
+@dataclass(frozen=True)
 class Record:
-    """One measured (or skipped, or failed) step. See DESIGN.md, "Records"."""
+    """One measured (or skipped, or failed) step. See DESIGN.md, "Records".
+
+    `step` names the plan step that made it (how --resume knows what is done); `idiomatic`
+    marks the native call a user of the framework writes first, on the CPU (the baseline of every
+    speed-up); `settings` is what the runtime applied (threads, graph optimisation, the providers
+    the session reports); `flops_per_row` is counted from the ONNX graph where it can be.
+    """
 
     workload: str
     framework: str
@@ -59,6 +104,10 @@ class Record:
     peak_rss_mb: float | None = None
     gpu_mb: float | None = None
     threads: int | None = None
+    step: str = ""
+    idiomatic: bool = False
+    settings: Mapping[str, Any] = field(default_factory=dict)
+    flops_per_row: int | None = None
     warnings: tuple[str, ...] = ()
     info: Mapping[str, Any] = field(default_factory=dict)
 
@@ -73,47 +122,131 @@ class Record:
         return self.status == "ok"
 
     @property
-    def option(self) -> str:
-        """How the model is served, e.g. `keras predict` or `onnxruntime run (cpu)`."""
-        name = f"{self.framework if self.runtime == 'native' else self.runtime} {self.variant}"
-        return f"{name.strip()} ({self.provider})" if self.runtime != "native" else name.strip()
+    def workload_key(self) -> str:
+        return f"{self.framework}/{self.workload}"
 
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+    @property
+    def case(self) -> CaseId:
+        native = self.runtime == "native"
+        return CaseId(self.workload_key, self.framework if native else self.runtime,
+                      self.variant, self.provider, self.batch_size, native)
+
+    @property
+    def timed(self) -> bool:
+        """A timing that ran to the end: an `infer` record with statistics."""
+        return self.phase == "infer" and self.ok and self.stats is not None
+
+    def to_dict(self, samples: bool = True) -> dict[str, Any]:
+        """The record as JSON-ready data; `samples=False` leaves the raw samples out."""
+        data = dataclasses.asdict(self)
+        if self.stats is not None:
+            data["stats"] = self.stats.summary()
+            if samples:
+                data["stats"]["samples_ms"] = list(self.stats.samples_ms)
+        return data
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Record:
+        """The inverse of `to_dict`; raises ValueError or TypeError on data that does not fit."""
         values = dict(data)
         if values.get("stats") is not None:
-            stats = dict(values["stats"])
-            stats["samples_ms"] = tuple(stats.get("samples_ms", ()))
-            values["stats"] = Stats(**stats)
+            values["stats"] = _stats_from_dict(values["stats"])
         if values.get("parity") is not None:
             values["parity"] = Parity(**values["parity"])
         values["warnings"] = tuple(values.get("warnings", ()))
-        known = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: v for k, v in values.items() if k in known})
+        known = {f.name: f for f in dataclasses.fields(cls)}
+        values = {k: v for k, v in values.items() if k in known}
+        _check_types(values)
+        return cls(**values)
 
 
-def _atomic_write_text(path: Path, text: str) -> None:
+_NUMBERS = ("seconds", "throughput_rows_s", "peak_rss_mb", "gpu_mb")
+_INTEGERS = ("batch_size", "threads", "flops_per_row")
+_TEXTS = ("workload", "framework", "phase", "status", "reason", "runtime", "variant", "provider",
+          "device", "step")
+
+
+def _check_types(values: Mapping[str, Any]) -> None:
+    """Refuse values a report would trip over later (an edited results.json)."""
+    def wrong(name: str, ok: Callable[[Any], bool]) -> bool:
+        return name in values and values[name] is not None and not ok(values[name])
+
+    for name in _NUMBERS:
+        if wrong(name, lambda v: isinstance(v, int | float) and not isinstance(v, bool)):
+            raise TypeError(f"{name} must be a number, got {values[name]!r}")
+    for name in _INTEGERS:
+        if wrong(name, lambda v: isinstance(v, int) and not isinstance(v, bool)):
+            raise TypeError(f"{name} must be a whole number, got {values[name]!r}")
+    for name in _TEXTS:
+        if wrong(name, lambda v: isinstance(v, str)):
+            raise TypeError(f"{name} must be text, got {values[name]!r}")
+    for name in ("settings", "info"):
+        if wrong(name, lambda v: isinstance(v, Mapping)):
+            raise TypeError(f"{name} must be an object, got {values[name]!r}")
+
+
+def _stats_from_dict(raw: Mapping[str, Any]) -> Stats:
+    values = dict(raw)
+    samples = tuple(float(v) for v in values.pop("samples_ms", ()))
+    if samples and "p25_ms" not in values:  # schema 1 kept samples inline and no quartiles
+        ordered = sorted(samples)
+        values["p25_ms"] = percentile(ordered, 25)
+        values["p75_ms"] = percentile(ordered, 75)
+    names = {f.name for f in dataclasses.fields(Stats)} - {"samples_ms"}
+    values = {k: v for k, v in values.items() if k in names}
+    for name, value in values.items():
+        if not isinstance(value, int | float) or isinstance(value, bool):
+            raise TypeError(f"stats.{name} must be a number, got {value!r}")
+    return Stats(**values, samples_ms=samples)
+
+
+def _upgrade(record: dict[str, Any], version: int) -> dict[str, Any]:
+    """A record of an older schema, in today's shape."""
+    if version < 2:  # step, idiomatic, settings and flops_per_row lived in `info`
+        info = dict(record.get("info") or {})
+        for name in ("step", "idiomatic", "settings", "flops_per_row"):
+            if name in info:
+                record[name] = info.pop(name)
+        record["info"] = info
+    return record
+
+
+def write_atomic(path: Path, write: Callable[[Path], None]) -> None:
+    """`write(tmp)` fills a temporary file beside `path`, which then replaces `path` in one
+    step. The file gets the permissions the user's umask gives a new file (not mkstemp's 0600:
+    a teammate must be able to read a results folder)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    os.close(fd)
+    tmp = Path(name)
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
+        write(tmp)
+        os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise
 
 
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 class ResultsFile:
-    """results.json of one run: records are added as each step finishes and the file rewritten."""
+    """results.json of one run (and samples.npz beside it): records are added as each step
+    finishes and the files rewritten."""
 
     def __init__(self, path: Path, run: Mapping[str, Any]) -> None:
         self.path = path
         self.run: dict[str, Any] = dict(run)
         self.records: list[Record] = []
+        self._samples: dict[str, np.ndarray] = {}
+
+    @property
+    def samples_path(self) -> Path:
+        return self.path.with_name(SAMPLES_FILE)
 
     @classmethod
     def reopen(cls, path: Path) -> ResultsFile:
@@ -121,23 +254,43 @@ class ResultsFile:
         run, records = load(path)
         results = cls(path, run)
         results.records = records
+        results._samples = load_samples(path)
+        for index, record in enumerate(records):  # schema 1 kept the samples inline
+            if record.stats is not None and record.stats.samples_ms:
+                results._samples.setdefault(str(index), np.asarray(record.stats.samples_ms))
         return results
 
     def append(self, records: Iterable[Record]) -> None:
-        self.records.extend(records)
-        self.save()
+        added = False
+        for record in records:
+            if record.stats is not None and record.stats.samples_ms:
+                self._samples[str(len(self.records))] = np.asarray(record.stats.samples_ms)
+                added = True
+            self.records.append(record)
+        self.save(samples=added)
 
     def update_run(self, **values: Any) -> None:
         self.run.update(values)
-        self.save()
+        self.save(samples=False)
 
-    def save(self) -> None:
-        payload = {
-            "schema": SCHEMA,
-            "run": self.run,
-            "records": [r.to_dict() for r in self.records],
-        }
-        _atomic_write_text(self.path, json.dumps(payload, indent=1, default=str) + "\n")
+    def save(self, samples: bool = True) -> None:
+        rows = []
+        for index, record in enumerate(self.records):
+            row = record.to_dict(samples=False)
+            if str(index) in self._samples:
+                row["samples"] = str(index)
+            rows.append(row)
+        text = json.dumps({"schema": SCHEMA, "run": self.run, "records": rows}, indent=1,
+                          default=str) + "\n"
+        write_atomic(self.path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+        if samples and self._samples:
+            arrays = dict(self._samples)
+            write_atomic(self.samples_path, lambda tmp: _savez(tmp, arrays))
+
+
+def _savez(path: Path, arrays: Mapping[str, np.ndarray]) -> None:
+    with path.open("wb") as handle:  # a file object: np.savez would add ".npz" to a name
+        np.savez(handle, **arrays)
 
 
 def load(path: Path) -> tuple[dict[str, Any], list[Record]]:
@@ -146,8 +299,47 @@ def load(path: Path) -> tuple[dict[str, Any], list[Record]]:
         payload = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise BadInputError(f"{path}: no such results file") from None
+    except IsADirectoryError:
+        raise BadInputError(f"{path}: a folder; give its results.json") from None
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise BadInputError(f"{path}: not a readable results.json ({exc})") from None
-    if not isinstance(payload, dict) or payload.get("schema") != SCHEMA:
+    schema = payload.get("schema") if isinstance(payload, dict) else None
+    found = re.fullmatch(rf"{re.escape(SCHEMA_NAME)}/(\d+)", str(schema))
+    if not found:
         raise BadInputError(f"{path}: not a deploybench results file (expected schema {SCHEMA})")
-    return payload.get("run", {}), [Record.from_dict(r) for r in payload.get("records", [])]
+    version = int(found.group(1))
+    if version > SCHEMA_VERSION:
+        raise BadInputError(
+            f"{path}: written by a newer deploybench (schema {schema}; this one reads up to "
+            f"{SCHEMA}); upgrade deploybench to read it"
+        )
+    run, raw = payload.get("run", {}), payload.get("records", [])
+    if not isinstance(run, dict) or not isinstance(raw, list):
+        raise BadInputError(f"{path}: its run or records section is not what deploybench "
+                            "writes; the file was edited or damaged: run it again")
+    records = []
+    for index, item in enumerate(raw):
+        try:
+            if not isinstance(item, dict):
+                raise TypeError(f"expected an object, got {type(item).__name__}")
+            records.append(Record.from_dict(_upgrade(dict(item), version)))
+        except (TypeError, ValueError, KeyError) as exc:
+            raise BadInputError(
+                f"{path}: record {index} is not a deploybench record ({exc}); the file was "
+                "edited or damaged: run it again or restore it"
+            ) from None
+    return run, records
+
+
+def load_samples(path: Path) -> dict[str, np.ndarray]:
+    """The raw samples beside a results.json, by record index ("0", "1", ...); empty when the
+    run kept none. A damaged file is BadInputError naming it."""
+    samples = path.with_name(SAMPLES_FILE)
+    if not samples.is_file():
+        return {}
+    try:
+        with np.load(samples, allow_pickle=False) as archive:
+            return {name: archive[name] for name in archive.files}
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
+        raise BadInputError(f"{samples}: the raw samples cannot be read ({exc}); delete it to "
+                            "keep the summaries in results.json") from None

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, fields
 
 
 def percentile(sorted_values: Sequence[float], q: float) -> float:
@@ -27,19 +27,35 @@ def percentile(sorted_values: Sequence[float], q: float) -> float:
 
 @dataclass(frozen=True)
 class Stats:
-    """Summary of one timed series, in milliseconds; the raw samples are kept."""
+    """Summary of one timed series, in milliseconds.
+
+    The raw samples ride along in memory (`samples_ms`, in the order they were taken) but are not
+    part of the summary: results.json stores summaries, and the samples go to samples.npz beside
+    it (see `toolkit.results`).
+    """
 
     n: int
     mean_ms: float
     std_ms: float
     min_ms: float
+    p25_ms: float
     p50_ms: float
+    p75_ms: float
     p90_ms: float
     p95_ms: float
     p99_ms: float
     max_ms: float
     cv: float
-    samples_ms: tuple[float, ...]
+    samples_ms: tuple[float, ...] = field(default=(), compare=False, repr=False)
+
+    @property
+    def iqr_ms(self) -> float:
+        """The interquartile range: the spread of the middle half of the samples."""
+        return self.p75_ms - self.p25_ms
+
+    def summary(self) -> dict[str, float | int]:
+        """The summary fields, without the samples."""
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.name != "samples_ms"}
 
     @classmethod
     def from_ns(cls, samples_ns: Sequence[int]) -> Stats:
@@ -60,7 +76,9 @@ class Stats:
             mean_ms=mean,
             std_ms=std,
             min_ms=values[0],
+            p25_ms=percentile(values, 25),
             p50_ms=percentile(values, 50),
+            p75_ms=percentile(values, 75),
             p90_ms=percentile(values, 90),
             p95_ms=percentile(values, 95),
             p99_ms=percentile(values, 99),

@@ -103,32 +103,85 @@ def load_suite(name_or_path: str) -> Suite:
     return parse_suite(raw, source=str(path))
 
 
-def parse_suite(raw: dict[str, Any], source: str = "<suite>") -> Suite:
-    known = {"name", "workloads", "frameworks", "batch_sizes", "providers", "timing", "parity",
-             "export", "threads", "optimization", "timeout_s"}
-    unknown = sorted(set(raw) - known)
+# Each key of a suite file: (what it must be, an example the error message shows).
+_LIST_OF_TEXT = "a list of names"
+KEYS: dict[str, tuple[str, str]] = {
+    "name": ("text", 'name = "nightly"'),
+    "workloads": (_LIST_OF_TEXT, 'workloads = ["torch/digits-mlp"]'),
+    "frameworks": (_LIST_OF_TEXT, 'frameworks = ["torch"]'),
+    "batch_sizes": ("a list of whole numbers", "batch_sizes = [1, 64]"),
+    "providers": (_LIST_OF_TEXT, 'providers = ["cpu", "cuda"]'),
+    "threads": ("a whole number", "threads = 2"),
+    "optimization": ("text", 'optimization = "all"'),
+    "timeout_s": ("a number", "timeout_s = 600"),
+    "timing": ("a table", "[timing] min_seconds = 0.2"),
+    "parity": ("a table", "[parity] rtol = 1e-4"),
+    "export": ("a table", "[export] opset = 18"),
+}
+TABLES: dict[str, dict[str, str]] = {  # the keys of each table, and what each must be
+    "timing": {"warmup": "a whole number", "min_iterations": "a whole number",
+               "min_seconds": "a number", "max_seconds": "a number"},
+    "parity": {"rtol": "a number", "atol": "a number"},
+    "export": {"opset": "a whole number"},
+}
+
+
+def _fits(value: Any, kind: str) -> bool:
+    def number(v: Any) -> bool:
+        return isinstance(v, int | float) and not isinstance(v, bool)
+
+    def whole(v: Any) -> bool:
+        return isinstance(v, int) and not isinstance(v, bool)
+
+    return {
+        "text": lambda: isinstance(value, str),
+        _LIST_OF_TEXT: lambda: isinstance(value, list) and all(isinstance(v, str) for v in value),
+        "a list of whole numbers": lambda: isinstance(value, list) and all(map(whole, value)),
+        "a whole number": lambda: whole(value),
+        "a number": lambda: number(value),
+        "a table": lambda: isinstance(value, dict),
+    }[kind]()
+
+
+def check_types(raw: dict[str, Any], source: str) -> None:
+    """Every key known and of the right type, or one BadInputError naming the key, the value
+    and an example of what fits."""
+    unknown = sorted(set(raw) - set(KEYS))
     if unknown:
         raise BadInputError(f"{source}: unknown key(s) {', '.join(unknown)}; valid: "
-                            f"{', '.join(sorted(known))}")
+                            f"{', '.join(sorted(KEYS))}")
+    for key, value in raw.items():
+        kind, example = KEYS[key]
+        if not _fits(value, kind):
+            raise BadInputError(f"{source}: {key} = {value!r} is not {kind}; e.g. {example}")
+    for table, fields in TABLES.items():
+        for key, value in raw.get(table, {}).items():
+            if key not in fields:
+                raise BadInputError(f"{source}: unknown key {key!r} in [{table}]; valid: "
+                                    f"{', '.join(fields)}")
+            if not _fits(value, fields[key]):
+                raise BadInputError(f"{source}: [{table}] {key} = {value!r} is not "
+                                    f"{fields[key]}")
+
+
+def parse_suite(raw: dict[str, Any], source: str = "<suite>") -> Suite:
+    check_types(raw, source)
     try:
         chosen = workloads.select(raw.get("workloads"), raw.get("frameworks"))
-        timing = dict(raw.get("timing", {}))
-        parity = dict(raw.get("parity", {}))
+        parity = raw.get("parity", {})
         return Suite(
-            name=str(raw.get("name", Path(source).stem)),
+            name=raw.get("name", Path(source).stem),
             workloads=tuple(w.key for w in chosen),
-            batch_sizes=tuple(int(b) for b in raw.get("batch_sizes", (1, 64))),
+            batch_sizes=tuple(raw.get("batch_sizes", (1, 64))),
             providers=tuple(raw.get("providers", ("cpu",))),
-            budget=Budget(**timing),
+            budget=Budget(**raw.get("timing", {})),
             rtol=float(parity.get("rtol", 1e-4)),
             atol=float(parity.get("atol", 1e-5)),
-            opset=int(raw.get("export", {}).get("opset", 18)),
-            threads=int(raw.get("threads", default_threads())),
-            optimization=str(raw.get("optimization", "all")),
+            opset=raw.get("export", {}).get("opset", 18),
+            threads=raw.get("threads", default_threads()),
+            optimization=raw.get("optimization", "all"),
             timeout_s=float(raw.get("timeout_s", 600.0)),
         )
-    except TypeError as exc:
-        raise BadInputError(f"{source}: {exc}") from None
     except BadInputError as exc:
         raise BadInputError(f"{source}: {exc}") from None
 

@@ -1,6 +1,6 @@
 """Child-process entry: `python -m toolkit.worker SPEC.json OUT.jsonl`.
 
-Runs one step (build or measure) and writes each record as one JSON line, flushed at once, so
+Runs one step (see `toolkit.steps`) and writes each record as one JSON line, flushed at once, so
 a crash loses only the record being made.
 """
 
@@ -11,8 +11,8 @@ import logging
 import sys
 from pathlib import Path
 
-from toolkit import steps
 from toolkit.errors import BadInputError
+from toolkit.steps import run_task
 
 BAD_INPUT_EXIT = 3
 
@@ -20,20 +20,9 @@ BAD_INPUT_EXIT = 3
 def main(argv: list[str]) -> int:
     spec_path, out_path = Path(argv[0]), Path(argv[1])
     spec = json.loads(spec_path.read_text(encoding="utf-8"))
-    task = spec.pop("task")
-    if task == "build":
-        records = steps.build(steps.BuildSpec(**spec))
-    elif task == "build_file":
-        spec["shapes"] = {k: tuple(v) for k, v in spec["shapes"].items()}
-        records = steps.build_file(steps.BuildFileSpec(**spec))
-    elif task == "measure":
-        spec["batch_sizes"] = tuple(spec["batch_sizes"])
-        records = steps.measure_case(steps.MeasureSpec(**spec))
-    else:
-        raise SystemExit(f"unknown task {task!r}")
     with out_path.open("a", encoding="utf-8") as out:
         try:
-            for record in records:
+            for record in run_task(spec):
                 out.write(json.dumps(record.to_dict(), default=str) + "\n")
                 out.flush()
         except BadInputError as exc:  # the user's file or data: the parent says so in one line

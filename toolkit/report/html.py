@@ -11,14 +11,12 @@ from toolkit.report import plots
 from toolkit.report.summary import (
     Option,
     WorkloadSummary,
-    compute_text,
     decisions,
-    parity_text,
-    timing_cell,
     unmeasured_lines,
     warning_lines,
 )
-from toolkit.report.units import duration, rate, ratio
+from toolkit.report.table import options_table
+from toolkit.report.units import duration, ratio
 
 STYLE = """
 body { font-family: system-ui, sans-serif; margin: 2rem auto; max-width: 70rem; color: #222;
@@ -30,7 +28,7 @@ th, td { border: 1px solid #ddd; padding: .25rem .55rem; text-align: left; verti
 td.num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
 th { background: #f4f4f4; } .bad { color: #b00020; } .note { color: #666; font-size: .85rem; }
 .headline { font-weight: 600; font-size: 1.05rem; } .chart svg { max-width: 100%; height: auto; }
-.decision td:first-child { font-weight: 600; }
+.decision td:first-child { font-weight: 600; } caption { caption-side: bottom; text-align: left; }
 """
 
 
@@ -119,23 +117,23 @@ def _timed(summary: WorkloadSummary) -> list[Option]:
 
 
 def _options_table(summary: WorkloadSummary) -> list[str]:
-    sizes = summary.batch_sizes
-    out = ["<h3>Every option</h3><table><tr><th>option</th>"]
-    out += [f"<th>batch {b}: p50, speed-up</th>" for b in sizes]
-    out += [f"<th>rows/s at batch {sizes[-1]}</th><th>GFLOP/s, % of peak at batch {sizes[-1]}"
-            "</th><th>parity</th></tr>" if sizes else "</tr>"]
-    for option in _timed(summary):
-        css = "" if option.trusted else ' class="bad"'
-        cells = [f"<td{css}>{escape(option.label)}{' (idiomatic)' if option.idiomatic else ''}"
-                 "</td>"]
-        cells += [f"<td class='num'>{escape(timing_cell(option, b))}</td>" for b in sizes]
-        if sizes:
-            cells.append(f"<td class='num'>{rate(option.throughput.get(sizes[-1]))}</td>")
-            cells.append(f"<td class='num'>{compute_text(option, sizes[-1])}</td>")
-            cells.append(f"<td{css}>{escape(parity_text(option.parity, option.runtime))}</td>")
+    """The options table; an untrusted option's words (its label, its verdict) in red."""
+    model = options_table(summary)
+    out = [f'<h3>Every option</h3><table><caption class="note">{escape(model.caption)}'
+           "</caption><tr>" + "".join(f"<th>{escape(c.name)}</th>" for c in model.columns)
+           + "</tr>"]
+    for row in model.rows:
+        cells = (_cell(text, column.numeric, row.trusted)
+                 for text, column in zip(row.cells, model.columns, strict=True))
         out.append("<tr>" + "".join(cells) + "</tr>")
     out.append("</table>")
     return out
+
+
+def _cell(text: str, numeric: bool, trusted: bool) -> str:
+    if numeric:
+        return f"<td class='num'>{escape(text)}</td>"
+    return f"<td>{escape(text)}</td>" if trusted else f'<td class="bad">{escape(text)}</td>'
 
 
 def _cold_and_memory_table(summary: WorkloadSummary) -> list[str]:

@@ -1,19 +1,14 @@
-"""report.md: the environment, then per workload its headline and options table (for PRs, wikis)."""
+"""report.md: the environment, then per workload its headline and options table
+(`toolkit.report.table`), for PRs and wikis."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from toolkit.report.summary import (
-    WorkloadSummary,
-    compute_text,
-    parity_text,
-    timing_cell,
-    unmeasured_lines,
-    warning_lines,
-)
-from toolkit.report.units import duration, rate
+from toolkit.report.summary import WorkloadSummary, unmeasured_lines, warning_lines
+from toolkit.report.table import options_table
+from toolkit.report.units import duration
 
 
 def render(summaries: list[WorkloadSummary], runs: Sequence[Mapping[str, Any]],
@@ -55,25 +50,23 @@ def _workload(summary: WorkloadSummary) -> list[str]:
         out.append(f"Exported with {info.get('exporter')} {info.get('exporter_version')} in "
                    f"{duration(export.seconds)}: opset {info.get('opset')}, "
                    f"{info.get('size_bytes', 0):,} bytes.")
-    out.append("")
-    sizes = summary.batch_sizes
-    largest = sizes[-1] if sizes else None
-    header = (["option"] + [f"batch {b}: p50, speed-up" for b in sizes]
-              + [f"throughput, batch {largest}", f"GFLOP/s, % of peak, batch {largest}",
-                 "parity"])
-    out += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    for option in summary.options:
-        if not option.p50_ms:
-            continue
-        row = [option.label + (" (idiomatic)" if option.idiomatic else "")]
-        row += [timing_cell(option, b) for b in sizes]
-        row.append(rate(option.throughput.get(largest)) if largest else "-")
-        row.append(compute_text(option, largest) if largest else "-")
-        row.append(parity_text(option.parity, option.runtime))
-        out.append("| " + " | ".join(row) + " |")
+    out += ["", *_options_table(summary)]
     notes = list(summary.problems)
     notes += unmeasured_lines(summary)
     notes += warning_lines(summary)
     if notes:
         out += ["", *[f"- {n}" for n in notes]]
     return out
+
+
+def _options_table(summary: WorkloadSummary) -> list[str]:
+    """The options table as a pipe table (figures right-aligned), its caption below."""
+    model = options_table(summary)
+    out = [_line(c.name for c in model.columns),
+           _line("---:" if c.numeric else "---" for c in model.columns)]
+    out += [_line(row.cells) for row in model.rows]
+    return out + ["", f"*{model.caption}*"]
+
+
+def _line(cells: Iterable[str]) -> str:
+    return "| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |"

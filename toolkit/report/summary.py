@@ -102,14 +102,6 @@ class WorkloadSummary:
         return f"{self.key}: " + "; ".join(parts)
 
 
-def option_label(record: Record) -> str:
-    if record.runtime == "native":
-        label = f"{record.framework} {record.variant}".strip()
-        return label if record.provider in ("", "cpu") else f"{label} {record.provider}"
-    return f"onnxruntime {record.provider}" if record.variant in ("", "run") else (
-        f"onnxruntime {record.variant} {record.provider}")
-
-
 def summarise(
     records: Iterable[Record], batch_sizes: Iterable[int] = (),
     machines: Iterable[str] | None = None, peaks: Mapping[str, float | None] | None = None,
@@ -125,7 +117,7 @@ def summarise(
     summaries: dict[str, WorkloadSummary] = {}
     loads: dict[tuple[str, str, str, str], Record] = {}
     for record, host in zip(records, hosts, strict=True):
-        key = f"{record.framework}/{record.workload}"
+        key = record.workload_key
         summary = summaries.setdefault(key, WorkloadSummary(key, sizes))
         if record.phase in ("train", "export", "parity") and getattr(summary, record.phase) is None:
             setattr(summary, record.phase, record)
@@ -135,7 +127,7 @@ def summarise(
             loads[(key, record.runtime, record.provider, host)] = record
         if record.phase not in ("infer", "first_inference"):
             continue
-        label = option_label(record) + (f" @{host}" if several else "")
+        label = record.case.option + (f" @{host}" if several else "")
         option = next((o for o in summary.options if o.label == label), None)
         if option is None:
             option = Option(label, record.runtime, record.variant, record.provider)
@@ -147,10 +139,10 @@ def summarise(
                 option.import_s = load.info.get("import_seconds")
         _accumulate(option, record)
     for record in records:  # the model's FLOPs hold for every option of its workload
-        flops = record.info.get("flops_per_row") if record.phase == "infer" else None
-        summary = summaries[f"{record.framework}/{record.workload}"]
+        flops = record.flops_per_row if record.phase == "infer" else None
+        summary = summaries[record.workload_key]
         if flops and summary.flops_per_row is None:
-            summary.flops_per_row = int(flops)
+            summary.flops_per_row = flops
     for summary in summaries.values():
         for option in summary.options:
             option.flops_per_row = summary.flops_per_row
@@ -176,7 +168,7 @@ def _accumulate(option: Option, record: Record) -> None:
         option.p50_ms[record.batch_size] = record.stats.p50_ms
         if record.throughput_rows_s is not None:
             option.throughput[record.batch_size] = record.throughput_rows_s
-        option.idiomatic = option.idiomatic or bool(record.info.get("idiomatic"))
+        option.idiomatic = option.idiomatic or record.idiomatic
         for warning in record.warnings:
             option.warnings.setdefault(warning, []).append(record.batch_size)
     elif not record.ok:

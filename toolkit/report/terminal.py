@@ -1,18 +1,15 @@
-"""The terminal view: one table per workload and its headline, rendered with rich."""
+"""The terminal view: per workload its options table (`toolkit.report.table`) and headline,
+rendered with rich."""
 
 from __future__ import annotations
 
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
-from toolkit.report.summary import (
-    WorkloadSummary,
-    parity_text,
-    timing_cell,
-    unmeasured_lines,
-    warning_lines,
-)
-from toolkit.report.units import duration, rate
+from toolkit.report.summary import WorkloadSummary, unmeasured_lines, warning_lines
+from toolkit.report.table import options_table
+from toolkit.report.units import duration
 
 
 def render(summaries: list[WorkloadSummary], console: Console) -> None:
@@ -38,24 +35,12 @@ def workload_title(summary: WorkloadSummary) -> str:
 
 
 def workload_table(summary: WorkloadSummary) -> Table:
-    table = Table(title=workload_title(summary), title_justify="left", caption_justify="left",
-                  caption="p50 per call, then speed-up over the idiomatic call (*); "
-                  "parity: max abs error")
-    sizes = summary.batch_sizes
-    largest = sizes[-1] if sizes else None
-    table.add_column("option", no_wrap=True)
-    for batch in sizes:
-        table.add_column(f"batch {batch}", justify="right", no_wrap=True)
-    table.add_column(f"rows/s @{largest}", justify="right", no_wrap=True)
-    table.add_column("parity", no_wrap=True)
-    for option in summary.options:
-        if not option.p50_ms:
-            continue
-        label = option.label + (" *" if option.idiomatic else "") + (" !" if option.warnings
-                                                                       else "")
-        cells = [label, *(timing_cell(option, b) for b in sizes)]
-        cells.append(rate(option.throughput.get(largest)).replace(" rows/s", "")
-                     if largest else "-")
-        cells.append(parity_text(option.parity, option.runtime))
-        table.add_row(*cells, style="" if option.trusted else "red")
+    """The options table, with untrusted options (parity failed) in red."""
+    model = options_table(summary)
+    table = Table(title=workload_title(summary), title_justify="left", caption=model.caption,
+                  caption_justify="left")
+    for column in model.columns:
+        table.add_column(column.name, justify="right" if column.numeric else "left", no_wrap=True)
+    for row in model.rows:  # Text: exporter and runtime words, verbatim (no markup)
+        table.add_row(*map(Text, row.cells), style="" if row.trusted else "red")
     return table

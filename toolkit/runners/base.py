@@ -1,12 +1,31 @@
-"""The one small contract every runtime meets: load a file, prepare a call, close."""
+"""The one small contract every runtime meets: load a file with a config, prepare a call, close."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, Protocol
 
 import numpy as np
+
+
+@dataclass(frozen=True)
+class RunnerConfig:
+    """How a runner is asked to run; the same object goes to every runner's `load`.
+
+    A runner applies what concerns it (native runners have no graph optimisation level) and
+    records what it really applied in its `settings`.
+    """
+
+    provider: str = "cpu"
+    threads: int = 1
+    optimization: str = "all"  # ONNX Runtime's graph optimisation level
+
+    @property
+    def device(self) -> str:
+        """The device a provider runs on: the one place this is decided."""
+        return "cpu" if self.provider == "cpu" else "cuda:0"
 
 
 class Runner(Protocol):
@@ -23,18 +42,28 @@ class Runner(Protocol):
     fixed_batch: int | None  # the only batch size the model accepts, None when free
     provider: str  # what actually runs, read back from the runtime
     device: str
-    settings: dict[str, Any]  # thread counts, optimisation level, ...: recorded with every timing
+    settings: dict[str, Any]  # what was applied (threads, optimisation, ...): read back
 
     @classmethod
     def import_framework(cls) -> None:
         """Import the runtime's modules (timed apart from loading the model)."""
 
     @classmethod
-    def load(cls, path: Path, *, provider: str, threads: int) -> Runner:
-        """Load the artifact at `path`; raise ProviderUnavailableError if `provider` cannot run."""
+    def load(cls, path: Path, config: RunnerConfig) -> Runner:
+        """Load the artifact at `path`; raise ProviderUnavailableError if the provider cannot
+        run."""
 
     def prepare(self, variant: str, batch: dict[str, np.ndarray]) -> Callable[[], Any]:
         """The call to time for `variant` on `batch` (one array per input name)."""
 
     def close(self) -> None:
         """Release the model."""
+
+
+class NativeRunner(Runner, Protocol):
+    """A framework's own runtime. `load_model` gives the framework's model object (on the CPU),
+    which the export step hands to the framework's exporter."""
+
+    @classmethod
+    def load_model(cls, path: Path) -> Any:
+        """The model in `path` as the framework's own object; BadInputError if it is not one."""

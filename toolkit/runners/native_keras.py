@@ -12,7 +12,8 @@ from typing import Any
 import numpy as np
 
 from toolkit.data import only_input
-from toolkit.errors import ProviderUnavailableError
+from toolkit.errors import BadInputError, ProviderUnavailableError
+from toolkit.runners.base import RunnerConfig
 from toolkit.workloads.keras import configure_tensorflow
 
 TF_GPU_REASON = (
@@ -28,13 +29,14 @@ class KerasRunner:
     variants = ("predict", "tf.function")
     fixed_batch = None
 
-    def __init__(self, model: Any, threads: int, provider: str) -> None:
+    def __init__(self, model: Any, config: RunnerConfig) -> None:
         import tensorflow as tf
 
         self.model = model
-        self.provider = provider
-        self.device = "cpu" if provider == "cpu" else "cuda:0"
-        self.settings = {"threads": threads, "inter_op_threads": 1}
+        self.provider = config.provider
+        self.device = config.device
+        self.settings = {"threads": tf.config.threading.get_intra_op_parallelism_threads(),
+                         "inter_op_threads": tf.config.threading.get_inter_op_parallelism_threads()}
         shape = [None, *model.inputs[0].shape[1:]]
         self._function = tf.function(
             lambda x: model(x, training=False),
@@ -48,20 +50,31 @@ class KerasRunner:
         import tensorflow  # noqa: F401
 
     @classmethod
-    def load(cls, path: Path, *, provider: str, threads: int) -> KerasRunner:
-        if provider not in cls.providers:
-            raise ProviderUnavailableError(f"Keras runs on cpu or cuda, not {provider!r}")
+    def load_model(cls, path: Path) -> Any:
         configure_tensorflow()
         import keras
+
+        try:
+            return keras.models.load_model(path)
+        except (ValueError, OSError, TypeError) as exc:
+            first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else ""
+            raise BadInputError(f"{path}: not a Keras model file ({type(exc).__name__}: "
+                                f"{first}); save it with model.save('model.keras')") from None
+
+    @classmethod
+    def load(cls, path: Path, config: RunnerConfig) -> KerasRunner:
+        if config.provider not in cls.providers:
+            raise ProviderUnavailableError(f"Keras runs on cpu or cuda, not {config.provider!r}")
+        configure_tensorflow()
         import tensorflow as tf
 
-        tf.config.threading.set_intra_op_parallelism_threads(threads)
+        tf.config.threading.set_intra_op_parallelism_threads(config.threads)
         tf.config.threading.set_inter_op_parallelism_threads(1)
-        if provider == "cuda" and not tf.config.list_physical_devices("GPU"):
+        if config.provider == "cuda" and not tf.config.list_physical_devices("GPU"):
             raise ProviderUnavailableError(f"{TF_GPU_REASON} (TensorFlow sees no GPU)")
-        if provider == "cpu":
+        if config.provider == "cpu":
             tf.config.set_visible_devices([], "GPU")
-        return cls(keras.models.load_model(path), threads, provider)
+        return cls(cls.load_model(path), config)
 
     def prepare(self, variant: str, batch: dict[str, np.ndarray]) -> Callable[[], Any]:
         x = only_input(batch)

@@ -10,6 +10,7 @@ import numpy as np
 
 from toolkit.data import only_input
 from toolkit.errors import BadInputError, ProviderUnavailableError
+from toolkit.runners.base import RunnerConfig
 
 
 class TorchRunner:
@@ -22,31 +23,38 @@ class TorchRunner:
     variants = ("inference_mode", "no_grad")
     fixed_batch = None
 
-    def __init__(self, model: Any, threads: int, provider: str) -> None:
+    def __init__(self, model: Any, config: RunnerConfig) -> None:
+        import torch
+
         self.model = model
-        self.provider = provider
-        self.device = "cpu" if provider == "cpu" else "cuda:0"
-        self.settings = {"threads": threads}
+        self.provider = config.provider
+        self.device = config.device
+        self.settings = {"threads": torch.get_num_threads()}
 
     @classmethod
     def import_framework(cls) -> None:
         import torch  # noqa: F401
 
     @classmethod
-    def load(cls, path: Path, *, provider: str, threads: int) -> TorchRunner:
+    def load_model(cls, path: Path) -> Any:
+        return load_module(Path(path))
+
+    @classmethod
+    def load(cls, path: Path, config: RunnerConfig) -> TorchRunner:
         import torch
 
-        if provider not in cls.providers:
-            raise ProviderUnavailableError(f"native torch runs on cpu or cuda, not {provider!r}")
-        if provider == "cuda" and not torch.cuda.is_available():
+        if config.provider not in cls.providers:
+            raise ProviderUnavailableError(
+                f"native torch runs on cpu or cuda, not {config.provider!r}")
+        if config.provider == "cuda" and not torch.cuda.is_available():
             why = ("this torch build has no CUDA" if torch.version.cuda is None else
                    f"torch {torch.__version__} (CUDA {torch.version.cuda}) sees no CUDA device")
             raise ProviderUnavailableError(f"torch.cuda.is_available() is False: {why}")
-        torch.set_num_threads(threads)
-        model = load_module(Path(path))
-        if provider == "cuda":
-            model = model.to("cuda")
-        return cls(model, threads, provider)
+        torch.set_num_threads(config.threads)
+        model = cls.load_model(path)
+        if config.device != "cpu":
+            model = model.to(config.device)
+        return cls(model, config)
 
     def prepare(self, variant: str, batch: dict[str, np.ndarray]) -> Callable[[], Any]:
         import torch
@@ -60,7 +68,7 @@ class TorchRunner:
                     return model(tensor)
 
             return call
-        tensor = tensor.to("cuda")
+        tensor = tensor.to(self.device)
         synchronize = torch.cuda.synchronize
         synchronize()
 

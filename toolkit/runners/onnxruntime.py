@@ -2,13 +2,16 @@
 
 `get_available_providers()` lists CUDA on machines with no GPU; only the providers a created
 session reports count. A provider asked for and not running raises ProviderUnavailableError
-carrying ONNX Runtime's own reason (which it writes to the process's stderr, so it is captured
-at the file-descriptor level).
+carrying ONNX Runtime's own reason. ORT writes that reason to the process's stderr from C++ (so
+it is captured at the file-descriptor level) and, for a failed TensorRT or CUDA provider, prints
+an "EP Error ... Falling back" banner from Python to stdout (captured too, and folded into the
+reason instead of reaching the user's terminal).
 """
 
 from __future__ import annotations
 
 import contextlib
+import io
 import os
 import re
 import tempfile
@@ -19,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from toolkit.errors import BadInputError, ProviderUnavailableError
+from toolkit.runners.base import RunnerConfig
 
 PROVIDERS = {
     "cpu": "CPUExecutionProvider",
@@ -45,8 +49,21 @@ def captured_stderr() -> Iterator[list[str]]:
             lines.extend(re.sub(r"\x1b\[[0-9;]*m", "", text).splitlines())
 
 
+@contextlib.contextmanager
+def captured_output() -> Iterator[list[str]]:
+    """What ORT says while the block runs: native stderr, and Python-level prints to stdout."""
+    printed = io.StringIO()
+    with captured_stderr() as lines, contextlib.redirect_stdout(printed):
+        yield lines
+    lines.extend(printed.getvalue().splitlines())
+
+
 def unavailable_reason(provider: str, log: list[str]) -> str:
     """The shortest true account of why ORT fell back, from its log lines."""
+    for line in log:
+        found = re.match(r"EP Error:? (?:\S+:\d+ [^(]*\([^)]*\) )?(.+?)(?: when using .*)?$", line)
+        if found:
+            return f"{PROVIDERS[provider]} not usable: {found.group(1).strip()}"
     for line in log:
         found = re.search(r"Failed to load library (\S+) with error: (.+)", line)
         if found:
@@ -92,7 +109,7 @@ def create_session(source: Path | bytes, provider: str, options: Any) -> Any:
     if provider != "cpu" and hasattr(ort, "preload_dlls"):
         with contextlib.suppress(Exception):  # absent CUDA libraries show up just below
             ort.preload_dlls()
-    with captured_stderr() as log:
+    with captured_output() as log:
         session = ort.InferenceSession(
             str(source) if isinstance(source, Path) else source,
             sess_options=options,
@@ -112,11 +129,11 @@ class OrtRunner:
     idiomatic = "run"
     providers = tuple(PROVIDERS)
 
-    def __init__(self, session: Any, provider: str, threads: int, optimization: str) -> None:
+    def __init__(self, session: Any, config: RunnerConfig) -> None:
         self.session = session
-        self.provider = provider
-        self.device = "cpu" if provider == "cpu" else "cuda:0"
-        self.variants = ("run", "iobinding") if provider == "cpu" else ("copies", "iobinding")
+        self.provider = config.provider
+        self.device = config.device
+        self.variants = ("run", "iobinding") if self.device == "cpu" else ("copies", "iobinding")
         inputs = session.get_inputs()
         self.input_names = [i.name for i in inputs]
         fixed = {i.shape[0] for i in inputs if i.shape and isinstance(i.shape[0], int)}
@@ -124,11 +141,12 @@ class OrtRunner:
         if any(not o.type.startswith("tensor") for o in session.get_outputs()):
             # Non-tensor outputs (a ZipMap's sequence of maps) cannot be bound to a device.
             self.variants = self.variants[:1]
+        applied = session.get_session_options()
         self.settings = {
-            "threads": threads,
-            "intra_op_threads": threads,
-            "inter_op_threads": 1,
-            "graph_optimization": optimization,
+            "threads": applied.intra_op_num_threads,
+            "intra_op_threads": applied.intra_op_num_threads,
+            "inter_op_threads": applied.inter_op_num_threads,
+            "graph_optimization": config.optimization,
             "session_providers": session.get_providers(),
         }
 
@@ -137,11 +155,9 @@ class OrtRunner:
         import onnxruntime  # noqa: F401
 
     @classmethod
-    def load(
-        cls, path: Path, *, provider: str, threads: int, optimization: str = "all"
-    ) -> OrtRunner:
-        session = create_session(path, provider, session_options(threads, optimization))
-        return cls(session, provider, threads, optimization)
+    def load(cls, path: Path, config: RunnerConfig) -> OrtRunner:
+        options = session_options(config.threads, config.optimization)
+        return cls(create_session(path, config.provider, options), config)
 
     def feed(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         """Arrays by the session's input names (a one-input model takes its array by any name)."""

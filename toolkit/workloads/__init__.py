@@ -14,9 +14,6 @@ REGISTRY: dict[str, Workload] = {
     w.key: w for w in (*sklearn.WORKLOADS, *keras.WORKLOADS, *torch.WORKLOADS)
 }
 FRAMEWORKS = ("sklearn", "keras", "torch")
-# Each framework's native outputs that an ONNX export must reproduce.
-SCORES = {"sklearn": sklearn.native_scores, "keras": keras.native_scores,
-          "torch": torch.native_scores}
 
 
 def get(key: str) -> Workload:
@@ -52,4 +49,4 @@ def select(names: list[str] | None, frameworks: list[str] | None) -> list[Worklo
     return chosen
 
 
-__all__ = ["FRAMEWORKS", "REGISTRY", "SCORES", "Trained", "Workload", "get", "select"]
+__all__ = ["FRAMEWORKS", "REGISTRY", "Trained", "Workload", "get", "select"]

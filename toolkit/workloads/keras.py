@@ -7,8 +7,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from toolkit import data
 from toolkit.data import SEED, Dataset
 from toolkit.workloads.base import Workload
@@ -57,17 +55,11 @@ class KerasWorkload(Workload):
                   verbose=0)
         return model
 
-    def scores(self, model: Any, x: np.ndarray) -> np.ndarray:
-        return native_scores(model, x)
-
     def save(self, model: Any, directory: Path) -> Path:
         path = directory / f"model{self.artifact_suffix}"
         model.save(path)
         return path
 
-
-def native_scores(model: Any, x: np.ndarray) -> np.ndarray:
-    return np.asarray(model.predict(x, verbose=0))
 
 
 def _seed_dense(k: Any, d: Dataset) -> list[Any]:

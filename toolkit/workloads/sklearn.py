@@ -6,8 +6,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from toolkit import data
 from toolkit.data import Dataset
 from toolkit.workloads.base import Workload
@@ -37,9 +35,6 @@ class SklearnWorkload(Workload):
     def fit(self, model: Any, data: Dataset) -> Any:
         return model.fit(data.x_train, data.y_train)
 
-    def scores(self, model: Any, x: np.ndarray) -> np.ndarray:
-        return native_scores(model, x)
-
     def save(self, model: Any, directory: Path) -> Path:
         import joblib
 
@@ -47,13 +42,6 @@ class SklearnWorkload(Workload):
         joblib.dump(model, path)
         return path
 
-
-def native_scores(model: Any, x: np.ndarray) -> np.ndarray:
-    """Class probabilities for a classifier (what its ONNX `probabilities` output holds), else
-    the prediction."""
-    if hasattr(model, "predict_proba"):
-        return np.asarray(model.predict_proba(x))
-    return np.asarray(model.predict(x))
 
 
 def _linreg() -> Any:

@@ -6,8 +6,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from toolkit import data
 from toolkit.data import SEED, Dataset
 from toolkit.workloads.base import Workload
@@ -61,9 +59,6 @@ class TorchWorkload(Workload):
                 optimizer.step()
         return model.eval()
 
-    def scores(self, model: Any, x: np.ndarray) -> np.ndarray:
-        return native_scores(model, x)
-
     def save(self, model: Any, directory: Path) -> Path:
         import torch
 
@@ -71,16 +66,6 @@ class TorchWorkload(Workload):
         torch.save(model, path)
         return path
 
-
-def native_scores(model: Any, x: np.ndarray) -> np.ndarray:
-    """The model's (first) output on x, computed without autograd."""
-    import torch
-
-    with torch.no_grad():
-        out = model(torch.from_numpy(np.ascontiguousarray(x)))
-    if isinstance(out, (tuple, list)):
-        out = out[0]
-    return out.detach().cpu().numpy()
 
 
 WORKLOADS = [

@@ -1,0 +1,114 @@
+"""compare on two separately measured runs: quiet when nothing changed, loud when a case got
+slower, and a clean error for files it cannot trust."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from toolkit import history
+from toolkit.compare import compare
+from toolkit.results import Record, ResultsFile, load
+from toolkit.stats import Stats
+
+CliRunner = pytest.importorskip("typer.testing").CliRunner
+app = pytest.importorskip("toolkit.cli").app
+runner = CliRunner()
+RUN = {"suite": {"name": "synthetic", "threads": 1}, "environment": {"cpu": "test cpu"}}
+CASES = [("digits-mlp", "torch", "native", "inference_mode"),
+         ("digits-mlp", "torch", "onnxruntime", "run"),
+         ("seed-linreg", "sklearn", "onnxruntime", "iobinding")]
+
+
+def write_run(path: Path, seed: int, slower: dict[tuple[str, str], float] | None = None) -> Path:
+    """A results.json whose timings are fresh draws (noise of 10%, heavy right tail) around
+    fixed medians; `slower` multiplies the timings of (workload, variant) cases."""
+    rng = np.random.default_rng(seed)
+    results = ResultsFile(path, RUN)
+    for index, (workload, framework, runtime, variant) in enumerate(CASES):
+        for batch in (1, 64):
+            factor = (slower or {}).get((workload, variant), 1.0)
+            samples = (0.05 * (index + 1) * batch ** 0.5 * factor
+                       * rng.lognormal(0.0, 0.1, size=200))
+            results.append([Record(workload, framework, "infer", runtime=runtime,
+                                   variant=variant, provider="cpu", batch_size=batch,
+                                   stats=Stats.from_ms(samples.tolist()))])
+    return path
+
+
+def test_two_runs_of_the_same_thing_compare_quietly(tmp_path):
+    base = write_run(tmp_path / "a.json", seed=1)
+    new = write_run(tmp_path / "b.json", seed=2)
+    result = compare(load(base), load(new))
+    assert len(result.rows) == 6 and not result.regressed
+    assert {r.verdict for r in result.rows} <= {"same (noise)", "same (threshold)"}
+    cli = runner.invoke(app, ["compare", str(base), str(new)], terminal_width=250)
+    assert cli.exit_code == 0, cli.output
+    assert "0 regressed of 6" in cli.output
+
+
+def test_a_case_twice_as_slow_is_named_and_fails_the_gate(tmp_path):
+    base = write_run(tmp_path / "a.json", seed=1)
+    new = write_run(tmp_path / "b.json", seed=2, slower={("digits-mlp", "run"): 2.0})
+    result = compare(load(base), load(new))
+    slow = {r.case for r in result.regressed}
+    assert slow == {"torch/digits-mlp onnxruntime run cpu b=1",
+                    "torch/digits-mlp onnxruntime run cpu b=64"}
+    assert all(1.8 < r.ratio < 2.2 for r in result.regressed)
+    cli = runner.invoke(app, ["compare", str(base), str(new), "--format", "md"])
+    assert cli.exit_code == 1, cli.output
+    assert "2 regressed of 6" in cli.output
+    back = runner.invoke(app, ["compare", str(new), str(base)], terminal_width=250)
+    assert back.exit_code == 0 and back.output.count("faster") == 2, back.output
+
+
+def test_compare_takes_history_run_ids(tmp_path):
+    database = tmp_path / "h.sqlite"
+    a, _ = history.remember(write_run(tmp_path / "a.json", seed=1), database)
+    b, _ = history.remember(write_run(tmp_path / "b.json", seed=3,
+                                      slower={("seed-linreg", "iobinding"): 3.0}), database)
+    result = runner.invoke(app, ["compare", str(a), str(b), "--history", str(database)],
+                           terminal_width=250)
+    assert result.exit_code == 1, result.output
+    assert "sklearn/seed-linreg onnxruntime iobinding cpu b=1" in result.output
+    missing = runner.invoke(app, ["compare", "999", str(b), "--history", str(database)])
+    assert missing.exit_code == 2 and "run 999 is not in the history" in missing.output
+
+
+def test_compare_rejects_bad_values(tmp_path):
+    base = write_run(tmp_path / "a.json", seed=1)
+    bad = runner.invoke(app, ["compare", str(base), str(base), "--threshold", "lots"])
+    assert bad.exit_code == 2 and "--threshold 'lots'" in bad.output
+    bad = runner.invoke(app, ["compare", str(base), str(base), "--metric", "median"])
+    assert bad.exit_code == 2 and "--metric 'median'" in bad.output
+
+
+def edited(path: Path, change) -> Path:
+    payload = json.loads(path.read_text())
+    change(payload)
+    target = path.with_name(f"edited-{path.name}")
+    target.write_text(json.dumps(payload))
+    return target
+
+
+@pytest.mark.parametrize("change, needle", [
+    (lambda p: p.update(schema="deploybench.results/99"), "written by a newer deploybench"),
+    (lambda p: p.update(schema="something/else"), "not a deploybench results file"),
+    (lambda p: p["records"][0].update(batch_size="one"), "record 0 is not a deploybench record"),
+    (lambda p: p["records"][1].update(stats={"p50_ms": "fast"}), "record 1 is not a deploybench"),
+    (lambda p: p["records"][2].update(phase="serve"), "unknown phase 'serve'"),
+    (lambda p: p.update(records={"a": 1}), "run or records section"),
+])
+def test_an_edited_or_newer_results_file_is_one_error_line(tmp_path, change, needle):
+    good = write_run(tmp_path / "a.json", seed=1)
+    bad = edited(good, change)
+    for args in (["compare", str(good), str(bad)], ["report", str(bad), "--out",
+                                                      str(tmp_path / "r")]):
+        result = runner.invoke(app, args, terminal_width=300)
+        assert result.exit_code == 2, (args, result.output)
+        lines = result.output.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("error: ") and needle in lines[0], lines
+        assert str(bad) in lines[0]

@@ -1,0 +1,49 @@
+"""Memory of the measuring process: its peak resident set, and its GPU memory where there is one."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+
+def peak_rss_mb() -> float | None:
+    """Peak resident memory of this process so far.
+
+    On Linux, VmHWM from /proc: getrusage's ru_maxrss survives exec, so a child started by a
+    large parent would report the parent's peak as its own.
+    """
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    try:
+        import resource
+    except ImportError:  # Windows
+        return None
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / 1024 / 1024 if sys.platform == "darwin" else peak / 1024
+
+
+def gpu_memory_mb(runner: Any) -> float | None:
+    """This process's GPU memory as the driver sees it (NVML), else what the runtime reports."""
+    if runner.device == "cpu":
+        return None
+    try:
+        import pynvml
+
+        pynvml.nvmlInit()
+        handle = pynvml.nvmlDeviceGetHandleByIndex(int(runner.device.split(":")[-1]))
+        for process in pynvml.nvmlDeviceGetComputeRunningProcesses(handle):
+            if process.pid == os.getpid() and process.usedGpuMemory:
+                return process.usedGpuMemory / 2**20
+    except Exception:  # no NVML, or a sandbox that hides process ids from it
+        log.debug("NVML gave no per-process memory", exc_info=True)
+    own = getattr(runner, "gpu_memory_mb", None)
+    return own() if callable(own) else None

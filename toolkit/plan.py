@@ -1,0 +1,240 @@
+"""A run as a plan: labelled steps, which the one executor (`toolkit.executor`) runs.
+
+    Skipped    records made without running anything (a framework that is not installed)
+    Build      a built-in workload, in a child: train, save, export, parity
+    BuildFile  a user's native model file, in a child: load, export, parity
+    Measure    one case (artifact x runtime x provider), in a fresh child
+
+A step's label is stamped on every record it makes (`Record.step`); a step with records is done,
+which is how --resume knows what is left. `run` plans a suite here (`plan_suite`); `bench` plans
+a model file (`toolkit.bench.plan_model`). Either plan can be made again from the run section
+of its results.json (`Plan.run`), so either can be resumed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from toolkit import environment, workloads
+from toolkit.errors import BadInputError
+from toolkit.isolate import run_child
+from toolkit.results import Parity, Record
+from toolkit.suite import Case, Suite, cases
+
+BUILD_PHASES = ("train", "export", "parity")
+
+
+@dataclass(frozen=True)
+class Context:
+    """What a step may use: the run's settings, its folder, and the records of finished steps."""
+
+    suite: Suite
+    out_dir: Path
+    done: Mapping[str, list[Record]] = field(default_factory=dict)
+
+
+class Step(Protocol):
+    @property
+    def label(self) -> str:
+        """Unique within a plan; stamped on the step's records."""
+
+    @property
+    def what(self) -> str:
+        """What the progress bar says while the step runs."""
+
+    def execute(self, context: Context) -> list[Record]:
+        """Run the step; a failure inside it is a `failed` record, not an exception."""
+
+
+@dataclass(frozen=True)
+class Plan:
+    suite: Suite
+    steps: Sequence[Step]
+    run: Mapping[str, Any]  # what results.json's run section needs to make this plan again
+
+
+@dataclass(frozen=True)
+class Skipped:
+    label: str
+    what: str
+    records: tuple[Record, ...]
+
+    def execute(self, context: Context) -> list[Record]:
+        return list(self.records)
+
+
+@dataclass(frozen=True)
+class Build:
+    workload: str  # framework/name
+
+    @property
+    def label(self) -> str:
+        return build_label(self.workload)
+
+    @property
+    def what(self) -> str:
+        return f"{self.workload}: training and exporting"
+
+    def execute(self, context: Context) -> list[Record]:
+        suite = context.suite
+        spec = {"task": "build", "workload": self.workload,
+                "out_dir": str(context.out_dir / "artifacts"), "opset": suite.opset,
+                "rtol": suite.rtol, "atol": suite.atol, "threads": suite.threads}
+        child = run_child(spec, context.out_dir, timeout_s=suite.timeout_s,
+                          threads=suite.threads, name=f"build-{self.workload.replace('/', '-')}")
+        return _complete(list(child.records), child.failure, _identity(self.workload),
+                         BUILD_PHASES)
+
+
+@dataclass(frozen=True)
+class BuildFile:
+    """A user's native model file; bad input found in the child is BadInputError here."""
+
+    workload: str  # framework/stem
+    path: Path
+    onnx_out: Path
+    shapes: Mapping[str, tuple[int, ...]] = field(default_factory=dict)
+    input_data: Path | None = None
+
+    @property
+    def label(self) -> str:
+        return build_label(self.workload)
+
+    @property
+    def what(self) -> str:
+        return f"{self.path.name}: loading, exporting, checking parity"
+
+    def execute(self, context: Context) -> list[Record]:
+        suite = context.suite
+        framework = self.workload.split("/", 1)[0]
+        spec = {"task": "build_file", "path": str(self.path.resolve()), "framework": framework,
+                "out_dir": str(context.out_dir / "artifacts"), "onnx_out": str(self.onnx_out),
+                "opset": suite.opset, "rtol": suite.rtol, "atol": suite.atol,
+                "threads": suite.threads, "shapes": dict(self.shapes),
+                "input_data": str(self.input_data.resolve()) if self.input_data else None}
+        child = run_child(spec, context.out_dir, timeout_s=suite.timeout_s,
+                          threads=suite.threads, name=f"build-{self.path.name}")
+        if child.bad_input:
+            raise BadInputError(f"{self.path}: {child.bad_input}")
+        return _complete(list(child.records), child.failure, _identity(self.workload),
+                         BUILD_PHASES[1:])
+
+
+@dataclass(frozen=True)
+class Sources:
+    """What a measure step times: the files, the inputs, and the parity verdict of the file."""
+
+    native: str | None = None
+    onnx: str | None = None
+    inputs: str | None = None
+    parity: Parity | None = None
+
+    @classmethod
+    def from_records(cls, records: Sequence[Record]) -> Sources:
+        found: dict[str, str] = {}
+        for record in records:
+            found.update({k: record.info[k] for k in ("artifact", "onnx", "inputs")
+                          if k in record.info and record.status != "skipped"})
+        parity = next((r.parity for r in records if r.phase == "parity" and r.parity), None)
+        return cls(found.get("artifact"), found.get("onnx"), found.get("inputs"), parity)
+
+
+@dataclass(frozen=True)
+class Measure:
+    """One case in a fresh child. Its files come from the records of the build step `after`,
+    or are given up front (`sources`: an ONNX file measured as it is)."""
+
+    case: Case
+    after: str | None = None
+    sources: Sources | None = None
+
+    @property
+    def label(self) -> str:
+        return self.case.label
+
+    @property
+    def what(self) -> str:
+        return f"{self.case.workload}: {self.case.runner} on {self.case.provider}"
+
+    def execute(self, context: Context) -> list[Record]:
+        sources = self.sources or Sources.from_records(context.done.get(self.after or "", []))
+        return measure(context, self.case, sources)
+
+
+def measure(context: Context, case: Case, sources: Sources) -> list[Record]:
+    suite = context.suite
+    ident = _identity(case.workload)
+    runtime = "onnxruntime" if case.runner == "onnxruntime" else "native"
+    artifact = sources.onnx if runtime == "onnxruntime" else sources.native
+    if artifact is None or sources.inputs is None:
+        why = ("no ONNX file: export failed" if runtime == "onnxruntime" else
+               "no native model: training failed")
+        return [Record(**ident, phase="infer", runtime=runtime, provider=case.provider,
+                       batch_size=b, status="skipped", reason=why) for b in suite.batch_sizes]
+    spec = {"task": "measure", **ident, "runner": case.runner, "artifact": artifact,
+            "inputs": sources.inputs, "provider": case.provider,
+            "batch_sizes": list(suite.batch_sizes), "budget": dataclasses.asdict(suite.budget),
+            "threads": suite.threads, "optimization": suite.optimization}
+    name = f"measure-{case.workload.replace('/', '-')}-{case.runner}-{case.provider}"
+    child = run_child(spec, context.out_dir, timeout_s=suite.timeout_s, threads=suite.threads,
+                      name=name)
+    records = child.records
+    if child.failure:
+        measured = {r.batch_size for r in records if r.phase == "infer"}
+        records += [Record(**ident, phase="infer", runtime=runtime, provider=case.provider,
+                           batch_size=b, status="failed", reason=child.failure)
+                    for b in suite.batch_sizes if b not in measured]
+    if runtime == "onnxruntime" and sources.parity is not None:
+        # Every ONNX timing carries the parity verdict of the file it ran.
+        records = [dataclasses.replace(r, parity=sources.parity) for r in records]
+    return records
+
+
+def build_label(workload: str) -> str:
+    return f"{workload} build"
+
+
+def plan_suite(suite: Suite) -> Plan:
+    """Each workload's build, then its cases; a workload whose framework is not installed
+    becomes skipped records that say how to install it."""
+    steps: list[Step] = []
+    for key in suite.workloads:
+        missing = environment.missing_framework(workloads.get(key).framework)
+        planned = cases(suite, key)
+        if missing:
+            steps += _skipped(suite, key, planned, missing)
+            continue
+        steps.append(Build(key))
+        steps += [Measure(case, after=build_label(key)) for case in planned]
+    return Plan(suite, steps, {"command": "run", "suite": dataclasses.asdict(suite)})
+
+
+def _skipped(suite: Suite, key: str, planned: list[Case], reason: str) -> list[Step]:
+    ident = _identity(key)
+    steps: list[Step] = [Skipped(build_label(key), f"{key}: skipped ({reason})", tuple(
+        Record(**ident, phase=phase, status="skipped", reason=reason) for phase in BUILD_PHASES))]
+    for case in planned:
+        runtime = "onnxruntime" if case.runner == "onnxruntime" else "native"
+        steps.append(Skipped(case.label, f"{key}: skipped", tuple(
+            Record(**ident, phase="infer", runtime=runtime, provider=case.provider, batch_size=b,
+                   status="skipped", reason=reason) for b in suite.batch_sizes)))
+    return steps
+
+
+def _identity(key: str) -> dict[str, str]:
+    framework, name = key.split("/", 1)
+    return {"workload": name, "framework": framework}
+
+
+def _complete(records: list[Record], failure: str | None, ident: dict[str, str],
+              phases: Sequence[str]) -> list[Record]:
+    """A build child that died: a `failed` record, with why, for each phase it did not reach."""
+    if failure:
+        seen = {r.phase for r in records}
+        records += [Record(**ident, phase=phase, status="failed", reason=failure)
+                    for phase in phases if phase not in seen]
+    return records

@@ -1,0 +1,82 @@
+"""The options table of one workload, built once and rendered by the terminal, Markdown and HTML
+reports: one row per option that was timed, one column per batch size, then the throughput and
+compute at the largest batch size and the parity verdict."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from toolkit.report.summary import (
+    Option,
+    WorkloadSummary,
+    compute_text,
+    parity_text,
+    timing_cell,
+)
+from toolkit.report.units import rate
+
+IDIOMATIC = " (idiomatic)"  # marks the baseline of every speed-up
+FLAGGED = " !"  # marks an option with warnings (listed under the table)
+CAPTION = ("p50 per call, then speed-up over the idiomatic call; rows/s and GFLOP/s (with % of "
+           f"the machine's peak) at the largest batch; parity: max abs error;{FLAGGED}: see the "
+           "warnings")
+
+
+@dataclass(frozen=True)
+class Column:
+    name: str
+    numeric: bool  # right-aligned figures; the others are words (the option, the verdict)
+
+
+@dataclass(frozen=True)
+class Row:
+    """One option: its cells in column order, the first being its label."""
+
+    option: Option
+    cells: tuple[str, ...]
+
+    @property
+    def label(self) -> str:
+        return self.cells[0]
+
+    @property
+    def trusted(self) -> bool:
+        return self.option.trusted
+
+    @property
+    def flagged(self) -> bool:
+        return bool(self.option.warnings)
+
+
+@dataclass(frozen=True)
+class OptionsTable:
+    caption: str
+    columns: tuple[Column, ...]
+    rows: tuple[Row, ...]
+
+
+def options_table(summary: WorkloadSummary) -> OptionsTable:
+    """Every option of `summary` that has a timing, with its figures as text."""
+    sizes = tuple(summary.batch_sizes)
+    columns = [Column("option", False), *(Column(f"batch {b}", True) for b in sizes)]
+    if sizes:
+        columns += [Column(f"rows/s, batch {sizes[-1]}", True),
+                    Column(f"GFLOP/s, % of peak, batch {sizes[-1]}", True)]
+    columns.append(Column("parity", False))
+    rows = tuple(Row(o, _cells(o, sizes)) for o in summary.options if o.p50_ms)
+    return OptionsTable(CAPTION, tuple(columns), rows)
+
+
+def label(option: Option) -> str:
+    """The option's name, marked when it is the idiomatic call or has warnings."""
+    return (option.label + (IDIOMATIC if option.idiomatic else "")
+            + (FLAGGED if option.warnings else ""))
+
+
+def _cells(option: Option, sizes: tuple[int, ...]) -> tuple[str, ...]:
+    cells = [label(option), *(timing_cell(option, b) for b in sizes)]
+    if sizes:
+        cells += [rate(option.throughput.get(sizes[-1])).removesuffix(" rows/s"),
+                  compute_text(option, sizes[-1])]
+    cells.append(parity_text(option.parity, option.runtime))
+    return tuple(cells)

@@ -1,0 +1,36 @@
+"""What a child process runs: one step of a plan, named by its task.
+
+    build       a built-in workload: train, save, export, parity   (toolkit.steps.build)
+    build_file  a user's native model file: load, export, parity    (toolkit.steps.build)
+    measure     one artifact in one runtime on one provider         (toolkit.steps.measure)
+
+Each task is a spec (a dataclass, sent as JSON) and a function that yields records.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from toolkit.results import Record
+from toolkit.steps.build import BuildFileSpec, BuildSpec, build, build_file
+from toolkit.steps.measure import MeasureSpec, measure_case
+
+TASKS: dict[str, tuple[type[Any], Callable[[Any], Iterator[Record]]]] = {
+    "build": (BuildSpec, build),
+    "build_file": (BuildFileSpec, build_file),
+    "measure": (MeasureSpec, measure_case),
+}
+
+
+def run_task(spec: dict[str, Any]) -> Iterator[Record]:
+    """The records of the task a spec names (`{"task": "measure", ...}`)."""
+    values = dict(spec)
+    task = values.pop("task")
+    if task not in TASKS:
+        raise ValueError(f"unknown task {task!r}; known: {', '.join(TASKS)}")
+    spec_type, function = TASKS[task]
+    return function(spec_type(**values))
+
+
+__all__ = ["TASKS", "BuildFileSpec", "BuildSpec", "MeasureSpec", "run_task"]
