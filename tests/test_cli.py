@@ -113,3 +113,31 @@ def test_a_framework_that_cannot_be_imported_is_skipped_with_a_reason(tmp_path, 
     records = json.loads((tmp_path / "o" / "results.json").read_text())["records"]
     assert records and all(r["status"] == "skipped" for r in records)
     assert all("pip install 'deploybench[torch]'" in r["reason"] for r in records)
+
+
+def test_env_prints_no_onnx_runtime_banner():
+    """ORT prints an "EP Error ... Falling back" banner from Python when TensorRT cannot load;
+    deploybench folds its reason into the provider line instead."""
+    import subprocess
+
+    proc = subprocess.run([sys.executable, "-m", "toolkit.cli", "env"], capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    for banner in ("EP Error", "Falling back", "*****"):
+        assert banner not in proc.stdout and banner not in proc.stderr
+    if not cuda_usable():
+        assert "provider tensorrt" in proc.stdout
+        assert "TensorrtExecutionProvider not usable" in proc.stdout
+
+
+def test_the_tensorrt_banner_becomes_a_reason():
+    from toolkit.runners.onnxruntime import unavailable_reason
+
+    banner = ["*************** EP Error ***************",
+              "EP Error /onnxruntime_src/onnxruntime/python/onnxruntime_pybind_state.cc:729 void "
+              "onnxruntime::python::RegisterTensorRTPluginsAsCustomOps(PySessionOptions&, const "
+              "onnxruntime::ProviderOptions&) Please install TensorRT libraries.",
+              " when using ['TensorrtExecutionProvider', 'CPUExecutionProvider']",
+              "Falling back to ['CPUExecutionProvider'] and retrying."]
+    assert unavailable_reason("tensorrt", banner) == (
+        "TensorrtExecutionProvider not usable: Please install TensorRT libraries.")

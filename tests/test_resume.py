@@ -62,3 +62,37 @@ def test_resume_rejects_a_folder_without_results(tmp_path):
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode == 2
     assert "no results.json there" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_bench_interrupted_during_its_build_resumes(tmp_path):
+    """Ctrl-C while `bench` exports a native file: exit 130, the run marked interrupted, and
+    `bench --resume` runs every step once."""
+    from tests import model_files
+
+    model = model_files.joblib_classifier(tmp_path / "iris.joblib")
+    out = tmp_path / "bench"
+    cli = [sys.executable, "-m", "toolkit.cli", "bench"]
+    proc = subprocess.Popen([*cli, str(model), "--trust-pickle", "--batch-sizes", "1",
+                             "--out", str(out)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while not list((out / "logs").glob("build-*.log")) and time.monotonic() < deadline:
+        time.sleep(0.05)  # the build child has started
+    proc.send_signal(signal.SIGINT)
+    _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 130, stderr[-2000:]
+    assert f"deploybench bench --resume {out}" in stderr and "Aborted" not in stderr
+    payload = json.loads((out / "results.json").read_text())
+    assert payload["run"]["interrupted"] is True and payload["records"] == []
+
+    resumed = subprocess.run([*cli, "--resume", str(out)], capture_output=True, text=True,
+                             timeout=300)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    payload = json.loads((out / "results.json").read_text())
+    assert payload["run"]["interrupted"] is False and payload["run"]["resumed"]
+    steps = Counter(r["step"] for r in payload["records"] if r["phase"] in ("export", "load"))
+    assert steps == Counter({f"sklearn/iris {s}": 1 for s in
+                             ("build", "native_sklearn cpu", "onnxruntime cpu")})
+    refused = subprocess.run([*cli, "--resume", str(out), "--batch-sizes", "8"],
+                             capture_output=True, text=True, timeout=60)
+    assert refused.returncode == 2 and "drop --batch-sizes" in refused.stderr
