@@ -3,8 +3,8 @@ file ONNX Runtime loads and whose outputs match the native model's.
 
 Each method writes its own file; the kept one is renamed to the target, the others removed. A
 method whose file ONNX Runtime cannot load, or whose parity fails, is recorded with why, and the
-next method is tried. This module depends on the exporters, the parity rule and onnxruntime
-only, never on the toolkit's runners or run plans.
+next method is tried. Like every exporter module it uses onnxruntime directly, and none of the
+toolkit's runners or plans.
 """
 
 from __future__ import annotations
@@ -36,7 +36,9 @@ class CheckedExport:
 
 
 @dataclass(frozen=True)
-class Tolerances:
+class ExportSettings:
+    """The opset to export to, the parity tolerances, and the threads of the checking session."""
+
     opset: int = 18
     rtol: float = DEFAULT_RTOL
     atol: float = DEFAULT_ATOL
@@ -45,7 +47,7 @@ class Tolerances:
 
 def export_with_parity(
     exporter: Exporter, model: Any, x: np.ndarray, native_scores: np.ndarray, task: Task,
-    target: Path, settings: Tolerances, *, require_free_batch: bool,
+    target: Path, settings: ExportSettings, *, require_free_batch: bool,
 ) -> CheckedExport:
     """Export `model` to `target`: the first method that passes parity on `x`, else the last
     that exported and loaded (its failed parity is the verdict)."""
@@ -71,7 +73,8 @@ def export_with_parity(
         best = CheckedExport(exported, parity, scores)
         if parity.passed:
             break
-        attempts.append(f"{method}: parity failed (max abs error {parity.max_abs:.3g})")
+        attempts.append(f"{method}: parity {parity.verdict} (max abs error "
+                        f"{parity.max_abs:.3g})")
     for candidate in candidates.values():  # keep one file: the chosen one, under its final name
         if best is not None and best.exported is not None and candidate == best.exported.path:
             os.replace(candidate, target)

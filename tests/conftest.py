@@ -23,12 +23,12 @@ max_seconds = 0.2
 
 
 def write_suite(path: Path, workloads: list[str], providers: list[str] | None = None,
-                batch_sizes: list[int] | None = None) -> Path:
+                batch_sizes: list[int] | None = None, rounds: int = 2) -> Path:
     providers = providers or ["cpu", "cuda"]
     batch_sizes = batch_sizes or [1, 4]
     path.write_text(
         f'name = "tiny"\nworkloads = {workloads!r}\nbatch_sizes = {batch_sizes!r}\n'
-        f"providers = {providers!r}\nthreads = 1\n" + TINY_TIMING,
+        f"providers = {providers!r}\nthreads = 1\nrounds = {rounds}\n" + TINY_TIMING,
         encoding="utf-8",
     )
     return path

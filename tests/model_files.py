@@ -63,3 +63,23 @@ def joblib_classifier(path: Path) -> Path:
     x, y = iris()
     joblib.dump(LogisticRegression(max_iter=500).fit(x, y), path)
     return path
+
+
+def matmul_chain(path: Path, layers: int, width: int = 256, seed: int = 0) -> Path:
+    """x [N, width] through `layers` MatMul + Relu layers: work grows with the layer count
+    (13 layers do 1.3x the work of 10), for compare's detection tests and benchmark."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(seed)
+    nodes, weights, current = [], [], "x"
+    for index in range(layers):
+        weight = (rng.standard_normal((width, width)) / np.sqrt(width)).astype(np.float32)
+        weights.append(numpy_helper.from_array(weight, f"w{index}"))
+        nodes += [helper.make_node("MatMul", [current, f"w{index}"], [f"h{index}"]),
+                  helper.make_node("Relu", [f"h{index}"], [f"r{index}"])]
+        current = f"r{index}"
+    nodes[-1] = helper.make_node("Relu", [f"h{layers - 1}"], ["y"])
+    return onnx_model(path, nodes,
+                      [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", width])],
+                      [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", width])],
+                      weights)

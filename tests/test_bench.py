@@ -30,7 +30,7 @@ def bench_records(path: Path, out: Path, **request) -> list[dict]:
     """`bench` through the library with a tiny timing budget (the CLI's is sized for people)."""
     from toolkit import bench, executor
 
-    suite = bench.bench_suite(batch_sizes=(1, 4), threads=1).replace(budget=TINY)
+    suite = bench.bench_suite(batch_sizes=(1, 4), threads=1, rounds=1).replace(budget=TINY)
     outcome = executor.start(bench.plan_model(bench.ModelRequest(path, **request), suite, out),
                              out)
     assert not outcome.interrupted

@@ -85,7 +85,7 @@ def test_tree_ensembles_get_no_figure(tmp_path):
 
 def test_peak_is_measured_once_and_cached(tmp_path):
     cache = tmp_path / "peak.json"
-    first = flops.cached_peak(cache, "this machine")
+    first = flops.cached_peak(cache, "this machine", 1)
     assert first > 0.1  # GFLOP/s: any real CPU does more than this
     cache.write_text('{"this machine": 123.0}')
-    assert flops.cached_peak(cache, "this machine") == 123.0  # read back, not re-measured
+    assert flops.cached_peak(cache, "this machine", 1) == 123.0  # read back, not re-measured

@@ -24,8 +24,15 @@ def results(tiny_run):
 def test_run_is_stored_and_listed_with_its_trend(results, tmp_path):
     database = tmp_path / "h.sqlite"
     first, _ = history.remember(results, database)
-    second, _ = history.remember(results, database)
+    again = tmp_path / "again" / "results.json"  # a second run: the same figures, another folder
+    again.parent.mkdir()
+    again.write_text(results.read_text())
+    second, _ = history.remember(again, database)
     assert second == first + 1
+    # storing a run again (a resumed run) replaces its entry rather than adding one
+    third, _ = history.remember(again, database)
+    with history.connect(database) as connection:
+        assert [r.id for r in history.runs(connection)] == [third, first]
     listing = runner.invoke(app, ["history", "--history", str(database)], terminal_width=200)
     assert listing.exit_code == 0, listing.output
     assert str(first) in listing.output and "tiny" in listing.output
@@ -33,11 +40,13 @@ def test_run_is_stored_and_listed_with_its_trend(results, tmp_path):
                                 "digits-mlp"], terminal_width=250)
     assert trend.exit_code == 0
     assert "torch/digits-mlp onnxruntime run cpu b=1" in trend.output
-    assert f"#{first}" in trend.output and f"#{second}" in trend.output
+    assert f"#{first}" in trend.output and f"#{third}" in trend.output
     # framework/name finds what the listing shows; another framework's workload finds nothing
     mine = runner.invoke(app, ["history", "--history", str(database), "--workload",
                                "torch/digits-mlp"], terminal_width=250)
     assert mine.exit_code == 0 and f"#{first}" in mine.output, mine.output
+    bad = runner.invoke(app, ["history", "--history", str(database), "--workload", "a/b/c"])
+    assert bad.exit_code == 2 and "give a name (digits-mlp) or framework/name" in bad.output
     assert "torch/digits-mlp onnxruntime run cpu b=1" in mine.output
     other = runner.invoke(app, ["history", "--history", str(database), "--workload",
                                 "keras/digits-mlp"], terminal_width=250)

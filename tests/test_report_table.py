@@ -28,7 +28,7 @@ def timed(variant: str, runtime: str, p50_ms: float, **extra) -> list[Record]:
             workload="seed-dense", framework="keras", phase="infer", runtime=runtime,
             variant=variant, provider="cpu", batch_size=batch,
             stats=Stats.from_ms([p50 * 0.9, p50, p50 * 1.1]),
-            throughput_rows_s=throughput_rows_per_s(batch, p50), flops_per_row=1_000_000,
+            throughput_rows_s=throughput_rows_per_s(batch, [p50]), flops_per_row=1_000_000,
             **extra))
     return records
 

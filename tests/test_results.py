@@ -17,10 +17,10 @@ def sample_record() -> Record:
 
 
 def test_record_round_trips_through_json(tmp_path):
-    results = ResultsFile(tmp_path / "results.json", {"suite": "x"})
+    results = ResultsFile(tmp_path / "results.json", {"suite": {"name": "x"}})
     results.append([sample_record(), Record("seed-linreg", "sklearn", "train", seconds=0.5)])
     run, records = load(tmp_path / "results.json")
-    assert run == {"suite": "x"}
+    assert run == {"suite": {"name": "x"}}
     assert records[0] == sample_record()
     assert records[1].seconds == 0.5
     payload = json.loads((tmp_path / "results.json").read_text())

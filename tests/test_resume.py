@@ -42,7 +42,7 @@ def test_interrupt_then_resume(tmp_path):
     payload = json.loads((out / "results.json").read_text())
     assert payload["run"]["interrupted"] is True
     kept = {r["step"] for r in payload["records"]}
-    assert kept and len(kept) < 6  # something finished, not everything
+    assert kept and len(kept) < 10  # something finished, not everything (2 builds, 8 rounds)
 
     resumed = subprocess.run([*cli, "--resume", str(out)], capture_output=True, text=True,
                              timeout=300)
@@ -51,9 +51,10 @@ def test_interrupt_then_resume(tmp_path):
     assert payload["run"]["interrupted"] is False and payload["run"]["resumed"]
     steps = Counter(r["step"] for r in payload["records"] if r["phase"] in
                     ("train", "load"))
-    # every build and every case ran exactly once across the two invocations
+    # every build and every round of every case ran exactly once across the two invocations
     assert steps == Counter({f"sklearn/{w} {s}": 1 for w in ("seed-linreg", "digits-logreg")
-                             for s in ("build", "native_sklearn cpu", "onnxruntime cpu")})
+                             for s in ("build", "native_sklearn cpu #1", "onnxruntime cpu #1",
+                                       "native_sklearn cpu #2", "onnxruntime cpu #2")})
     assert (out / "report.md").exists()
 
 
@@ -73,7 +74,7 @@ def test_bench_interrupted_during_its_build_resumes(tmp_path):
     out = tmp_path / "bench"
     cli = [sys.executable, "-m", "toolkit.cli", "bench"]
     proc = subprocess.Popen([*cli, str(model), "--trust-pickle", "--batch-sizes", "1",
-                             "--out", str(out)],
+                             "--rounds", "1", "--out", str(out)],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 120
     while not list((out / "logs").glob("build-*.log")) and time.monotonic() < deadline:
@@ -85,14 +86,20 @@ def test_bench_interrupted_during_its_build_resumes(tmp_path):
     payload = json.loads((out / "results.json").read_text())
     assert payload["run"]["interrupted"] is True and payload["records"] == []
 
-    resumed = subprocess.run([*cli, "--resume", str(out)], capture_output=True, text=True,
-                             timeout=300)
+    untrusted = subprocess.run([*cli, "--resume", str(out)], capture_output=True, text=True,
+                               timeout=300)  # the pickle is loaded again: trust is asked anew
+    assert untrusted.returncode == 2 and "--trust-pickle" in untrusted.stderr
+    resumed = subprocess.run([*cli, "--resume", str(out), "--trust-pickle"],
+                             capture_output=True, text=True, timeout=300)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     payload = json.loads((out / "results.json").read_text())
     assert payload["run"]["interrupted"] is False and payload["run"]["resumed"]
     steps = Counter(r["step"] for r in payload["records"] if r["phase"] in ("export", "load"))
     assert steps == Counter({f"sklearn/iris {s}": 1 for s in
-                             ("build", "native_sklearn cpu", "onnxruntime cpu")})
+                             ("build", "native_sklearn cpu #1", "onnxruntime cpu #1")})
+    wrong = subprocess.run([sys.executable, "-m", "toolkit.cli", "run", "--resume", str(out)],
+                           capture_output=True, text=True, timeout=60)
+    assert wrong.returncode == 2 and "resume it with deploybench bench --resume" in wrong.stderr
     refused = subprocess.run([*cli, "--resume", str(out), "--batch-sizes", "8"],
                              capture_output=True, text=True, timeout=60)
     assert refused.returncode == 2 and "drop --batch-sizes" in refused.stderr

@@ -57,13 +57,15 @@ def test_every_runner_computes_what_its_framework_computes(name):
         assert line["max_abs"] is not None and line["max_abs"] < 1e-5, line
         assert (line["provider"], line["device"]) == ("cpu", "cpu")
         assert line["settings"]["threads"] == 1, line["settings"]
+        if "n_jobs" in line["settings"]:  # an estimator's own workers follow --threads too
+            assert line["settings"]["n_jobs"] == 1, line["settings"]
 
 
 def test_prepare_is_outside_the_timed_region():
     """A runner whose prepare takes 50 ms and whose call is instant: the timings hold the
     call only, first inference included."""
     from toolkit.measure import Budget
-    from toolkit.steps.measure import measure_variant
+    from toolkit.steps.measure import first_inference, timed
 
     class SlowPrepare:
         runtime, idiomatic, device = "native", "call", "cpu"
@@ -72,15 +74,40 @@ def test_prepare_is_outside_the_timed_region():
             time.sleep(0.05)
             return lambda: None
 
-    budget = Budget(warmup=0, min_iterations=3, min_seconds=0, max_seconds=1)
-    records = list(measure_variant(SlowPrepare(), "call", {"x": np.ones((2, 1))}, (1, 2),
-                                   budget, {"workload": "w", "framework": "f"}))
-    first = next(r for r in records if r.phase == "first_inference")
+    base = {"workload": "w", "framework": "f"}
+    x = {"x": np.ones((2, 1))}
+    first = first_inference(SlowPrepare(), "call", x, 1, base)
     assert first.ok and first.seconds < 0.01, first
-    timed = [r for r in records if r.phase == "infer"]
-    assert [r.batch_size for r in timed] == [1, 2]
-    assert all(r.ok and r.stats.max_ms < 10 for r in timed), timed
-    assert all(r.idiomatic for r in timed)
+    budget = Budget(warmup=0, min_iterations=3, min_seconds=0, max_seconds=1, blocks=3)
+    records = list(timed(SlowPrepare(), ["call"], x, (1, 2), budget, base))
+    assert [r.batch_size for r in records] == [1, 2]
+    assert all(r.ok and r.stats.n >= 3 and r.stats.max_ms < 10 for r in records), records
+    assert all(r.idiomatic for r in records)
+
+
+def test_variants_and_batch_sizes_are_interleaved_in_blocks():
+    """Three blocks of two series: the calls alternate between the series block by block."""
+    from toolkit.measure import Budget, measure_interleaved
+
+    order = []
+    calls = {key: (lambda key=key: order.append(key)) for key in ("a", "b")}
+    budget = Budget(warmup=1, warmup_seconds=0, min_iterations=6, min_seconds=0,
+                    max_seconds=5, blocks=3)
+    timings = measure_interleaved(calls, budget)
+    assert [timings[k].stats.n for k in ("a", "b")] == [6, 6]
+    assert order == ["a", "b"] + ["a", "a", "b", "b"] * 3  # warmup, then the blocks
+
+
+def test_a_series_that_raises_costs_only_itself():
+    from toolkit.measure import Budget, Timing, measure_interleaved
+
+    def broken():
+        raise RuntimeError("no kernel for this batch")
+
+    found = measure_interleaved({"ok": lambda: None, "bad": broken},
+                                Budget(warmup=0, min_iterations=2, min_seconds=0, blocks=1))
+    assert isinstance(found["ok"], Timing) and found["ok"].stats.n == 2
+    assert isinstance(found["bad"], RuntimeError)
 
 
 @pytest.mark.parametrize("threads", [1, 2])
@@ -181,3 +208,34 @@ def test_native_torch_on_cuda_synchronises_and_reports_memory(tmp_path):
     out = runner.prepare("inference_mode", {"input": np.ones((2, 3), dtype=np.float32)})()
     assert out.is_cuda and tuple(out.shape) == (2, 4)
     assert runner.gpu_memory_mb() > 0
+
+
+@pytest.mark.parametrize("optimization", ["disable", "all"])
+def test_each_onnx_child_checks_its_own_session_against_the_reference(tmp_path, optimization):
+    """The parity a timing carries is its own session's (this provider, this optimisation
+    level), against the native outputs saved at build time; a wrong reference fails it."""
+    from toolkit.plan import Context, Sources, measure
+    from toolkit.suite import Case, parse_suite
+
+    model = tiny_onnx(tmp_path / "m.onnx")
+    x = np.random.default_rng(0).standard_normal((6, 3)).astype(np.float32)
+    np.savez(tmp_path / "x.npz", x=x)
+    np.savez(tmp_path / "good.npz", scores=np.maximum(x, 0))
+    np.savez(tmp_path / "bad.npz", scores=np.maximum(x, 0) * 1.01)
+    suite = parse_suite({"workloads": ["digits-mlp"], "batch_sizes": [1, 2], "threads": 1,
+                         "optimization": optimization,
+                         "timing": {"warmup": 0, "min_iterations": 2, "min_seconds": 0,
+                                    "max_seconds": 0.1}})
+    for reference, verdict in (("good.npz", "pass"), ("bad.npz", "fail")):
+        sources = Sources(onnx=str(model), inputs=str(tmp_path / "x.npz"),
+                          reference={"path": str(tmp_path / reference), "score_output": 0,
+                                     "task": "regression"})
+        records = measure(Context(suite, tmp_path), Case("onnx/m", "onnxruntime", "cpu"),
+                          sources)
+        timed = [r for r in records if r.timed]
+        assert len(timed) == 4  # run and iobinding at batch 1 and 2
+        assert all(r.parity is not None and r.parity.verdict == verdict for r in timed)
+        assert all(r.settings["graph_optimization"] == optimization for r in timed)
+        firsts = [r for r in records if r.phase == "first_inference"]
+        assert [r.variant for r in firsts] == ["run", "iobinding"]
+        assert all(r.info["session"] == "fresh" for r in firsts)

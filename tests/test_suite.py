@@ -33,7 +33,11 @@ def test_cases_are_native_where_it_can_run_then_each_provider():
 @pytest.mark.parametrize("raw, message", [
     ({"workloads": ["nope"]}, "unknown workload 'nope'"),
     ({"workloads": ["digits-mlp"], "providers": ["tpu"]}, "unknown provider 'tpu'"),
-    ({"workloads": ["digits-mlp"], "batch_sizes": [0]}, "batch sizes"),
+    ({"workloads": ["digits-mlp"], "batch_sizes": [0]}, "--batch-sizes 0: give whole numbers"),
+    ({"workloads": ["digits-mlp"], "batch_sizes": [1, 1]}, "each size once"),
+    ({"workloads": []}, "workloads = [] selects nothing"),
+    ({"workloads": ["digits-mlp"], "export": {"opset": 3}}, "--opset 3: give an ONNX opset"),
+    ({"workloads": ["digits-mlp"], "rounds": 0}, "--rounds must be >= 1"),
     ({"workloads": ["digits-mlp"], "colour": "red"}, "unknown key(s) colour"),
     ({"workloads": ["digits-mlp"], "frameworks": ["jax"]}, "unknown framework 'jax'"),
     ({"workloads": ["digits-mlp"], "timing": {"min_iterations": 0}}, "min_iterations"),

@@ -23,7 +23,16 @@ from toolkit import inputs as model_inputs
 from toolkit.errors import BadInputError
 from toolkit.executor import prepare_out_dir
 from toolkit.modelfile import ModelFile, open_model
-from toolkit.plan import BuildFile, Context, Measure, Plan, Sources, Step, build_label
+from toolkit.plan import (
+    BuildFile,
+    Context,
+    Measure,
+    Plan,
+    Sources,
+    Step,
+    build_label,
+    in_rounds,
+)
 from toolkit.results import Record
 from toolkit.suite import Case, Suite, cases
 
@@ -38,17 +47,17 @@ class ModelRequest:
     trust_pickle: bool = False
 
     def to_dict(self) -> dict[str, Any]:
+        """What results.json keeps to make the plan again (not the trust: that is asked anew)."""
         return {"path": str(self.path.resolve()), "shapes": list(self.shapes),
-                "input_data": str(self.input_data.resolve()) if self.input_data else None,
-                "trust_pickle": self.trust_pickle}
+                "input_data": str(self.input_data.resolve()) if self.input_data else None}
 
     @classmethod
     def from_dict(cls, raw: Mapping[str, Any]) -> ModelRequest:
-        if not raw.get("path"):
-            raise BadInputError("the run section names no model file to resume with")
+        if not isinstance(raw.get("path"), str) or not isinstance(raw.get("shapes", []), list):
+            raise TypeError("expected a model path and a list of shapes")
         data = raw.get("input_data")
-        return cls(Path(raw["path"]), tuple(raw.get("shapes", ())),
-                   Path(data) if data else None, bool(raw.get("trust_pickle")))
+        return cls(Path(raw["path"]), tuple(str(s) for s in raw.get("shapes", ())),
+                   Path(data) if data else None)
 
 
 @dataclass(frozen=True)
@@ -89,22 +98,24 @@ def check(request: ModelRequest) -> Checked:
 def bench_suite(
     *, providers: list[str] | None = None, batch_sizes: tuple[int, ...] | None = None,
     threads: int | None = None, optimization: str | None = None, timeout_s: float | None = None,
-    opset: int | None = None,
+    opset: int | None = None, rounds: int | None = None,
 ) -> Suite:
     """The settings of one `bench`: the defaults, with the command line's choices on top."""
-    from toolkit.suite import default_threads
+    from toolkit.suite import DEFAULT_ROUNDS, default_threads
 
     base = Suite(name="bench", workloads=("bench",), batch_sizes=(1, 8, 64), providers=("cpu",),
-                 threads=default_threads())
+                 threads=default_threads(), rounds=DEFAULT_ROUNDS)
     return base.replace(providers=tuple(providers) if providers else None,
                         batch_sizes=batch_sizes, threads=threads, optimization=optimization,
-                        timeout_s=timeout_s, opset=opset)
+                        timeout_s=timeout_s, opset=opset, rounds=rounds)
 
 
-def plan_model(request: ModelRequest, suite: Suite, out_dir: Path) -> Plan:
+def plan_model(request: ModelRequest, suite: Suite, out_dir: Path, *,
+               keep_inputs: bool = False) -> Plan:
     """The steps that benchmark one model file: for a native file, its export and parity check,
     then its cases; for an ONNX file, ONNX Runtime on each provider (its inputs are written to
-    `out_dir` now)."""
+    `out_dir` now, unless `keep_inputs` and they are there already: a resumed run times the
+    data its finished steps timed)."""
     checked = check(request)
     model = checked.model
     key = f"{model.framework}/{model.name}"
@@ -114,14 +125,16 @@ def plan_model(request: ModelRequest, suite: Suite, out_dir: Path) -> Plan:
     if model.kind == "onnx":
         assert checked.data is not None
         inputs = out_dir / "inputs.npz"
-        np.savez(inputs, **checked.data)
+        if not (keep_inputs and inputs.is_file()):
+            np.savez(inputs, **checked.data)
         sources = Sources(onnx=str(request.path.resolve()), inputs=str(inputs))
-        steps = [Measure(Case(key, "onnxruntime", p), sources=sources) for p in suite.providers]
+        steps = in_rounds([Measure(Case(key, "onnxruntime", p), sources=sources)
+                           for p in suite.providers], suite.rounds)
     else:
         steps = [_build_step(checked, request, out_dir / "model.onnx")]
-        steps += [Measure(case, after=build_label(key)) for case in cases(suite, key)]
+        steps += in_rounds([Measure(case, after=build_label(key)) for case in cases(suite, key)],
+                           suite.rounds)
     run = {"command": "bench", "suite": dataclasses.asdict(suite), "request": request.to_dict(),
-           "model": str(request.path.resolve()), "model_kind": model.kind,
            "input_warnings": checked.warnings}
     return Plan(suite, steps, run)
 

@@ -75,6 +75,11 @@ class _WarningLines(logging.Handler):
 logging.getLogger("toolkit").addHandler(_WarningLines(logging.WARNING))
 
 
+RoundsOption = Annotated[int | None, typer.Option(
+    help="fresh processes per case (default 3; the full suite 5): the 95% interval of each "
+    "figure is over these rounds")]
+
+
 @app.command()
 def run(
     suite: Annotated[str | None, typer.Option(
@@ -92,6 +97,7 @@ def run(
         help="ONNX Runtime graph optimisation: disable, basic, extended, all (default)")] = None,
     timeout: Annotated[float | None, typer.Option(
         help="seconds a child step may take before it is killed (default 600)")] = None,
+    rounds: RoundsOption = None,
     out_dir: Annotated[Path | None, typer.Option(
         "--out", help="output folder (default results/<UTC time>)")] = None,
     resume: Annotated[Path | None, typer.Option(
@@ -112,8 +118,8 @@ def run(
                 "--suite": suite, "--frameworks": frameworks, "--workloads": workloads_,
                 "--providers": providers, "--batch-sizes": batch_sizes, "--threads": threads,
                 "--optimization": optimization, "--timeout": timeout, "--out": out_dir,
-                "--shard": shard})
-            return executor.resume(resume, progress=progress)
+                "--shard": shard, "--rounds": rounds})
+            return executor.resume(resume, "run", progress=progress)
         chosen = build_suite(
             suite or "quick",
             workloads=_csv(workloads_, "--workloads"),
@@ -121,6 +127,7 @@ def run(
             providers=_csv(providers, "--providers"),
             batch_sizes=_ints(batch_sizes, "--batch-sizes"),
             threads=threads, optimization=optimization, timeout_s=timeout, shard=shard,
+            rounds=rounds,
         )
         return executor.start(plan_suite(chosen), out_dir or executor.default_out_dir(),
                               argv=sys.argv, progress=progress)
@@ -140,14 +147,18 @@ def _execute_and_report(
 ) -> None:
     """Run a plan (run and bench alike), then write the reports, show them, store the run in
     the history; Ctrl-C keeps what finished and exits 130 with the command that resumes."""
+    outcome = None
     try:
         with _progress_bar() as progress:
             outcome = execute(progress)
         _report_and_remember(outcome.results_path, history_path)
     except DeploybenchError as exc:
         raise _fail(exc) from None
-    except KeyboardInterrupt:  # before any step ran: nothing to keep
-        err.print("interrupted before anything was measured")
+    except KeyboardInterrupt:  # outside the steps: before them, or while writing the reports
+        err.print("interrupted before anything was measured" if outcome is None else
+                  f"interrupted while writing the reports; the results are in "
+                  f"{outcome.results_path} (deploybench report writes them again)",
+                  highlight=False, markup=False, soft_wrap=True)
         raise typer.Exit(130) from None
     if outcome.interrupted:
         err.print(f"interrupted: finished steps are kept; continue with "
@@ -208,6 +219,7 @@ def bench(
         help="ONNX Runtime graph optimisation: disable, basic, extended, all (default)")] = None,
     opset: Annotated[int | None, typer.Option(help="ONNX opset for native files (18)")] = None,
     timeout: Annotated[float | None, typer.Option(help="seconds per child step (600)")] = None,
+    rounds: RoundsOption = None,
     trust_pickle: TrustOption = False,
     out_dir: Annotated[Path | None, typer.Option(
         "--out", help="output folder (default results/<UTC time>)")] = None,
@@ -228,15 +240,16 @@ def bench(
                 "the model file": path, "--providers": providers, "--batch-sizes": batch_sizes,
                 "--input-data": input_data, "--shape": shape, "--threads": threads,
                 "--optimization": optimization, "--opset": opset, "--timeout": timeout,
-                "--trust-pickle": trust_pickle, "--out": out_dir})
-            return executor.resume(resume, progress=progress)
+                "--out": out_dir, "--rounds": rounds})
+            return executor.resume(resume, "bench", trust_pickle=trust_pickle,
+                                   progress=progress)
         if path is None:
             raise BadInputError("give a model file (deploybench bench MODEL), or --resume DIR")
         request = bench_module.ModelRequest(path, tuple(shape or ()), input_data, trust_pickle)
         suite = bench_module.bench_suite(
             providers=_csv(providers, "--providers"),
             batch_sizes=_ints(batch_sizes, "--batch-sizes"), threads=threads,
-            optimization=optimization, timeout_s=timeout, opset=opset)
+            optimization=optimization, timeout_s=timeout, opset=opset, rounds=rounds)
         out = out_dir or executor.default_out_dir()
         plan = bench_module.plan_model(request, suite, out)
         return executor.start(plan, out, argv=sys.argv, progress=progress)
@@ -372,7 +385,8 @@ def compare(
         "--format", help="text, or md for a pull-request comment")] = "text",
     history_path: HistoryOption = None,
 ) -> None:
-    """Compare two runs case by case; exit code 1 when a case regressed beyond the threshold."""
+    """Compare two runs case by case: the ratio of medians with its 95% interval over rounds;
+    exit code 1 only when a case is slower beyond the threshold with confidence."""
     from toolkit import compare as comparing
     from toolkit.report.units import duration
 
@@ -387,19 +401,19 @@ def compare(
     if fmt == "md":
         out.print(comparing.render_markdown(result), markup=False, highlight=False)
     else:
-        for warning in result.environment_warnings:
-            _warn(f"the runs differ: {warning}")
-        table = Table("case", f"base {metric}", f"new {metric}", "new/base", "verdict")
+        for warning in result.warnings:
+            _warn(warning)
+        table = Table("case", f"base {metric}", f"new {metric}", "new/base [95% interval]",
+                      "verdict")
         for row in result.rows:
             style = "red" if row.verdict == "slower" else "green" if row.verdict == "faster" else ""
             table.add_row(row.case, duration(row.base_ms / 1e3), duration(row.new_ms / 1e3),
-                          f"{row.ratio:.2f}", row.verdict, style=style)
+                          comparing.interval_text(row), row.verdict, style=style)
         out.print(table)
         for title, cases in (("only in base", result.only_base), ("only in new", result.only_new)):
             if cases:
                 out.print(f"{title}: {', '.join(cases)}", markup=False, highlight=False)
-        out.print(f"{len(result.regressed)} regressed of {len(result.rows)} matched cases "
-                  f"(threshold {result.threshold:.0%} on {metric}, beyond recorded noise)")
+        out.print(comparing.summary_line(result), markup=False, highlight=False)
     if result.regressed:
         raise typer.Exit(1)
 
@@ -450,8 +464,9 @@ def list_workloads() -> None:
 @app.command()
 def env(
     peak: Annotated[bool, typer.Option(
-        "--peak", help="measure this machine's float32 matrix-product peak now (cached for "
-        "the reports' %-of-peak)")] = False,
+        "--peak", help="measure this machine's float32 matrix-product peak now on its physical "
+        "cores (runs measure and cache it at their own thread count for the %-of-peak)")
+    ] = False,
 ) -> None:
     """The machine, versions, and which ONNX Runtime providers really run here, or why not."""
     info = environment.describe()
@@ -466,14 +481,34 @@ def env(
     for provider, status in info["providers"].items():
         table.add_row(f"provider {provider}", status)
     if peak:
-        gflops = environment.peak_gflops(refresh=True)
-        table.add_row("peak (float32 matmul)", f"{gflops:,.1f} GFLOP/s, cached in "
-                      f"{environment.cache_dir() / 'peak.json'}")
+        from toolkit.suite import default_threads
+
+        threads = default_threads()
+        gflops = environment.peak_gflops(threads, refresh=True)
+        table.add_row("peak (float32 matmul)", f"{gflops:,.1f} GFLOP/s on {threads} thread(s), "
+                      f"cached in {environment.cache_dir() / 'peak.json'}")
     out.print(table)
 
 
 def main() -> None:
-    app()
+    """The console script: typer's own usage errors (a flag's value of the wrong type, an
+    unknown option) as one `error:` line and exit 2, like every other bad input."""
+    try:
+        code = app(standalone_mode=False)
+    except typer.Abort:  # Ctrl-C where no step was running
+        code = 130
+    except Exception as exc:
+        # typer's parser errors (its vendored click's UsageError): exit code 2, a message
+        ctx = getattr(exc, "ctx", None)
+        if getattr(exc, "exit_code", None) != 2 or not hasattr(exc, "format_message"):
+            raise
+        if type(exc).__name__ == "NoArgsIsHelpError" and ctx is not None:
+            out.print(ctx.get_help(), markup=False, highlight=False)
+        else:
+            command = f" {ctx.info_name}" if ctx is not None and ctx.parent else ""
+            _error(f"{exc.format_message()} (see deploybench{command} --help)")
+        code = 2
+    sys.exit(code if isinstance(code, int) else 0)
 
 
 if __name__ == "__main__":

@@ -111,15 +111,17 @@ def cache_dir() -> Path:
     return Path(base) / "deploybench"
 
 
-def peak_gflops(refresh: bool = False) -> float:
-    """This machine's float32 matrix-product peak, measured once and cached."""
+def peak_gflops(threads: int, refresh: bool = False) -> float:
+    """This machine's float32 matrix-product peak with `threads` threads, measured once per
+    thread count and cached."""
     from toolkit.flops import cached_peak
 
-    key = f"{cpu_model()} | {os.cpu_count()} cpus | numpy {versions().get('numpy', '?')}"
-    return cached_peak(cache_dir() / "peak.json", key, refresh=refresh)
+    key = (f"{cpu_model()} | {os.cpu_count()} cpus | numpy {versions().get('numpy', '?')} | "
+           f"{threads} threads")
+    return cached_peak(cache_dir() / "peak.json", key, threads, refresh=refresh)
 
 
-def describe(with_providers: bool = True, with_peak: bool = False) -> dict[str, Any]:
+def describe(with_providers: bool = True, peak_threads: int | None = None) -> dict[str, Any]:
     """Everything a reader needs to know about where the numbers came from."""
     import psutil
 
@@ -138,6 +140,7 @@ def describe(with_providers: bool = True, with_peak: bool = False) -> dict[str, 
     }
     if with_providers:
         info["providers"] = provider_status()
-    if with_peak:
-        info["peak_gflops"] = peak_gflops()
+    if peak_threads is not None:  # the CPU peak at the thread count the run uses
+        info["peak_gflops"] = peak_gflops(peak_threads)
+        info["peak_threads"] = peak_threads
     return info

@@ -62,38 +62,59 @@ def start(plan: Plan, out_dir: Path, *, argv: Sequence[str] = (),
     out_dir = prepare_out_dir(out_dir)
     results = ResultsFile(out_dir / "results.json", {
         **plan.run, "argv": list(argv), "started": now(), "finished": None,
-        "interrupted": False, "environment": environment.describe(with_peak=True)})
+        "interrupted": False,
+        "environment": environment.describe(peak_threads=plan.suite.threads)})
     results.save()
     return execute(plan, results, progress)
 
 
-def resume(out_dir: Path, *, progress: Progress | None = None) -> RunOutcome:
-    """Finish the run in `out_dir`: its plan, made again, less the steps that have records."""
+def resume(out_dir: Path, command: str, *, trust_pickle: bool = False,
+           progress: Progress | None = None) -> RunOutcome:
+    """Finish the run in `out_dir` that `command` (run or bench) started: its plan, made again,
+    less the steps that have records. A pickled model is loaded again only with `trust_pickle`
+    given now: results.json is data, not a grant of trust."""
     path = out_dir / "results.json"
     if not path.is_file():
         raise BadInputError(f"--resume {out_dir}: no results.json there; give a run's folder")
+    path = prepare_out_dir(out_dir) / "results.json"
     results = ResultsFile.reopen(path)
-    plan = replan(results.run, prepare_out_dir(out_dir), path)
+    made_by = results.run.get("command", "run")
+    if made_by != command:
+        raise BadInputError(f"--resume {out_dir}: that run was made by `deploybench {made_by}`; "
+                            f"resume it with deploybench {made_by} --resume {out_dir}")
+    plan = replan(results.run, path.parent, path, trust_pickle)
     results.update_run(interrupted=False, finished=None,
                        resumed=[*results.run.get("resumed", []), now()])
     return execute(plan, results, progress)
 
 
-def replan(run: Mapping[str, Any], out_dir: Path, source: Path) -> Plan:
+def replan(run: Mapping[str, Any], out_dir: Path, source: Path,
+           trust_pickle: bool = False) -> Plan:
     """The plan a results.json's run section was made from."""
     try:
         suite = Suite.from_dict(run["suite"])
-    except (KeyError, TypeError, ValueError) as exc:
-        raise BadInputError(f"{source}: no usable suite in its run section ({exc})") from None
+    except (KeyError, TypeError, ValueError, AttributeError, BadInputError) as exc:
+        raise BadInputError(f"{source}: the suite stored in its run section is not usable "
+                            f"({exc})") from None
     command = run.get("command", "run")  # results of schema 1 came from `run` only
     if command == "run":
         return plan_suite(suite)
-    if command == "bench":
-        from toolkit import bench
+    if command != "bench":
+        raise BadInputError(f"{source}: made by a command deploybench cannot resume "
+                            f"({command!r})")
+    from toolkit import bench
 
-        return bench.plan_model(bench.ModelRequest.from_dict(run.get("request", {})), suite,
-                                out_dir)
-    raise BadInputError(f"{source}: made by a command deploybench cannot resume ({command!r})")
+    try:
+        request = bench.ModelRequest.from_dict(run.get("request", {}))
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise BadInputError(f"{source}: the model request stored in its run section is not "
+                            f"usable ({exc})") from None
+    request = dataclasses.replace(request, trust_pickle=trust_pickle)
+    try:
+        return bench.plan_model(request, suite, out_dir, keep_inputs=True)
+    except BadInputError as exc:
+        raise BadInputError(f"--resume {out_dir}: the model it benchmarks cannot be used now: "
+                            f"{exc}") from None
 
 
 def execute(plan: Plan, results: ResultsFile, progress: Progress | None = None) -> RunOutcome:
@@ -117,5 +138,8 @@ def execute(plan: Plan, results: ResultsFile, progress: Progress | None = None) 
     except KeyboardInterrupt:
         results.update_run(finished=now(), interrupted=True)
         return RunOutcome(results.path, results.records, True, command)
+    except BaseException as exc:  # what finished stays, marked as not finished cleanly
+        results.update_run(finished=now(), interrupted=True, error=f"{type(exc).__name__}: {exc}")
+        raise
     results.update_run(finished=now())
     return RunOutcome(results.path, results.records, False, command)

@@ -128,8 +128,16 @@ def flops_per_row(path: Path) -> int | None:
     return one if one is not None and two == 2 * one and one > 0 else None
 
 
-def measure_peak(size: int = 2048, repeats: int = 5) -> float:
-    """GFLOP/s of the best of `repeats` float32 `size` x `size` matrix products (numpy's BLAS)."""
+def measure_peak(threads: int, size: int = 2048, repeats: int = 5) -> float:
+    """GFLOP/s of the best of `repeats` float32 `size` x `size` matrix products (numpy's BLAS)
+    on `threads` threads."""
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=threads):
+        return _matmul_gflops(size, repeats)
+
+
+def _matmul_gflops(size: int, repeats: int) -> float:
     rng = np.random.default_rng(0)
     a = rng.random((size, size), dtype=np.float32)
     b = rng.random((size, size), dtype=np.float32)
@@ -142,7 +150,7 @@ def measure_peak(size: int = 2048, repeats: int = 5) -> float:
     return 2 * size**3 / best / 1e9
 
 
-def cached_peak(cache: Path, machine_key: str, refresh: bool = False) -> float:
+def cached_peak(cache: Path, machine_key: str, threads: int, refresh: bool = False) -> float:
     """The peak for this machine, measured once and kept in `cache` (a small JSON file)."""
     known: dict[str, float] = {}
     if cache.is_file():
@@ -151,7 +159,7 @@ def cached_peak(cache: Path, machine_key: str, refresh: bool = False) -> float:
         except (OSError, json.JSONDecodeError):
             known = {}
     if refresh or machine_key not in known:
-        known[machine_key] = measure_peak()
+        known[machine_key] = measure_peak(threads)
         try:
             cache.parent.mkdir(parents=True, exist_ok=True)
             cache.write_text(json.dumps(known, indent=1), encoding="utf-8")

@@ -103,6 +103,11 @@ def add_run(connection: sqlite3.Connection, results_path: Path) -> int:
     """Store a results.json's run and its timings; returns the run id."""
     run, records = load(results_path)
     env = run.get("environment", {})
+    # A resumed run replaces what its interrupted part stored: one run, one entry.
+    where = str(results_path.resolve())
+    connection.execute("DELETE FROM timings WHERE run_id IN (SELECT id FROM runs WHERE "
+                       "results_path = ?)", (where,))
+    connection.execute("DELETE FROM runs WHERE results_path = ?", (where,))
     cursor = connection.execute(
         "INSERT INTO runs (started, finished, suite, machine, results_path, run_json) "
         "VALUES (?, ?, ?, ?, ?, ?)",
@@ -134,6 +139,9 @@ class RunRow:
 
 def _workload_filter(workload: str) -> tuple[str, list[str]]:
     """SQL matching a workload given as `name` (every framework) or `framework/name`."""
+    if workload.count("/") > 1 or not workload.strip("/") or workload.endswith("/"):
+        raise BadInputError(f"--workload {workload!r}: give a name (digits-mlp) or "
+                            "framework/name (torch/digits-mlp)")
     framework, _, name = workload.rpartition("/")
     if framework:
         return "timings.workload = ? AND timings.framework = ?", [name, framework]
@@ -194,7 +202,10 @@ def remember(results_path: Path, path: Path | None = None) -> tuple[int, Path]:
 def resolve(reference: str, path: Path | None = None) -> tuple[Mapping[str, Any], list[Record]]:
     """A results.json path, or the id of a run in the history."""
     candidate = Path(reference)
-    if candidate.exists() or not reference.isdigit():
+    if not candidate.exists() and not reference.isdigit():
+        raise BadInputError(f"{reference}: no such results file; give a results.json or the "
+                            "id of a run that `deploybench history` lists")
+    if candidate.exists():
         return load(candidate)
     with connect(path) as connection:
         return load_run(connection, int(reference))

@@ -47,3 +47,15 @@ def gpu_memory_mb(runner: Any) -> float | None:
         log.debug("NVML gave no per-process memory", exc_info=True)
     own = getattr(runner, "gpu_memory_mb", None)
     return own() if callable(own) else None
+
+
+def reset_peak_rss() -> bool:
+    """Start the peak resident set afresh from the current one (Linux: clear_refs 5), so a
+    later `peak_rss_mb` holds what came after and not the harness's setup; False where the
+    system cannot."""
+    try:
+        with open("/proc/self/clear_refs", "w", encoding="ascii") as refs:
+            refs.write("5")
+        return True
+    except OSError:
+        return False

@@ -3,10 +3,13 @@
     Skipped    records made without running anything (a framework that is not installed)
     Build      a built-in workload, in a child: train, save, export, parity
     BuildFile  a user's native model file, in a child: load, export, parity
-    Measure    one case (artifact x runtime x provider), in a fresh child
+    Measure    one round of one case (artifact x runtime x provider), in a fresh child
 
 A step's label is stamped on every record it makes (`Record.step`); a step with records is done,
-which is how --resume knows what is left. `run` plans a suite here (`plan_suite`); `bench` plans
+which is how --resume knows what is left. Each case is measured in `suite.rounds` rounds, fresh
+processes scheduled round-robin across all cases (round 1 of every case, then round 2, ...), so
+a slow spell of the machine is spread over all of them rather than landing on one. `run` plans
+a suite here (`plan_suite`); `bench` plans
 a model file (`toolkit.bench.plan_model`). Either plan can be made again from the run section
 of its results.json (`Plan.run`), so either can be resumed.
 """
@@ -22,7 +25,7 @@ from typing import Any, Protocol
 from toolkit import environment, workloads
 from toolkit.errors import BadInputError
 from toolkit.isolate import run_child
-from toolkit.results import Parity, Record
+from toolkit.results import Record
 from toolkit.suite import Case, Suite, cases
 
 BUILD_PHASES = ("train", "export", "parity")
@@ -126,72 +129,93 @@ class BuildFile:
 
 @dataclass(frozen=True)
 class Sources:
-    """What a measure step times: the files, the inputs, and the parity verdict of the file."""
+    """What a measure step times: the files and inputs, and the native outputs on those
+    inputs that an ONNX session is checked against (absent for an ONNX file run as it is)."""
 
     native: str | None = None
     onnx: str | None = None
     inputs: str | None = None
-    parity: Parity | None = None
+    reference: Mapping[str, Any] | None = None  # path, score_output, task
 
     @classmethod
     def from_records(cls, records: Sequence[Record]) -> Sources:
-        found: dict[str, str] = {}
+        found: dict[str, Any] = {}
         for record in records:
-            found.update({k: record.info[k] for k in ("artifact", "onnx", "inputs")
-                          if k in record.info and record.status != "skipped"})
-        parity = next((r.parity for r in records if r.phase == "parity" and r.parity), None)
-        return cls(found.get("artifact"), found.get("onnx"), found.get("inputs"), parity)
+            found.update({k: v for k, v in record.info.items() if k in (
+                "artifact", "onnx", "inputs", "reference", "score_output", "task")
+                and record.status != "skipped"})
+        reference = ({"path": found["reference"], "score_output": found.get("score_output", 0),
+                      "task": found.get("task", "regression")}
+                     if "reference" in found and "onnx" in found else None)
+        return cls(found.get("artifact"), found.get("onnx"), found.get("inputs"), reference)
 
 
 @dataclass(frozen=True)
 class Measure:
-    """One case in a fresh child. Its files come from the records of the build step `after`,
-    or are given up front (`sources`: an ONNX file measured as it is)."""
+    """One round of a case in a fresh child. Its files come from the records of the build step
+    `after`, or are given up front (`sources`: an ONNX file measured as it is). A case that
+    could not run at all in its first round (a provider not usable here, no file to load) is
+    not started again in later ones."""
 
     case: Case
     after: str | None = None
     sources: Sources | None = None
+    round: int = 1
 
     @property
     def label(self) -> str:
-        return self.case.label
+        return measure_label(self.case, self.round)
 
     @property
     def what(self) -> str:
-        return f"{self.case.workload}: {self.case.runner} on {self.case.provider}"
+        return (f"{self.case.workload}: {self.case.runner} on {self.case.provider}, "
+                f"round {self.round}")
 
     def execute(self, context: Context) -> list[Record]:
+        if self.round > 1:
+            first = context.done.get(measure_label(self.case, 1), [])
+            if first and not any(r.ok for r in first):
+                return []
         sources = self.sources or Sources.from_records(context.done.get(self.after or "", []))
-        return measure(context, self.case, sources)
+        return measure(context, self.case, sources, self.round)
 
 
-def measure(context: Context, case: Case, sources: Sources) -> list[Record]:
+def measure_label(case: Case, round_: int) -> str:
+    return f"{case.label} #{round_}"
+
+
+def measure(context: Context, case: Case, sources: Sources, round_: int = 1) -> list[Record]:
     suite = context.suite
     ident = _identity(case.workload)
     runtime = "onnxruntime" if case.runner == "onnxruntime" else "native"
     artifact = sources.onnx if runtime == "onnxruntime" else sources.native
     if artifact is None or sources.inputs is None:
         why = ("no ONNX file: export failed" if runtime == "onnxruntime" else
-               "no native model: training failed")
+               "no native model: its build step failed")
         return [Record(**ident, phase="infer", runtime=runtime, provider=case.provider,
                        batch_size=b, status="skipped", reason=why) for b in suite.batch_sizes]
     spec = {"task": "measure", **ident, "runner": case.runner, "artifact": artifact,
             "inputs": sources.inputs, "provider": case.provider,
             "batch_sizes": list(suite.batch_sizes), "budget": dataclasses.asdict(suite.budget),
-            "threads": suite.threads, "optimization": suite.optimization}
-    name = f"measure-{case.workload.replace('/', '-')}-{case.runner}-{case.provider}"
+            "threads": suite.threads, "optimization": suite.optimization, "round": round_,
+            "reference": ({**sources.reference, "rtol": suite.rtol, "atol": suite.atol}
+                          if sources.reference and runtime == "onnxruntime" else None)}
+    name = (f"measure-{case.workload.replace('/', '-')}-{case.runner}-{case.provider}"
+            f"-{round_}")
     child = run_child(spec, context.out_dir, timeout_s=suite.timeout_s, threads=suite.threads,
                       name=name)
-    records = child.records
-    if child.failure:
-        measured = {r.batch_size for r in records if r.phase == "infer"}
-        records += [Record(**ident, phase="infer", runtime=runtime, provider=case.provider,
-                           batch_size=b, status="failed", reason=child.failure)
-                    for b in suite.batch_sizes if b not in measured]
-    if runtime == "onnxruntime" and sources.parity is not None:
-        # Every ONNX timing carries the parity verdict of the file it ran.
-        records = [dataclasses.replace(r, parity=sources.parity) for r in records]
-    return records
+    return _fill_missing(child.records, child.failure, ident, runtime, case, suite, round_)
+
+
+def _fill_missing(records: list[Record], failure: str | None, ident: dict[str, str],
+                  runtime: str, case: Case, suite: Suite, round_: int) -> list[Record]:
+    """A `failed` record for every batch size the child left without one (it crashed, or
+    ended without saying why), so the report says what is missing."""
+    why = failure or "the child ended without measuring it (see its log)"
+    measured = {r.batch_size for r in records if r.phase == "infer"}
+    return records + [Record(**ident, phase="infer", runtime=runtime, provider=case.provider,
+                             batch_size=b, status="failed", reason=why, round=round_)
+                      for b in suite.batch_sizes if b not in measured]
 
 
 def build_label(workload: str) -> str:
@@ -199,9 +223,10 @@ def build_label(workload: str) -> str:
 
 
 def plan_suite(suite: Suite) -> Plan:
-    """Each workload's build, then its cases; a workload whose framework is not installed
-    becomes skipped records that say how to install it."""
+    """Every workload's build, then the rounds of all their cases; a workload whose framework
+    is not installed becomes skipped records that say how to install it."""
     steps: list[Step] = []
+    measured: list[Measure] = []
     for key in suite.workloads:
         missing = environment.missing_framework(workloads.get(key).framework)
         planned = cases(suite, key)
@@ -209,8 +234,14 @@ def plan_suite(suite: Suite) -> Plan:
             steps += _skipped(suite, key, planned, missing)
             continue
         steps.append(Build(key))
-        steps += [Measure(case, after=build_label(key)) for case in planned]
-    return Plan(suite, steps, {"command": "run", "suite": dataclasses.asdict(suite)})
+        measured += [Measure(case, after=build_label(key)) for case in planned]
+    return Plan(suite, [*steps, *in_rounds(measured, suite.rounds)],
+                {"command": "run", "suite": dataclasses.asdict(suite)})
+
+
+def in_rounds(steps: Sequence[Measure], rounds: int) -> list[Step]:
+    """Every measure step `rounds` times, round-robin: round 1 of each, then round 2, ..."""
+    return [dataclasses.replace(step, round=r) for r in range(1, rounds + 1) for step in steps]
 
 
 def _skipped(suite: Suite, key: str, planned: list[Case], reason: str) -> list[Step]:

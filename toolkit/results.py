@@ -34,9 +34,16 @@ PHASES = ("train", "export", "parity", "load", "first_inference", "infer")
 STATUSES = ("ok", "skipped", "failed")
 
 
+VERDICTS = ("pass", "fail", "inconclusive")
+
+
 @dataclass(frozen=True)
 class Parity:
-    """Native vs ONNX outputs on the same held-out rows."""
+    """Native vs ONNX outputs on the same held-out rows (see `exporters.parity`).
+
+    `verdict` is `pass`, `fail`, or `inconclusive` where the native outputs are too small to
+    judge (`scale` is their largest magnitude); `passed` is `verdict == "pass"`.
+    """
 
     max_abs: float
     max_rel: float
@@ -45,6 +52,14 @@ class Parity:
     rtol: float
     atol: float
     rows: int
+    verdict: str = ""
+    scale: float | None = None
+
+    def __post_init__(self) -> None:
+        if not self.verdict:  # schema 1 knew pass and fail only
+            object.__setattr__(self, "verdict", "pass" if self.passed else "fail")
+        if self.verdict not in VERDICTS:
+            raise ValueError(f"unknown parity verdict {self.verdict!r}; expected {VERDICTS}")
 
 
 @dataclass(frozen=True)
@@ -81,7 +96,8 @@ class CaseId:
 class Record:
     """One measured (or skipped, or failed) step. See DESIGN.md, "Records".
 
-    `step` names the plan step that made it (how --resume knows what is done); `idiomatic`
+    `round` is which of the case's fresh processes measured it (1, 2, ...); `step` names the
+    plan step that made it (how --resume knows what is done); `idiomatic`
     marks the native call a user of the framework writes first, on the CPU (the baseline of every
     speed-up); `settings` is what the runtime applied (threads, graph optimisation, the providers
     the session reports); `flops_per_row` is counted from the ONNX graph where it can be.
@@ -104,6 +120,7 @@ class Record:
     peak_rss_mb: float | None = None
     gpu_mb: float | None = None
     threads: int | None = None
+    round: int | None = None
     step: str = ""
     idiomatic: bool = False
     settings: Mapping[str, Any] = field(default_factory=dict)
@@ -152,8 +169,11 @@ class Record:
         if values.get("stats") is not None:
             values["stats"] = _stats_from_dict(values["stats"])
         if values.get("parity") is not None:
+            if not isinstance(values["parity"], Mapping):
+                raise TypeError(f"parity must be an object, got {values['parity']!r}")
             values["parity"] = Parity(**values["parity"])
-        values["warnings"] = tuple(values.get("warnings", ()))
+        if isinstance(values.get("warnings", ()), list | tuple):
+            values["warnings"] = tuple(values.get("warnings", ()))
         known = {f.name: f for f in dataclasses.fields(cls)}
         values = {k: v for k, v in values.items() if k in known}
         _check_types(values)
@@ -161,7 +181,7 @@ class Record:
 
 
 _NUMBERS = ("seconds", "throughput_rows_s", "peak_rss_mb", "gpu_mb")
-_INTEGERS = ("batch_size", "threads", "flops_per_row")
+_INTEGERS = ("batch_size", "threads", "flops_per_row", "round")
 _TEXTS = ("workload", "framework", "phase", "status", "reason", "runtime", "variant", "provider",
           "device", "step")
 
@@ -183,9 +203,15 @@ def _check_types(values: Mapping[str, Any]) -> None:
     for name in ("settings", "info"):
         if wrong(name, lambda v: isinstance(v, Mapping)):
             raise TypeError(f"{name} must be an object, got {values[name]!r}")
+    if wrong("idiomatic", lambda v: isinstance(v, bool)):
+        raise TypeError(f"idiomatic must be true or false, got {values['idiomatic']!r}")
+    if wrong("warnings", lambda v: isinstance(v, tuple) and all(isinstance(w, str) for w in v)):
+        raise TypeError(f"warnings must be a list of texts, got {values['warnings']!r}")
 
 
 def _stats_from_dict(raw: Mapping[str, Any]) -> Stats:
+    if not isinstance(raw, Mapping):
+        raise TypeError(f"stats must be an object, got {raw!r}")
     values = dict(raw)
     samples = tuple(float(v) for v in values.pop("samples_ms", ()))
     if samples and "p25_ms" not in values:  # schema 1 kept samples inline and no quartiles
@@ -194,8 +220,13 @@ def _stats_from_dict(raw: Mapping[str, Any]) -> Stats:
         values["p75_ms"] = percentile(ordered, 75)
     names = {f.name for f in dataclasses.fields(Stats)} - {"samples_ms"}
     values = {k: v for k, v in values.items() if k in names}
+    missing = sorted(names - set(values))
+    if missing:
+        raise TypeError(f"stats lacks {', '.join(missing)}")
     for name, value in values.items():
-        if not isinstance(value, int | float) or isinstance(value, bool):
+        optional = name in ("p90_ms", "p95_ms", "p99_ms")  # None: too few samples for a tail
+        if (value is None and not optional) or isinstance(value, bool) or not (
+                value is None or isinstance(value, int | float)):
             raise TypeError(f"stats.{name} must be a number, got {value!r}")
     return Stats(**values, samples_ms=samples)
 
@@ -229,6 +260,15 @@ def write_atomic(path: Path, write: Callable[[Path], None]) -> None:
 
 
 def _umask() -> int:
+    """The process's umask: read from /proc where it can be, as setting it to read it back
+    would change it, for a moment, for every thread."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
     mask = os.umask(0o022)
     os.umask(mask)
     return mask
@@ -314,7 +354,9 @@ def load(path: Path) -> tuple[dict[str, Any], list[Record]]:
             f"{SCHEMA}); upgrade deploybench to read it"
         )
     run, raw = payload.get("run", {}), payload.get("records", [])
-    if not isinstance(run, dict) or not isinstance(raw, list):
+    sections_ok = isinstance(run, dict) and isinstance(raw, list) and all(
+        isinstance(run.get(key, {}), dict) for key in ("suite", "environment", "request"))
+    if not sections_ok:
         raise BadInputError(f"{path}: its run or records section is not what deploybench "
                             "writes; the file was edited or damaged: run it again")
     records = []

@@ -6,6 +6,7 @@ A suite names workloads, batch sizes, providers, the timing budget and parity to
     workloads = ["sklearn/seed-linreg", "keras/digits-mlp"]   # framework/name, or a bare name
     batch_sizes = [1, 64]
     providers = ["cpu", "cuda"]                              # ONNX Runtime execution providers
+    rounds = 3                                               # fresh processes per case
     [timing]   warmup, min_iterations, min_seconds, max_seconds
     [parity]   rtol, atol
     [export]   opset
@@ -26,6 +27,7 @@ from toolkit.runners import NATIVE, RUNNERS
 from toolkit.runners.onnxruntime import OPTIMIZATION_LEVELS, PROVIDERS
 
 SUITES_DIR = Path(__file__).resolve().parent.parent / "benchmarks" / "suites"
+MAX_OPSET = 23  # the newest default-domain opset that onnx 1.23 knows
 BUILTIN = ("quick", "full")
 
 
@@ -42,13 +44,20 @@ class Suite:
     threads: int = 1
     optimization: str = "all"
     timeout_s: float = 600.0
+    rounds: int = 1  # fresh processes per case (results of schema 1 had one)
     shard: str = ""  # "i/n" when this is one host's share of a suite split across hosts
 
     def __post_init__(self) -> None:
         if not self.workloads:
             raise BadInputError(f"suite {self.name!r} selects no workload")
+        sizes = ",".join(map(str, self.batch_sizes))
         if not self.batch_sizes or any(b < 1 for b in self.batch_sizes):
-            raise BadInputError(f"batch sizes must be whole numbers >= 1, got {self.batch_sizes}")
+            raise BadInputError(f"--batch-sizes {sizes}: give whole numbers >= 1, e.g. 1,64")
+        if len(set(self.batch_sizes)) != len(self.batch_sizes):
+            raise BadInputError(f"--batch-sizes {sizes}: each size once, e.g. 1,64")
+        if not 7 <= self.opset <= MAX_OPSET:
+            raise BadInputError(f"--opset {self.opset}: give an ONNX opset from 7 to "
+                                f"{MAX_OPSET}, e.g. 18")
         for provider in self.providers:
             if provider not in PROVIDERS:
                 raise BadInputError(
@@ -65,6 +74,8 @@ class Suite:
             )
         if self.timeout_s <= 0:
             raise BadInputError(f"--timeout must be > 0 seconds, got {self.timeout_s}")
+        if self.rounds < 1:
+            raise BadInputError(f"--rounds must be >= 1, got {self.rounds}")
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> Suite:
@@ -112,6 +123,7 @@ KEYS: dict[str, tuple[str, str]] = {
     "batch_sizes": ("a list of whole numbers", "batch_sizes = [1, 64]"),
     "providers": (_LIST_OF_TEXT, 'providers = ["cpu", "cuda"]'),
     "threads": ("a whole number", "threads = 2"),
+    "rounds": ("a whole number", "rounds = 3"),
     "optimization": ("text", 'optimization = "all"'),
     "timeout_s": ("a number", "timeout_s = 600"),
     "timing": ("a table", "[timing] min_seconds = 0.2"),
@@ -120,7 +132,8 @@ KEYS: dict[str, tuple[str, str]] = {
 }
 TABLES: dict[str, dict[str, str]] = {  # the keys of each table, and what each must be
     "timing": {"warmup": "a whole number", "min_iterations": "a whole number",
-               "min_seconds": "a number", "max_seconds": "a number"},
+               "min_seconds": "a number", "max_seconds": "a number",
+               "warmup_seconds": "a number", "blocks": "a whole number"},
     "parity": {"rtol": "a number", "atol": "a number"},
     "export": {"opset": "a whole number"},
 }
@@ -164,8 +177,15 @@ def check_types(raw: dict[str, Any], source: str) -> None:
                                     f"{fields[key]}")
 
 
+DEFAULT_ROUNDS = 3
+
+
 def parse_suite(raw: dict[str, Any], source: str = "<suite>") -> Suite:
     check_types(raw, source)
+    for key in ("workloads", "frameworks", "batch_sizes", "providers"):
+        if raw.get(key) == []:
+            raise BadInputError(f"{source}: {key} = [] selects nothing; {KEYS[key][1]}, or "
+                                "leave the key out for the default")
     try:
         chosen = workloads.select(raw.get("workloads"), raw.get("frameworks"))
         parity = raw.get("parity", {})
@@ -181,6 +201,7 @@ def parse_suite(raw: dict[str, Any], source: str = "<suite>") -> Suite:
             threads=raw.get("threads", default_threads()),
             optimization=raw.get("optimization", "all"),
             timeout_s=float(raw.get("timeout_s", 600.0)),
+            rounds=raw.get("rounds", DEFAULT_ROUNDS),
         )
     except BadInputError as exc:
         raise BadInputError(f"{source}: {exc}") from None
@@ -197,6 +218,7 @@ def build_suite(
     optimization: str | None = None,
     timeout_s: float | None = None,
     shard: str | None = None,
+    rounds: int | None = None,
 ) -> Suite:
     """A suite file with the command line's choices applied on top."""
     from toolkit import workloads as registry
@@ -212,7 +234,7 @@ def build_suite(
         suite = suite.replace(workloads=tuple(w.key for w in chosen))
     suite = suite.replace(
         providers=tuple(providers) if providers else None, batch_sizes=batch_sizes,
-        threads=threads, optimization=optimization, timeout_s=timeout_s,
+        threads=threads, optimization=optimization, timeout_s=timeout_s, rounds=rounds,
     )
     return take_shard(suite, shard) if shard else suite
 

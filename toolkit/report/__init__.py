@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from toolkit.errors import BadInputError
-from toolkit.report.summary import WorkloadSummary, summarise
+from toolkit.report.summary import Peak, WorkloadSummary, summarise
 from toolkit.results import Record, load
 
 FORMATS = ("html", "md", "csv")
@@ -56,7 +56,7 @@ def write_reports(
     records = [r for run in runs for r in run.records]
     machines = [run.machine for run in runs for _ in run.records]
     sizes = sorted({b for run in runs for b in run.info.get("suite", {}).get("batch_sizes", ())})
-    peaks = {run.machine: run.info.get("environment", {}).get("peak_gflops") for run in runs}
+    peaks = {run.machine: _peak(run.info.get("environment", {})) for run in runs}
     summaries = summarise(records, sizes, machines, peaks)
     target = out_dir or runs[0].path.parent
     try:
@@ -76,3 +76,8 @@ def write_reports(
         path.write_text(writers[fmt](), encoding="utf-8")
         written.append(path)
     return summaries, written
+
+
+def _peak(environment: dict[str, Any]) -> Peak | None:
+    gflops = environment.get("peak_gflops")
+    return Peak(float(gflops), environment.get("peak_threads")) if gflops else None

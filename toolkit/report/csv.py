@@ -11,10 +11,10 @@ from toolkit.results import Record
 
 COLUMNS = (
     "machine", "workload", "framework", "phase", "status", "reason", "runtime", "variant",
-    "provider", "device", "batch_size", "seconds", "n", "mean_ms", "std_ms", "min_ms", "p50_ms",
-    "p90_ms", "p95_ms", "p99_ms", "max_ms", "cv", "throughput_rows_s", "parity_passed",
-    "parity_max_abs", "parity_max_rel", "parity_label_agreement", "peak_rss_mb", "gpu_mb",
-    "threads", "warnings", "info",
+    "provider", "device", "batch_size", "round", "seconds", "n", "mean_ms", "std_ms", "min_ms",
+    "p25_ms", "p50_ms", "p75_ms", "p90_ms", "p95_ms", "p99_ms", "max_ms", "cv",
+    "throughput_rows_s", "parity_passed", "parity_verdict", "parity_max_abs", "parity_max_rel",
+    "parity_label_agreement", "peak_rss_mb", "gpu_mb", "threads", "step", "warnings", "info",
 )
 
 
@@ -26,14 +26,16 @@ def row(record: Record, machine: str = "") -> dict[str, object]:
         "runtime": record.runtime, "variant": record.variant, "provider": record.provider,
         "device": record.device, "batch_size": record.batch_size, "seconds": record.seconds,
         "throughput_rows_s": record.throughput_rows_s, "peak_rss_mb": record.peak_rss_mb,
-        "gpu_mb": record.gpu_mb, "threads": record.threads,
+        "gpu_mb": record.gpu_mb, "threads": record.threads, "round": record.round,
+        "step": record.step,
         "warnings": " | ".join(record.warnings),
         "info": json.dumps(dict(record.info), sort_keys=True, default=str),
     }
-    for name in ("n", "mean_ms", "std_ms", "min_ms", "p50_ms", "p90_ms", "p95_ms", "p99_ms",
-                 "max_ms", "cv"):
+    for name in ("n", "mean_ms", "std_ms", "min_ms", "p25_ms", "p50_ms", "p75_ms", "p90_ms",
+                 "p95_ms", "p99_ms", "max_ms", "cv"):
         values[name] = getattr(stats, name) if stats is not None else None
     values["parity_passed"] = parity.passed if parity is not None else None
+    values["parity_verdict"] = parity.verdict if parity is not None else None
     values["parity_max_abs"] = parity.max_abs if parity is not None else None
     values["parity_max_rel"] = parity.max_rel if parity is not None else None
     values["parity_label_agreement"] = parity.label_agreement if parity is not None else None

@@ -11,12 +11,13 @@ from toolkit.report import plots
 from toolkit.report.summary import (
     Option,
     WorkloadSummary,
+    cold_text,
     decisions,
     unmeasured_lines,
     warning_lines,
 )
 from toolkit.report.table import options_table
-from toolkit.report.units import duration, ratio
+from toolkit.report.units import ratio
 
 STYLE = """
 body { font-family: system-ui, sans-serif; margin: 2rem auto; max-width: 70rem; color: #222;
@@ -82,7 +83,9 @@ def _workload(summary: WorkloadSummary) -> list[str]:
     if summary.flops_per_row:
         out.append(f'<p class="note">{summary.flops_per_row:,} FLOPs per row, counted from the '
                    "ONNX graph (Conv, Gemm, MatMul, element-wise); % of peak is against this "
-                   "machine's float32 matrix-product peak (deploybench env --peak).</p>")
+                   "machine's float32 matrix-product peak measured at the same thread count "
+                   "(deploybench env --peak); GPU timings get no % where no GPU peak is "
+                   "known.</p>")
     out += _options_table(summary)
     out += _cold_and_memory_table(summary)
     out += _parity_table(summary)
@@ -137,11 +140,14 @@ def _cell(text: str, numeric: bool, trusted: bool) -> str:
 
 
 def _cold_and_memory_table(summary: WorkloadSummary) -> list[str]:
-    out = ["<h3>Cold start and memory</h3><table><tr><th>option</th><th>import</th>"
+    out = ["<h3>Cold start and memory</h3><p class=\"note\">The median over rounds (each a fresh "
+           "process), and the range where there were several; each variant's first call is "
+           "on a session of its own. Peak RSS is the measuring process's during timing.</p>"
+           "<table><tr><th>option</th><th>import</th>"
            "<th>load</th><th>first call</th><th>peak RSS</th><th>GPU memory</th></tr>"]
     for option in _timed(summary):
-        cells = [escape(option.label), duration(option.import_s), duration(option.load_s),
-                 duration(option.first_call_s),
+        cells = [escape(option.label), cold_text(option.import_s), cold_text(option.load_s),
+                 cold_text(option.first_call_s),
                  f"{option.peak_rss_mb:,.0f} MB" if option.peak_rss_mb else "-",
                  f"{option.gpu_mb:,.0f} MB" if option.gpu_mb else "-"]
         out.append("<tr><td>" + "</td><td class='num'>".join(cells) + "</td></tr>")

@@ -1,8 +1,10 @@
 """What every report shows, computed once from the records: per workload, the options and the gap.
 
 An option is one way of serving the model: a runtime, a variant (the API path) and a provider.
-Speed-ups are against the idiomatic native call (keras `predict`, torch `inference_mode`,
-scikit-learn `predict`) at the same batch size.
+Each figure is over the case's rounds (fresh processes): the median of the round medians with a
+95% interval (`toolkit.stats.Estimate`). Speed-ups are against the idiomatic native call (keras
+`predict`, torch `inference_mode`, scikit-learn `predict`) of the same machine at the same batch
+size.
 """
 
 from __future__ import annotations
@@ -12,6 +14,17 @@ from dataclasses import dataclass, field
 
 from toolkit.report.units import duration, rate, ratio
 from toolkit.results import Parity, Record
+from toolkit.stats import Estimate, Stats, median
+
+DISAGREE = 0.10  # rounds whose 95% interval is wider than +/- this share of the median: warn
+
+
+@dataclass(frozen=True)
+class Peak:
+    """A machine's float32 matrix-product peak, measured on its CPU at a thread count."""
+
+    gflops: float
+    threads: int | None
 
 
 @dataclass
@@ -20,21 +33,27 @@ class Option:
     runtime: str
     variant: str
     provider: str
+    host: str = ""
+    device: str = "cpu"
+    threads: int | None = None
     idiomatic: bool = False
-    p50_ms: dict[int, float] = field(default_factory=dict)
-    throughput: dict[int, float] = field(default_factory=dict)
+    estimate: dict[int, Estimate] = field(default_factory=dict)
+    p50_ms: dict[int, float] = field(default_factory=dict)  # the estimate's median
+    throughput: dict[int, float] = field(default_factory=dict)  # sustained, median of rounds
     speedup: dict[int, float] = field(default_factory=dict)
-    parity: Parity | None = None
+    parity: Parity | None = None  # the worst verdict of its sessions
     warnings: dict[str, list[int]] = field(default_factory=dict)  # warning -> batch sizes
     # "skipped: why" or "failed: why" -> the batch sizes it kept from being measured
     unmeasured: dict[str, list[int]] = field(default_factory=dict)
-    first_call_s: float | None = None  # the first inference, right after loading
-    load_s: float | None = None  # session creation / model load of its child
-    import_s: float | None = None  # importing the runtime in its child
+    first_call_s: list[float] = field(default_factory=list)  # per round, on a fresh session
+    load_s: list[float] = field(default_factory=list)  # per round: model load of its child
+    import_s: list[float] = field(default_factory=list)  # per round: importing the runtime
     peak_rss_mb: float | None = None
     gpu_mb: float | None = None
     flops_per_row: int | None = None  # counted from the ONNX graph the workload exports
-    peak_gflops: float | None = None  # of the machine it ran on
+    peak: Peak | None = None  # of the machine it ran on
+    rounds: dict[int, list[Stats]] = field(default_factory=dict)
+    rates: dict[int, list[float]] = field(default_factory=dict)
 
     def gflops(self, batch: int) -> float | None:
         """Achieved GFLOP/s at the median latency."""
@@ -43,10 +62,14 @@ class Option:
         return self.flops_per_row * batch / (self.p50_ms[batch] / 1e3) / 1e9
 
     def percent_of_peak(self, batch: int) -> float | None:
+        """Against the peak of the device that ran, at the thread count used; None where no
+        such peak is known (a GPU, or a CPU peak measured at another thread count)."""
         achieved = self.gflops(batch)
-        if achieved is None or not self.peak_gflops:
+        if achieved is None or self.peak is None or self.device != "cpu":
             return None
-        return 100.0 * achieved / self.peak_gflops
+        if self.peak.threads is None or self.peak.threads != self.threads:
+            return None
+        return 100.0 * achieved / self.peak.gflops
 
     @property
     def trusted(self) -> bool:
@@ -70,8 +93,9 @@ class WorkloadSummary:
     def idiomatic(self) -> Option | None:
         return next((o for o in self.options if o.idiomatic), None)
 
-    def fastest(self, batch_size: int) -> Option | None:
-        timed = [o for o in self.options if o.trusted and batch_size in o.p50_ms]
+    def fastest(self, batch_size: int, native: bool = False) -> Option | None:
+        timed = [o for o in self.options if o.trusted and batch_size in o.p50_ms
+                 and (not native or o.runtime == "native")]
         return min(timed, key=lambda o: o.p50_ms[batch_size], default=None)
 
     def headline_batch(self) -> int:
@@ -81,7 +105,7 @@ class WorkloadSummary:
 
     def headline(self) -> str:
         """The seed article's point, quantified for this workload, at the smallest batch size
-        that was measured."""
+        that was measured: against the idiomatic call, and against the best native call."""
         batch = self.headline_batch()
         best = self.fastest(batch)
         what = "one prediction" if batch == 1 else f"one call of {batch} rows"
@@ -95,27 +119,28 @@ class WorkloadSummary:
         if self.train is not None and self.train.ok and self.train.seconds:
             sentence += f": {ratio(self.train.seconds / p50_s)} less"
         parts.append(sentence)
-        slow = self.idiomatic
-        if slow is not None and slow is not best and batch in slow.p50_ms:
-            parts.append(f"{ratio(slow.p50_ms[batch] / best.p50_ms[batch])} faster than "
-                         f"{slow.label}")
+        for slow in (self.idiomatic, self.fastest(batch, native=True)):
+            if slow is not None and slow is not best and batch in slow.p50_ms and not any(
+                    f"than {slow.label}" in part for part in parts):
+                parts.append(f"{ratio(slow.p50_ms[batch] / best.p50_ms[batch])} faster than "
+                             f"{slow.label}")
         return f"{self.key}: " + "; ".join(parts)
 
 
 def summarise(
     records: Iterable[Record], batch_sizes: Iterable[int] = (),
-    machines: Iterable[str] | None = None, peaks: Mapping[str, float | None] | None = None,
+    machines: Iterable[str] | None = None, peaks: Mapping[str, Peak | None] | None = None,
 ) -> list[WorkloadSummary]:
     """Per workload, the options and the gap. With `machines` (one name per record, from runs
-    on several hosts), each option's label names its machine; `peaks` gives each machine's
-    measured GFLOP/s for the %-of-peak figures."""
+    on several hosts), each option's label names its machine and its speed-ups are against the
+    idiomatic call of that machine; `peaks` gives each machine's measured peak."""
     records = list(records)
     hosts = list(machines) if machines is not None else [""] * len(records)
     several = len(set(hosts)) > 1
     sizes = sorted(set(batch_sizes) | {r.batch_size for r in records
                                        if r.phase == "infer" and r.batch_size is not None})
     summaries: dict[str, WorkloadSummary] = {}
-    loads: dict[tuple[str, str, str, str], Record] = {}
+    loads: dict[tuple[str, str, str, str], list[Record]] = {}
     for record, host in zip(records, hosts, strict=True):
         key = record.workload_key
         summary = summaries.setdefault(key, WorkloadSummary(key, sizes))
@@ -124,56 +149,84 @@ def summarise(
         if record.status != "ok" and record.phase not in ("infer", "load"):
             summary.problems.append(f"{record.phase} {record.status}: {record.reason}")
         if record.phase == "load" and record.ok:
-            loads[(key, record.runtime, record.provider, host)] = record
+            loads.setdefault((key, record.runtime, record.provider, host), []).append(record)
         if record.phase not in ("infer", "first_inference"):
             continue
         label = record.case.option + (f" @{host}" if several else "")
         option = next((o for o in summary.options if o.label == label), None)
         if option is None:
-            option = Option(label, record.runtime, record.variant, record.provider)
-            option.peak_gflops = (peaks or {}).get(host)
+            option = Option(label, record.runtime, record.variant, record.provider, host,
+                            peak=(peaks or {}).get(host))
             summary.options.append(option)
-            load = loads.get((key, record.runtime, record.provider, host))
-            if load is not None:
-                option.load_s = load.seconds
-                option.import_s = load.info.get("import_seconds")
         _accumulate(option, record)
-    for record in records:  # the model's FLOPs hold for every option of its workload
-        flops = record.flops_per_row if record.phase == "infer" else None
-        summary = summaries[record.workload_key]
-        if flops and summary.flops_per_row is None:
-            summary.flops_per_row = flops
     for summary in summaries.values():
-        for option in summary.options:
-            option.flops_per_row = summary.flops_per_row
-        base = summary.idiomatic
-        for option in summary.options:
-            for batch, p50 in option.p50_ms.items():
-                if base is not None and batch in base.p50_ms and p50 > 0:
-                    option.speedup[batch] = base.p50_ms[batch] / p50
+        _finish(summary, loads)
     return list(summaries.values())
 
 
 def _accumulate(option: Option, record: Record) -> None:
-    """Add one first-inference or infer record to the option it belongs to."""
+    """Add one first-inference or infer record (of one round) to the option it belongs to."""
+    option.parity = _worse(option.parity, record.parity)
     if record.phase == "first_inference":
-        option.first_call_s = record.seconds if record.ok else option.first_call_s
+        if record.ok and record.seconds is not None:
+            option.first_call_s.append(record.seconds)
         return
-    option.parity = option.parity or record.parity
     for name in ("peak_rss_mb", "gpu_mb"):
         value = getattr(record, name)
         if value is not None:
             setattr(option, name, max(value, getattr(option, name) or 0.0))
-    if record.ok and record.stats is not None and record.batch_size is not None:
-        option.p50_ms[record.batch_size] = record.stats.p50_ms
+    if record.timed and record.stats is not None and record.batch_size is not None:
+        option.rounds.setdefault(record.batch_size, []).append(record.stats)
         if record.throughput_rows_s is not None:
-            option.throughput[record.batch_size] = record.throughput_rows_s
+            option.rates.setdefault(record.batch_size, []).append(record.throughput_rows_s)
         option.idiomatic = option.idiomatic or record.idiomatic
+        option.device, option.threads = record.device, record.threads
+        option.flops_per_row = option.flops_per_row or record.flops_per_row
         for warning in record.warnings:
-            option.warnings.setdefault(warning, []).append(record.batch_size)
+            _note(option.warnings, warning, record.batch_size)
     elif not record.ok:
-        why = f"{record.status}: {record.reason}"
-        option.unmeasured.setdefault(why, []).append(record.batch_size or 0)
+        _note(option.unmeasured, f"{record.status}: {record.reason}", record.batch_size or 0)
+
+
+def _note(found: dict[str, list[int]], what: str, batch: int) -> None:
+    sizes = found.setdefault(what, [])
+    if batch not in sizes:
+        sizes.append(batch)
+
+
+def _worse(held: Parity | None, new: Parity | None) -> Parity | None:
+    """The worse of two verdicts (fail, then inconclusive, then pass)."""
+    rank = {"fail": 0, "inconclusive": 1, "pass": 2}
+    if held is None or (new is not None and rank[new.verdict] < rank[held.verdict]):
+        return new
+    return held
+
+
+def _finish(summary: WorkloadSummary,
+            loads: Mapping[tuple[str, str, str, str], list[Record]]) -> None:
+    """Estimates over rounds, cold start, FLOPs and speed-ups, once every record is in."""
+    for option in summary.options:
+        for batch, stats in sorted(option.rounds.items()):
+            estimate = Estimate.from_rounds(stats)
+            option.estimate[batch] = estimate
+            option.p50_ms[batch] = estimate.median_ms
+            if option.rates.get(batch):
+                option.throughput[batch] = median(option.rates[batch])
+            if estimate.rounds > 1 and estimate.half_width > DISAGREE:
+                _note(option.warnings, f"the {estimate.rounds} rounds disagree (95% interval "
+                      f"+/-{estimate.half_width:.0%}): quiet the machine or raise --rounds",
+                      batch)
+        for load in loads.get((summary.key, option.runtime, option.provider, option.host), []):
+            option.load_s.append(load.seconds or 0.0)
+            option.import_s.append(float(load.info.get("import_seconds", 0.0)))
+    summary.flops_per_row = next((o.flops_per_row for o in summary.options
+                                  if o.flops_per_row), None)
+    for option in summary.options:  # the model's FLOPs hold for every option of its workload
+        option.flops_per_row = summary.flops_per_row
+        base = next((o for o in summary.options if o.idiomatic and o.host == option.host), None)
+        for batch, p50 in option.p50_ms.items():
+            if base is not None and batch in base.p50_ms and p50 > 0:
+                option.speedup[batch] = base.p50_ms[batch] / p50
 
 
 def parity_text(parity: Parity | None, runtime: str) -> str:
@@ -181,7 +234,7 @@ def parity_text(parity: Parity | None, runtime: str) -> str:
         return "reference"
     if parity is None:
         return "n/a"
-    verdict = "pass" if parity.passed else "FAIL"
+    verdict = {"pass": "pass", "fail": "FAIL", "inconclusive": "inconclusive"}[parity.verdict]
     agree = parity.label_agreement
     labels = "" if agree is None or agree == 1.0 else f", labels agree {agree:.1%}"
     return f"{verdict} {parity.max_abs:.0e}{labels}"
@@ -204,10 +257,14 @@ def _where(sizes: list[int]) -> str:
 
 
 def timing_cell(option: Option, batch: int) -> str:
-    """p50 and, for options other than the idiomatic one, the speed-up over it."""
+    """p50, its 95% interval over rounds (+/- share of the median) where there were several,
+    and, for options other than the idiomatic one, the speed-up over it."""
     if batch not in option.p50_ms:
         return "-"
     text = duration(option.p50_ms[batch] / 1e3)
+    estimate = option.estimate.get(batch)
+    if estimate is not None and estimate.rounds > 1:
+        text += f" ±{_percent(estimate.half_width)}"
     if not option.idiomatic and batch in option.speedup:
         text += f" {ratio(option.speedup[batch])}"
     return text
@@ -231,7 +288,8 @@ def decisions(summary: WorkloadSummary) -> list[Decision]:
     measured = [b for b in summary.batch_sizes if any(b in o.p50_ms for o in summary.options)]
     if not measured:
         return []
-    ruled_out = [f"{o.label}: parity failed ({parity_text(o.parity, o.runtime)})"
+    ruled_out = [f"{o.label}: parity {o.parity.verdict if o.parity else '?'} "
+                 f"({parity_text(o.parity, o.runtime)})"
                  for o in summary.options if not o.trusted]
     ruled_out += unmeasured_lines(summary)
     found = []
@@ -254,3 +312,18 @@ def compute_text(option: Option, batch: int) -> str:
         return "-"
     percent = option.percent_of_peak(batch)
     return f"{achieved:.3g} GFLOP/s" + (f", {percent:.2g}%" if percent is not None else "")
+
+
+def _percent(share: float) -> str:
+    """0.034 -> 3.4%, 0.12 -> 12%: two significant digits at most."""
+    return f"{share * 100:.2g}%"
+
+
+def cold_text(seconds: list[float]) -> str:
+    """A one-off duration over rounds: the median, and the range where there were several."""
+    if not seconds:
+        return "-"
+    text = duration(median(seconds))
+    if len(seconds) > 1:
+        text += f" ({duration(min(seconds), 2)}–{duration(max(seconds), 2)})"
+    return text

@@ -17,9 +17,9 @@ from toolkit.report.units import rate
 
 IDIOMATIC = " (idiomatic)"  # marks the baseline of every speed-up
 FLAGGED = " !"  # marks an option with warnings (listed under the table)
-CAPTION = ("p50 per call, then speed-up over the idiomatic call; rows/s and GFLOP/s (with % of "
-           f"the machine's peak) at the largest batch; parity: max abs error;{FLAGGED}: see the "
-           "warnings")
+CAPTION = ("p50 per call (median over rounds, ± half its 95% interval), then speed-up over the "
+           "idiomatic call; rows/s (sustained) and GFLOP/s (with % of the machine's peak) at "
+           f"the largest batch; parity: max abs error;{FLAGGED}: see the warnings")
 
 
 @dataclass(frozen=True)

@@ -62,6 +62,8 @@ class SklearnRunner:
         from threadpoolctl import threadpool_limits
 
         model = cls.load_model(path)
+        if "n_jobs" in getattr(model, "get_params", dict)():
+            model.set_params(n_jobs=config.threads)  # its own workers, e.g. a forest's trees
         # After the load: unpickling imports scikit-learn and SciPy, whose BLAS and OpenMP
         # pools a limit set before would not reach.
         return cls(model, config, threadpool_limits(limits=config.threads))

@@ -168,6 +168,10 @@ class OrtRunner:
             raise ValueError(f"no data for input(s) {', '.join(missing)}")
         return {n: batch[n] for n in self.input_names}
 
+    def outputs(self, batch: dict[str, np.ndarray]) -> list[Any]:
+        """Every output of one plain call, on the host (for the parity check, untimed)."""
+        return list(self.session.run(None, self.feed(batch)))
+
     def prepare(self, variant: str, batch: dict[str, np.ndarray]) -> Callable[[], Any]:
         feed = self.feed(batch)
         if variant in ("run", "copies"):

@@ -50,9 +50,9 @@ class BuildFileSpec:
 
 
 def _tolerances(spec: BuildSpec | BuildFileSpec) -> Any:
-    from exporters.checked import Tolerances
+    from exporters.checked import ExportSettings
 
-    return Tolerances(opset=spec.opset, rtol=spec.rtol, atol=spec.atol, threads=spec.threads)
+    return ExportSettings(opset=spec.opset, rtol=spec.rtol, atol=spec.atol, threads=spec.threads)
 
 
 def build(spec: BuildSpec) -> Iterator[Record]:
@@ -86,7 +86,7 @@ def build(spec: BuildSpec) -> Iterator[Record]:
     outcome = export_with_parity(
         EXPORTERS[workload.framework], trained.model, data.x_test, native_scores, data.task,
         directory / "model.onnx", _tolerances(spec), require_free_batch=True)
-    yield from _export_records(base, outcome, {})
+    yield from _export_records(base, outcome, _reference(directory, native_scores, data.task))
     if outcome.parity is not None and outcome.onnx_scores is not None:
         _, onnx_quality = quality(outcome.onnx_scores, data.y_test, data.task)
         yield _parity_record(base, outcome.parity, {
@@ -125,14 +125,15 @@ def build_file(spec: BuildFileSpec) -> Iterator[Record]:
     native_scores = exporter.scores(model, x)
     directory = Path(spec.out_dir)
     directory.mkdir(parents=True, exist_ok=True)
-    outcome = export_with_parity(exporter, model, x, native_scores,
-                                 exporter.task(model, native_scores), Path(spec.onnx_out),
+    task = exporter.task(model, native_scores)
+    outcome = export_with_parity(exporter, model, x, native_scores, task, Path(spec.onnx_out),
                                  _tolerances(spec), require_free_batch=False)
     inputs_path = directory / "inputs.npz"
     name = outcome.exported.input_name if outcome.exported else "input"
     np.savez(inputs_path, **{name: x})
     info = {"artifact": str(path), "inputs": str(inputs_path), "input_source": source,
-            "input_shapes": {k: list(v.shape) for k, v in data.items()}}
+            "input_shapes": {k: list(v.shape) for k, v in data.items()},
+            **_reference(directory, native_scores, task)}
     yield from _export_records(base, outcome, info, tuple(warnings))
     if outcome.parity is not None:
         yield _parity_record(base, outcome.parity, {"rows": len(x)})
@@ -155,6 +156,14 @@ def _spec_from_user(shapes: dict[str, tuple[int, ...]], raw: dict[str, np.ndarra
     return TensorSpec("input", "float32", (None, *row))
 
 
+def _reference(directory: Path, native_scores: np.ndarray, task: str) -> dict[str, Any]:
+    """Save the native outputs on the inputs' rows: each ONNX measuring child checks its own
+    session against them."""
+    path = directory / "reference.npz"
+    np.savez(path, scores=native_scores)
+    return {"reference": str(path), "task": task}
+
+
 def _export_records(base: dict[str, str], outcome: Any, info: dict[str, Any],
                     warnings: tuple[str, ...] = ()) -> Iterator[Record]:
     exported = outcome.exported
@@ -169,10 +178,12 @@ def _export_records(base: dict[str, str], outcome: Any, info: dict[str, Any],
         info={**info, "onnx": str(exported.path), "size_bytes": exported.size_bytes,
               "opset": exported.opset, "exporter": exported.method,
               "exporter_version": exported.exporter_version, "batch_free": exported.batch_free,
-              "earlier_attempts": outcome.attempts},
+              "score_output": exported.score_output, "earlier_attempts": outcome.attempts},
     )
 
 
 def _parity_record(base: dict[str, str], parity: Any, info: dict[str, Any]) -> Record:
+    from exporters.parity import explain
+
     return Record(**base, phase="parity", runtime="onnxruntime", parity=parity,
-                  reason="" if parity.passed else "outputs differ beyond tolerance", info=info)
+                  reason=explain(parity), info=info)

@@ -1,7 +1,8 @@
-"""The measure step a child runs: one artifact in one runtime on one provider.
+"""The measure step a child runs: one round of one artifact in one runtime on one provider.
 
-Cold start (import, load, first call), then every variant at every batch size, each record
-written as soon as it exists. The timing protocol itself is `toolkit.measure`'s.
+Cold start (import, load, and each variant's first call on a session of its own), the parity of
+this very session against the native reference outputs (untimed), then every variant at every
+batch size, interleaved in blocks. The timing protocol itself is `toolkit.measure`'s.
 """
 
 from __future__ import annotations
@@ -16,13 +17,25 @@ import numpy as np
 
 from toolkit.data import make_batches
 from toolkit.errors import ProviderUnavailableError
-from toolkit.measure import Budget, measure, time_once
-from toolkit.memory import gpu_memory_mb, peak_rss_mb
-from toolkit.results import Record
+from toolkit.measure import Budget, Timing, measure_interleaved, time_once
+from toolkit.memory import gpu_memory_mb, peak_rss_mb, reset_peak_rss
+from toolkit.results import Parity, Record
 from toolkit.runners.base import Runner, RunnerConfig
 from toolkit.stats import throughput_rows_per_s
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Reference:
+    """The native model's outputs on the inputs' rows, saved by the build step, and how an ONNX
+    session's outputs are held against them."""
+
+    path: str  # reference.npz, array "scores"
+    score_output: int = 0
+    task: str = "regression"
+    rtol: float = 1e-4
+    atol: float = 1e-5
 
 
 @dataclass(frozen=True)
@@ -37,6 +50,8 @@ class MeasureSpec:
     budget: dict[str, Any] = field(default_factory=dict)
     threads: int = 1
     optimization: str = "all"
+    round: int = 1
+    reference: dict[str, Any] | None = None
 
     def __post_init__(self) -> None:  # JSON brings the batch sizes back as a list
         object.__setattr__(self, "batch_sizes", tuple(self.batch_sizes))
@@ -48,21 +63,21 @@ class MeasureSpec:
 
 
 def measure_case(spec: MeasureSpec) -> Iterator[Record]:
-    """Cold start (import, load, first call), then every variant at every batch size."""
+    """Cold start, this session's parity, then every variant at every batch size."""
     from toolkit.runners import RUNNERS
 
     runner_cls = RUNNERS[spec.runner]
     config = spec.config
-    budget = Budget(**spec.budget)
     base: dict[str, Any] = {
         "workload": spec.workload, "framework": spec.framework, "runtime": runner_cls.runtime,
         "provider": spec.provider, "device": config.device, "threads": spec.threads,
+        "round": spec.round,
     }
     import_seconds = time_once(runner_cls.import_framework)
     loaded: list[Runner] = []
+    path = Path(spec.artifact)
     try:
-        load_seconds = time_once(lambda: loaded.append(runner_cls.load(Path(spec.artifact),
-                                                                       config)))
+        load_seconds = time_once(lambda: loaded.append(runner_cls.load(path, config)))
     except ProviderUnavailableError as exc:
         yield Record(**base, phase="load", status="skipped", reason=str(exc))
         for batch_size in spec.batch_sizes:
@@ -71,15 +86,17 @@ def measure_case(spec: MeasureSpec) -> Iterator[Record]:
         return
     runner = loaded[0]
     base.update(provider=runner.provider, device=runner.device, settings=dict(runner.settings))
+    with np.load(spec.inputs) as archive:
+        x = {name: archive[name] for name in archive.files}
+    if spec.reference is not None:
+        base["parity"] = session_parity(runner, x, Reference(**spec.reference))
     yield Record(**base, phase="load", seconds=load_seconds, peak_rss_mb=peak_rss_mb(),
                  info={"import_seconds": import_seconds})
     if runner.runtime == "onnxruntime":
         from toolkit.flops import flops_per_row
 
-        base["flops_per_row"] = flops_per_row(Path(spec.artifact))
+        base["flops_per_row"] = flops_per_row(path)
 
-    with np.load(spec.inputs) as archive:
-        x = {name: archive[name] for name in archive.files}
     sizes = spec.batch_sizes
     if runner.fixed_batch is not None:
         fixed = f"the model's batch dimension is fixed at {runner.fixed_batch}"
@@ -88,41 +105,86 @@ def measure_case(spec: MeasureSpec) -> Iterator[Record]:
                 yield Record(**base, phase="infer", variant=runner_cls.idiomatic,
                              batch_size=batch_size, status="skipped", reason=fixed)
         sizes = (runner.fixed_batch,)
-    for variant in runner.variants:
-        yield from measure_variant(runner, variant, x, sizes, budget, base)
+    working = []
+    for index, variant in enumerate(runner.variants):
+        # Each variant's first call on a session that has made no call yet.
+        fresh = runner if index == 0 else runner_cls.load(path, config)
+        record = first_inference(fresh, variant, x, sizes[0], base)
+        if fresh is not runner:
+            fresh.close()
+        yield record
+        if record.ok:
+            working.append(variant)
+        else:  # the variant is not timed: say so at every batch size
+            yield from (Record(**base, phase="infer", variant=variant, batch_size=b,
+                               status="failed", reason=record.reason) for b in sizes)
+    yield from timed(runner, working, x, sizes, Budget(**spec.budget), base)
     runner.close()
 
 
-def measure_variant(
-    runner: Runner, variant: str, x: dict[str, np.ndarray], sizes: tuple[int, ...],
-    budget: Budget, base: dict[str, Any],
-) -> Iterator[Record]:
-    """First call, then a timed series per batch size; a failure costs this variant only.
+def session_parity(runner: Runner, x: dict[str, np.ndarray], reference: Reference
+                   ) -> Parity | None:
+    """This session's outputs on the reference rows against the native model's (one untimed
+    call): the verdict every timing of this child carries."""
+    from exporters.parity import compare
 
-    Each batch is made and handed to `runner.prepare` before its series starts, so neither is
-    inside the timed region.
-    """
-    idiomatic = (runner.runtime == "native" and variant == runner.idiomatic
-                 and runner.device == "cpu")
+    outputs = getattr(runner, "outputs", None)
+    if outputs is None:
+        return None
+    with np.load(reference.path) as archive:
+        expected = archive["scores"]
+    got = np.asarray(outputs(x)[reference.score_output])
+    return compare(expected, got, reference.task, reference.rtol,  # type: ignore[arg-type]
+                   reference.atol)
+
+
+def first_inference(runner: Runner, variant: str, x: dict[str, np.ndarray], batch_size: int,
+                    base: dict[str, Any]) -> Record:
     try:
-        seconds = time_once(runner.prepare(variant, make_batches(x, sizes[0])))
+        seconds = time_once(runner.prepare(variant, make_batches(x, batch_size)))
     except Exception as exc:  # one variant failing must not lose the others
         log.exception("first inference failed")
-        yield Record(**base, phase="first_inference", variant=variant, status="failed",
-                     reason=f"{type(exc).__name__}: {exc}", batch_size=sizes[0])
-        return
-    yield Record(**base, phase="first_inference", variant=variant, seconds=seconds,
-                 batch_size=sizes[0])
-    for batch_size in sizes:
-        try:
-            timing = measure(runner.prepare(variant, make_batches(x, batch_size)), budget)
-        except Exception as exc:
-            yield Record(**base, phase="infer", variant=variant, batch_size=batch_size,
-                         status="failed", reason=f"{type(exc).__name__}: {exc}")
-            continue
-        yield Record(
-            **base, phase="infer", variant=variant, batch_size=batch_size, stats=timing.stats,
-            throughput_rows_s=throughput_rows_per_s(batch_size, timing.stats.p50_ms),
-            peak_rss_mb=peak_rss_mb(), gpu_mb=gpu_memory_mb(runner), warnings=timing.warnings(),
-            idiomatic=idiomatic,
-        )
+        return Record(**base, phase="first_inference", variant=variant, status="failed",
+                      reason=f"{type(exc).__name__}: {exc}", batch_size=batch_size)
+    return Record(**base, phase="first_inference", variant=variant, seconds=seconds,
+                  batch_size=batch_size, info={"session": "fresh"})
+
+
+def timed(
+    runner: Runner, variants: list[str], x: dict[str, np.ndarray], sizes: tuple[int, ...],
+    budget: Budget, base: dict[str, Any],
+) -> Iterator[Record]:
+    """Every (variant, batch size) timed in interleaved blocks, in this one process.
+
+    Every batch is made and handed to `runner.prepare` before the timing starts, so neither is
+    inside the timed region; the peak memory is read afresh for the timing alone.
+    """
+    calls: dict[tuple[str, int], Any] = {}
+    failed: dict[tuple[str, int], str] = {}
+    for variant in variants:
+        for batch_size in sizes:
+            try:
+                calls[(variant, batch_size)] = runner.prepare(variant,
+                                                              make_batches(x, batch_size))
+            except Exception as exc:
+                failed[(variant, batch_size)] = f"{type(exc).__name__}: {exc}"
+    reset_peak_rss()
+    timings = measure_interleaved(calls, budget)
+    peak, gpu = peak_rss_mb(), gpu_memory_mb(runner)
+    for variant in variants:
+        idiomatic = (runner.runtime == "native" and variant == runner.idiomatic
+                     and runner.device == "cpu")
+        for batch_size in sizes:
+            key = (variant, batch_size)
+            found = timings.get(key)
+            if not isinstance(found, Timing):
+                why = failed.get(key) or f"{type(found).__name__}: {found}"
+                yield Record(**base, phase="infer", variant=variant, batch_size=batch_size,
+                             status="failed", reason=why)
+                continue
+            yield Record(
+                **base, phase="infer", variant=variant, batch_size=batch_size,
+                stats=found.stats, peak_rss_mb=peak, gpu_mb=gpu, warnings=found.warnings(),
+                throughput_rows_s=throughput_rows_per_s(batch_size, found.stats.samples_ms),
+                idiomatic=idiomatic,
+            )

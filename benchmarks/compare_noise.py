@@ -1,0 +1,88 @@
+"""Does `deploybench compare` cry wolf, and does it catch a real slowdown? Measured side by side.
+
+For each of N pairs: `deploybench bench` the same ONNX model twice (nothing changed) and once a
+model doing 1.3x the work (13 MatMul layers instead of 10), then `compare` base against the
+twin and base against the heavier model. Done twice, with one round per case (the verdict of
+the spread inside one process, as compare judged before rounds) and with R rounds (the 95%
+interval over fresh processes, Holm-corrected). Prints, for each: the false alarms (identical
+pairs whose compare exits 1, and the cases called slower) and the detections (heavier pairs
+whose compare exits 1).
+
+    python benchmarks/compare_noise.py [--pairs 5] [--rounds 3] [--batch-sizes 1,64]
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # tests.model_files
+
+from tests.model_files import matmul_chain  # noqa: E402
+from toolkit.compare import compare  # noqa: E402
+from toolkit.results import load  # noqa: E402
+
+
+def bench(model: Path, out: Path, rounds: int, sizes: str) -> Path:
+    cli = [sys.executable, "-m", "toolkit.cli", "bench", str(model), "--rounds", str(rounds),
+           "--batch-sizes", sizes, "--threads", "1", "--out", str(out),
+           "--history", str(out.parent / "history.sqlite")]
+    done = subprocess.run(cli, capture_output=True, text=True, timeout=900)
+    if done.returncode != 0:
+        raise SystemExit(f"bench failed ({done.returncode}): {done.stderr[-2000:]}")
+    return out / "results.json"
+
+
+def verdicts(base: Path, new: Path) -> tuple[int, list[str], list[float]]:
+    """(compare's exit code, the cases called slower, every case's ratio)."""
+    result = compare(load(base), load(new))
+    return (1 if result.regressed else 0, [r.case for r in result.regressed],
+            [r.ratio for r in result.rows])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--pairs", type=int, default=5)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--batch-sizes", default="1,64")
+    args = parser.parse_args()
+
+    with tempfile.TemporaryDirectory(prefix="deploybench-noise-") as tmp:
+        root = Path(tmp)
+        (root / "base").mkdir()  # one file name, so both are the workload "model"
+        (root / "heavy").mkdir()
+        base_model = matmul_chain(root / "base" / "model.onnx", layers=10)
+        heavy_model = matmul_chain(root / "heavy" / "model.onnx", layers=13)
+        start = time.perf_counter()
+        for rounds in (1, args.rounds):
+            alarms, alarm_cases, cases, detected, heavy_ratios = 0, 0, 0, 0, []
+            for pair in range(args.pairs):
+                where = root / f"r{rounds}-p{pair}"
+                base = bench(base_model, where / "base", rounds, args.batch_sizes)
+                twin = bench(base_model, where / "twin", rounds, args.batch_sizes)
+                heavy = bench(heavy_model, where / "heavy", rounds, args.batch_sizes)
+                code, slow, ratios = verdicts(base, twin)
+                alarms += code
+                alarm_cases += len(slow)
+                cases += len(ratios)
+                found, _, ratios_heavy = verdicts(base, heavy)
+                detected += found
+                heavy_ratios += ratios_heavy
+                print(f"rounds {rounds}, pair {pair + 1}: identical -> exit {code} "
+                      f"({len(slow)} slower; ratios {', '.join(f'{r:.2f}' for r in ratios)}); "
+                      f"1.3x work -> exit {found} (ratios "
+                      f"{', '.join(f'{r:.2f}' for r in ratios_heavy)})", flush=True)
+            label = "one round (spread inside one process)" if rounds == 1 else (
+                f"{rounds} rounds (95% interval over processes, Holm)")
+            print(f"{label}: false alarms {alarms} of {args.pairs} identical pairs "
+                  f"({alarm_cases} of {cases} cases slower); detected the 1.3x model in "
+                  f"{detected} of {args.pairs} pairs")
+        print(f"wall time {time.perf_counter() - start:.0f} s")
+
+
+if __name__ == "__main__":
+    main()

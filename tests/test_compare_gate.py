@@ -1,0 +1,53 @@
+"""compare as a CI gate on real measurements: quiet on no change in repeated pairs, and sharp on
+a model doing 1.3x the work. Small ONNX models, short budgets, three rounds per case."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests import model_files
+from toolkit import bench, executor
+from toolkit.compare import compare
+from toolkit.measure import Budget
+from toolkit.results import load
+
+CliRunner = pytest.importorskip("typer.testing").CliRunner
+app = pytest.importorskip("toolkit.cli").app
+SHORT = Budget(warmup=5, warmup_seconds=0.02, min_iterations=30, min_seconds=0.06,
+               max_seconds=1.0, blocks=3)
+
+
+def measured(model: Path, out: Path) -> Path:
+    suite = bench.bench_suite(batch_sizes=(64,), threads=1, rounds=3).replace(budget=SHORT)
+    return executor.start(bench.plan_model(bench.ModelRequest(model), suite, out),
+                          out).results_path
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory) -> tuple[Path, Path]:
+    root = tmp_path_factory.mktemp("models")  # one file name: one workload name to match on
+    (root / "base").mkdir()
+    (root / "heavy").mkdir()
+    return (model_files.matmul_chain(root / "base" / "model.onnx", layers=10),
+            model_files.matmul_chain(root / "heavy" / "model.onnx", layers=13))
+
+
+def test_identical_runs_pass_the_gate_in_repeated_pairs(models, tmp_path):
+    base_model, _ = models
+    for pair in range(3):
+        base = measured(base_model, tmp_path / f"a{pair}")
+        twin = measured(base_model, tmp_path / f"b{pair}")
+        result = compare(load(base), load(twin))
+        assert len(result.rows) == 2 and not result.regressed, [
+            (r.case, r.ratio, r.low, r.high, r.verdict) for r in result.rows]
+
+
+def test_a_model_doing_more_work_fails_the_gate(models, tmp_path):
+    base_model, heavy_model = models
+    base = measured(base_model, tmp_path / "base")
+    heavy = measured(heavy_model, tmp_path / "heavy")
+    result = CliRunner().invoke(app, ["compare", str(base), str(heavy)], terminal_width=250)
+    assert result.exit_code == 1, result.output
+    assert "2 regressed of 2" in result.output  # run and iobinding at batch 64
