@@ -205,28 +205,41 @@ def _worse(held: Parity | None, new: Parity | None) -> Parity | None:
 def _finish(summary: WorkloadSummary,
             loads: Mapping[tuple[str, str, str, str], list[Record]]) -> None:
     """Estimates over rounds, cold start, FLOPs and speed-ups, once every record is in."""
-    for option in summary.options:
+    summary.flops_per_row = next((o.flops_per_row for o in summary.options
+                                  if o.flops_per_row), None)
+    for option in summary.options:  # the model's FLOPs hold for every option of its workload
+        option.flops_per_row = summary.flops_per_row
         for batch, stats in sorted(option.rounds.items()):
             estimate = Estimate.from_rounds(stats)
             option.estimate[batch] = estimate
             option.p50_ms[batch] = estimate.median_ms
             if option.rates.get(batch):
                 option.throughput[batch] = median(option.rates[batch])
-            if estimate.rounds > 1 and estimate.half_width > DISAGREE:
-                _note(option.warnings, f"the {estimate.rounds} rounds disagree (95% interval "
-                      f"+/-{estimate.half_width:.0%}): quiet the machine or raise --rounds",
-                      batch)
+            for warning in _figure_warnings(option, batch):
+                _note(option.warnings, warning, batch)
         for load in loads.get((summary.key, option.runtime, option.provider, option.host), []):
             option.load_s.append(load.seconds or 0.0)
             option.import_s.append(float(load.info.get("import_seconds", 0.0)))
-    summary.flops_per_row = next((o.flops_per_row for o in summary.options
-                                  if o.flops_per_row), None)
-    for option in summary.options:  # the model's FLOPs hold for every option of its workload
-        option.flops_per_row = summary.flops_per_row
+    for option in summary.options:
         base = next((o for o in summary.options if o.idiomatic and o.host == option.host), None)
         for batch, p50 in option.p50_ms.items():
             if base is not None and batch in base.p50_ms and p50 > 0:
                 option.speedup[batch] = base.p50_ms[batch] / p50
+
+
+def _figure_warnings(option: Option, batch: int) -> list[str]:
+    """What a reader must know before trusting an option's figure at `batch`, with the remedy."""
+    found = []
+    estimate = option.estimate[batch]
+    if estimate.rounds > 1 and estimate.half_width > DISAGREE:
+        found.append(f"the {estimate.rounds} rounds disagree (95% interval "
+                     f"+/-{estimate.half_width:.0%}): quiet the machine or raise --rounds")
+    percent = option.percent_of_peak(batch)
+    if percent is not None and percent > 100:
+        found.append("above the measured matrix-product peak: the runtime does fewer "
+                     "operations than the graph describes (a faster convolution algorithm, "
+                     "say), so its GFLOP/s is work described, not work done")
+    return found
 
 
 def parity_text(parity: Parity | None, runtime: str) -> str:
@@ -311,12 +324,14 @@ def compute_text(option: Option, batch: int) -> str:
     if achieved is None:
         return "-"
     percent = option.percent_of_peak(batch)
-    return f"{achieved:.3g} GFLOP/s" + (f", {percent:.2g}%" if percent is not None else "")
+    return f"{achieved:.3g} GFLOP/s" + (f", {_percent(percent / 100)}" if percent is not None
+                                        else "")
 
 
 def _percent(share: float) -> str:
-    """0.034 -> 3.4%, 0.12 -> 12%: two significant digits at most."""
-    return f"{share * 100:.2g}%"
+    """0.034 -> 3.4%, 0.12 -> 12%, 1.55 -> 155%: two significant digits below 100%."""
+    percent = share * 100
+    return f"{percent:.0f}%" if percent >= 100 else f"{percent:.2g}%"
 
 
 def cold_text(seconds: list[float]) -> str:
