@@ -1,14 +1,17 @@
 """Does `deploybench compare` cry wolf, and does it catch a real slowdown? Measured side by side.
 
-For each of N pairs: `deploybench bench` the same ONNX model twice (nothing changed) and once a
-model doing 1.3x the work (13 MatMul layers instead of 10), then `compare` base against the
-twin and base against the heavier model. Done twice, with one round per case (the verdict of
-the spread inside one process, as compare judged before rounds) and with R rounds (the 95%
-interval over fresh processes, Holm-corrected). Prints, for each: the false alarms (identical
-pairs whose compare exits 1, and the cases called slower) and the detections (heavier pairs
-whose compare exits 1).
+For each of N pairs: `deploybench bench` the same model twice (nothing changed) and once a
+model doing 1.3x the work (13 layers of 256 x 256 instead of 10), then `compare` base against
+the twin and base against the heavier model. The model is an ONNX file (ONNX Runtime's timings
+only) or, with --framework torch, a torch.export file (timed natively in PyTorch, whose
+timings move more between processes, and on ONNX Runtime after export). Done twice, with one
+round per case (the verdict of the spread inside one process, as compare judged before rounds)
+and with R rounds (the 95% interval over fresh processes, Holm-corrected). Prints, for each:
+the false alarms (identical pairs whose compare exits 1, and the cases called slower) and the
+detections (heavier pairs whose compare exits 1).
 
-    python benchmarks/compare_noise.py [--pairs 5] [--rounds 3] [--batch-sizes 1,64]
+    python benchmarks/compare_noise.py [--framework onnx|torch] [--pairs 5] [--rounds 3]
+                                       [--batch-sizes 1,64]
 """
 
 from __future__ import annotations
@@ -27,10 +30,27 @@ from toolkit.compare import compare  # noqa: E402
 from toolkit.results import load  # noqa: E402
 
 
+def torch_chain(path: Path, layers: int, width: int = 256) -> Path:
+    """The torch twin of `matmul_chain`: Linear + ReLU layers, saved with torch.export with a
+    free batch dimension."""
+    import torch
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(*[module for _ in range(layers) for module in (
+        torch.nn.Linear(width, width, bias=False), torch.nn.ReLU())]).eval()
+    example = (torch.ones(4, width),)
+    program = torch.export.export(model, example,
+                                  dynamic_shapes=({0: torch.export.Dim("batch")},))
+    torch.export.save(program, str(path))
+    return path
+
+
 def bench(model: Path, out: Path, rounds: int, sizes: str) -> Path:
     cli = [sys.executable, "-m", "toolkit.cli", "bench", str(model), "--rounds", str(rounds),
            "--batch-sizes", sizes, "--threads", "1", "--out", str(out),
            "--history", str(out.parent / "history.sqlite")]
+    if model.suffix == ".pt2":
+        cli += ["--shape", "256"]
     done = subprocess.run(cli, capture_output=True, text=True, timeout=900)
     if done.returncode != 0:
         raise SystemExit(f"bench failed ({done.returncode}): {done.stderr[-2000:]}")
@@ -46,6 +66,7 @@ def verdicts(base: Path, new: Path) -> tuple[int, list[str], list[float]]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--framework", choices=("onnx", "torch"), default="onnx")
     parser.add_argument("--pairs", type=int, default=5)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--batch-sizes", default="1,64")
@@ -55,8 +76,10 @@ def main() -> None:
         root = Path(tmp)
         (root / "base").mkdir()  # one file name, so both are the workload "model"
         (root / "heavy").mkdir()
-        base_model = matmul_chain(root / "base" / "model.onnx", layers=10)
-        heavy_model = matmul_chain(root / "heavy" / "model.onnx", layers=13)
+        make, suffix = (torch_chain, "pt2") if args.framework == "torch" else (matmul_chain,
+                                                                               "onnx")
+        base_model = make(root / "base" / f"model.{suffix}", layers=10)
+        heavy_model = make(root / "heavy" / f"model.{suffix}", layers=13)
         start = time.perf_counter()
         for rounds in (1, args.rounds):
             alarms, alarm_cases, cases, detected, heavy_ratios = 0, 0, 0, 0, []
