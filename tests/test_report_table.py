@@ -55,8 +55,8 @@ def test_the_table_has_one_row_per_timed_option(summary):
     table = options_table(summary)
     assert [r.label for r in table.rows] == list(LABELS)
     assert [c.name for c in table.columns] == [
-        "option", "batch 1", "batch 4", "rows/s, batch 4", "GFLOP/s, % of peak, batch 4",
-        "parity"]
+        "option", "batch 1", "batch 4", "rows/s, batch 4", "spread, batch 4",
+        "GFLOP/s, % of peak, batch 4", "parity"]
     assert all(len(r.cells) == len(table.columns) for r in table.rows)
     assert "keras jit" in [o.label for o in summary.options]  # an option, but never timed
     assert not any("jit" in r.label for r in table.rows)
@@ -68,7 +68,8 @@ def test_cells_carry_the_speedup_throughput_and_verdicts(summary):
     assert ort.cells[1:3] == ("1.00 ms 10×", "2.00 ms 10×")
     assert failed.cells[1] == "500 µs 20×"
     assert ort.cells[3] == "2.00k"  # 4 rows in 2 ms
-    assert ort.cells[4].startswith("2 GFLOP/s")  # 1 MFLOP per row, 2k rows/s
+    assert ort.cells[4] == "10%"  # IQR 0.2 ms over the median 2 ms
+    assert ort.cells[5].startswith("2 GFLOP/s")  # 1 MFLOP per row, 2k rows/s
     assert native.cells[-1] == "reference" and ort.cells[-1].startswith("pass")
     assert failed.cells[-1].startswith("FAIL")
     assert [r.trusted for r in (native, ort, failed)] == [True, True, False]
@@ -95,7 +96,7 @@ def _table_lines(text: str) -> str:
 def test_markdown_renders_the_same_rows(summary):
     text = markdown.render([summary], [], [])
     rows = [line for line in text.splitlines() if line.startswith("| ")]
-    assert rows[1] == "| --- | ---: | ---: | ---: | ---: | --- |"
+    assert rows[1] == "| --- | ---: | ---: | ---: | ---: | ---: | --- |"
     assert [r.split(" | ")[0].removeprefix("| ") for r in rows[2:]] == list(LABELS)
     assert "| 1.00 ms 10× |" in rows[3] and "| FAIL " in rows[4]
     assert not any("jit" in r for r in rows)

@@ -342,3 +342,9 @@ def cold_text(seconds: list[float]) -> str:
     if len(seconds) > 1:
         text += f" ({duration(min(seconds), 2)}–{duration(max(seconds), 2)})"
     return text
+
+
+def spread_text(option: Option, batch: int) -> str:
+    """How much single calls vary inside a round: IQR over median (median over rounds)."""
+    estimate = option.estimate.get(batch)
+    return "-" if estimate is None else _percent(estimate.spread)

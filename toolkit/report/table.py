@@ -11,6 +11,7 @@ from toolkit.report.summary import (
     WorkloadSummary,
     compute_text,
     parity_text,
+    spread_text,
     timing_cell,
 )
 from toolkit.report.units import rate
@@ -18,8 +19,9 @@ from toolkit.report.units import rate
 IDIOMATIC = " (idiomatic)"  # marks the baseline of every speed-up
 FLAGGED = " !"  # marks an option with warnings (listed under the table)
 CAPTION = ("p50 per call (median over rounds, ± half its 95% interval), then speed-up over the "
-           "idiomatic call; rows/s (sustained) and GFLOP/s (with % of the machine's peak) at "
-           f"the largest batch; parity: max abs error;{FLAGGED}: see the warnings")
+           "idiomatic call; at the largest batch: rows/s (sustained), the spread of single "
+           "calls (IQR / median) and GFLOP/s (with % of the machine's peak); parity: max abs "
+           f"error;{FLAGGED}: see the warnings")
 
 
 @dataclass(frozen=True)
@@ -61,6 +63,7 @@ def options_table(summary: WorkloadSummary) -> OptionsTable:
     columns = [Column("option", False), *(Column(f"batch {b}", True) for b in sizes)]
     if sizes:
         columns += [Column(f"rows/s, batch {sizes[-1]}", True),
+                    Column(f"spread, batch {sizes[-1]}", True),
                     Column(f"GFLOP/s, % of peak, batch {sizes[-1]}", True)]
     columns.append(Column("parity", False))
     rows = tuple(Row(o, _cells(o, sizes)) for o in summary.options if o.p50_ms)
@@ -77,6 +80,6 @@ def _cells(option: Option, sizes: tuple[int, ...]) -> tuple[str, ...]:
     cells = [label(option), *(timing_cell(option, b) for b in sizes)]
     if sizes:
         cells += [rate(option.throughput.get(sizes[-1])).removesuffix(" rows/s"),
-                  compute_text(option, sizes[-1])]
+                  spread_text(option, sizes[-1]), compute_text(option, sizes[-1])]
     cells.append(parity_text(option.parity, option.runtime))
     return tuple(cells)
