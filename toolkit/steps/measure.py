@@ -7,6 +7,7 @@ batch size, interleaved in blocks. The timing protocol itself is `toolkit.measur
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -85,39 +86,36 @@ def measure_case(spec: MeasureSpec) -> Iterator[Record]:
                          variant=runner_cls.idiomatic, batch_size=batch_size)
         return
     runner = loaded[0]
+    load_rss = peak_rss_mb()
     base.update(provider=runner.provider, device=runner.device, settings=dict(runner.settings))
     with np.load(spec.inputs) as archive:
         x = {name: archive[name] for name in archive.files}
+    sizes = spec.batch_sizes if runner.fixed_batch is None else (runner.fixed_batch,)
+    # Each variant's first call on a session that has made no call yet; then the parity call.
+    firsts = [first_inference(runner if index == 0 else runner_cls.load(path, config),
+                              variant, x, sizes[0], base, close=index > 0)
+              for index, variant in enumerate(runner.variants)]
     if spec.reference is not None:
         base["parity"] = session_parity(runner, x, Reference(**spec.reference))
-    yield Record(**base, phase="load", seconds=load_seconds, peak_rss_mb=peak_rss_mb(),
+    yield Record(**base, phase="load", seconds=load_seconds, peak_rss_mb=load_rss,
                  info={"import_seconds": import_seconds})
+    working = []
+    for record in firsts:
+        yield dataclasses.replace(record, parity=base.get("parity"))
+        if record.ok:
+            working.append(record.variant)
+        else:  # the variant is not timed: say so at every batch size
+            yield from (Record(**base, phase="infer", variant=record.variant, batch_size=b,
+                               status="failed", reason=record.reason) for b in sizes)
+    for batch_size in spec.batch_sizes:
+        if batch_size not in sizes:
+            yield Record(**base, phase="infer", variant=runner_cls.idiomatic,
+                         batch_size=batch_size, status="skipped",
+                         reason=f"the model's batch dimension is fixed at {runner.fixed_batch}")
     if runner.runtime == "onnxruntime":
         from toolkit.flops import flops_per_row
 
         base["flops_per_row"] = flops_per_row(path)
-
-    sizes = spec.batch_sizes
-    if runner.fixed_batch is not None:
-        fixed = f"the model's batch dimension is fixed at {runner.fixed_batch}"
-        for batch_size in sizes:
-            if batch_size != runner.fixed_batch:
-                yield Record(**base, phase="infer", variant=runner_cls.idiomatic,
-                             batch_size=batch_size, status="skipped", reason=fixed)
-        sizes = (runner.fixed_batch,)
-    working = []
-    for index, variant in enumerate(runner.variants):
-        # Each variant's first call on a session that has made no call yet.
-        fresh = runner if index == 0 else runner_cls.load(path, config)
-        record = first_inference(fresh, variant, x, sizes[0], base)
-        if fresh is not runner:
-            fresh.close()
-        yield record
-        if record.ok:
-            working.append(variant)
-        else:  # the variant is not timed: say so at every batch size
-            yield from (Record(**base, phase="infer", variant=variant, batch_size=b,
-                               status="failed", reason=record.reason) for b in sizes)
     yield from timed(runner, working, x, sizes, Budget(**spec.budget), base)
     runner.close()
 
@@ -139,13 +137,18 @@ def session_parity(runner: Runner, x: dict[str, np.ndarray], reference: Referenc
 
 
 def first_inference(runner: Runner, variant: str, x: dict[str, np.ndarray], batch_size: int,
-                    base: dict[str, Any]) -> Record:
+                    base: dict[str, Any], close: bool = False) -> Record:
+    """The first call of `variant` on `runner` (a session that has made no call), timed once;
+    `close` the runner after (a session loaded for this call alone)."""
     try:
         seconds = time_once(runner.prepare(variant, make_batches(x, batch_size)))
     except Exception as exc:  # one variant failing must not lose the others
         log.exception("first inference failed")
         return Record(**base, phase="first_inference", variant=variant, status="failed",
                       reason=f"{type(exc).__name__}: {exc}", batch_size=batch_size)
+    finally:
+        if close:
+            runner.close()
     return Record(**base, phase="first_inference", variant=variant, seconds=seconds,
                   batch_size=batch_size, info={"session": "fresh"})
 
