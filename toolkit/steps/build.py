@@ -22,26 +22,28 @@ from toolkit.modelfile import TensorSpec
 from toolkit.results import Record
 
 
-@dataclass(frozen=True)
-class BuildSpec:
-    workload: str
-    out_dir: str
+@dataclass(frozen=True, kw_only=True)
+class ExportOptions:
+    """What both build steps export with: the opset, parity tolerances, the threads."""
+
     opset: int = 18
     rtol: float = 1e-4
     atol: float = 1e-5
     threads: int = 1
 
 
-@dataclass(frozen=True)
-class BuildFileSpec:
+@dataclass(frozen=True, kw_only=True)
+class BuildSpec(ExportOptions):
+    workload: str
+    out_dir: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class BuildFileSpec(ExportOptions):
     path: str
     framework: str
     out_dir: str
     onnx_out: str
-    opset: int = 18
-    rtol: float = 1e-4
-    atol: float = 1e-5
-    threads: int = 1
     shapes: dict[str, tuple[int, ...]] = field(default_factory=dict)
     input_data: str | None = None
 
@@ -49,7 +51,7 @@ class BuildFileSpec:
         object.__setattr__(self, "shapes", {k: tuple(v) for k, v in self.shapes.items()})
 
 
-def _tolerances(spec: BuildSpec | BuildFileSpec) -> Any:
+def _tolerances(spec: ExportOptions) -> Any:
     from exporters.checked import ExportSettings
 
     return ExportSettings(opset=spec.opset, rtol=spec.rtol, atol=spec.atol, threads=spec.threads)
