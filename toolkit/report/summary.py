@@ -38,7 +38,6 @@ class Option:
     threads: int | None = None
     idiomatic: bool = False
     estimate: dict[int, Estimate] = field(default_factory=dict)
-    p50_ms: dict[int, float] = field(default_factory=dict)  # the estimate's median
     throughput: dict[int, float] = field(default_factory=dict)  # sustained, median of rounds
     speedup: dict[int, float] = field(default_factory=dict)
     parity: Parity | None = None  # the worst verdict of its sessions
@@ -54,6 +53,11 @@ class Option:
     peak: Peak | None = None  # of the machine it ran on
     rounds: dict[int, list[Stats]] = field(default_factory=dict)
     rates: dict[int, list[float]] = field(default_factory=dict)
+
+    @property
+    def p50_ms(self) -> dict[int, float]:
+        """The figure at each batch size: the median over rounds."""
+        return {batch: e.median_ms for batch, e in self.estimate.items()}
 
     def gflops(self, batch: int) -> float | None:
         """Achieved GFLOP/s at the median latency."""
@@ -212,7 +216,6 @@ def _finish(summary: WorkloadSummary,
         for batch, stats in sorted(option.rounds.items()):
             estimate = Estimate.from_rounds(stats)
             option.estimate[batch] = estimate
-            option.p50_ms[batch] = estimate.median_ms
             if option.rates.get(batch):
                 option.throughput[batch] = median(option.rates[batch])
             for warning in _figure_warnings(option, batch):
