@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from toolkit.data import Task, labels_from_scores
+from toolkit.data import Task, labels_from_scores, quality
+from toolkit.recipes import QualityRule
 from toolkit.results import Parity
 
 DEFAULT_RTOL = 1e-4
@@ -66,3 +67,31 @@ def explain(parity: Parity) -> str:
     if parity.verdict == "inconclusive":
         return f"outputs too small to judge (max |native| {parity.scale:.1e} < {TOO_SMALL:g})"
     return "" if parity.passed else "outputs differ beyond tolerance"
+
+
+def judge_quality(native: np.ndarray, got: np.ndarray, task: Task, labels: np.ndarray | None,
+                  rule: QualityRule, rtol: float = DEFAULT_RTOL,
+                  atol: float = DEFAULT_ATOL) -> Parity:
+    """A recipe that changes the arithmetic (int8, fp16), judged by its test quality: accuracy
+    (or r2) on the labels where they are known, else against the native model's own outputs
+    (whose quality is then 1 by definition); it passes when it loses at most what `rule`
+    allows. The elementwise errors and label agreement are kept beside the verdict."""
+    import dataclasses
+
+    elementwise = compare(native, got, task, rtol, atol)
+    ref = np.asarray(native).reshape(len(native), -1)
+    out = np.asarray(got).reshape(len(got), -1)
+    if ref.shape != out.shape or not np.all(np.isfinite(out)):
+        return dataclasses.replace(elementwise, rule="quality", verdict="fail", passed=False)
+    truth = labels if labels is not None else (
+        native_labels if (native_labels := labels_from_scores(ref, task)) is not None
+        else ref.reshape(len(ref)) if ref.shape[1] == 1 else None)
+    if truth is None:  # multi-output regression without labels: the tolerances judge
+        return elementwise
+    metric, before = quality(ref, truth, task)
+    _, after = quality(out, truth, task)
+    allowed = rule.allowed(before)
+    passed = before - after <= allowed + 1e-12
+    return dataclasses.replace(
+        elementwise, rule="quality", verdict="pass" if passed else "fail", passed=passed,
+        metric=metric, native_quality=before, quality=after, allowed_drop=allowed)

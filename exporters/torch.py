@@ -33,6 +33,7 @@ class TorchExporter:
                     model, example, str(path), dynamo=True, opset_version=opset, verbose=False,
                     dynamic_shapes=({0: torch.export.Dim("batch")},), **names,
                 )
+                inline_weights(path)
             else:
                 torch.onnx.export(
                     model, example, str(path), dynamo=False, opset_version=opset,
@@ -57,3 +58,17 @@ class TorchExporter:
 
     def input_spec(self, model: Any) -> None:
         return None  # a torch module does not declare its input shape
+
+
+def inline_weights(path: Path) -> None:
+    """Keep the weights inside the ONNX file: the dynamo exporter writes them to a `.data` file
+    named after this one, which a rename or a copy of the file alone would leave behind."""
+    import onnx
+
+    data = path.with_name(path.name + ".data")
+    if not data.exists():
+        return
+    model = onnx.load(str(path))  # reads the external data in
+    if model.ByteSize() < 2**31 - 2**20:  # protobuf's limit; larger models keep their .data
+        onnx.save_model(model, str(path), save_as_external_data=False)
+        data.unlink()

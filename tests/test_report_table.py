@@ -56,7 +56,7 @@ def test_the_table_has_one_row_per_timed_option(summary):
     assert [r.label for r in table.rows] == list(LABELS)
     assert [c.name for c in table.columns] == [
         "option", "batch 1", "batch 4", "rows/s, batch 4", "spread, batch 4",
-        "GFLOP/s, % of peak, batch 4", "parity"]
+        "GFLOP/s, % of peak, batch 4", "size", "parity or accuracy"]
     assert all(len(r.cells) == len(table.columns) for r in table.rows)
     assert "keras jit" in [o.label for o in summary.options]  # an option, but never timed
     assert not any("jit" in r.label for r in table.rows)
@@ -96,7 +96,7 @@ def _table_lines(text: str) -> str:
 def test_markdown_renders_the_same_rows(summary):
     text = markdown.render([summary], [], [])
     rows = [line for line in text.splitlines() if line.startswith("| ")]
-    assert rows[1] == "| --- | ---: | ---: | ---: | ---: | ---: | --- |"
+    assert rows[1] == "| --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |"
     assert [r.split(" | ")[0].removeprefix("| ") for r in rows[2:]] == list(LABELS)
     assert "| 1.00 ms 10× |" in rows[3] and "| FAIL " in rows[4]
     assert not any("jit" in r for r in rows)

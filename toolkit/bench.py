@@ -26,15 +26,15 @@ from toolkit.modelfile import ModelFile, open_model
 from toolkit.plan import (
     BuildFile,
     Context,
-    Measure,
     Plan,
     Sources,
     Step,
     build_label,
     in_rounds,
+    with_recipes,
 )
 from toolkit.results import Record
-from toolkit.suite import Case, Suite, cases
+from toolkit.suite import Suite, cases
 
 
 @dataclass(frozen=True)
@@ -45,19 +45,23 @@ class ModelRequest:
     shapes: tuple[str, ...] = ()
     input_data: Path | None = None
     trust_pickle: bool = False
+    calibration_data: Path | None = None  # rows int8-static calibrates on
 
     def to_dict(self) -> dict[str, Any]:
         """What results.json keeps to make the plan again (not the trust: that is asked anew)."""
         return {"path": str(self.path.resolve()), "shapes": list(self.shapes),
-                "input_data": str(self.input_data.resolve()) if self.input_data else None}
+                "input_data": str(self.input_data.resolve()) if self.input_data else None,
+                "calibration_data": (str(self.calibration_data.resolve())
+                                     if self.calibration_data else None)}
 
     @classmethod
     def from_dict(cls, raw: Mapping[str, Any]) -> ModelRequest:
         if not isinstance(raw.get("path"), str) or not isinstance(raw.get("shapes", []), list):
             raise TypeError("expected a model path and a list of shapes")
-        data = raw.get("input_data")
+        data, calibration = raw.get("input_data"), raw.get("calibration_data")
         return cls(Path(raw["path"]), tuple(str(s) for s in raw.get("shapes", ())),
-                   Path(data) if data else None)
+                   Path(data) if data else None,
+                   calibration_data=Path(calibration) if calibration else None)
 
 
 @dataclass(frozen=True)
@@ -66,6 +70,7 @@ class Checked:
     shapes: dict[str, tuple[int, ...]]
     data: dict[str, np.ndarray] | None  # ONNX files: the inputs, ready; native: made in a child
     warnings: list[str]
+    calibration: dict[str, np.ndarray] | None = None  # ONNX files, from --calibration-data
 
 
 def check(request: ModelRequest) -> Checked:
@@ -73,6 +78,8 @@ def check(request: ModelRequest) -> Checked:
     model = open_model(request.path, trust_pickle=request.trust_pickle)
     shapes = model_inputs.parse_shapes(request.shapes)
     raw = model_inputs.read_data_file(request.input_data) if request.input_data else None
+    rows = (model_inputs.read_data_file(request.calibration_data) if request.calibration_data
+            else None)
     missing = environment.missing_framework(model.framework) if model.framework != "onnx" else None
     if missing:
         raise BadInputError(f"{request.path}: {missing}")
@@ -92,13 +99,18 @@ def check(request: ModelRequest) -> Checked:
     else:
         data = model_inputs.generate(specs, model_inputs.row_shapes(specs, shapes))
         warnings = []
-    return Checked(model, shapes, data, warnings)
+    calibration = None
+    if rows is not None:
+        assert request.calibration_data is not None
+        calibration, _ = model_inputs.fit_data(request.calibration_data, rows, specs)
+    return Checked(model, shapes, data, warnings, calibration)
 
 
 def bench_suite(
     *, providers: list[str] | None = None, batch_sizes: tuple[int, ...] | None = None,
     threads: int | None = None, optimization: str | None = None, timeout_s: float | None = None,
-    opset: int | None = None, rounds: int | None = None,
+    opset: int | None = None, rounds: int | None = None, recipes: list[str] | None = None,
+    max_quality_drop: str | None = None,
 ) -> Suite:
     """The settings of one `bench`: the defaults, with the command line's choices on top."""
     from toolkit.suite import DEFAULT_ROUNDS, default_threads
@@ -107,7 +119,9 @@ def bench_suite(
                  threads=default_threads(), rounds=DEFAULT_ROUNDS)
     return base.replace(providers=tuple(providers) if providers else None,
                         batch_sizes=batch_sizes, threads=threads, optimization=optimization,
-                        timeout_s=timeout_s, opset=opset, rounds=rounds)
+                        timeout_s=timeout_s, opset=opset, rounds=rounds,
+                        recipes=tuple(recipes) if recipes else None,
+                        max_quality_drop=max_quality_drop)
 
 
 def plan_model(request: ModelRequest, suite: Suite, out_dir: Path, *,
@@ -127,13 +141,17 @@ def plan_model(request: ModelRequest, suite: Suite, out_dir: Path, *,
         inputs = out_dir / "inputs.npz"
         if not (keep_inputs and inputs.is_file()):
             np.savez(inputs, **checked.data)
-        sources = Sources(onnx=str(request.path.resolve()), inputs=str(inputs))
-        steps = in_rounds([Measure(Case(key, "onnxruntime", p), sources=sources)
-                           for p in suite.providers], suite.rounds)
+        calibration = None
+        if checked.calibration is not None:
+            calibration = out_dir / "calibration.npz"
+            np.savez(calibration, **checked.calibration)
+        sources = Sources(onnx=str(request.path.resolve()), inputs=str(inputs),
+                          calibration=str(calibration) if calibration else None)
+        steps, measures = with_recipes(key, suite, cases(suite, key), None, sources)
     else:
-        steps = [_build_step(checked, request, out_dir / "model.onnx")]
-        steps += in_rounds([Measure(case, after=build_label(key)) for case in cases(suite, key)],
-                           suite.rounds)
+        steps, measures = with_recipes(key, suite, cases(suite, key), build_label(key))
+        steps = [_build_step(checked, request, out_dir / "model.onnx"), *steps]
+    steps += in_rounds(measures, suite.rounds)
     run = {"command": "bench", "suite": dataclasses.asdict(suite), "request": request.to_dict(),
            "input_warnings": checked.warnings}
     return Plan(suite, steps, run)
@@ -161,4 +179,4 @@ def export(
 def _build_step(checked: Checked, request: ModelRequest, onnx_out: Path) -> BuildFile:
     model = checked.model
     return BuildFile(f"{model.framework}/{model.name}", model.path, onnx_out, checked.shapes,
-                     request.input_data)
+                     request.input_data, request.calibration_data)

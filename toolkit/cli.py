@@ -75,6 +75,12 @@ class _WarningLines(logging.Handler):
 logging.getLogger("toolkit").addHandler(_WarningLines(logging.WARNING))
 
 
+RecipesOption = Annotated[str | None, typer.Option(
+    help="fp32 (always), int8-dynamic, int8-static, fp16, ort-offline, torch-compile, xla, "
+    "comma-separated")]
+QualityDropOption = Annotated[str | None, typer.Option(
+    "--max-quality-drop", help="the accuracy a recipe that changes the arithmetic (int8, fp16) "
+    "may lose against the native model: absolute (0.01) or relative (1%, the default)")]
 RoundsOption = Annotated[int | None, typer.Option(
     help="fresh processes per case (default 3; the full suite 5): the 95% interval of each "
     "figure is over these rounds")]
@@ -98,6 +104,8 @@ def run(
     timeout: Annotated[float | None, typer.Option(
         help="seconds a child step may take before it is killed (default 600)")] = None,
     rounds: RoundsOption = None,
+    recipes: RecipesOption = None,
+    max_quality_drop: QualityDropOption = None,
     out_dir: Annotated[Path | None, typer.Option(
         "--out", help="output folder (default results/<UTC time>)")] = None,
     resume: Annotated[Path | None, typer.Option(
@@ -118,7 +126,8 @@ def run(
                 "--suite": suite, "--frameworks": frameworks, "--workloads": workloads_,
                 "--providers": providers, "--batch-sizes": batch_sizes, "--threads": threads,
                 "--optimization": optimization, "--timeout": timeout, "--out": out_dir,
-                "--shard": shard, "--rounds": rounds})
+                "--shard": shard, "--rounds": rounds, "--recipes": recipes,
+                "--max-quality-drop": max_quality_drop})
             return executor.resume(resume, "run", progress=progress)
         chosen = build_suite(
             suite or "quick",
@@ -127,7 +136,7 @@ def run(
             providers=_csv(providers, "--providers"),
             batch_sizes=_ints(batch_sizes, "--batch-sizes"),
             threads=threads, optimization=optimization, timeout_s=timeout, shard=shard,
-            rounds=rounds,
+            rounds=rounds, recipes=_csv(recipes, "--recipes"), max_quality_drop=max_quality_drop,
         )
         return executor.start(plan_suite(chosen), out_dir or executor.default_out_dir(),
                               argv=sys.argv, progress=progress)
@@ -220,6 +229,11 @@ def bench(
     opset: Annotated[int | None, typer.Option(help="ONNX opset for native files (18)")] = None,
     timeout: Annotated[float | None, typer.Option(help="seconds per child step (600)")] = None,
     rounds: RoundsOption = None,
+    recipes: RecipesOption = None,
+    max_quality_drop: QualityDropOption = None,
+    calibration_data: Annotated[Path | None, typer.Option(
+        "--calibration-data", help="rows int8-static calibrates on (.npy, .npz, .csv; default: "
+        "the --input-data or generated inputs)")] = None,
     trust_pickle: TrustOption = False,
     out_dir: Annotated[Path | None, typer.Option(
         "--out", help="output folder (default results/<UTC time>)")] = None,
@@ -240,16 +254,19 @@ def bench(
                 "the model file": path, "--providers": providers, "--batch-sizes": batch_sizes,
                 "--input-data": input_data, "--shape": shape, "--threads": threads,
                 "--optimization": optimization, "--opset": opset, "--timeout": timeout,
-                "--out": out_dir, "--rounds": rounds})
+                "--out": out_dir, "--rounds": rounds, "--recipes": recipes,
+                "--max-quality-drop": max_quality_drop, "--calibration-data": calibration_data})
             return executor.resume(resume, "bench", trust_pickle=trust_pickle,
                                    progress=progress)
         if path is None:
             raise BadInputError("give a model file (deploybench bench MODEL), or --resume DIR")
-        request = bench_module.ModelRequest(path, tuple(shape or ()), input_data, trust_pickle)
+        request = bench_module.ModelRequest(path, tuple(shape or ()), input_data, trust_pickle,
+                                            calibration_data)
         suite = bench_module.bench_suite(
             providers=_csv(providers, "--providers"),
             batch_sizes=_ints(batch_sizes, "--batch-sizes"), threads=threads,
-            optimization=optimization, timeout_s=timeout, opset=opset, rounds=rounds)
+            optimization=optimization, timeout_s=timeout, opset=opset, rounds=rounds,
+            recipes=_csv(recipes, "--recipes"), max_quality_drop=max_quality_drop)
         out = out_dir or executor.default_out_dir()
         plan = bench_module.plan_model(request, suite, out)
         return executor.start(plan, out, argv=sys.argv, progress=progress)
@@ -473,6 +490,7 @@ def env(
     table = Table("what", "value", show_header=False)
     for key in ("python", "platform", "cpu", "physical_cores", "logical_cores", "memory_gb"):
         table.add_row(key, str(info[key]))
+    table.add_row("instruction set", ", ".join(info["instruction_set"]) or "unknown")
     table.add_row("gpus", ", ".join(info["gpus"]) or "none (nvidia-smi found no GPU)")
     for name, version in info["versions"].items():
         table.add_row(name, version)

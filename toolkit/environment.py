@@ -59,6 +59,26 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
+# The CPU features int8 and fp16 speed depends on, as /proc/cpuinfo names them.
+NOTABLE_FLAGS = ("avx2", "fma", "avx512f", "avx512_vnni", "avx512vnni", "avx_vnni",
+                 "avx512_bf16", "avx512_fp16", "amx_tile", "amx_int8", "amx_bf16",
+                 "asimddp", "i8mm", "sve", "bf16")
+
+
+def instruction_set() -> list[str]:
+    """The CPU's vector and matrix extensions that decide int8 and fp16 speed (AVX2, AVX-512,
+    VNNI, AMX; ARM dot product, i8mm, SVE), from /proc/cpuinfo; empty where it cannot say."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as handle:
+            for line in handle:
+                if line.startswith(("flags", "Features")):
+                    flags = set(line.split(":", 1)[1].split())
+                    return [f for f in NOTABLE_FLAGS if f in flags]
+    except OSError:
+        pass
+    return []
+
+
 def gpus() -> list[str]:
     """GPU names from nvidia-smi; empty where there is none (or no driver)."""
     if shutil.which("nvidia-smi") is None:
@@ -131,6 +151,7 @@ def describe(with_providers: bool = True, peak_threads: int | None = None) -> di
         "platform": platform.platform(),
         "machine": platform.machine(),
         "cpu": cpu_model(),
+        "instruction_set": instruction_set(),
         "physical_cores": psutil.cpu_count(logical=False),
         "logical_cores": os.cpu_count(),
         "memory_gb": round(psutil.virtual_memory().total / 2**30, 1),

@@ -3,7 +3,8 @@
     Skipped    records made without running anything (a framework that is not installed)
     Build      a built-in workload, in a child: train, save, export, parity
     BuildFile  a user's native model file, in a child: load, export, parity
-    Measure    one round of one case (artifact x runtime x provider), in a fresh child
+    Derive     an ONNX recipe of a workload (int8, fp16, offline), in a child: file, accuracy
+    Measure    one round of one case (artifact x runtime x provider x recipe), in a fresh child
 
 A step's label is stamped on every record it makes (`Record.step`); a step with records is done,
 which is how --resume knows what is left. Each case is measured in `suite.rounds` rounds, fresh
@@ -25,6 +26,7 @@ from typing import Any, Protocol
 from toolkit import environment, workloads
 from toolkit.errors import BadInputError
 from toolkit.isolate import run_child
+from toolkit.recipes import BY_QUALITY, CUDA_ONLY, ONNX_RECIPES
 from toolkit.results import Record
 from toolkit.suite import Case, Suite, cases
 
@@ -102,6 +104,7 @@ class BuildFile:
     onnx_out: Path
     shapes: Mapping[str, tuple[int, ...]] = field(default_factory=dict)
     input_data: Path | None = None
+    calibration_data: Path | None = None
 
     @property
     def label(self) -> str:
@@ -118,7 +121,9 @@ class BuildFile:
                 "out_dir": str(context.out_dir / "artifacts"), "onnx_out": str(self.onnx_out),
                 "opset": suite.opset, "rtol": suite.rtol, "atol": suite.atol,
                 "threads": suite.threads, "shapes": dict(self.shapes),
-                "input_data": str(self.input_data.resolve()) if self.input_data else None}
+                "input_data": str(self.input_data.resolve()) if self.input_data else None,
+                "calibration": (str(self.calibration_data.resolve()) if self.calibration_data
+                                else None)}
         child = run_child(spec, context.out_dir, timeout_s=suite.timeout_s,
                           threads=suite.threads, name=f"build-{self.path.name}")
         if child.bad_input:
@@ -136,18 +141,26 @@ class Sources:
     onnx: str | None = None
     inputs: str | None = None
     reference: Mapping[str, Any] | None = None  # path, score_output, task
+    calibration: str | None = None
 
     @classmethod
-    def from_records(cls, records: Sequence[Record]) -> Sources:
+    def from_records(cls, records: Sequence[Record], given: Sources | None = None) -> Sources:
+        """What `records` (a build's, then a recipe's: later ones win) say, over `given`."""
         found: dict[str, Any] = {}
+        if given is not None:
+            found.update({"artifact": given.native, "onnx": given.onnx, "inputs": given.inputs,
+                          "calibration": given.calibration})
+            found = {k: v for k, v in found.items() if v is not None}
         for record in records:
-            found.update({k: v for k, v in record.info.items() if k in (
-                "artifact", "onnx", "inputs", "reference", "score_output", "task")
-                and record.status != "skipped"})
+            if record.status == "ok":
+                found.update({k: v for k, v in record.info.items() if k in (
+                    "artifact", "onnx", "inputs", "reference", "score_output", "task",
+                    "calibration")})
         reference = ({"path": found["reference"], "score_output": found.get("score_output", 0),
                       "task": found.get("task", "regression")}
                      if "reference" in found and "onnx" in found else None)
-        return cls(found.get("artifact"), found.get("onnx"), found.get("inputs"), reference)
+        return cls(found.get("artifact"), found.get("onnx"), found.get("inputs"), reference,
+                   found.get("calibration"))
 
 
 @dataclass(frozen=True)
@@ -161,6 +174,7 @@ class Measure:
     after: str | None = None
     sources: Sources | None = None
     round: int = 1
+    derived: str | None = None  # the Derive step that made this case's recipe file
 
     @property
     def label(self) -> str:
@@ -176,7 +190,13 @@ class Measure:
             first = context.done.get(measure_label(self.case, 1), [])
             if first and not any(r.ok for r in first):
                 return []
-        sources = self.sources or Sources.from_records(context.done.get(self.after or "", []))
+        sources = Sources.from_records(context.done.get(self.after or "", []), self.sources)
+        if self.derived is not None:  # the recipe's file, never the fp32 one under its label
+            derived = [r for r in context.done.get(self.derived, [])
+                       if r.phase == "export" and r.ok]
+            sources = dataclasses.replace(
+                sources, onnx=derived[0].info.get("onnx") if derived else None,
+                reference=Sources.from_records(derived, sources).reference if derived else None)
         return measure(context, self.case, sources, self.round)
 
 
@@ -189,19 +209,31 @@ def measure(context: Context, case: Case, sources: Sources, round_: int = 1) -> 
     ident = _identity(case.workload)
     runtime = "onnxruntime" if case.runner == "onnxruntime" else "native"
     artifact = sources.onnx if runtime == "onnxruntime" else sources.native
+    why = None
     if artifact is None or sources.inputs is None:
         why = ("no ONNX file: export failed" if runtime == "onnxruntime" else
                "no native model: its build step failed")
+        if case.recipe in ONNX_RECIPES:
+            why = f"no {case.recipe} file: the recipe failed"
+    elif case.recipe in CUDA_ONLY and case.provider == "cpu":
+        why = CUDA_ONLY[case.recipe]
+    if why is not None:
         return [Record(**ident, phase="infer", runtime=runtime, provider=case.provider,
-                       batch_size=b, status="skipped", reason=why) for b in suite.batch_sizes]
+                       recipe=case.recipe, batch_size=b, status="skipped", reason=why)
+                for b in suite.batch_sizes]
+    optimization = "disable" if case.recipe == "ort-offline" else suite.optimization
     spec = {"task": "measure", **ident, "runner": case.runner, "artifact": artifact,
             "inputs": sources.inputs, "provider": case.provider,
             "batch_sizes": list(suite.batch_sizes), "budget": dataclasses.asdict(suite.budget),
-            "threads": suite.threads, "optimization": suite.optimization, "round": round_,
-            "reference": ({**sources.reference, "rtol": suite.rtol, "atol": suite.atol}
-                          if sources.reference and runtime == "onnxruntime" else None)}
+            "threads": suite.threads, "optimization": optimization, "round": round_,
+            "recipe": case.recipe,
+            "reference": ({**sources.reference, "rtol": suite.rtol, "atol": suite.atol,
+                           "rule": (suite.max_quality_drop if case.recipe in BY_QUALITY
+                                    else None)}
+                          if sources.reference and (runtime == "onnxruntime"
+                                                    or case.recipe != "fp32") else None)}
     name = (f"measure-{case.workload.replace('/', '-')}-{case.runner}-{case.provider}"
-            f"-{round_}")
+            f"-{case.recipe}-{round_}")
     child = run_child(spec, context.out_dir, timeout_s=suite.timeout_s, threads=suite.threads,
                       name=name)
     return _fill_missing(child.records, child.failure, ident, runtime, case, suite, round_)
@@ -214,12 +246,76 @@ def _fill_missing(records: list[Record], failure: str | None, ident: dict[str, s
     why = failure or "the child ended without measuring it (see its log)"
     measured = {r.batch_size for r in records if r.phase == "infer"}
     return records + [Record(**ident, phase="infer", runtime=runtime, provider=case.provider,
-                             batch_size=b, status="failed", reason=why, round=round_)
+                             recipe=case.recipe, batch_size=b, status="failed", reason=why,
+                             round=round_)
                       for b in suite.batch_sizes if b not in measured]
 
 
 def build_label(workload: str) -> str:
     return f"{workload} build"
+
+
+def derive_label(workload: str, recipe: str) -> str:
+    return f"{workload} {recipe}"
+
+
+@dataclass(frozen=True)
+class Derive:
+    """An ONNX recipe of a workload's fp32 file, in a child: the file and its accuracy. Its
+    inputs come from the build step `after`, or are given up front (an ONNX file's bench)."""
+
+    workload: str  # framework/name
+    recipe: str
+    after: str | None = None
+    sources: Sources | None = None
+
+    @property
+    def label(self) -> str:
+        return derive_label(self.workload, self.recipe)
+
+    @property
+    def what(self) -> str:
+        return f"{self.workload}: making {self.recipe}"
+
+    def execute(self, context: Context) -> list[Record]:
+        suite = context.suite
+        sources = Sources.from_records(context.done.get(self.after or "", []), self.sources)
+        ident = {**_identity(self.workload), "recipe": self.recipe, "runtime": "onnxruntime"}
+        if sources.onnx is None or sources.inputs is None:
+            return [Record(**ident, phase=phase, status="skipped",
+                           reason="no fp32 ONNX file: export failed")
+                    for phase in ("export", "parity")]
+        reference = sources.reference or {}
+        directory = context.out_dir / "artifacts" / self.workload.replace("/", "-")
+        spec = {"task": "derive", **_identity(self.workload), "recipe": self.recipe,
+                "source": sources.onnx, "out_dir": str(directory), "inputs": sources.inputs,
+                "calibration": sources.calibration or sources.inputs,
+                "reference": reference.get("path", str(directory / "reference.npz")),
+                "score_output": reference.get("score_output", 0),
+                "output_task": reference.get("task", ""),
+                "max_quality_drop": suite.max_quality_drop,
+                "rtol": suite.rtol, "atol": suite.atol, "threads": suite.threads}
+        child = run_child(spec, context.out_dir, timeout_s=suite.timeout_s,
+                          threads=suite.threads,
+                          name=f"derive-{self.workload.replace('/', '-')}-{self.recipe}")
+        records = list(child.records)
+        if child.failure:
+            seen = {r.phase for r in records}
+            records += [Record(**ident, phase=phase, status="failed", reason=child.failure)
+                        for phase in ("export", "parity") if phase not in seen]
+        return records
+
+
+def with_recipes(workload: str, suite: Suite, planned: list[Case], after: str | None,
+                 sources: Sources | None = None) -> tuple[list[Step], list[Measure]]:
+    """The Derive steps of the suite's ONNX recipes, and a Measure step for every case, tied to
+    the build (and for a recipe's case, to its Derive step)."""
+    derives = [Derive(workload, r, after, sources) for r in suite.recipes if r in ONNX_RECIPES]
+    measures = [Measure(case, after=after, sources=sources,
+                        derived=(derive_label(workload, case.recipe)
+                                 if case.recipe in ONNX_RECIPES else None))
+                for case in planned]
+    return list(derives), measures
 
 
 def plan_suite(suite: Suite) -> Plan:
@@ -234,7 +330,9 @@ def plan_suite(suite: Suite) -> Plan:
             steps += _skipped(suite, key, planned, missing)
             continue
         steps.append(Build(key))
-        measured += [Measure(case, after=build_label(key)) for case in planned]
+        derives, measures = with_recipes(key, suite, planned, build_label(key))
+        steps += derives
+        measured += measures
     return Plan(suite, [*steps, *in_rounds(measured, suite.rounds)],
                 {"command": "run", "suite": dataclasses.asdict(suite)})
 

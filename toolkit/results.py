@@ -30,7 +30,7 @@ SCHEMA_VERSION = 2
 SCHEMA = f"{SCHEMA_NAME}/{SCHEMA_VERSION}"
 SAMPLES_FILE = "samples.npz"
 
-PHASES = ("train", "export", "parity", "load", "first_inference", "infer")
+PHASES = ("train", "export", "parity", "load", "first_inference", "compile", "infer")
 STATUSES = ("ok", "skipped", "failed")
 
 
@@ -42,7 +42,9 @@ class Parity:
     """Native vs ONNX outputs on the same held-out rows (see `exporters.parity`).
 
     `verdict` is `pass`, `fail`, or `inconclusive` where the native outputs are too small to
-    judge (`scale` is their largest magnitude); `passed` is `verdict == "pass"`.
+    judge (`scale` is their largest magnitude); `passed` is `verdict == "pass"`. `rule` says
+    what judged it: `tolerance` (the fp32 rule, elementwise) or `quality` (a recipe that changes
+    the arithmetic: its test quality against the native model's, within `allowed_drop`).
     """
 
     max_abs: float
@@ -54,6 +56,18 @@ class Parity:
     rows: int
     verdict: str = ""
     scale: float | None = None
+    rule: str = "tolerance"
+    metric: str = ""  # accuracy or r2, with the quality rule
+    native_quality: float | None = None
+    quality: float | None = None
+    allowed_drop: float | None = None
+
+    @property
+    def quality_delta(self) -> float | None:
+        """The recipe's quality minus the native model's (negative: it lost some)."""
+        if self.quality is None or self.native_quality is None:
+            return None
+        return self.quality - self.native_quality
 
     def __post_init__(self) -> None:
         if not self.verdict:  # schema 1 knew pass and fail only
@@ -76,20 +90,23 @@ class CaseId:
     provider: str
     batch_size: int | None
     native: bool
+    recipe: str = "fp32"
 
     @property
     def option(self) -> str:
         if self.native:
             label = f"{self.engine} {self.variant}".strip()
-            return label if self.provider in ("", "cpu") else f"{label} {self.provider}"
-        if self.variant in ("", "run"):
-            return f"{self.engine} {self.provider}"
-        return f"{self.engine} {self.variant} {self.provider}"
+            label = label if self.provider in ("", "cpu") else f"{label} {self.provider}"
+        elif self.variant in ("", "run"):
+            label = f"{self.engine} {self.provider}"
+        else:
+            label = f"{self.engine} {self.variant} {self.provider}"
+        return label if self.recipe == "fp32" else f"{label} {self.recipe}"
 
     @property
     def key(self) -> str:
-        return (f"{self.workload} {self.engine} {self.variant} {self.provider} "
-                f"b={self.batch_size}")
+        key = f"{self.workload} {self.engine} {self.variant} {self.provider} b={self.batch_size}"
+        return key if self.recipe == "fp32" else f"{key} {self.recipe}"
 
 
 @dataclass(frozen=True)
@@ -120,6 +137,7 @@ class Record:
     peak_rss_mb: float | None = None
     gpu_mb: float | None = None
     threads: int | None = None
+    recipe: str = "fp32"
     round: int | None = None
     step: str = ""
     idiomatic: bool = False
@@ -146,7 +164,7 @@ class Record:
     def case(self) -> CaseId:
         native = self.runtime == "native"
         return CaseId(self.workload_key, self.framework if native else self.runtime,
-                      self.variant, self.provider, self.batch_size, native)
+                      self.variant, self.provider, self.batch_size, native, self.recipe)
 
     @property
     def timed(self) -> bool:
@@ -183,7 +201,7 @@ class Record:
 _NUMBERS = ("seconds", "throughput_rows_s", "peak_rss_mb", "gpu_mb")
 _INTEGERS = ("batch_size", "threads", "flops_per_row", "round")
 _TEXTS = ("workload", "framework", "phase", "status", "reason", "runtime", "variant", "provider",
-          "device", "step")
+          "device", "step", "recipe")
 
 
 def _check_types(values: Mapping[str, Any]) -> None:

@@ -23,6 +23,7 @@ from typing import Any
 from toolkit import workloads
 from toolkit.errors import BadInputError
 from toolkit.measure import Budget
+from toolkit.recipes import DEFAULT_RULE, NATIVE_RECIPES, ONNX_RECIPES, QualityRule, parse_recipes
 from toolkit.runners import NATIVE, RUNNERS
 from toolkit.runners.onnxruntime import OPTIMIZATION_LEVELS, PROVIDERS
 
@@ -45,6 +46,8 @@ class Suite:
     optimization: str = "all"
     timeout_s: float = 600.0
     rounds: int = 1  # fresh processes per case (results of schema 1 had one)
+    recipes: tuple[str, ...] = ("fp32",)
+    max_quality_drop: str = "1%"  # the accuracy criterion of the recipes that change arithmetic
     shard: str = ""  # "i/n" when this is one host's share of a suite split across hosts
 
     def __post_init__(self) -> None:
@@ -76,14 +79,17 @@ class Suite:
             raise BadInputError(f"--timeout must be > 0 seconds, got {self.timeout_s}")
         if self.rounds < 1:
             raise BadInputError(f"--rounds must be >= 1, got {self.rounds}")
+        object.__setattr__(self, "recipes", parse_recipes(self.recipes))
+        QualityRule.parse(self.max_quality_drop)
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> Suite:
         """The inverse of dataclasses.asdict (as stored in results.json's run section)."""
         values = dict(raw)
         values["budget"] = Budget(**values.get("budget", {}))
-        for key in ("workloads", "batch_sizes", "providers"):
-            values[key] = tuple(values[key])
+        for key in ("workloads", "batch_sizes", "providers", "recipes"):
+            if key in values:
+                values[key] = tuple(values[key])
         return cls(**values)
 
     def replace(self, **changes: Any) -> Suite:
@@ -124,6 +130,8 @@ KEYS: dict[str, tuple[str, str]] = {
     "providers": (_LIST_OF_TEXT, 'providers = ["cpu", "cuda"]'),
     "threads": ("a whole number", "threads = 2"),
     "rounds": ("a whole number", "rounds = 3"),
+    "recipes": (_LIST_OF_TEXT, 'recipes = ["fp32", "int8-dynamic"]'),
+    "max_quality_drop": ("text", 'max_quality_drop = "1%"'),
     "optimization": ("text", 'optimization = "all"'),
     "timeout_s": ("a number", "timeout_s = 600"),
     "timing": ("a table", "[timing] min_seconds = 0.2"),
@@ -202,6 +210,8 @@ def parse_suite(raw: dict[str, Any], source: str = "<suite>") -> Suite:
             optimization=raw.get("optimization", "all"),
             timeout_s=float(raw.get("timeout_s", 600.0)),
             rounds=raw.get("rounds", DEFAULT_ROUNDS),
+            recipes=tuple(raw.get("recipes", ("fp32",))),
+            max_quality_drop=raw.get("max_quality_drop", DEFAULT_RULE),
         )
     except BadInputError as exc:
         raise BadInputError(f"{source}: {exc}") from None
@@ -219,6 +229,8 @@ def build_suite(
     timeout_s: float | None = None,
     shard: str | None = None,
     rounds: int | None = None,
+    recipes: list[str] | None = None,
+    max_quality_drop: str | None = None,
 ) -> Suite:
     """A suite file with the command line's choices applied on top."""
     from toolkit import workloads as registry
@@ -235,6 +247,7 @@ def build_suite(
     suite = suite.replace(
         providers=tuple(providers) if providers else None, batch_sizes=batch_sizes,
         threads=threads, optimization=optimization, timeout_s=timeout_s, rounds=rounds,
+        recipes=tuple(recipes) if recipes else None, max_quality_drop=max_quality_drop,
     )
     return take_shard(suite, shard) if shard else suite
 
@@ -260,23 +273,32 @@ def take_shard(suite: Suite, spec: str) -> Suite:
 
 @dataclass(frozen=True)
 class Case:
-    """One measurement child: an artifact in one runtime on one provider."""
+    """One measurement child: an artifact in one runtime on one provider, with a recipe."""
 
     workload: str  # framework/name
     runner: str
     provider: str
+    recipe: str = "fp32"
 
     @property
     def label(self) -> str:
-        return f"{self.workload} {self.runner} {self.provider}"
+        label = f"{self.workload} {self.runner} {self.provider}"
+        return label if self.recipe == "fp32" else f"{label} {self.recipe}"
 
 
 def cases(suite: Suite, workload_key: str) -> list[Case]:
     """The native runner on the CPU (the baseline, always) and on each other provider of the
-    suite it can use; then ONNX Runtime on each provider of the suite."""
-    native = NATIVE[workload_key.split("/", 1)[0]]
-    providers = RUNNERS[native].providers
-    planned = [Case(workload_key, native, "cpu")]
-    planned += [Case(workload_key, native, p) for p in suite.providers
-                if p != "cpu" and p in providers]
-    return planned + [Case(workload_key, "onnxruntime", p) for p in suite.providers]
+    suite it can use; then ONNX Runtime on each provider of the suite; then the same for each
+    recipe of the suite that applies (ONNX recipes on ONNX Runtime, a native recipe on its own
+    framework's runner)."""
+    framework = workload_key.split("/", 1)[0]
+    native = NATIVE.get(framework)
+    planned: list[Case] = []
+    for recipe in suite.recipes:
+        if native and (recipe == "fp32" or NATIVE_RECIPES.get(recipe) == framework):
+            usable = RUNNERS[native].providers
+            planned += [Case(workload_key, native, p, recipe)
+                        for p in dict.fromkeys(("cpu", *suite.providers)) if p in usable]
+        if recipe == "fp32" or recipe in ONNX_RECIPES:
+            planned += [Case(workload_key, "onnxruntime", p, recipe) for p in suite.providers]
+    return list(dict.fromkeys(planned))

@@ -10,10 +10,11 @@ from collections.abc import Iterable
 from toolkit.results import Record
 
 COLUMNS = (
-    "machine", "workload", "framework", "phase", "status", "reason", "runtime", "variant",
+    "machine", "workload", "framework", "phase", "status", "reason", "runtime", "variant", "recipe",
     "provider", "device", "batch_size", "round", "seconds", "n", "mean_ms", "std_ms", "min_ms",
     "p25_ms", "p50_ms", "p75_ms", "p90_ms", "p95_ms", "p99_ms", "max_ms", "cv",
-    "throughput_rows_s", "parity_passed", "parity_verdict", "parity_max_abs", "parity_max_rel",
+    "throughput_rows_s", "parity_passed", "parity_verdict", "parity_rule", "quality_delta",
+    "parity_max_abs", "parity_max_rel",
     "parity_label_agreement", "peak_rss_mb", "gpu_mb", "threads", "step", "warnings", "info",
 )
 
@@ -23,7 +24,8 @@ def row(record: Record, machine: str = "") -> dict[str, object]:
     values: dict[str, object] = {
         "machine": machine, "workload": record.workload, "framework": record.framework,
         "phase": record.phase, "status": record.status, "reason": record.reason,
-        "runtime": record.runtime, "variant": record.variant, "provider": record.provider,
+        "runtime": record.runtime, "variant": record.variant, "recipe": record.recipe,
+        "provider": record.provider,
         "device": record.device, "batch_size": record.batch_size, "seconds": record.seconds,
         "throughput_rows_s": record.throughput_rows_s, "peak_rss_mb": record.peak_rss_mb,
         "gpu_mb": record.gpu_mb, "threads": record.threads, "round": record.round,
@@ -36,6 +38,8 @@ def row(record: Record, machine: str = "") -> dict[str, object]:
         values[name] = getattr(stats, name) if stats is not None else None
     values["parity_passed"] = parity.passed if parity is not None else None
     values["parity_verdict"] = parity.verdict if parity is not None else None
+    values["parity_rule"] = parity.rule if parity is not None else None
+    values["quality_delta"] = parity.quality_delta if parity is not None else None
     values["parity_max_abs"] = parity.max_abs if parity is not None else None
     values["parity_max_rel"] = parity.max_rel if parity is not None else None
     values["parity_label_agreement"] = parity.label_agreement if parity is not None else None

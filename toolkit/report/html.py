@@ -60,6 +60,7 @@ def _environment(runs: Sequence[Mapping[str, Any]], machines: Sequence[str]) -> 
             ("run", f"suite {suite.get('name', '?')}, started {run.get('started')}, {state}"),
             ("CPU", f"{env.get('cpu', '?')}, {env.get('physical_cores', '?')} physical cores, "
                     f"{env.get('memory_gb', '?')} GB"),
+            ("instruction set", ", ".join(env.get("instruction_set") or []) or "unknown"),
             ("GPU", ", ".join(env.get("gpus") or []) or "none"),
             ("threads per runtime", str(suite.get("threads", "?"))),
             ("ONNX Runtime graph optimisation", str(suite.get("optimization", "?"))),

@@ -22,7 +22,8 @@ def render(summaries: list[WorkloadSummary], runs: Sequence[Mapping[str, Any]],
             f"finished {run.get('finished') or 'not finished'}"
             + (" (interrupted)" if run.get("interrupted") else ""),
             f"  - machine: {env.get('cpu', '?')}, {env.get('physical_cores', '?')} physical "
-            f"cores, {env.get('memory_gb', '?')} GB, GPU: "
+            f"cores, {env.get('memory_gb', '?')} GB, instruction set "
+            f"{', '.join(env.get('instruction_set') or []) or 'unknown'}, GPU: "
             f"{', '.join(env.get('gpus') or []) or 'none'}",
             f"  - threads per runtime: {suite.get('threads', '?')}; ONNX Runtime graph "
             f"optimisation: {suite.get('optimization', '?')}",

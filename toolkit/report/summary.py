@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
+from toolkit.recipes import BY_QUALITY
 from toolkit.report.units import duration, rate, ratio
 from toolkit.results import Parity, Record
 from toolkit.stats import Estimate, Stats, median
@@ -34,6 +35,8 @@ class Option:
     variant: str
     provider: str
     host: str = ""
+    recipe: str = "fp32"
+    size_bytes: int | None = None  # the model file it loads
     device: str = "cpu"
     threads: int | None = None
     idiomatic: bool = False
@@ -70,6 +73,8 @@ class Option:
         such peak is known (a GPU, or a CPU peak measured at another thread count)."""
         achieved = self.gflops(batch)
         if achieved is None or self.peak is None or self.device != "cpu":
+            return None
+        if self.recipe in BY_QUALITY:  # int8 and fp16 arithmetic: no float32 peak applies
             return None
         if self.peak.threads is None or self.peak.threads != self.threads:
             return None
@@ -148,19 +153,22 @@ def summarise(
     for record, host in zip(records, hosts, strict=True):
         key = record.workload_key
         summary = summaries.setdefault(key, WorkloadSummary(key, sizes))
-        if record.phase in ("train", "export", "parity") and getattr(summary, record.phase) is None:
+        if (record.phase in ("train", "export", "parity") and record.recipe == "fp32"
+                and getattr(summary, record.phase) is None):
             setattr(summary, record.phase, record)
         if record.status != "ok" and record.phase not in ("infer", "load"):
-            summary.problems.append(f"{record.phase} {record.status}: {record.reason}")
+            what = record.phase if record.recipe == "fp32" else f"{record.recipe} {record.phase}"
+            summary.problems.append(f"{what} {record.status}: {record.reason}")
         if record.phase == "load" and record.ok:
-            loads.setdefault((key, record.runtime, record.provider, host), []).append(record)
+            loads.setdefault((key, record.runtime, record.provider + record.recipe, host),
+                             []).append(record)
         if record.phase not in ("infer", "first_inference"):
             continue
         label = record.case.option + (f" @{host}" if several else "")
         option = next((o for o in summary.options if o.label == label), None)
         if option is None:
             option = Option(label, record.runtime, record.variant, record.provider, host,
-                            peak=(peaks or {}).get(host))
+                            record.recipe, peak=(peaks or {}).get(host))
             summary.options.append(option)
         _accumulate(option, record)
     for summary in summaries.values():
@@ -220,9 +228,11 @@ def _finish(summary: WorkloadSummary,
                 option.throughput[batch] = median(option.rates[batch])
             for warning in _figure_warnings(option, batch):
                 _note(option.warnings, warning, batch)
-        for load in loads.get((summary.key, option.runtime, option.provider, option.host), []):
+        for load in loads.get((summary.key, option.runtime, option.provider + option.recipe,
+                               option.host), []):
             option.load_s.append(load.seconds or 0.0)
             option.import_s.append(float(load.info.get("import_seconds", 0.0)))
+            option.size_bytes = load.info.get("artifact_bytes", option.size_bytes)
     for option in summary.options:
         base = next((o for o in summary.options if o.idiomatic and o.host == option.host), None)
         for batch, p50 in option.p50_ms.items():
@@ -239,18 +249,19 @@ def _figure_warnings(option: Option, batch: int) -> list[str]:
                      f"+/-{estimate.half_width:.0%}): quiet the machine or raise --rounds")
     percent = option.percent_of_peak(batch)
     if percent is not None and percent > 100:
-        found.append("above the measured matrix-product peak: the runtime does fewer "
-                     "operations than the graph describes (a faster convolution algorithm, "
-                     "say), so its GFLOP/s is work described, not work done")
+        found.append("above the matrix-product peak measured with numpy's BLAS: this "
+                     "runtime's kernels beat that measurement, or do fewer operations than the "
+                     "graph describes (a faster convolution algorithm); read the % as relative")
     return found
 
 
 def parity_text(parity: Parity | None, runtime: str) -> str:
-    if runtime == "native":
-        return "reference"
-    if parity is None:
-        return "n/a"
+    if parity is None:  # the native model is the reference; an ONNX file alone has none
+        return "reference" if runtime == "native" else "n/a"
     verdict = {"pass": "pass", "fail": "FAIL", "inconclusive": "inconclusive"}[parity.verdict]
+    if parity.rule == "quality" and parity.quality is not None:
+        delta = parity.quality_delta or 0.0
+        return f"{verdict} {parity.metric} {delta:+.3f} (max -{parity.allowed_drop or 0:.3f})"
     agree = parity.label_agreement
     labels = "" if agree is None or agree == 1.0 else f", labels agree {agree:.1%}"
     return f"{verdict} {parity.max_abs:.0e}{labels}"

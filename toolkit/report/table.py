@@ -14,20 +14,22 @@ from toolkit.report.summary import (
     spread_text,
     timing_cell,
 )
-from toolkit.report.units import rate
+from toolkit.report.units import rate, size_text
 
 IDIOMATIC = " (idiomatic)"  # marks the baseline of every speed-up
 FLAGGED = " !"  # marks an option with warnings (listed under the table)
 CAPTION = ("p50 per call (median over rounds, ± half its 95% interval), then speed-up over the "
            "idiomatic call; at the largest batch: rows/s (sustained), the spread of single "
            "calls (IQR / median) and GFLOP/s (with % of the machine's peak); parity: max abs "
-           f"error;{FLAGGED}: see the warnings")
+           f"error (fp32), or accuracy against the native model's (int8, fp16);{FLAGGED}: see the "
+           "warnings")
 
 
 @dataclass(frozen=True)
 class Column:
     name: str
     numeric: bool  # right-aligned figures; the others are words (the option, the verdict)
+    detail: bool = False  # left out of the terminal's table (the files keep every column)
 
 
 @dataclass(frozen=True)
@@ -63,9 +65,9 @@ def options_table(summary: WorkloadSummary) -> OptionsTable:
     columns = [Column("option", False), *(Column(f"batch {b}", True) for b in sizes)]
     if sizes:
         columns += [Column(f"rows/s, batch {sizes[-1]}", True),
-                    Column(f"spread, batch {sizes[-1]}", True),
-                    Column(f"GFLOP/s, % of peak, batch {sizes[-1]}", True)]
-    columns.append(Column("parity", False))
+                    Column(f"spread, batch {sizes[-1]}", True, detail=True),
+                    Column(f"GFLOP/s, % of peak, batch {sizes[-1]}", True, detail=True)]
+    columns += [Column("size", True), Column("parity or accuracy", False)]
     rows = tuple(Row(o, _cells(o, sizes)) for o in summary.options if o.p50_ms)
     return OptionsTable(CAPTION, tuple(columns), rows)
 
@@ -81,5 +83,5 @@ def _cells(option: Option, sizes: tuple[int, ...]) -> tuple[str, ...]:
     if sizes:
         cells += [rate(option.throughput.get(sizes[-1])).removesuffix(" rows/s"),
                   spread_text(option, sizes[-1]), compute_text(option, sizes[-1])]
-    cells.append(parity_text(option.parity, option.runtime))
+    cells += [size_text(option.size_bytes), parity_text(option.parity, option.runtime)]
     return tuple(cells)

@@ -37,10 +37,14 @@ def workload_title(summary: WorkloadSummary) -> str:
 def workload_table(summary: WorkloadSummary) -> Table:
     """The options table, with untrusted options (parity failed) in red."""
     model = options_table(summary)
-    table = Table(title=workload_title(summary), title_justify="left", caption=model.caption,
+    shown = [i for i, column in enumerate(model.columns) if not column.detail]
+    table = Table(title=workload_title(summary), title_justify="left",
+                  caption=model.caption + " (spread and GFLOP/s: report.md, report.html)",
                   caption_justify="left")
-    for column in model.columns:
-        table.add_column(column.name, justify="right" if column.numeric else "left", no_wrap=True)
+    for index in shown:
+        column = model.columns[index]
+        table.add_column(column.name, justify="right" if column.numeric else "left",
+                         no_wrap=index == 0)
     for row in model.rows:  # Text: exporter and runtime words, verbatim (no markup)
-        table.add_row(*map(Text, row.cells), style="" if row.trusted else "red")
+        table.add_row(*(Text(row.cells[i]) for i in shown), style="" if row.trusted else "red")
     return table

@@ -43,3 +43,13 @@ def rate(rows_per_s: float | None) -> str:
         if rows_per_s >= factor:
             return f"{significant(rows_per_s / factor, 3)}{unit} rows/s"
     return f"{significant(rows_per_s, 3)} rows/s"
+
+
+def size_text(size_bytes: int | None) -> str:
+    """12.3 MB, 640 kB, 980 B (dash for no value)."""
+    if size_bytes is None:
+        return "-"
+    for unit, factor in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if size_bytes >= factor:
+            return f"{significant(size_bytes / factor, 3)} {unit}"
+    return f"{size_bytes} B"

@@ -21,6 +21,7 @@ class RunnerConfig:
     provider: str = "cpu"
     threads: int = 1
     optimization: str = "all"  # ONNX Runtime's graph optimisation level
+    recipe: str = "fp32"  # torch-compile and xla are applied by their runner at load
 
     @property
     def device(self) -> str:

@@ -38,9 +38,13 @@ class KerasRunner:
         self.settings = {"threads": tf.config.threading.get_intra_op_parallelism_threads(),
                          "inter_op_threads": tf.config.threading.get_inter_op_parallelism_threads()}
         shape = [None, *model.inputs[0].shape[1:]]
+        xla = config.recipe == "xla"
+        if xla:  # XLA compiles the call on its first use (the measure step's `compile` phase)
+            self.variants = ("tf.function",)
+            self.settings["compiler"] = f"XLA (jit_compile=True), TensorFlow {tf.__version__}"
         self._function = tf.function(
             lambda x: model(x, training=False),
-            input_signature=[tf.TensorSpec(shape, tf.float32)],
+            input_signature=[tf.TensorSpec(shape, tf.float32)], jit_compile=xla or None,
         )
 
     @classmethod

@@ -29,7 +29,12 @@ class TorchRunner:
         self.model = model
         self.provider = config.provider
         self.device = config.device
-        self.settings = {"threads": torch.get_num_threads()}
+        self.settings = {"threads": torch.get_num_threads(), "recipe": config.recipe}
+        if config.recipe == "torch-compile":
+            # inductor compiles on the first call (the measure step's `compile` phase)
+            self.model = torch.compile(model)
+            self.variants = ("inference_mode",)
+            self.settings["compiler"] = f"torch.compile (inductor), torch {torch.__version__}"
 
     @classmethod
     def import_framework(cls) -> None:

@@ -21,6 +21,8 @@ from toolkit.memory import peak_rss_mb
 from toolkit.modelfile import TensorSpec
 from toolkit.results import Record
 
+CALIBRATION_ROWS = 200
+
 
 @dataclass(frozen=True, kw_only=True)
 class ExportOptions:
@@ -46,6 +48,7 @@ class BuildFileSpec(ExportOptions):
     onnx_out: str
     shapes: dict[str, tuple[int, ...]] = field(default_factory=dict)
     input_data: str | None = None
+    calibration: str | None = None  # rows for int8-static; the inputs where not given
 
     def __post_init__(self) -> None:  # JSON brings the shapes back as lists
         object.__setattr__(self, "shapes", {k: tuple(v) for k, v in self.shapes.items()})
@@ -88,7 +91,11 @@ def build(spec: BuildSpec) -> Iterator[Record]:
     outcome = export_with_parity(
         EXPORTERS[workload.framework], trained.model, data.x_test, native_scores, data.task,
         directory / "model.onnx", _tolerances(spec), require_free_batch=True)
-    yield from _export_records(base, outcome, _reference(directory, native_scores, data.task))
+    calibration = directory / "calibration.npz"  # training rows, for int8-static
+    np.savez(calibration, input=data.x_train[:CALIBRATION_ROWS])
+    yield from _export_records(base, outcome, {
+        **_reference(directory, native_scores, data.task, data.y_test),
+        "calibration": str(calibration)})
     if outcome.parity is not None and outcome.onnx_scores is not None:
         _, onnx_quality = quality(outcome.onnx_scores, data.y_test, data.task)
         yield _parity_record(base, outcome.parity, {
@@ -124,6 +131,13 @@ def build_file(spec: BuildFileSpec) -> Iterator[Record]:
         data = model_inputs.generate(specs, model_inputs.row_shapes(specs, given))
         source = f"generated, seed {model_inputs.SEED}"
     (x,) = data.values()
+    calibration = None
+    if spec.calibration:  # --calibration-data: checked against the same input as --input-data
+        rows = model_inputs.read_data_file(Path(spec.calibration))
+        fitted, _ = model_inputs.fit_data(Path(spec.calibration), rows, specs)
+        calibration = Path(spec.out_dir) / "calibration.npz"
+        calibration.parent.mkdir(parents=True, exist_ok=True)
+        np.savez(calibration, **fitted)
     native_scores = exporter.scores(model, x)
     directory = Path(spec.out_dir)
     directory.mkdir(parents=True, exist_ok=True)
@@ -135,6 +149,7 @@ def build_file(spec: BuildFileSpec) -> Iterator[Record]:
     np.savez(inputs_path, **{name: x})
     info = {"artifact": str(path), "inputs": str(inputs_path), "input_source": source,
             "input_shapes": {k: list(v.shape) for k, v in data.items()},
+            "calibration": str(calibration or inputs_path),
             **_reference(directory, native_scores, task)}
     yield from _export_records(base, outcome, info, tuple(warnings))
     if outcome.parity is not None:
@@ -158,11 +173,12 @@ def _spec_from_user(shapes: dict[str, tuple[int, ...]], raw: dict[str, np.ndarra
     return TensorSpec("input", "float32", (None, *row))
 
 
-def _reference(directory: Path, native_scores: np.ndarray, task: str) -> dict[str, Any]:
-    """Save the native outputs on the inputs' rows: each ONNX measuring child checks its own
-    session against them."""
+def _reference(directory: Path, native_scores: np.ndarray, task: str,
+               labels: np.ndarray | None = None) -> dict[str, Any]:
+    """Save the native outputs on the inputs' rows (and the true labels where known): each ONNX
+    measuring child checks its own session against them, and each recipe its accuracy."""
     path = directory / "reference.npz"
-    np.savez(path, scores=native_scores)
+    np.savez(path, scores=native_scores, **({} if labels is None else {"labels": labels}))
     return {"reference": str(path), "task": task}
 
 

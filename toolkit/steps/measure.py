@@ -20,6 +20,7 @@ from toolkit.data import make_batches
 from toolkit.errors import ProviderUnavailableError
 from toolkit.measure import Budget, Timing, measure_interleaved, time_once
 from toolkit.memory import gpu_memory_mb, peak_rss_mb, reset_peak_rss
+from toolkit.recipes import NATIVE_RECIPES
 from toolkit.results import Parity, Record
 from toolkit.runners.base import Runner, RunnerConfig
 from toolkit.stats import throughput_rows_per_s
@@ -32,11 +33,12 @@ class Reference:
     """The native model's outputs on the inputs' rows, saved by the build step, and how an ONNX
     session's outputs are held against them."""
 
-    path: str  # reference.npz, array "scores"
+    path: str  # reference.npz: array "scores", and "labels" where the true labels are known
     score_output: int = 0
     task: str = "regression"
     rtol: float = 1e-4
     atol: float = 1e-5
+    rule: str | None = None  # a recipe judged by the accuracy criterion: the allowed drop
 
 
 @dataclass(frozen=True)
@@ -52,6 +54,7 @@ class MeasureSpec:
     threads: int = 1
     optimization: str = "all"
     round: int = 1
+    recipe: str = "fp32"
     reference: dict[str, Any] | None = None
 
     def __post_init__(self) -> None:  # JSON brings the batch sizes back as a list
@@ -60,7 +63,7 @@ class MeasureSpec:
     @property
     def config(self) -> RunnerConfig:
         return RunnerConfig(provider=self.provider, threads=self.threads,
-                            optimization=self.optimization)
+                            optimization=self.optimization, recipe=self.recipe)
 
 
 def measure_case(spec: MeasureSpec) -> Iterator[Record]:
@@ -72,7 +75,7 @@ def measure_case(spec: MeasureSpec) -> Iterator[Record]:
     base: dict[str, Any] = {
         "workload": spec.workload, "framework": spec.framework, "runtime": runner_cls.runtime,
         "provider": spec.provider, "device": config.device, "threads": spec.threads,
-        "round": spec.round,
+        "round": spec.round, "recipe": spec.recipe,
     }
     import_seconds = time_once(runner_cls.import_framework)
     loaded: list[Runner] = []
@@ -93,12 +96,14 @@ def measure_case(spec: MeasureSpec) -> Iterator[Record]:
     sizes = spec.batch_sizes if runner.fixed_batch is None else (runner.fixed_batch,)
     # Each variant's first call on a session that has made no call yet; then the parity call.
     firsts = [first_inference(runner if index == 0 else runner_cls.load(path, config),
-                              variant, x, sizes[0], base, close=index > 0)
+                              variant, x, sizes[0], base, close=index > 0,
+                              phase="compile" if spec.recipe in NATIVE_RECIPES else
+                              "first_inference")
               for index, variant in enumerate(runner.variants)]
     if spec.reference is not None:
         base["parity"] = session_parity(runner, x, Reference(**spec.reference))
     yield Record(**base, phase="load", seconds=load_seconds, peak_rss_mb=load_rss,
-                 info={"import_seconds": import_seconds})
+                 info={"import_seconds": import_seconds, "artifact_bytes": _size(path)})
     working = []
     for record in firsts:
         yield dataclasses.replace(record, parity=base.get("parity"))
@@ -124,32 +129,56 @@ def session_parity(runner: Runner, x: dict[str, np.ndarray], reference: Referenc
                    ) -> Parity | None:
     """This session's outputs on the reference rows against the native model's (one untimed
     call): the verdict every timing of this child carries."""
-    from exporters.parity import compare
+    from exporters.parity import compare, judge_quality
+    from toolkit.recipes import QualityRule
 
-    outputs = getattr(runner, "outputs", None)
-    if outputs is None:
-        return None
     with np.load(reference.path) as archive:
         expected = archive["scores"]
-    got = np.asarray(outputs(x)[reference.score_output])
-    return compare(expected, got, reference.task, reference.rtol,  # type: ignore[arg-type]
-                   reference.atol)
+        labels = archive["labels"] if "labels" in archive.files else None
+    outputs = getattr(runner, "outputs", None)
+    if outputs is not None:
+        got = np.asarray(outputs(x)[reference.score_output])
+    else:  # a native recipe (a compiled model): its idiomatic call's output
+        got = _as_array(runner.prepare(runner.variants[0], x)())
+    task: Any = reference.task
+    if reference.rule is not None:
+        return judge_quality(expected, got, task, labels, QualityRule.parse(reference.rule),
+                             reference.rtol, reference.atol)
+    return compare(expected, got, task, reference.rtol, reference.atol)
+
+
+def _size(path: Path) -> int:
+    """Bytes of a model file, or of a folder's files (a SavedModel)."""
+    if path.is_file():
+        return path.stat().st_size
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+
+
+def _as_array(out: Any) -> np.ndarray:
+    """The first output of a native call as numpy (a torch tensor, a TF tensor, a list)."""
+    if isinstance(out, list | tuple):
+        out = out[0]
+    if hasattr(out, "detach"):
+        out = out.detach().cpu()
+    return np.asarray(out.numpy() if hasattr(out, "numpy") else out)
 
 
 def first_inference(runner: Runner, variant: str, x: dict[str, np.ndarray], batch_size: int,
-                    base: dict[str, Any], close: bool = False) -> Record:
+                    base: dict[str, Any], close: bool = False,
+                    phase: str = "first_inference") -> Record:
     """The first call of `variant` on `runner` (a session that has made no call), timed once;
-    `close` the runner after (a session loaded for this call alone)."""
+    `close` the runner after (a session loaded for this call alone). For a compiled model the
+    first call compiles it: its phase is `compile`."""
     try:
         seconds = time_once(runner.prepare(variant, make_batches(x, batch_size)))
     except Exception as exc:  # one variant failing must not lose the others
         log.exception("first inference failed")
-        return Record(**base, phase="first_inference", variant=variant, status="failed",
+        return Record(**base, phase=phase, variant=variant, status="failed",
                       reason=f"{type(exc).__name__}: {exc}", batch_size=batch_size)
     finally:
         if close:
             runner.close()
-    return Record(**base, phase="first_inference", variant=variant, seconds=seconds,
+    return Record(**base, phase=phase, variant=variant, seconds=seconds,
                   batch_size=batch_size, info={"session": "fresh"})
 
 
@@ -176,7 +205,7 @@ def timed(
     peak, gpu = peak_rss_mb(), gpu_memory_mb(runner)
     for variant in variants:
         idiomatic = (runner.runtime == "native" and variant == runner.idiomatic
-                     and runner.device == "cpu")
+                     and runner.device == "cpu" and base.get("recipe", "fp32") == "fp32")
         for batch_size in sizes:
             key = (variant, batch_size)
             found = timings.get(key)

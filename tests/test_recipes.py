@@ -1,0 +1,192 @@
+"""Recipes beyond fp32: int8 (dynamic, static), fp16, offline-optimised ONNX, torch.compile and
+XLA, each measured with its accuracy against the native model and judged by the criterion."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from exporters.parity import judge_quality
+from tests import model_files
+from toolkit.environment import missing_framework
+from toolkit.errors import BadInputError
+from toolkit.measure import Budget
+from toolkit.recipes import QualityRule, parse_recipes
+from toolkit.results import Parity, Record
+from toolkit.stats import Stats
+
+CliRunner = pytest.importorskip("typer.testing").CliRunner
+app = pytest.importorskip("toolkit.cli").app
+TINY = Budget(warmup=1, warmup_seconds=0, min_iterations=3, min_seconds=0, max_seconds=0.3)
+HERE = Path(__file__).parent
+
+
+def test_recipe_names_and_the_criterion_parse():
+    assert parse_recipes(["int8-dynamic", "fp32", "xla"]) == ("fp32", "int8-dynamic", "xla")
+    with pytest.raises(BadInputError, match="unknown recipe"):
+        parse_recipes(["int4"])
+    assert QualityRule.parse("1%").allowed(0.9) == pytest.approx(0.009)
+    assert QualityRule.parse("0.02").allowed(0.9) == pytest.approx(0.02)
+    for bad in ("lots", "150%", "-1", "1"):
+        with pytest.raises(BadInputError, match="--max-quality-drop"):
+            QualityRule.parse(bad)
+
+
+def test_the_accuracy_criterion_judges_a_quantized_classifier():
+    rng = np.random.default_rng(0)
+    native = rng.random((100, 3))
+    labels = native.argmax(axis=1)
+    labels[:10] = (labels[:10] + 1) % 3  # the native model is 90% accurate
+    got = native.copy()
+    got[10:12] = got[10:12][:, ::-1]  # int8 flips two more rows' labels
+    strict = judge_quality(native, got, "multiclass", labels, QualityRule.parse("1%"))
+    assert strict.rule == "quality" and strict.metric == "accuracy"
+    assert strict.native_quality == pytest.approx(0.90)
+    assert strict.quality_delta is not None and strict.quality_delta < 0
+    assert strict.verdict == "fail"  # lost more than 1% of 0.90
+    loose = judge_quality(native, got, "multiclass", labels, QualityRule.parse("0.05"))
+    assert loose.verdict == "pass" and loose.allowed_drop == 0.05
+    # without labels the native model's own labels are the truth (its quality is 1 then)
+    own = judge_quality(native, got, "multiclass", None, QualityRule.parse("1%"))
+    assert own.native_quality == 1.0 and own.verdict == "fail"
+
+
+def timed(variant: str, runtime: str, p50: float, recipe: str = "fp32", **extra) -> Record:
+    return Record("digits-mlp", "torch", "infer", runtime=runtime, variant=variant,
+                  provider="cpu", batch_size=1, recipe=recipe, round=1,
+                  stats=Stats.from_ms([p50] * 5), **extra)
+
+
+def test_a_recipe_that_breaks_the_criterion_is_ruled_out_of_the_picks():
+    from toolkit.report.summary import decisions, summarise
+
+    broke = Parity(0.1, 0.5, 0.9, False, 1e-4, 1e-5, 100, verdict="fail", rule="quality",
+                   metric="accuracy", native_quality=0.96, quality=0.90, allowed_drop=0.0096)
+    kept = Parity(1e-7, 1e-6, 1.0, True, 1e-4, 1e-5, 100)
+    records = [timed("inference_mode", "native", 20.0, idiomatic=True),
+               timed("run", "onnxruntime", 5.0, parity=kept),
+               timed("run", "onnxruntime", 2.0, recipe="int8-dynamic", parity=broke)]
+    (summary,) = summarise(records)
+    latency = decisions(summary)[0]
+    assert latency.pick is not None and latency.pick.label == "onnxruntime cpu"
+    ruled = [line for line in latency.ruled_out if "int8-dynamic" in line]
+    assert ruled and "accuracy -0.060 (max -0.010)" in ruled[0]
+    int8 = next(o for o in summary.options if o.recipe == "int8-dynamic")
+    assert int8.p50_ms[1] == 2.0  # shown, not hidden, though it is ruled out
+
+
+@pytest.fixture(scope="module")
+def recipes_bench(tmp_path_factory):
+    """bench of a weight-heavy ONNX model with the ONNX recipes, one round, tiny budgets."""
+    from toolkit import bench, executor
+
+    root = tmp_path_factory.mktemp("recipes")
+    model = model_files.matmul_chain(root / "chain.onnx", layers=4)
+    suite = bench.bench_suite(batch_sizes=(1, 8), threads=1, rounds=1,
+                              recipes=["int8-dynamic", "int8-static", "fp16", "ort-offline"],
+                              max_quality_drop="0.5").replace(budget=TINY)
+    out = root / "out"
+    outcome = executor.start(bench.plan_model(bench.ModelRequest(model), suite, out), out)
+    return model, json.loads(outcome.results_path.read_text())["records"]
+
+
+def test_int8_recipes_make_small_files_measured_under_their_own_label(recipes_bench):
+    model, records = recipes_bench
+    made = {r["recipe"]: r for r in records if r["phase"] == "export"}
+    fp32 = model.stat().st_size
+    for recipe in ("int8-dynamic", "int8-static"):
+        assert made[recipe]["status"] == "ok", made[recipe]["reason"]
+        assert made[recipe]["info"]["size_bytes"] < fp32 / 2  # weights in 8 bits, not 32
+        timed = [r for r in records if r["recipe"] == recipe and r["phase"] == "infer"]
+        assert timed and all(r["status"] == "ok" for r in timed)
+        assert all(r["parity"]["rule"] == "quality" for r in timed)
+        loads = [r for r in records if r["recipe"] == recipe and r["phase"] == "load"]
+        assert loads[0]["info"]["artifact_bytes"] == made[recipe]["info"]["size_bytes"]
+
+
+def test_ort_offline_loads_the_optimised_file_without_optimising_again(recipes_bench):
+    _, records = recipes_bench
+    offline = [r for r in records if r["recipe"] == "ort-offline" and r["phase"] == "infer"]
+    assert offline and all(r["status"] == "ok" for r in offline)
+    assert all(r["settings"]["graph_optimization"] == "disable" for r in offline)
+    assert all(r["parity"]["rule"] == "tolerance" and r["parity"]["passed"] for r in offline)
+    assert any(r["recipe"] == "ort-offline" and r["phase"] == "load" for r in records)
+
+
+def test_fp16_on_the_cpu_is_skipped_with_the_reason(recipes_bench):
+    _, records = recipes_bench
+    fp16 = [r for r in records if r["recipe"] == "fp16" and r["phase"] == "infer"]
+    assert fp16 and all(r["status"] == "skipped" for r in fp16)
+    assert all("fp16 is measured on CUDA" in r["reason"] for r in fp16)
+    made = next(r for r in records if r["recipe"] == "fp16" and r["phase"] == "export")
+    assert made["status"] == "ok"  # the file is made (and its accuracy known) all the same
+
+
+def test_a_recipe_that_fails_is_never_timed_as_fp32(tmp_path):
+    from toolkit.plan import Context, Measure
+    from toolkit.suite import Case, parse_suite
+
+    suite = parse_suite({"workloads": ["sklearn/digits-logreg"], "batch_sizes": [1]})
+    case = Case("sklearn/digits-logreg", "onnxruntime", "cpu", "int8-static")
+    built = [Record("digits-logreg", "sklearn", "export", runtime="onnxruntime",
+                    info={"onnx": str(tmp_path / "model.onnx"), "inputs": "x.npz"})]
+    failed = [Record("digits-logreg", "sklearn", "export", status="failed", recipe="int8-static",
+                     reason="int8-static: ValueError: Failed to find proper ai.onnx domain")]
+    context = Context(suite, tmp_path, {"b": built, "d": failed})
+    records = Measure(case, after="b", derived="d").execute(context)
+    assert [(r.status, r.recipe) for r in records] == [("skipped", "int8-static")]
+    assert "no int8-static file: the recipe failed" in records[0].reason
+
+
+def test_bad_recipe_flags_are_one_error_line(tmp_path):
+    runner = CliRunner()
+    model = str(model_files.relu(tmp_path / "r.onnx"))
+    wide = tmp_path / "wide.npy"
+    np.save(wide, np.ones((4, 9), np.float32))
+    for args, needle in (
+        (["--recipes", "int4"], "unknown recipe(s) int4"),
+        (["--recipes", "int8-dynamic", "--max-quality-drop", "lots"], "--max-quality-drop"),
+        (["--recipes", "int8-static", "--calibration-data", str(wide)], "has shape (4, 9)"),
+    ):
+        result = runner.invoke(app, ["bench", model, *args, "--out", str(tmp_path / "o")],
+                               terminal_width=300)
+        assert result.exit_code == 2, (args, result.output)
+        lines = result.output.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("error: ") and needle in lines[0], lines
+
+
+def test_xla_and_torch_compile_record_their_compile_phase(tmp_path):
+    """The native recipes: the first call compiles (its own phase), then timed like any
+    variant, with the compiled model's outputs checked against the native ones."""
+    wanted = [r for r, fw in (("xla", "keras"), ("torch-compile", "torch"))
+              if missing_framework(fw) is None]
+    if not wanted:
+        pytest.skip("neither TensorFlow nor torch is installed")
+    suite_file = tmp_path / "s.toml"
+    workloads = [w for w, fw in (("keras/seed-dense", "keras"), ("torch/digits-mlp", "torch"))
+                 if missing_framework(fw) is None]
+    suite_file.write_text(
+        f'workloads = {workloads!r}\nbatch_sizes = [1]\nproviders = ["cpu"]\nthreads = 1\n'
+        f'rounds = 1\nrecipes = {wanted!r}\n[timing]\nwarmup = 1\nmin_iterations = 3\n'
+        "min_seconds = 0.0\nmax_seconds = 0.2\n")
+    out = tmp_path / "out"
+    proc = subprocess.run([sys.executable, "-m", "toolkit.cli", "run", "--suite",
+                           str(suite_file), "--out", str(out), "--history",
+                           str(tmp_path / "h.sqlite")],
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    records = json.loads((out / "results.json").read_text())["records"]
+    for recipe in wanted:
+        mine = [r for r in records if r["recipe"] == recipe]
+        compiled = [r for r in mine if r["phase"] == "compile"]
+        assert compiled and all(r["status"] == "ok" and r["seconds"] > 0 for r in compiled)
+        timed = [r for r in mine if r["phase"] == "infer"]
+        assert timed and all(r["status"] == "ok" for r in timed), timed
+        assert all(r["parity"]["passed"] for r in timed)
+        assert not any(r["idiomatic"] for r in timed)  # fp32's idiomatic call stays the baseline
+    assert recipe in (out / "report.md").read_text()
