@@ -148,7 +148,7 @@ def _cold_and_memory_table(summary: WorkloadSummary) -> list[str]:
            "<th>load</th><th>first call</th><th>peak RSS</th><th>GPU memory</th></tr>"]
     for option in _timed(summary):
         cells = [escape(option.label), cold_text(option.import_s), cold_text(option.load_s),
-                 cold_text(option.first_call_s),
+                 cold_text(option.first_call_s) + (" (compiles)" if option.compiled else ""),
                  f"{option.peak_rss_mb:,.0f} MB" if option.peak_rss_mb else "-",
                  f"{option.gpu_mb:,.0f} MB" if option.gpu_mb else "-"]
         out.append("<tr><td>" + "</td><td class='num'>".join(cells) + "</td></tr>")

@@ -48,6 +48,7 @@ class Option:
     # "skipped: why" or "failed: why" -> the batch sizes it kept from being measured
     unmeasured: dict[str, list[int]] = field(default_factory=dict)
     first_call_s: list[float] = field(default_factory=list)  # per round, on a fresh session
+    compiled: bool = False  # its first call compiles the model (torch-compile, xla)
     load_s: list[float] = field(default_factory=list)  # per round: model load of its child
     import_s: list[float] = field(default_factory=list)  # per round: importing the runtime
     peak_rss_mb: float | None = None
@@ -162,7 +163,7 @@ def summarise(
         if record.phase == "load" and record.ok:
             loads.setdefault((key, record.runtime, record.provider + record.recipe, host),
                              []).append(record)
-        if record.phase not in ("infer", "first_inference"):
+        if record.phase not in ("infer", "first_inference", "compile"):
             continue
         label = record.case.option + (f" @{host}" if several else "")
         option = next((o for o in summary.options if o.label == label), None)
@@ -179,9 +180,10 @@ def summarise(
 def _accumulate(option: Option, record: Record) -> None:
     """Add one first-inference or infer record (of one round) to the option it belongs to."""
     option.parity = _worse(option.parity, record.parity)
-    if record.phase == "first_inference":
+    if record.phase in ("first_inference", "compile"):
         if record.ok and record.seconds is not None:
             option.first_call_s.append(record.seconds)
+        option.compiled = option.compiled or record.phase == "compile"
         return
     for name in ("peak_rss_mb", "gpu_mb"):
         value = getattr(record, name)
