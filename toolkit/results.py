@@ -172,8 +172,15 @@ class Record:
         return self.phase == "infer" and self.ok and self.stats is not None
 
     def to_dict(self, samples: bool = True) -> dict[str, Any]:
-        """The record as JSON-ready data; `samples=False` leaves the raw samples out."""
-        data = dataclasses.asdict(self)
+        """The record as JSON-ready data; `samples=False` leaves the raw samples out.
+
+        Built field by field: dataclasses.asdict would walk every one of the (tens of
+        thousands of) samples to deep-copy them, after every step, for every record.
+        """
+        data = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        data.update(settings=dict(self.settings), info=dict(self.info),
+                    warnings=list(self.warnings),
+                    parity=None if self.parity is None else dataclasses.asdict(self.parity))
         if self.stats is not None:
             data["stats"] = self.stats.summary()
             if samples:
@@ -323,7 +330,9 @@ class ResultsFile:
         for record in records:
             if record.stats is not None and record.stats.samples_ms:
                 self._samples[str(len(self.records))] = _array(record.stats.samples_ms)
-                added = True
+                added = True  # kept once, in the array; the record keeps its summary
+                record = dataclasses.replace(
+                    record, stats=dataclasses.replace(record.stats, samples_ms=()))
             self.records.append(record)
         self.save(samples=added)
 
