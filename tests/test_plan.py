@@ -31,3 +31,12 @@ def test_a_case_skipped_in_round_one_is_not_started_again(tmp_path):
     context = Context(suite, tmp_path, {f"{case.label} #1": skipped})
     assert Measure(case, after="sklearn/seed-linreg build", round=2).execute(context) == []
     assert not (tmp_path / "logs").exists()  # no child was started
+
+
+def test_a_failed_export_still_hands_the_native_files_to_the_native_cases():
+    from toolkit.plan import Sources
+
+    failed = Record("noexp", "torch", "export", status="failed", reason="dynamo failed",
+                    info={"artifact": "model.pt", "inputs": "inputs.npz"})
+    sources = Sources.from_records([failed])
+    assert (sources.native, sources.inputs, sources.onnx) == ("model.pt", "inputs.npz", None)

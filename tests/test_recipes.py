@@ -151,7 +151,9 @@ def test_bad_recipe_flags_are_one_error_line(tmp_path):
     for args, needle in (
         (["--recipes", "int4"], "unknown recipe(s) int4"),
         (["--recipes", "int8-dynamic", "--max-quality-drop", "lots"], "--max-quality-drop"),
-        (["--recipes", "int8-static", "--calibration-data", str(wide)], "has shape (4, 9)"),
+        (["--recipes", "int8-static", "--calibration-data", str(wide)],
+         f"--calibration-data {wide}: array 'x' has shape (4, 9)"),
+        (["--recipes", "xla"], "--recipes xla: applies to keras models"),
     ):
         result = runner.invoke(app, ["bench", model, *args, "--out", str(tmp_path / "o")],
                                terminal_width=300)
@@ -190,3 +192,26 @@ def test_xla_and_torch_compile_record_their_compile_phase(tmp_path):
         assert all(r["parity"]["passed"] for r in timed)
         assert not any(r["idiomatic"] for r in timed)  # fp32's idiomatic call stays the baseline
     assert recipe in (out / "report.md").read_text()
+
+
+def test_every_recipe_of_an_onnx_file_is_judged_by_the_same_rule(tmp_path):
+    """A regression model benched as an ONNX file: each int8 recipe is judged by r2 against
+    the file's own outputs, whichever recipe runs first (the reference is made once)."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    from toolkit import bench, executor
+
+    weight = numpy_helper.from_array(
+        np.random.default_rng(0).standard_normal((16, 1)).astype(np.float32), "w")
+    model = model_files.onnx_model(
+        tmp_path / "reg.onnx", [helper.make_node("MatMul", ["x", "w"], ["y"])],
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 16])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 1])], [weight])
+    for order in (["int8-dynamic", "int8-static"], ["int8-static", "int8-dynamic"]):
+        suite = bench.bench_suite(batch_sizes=(1,), threads=1, rounds=1,
+                                  recipes=order).replace(budget=TINY)
+        out = tmp_path / "-".join(order)
+        outcome = executor.start(bench.plan_model(bench.ModelRequest(model), suite, out), out)
+        judged = [r for r in outcome.records if r.phase == "parity" and r.parity is not None]
+        assert {r.recipe for r in judged} == set(order)
+        assert all(r.parity.rule == "quality" and r.parity.metric == "r2" for r in judged)

@@ -33,6 +33,7 @@ from toolkit.plan import (
     in_rounds,
     with_recipes,
 )
+from toolkit.recipes import NATIVE_RECIPES
 from toolkit.results import Record
 from toolkit.suite import Suite, cases
 
@@ -78,8 +79,8 @@ def check(request: ModelRequest) -> Checked:
     model = open_model(request.path, trust_pickle=request.trust_pickle)
     shapes = model_inputs.parse_shapes(request.shapes)
     raw = model_inputs.read_data_file(request.input_data) if request.input_data else None
-    rows = (model_inputs.read_data_file(request.calibration_data) if request.calibration_data
-            else None)
+    rows = (model_inputs.read_data_file(request.calibration_data, CALIBRATION_FLAG)
+            if request.calibration_data else None)
     missing = environment.missing_framework(model.framework) if model.framework != "onnx" else None
     if missing:
         raise BadInputError(f"{request.path}: {missing}")
@@ -102,7 +103,8 @@ def check(request: ModelRequest) -> Checked:
     calibration = None
     if rows is not None:
         assert request.calibration_data is not None
-        calibration, _ = model_inputs.fit_data(request.calibration_data, rows, specs)
+        calibration, _ = model_inputs.fit_data(request.calibration_data, rows, specs,
+                                               CALIBRATION_FLAG)
     return Checked(model, shapes, data, warnings, calibration)
 
 
@@ -124,6 +126,9 @@ def bench_suite(
                         max_quality_drop=max_quality_drop)
 
 
+CALIBRATION_FLAG = "--calibration-data"
+
+
 def plan_model(request: ModelRequest, suite: Suite, out_dir: Path, *,
                keep_inputs: bool = False) -> Plan:
     """The steps that benchmark one model file: for a native file, its export and parity check,
@@ -132,6 +137,11 @@ def plan_model(request: ModelRequest, suite: Suite, out_dir: Path, *,
     data its finished steps timed)."""
     checked = check(request)
     model = checked.model
+    for recipe in suite.recipes:
+        wanted = NATIVE_RECIPES.get(recipe)
+        if wanted and wanted != model.framework:
+            raise BadInputError(f"--recipes {recipe}: applies to {wanted} models; "
+                                f"{request.path} is a {model.framework} model")
     key = f"{model.framework}/{model.name}"
     suite = dataclasses.replace(suite, workloads=(key,))
     out_dir = prepare_out_dir(out_dir)

@@ -113,11 +113,11 @@ def generate(
     return data
 
 
-def read_data_file(path: Path) -> dict[str, np.ndarray]:
+def read_data_file(path: Path, flag: str = "--input-data") -> dict[str, np.ndarray]:
     """.npy (one array), .npz (one array per input name) or .csv (numbers, header optional).
     Arrays of a file with no names are keyed ""."""
     if not path.is_file():
-        raise BadInputError(f"--input-data {path}: no such file")
+        raise BadInputError(f"{flag} {path}: no such file")
     suffix = path.suffix.lower()
     try:
         if suffix == ".npy":
@@ -128,9 +128,9 @@ def read_data_file(path: Path) -> dict[str, np.ndarray]:
         if suffix == ".csv":
             return {"": _read_csv(path)}
     except (ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:
-        raise BadInputError(f"--input-data {path}: cannot be read ({exc}); write it again with "
+        raise BadInputError(f"{flag} {path}: cannot be read ({exc}); write it again with "
                             "numpy.save / numpy.savez") from None
-    raise BadInputError(f"--input-data {path}: use a .npy, .npz or .csv file")
+    raise BadInputError(f"{flag} {path}: use a .npy, .npz or .csv file")
 
 
 def _read_csv(path: Path) -> np.ndarray:
@@ -149,19 +149,19 @@ def _read_csv(path: Path) -> np.ndarray:
         raise ValueError(f"non-numeric value ({exc})") from None
 
 
-def fit_data(path: Path, data: dict[str, np.ndarray], specs: Sequence[TensorSpec]
-             ) -> tuple[dict[str, np.ndarray], list[str]]:
+def fit_data(path: Path, data: dict[str, np.ndarray], specs: Sequence[TensorSpec],
+             flag: str = "--input-data") -> tuple[dict[str, np.ndarray], list[str]]:
     """Match the file's arrays to the model's inputs, cast within a kind, and check shapes.
     Returns the arrays by input name and warnings (NaN or infinite values)."""
     names = [s.name for s in specs]
     data = _name_unnamed(data, names, (
-        f"--input-data {path}: one unnamed array, but the model has inputs "
+        f"{flag} {path}: one unnamed array, but the model has inputs "
         f"{', '.join(names)}: use a .npz with one array per input name"))
     missing = [n for n in names if n not in data]
     extra = [n for n in data if n not in names]
     if missing or extra:
         raise BadInputError(
-            f"--input-data {path}: arrays {', '.join(sorted(data))} do not match the model's "
+            f"{flag} {path}: arrays {', '.join(sorted(data))} do not match the model's "
             f"inputs {', '.join(names)}"
         )
     fitted, warnings = {}, []
@@ -170,25 +170,25 @@ def fit_data(path: Path, data: dict[str, np.ndarray], specs: Sequence[TensorSpec
         want = np.dtype(spec.dtype)
         if array.ndim != len(spec.shape) or array.shape[0] == 0:
             raise BadInputError(
-                f"--input-data {path}: array {spec.name!r} has shape {array.shape}; the model's "
+                f"{flag} {path}: array {spec.name!r} has shape {array.shape}; the model's "
                 f"input is {spec.describe()} (rows first)"
             )
         for axis, (dim, size) in enumerate(zip(spec.shape, array.shape, strict=True)):
             if axis and isinstance(dim, int) and dim != size:
                 raise BadInputError(
-                    f"--input-data {path}: array {spec.name!r} has shape {array.shape}; the "
+                    f"{flag} {path}: array {spec.name!r} has shape {array.shape}; the "
                     f"model's input is {spec.describe()}"
                 )
         castable = (array.dtype.kind == want.kind or (array.dtype.kind in "iub"
                     and want.kind == "f") or (array.dtype.kind in "iu" and want.kind in "iu"))
         if not castable:
             raise BadInputError(
-                f"--input-data {path}: array {spec.name!r} holds {array.dtype} values; the "
+                f"{flag} {path}: array {spec.name!r} holds {array.dtype} values; the "
                 f"model's input wants {want}"
             )
         if array.dtype.kind == "f" and not np.all(np.isfinite(array)):
             bad = int(np.size(array) - np.count_nonzero(np.isfinite(array)))
-            warnings.append(f"--input-data {path}: array {spec.name!r} holds {bad} NaN or "
+            warnings.append(f"{flag} {path}: array {spec.name!r} holds {bad} NaN or "
                             "infinite value(s); timings on them may not be typical")
         fitted[spec.name] = np.ascontiguousarray(array.astype(want, copy=False))
     return fitted, warnings

@@ -26,7 +26,7 @@ from typing import Any, Protocol
 from toolkit import environment, workloads
 from toolkit.errors import BadInputError
 from toolkit.isolate import run_child
-from toolkit.recipes import BY_QUALITY, CUDA_ONLY, ONNX_RECIPES
+from toolkit.recipes import BY_QUALITY, CPU_ONLY, CUDA_ONLY, ONNX_RECIPES
 from toolkit.results import Record
 from toolkit.suite import Case, Suite, cases
 
@@ -152,7 +152,7 @@ class Sources:
                           "calibration": given.calibration})
             found = {k: v for k, v in found.items() if v is not None}
         for record in records:
-            if record.status == "ok":
+            if record.status != "skipped":  # a failed export still made the native files
                 found.update({k: v for k, v in record.info.items() if k in (
                     "artifact", "onnx", "inputs", "reference", "score_output", "task",
                     "calibration")})
@@ -217,6 +217,8 @@ def measure(context: Context, case: Case, sources: Sources, round_: int = 1) -> 
             why = f"no {case.recipe} file: the recipe failed"
     elif case.recipe in CUDA_ONLY and case.provider == "cpu":
         why = CUDA_ONLY[case.recipe]
+    elif case.recipe in CPU_ONLY and case.provider != "cpu":
+        why = CPU_ONLY[case.recipe]
     if why is not None:
         return [Record(**ident, phase="infer", runtime=runtime, provider=case.provider,
                        recipe=case.recipe, batch_size=b, status="skipped", reason=why)

@@ -30,6 +30,8 @@ BY_QUALITY = ("int8-dynamic", "int8-static", "fp16")  # judged by the accuracy c
 CUDA_ONLY = {"fp16": "fp16 is measured on CUDA: ONNX Runtime's CPU provider runs most float16 "
              "operators through casts to float32, so its timing would say nothing about fp16 "
              "serving"}
+CPU_ONLY = {"ort-offline": "the offline-optimised file was optimised for the CPU provider, and "
+            "ONNX Runtime runs such a file only with the providers it was optimised for"}
 
 
 def parse_recipes(values: list[str] | tuple[str, ...], flag: str = "--recipes") -> tuple[str, ...]:

@@ -190,7 +190,7 @@ DEFAULT_ROUNDS = 3
 
 def parse_suite(raw: dict[str, Any], source: str = "<suite>") -> Suite:
     check_types(raw, source)
-    for key in ("workloads", "frameworks", "batch_sizes", "providers"):
+    for key in ("workloads", "frameworks", "batch_sizes", "providers", "recipes"):
         if raw.get(key) == []:
             raise BadInputError(f"{source}: {key} = [] selects nothing; {KEYS[key][1]}, or "
                                 "leave the key out for the default")

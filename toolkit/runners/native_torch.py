@@ -51,6 +51,10 @@ class TorchRunner:
         if config.provider not in cls.providers:
             raise ProviderUnavailableError(
                 f"native torch runs on cpu or cuda, not {config.provider!r}")
+        if config.recipe == "torch-compile" and Path(path).suffix.lower() == ".pt":
+            raise ProviderUnavailableError(
+                "torch.compile cannot compile a TorchScript (.pt) module: give the model as a "
+                ".pt2 (torch.export) file to measure torch-compile")
         if config.provider == "cuda" and not torch.cuda.is_available():
             why = ("this torch build has no CUDA" if torch.version.cuda is None else
                    f"torch {torch.__version__} (CUDA {torch.version.cuda}) sees no CUDA device")

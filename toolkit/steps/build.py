@@ -133,8 +133,9 @@ def build_file(spec: BuildFileSpec) -> Iterator[Record]:
     (x,) = data.values()
     calibration = None
     if spec.calibration:  # --calibration-data: checked against the same input as --input-data
-        rows = model_inputs.read_data_file(Path(spec.calibration))
-        fitted, _ = model_inputs.fit_data(Path(spec.calibration), rows, specs)
+        rows = model_inputs.read_data_file(Path(spec.calibration), "--calibration-data")
+        fitted, _ = model_inputs.fit_data(Path(spec.calibration), rows, specs,
+                                          "--calibration-data")
         calibration = Path(spec.out_dir) / "calibration.npz"
         calibration.parent.mkdir(parents=True, exist_ok=True)
         np.savez(calibration, **fitted)
