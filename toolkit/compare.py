@@ -113,10 +113,10 @@ def compare(base: tuple[Mapping[str, Any], list[Record]],
             matched.append((case, b, n, before[case], after[case]))
     strong = [(case, ratio_test(b, n, threshold)) for case, b, n, _, _ in matched
               if len(b) > 1 and len(n) > 1]
-    verdicts = _strong_verdicts(strong)
+    verdicts, tests = _strong_verdicts(strong), dict(strong)
     rows = []
     for case, b, n, b_stats, n_stats in matched:
-        test = dict(strong).get(case)
+        test = tests.get(case)
         ratio = median(n) / median(b) if median(b) > 0 else float("inf")
         rows.append(Row(
             case, median(b), median(n), ratio,
