@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from exporters.base import task_from_scores
+from exporters.base import first_line, task_from_scores
 from toolkit.recipes import BY_QUALITY
 from toolkit.results import Record
 
@@ -59,7 +59,7 @@ def derive(spec: DeriveSpec) -> Iterator[Record]:
         method = MAKERS[spec.recipe](source, target, spec)
     except Exception as exc:  # a quantizer or converter gap is a result like any other
         yield Record(**base, phase="export", status="failed",
-                     reason=f"{spec.recipe}: {type(exc).__name__}: {_first_line(exc)}")
+                     reason=f"{spec.recipe}: {type(exc).__name__}: {first_line(exc)}")
         yield Record(**base, phase="parity", status="skipped", reason="no file: the recipe failed")
         return
     seconds = time.perf_counter() - started
@@ -71,7 +71,7 @@ def derive(spec: DeriveSpec) -> Iterator[Record]:
     except Exception as exc:  # e.g. float16 kernels ONNX Runtime's CPU provider lacks
         yield Record(**base, phase="parity", status="skipped",
                      reason=f"its accuracy could not be computed on the CPU provider "
-                            f"({type(exc).__name__}: {_first_line(exc)})")
+                            f"({type(exc).__name__}: {first_line(exc)})")
         return
     yield Record(**base, phase="parity", parity=judge(spec, got),
                  info={"rows": len(got)})
@@ -93,23 +93,14 @@ def judge(spec: DeriveSpec, got: np.ndarray) -> Any:
 
 
 def _scores(path: Path, spec: DeriveSpec) -> np.ndarray:
-    import onnxruntime as ort
+    """The file's parity output on the held-out rows, from a CPU session."""
+    from toolkit.runners import RunnerConfig
+    from toolkit.runners.onnxruntime import OrtRunner
 
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = spec.threads
-    options.log_severity_level = 3
-    session = ort.InferenceSession(str(path), sess_options=options,
-                                   providers=["CPUExecutionProvider"])
+    runner = OrtRunner.load(path, RunnerConfig(threads=spec.threads))
     with np.load(spec.inputs) as archive:
-        feed = _feed(session, {name: archive[name] for name in archive.files})
-    return np.asarray(session.run(None, feed)[spec.score_output])
-
-
-def _feed(session: Any, arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    names = [i.name for i in session.get_inputs()]
-    if len(arrays) == 1 and len(names) == 1:
-        return {names[0]: next(iter(arrays.values()))}
-    return {name: arrays[name] for name in names}
+        return np.asarray(runner.outputs({n: archive[n] for n in archive.files})[
+            spec.score_output])
 
 
 def _without_shapes(source: Path, directory: Path) -> Path:
@@ -134,7 +125,6 @@ def _int8_dynamic(source: Path, target: Path, spec: DeriveSpec) -> str:
 
 
 def _int8_static(source: Path, target: Path, spec: DeriveSpec) -> str:
-    import onnxruntime as ort
     from onnxruntime.quantization import (
         CalibrationDataReader,
         QuantFormat,
@@ -143,12 +133,13 @@ def _int8_static(source: Path, target: Path, spec: DeriveSpec) -> str:
     )
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
-    with np.load(spec.calibration) as archive:
-        rows = {name: archive[name] for name in archive.files}
-    names = [i.name for i in ort.InferenceSession(
-        str(source), providers=["CPUExecutionProvider"]).get_inputs()]
-    if len(rows) == 1 and len(names) == 1:
-        rows = {names[0]: next(iter(rows.values()))}
+    from toolkit.runners import RunnerConfig
+    from toolkit.runners.onnxruntime import OrtRunner
+
+    with np.load(spec.calibration) as archive:  # by the model's input names, as it is fed
+        rows = OrtRunner.load(source, RunnerConfig()).feed(
+            {name: archive[name] for name in archive.files})
+    names = list(rows)
     count = min(len(v) for v in rows.values())
 
     class Rows(CalibrationDataReader):  # one row at a time, as a served request would come
@@ -194,7 +185,3 @@ def _ort_offline(source: Path, target: Path, spec: DeriveSpec) -> str:
 MAKERS = {"int8-dynamic": _int8_dynamic, "int8-static": _int8_static, "fp16": _fp16,
           "ort-offline": _ort_offline}
 
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return (text.splitlines()[0] if text else type(exc).__name__)[:300]
