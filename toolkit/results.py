@@ -30,7 +30,7 @@ SCHEMA_VERSION = 2
 SCHEMA = f"{SCHEMA_NAME}/{SCHEMA_VERSION}"
 SAMPLES_FILE = "samples.npz"
 
-PHASES = ("train", "export", "parity", "load", "first_inference", "compile", "infer")
+PHASES = ("train", "export", "parity", "load", "first_inference", "compile", "infer", "scenario")
 STATUSES = ("ok", "skipped", "failed")
 
 
@@ -387,7 +387,7 @@ def load(path: Path) -> tuple[dict[str, Any], list[Record]]:
         )
     run, raw = payload.get("run", {}), payload.get("records", [])
     sections_ok = isinstance(run, dict) and isinstance(raw, list) and all(
-        isinstance(run.get(key, {}), dict) for key in ("suite", "environment", "request"))
+        isinstance(run.get(key) or {}, dict) for key in ("suite", "environment", "request"))
     if not sections_ok:
         raise BadInputError(f"{path}: its run or records section is not what deploybench "
                             "writes; the file was edited or damaged: run it again")

@@ -22,6 +22,9 @@ class RunnerConfig:
     threads: int = 1
     optimization: str = "all"  # ONNX Runtime's graph optimisation level
     recipe: str = "fp32"  # torch-compile and xla are applied by their runner at load
+    # ONNX Runtime's intra-op threads spin while waiting for work: off where several sessions
+    # or workers share the cores (serving), since spinning threads steal them from each other
+    spinning: bool = True
 
     @property
     def device(self) -> str:

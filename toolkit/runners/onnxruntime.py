@@ -75,7 +75,7 @@ def unavailable_reason(provider: str, log: list[str]) -> str:
     return f"{PROVIDERS[provider]} was requested but the session runs on CPUExecutionProvider"
 
 
-def session_options(threads: int, optimization: str) -> Any:
+def session_options(threads: int, optimization: str, spinning: bool = True) -> Any:
     import onnxruntime as ort
 
     levels = {
@@ -94,6 +94,8 @@ def session_options(threads: int, optimization: str) -> Any:
     options.inter_op_num_threads = 1
     options.graph_optimization_level = levels[optimization]
     options.log_severity_level = 3  # session errors only; provider load failures log anyway
+    if not spinning:
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     return options
 
 
@@ -118,6 +120,14 @@ def create_session(source: Path | bytes, provider: str, options: Any) -> Any:
     if session.get_providers()[0] != wanted:
         raise ProviderUnavailableError(unavailable_reason(provider, log))
     return session
+
+
+def _spinning(options: Any) -> bool:
+    """Whether the session's intra-op threads spin (ORT's default, unless turned off)."""
+    try:
+        return options.get_session_config_entry("session.intra_op.allow_spinning") != "0"
+    except Exception:  # no such entry: the default, spinning
+        return True
 
 
 class OrtRunner:
@@ -147,6 +157,7 @@ class OrtRunner:
             "intra_op_threads": applied.intra_op_num_threads,
             "inter_op_threads": applied.inter_op_num_threads,
             "graph_optimization": config.optimization,
+            "spinning": _spinning(applied),
             "session_providers": session.get_providers(),
         }
 
@@ -156,7 +167,7 @@ class OrtRunner:
 
     @classmethod
     def load(cls, path: Path, config: RunnerConfig) -> OrtRunner:
-        options = session_options(config.threads, config.optimization)
+        options = session_options(config.threads, config.optimization, config.spinning)
         return cls(create_session(path, config.provider, options), config)
 
     def feed(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:

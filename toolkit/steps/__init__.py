@@ -4,6 +4,7 @@
     build_file  a user's native model file: load, export, parity    (toolkit.steps.build)
     derive      an ONNX recipe (int8, fp16, offline) and its accuracy (toolkit.steps.derive)
     measure     one artifact in one runtime on one provider         (toolkit.steps.measure)
+    scenario    one option served by a pool of workers under LoadGen (toolkit.steps.scenario)
 
 Each task is a spec (a dataclass, sent as JSON) and a function that yields records.
 """
@@ -17,12 +18,14 @@ from toolkit.results import Record
 from toolkit.steps.build import BuildFileSpec, BuildSpec, build, build_file
 from toolkit.steps.derive import DeriveSpec, derive
 from toolkit.steps.measure import MeasureSpec, measure_case
+from toolkit.steps.scenario import ScenarioSpec, scenario_case
 
 TASKS: dict[str, tuple[type[Any], Callable[[Any], Iterator[Record]]]] = {
     "build": (BuildSpec, build),
     "build_file": (BuildFileSpec, build_file),
     "derive": (DeriveSpec, derive),
     "measure": (MeasureSpec, measure_case),
+    "scenario": (ScenarioSpec, scenario_case),
 }
 
 
@@ -36,4 +39,5 @@ def run_task(spec: dict[str, Any]) -> Iterator[Record]:
     return function(spec_type(**values))
 
 
-__all__ = ["TASKS", "BuildFileSpec", "BuildSpec", "DeriveSpec", "MeasureSpec", "run_task"]
+__all__ = ["TASKS", "BuildFileSpec", "BuildSpec", "DeriveSpec", "MeasureSpec", "ScenarioSpec",
+           "run_task"]

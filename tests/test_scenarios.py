@@ -1,0 +1,166 @@
+"""The LoadGen parts that need no model: settings, durations, the peak search, and the pool of
+workers that stands in front of a model (fed here by plain Python functions)."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+from toolkit.errors import BadInputError
+from toolkit.scenarios import LoadGenResult, LoadSettings, parse_duration, search_peak, variants
+from toolkit.serving import Job, ThreadPool
+
+
+def fake_loadgen(limit_qps: float, calls: list[float]):
+    """A system whose runs are valid at or below `limit_qps`, and scheduled at the rate asked."""
+    def run_at(rate: float) -> LoadGenResult:
+        calls.append(rate)
+        valid = rate <= limit_qps
+        return LoadGenResult("server", valid, "" if valid else "the latency bound was not met",
+                             {"p99": 1.0 if valid else 50.0}, scheduled_qps=rate,
+                             completed_qps=rate, queries=1000)
+    return run_at
+
+
+@pytest.mark.parametrize("start", [100.0, 7000.0, 3000.0])
+def test_the_peak_search_finds_the_limit_within_its_precision(start):
+    calls: list[float] = []
+    search = search_peak(fake_loadgen(3000.0, calls), start, precision=0.05)
+    assert search.peak_qps is not None
+    assert 3000.0 / 1.05 <= search.peak_qps <= 3000.0
+    assert len(search.points) == len(calls) <= 14
+    assert any(not p["valid"] for p in search.points)  # it found where the system gives way
+    if start < 3000.0:  # doubling first: each rate twice the one before, until one fails
+        first_bad = next(i for i, p in enumerate(search.points) if not p["valid"])
+        assert calls[:first_bad + 1] == [start * 2**i for i in range(first_bad + 1)]
+
+
+def test_the_peak_search_halves_until_a_rate_is_valid_and_says_when_none_is():
+    calls: list[float] = []
+    search = search_peak(fake_loadgen(10.0, calls), 1000.0, precision=0.05)
+    assert calls[:3] == [1000.0, 500.0, 250.0]
+    assert search.peak_qps is not None and search.peak_qps <= 10.0
+    none = search_peak(fake_loadgen(0.0, []), 8.0, floor_qps=1.0)
+    assert none.peak_qps is None and none.best is None
+    assert [p["target_qps"] for p in none.points] == [8.0, 4.0, 2.0, 1.0]
+
+
+@pytest.mark.parametrize(("text", "seconds"), [("2", 2.0), ("2s", 2.0), ("500ms", 0.5),
+                                               ("1m", 60.0), ("0.25s", 0.25)])
+def test_durations_parse(text, seconds):
+    assert parse_duration(text) == pytest.approx(seconds)
+
+
+@pytest.mark.parametrize("text", ["abc", "0", "-1s", "2h", ""])
+def test_a_duration_that_does_not_parse_names_the_flag(text):
+    with pytest.raises(BadInputError, match="--duration"):
+        parse_duration(text)
+
+
+@pytest.mark.parametrize(("values", "flag"), [
+    ({"scenario": "burst"}, "--scenario 'burst'"), ({"p99_ms": 0}, "--p99-ms"),
+    ({"target_qps": -5}, "--target-qps"), ({"workers": 0}, "--workers"),
+    ({"scenario": "singlestream", "batch_sizes": (4,)}, "--batch-sizes"),
+    ({"batch_sizes": (8, 8)}, "--batch-sizes")])
+def test_bad_settings_are_refused_with_the_flag(values, flag):
+    with pytest.raises(BadInputError, match=flag):
+        LoadSettings(**values)
+
+
+def test_settings_survive_the_results_file_and_default_per_scenario():
+    settings = LoadSettings(scenario="offline", p99_ms=5, duration_s=0.5)
+    assert settings.batch_sizes == (64,)
+    assert LoadSettings.from_dict(settings.to_dict()) == settings
+    assert LoadSettings().delay_ms == pytest.approx(1.0)  # a tenth of the 10 ms bound
+    assert "600 s" in (settings.short or "")
+    assert LoadSettings(compliant=True).short is None
+
+
+def test_batching_variants_exist_for_the_server_scenario_only():
+    assert variants("onnxruntime", "server") == ("shared", "per-worker", "shared+batching",
+                                                 "per-worker+batching")
+    assert variants("native", "offline") == ("processes",)
+
+
+def test_the_batcher_gathers_queued_queries_while_the_workers_are_busy():
+    """One worker, busy with a first call, while 20 queries arrive: they are answered in
+    batches of at most 8, and every query is answered once."""
+    release = threading.Event()
+    batches: list[int] = []
+
+    def predict(indices):
+        batches.append(len(indices))
+        release.wait(timeout=5)
+
+    answered: list[int] = []
+    pool = ThreadPool([predict], max_batch=8, max_delay_s=0.001)
+    pool.bind(answered.extend)
+    pool.issue([Sample(0, 0)])
+    time.sleep(0.05)  # the worker now holds query 0
+    pool.issue([Sample(i, i) for i in range(1, 21)])
+    time.sleep(0.05)
+    release.set()
+    deadline = time.monotonic() + 5
+    while len(answered) < 21 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    pool.close()
+    assert sorted(answered) == list(range(21))
+    assert batches[0] == 1 and max(batches) == 8 and sum(batches) == 21
+
+
+def test_without_batching_each_query_is_one_call_and_an_error_still_answers_it():
+    seen: list[int] = []
+
+    def predict(indices):
+        seen.append(len(indices))
+        if indices[0] == 3:
+            raise ValueError("bad row")
+
+    answered: list[int] = []
+    pool = ThreadPool([predict, predict], max_batch=1, max_delay_s=0.0)
+    pool.bind(answered.extend)
+    pool.issue([Sample(i, i) for i in range(6)])
+    deadline = time.monotonic() + 5
+    while len(answered) < 6 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    pool.close()
+    assert sorted(answered) == list(range(6)) and set(seen) == {1}
+    assert pool.errors == ["ValueError: bad row"]
+
+
+def test_offline_queries_are_split_into_jobs_of_the_batch_size():
+    jobs: list[Job] = []
+
+    class Recording(ThreadPool):
+        def put(self, job):
+            if job is not None:
+                jobs.append(job)
+            super().put(job)
+
+    pool = Recording([lambda indices: None], max_batch=1, max_delay_s=0.0, split=4)
+    pool.issue([Sample(i, i) for i in range(10)])
+    pool.close()
+    assert [len(j.ids) for j in jobs] == [4, 4, 2]
+
+
+class Sample:
+    def __init__(self, id_: int, index: int) -> None:
+        self.id, self.index = id_, index
+
+
+def test_compliant_runs_take_mlperfs_rules_and_short_runs_the_duration():
+    pytest.importorskip("mlperf_loadgen", reason="MLPerf LoadGen is not installed")
+    from toolkit.steps.scenario import loadgen_settings
+
+    compliant = loadgen_settings(LoadSettings(compliant=True, p99_ms=5), 100.0, 0.001, 1)
+    assert compliant.min_duration_ms == 600_000  # MLPerf's rule, from LoadGen's mlperf.conf
+    assert compliant.server_target_latency_ns == 5_000_000
+    short = loadgen_settings(LoadSettings(duration_s=0.5), 100.0, 0.001, 1)
+    assert short.min_duration_ms == 500 and short.min_query_count == 512
+    assert loadgen_settings(LoadSettings(duration_s=0.5), 100.0, 0.001, 1,
+                            queries=2000).min_query_count == 2000
+    stream = loadgen_settings(LoadSettings(scenario="multistream", batch_sizes=(4,)), 0, 0.002, 4)
+    assert stream.multi_stream_samples_per_query == 4
+    assert stream.multi_stream_expected_latency_ns == 1_000_000  # half the probe: more queries

@@ -1,0 +1,281 @@
+"""Serving under load, the parts that need no model: the settings of a LoadGen scenario, the
+serving paths (variants) an option is measured on, the peak search, and LoadGen's own log read
+back. The system under test is `toolkit.serving`; the step that joins them is
+`toolkit.steps.scenario`. LoadGen decides what the numbers mean (latency from a query's
+scheduled time, validity, early stopping); nothing here measures.
+
+    server        Poisson arrivals at a rate; the peak: the highest rate LoadGen calls VALID
+                  (its p99 within the bound, enough queries), found by doubling then bisecting
+    offline       every sample in one query: samples per second
+    singlestream  one query of one sample after another: the 90th percentile latency
+    multistream   one query of N samples after another: the 99th percentile latency
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import re
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from toolkit.errors import BadInputError
+
+SCENARIOS = ("server", "offline", "singlestream", "multistream")
+LOADGEN_NAMES = {"server": "Server", "offline": "Offline", "singlestream": "SingleStream",
+                 "multistream": "MultiStream"}
+DEFAULT_P99_MS = 10.0
+DEFAULT_DURATION_S = 1.0
+# LoadGen's early stopping needs 459 queries, all within the bound, to call a p99 VALID; a
+# short run at a low rate gets at least this many, so the search is not misled by too few.
+MIN_QUERIES = 512
+# What MLPerf's rules ask of a run (LoadGen's built-in mlperf.conf), applied by --compliant.
+MLPERF_MIN_DURATION_S = 600.0
+# The percentile each scenario's latency is judged by (MLPerf's metric).
+PERCENTILE = {"server": 99.0, "offline": 99.0, "singlestream": 90.0, "multistream": 99.0}
+DEFAULT_BATCH = {"server": 8, "offline": 64, "singlestream": 1, "multistream": 8}
+PRECISION = 0.05  # the search stops when the highest good and lowest bad rates are this close
+MAX_POINTS = 14
+
+# The serving paths of an option. ONNX Runtime releases the GIL while it runs, so its workers
+# are threads, sharing one session or holding one each; a native runtime holds the GIL for much
+# of a call, so its workers are processes. `+batching` gathers queued queries into one call (up
+# to the batch size, waiting at most --max-delay-ms), as serving systems do; only the Server
+# scenario has queries to gather.
+ORT_VARIANTS = ("shared", "per-worker")
+NATIVE_VARIANTS = ("processes",)
+BATCHING = "+batching"
+
+
+def loadgen_missing() -> str | None:
+    """Why LoadGen cannot run here (with how to install it), or None."""
+    import importlib.util
+
+    if importlib.util.find_spec("mlperf_loadgen") is None:
+        return ("MLPerf LoadGen is not installed: install it with "
+                "pip install 'deploybench[loadgen]'")
+    return None
+
+
+def variants(runtime: str, scenario: str) -> tuple[str, ...]:
+    plain = ORT_VARIANTS if runtime == "onnxruntime" else NATIVE_VARIANTS
+    if scenario != "server":
+        return plain
+    return (*plain, *(v + BATCHING for v in plain))
+
+
+@dataclass(frozen=True)
+class LoadSettings:
+    """One scenario as the user asked for it (`loadgen` flags, or a suite's [scenarios.NAME])."""
+
+    scenario: str = "server"
+    p99_ms: float = DEFAULT_P99_MS  # the latency bound (server validity; a yes/no elsewhere)
+    target_qps: float | None = None  # server: measure at this rate instead of searching
+    duration_s: float = DEFAULT_DURATION_S  # per LoadGen run (its minimum duration)
+    compliant: bool = False  # MLPerf's own minimum duration and query counts
+    workers: int | None = None  # default: the physical cores
+    batch_sizes: tuple[int, ...] = ()  # server: the batching maximum; offline: per call;
+    # multistream: samples per query; default DEFAULT_BATCH
+    max_delay_ms: float | None = None  # batching: the longest a query waits (default bound/10)
+
+    def __post_init__(self) -> None:
+        if self.scenario not in SCENARIOS:
+            raise BadInputError(f"--scenario {self.scenario!r}: choose one of "
+                                f"{', '.join(SCENARIOS)}")
+        for flag, value in (("--p99-ms", self.p99_ms), ("--target-qps", self.target_qps),
+                            ("--duration", self.duration_s)):
+            if value is not None and not value > 0:
+                raise BadInputError(f"{flag} {value:g}: give a number > 0")
+        if self.workers is not None and self.workers < 1:
+            raise BadInputError(f"--workers {self.workers}: give a whole number >= 1")
+        if self.max_delay_ms is not None and self.max_delay_ms < 0:
+            raise BadInputError(f"--max-delay-ms {self.max_delay_ms:g}: give a number >= 0")
+        sizes = tuple(self.batch_sizes) or (DEFAULT_BATCH[self.scenario],)
+        if any(b < 1 for b in sizes) or len(set(sizes)) != len(sizes):
+            raise BadInputError(f"--batch-sizes {','.join(map(str, sizes))}: give whole "
+                                "numbers >= 1, each once, e.g. 8")
+        if self.scenario == "singlestream" and sizes != (1,):
+            raise BadInputError("--batch-sizes: a singlestream query is one sample; leave "
+                                "--batch-sizes out")
+        object.__setattr__(self, "batch_sizes", sizes)
+
+    @property
+    def delay_ms(self) -> float:
+        return self.p99_ms / 10 if self.max_delay_ms is None else self.max_delay_ms
+
+    @property
+    def short(self) -> str | None:
+        """Why this run is shorter than MLPerf's rules ask, or None when it is compliant."""
+        if self.compliant:
+            return None
+        return (f"each LoadGen run lasted {self.duration_s:g} s, not MLPerf's "
+                f"{MLPERF_MIN_DURATION_S:g} s: a short run; its verdict holds for that run "
+                "only (--compliant applies MLPerf's minimum duration and query counts)")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**dataclasses.asdict(self), "batch_sizes": list(self.batch_sizes)}
+
+    @classmethod
+    def from_dict(cls, raw: Mapping[str, Any]) -> LoadSettings:
+        values = dict(raw)
+        values["batch_sizes"] = tuple(values.get("batch_sizes", ()))
+        return cls(**values)
+
+
+def parse_duration(text: str, flag: str = "--duration") -> float:
+    """Seconds from `30`, `30s`, `500ms`, `2m`; BadInputError naming the flag otherwise."""
+    found = re.fullmatch(r"\s*(\d+(?:\.\d*)?|\.\d+)\s*(ms|s|m|min)?\s*", str(text))
+    if not found:
+        raise BadInputError(f"{flag} {text!r}: give a duration such as 2s, 500ms or 1m")
+    value = float(found.group(1)) * {"ms": 1e-3, "s": 1.0, "m": 60.0, "min": 60.0,
+                                     None: 1.0}[found.group(2)]
+    if value <= 0:
+        raise BadInputError(f"{flag} {text!r}: give a duration > 0, e.g. 2s")
+    return value
+
+
+@dataclass(frozen=True)
+class LoadGenResult:
+    """What LoadGen said of one run (from its mlperf_log_detail.txt)."""
+
+    scenario: str
+    valid: bool
+    reason: str  # why not VALID, in LoadGen's words ("" when valid)
+    latency_ms: dict[str, float]  # p50, p90, p95, p97, p99, p99.9, mean, min, max
+    scheduled_qps: float | None = None  # server
+    completed_qps: float | None = None  # server; samples per second offline; queries/s streams
+    queries: int | None = None
+    early_stopping: str = ""
+    # LoadGen's early-stopping estimate of a percentile (p90, p99): MLPerf's figure for the
+    # single- and multi-stream scenarios, a little above the plain percentile of a short run
+    estimate_ms: dict[str, float] = field(default_factory=dict)
+    more_queries: int | None = None  # early stopping: how many more queries it would need
+    extended: bool = False  # this is a second run, as long as early stopping asked for
+    log: str = ""  # the folder of LoadGen's logs of this run
+
+    @property
+    def p99_ms(self) -> float | None:
+        return self.latency_ms.get("p99")
+
+    def point(self, target_qps: float | None) -> dict[str, Any]:
+        """The record's account of this run."""
+        return {"target_qps": target_qps, "scheduled_qps": self.scheduled_qps,
+                "completed_qps": self.completed_qps, "valid": self.valid, "reason": self.reason,
+                "queries": self.queries, "latency_ms": self.latency_ms,
+                "estimate_ms": self.estimate_ms, "extended": self.extended, "log": self.log}
+
+
+def read_detail_log(path: Path, scenario: str) -> LoadGenResult:
+    """LoadGen's verdict and figures from its detail log (one `:::MLLOG {json}` per line)."""
+    values: dict[str, Any] = {}
+    errors: list[str] = []
+    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+        if not line.startswith(":::MLLOG "):
+            continue
+        try:
+            entry = json.loads(line[len(":::MLLOG "):])
+        except json.JSONDecodeError:
+            continue
+        values[entry.get("key", "")] = entry.get("value")
+        if entry.get("key") == "error_invalid_config" or (
+                entry.get("metadata", {}).get("is_error") and entry.get("key") != "num_errors"):
+            errors.append(str(entry.get("value")))
+    if "result_validity" not in values:
+        raise ValueError(f"{path}: LoadGen wrote no result ({'; '.join(errors) or 'no log'})")
+    latency = {}
+    for key, value in values.items():
+        found = re.fullmatch(r"result_(\d+\.\d+)_percentile_latency_ns", key)
+        if found:
+            latency[_percentile_name(float(found.group(1)))] = value / 1e6
+    for name in ("mean", "min", "max"):
+        if f"result_{name}_latency_ns" in values:
+            latency[name] = values[f"result_{name}_latency_ns"] / 1e6
+    valid = values["result_validity"] == "VALID"
+    reason = "" if valid else _invalid_reason(values, errors)
+    completed = values.get("result_completed_samples_per_sec",
+                           values.get("result_samples_per_second",
+                                      values.get("result_qps_with_loadgen_overhead")))
+    early = " ".join(str(values.get("early_stopping_result", "")).split())
+    estimates = {_percentile_name(float(p)): int(ns) / 1e6 for p, ns in re.findall(
+        r"Early stopping (\d+(?:\.\d+)?)th percentile estimate: (\d+)", early)}
+    more = re.search(r"Would need to run at least (\d+) more queries", early)
+    return LoadGenResult(scenario, valid, reason, latency,
+                         values.get("result_scheduled_samples_per_sec"), completed,
+                         values.get("result_query_count"), early, estimates,
+                         int(more.group(1)) if more else None)
+
+
+def _percentile_name(value: float) -> str:
+    return f"p{value:g}"
+
+
+def _invalid_reason(values: Mapping[str, Any], errors: Sequence[str]) -> str:
+    reasons = []
+    if values.get("result_perf_constraints_met") is False:
+        reasons.append("the latency bound was not met")
+    if values.get("early_stopping_met") is False:
+        reasons.append("early stopping: " + " ".join(
+            str(values.get("early_stopping_result", "")).split()).lstrip("* "))
+    if values.get("result_min_duration_met") is False:
+        reasons.append("the minimum duration was not met")
+    if values.get("result_min_queries_met") is False:
+        reasons.append("too few queries")
+    if values.get("result_invalid_reason"):
+        reasons.append(str(values["result_invalid_reason"]).strip())
+    return "; ".join(reasons + list(errors)) or "LoadGen called the run INVALID"
+
+
+@dataclass
+class Search:
+    """The points a peak search tried, and the highest rate that was good."""
+
+    points: list[dict[str, Any]] = field(default_factory=list)
+    peak_qps: float | None = None  # the scheduled rate of the best good point
+
+    @property
+    def best(self) -> dict[str, Any] | None:
+        good = [p for p in self.points if p["valid"]]
+        return max(good, key=lambda p: p["scheduled_qps"] or 0.0, default=None)
+
+
+def search_peak(run_at: Callable[[float], LoadGenResult], start_qps: float, *,
+                precision: float = PRECISION, max_points: int = MAX_POINTS,
+                floor_qps: float = 1.0) -> Search:
+    """The highest rate whose run `run_at` calls valid: double from `start_qps` until a run
+    fails (or halve until one passes), then bisect between the best good and the lowest bad rate
+    until they are within `precision` of each other, as LoadGen's FindPeakPerformance does."""
+    search = Search()
+    good: float | None = None
+    bad: float | None = None
+    rate = start_qps
+
+    def attempt(target: float) -> bool:
+        result = run_at(target)
+        search.points.append(result.point(round(target, 3)))
+        return result.valid
+
+    while len(search.points) < max_points:
+        if attempt(rate):
+            good = rate
+            if bad is not None:
+                break
+            rate *= 2
+        else:
+            bad = rate
+            if good is not None:
+                break
+            rate /= 2
+            if rate < floor_qps:
+                break
+    while (good is not None and bad is not None and (bad - good) > precision * good
+           and len(search.points) < max_points):
+        middle = (good + bad) / 2
+        if attempt(middle):
+            good = middle
+        else:
+            bad = middle
+    best = search.best
+    search.peak_qps = None if best is None else best["scheduled_qps"]
+    return search

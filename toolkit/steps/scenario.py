@@ -1,0 +1,261 @@
+"""The scenario step a child runs: one option (a runtime on a provider, served one way) under
+MLPerf LoadGen, in one scenario, at each of the scenario's batch sizes.
+
+The option becomes a system under test (`toolkit.serving`); LoadGen issues the queries, times
+them from their scheduled moment and says whether each run is VALID. For Server without a
+target rate, `toolkit.scenarios.search_peak` finds the highest valid rate, starting near what a
+few single queries through the same pool suggest. Every LoadGen run keeps its logs under the
+results folder (`loadgen/...`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import statistics
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from toolkit.errors import ProviderUnavailableError
+from toolkit.results import Record
+from toolkit.scenarios import (
+    BATCHING,
+    LOADGEN_NAMES,
+    MIN_QUERIES,
+    PERCENTILE,
+    LoadGenResult,
+    LoadSettings,
+    read_detail_log,
+    search_peak,
+)
+from toolkit.serving import LoadSpec, Pool, ProcessPool, ThreadPool, rows_predict
+
+# The call each runtime serves with: what a server built on it would make (not keras predict,
+# whose per-call overhead no server pays).
+SERVING_CALL = {"onnxruntime": "run", "native_torch": "inference_mode",
+                "native_keras": "tf.function", "native_sklearn": "predict"}
+PROBE_SECONDS = 0.3
+EXTEND = 10  # a run extended for early stopping may last this many times --duration
+
+
+@dataclass(frozen=True)
+class ScenarioSpec:
+    workload: str
+    framework: str
+    runner: str
+    artifact: str
+    inputs: str
+    provider: str
+    variant: str  # shared, per-worker, processes; +batching
+    settings: dict[str, Any]  # LoadSettings.to_dict()
+    logs: str  # the folder this option's LoadGen logs go to
+    threads: int = 1  # the cores the option may use in all (workers x threads per worker)
+    optimization: str = "all"
+
+
+def scenario_case(spec: ScenarioSpec) -> Iterator[Record]:
+    """One record per batch size: LoadGen's verdict and figures, and for a Server search every
+    rate it tried."""
+    from toolkit.runners import RUNNERS
+
+    settings = LoadSettings.from_dict(spec.settings)
+    runtime = RUNNERS[spec.runner].runtime
+    workers = settings.workers or spec.threads
+    threads = max(1, spec.threads // workers)
+    base: dict[str, Any] = {
+        "workload": spec.workload, "framework": spec.framework, "runtime": runtime,
+        "provider": spec.provider, "device": "cpu" if spec.provider == "cpu" else "cuda:0",
+        "variant": spec.variant, "threads": threads, "phase": "scenario"}
+    batching = spec.variant.endswith(BATCHING)
+    sizes = settings.batch_sizes if batching or settings.scenario in ("offline", "multistream") \
+        else (1,)
+    for batch in sizes:
+        started = time.perf_counter()
+        try:
+            pool, applied = _pool(spec, settings, runtime, workers, threads, batch, batching)
+        except ProviderUnavailableError as exc:
+            yield Record(**base, batch_size=batch, status="skipped", reason=str(exc))
+            continue
+        try:
+            info = _run(pool, settings, batch, Path(spec.logs) / f"b{batch}", spec.inputs)
+        finally:
+            pool.close()
+        info.update(workers=workers, threads_per_worker=threads, call=SERVING_CALL[spec.runner],
+                    pool="processes" if isinstance(pool, ProcessPool) else "threads",
+                    sessions=_sessions(spec.variant, runtime, workers),
+                    max_batch=batch if batching else None,
+                    max_delay_ms=settings.delay_ms if batching else None)
+        warnings = [w for w in (settings.short,) if w]
+        yield Record(**base, batch_size=batch, seconds=time.perf_counter() - started,
+                     settings=applied, throughput_rows_s=info.get("samples_per_s"),
+                     warnings=tuple(warnings), info=info)
+
+
+def _sessions(variant: str, runtime: str, workers: int) -> str:
+    if runtime != "onnxruntime":
+        return f"one per worker process ({workers})"
+    return "one shared" if variant.startswith("shared") else f"one per worker ({workers})"
+
+
+def _pool(spec: ScenarioSpec, settings: LoadSettings, runtime: str, workers: int, threads: int,
+          batch: int, batching: bool) -> tuple[Pool, dict[str, Any]]:
+    """The option as a pool of workers; and the runtime's settings, read back."""
+    from toolkit.runners import RUNNERS, RunnerConfig
+
+    max_batch = batch if batching else 1
+    split = batch if settings.scenario in ("offline", "multistream") else 1
+    delay = settings.delay_ms / 1e3
+    call = SERVING_CALL[spec.runner]
+    if runtime != "onnxruntime":
+        load = LoadSpec(spec.runner, spec.artifact, spec.inputs, call, spec.provider, threads)
+        pool = ProcessPool(load, workers, max_batch, delay, split)
+        return pool, pool.settings
+    config = RunnerConfig(provider=spec.provider, threads=threads,
+                          optimization=spec.optimization, spinning=False)
+    with np.load(spec.inputs) as archive:
+        x = {name: archive[name] for name in archive.files}
+    count = 1 if spec.variant.startswith("shared") else workers
+    runners = [RUNNERS[spec.runner].load(Path(spec.artifact), config) for _ in range(count)]
+    predicts = [rows_predict(runners[n % count], call, x) for n in range(workers)]
+    return ThreadPool(predicts, max_batch, delay, split), dict(runners[0].settings)
+
+
+def _run(pool: Pool, settings: LoadSettings, batch: int, logs: Path, inputs: str
+         ) -> dict[str, Any]:
+    """The scenario's LoadGen run(s) on `pool`: a Server search, or one run."""
+    with np.load(inputs) as archive:
+        rows = len(archive[archive.files[0]])
+    per_query = probe(pool, batch if settings.scenario in ("offline", "multistream") else 1,
+                      rows)
+    capacity = pool.workers / per_query  # queries per second, roughly, with no batching
+    runs: list[int] = []
+
+    def run_at(rate: float, queries: int | None = None) -> LoadGenResult:
+        runs.append(len(runs) + 1)
+        folder = logs / f"{len(runs):02d}"
+        result = run_loadgen(pool, settings, rate, per_query, batch, rows, folder, queries)
+        if pool.errors:
+            raise RuntimeError(f"the model failed while serving: {pool.errors[0]}")
+        return result
+
+    def run_long_enough(rate: float) -> LoadGenResult:
+        """A run, and where early stopping says it needed more queries (and they fit in
+        EXTEND times the duration at this rate), a second run with that many: a short run must
+        not call a rate too slow only for want of queries."""
+        result = run_at(rate)
+        wanted = (result.queries or 0) + int((result.more_queries or 0) * 1.1) + 1
+        if (not result.valid and result.more_queries and not settings.compliant
+                and wanted / max(rate, 1e-9) <= EXTEND * settings.duration_s):
+            return dataclasses.replace(run_at(rate, wanted), extended=True)
+        return result
+
+    info: dict[str, Any] = {"scenario": settings.scenario, "p99_bound_ms": settings.p99_ms,
+                            "duration_s": settings.duration_s, "compliant": settings.compliant,
+                            "probe_ms": per_query * 1e3, "logs": str(logs)}
+    if settings.scenario == "server" and settings.target_qps is None:
+        search = search_peak(run_long_enough, max(capacity / 2, 1.0))
+        info.update(points=search.points, peak_qps=search.peak_qps)
+        best = search.best or search.points[-1]
+    else:
+        target = settings.target_qps or capacity * batch * 1.5  # offline: samples per second
+        best = run_long_enough(target).point(round(target, 3) if settings.scenario in (
+            "server", "offline") else None)
+        info.update(points=[best])
+    info.update(target_qps=best["target_qps"], scheduled_qps=best["scheduled_qps"],
+                valid=best["valid"], reason=best["reason"], latency_ms=best["latency_ms"],
+                percentile=PERCENTILE[settings.scenario])
+    if settings.scenario == "offline":
+        info["samples_per_s"] = best["completed_qps"]
+    elif settings.scenario == "server":
+        info["samples_per_s"] = info.get("peak_qps", best["scheduled_qps"])
+    else:  # MLPerf's figure: LoadGen's early-stopping estimate of the percentile
+        name = f"p{PERCENTILE[settings.scenario]:g}"
+        info["metric_ms"] = best["estimate_ms"].get(name, best["latency_ms"].get(name))
+    info["loadgen_runs"] = len(runs)
+    info["logs"] = str(logs)
+    return info
+
+
+def probe(pool: Pool, samples: int, rows: int, seconds: float = PROBE_SECONDS) -> float:
+    """The median seconds one query of `samples` samples (one job: the pool's split covers it)
+    takes through the pool, one at a time; it warms the workers up too. Where the search
+    starts."""
+    answered = threading.Event()
+    pool.bind(lambda ids: answered.set())
+    times: list[float] = []
+    deadline = time.perf_counter() + seconds
+    while (time.perf_counter() < deadline or len(times) < 5) and len(times) < 1000:
+        answered.clear()
+        start = time.perf_counter()
+        pool.issue([_Sample(i, i % rows) for i in range(samples)])
+        if not answered.wait(timeout=60):
+            raise RuntimeError("a query sent to the workers was not answered within 60 s")
+        times.append(time.perf_counter() - start)
+    if pool.errors:
+        raise RuntimeError(f"the model failed on a probe query: {pool.errors[0]}")
+    return max(statistics.median(times), 1e-6)
+
+
+@dataclass(frozen=True)
+class _Sample:
+    id: int
+    index: int
+
+
+def loadgen_settings(settings: LoadSettings, rate: float, per_query_s: float, batch: int,
+                     queries: int | None = None) -> Any:
+    """LoadGen's TestSettings for one run: MLPerf's rules (its built-in mlperf.conf) when
+    compliant, else --duration and at least MIN_QUERIES queries (or `queries`)."""
+    import mlperf_loadgen as lg
+
+    name = LOADGEN_NAMES[settings.scenario]
+    test = lg.TestSettings()
+    if settings.compliant:  # MLPerf's minimum duration, query counts and seeds
+        test.FromConfig("", "deploybench", name, 0)
+    else:
+        test.min_duration_ms = int(settings.duration_s * 1e3)
+        test.min_query_count = queries or (MIN_QUERIES if settings.scenario != "offline"
+                                           else 1)
+    test.scenario = getattr(lg.TestScenario, name)
+    test.mode = lg.TestMode.PerformanceOnly
+    test.server_target_qps = rate
+    test.server_target_latency_ns = int(settings.p99_ms * 1e6)
+    test.offline_expected_qps = rate
+    # Expected latencies decide how many queries LoadGen generates: an underestimate is safe.
+    test.single_stream_expected_latency_ns = max(int(per_query_s * 1e9 / 2), 1000)
+    test.multi_stream_expected_latency_ns = max(int(per_query_s * 1e9 / 2), 1000)
+    test.multi_stream_samples_per_query = batch
+    return test
+
+
+def run_loadgen(pool: Pool, settings: LoadSettings, rate: float, per_query_s: float,
+                batch: int, rows: int, folder: Path, queries: int | None = None
+                ) -> LoadGenResult:
+    """One LoadGen run of the scenario on `pool`, its logs in `folder`."""
+    import mlperf_loadgen as lg
+
+    folder.mkdir(parents=True, exist_ok=True)
+    test = loadgen_settings(settings, rate, per_query_s, batch, queries)
+    log = lg.LogSettings()
+    log.log_output.outdir = str(folder)
+    log.log_output.copy_summary_to_stdout = False
+    log.enable_trace = False
+
+    def complete(ids: Sequence[int]) -> None:
+        lg.QuerySamplesComplete([lg.QuerySampleResponse(i, 0, 0) for i in ids])
+
+    pool.bind(complete)
+    sut = lg.ConstructSUT(pool.issue, lambda: None)
+    qsl = lg.ConstructQSL(rows, rows, lambda indices: None, lambda indices: None)
+    try:
+        lg.StartTestWithLogSettings(sut, qsl, test, log)
+    finally:
+        lg.DestroyQSL(qsl)
+        lg.DestroySUT(sut)
+    result = read_detail_log(folder / "mlperf_log_detail.txt", settings.scenario)
+    return dataclasses.replace(result, log=str(folder))
