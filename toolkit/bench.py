@@ -24,6 +24,7 @@ from toolkit.errors import BadInputError
 from toolkit.executor import prepare_out_dir
 from toolkit.modelfile import ModelFile, open_model
 from toolkit.plan import (
+    Build,
     BuildFile,
     Context,
     Plan,
@@ -31,6 +32,7 @@ from toolkit.plan import (
     Step,
     build_label,
     in_rounds,
+    scenario_steps,
     with_recipes,
 )
 from toolkit.recipes import NATIVE_RECIPES
@@ -135,6 +137,30 @@ def plan_model(request: ModelRequest, suite: Suite, out_dir: Path, *,
     then its cases; for an ONNX file, ONNX Runtime on each provider (its inputs are written to
     `out_dir` now, unless `keep_inputs` and they are there already: a resumed run times the
     data its finished steps timed)."""
+    model = _model(request, suite, out_dir, keep_inputs)
+    suite = model.suite
+    steps, measures = with_recipes(model.key, suite, cases(suite, model.key), model.after,
+                                   model.sources)
+    steps = [*model.build, *steps, *in_rounds(measures, suite.rounds)]
+    run = {"command": "bench", "suite": suite.to_dict(), "request": request.to_dict(),
+           "input_warnings": model.warnings}
+    return Plan(suite, steps, run)
+
+
+@dataclass(frozen=True)
+class _Planned:
+    """A model file made ready for a plan: its key, the step that builds its files (none for an
+    ONNX file) and what its measuring steps read them from."""
+
+    key: str
+    suite: Suite
+    build: list[Step]
+    after: str | None
+    sources: Sources | None
+    warnings: list[str]
+
+
+def _model(request: ModelRequest, suite: Suite, out_dir: Path, keep_inputs: bool) -> _Planned:
     checked = check(request)
     model = checked.model
     for recipe in suite.recipes:
@@ -145,25 +171,75 @@ def plan_model(request: ModelRequest, suite: Suite, out_dir: Path, *,
     key = f"{model.framework}/{model.name}"
     suite = dataclasses.replace(suite, workloads=(key,))
     out_dir = prepare_out_dir(out_dir)
-    steps: list[Step]
-    if model.kind == "onnx":
-        assert checked.data is not None
-        inputs = out_dir / "inputs.npz"
-        if not (keep_inputs and inputs.is_file()):
-            np.savez(inputs, **checked.data)
-        calibration = None
-        if checked.calibration is not None:
-            calibration = out_dir / "calibration.npz"
-            np.savez(calibration, **checked.calibration)
-        sources = Sources(onnx=str(request.path.resolve()), inputs=str(inputs),
-                          calibration=str(calibration) if calibration else None)
-        steps, measures = with_recipes(key, suite, cases(suite, key), None, sources)
-    else:
-        steps, measures = with_recipes(key, suite, cases(suite, key), build_label(key))
-        steps = [_build_step(checked, request, out_dir / "model.onnx"), *steps]
-    steps += in_rounds(measures, suite.rounds)
-    run = {"command": "bench", "suite": dataclasses.asdict(suite), "request": request.to_dict(),
-           "input_warnings": checked.warnings}
+    if model.kind != "onnx":
+        build: list[Step] = [_build_step(checked, request, out_dir / "model.onnx")]
+        return _Planned(key, suite, build, build_label(key), None, checked.warnings)
+    assert checked.data is not None
+    inputs = out_dir / "inputs.npz"
+    if not (keep_inputs and inputs.is_file()):
+        np.savez(inputs, **checked.data)
+    calibration = None
+    if checked.calibration is not None:
+        calibration = out_dir / "calibration.npz"
+        np.savez(calibration, **checked.calibration)
+    sources = Sources(onnx=str(request.path.resolve()), inputs=str(inputs),
+                      calibration=str(calibration) if calibration else None)
+    return _Planned(key, suite, [], None, sources, checked.warnings)
+
+
+MODEL_SUFFIXES = (".onnx", ".keras", ".pt", ".pt2", ".pth", ".joblib", ".pkl", ".pickle")
+
+
+def loadgen_request(target: str, shapes: tuple[str, ...] = (), input_data: Path | None = None,
+                    trust_pickle: bool = False) -> ModelRequest | None:
+    """A model file's request when `target` names a file, None when it names a built-in
+    workload; BadInputError when it is neither."""
+    from toolkit import workloads
+
+    path = Path(target)
+    if path.exists():
+        return ModelRequest(path, shapes, input_data, trust_pickle)
+    if path.suffix.lower() in MODEL_SUFFIXES or "/" in target.strip("/") and not any(
+            target in (w.key, w.name) for w in workloads.REGISTRY.values()):
+        raise BadInputError(f"{target}: no such model file, and no built-in workload of that "
+                            "name; give a model file or one `deploybench list` shows")
+    if shapes or input_data:
+        raise BadInputError(f"--shape and --input-data apply to a model file; {target} is a "
+                            "built-in workload with its own data")
+    workloads.select([target], None)  # an unknown name ends here, in one line
+    return None
+
+
+def plan_loadgen(target: str, suite: Suite, out_dir: Path, *, request: ModelRequest | None = None,
+                 keep_inputs: bool = False) -> Plan:
+    """The steps that put every option of a built-in workload (`target`: torch/digits-mlp, or
+    a bare name) or of a model file (`request`) under the suite's LoadGen scenarios: the build
+    first, then one Scenario step per option and serving path."""
+    from toolkit.scenarios import loadgen_missing
+
+    missing = loadgen_missing()
+    if missing:
+        raise BadInputError(missing)
+    if request is not None:
+        planned = [_model(request, suite, out_dir, keep_inputs)]
+        suite = planned[0].suite
+    else:  # a bare name may be several frameworks' workload: each of them
+        from toolkit import workloads
+
+        keys = [w.key for w in workloads.select([target], None)]
+        for key in keys:
+            missing = environment.missing_framework(key.split("/", 1)[0])
+            if missing:
+                raise BadInputError(f"{key}: {missing}")
+        suite = dataclasses.replace(suite, workloads=tuple(keys))
+        planned = [_Planned(key, suite, [Build(key)], build_label(key), None, [])
+                   for key in keys]
+        prepare_out_dir(out_dir)
+    steps = [step for model in planned for step in (
+        *model.build, *scenario_steps(suite, model.key, model.after, model.sources))]
+    run = {"command": "loadgen", "suite": suite.to_dict(), "target": target,
+           "request": request.to_dict() if request else None,
+           "input_warnings": [w for model in planned for w in model.warnings]}
     return Plan(suite, steps, run)
 
 

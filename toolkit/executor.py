@@ -30,7 +30,7 @@ class RunOutcome:
     results_path: Path
     records: list[Record]
     interrupted: bool
-    command: str  # "run" or "bench": the command that resumes it
+    command: str  # "run", "bench" or "loadgen": the command that resumes it
 
 
 def default_out_dir() -> Path:
@@ -99,18 +99,24 @@ def replan(run: Mapping[str, Any], out_dir: Path, source: Path,
     command = run.get("command", "run")  # results of schema 1 came from `run` only
     if command == "run":
         return plan_suite(suite)
-    if command != "bench":
+    if command not in ("bench", "loadgen"):
         raise BadInputError(f"{source}: made by a command deploybench cannot resume "
                             f"({command!r})")
     from toolkit import bench
 
+    request = None
+    if command == "bench" or run.get("request") is not None:
+        try:
+            request = bench.ModelRequest.from_dict(run.get("request") or {})
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise BadInputError(f"{source}: the model request stored in its run section is "
+                                f"not usable ({exc})") from None
+        request = dataclasses.replace(request, trust_pickle=trust_pickle)
     try:
-        request = bench.ModelRequest.from_dict(run.get("request", {}))
-    except (KeyError, TypeError, ValueError, AttributeError) as exc:
-        raise BadInputError(f"{source}: the model request stored in its run section is not "
-                            f"usable ({exc})") from None
-    request = dataclasses.replace(request, trust_pickle=trust_pickle)
-    try:
+        if command == "loadgen":
+            return bench.plan_loadgen(str(run.get("target", "")), suite, out_dir,
+                                      request=request, keep_inputs=True)
+        assert request is not None
         return bench.plan_model(request, suite, out_dir, keep_inputs=True)
     except BadInputError as exc:
         raise BadInputError(f"--resume {out_dir}: the model it benchmarks cannot be used now: "

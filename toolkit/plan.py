@@ -5,6 +5,7 @@
     BuildFile  a user's native model file, in a child: load, export, parity
     Derive     an ONNX recipe of a workload (int8, fp16, offline), in a child: file, accuracy
     Measure    one round of one case (artifact x runtime x provider x recipe), in a fresh child
+    Scenario   one option served one way (a pool of workers) under MLPerf LoadGen, in a child
 
 A step's label is stamped on every record it makes (`Record.step`); a step with records is done,
 which is how --resume knows what is left. Each case is measured in `suite.rounds` rounds, fresh
@@ -28,6 +29,7 @@ from toolkit.errors import BadInputError
 from toolkit.isolate import run_child
 from toolkit.recipes import BY_QUALITY, CPU_ONLY, CUDA_ONLY, ONNX_RECIPES
 from toolkit.results import Record
+from toolkit.scenarios import LoadSettings, loadgen_missing, variants
 from toolkit.suite import Case, Suite, cases
 
 BUILD_PHASES = ("train", "export", "parity")
@@ -320,11 +322,81 @@ def with_recipes(workload: str, suite: Suite, planned: list[Case], after: str | 
     return list(derives), measures
 
 
+@dataclass(frozen=True)
+class Scenario:
+    """One option under LoadGen in one scenario, served one way (`variant`: shared,
+    per-worker, processes; +batching), in a child; its files come as a Measure step's do."""
+
+    case: Case
+    variant: str
+    settings: LoadSettings
+    after: str | None = None
+    sources: Sources | None = None
+
+    @property
+    def label(self) -> str:
+        return f"{self.case.label} {self.variant} loadgen {self.settings.scenario}"
+
+    @property
+    def what(self) -> str:
+        return (f"{self.case.workload}: {self.case.runner} {self.variant} on "
+                f"{self.case.provider}, LoadGen {self.settings.scenario}")
+
+    def execute(self, context: Context) -> list[Record]:
+        suite, case = context.suite, self.case
+        sources = Sources.from_records(context.done.get(self.after or "", []), self.sources)
+        runtime = "onnxruntime" if case.runner == "onnxruntime" else "native"
+        artifact = sources.onnx if runtime == "onnxruntime" else sources.native
+        base = {**_identity(case.workload), "phase": "scenario", "runtime": runtime,
+                "provider": case.provider, "variant": self.variant,
+                "info": {"scenario": self.settings.scenario}}
+        if artifact is None or sources.inputs is None:
+            why = ("no ONNX file: export failed" if runtime == "onnxruntime" else
+                   "no native model: its build step failed")
+            return [Record(**base, status="skipped", reason=why)]
+        slug = "-".join((case.workload.replace("/", "-"), case.runner, case.provider,
+                         self.variant.replace("+", "-"), self.settings.scenario))
+        spec = {"task": "scenario", **_identity(case.workload), "runner": case.runner,
+                "artifact": artifact, "inputs": sources.inputs, "provider": case.provider,
+                "variant": self.variant, "settings": self.settings.to_dict(),
+                "logs": str(context.out_dir / "loadgen" / slug), "threads": suite.threads,
+                "optimization": suite.optimization}
+        child = run_child(spec, context.out_dir, timeout_s=suite.timeout_s,
+                          threads=suite.threads, name=f"loadgen-{slug}")
+        records = list(child.records)
+        if child.failure and not records:
+            records.append(Record(**base, status="failed", reason=child.failure))
+        return records
+
+
+def scenario_steps(suite: Suite, key: str, after: str | None,
+                   sources: Sources | None = None) -> list[Step]:
+    """Every scenario of the suite for every fp32 option of a workload, each serving path of
+    it; skipped records that say how to install LoadGen where it is missing."""
+    planned = [c for c in cases(suite, key) if c.recipe == "fp32"]
+    steps: list[Step] = []
+    missing = loadgen_missing() if suite.scenarios else None
+    for settings in suite.scenarios:
+        for case in planned:
+            runtime = "onnxruntime" if case.runner == "onnxruntime" else "native"
+            for variant in variants(runtime, settings.scenario):
+                step = Scenario(case, variant, settings, after, sources)
+                if missing:
+                    steps.append(Skipped(step.label, f"{key}: skipped ({missing})", (Record(
+                        **_identity(key), phase="scenario", runtime=runtime,
+                        provider=case.provider, variant=variant, status="skipped",
+                        reason=missing, info={"scenario": settings.scenario}),)))
+                else:
+                    steps.append(step)
+    return steps
+
+
 def plan_suite(suite: Suite) -> Plan:
     """Every workload's build, then the rounds of all their cases; a workload whose framework
     is not installed becomes skipped records that say how to install it."""
     steps: list[Step] = []
     measured: list[Measure] = []
+    loaded: list[Step] = []
     for key in suite.workloads:
         missing = environment.missing_framework(workloads.get(key).framework)
         planned = cases(suite, key)
@@ -335,8 +407,9 @@ def plan_suite(suite: Suite) -> Plan:
         derives, measures = with_recipes(key, suite, planned, build_label(key))
         steps += derives
         measured += measures
-    return Plan(suite, [*steps, *in_rounds(measured, suite.rounds)],
-                {"command": "run", "suite": dataclasses.asdict(suite)})
+        loaded += scenario_steps(suite, key, build_label(key))
+    return Plan(suite, [*steps, *in_rounds(measured, suite.rounds), *loaded],
+                {"command": "run", "suite": suite.to_dict()})
 
 
 def in_rounds(steps: Sequence[Measure], rounds: int) -> list[Step]:

@@ -10,6 +10,9 @@ A suite names workloads, batch sizes, providers, the timing budget and parity to
     [timing]   warmup, min_iterations, min_seconds, max_seconds
     [parity]   rtol, atol
     [export]   opset
+    [scenarios.server]  p99_ms, target_qps, duration_s, compliant, workers, batch_sizes,
+                        max_delay_ms: MLPerf LoadGen scenarios (also offline, singlestream,
+                        multistream) run on every option after the timings
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from toolkit.measure import Budget
 from toolkit.recipes import DEFAULT_RULE, NATIVE_RECIPES, ONNX_RECIPES, QualityRule, parse_recipes
 from toolkit.runners import NATIVE, RUNNERS
 from toolkit.runners.onnxruntime import OPTIMIZATION_LEVELS, PROVIDERS
+from toolkit.scenarios import SCENARIOS, LoadSettings
 
 SUITES_DIR = Path(__file__).resolve().parent.parent / "benchmarks" / "suites"
 MAX_OPSET = 23  # the newest default-domain opset that onnx 1.23 knows
@@ -49,6 +53,7 @@ class Suite:
     recipes: tuple[str, ...] = ("fp32",)
     max_quality_drop: str = "1%"  # the accuracy criterion of the recipes that change arithmetic
     shard: str = ""  # "i/n" when this is one host's share of a suite split across hosts
+    scenarios: tuple[LoadSettings, ...] = ()  # MLPerf LoadGen scenarios, after the timings
 
     def __post_init__(self) -> None:
         if not self.workloads:
@@ -87,10 +92,17 @@ class Suite:
         """The inverse of dataclasses.asdict (as stored in results.json's run section)."""
         values = dict(raw)
         values["budget"] = Budget(**values.get("budget", {}))
+        values["scenarios"] = tuple(LoadSettings.from_dict(s)
+                                    for s in values.get("scenarios", ()))
         for key in ("workloads", "batch_sizes", "providers", "recipes"):
             if key in values:
                 values[key] = tuple(values[key])
         return cls(**values)
+
+    def to_dict(self) -> dict[str, Any]:
+        """What results.json's run section keeps (`from_dict` makes the suite again)."""
+        return {**dataclasses.asdict(self),
+                "scenarios": [s.to_dict() for s in self.scenarios]}
 
     def replace(self, **changes: Any) -> Suite:
         return dataclasses.replace(self, **{k: v for k, v in changes.items() if v is not None})
@@ -137,6 +149,7 @@ KEYS: dict[str, tuple[str, str]] = {
     "timing": ("a table", "[timing] min_seconds = 0.2"),
     "parity": ("a table", "[parity] rtol = 1e-4"),
     "export": ("a table", "[export] opset = 18"),
+    "scenarios": ("a table", "[scenarios.server] p99_ms = 10"),
 }
 TABLES: dict[str, dict[str, str]] = {  # the keys of each table, and what each must be
     "timing": {"warmup": "a whole number", "min_iterations": "a whole number",
@@ -145,6 +158,10 @@ TABLES: dict[str, dict[str, str]] = {  # the keys of each table, and what each m
     "parity": {"rtol": "a number", "atol": "a number"},
     "export": {"opset": "a whole number"},
 }
+SCENARIO_KEYS: dict[str, str] = {
+    "p99_ms": "a number", "target_qps": "a number", "duration_s": "a number",
+    "compliant": "true or false", "workers": "a whole number",
+    "batch_sizes": "a list of whole numbers", "max_delay_ms": "a number"}
 
 
 def _fits(value: Any, kind: str) -> bool:
@@ -161,6 +178,7 @@ def _fits(value: Any, kind: str) -> bool:
         "a whole number": lambda: whole(value),
         "a number": lambda: number(value),
         "a table": lambda: isinstance(value, dict),
+        "true or false": lambda: isinstance(value, bool),
     }[kind]()
 
 
@@ -175,6 +193,17 @@ def check_types(raw: dict[str, Any], source: str) -> None:
         kind, example = KEYS[key]
         if not _fits(value, kind):
             raise BadInputError(f"{source}: {key} = {value!r} is not {kind}; e.g. {example}")
+    for name, table in raw.get("scenarios", {}).items():
+        if name not in SCENARIOS or not isinstance(table, dict):
+            raise BadInputError(f"{source}: [scenarios.{name}] is not a scenario table; give "
+                                f"one of {', '.join(SCENARIOS)}, e.g. [scenarios.server]")
+        for key, value in table.items():
+            if key not in SCENARIO_KEYS:
+                raise BadInputError(f"{source}: unknown key {key!r} in [scenarios.{name}]; "
+                                    f"valid: {', '.join(SCENARIO_KEYS)}")
+            if not _fits(value, SCENARIO_KEYS[key]):
+                raise BadInputError(f"{source}: [scenarios.{name}] {key} = {value!r} is not "
+                                    f"{SCENARIO_KEYS[key]}")
     for table, fields in TABLES.items():
         for key, value in raw.get(table, {}).items():
             if key not in fields:
@@ -212,6 +241,9 @@ def parse_suite(raw: dict[str, Any], source: str = "<suite>") -> Suite:
             rounds=raw.get("rounds", DEFAULT_ROUNDS),
             recipes=tuple(raw.get("recipes", ("fp32",))),
             max_quality_drop=raw.get("max_quality_drop", DEFAULT_RULE),
+            scenarios=tuple(LoadSettings(scenario=name, **{
+                k: tuple(v) if isinstance(v, list) else v for k, v in table.items()})
+                for name, table in raw.get("scenarios", {}).items()),
         )
     except BadInputError as exc:
         raise BadInputError(f"{source}: {exc}") from None
