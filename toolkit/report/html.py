@@ -8,6 +8,7 @@ from html import escape
 from typing import Any
 
 from toolkit.report import plots
+from toolkit.report.load import load_notes, load_tables, sustained_pick
 from toolkit.report.summary import (
     Option,
     WorkloadSummary,
@@ -76,6 +77,7 @@ def _workload(summary: WorkloadSummary) -> list[str]:
     out = [f"<h2>{escape(summary.key)}</h2>",
            f'<p class="headline">{escape(summary.headline())}</p>']
     out += _decision_table(summary)
+    out += _load_section(summary)
     for title, svg in (("The gap: training against one prediction", plots.gap_chart(summary)),
                        ("Latency against batch size", plots.batch_chart(summary, False)),
                        ("Throughput against batch size", plots.batch_chart(summary, True))):
@@ -87,20 +89,43 @@ def _workload(summary: WorkloadSummary) -> list[str]:
                    "machine's float32 matrix-product peak measured at the same thread count "
                    "(deploybench env --peak); GPU timings get no % where no GPU peak is "
                    "known.</p>")
-    out += _options_table(summary)
-    out += _cold_and_memory_table(summary)
+    if summary.options or not summary.served:
+        out += _options_table(summary)
+        out += _cold_and_memory_table(summary)
     out += _parity_table(summary)
     notes = summary.problems + unmeasured_lines(summary) + [f"! {w}" for w in
                                                             warning_lines(summary)]
+    notes += load_notes(summary.served)
     if notes:
         out += ["<h3>Notes</h3><ul>"] + [f'<li class="note">{escape(n)}</li>' for n in notes]
         out.append("</ul>")
     return out
 
 
+def _load_section(summary: WorkloadSummary) -> list[str]:
+    """MLPerf LoadGen: the latency-against-rate chart and a table per scenario."""
+    tables = load_tables(summary.served)
+    if not tables:
+        return []
+    out = ["<h3>Serving under load (MLPerf LoadGen)</h3>"]
+    svg = plots.load_chart(summary.served)
+    if svg:
+        out.append(f'<div class="chart">{svg}</div>')
+    for table in tables:
+        out.append(f'<table><caption class="note">{escape(table.caption)}</caption><tr>'
+                   + "".join(f"<th>{escape(c)}</th>" for c in table.columns) + "</tr>")
+        numeric = [0 < i and name != "sessions" for i, name in enumerate(table.columns)]
+        for cells, trusted in table.rows:
+            out.append("<tr>" + "".join(_cell(text, numeric[index], trusted)
+                                        for index, text in enumerate(cells)) + "</tr>")
+        out.append("</table>")
+    return out
+
+
 def _decision_table(summary: WorkloadSummary) -> list[str]:
     found = decisions(summary)
-    if not found:
+    goal, pick = sustained_pick(summary.served)
+    if not found and not goal:
         return ['<p class="bad">Nothing was measured.</p>']
     out = ['<table class="decision"><tr><th>goal</th><th>pick</th><th>figure</th>'
            "<th>speed-up over the idiomatic call</th><th>ruled out</th></tr>"]
@@ -112,6 +137,13 @@ def _decision_table(summary: WorkloadSummary) -> list[str]:
         out.append(f"<tr><td>{what}</td><td>{pick}</td><td class='num'>"
                    f"{escape(decision.figure)}</td><td class='num'>{ratio(decision.speedup)}"
                    f"</td><td class='note'>{ruled}</td></tr>")
+    if goal:
+        figure = f"{pick.peak_qps:,.0f} queries/s" if pick and pick.peak_qps else "-"
+        name = escape(pick.label) if pick else "no option had a VALID run"
+        ruled = "<br>".join(escape(f"{s.label}: its ONNX file failed parity")
+                            for s in summary.served if not s.trusted) or "none"
+        out.append(f"<tr><td>{escape(goal)}</td><td>{name}</td><td class='num'>{figure}</td>"
+                   f"<td class='num'>-</td><td class='note'>{ruled}</td></tr>")
     out.append("</table>")
     return out
 

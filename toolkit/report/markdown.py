@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
+from toolkit.report.load import load_notes, load_tables, sustained_line
 from toolkit.report.summary import WorkloadSummary, unmeasured_lines, warning_lines
 from toolkit.report.table import options_table
 from toolkit.report.units import duration
@@ -51,10 +52,21 @@ def _workload(summary: WorkloadSummary) -> list[str]:
         out.append(f"Exported with {info.get('exporter')} {info.get('exporter_version')} in "
                    f"{duration(export.seconds)}: opset {info.get('opset')}, "
                    f"{info.get('size_bytes', 0):,} bytes.")
-    out += ["", *_options_table(summary)]
+    if summary.options or not summary.served:
+        out += ["", *_options_table(summary)]
+    for load in load_tables(summary.served):
+        out += ["", f"**MLPerf LoadGen, {load.scenario}**", "",
+                _line(load.columns), _line("---" if i == 0 else "---:"
+                                           for i in range(len(load.columns)))]
+        out += [_line(cells) for cells, _ in load.rows]
+        out += ["", f"*{load.caption}*"]
+    line = sustained_line(summary.served)
+    if line:
+        out += ["", f"**{line}**"]
     notes = list(summary.problems)
     notes += unmeasured_lines(summary)
     notes += warning_lines(summary)
+    notes += load_notes(summary.served)
     if notes:
         out += ["", *[f"- {n}" for n in notes]]
     return out

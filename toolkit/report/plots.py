@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import io
 import re
+from collections.abc import Sequence
 
+from toolkit.report.load import Served
 from toolkit.report.summary import WorkloadSummary
 from toolkit.report.units import duration
 
@@ -84,4 +86,44 @@ def batch_chart(summary: WorkloadSummary, throughput: bool) -> str | None:
     axes.set_ylabel("rows per second" if throughput else "p50 latency per call (s)")
     axes.grid(alpha=0.3, which="both")
     axes.legend(fontsize=8, loc="best")
+    return _svg(figure)
+
+
+def _last_per_rate(points: list[dict]) -> list[dict]:
+    """Each rate's last run (a run extended for early stopping replaces the short one)."""
+    last = {p.get("target_qps"): p for p in points
+            if p.get("scheduled_qps") and p.get("latency_ms", {}).get("p99")}
+    return list(last.values())
+
+
+def load_chart(served: Sequence[Served]) -> str | None:
+    """Server runs: the p99 latency against the scheduled rate, one line per option (a filled
+    marker where LoadGen called the run VALID, hollow where not), the bound as a dashed line."""
+    series = [(s, sorted(_last_per_rate(s.info.get("points", [])),
+                         key=lambda p: p["scheduled_qps"]))
+              for s in served if s.scenario == "server" and s.record.ok]
+    series = [(s, points) for s, points in series if points]
+    if not series:
+        return None
+    plt = _pyplot()
+    figure, axes = plt.subplots(figsize=(WIDTH_IN, 4.0))
+    for option, points in series:
+        rates = [p["scheduled_qps"] for p in points]
+        p99s = [p["latency_ms"]["p99"] for p in points]
+        style = "-" if option.trusted else ":"
+        (line,) = axes.plot(rates, p99s, style, label=option.label)
+        colour = line.get_color()
+        for rate, p99, point in zip(rates, p99s, points, strict=True):
+            axes.plot([rate], [p99], "o", color=colour,
+                      markerfacecolor=colour if point.get("valid") else "white")
+    bound = series[0][0].info.get("p99_bound_ms")
+    if bound:
+        axes.axhline(bound, color="#b00020", linestyle="--", linewidth=1,
+                     label=f"bound: p99 {bound:g} ms")
+    axes.set_xscale("log")
+    axes.set_yscale("log")
+    axes.set_xlabel("scheduled rate (queries per second, Poisson arrivals)")
+    axes.set_ylabel("p99 latency (ms)")
+    axes.grid(alpha=0.3, which="both")
+    axes.legend(fontsize=7, loc="best")
     return _svg(figure)

@@ -13,6 +13,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 from toolkit.recipes import BY_QUALITY
+from toolkit.report.load import Served, served_label, sustained_line
 from toolkit.report.units import duration, rate, ratio
 from toolkit.results import Parity, Record
 from toolkit.stats import Estimate, Stats, median
@@ -98,6 +99,7 @@ class WorkloadSummary:
     options: list[Option] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)  # failed or skipped steps, with reasons
     flops_per_row: int | None = None
+    served: list[Served] = field(default_factory=list)  # under LoadGen (scenario records)
 
     @property
     def idiomatic(self) -> Option | None:
@@ -122,6 +124,9 @@ class WorkloadSummary:
         parts = []
         if self.train is not None and self.train.ok and self.train.seconds:
             parts.append(f"training took {duration(self.train.seconds, 2)}")
+        load = sustained_line(self.served)
+        if best is None and load is not None:
+            return f"{self.key}: " + "; ".join(parts + [load])
         if best is None:
             return f"{self.key}: " + "; ".join(parts + [f"no trusted timing for {what}"])
         p50_s = best.p50_ms[batch] / 1e3
@@ -157,6 +162,9 @@ def summarise(
         if (record.phase in ("train", "export", "parity") and record.recipe == "fp32"
                 and getattr(summary, record.phase) is None):
             setattr(summary, record.phase, record)
+        if record.phase == "scenario":
+            summary.served.append(Served(served_label(record, host if several else ""), record))
+            continue
         if record.status != "ok" and record.phase not in ("infer", "load"):
             what = record.phase if record.recipe == "fp32" else f"{record.recipe} {record.phase}"
             summary.problems.append(f"{what} {record.status}: {record.reason}")
@@ -235,6 +243,11 @@ def _finish(summary: WorkloadSummary,
             option.load_s.append(load.seconds or 0.0)
             option.import_s.append(float(load.info.get("import_seconds", 0.0)))
             option.size_bytes = load.info.get("artifact_bytes", option.size_bytes)
+    failed = summary.parity is not None and summary.parity.parity is not None and \
+        not summary.parity.parity.passed
+    if failed:  # the ONNX file the served sessions load did not compute what the native did
+        summary.served = [Served(s.label, s.record, s.record.runtime != "onnxruntime")
+                          for s in summary.served]
     for option in summary.options:
         base = next((o for o in summary.options if o.idiomatic and o.host == option.host), None)
         for batch, p50 in option.p50_ms.items():

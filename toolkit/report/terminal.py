@@ -7,6 +7,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from toolkit.report.load import LoadTable, load_notes, load_tables, sustained_line
 from toolkit.report.summary import WorkloadSummary, unmeasured_lines, warning_lines
 from toolkit.report.table import options_table
 from toolkit.report.units import duration
@@ -14,14 +15,35 @@ from toolkit.report.units import duration
 
 def render(summaries: list[WorkloadSummary], console: Console) -> None:
     for summary in summaries:
-        console.print(workload_table(summary))
         plain = {"highlight": False, "markup": False}  # exporter and runtime words, verbatim
+        table = workload_table(summary)
+        if table.row_count or not summary.served:
+            console.print(table)
+        for load in load_tables(summary.served):
+            console.print(load_table(summary, load))
         console.print(summary.headline(), style="bold", **plain)
+        line = sustained_line(summary.served)
+        if line and summary.options:
+            console.print(line, style="bold", **plain)
         for line in summary.problems + unmeasured_lines(summary):
             console.print(f"  {line}", style="yellow", **plain)
         for line in warning_lines(summary):
             console.print(f"  ! {line}", style="dim", **plain)
+        for line in load_notes(summary.served):
+            console.print(f"  {line}", style="dim" if line.startswith("!") else "yellow", **plain)
         console.print()
+
+
+def load_table(summary: WorkloadSummary, load: LoadTable) -> Table:
+    """One scenario's options under LoadGen; options of an ONNX file that failed parity red."""
+    table = Table(title=f"{summary.key}: LoadGen {load.scenario}", title_justify="left",
+                  caption=load.caption, caption_justify="left")
+    for index, name in enumerate(load.columns):
+        table.add_column(name, justify="left" if index == 0 or name == "sessions" else "right",
+                         no_wrap=index == 0)
+    for cells, trusted in load.rows:
+        table.add_row(*(Text(c) for c in cells), style="" if trusted else "red")
+    return table
 
 
 def workload_title(summary: WorkloadSummary) -> str:

@@ -1,0 +1,219 @@
+"""`deploybench loadgen` end to end with the real MLPerf LoadGen, on a small ONNX model and short
+runs: the peak search, the other scenarios, the logs and reports, bad input, a system under
+test that fails or hangs, and resume."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests.model_files import onnx_model
+from toolkit.plan import Context, Scenario, Sources
+from toolkit.scenarios import LoadSettings
+from toolkit.suite import Case, Suite
+
+pytest.importorskip("mlperf_loadgen", reason="MLPerf LoadGen is not installed "
+                    "(pip install 'deploybench[loadgen]')")
+
+
+def mlp(path: Path, features: int = 64, hidden: int = 256) -> Path:
+    """x [N, features] -> relu(x W1) W2: a little work per row, so a rate can overwhelm it."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(0)
+    weights = [numpy_helper.from_array(rng.standard_normal(shape).astype(np.float32), name)
+               for name, shape in (("w1", (features, hidden)), ("w2", (hidden, 10)))]
+    return onnx_model(path, [helper.make_node("MatMul", ["x", "w1"], ["h"]),
+                             helper.make_node("Relu", ["h"], ["r"]),
+                             helper.make_node("MatMul", ["r", "w2"], ["y"])],
+                      [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", features])],
+                      [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 10])],
+                      weights)
+
+
+def loadgen(*args: str, timeout: float = 600) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "toolkit.cli", "loadgen", *args],
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def records(out: Path) -> list[dict]:
+    return [r for r in json.loads((out / "results.json").read_text())["records"]
+            if r["phase"] == "scenario"]
+
+
+@pytest.fixture(scope="module")
+def server_run(tmp_path_factory: pytest.TempPathFactory):
+    root = tmp_path_factory.mktemp("loadgen")
+    model = mlp(root / "mlp.onnx")
+    out = root / "out"
+    proc = loadgen(str(model), "--scenario", "server", "--p99-ms", "5", "--duration", "200ms",
+                   "--threads", "2", "--out", str(out), "--history", str(root / "h.sqlite"))
+    return proc, out, model
+
+
+def test_server_finds_each_options_peak_rate_under_the_bound(server_run):
+    proc, out, _ = server_run
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    found = {r["variant"]: r for r in records(out)}
+    assert set(found) == {"shared", "per-worker", "shared+batching", "per-worker+batching"}
+    for variant, record in found.items():
+        info = record["info"]
+        assert record["status"] == "ok", record["reason"]
+        assert info["scenario"] == "server" and info["p99_bound_ms"] == 5
+        assert info["peak_qps"] and info["peak_qps"] > 0, variant
+        points = info["points"]
+        assert any(p["valid"] for p in points) and any(not p["valid"] for p in points), variant
+        best = max((p for p in points if p["valid"]), key=lambda p: p["scheduled_qps"])
+        assert info["peak_qps"] == best["scheduled_qps"] and info["valid"] is True
+        assert best["latency_ms"]["p99"] <= 5.0  # LoadGen's VALID includes the bound
+        # no valid rate above a rate LoadGen refused (the search bisects between them)
+        refused = min(p["target_qps"] for p in points if not p["valid"])
+        assert all(p["target_qps"] < refused for p in points if p["valid"])
+        assert (Path(best["log"]) / "mlperf_log_detail.txt").is_file()
+        assert (Path(best["log"]) / "mlperf_log_summary.txt").is_file()
+        assert info["workers"] == 2 and info["threads_per_worker"] == 1
+        assert record["settings"]["spinning"] is False
+        assert any("600 s" in w for w in record["warnings"])  # a short run says so
+    assert found["shared+batching"]["info"]["max_batch"] == 8
+    assert "sustained load: highest rate within p99 <= 5 ms" in proc.stdout
+
+
+def test_the_reports_show_the_rate_chart_and_the_peak_table(server_run):
+    _, out, _ = server_run
+    html = (out / "report.html").read_text()
+    assert "Serving under load (MLPerf LoadGen)" in html and "<svg" in html
+    assert "p99 latency (ms)" in html and "bound: p99 5 ms" in html
+    assert "sustained load: highest rate within p99 &lt;= 5 ms" in html
+    markdown = (out / "report.md").read_text()
+    assert "**MLPerf LoadGen, server**" in markdown and "peak rate, p99 ≤ 5 ms" in markdown
+    assert "scenario" in (out / "report.csv").read_text()
+
+
+def test_a_loadgen_run_resumes_only_what_is_missing(server_run, tmp_path):
+    _, out, _ = server_run
+    import shutil
+
+    copy = tmp_path / "copy"
+    shutil.copytree(out, copy)
+    payload = json.loads((copy / "results.json").read_text())
+    dropped = payload["records"].pop()
+    payload["run"]["interrupted"] = True
+    (copy / "results.json").write_text(json.dumps(payload))
+    proc = loadgen("--resume", str(copy), "--history", str(tmp_path / "h.sqlite"))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    again = records(copy)
+    assert len(again) == 4 and again[-1]["variant"] == dropped["variant"]
+    assert again[-1]["info"]["peak_qps"] > 0
+    refused = loadgen("--resume", str(copy), "--p99-ms", "3")
+    assert refused.returncode == 2 and "drop --p99-ms" in refused.stderr
+
+
+@pytest.mark.parametrize(("scenario", "check"), [
+    ("offline", lambda info: info["samples_per_s"] > 0 and info["valid"]),
+    ("singlestream", lambda info: 0 < info["metric_ms"] < 100 and info["percentile"] == 90),
+    ("multistream", lambda info: 0 < info["metric_ms"] < 100 and info["percentile"] == 99),
+])
+def test_the_other_scenarios_give_their_figure(server_run, tmp_path, scenario, check):
+    _, _, model = server_run
+    out = tmp_path / "out"
+    proc = loadgen(str(model), "--scenario", scenario, "--duration", "200ms", "--workers", "1",
+                   "--threads", "1", "--out", str(out), "--history", str(tmp_path / "h.sqlite"))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    found = records(out)
+    assert {r["variant"] for r in found} == {"shared", "per-worker"}  # no batching here
+    for record in found:
+        assert record["status"] == "ok", record["reason"]
+        assert check(record["info"]), record["info"]
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--scenario", "burst"], "--scenario 'burst': choose one of server"),
+    (["--p99-ms", "0"], "--p99-ms 0: give a number > 0"),
+    (["--target-qps", "-3"], "--target-qps -3: give a number > 0"),
+    (["--duration", "soon"], "--duration 'soon': give a duration such as 2s"),
+    (["--workers", "0"], "--workers 0"),
+])
+def test_bad_input_is_one_line_and_exit_2(server_run, tmp_path, args, message):
+    _, _, model = server_run
+    proc = loadgen(str(model), *args, "--out", str(tmp_path / "out"), timeout=120)
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.strip().splitlines() == [f"error: {proc.stderr.split('error: ')[1]}"
+                                                .strip()]
+    assert message in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_an_unknown_target_names_what_to_give(tmp_path):
+    proc = loadgen("nowhere/model.onnx", "--out", str(tmp_path / "out"), timeout=120)
+    assert proc.returncode == 2
+    assert "no such model file, and no built-in workload" in proc.stderr
+    proc = loadgen("no-such-workload", "--out", str(tmp_path / "out"), timeout=120)
+    assert proc.returncode == 2 and "deploybench list" in proc.stderr
+
+
+def scenario_step(model: Path, inputs: Path, **settings) -> Scenario:
+    case = Case("onnx/mlp", "onnxruntime", "cpu")
+    return Scenario(case, "shared", LoadSettings(**settings), None,
+                    Sources(onnx=str(model), inputs=str(inputs)))
+
+
+def test_a_system_under_test_that_fails_or_hangs_costs_that_option_only(server_run, tmp_path):
+    _, _, model = server_run
+    good = tmp_path / "good.npz"
+    np.savez(good, x=np.ones((32, 64), np.float32))
+    bad = tmp_path / "bad.npz"  # rows the model cannot take: every call raises
+    np.savez(bad, x=np.ones((32, 7), np.float32))
+    context = Context(Suite("t", ("onnx/mlp",), threads=1, timeout_s=60), tmp_path)
+    failed = scenario_step(model, bad, duration_s=0.2).execute(context)
+    assert [r.status for r in failed] == ["failed"]
+    assert "INVALID_ARGUMENT" in failed[0].reason or "Got invalid dimensions" in failed[0].reason
+    hung = scenario_step(model, good, duration_s=120, scenario="singlestream").execute(
+        Context(Suite("t", ("onnx/mlp",), threads=1, timeout_s=8), tmp_path))
+    assert [r.status for r in hung] == ["failed"] and "timed out after 8 s" in hung[0].reason
+    fine = scenario_step(model, good, duration_s=0.2, scenario="offline").execute(context)
+    assert [r.status for r in fine] == ["ok"] and fine[0].info["samples_per_s"] > 0
+
+
+def test_a_suite_can_hold_scenarios(tmp_path):
+    from toolkit.errors import BadInputError
+    from toolkit.plan import plan_suite
+    from toolkit.suite import load_suite
+
+    path = tmp_path / "s.toml"
+    path.write_text('workloads = ["torch/digits-mlp"]\nproviders = ["cpu"]\nrounds = 1\n'
+                    "[scenarios.server]\np99_ms = 5\nduration_s = 0.5\n"
+                    "[scenarios.offline]\nbatch_sizes = [32]\n")
+    suite = load_suite(str(path))
+    assert [(s.scenario, s.p99_ms, s.batch_sizes) for s in suite.scenarios] == [
+        ("server", 5, (8,)), ("offline", 10.0, (32,))]
+    assert Suite.from_dict(suite.to_dict()) == suite
+    labels = [s.label for s in plan_suite(suite).steps]
+    assert "torch/digits-mlp onnxruntime cpu shared+batching loadgen server" in labels
+    assert "torch/digits-mlp native_torch cpu processes loadgen offline" in labels
+    assert load_suite("full").scenarios  # run --suite full includes serving under load
+    for text, message in (("[scenarios.burst]\n", "[scenarios.burst] is not a scenario"),
+                          ("[scenarios.server]\nrate = 5\n", "unknown key 'rate'"),
+                          ("[scenarios.server]\np99_ms = \"5\"\n", "p99_ms = '5' is not a "),
+                          ("[scenarios.server]\np99_ms = -1\n", "--p99-ms -1")):
+        path.write_text('workloads = ["torch/digits-mlp"]\n' + text)
+        with pytest.raises(BadInputError, match=message.replace("[", r"\[").replace("]", r"\]")):
+            load_suite(str(path))
+
+
+@pytest.mark.slow
+def test_a_built_in_workload_is_served_natively_by_worker_processes(tmp_path):
+    out = tmp_path / "out"
+    proc = loadgen("torch/digits-mlp", "--scenario", "offline", "--duration", "200ms",
+                   "--batch-sizes", "32", "--out", str(out), "--history",
+                   str(tmp_path / "h.sqlite"))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    native = [r for r in records(out) if r["runtime"] == "native"]
+    assert len(native) == 1 and native[0]["status"] == "ok", native
+    info = native[0]["info"]
+    assert info["pool"] == "processes" and info["call"] == "inference_mode"
+    assert info["samples_per_s"] > 0 and native[0]["batch_size"] == 32
+    assert "trained" in (out / "report.md").read_text().lower()

@@ -1,0 +1,194 @@
+"""Serving under load in the reports: a workload's options under MLPerf LoadGen (its `scenario`
+records), as one table per scenario that the terminal, Markdown and HTML reports render, and
+the pick for sustained load (the highest rate within the p99 bound)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from toolkit.report.units import duration, significant
+from toolkit.results import Record
+from toolkit.scenarios import BATCHING
+
+CAPTIONS = {
+    "server": ("Server: Poisson arrivals. Peak: the highest scheduled rate LoadGen called VALID "
+               "(p99 within the bound and enough queries for its early-stopping test), found "
+               "by doubling then bisecting; latencies at that rate, from each query's scheduled "
+               "time. shared / per-worker: one ONNX Runtime session for all worker threads, or "
+               "one each; processes: a native runtime in worker processes (it holds the GIL); "
+               "+batching: queued queries answered in one call."),
+    "offline": "Offline: every sample in one query, answered in calls of the batch size.",
+    "singlestream": ("SingleStream: one query of one sample after another; MLPerf's figure is "
+                     "LoadGen's early-stopping estimate of the 90th percentile."),
+    "multistream": ("MultiStream: one query of N samples after another; MLPerf's figure is "
+                    "LoadGen's early-stopping estimate of the 99th percentile."),
+}
+
+
+@dataclass(frozen=True)
+class Served:
+    """One option's LoadGen result in one scenario (one record)."""
+
+    label: str
+    record: Record
+    trusted: bool = True  # False: the workload's ONNX file failed parity
+
+    @property
+    def info(self) -> dict[str, Any]:
+        return dict(self.record.info)
+
+    @property
+    def scenario(self) -> str:
+        return str(self.info.get("scenario", ""))
+
+    @property
+    def peak_qps(self) -> float | None:
+        return self.info.get("peak_qps")
+
+    @property
+    def searched(self) -> bool:
+        return "peak_qps" in self.info
+
+
+def served_label(record: Record, host: str = "") -> str:
+    """`onnxruntime per-worker+batching cpu (max 8)`, `torch processes`, `... batch 64`."""
+    label = record.case.option
+    scenario = record.info.get("scenario")
+    if record.variant.endswith(BATCHING) and record.batch_size:
+        label += f" (max {record.batch_size})"
+    elif scenario == "offline" and record.batch_size:
+        label += f" batch {record.batch_size}"
+    elif scenario == "multistream" and record.batch_size:
+        label += f" {record.batch_size}/query"
+    return label + (f" @{host}" if host else "")
+
+
+@dataclass(frozen=True)
+class LoadTable:
+    scenario: str
+    caption: str
+    columns: tuple[str, ...]
+    rows: tuple[tuple[tuple[str, ...], bool], ...]  # cells, trusted
+
+
+def load_tables(served: Sequence[Served]) -> list[LoadTable]:
+    """One table per scenario, its options in the order they ran."""
+    tables = []
+    for scenario in CAPTIONS:
+        chosen = [s for s in served if s.scenario == scenario and s.record.ok]
+        if chosen:
+            columns, rows = _SCENARIO_TABLES[scenario](chosen)
+            tables.append(LoadTable(scenario, CAPTIONS[scenario], columns,
+                                    tuple((cells, s.trusted) for cells, s in zip(
+                                        rows, chosen, strict=True))))
+    return tables
+
+
+def _ms(value: float | None) -> str:
+    return "-" if value is None else duration(value / 1e3)
+
+
+def _qps(value: float | None, unit: str = "q/s") -> str:
+    if value is None:
+        return "-"
+    for suffix, factor in (("M", 1e6), ("k", 1e3)):
+        if value >= factor:
+            return f"{significant(value / factor, 3)}{suffix} {unit}"
+    return f"{significant(value, 3)} {unit}"
+
+
+def _valid(info: dict[str, Any]) -> str:
+    points = info.get("points", [])
+    good = sum(1 for p in points if p.get("valid"))
+    return f"{good}/{len(points)}" if len(points) > 1 else ("VALID" if good else "INVALID")
+
+
+def _workers(info: dict[str, Any]) -> str:
+    return f"{info.get('workers', '?')} × {info.get('threads_per_worker', '?')}"
+
+
+def _server(chosen: list[Served]) -> tuple[tuple[str, ...], list[tuple[str, ...]]]:
+    bound = chosen[0].info.get("p99_bound_ms")
+    columns = ("option", f"peak rate, p99 ≤ {bound:g} ms", "p50 there", "p99 there",
+               "valid runs", "took", "workers × threads", "sessions")
+    rows = []
+    for s in chosen:
+        info = s.info
+        latency = info.get("latency_ms", {})
+        rate = (_qps(s.peak_qps) if s.searched else
+                f"at {_qps(info.get('scheduled_qps'))}")
+        if s.searched and s.peak_qps is None:
+            rate = "none valid"
+        rows.append((s.label, rate, _ms(latency.get("p50")), _ms(latency.get("p99")),
+                     _valid(info), duration(s.record.seconds or 0.0, 2), _workers(info),
+                     str(info.get("sessions", ""))))
+    return columns, rows
+
+
+def _offline(chosen: list[Served]) -> tuple[tuple[str, ...], list[tuple[str, ...]]]:
+    columns = ("option", "samples/s", "valid", "workers × threads", "sessions")
+    return columns, [(s.label, _qps(s.info.get("samples_per_s"), "samples/s"),
+                      _valid(s.info), _workers(s.info), str(s.info.get("sessions", "")))
+                     for s in chosen]
+
+
+def _stream(chosen: list[Served]) -> tuple[tuple[str, ...], list[tuple[str, ...]]]:
+    percentile = chosen[0].info.get("percentile", 90.0)
+    columns = ("option", f"p{percentile:g} (MLPerf estimate)", "p50", "valid", "queries")
+    rows = []
+    for s in chosen:
+        point = (s.info.get("points") or [{}])[-1]
+        rows.append((s.label, _ms(s.info.get("metric_ms")),
+                     _ms(s.info.get("latency_ms", {}).get("p50")), _valid(s.info),
+                     f"{point.get('queries') or 0:,}"))
+    return columns, rows
+
+
+_SCENARIO_TABLES = {"server": _server, "offline": _offline, "singlestream": _stream,
+                    "multistream": _stream}
+
+
+def sustained_pick(served: Sequence[Served]) -> tuple[str, Served | None]:
+    """The goal ("sustained load: highest rate within p99 <= 5 ms") and the trusted option with
+    the highest peak rate under it (None where no search found a valid rate)."""
+    searched = [s for s in served if s.searched and s.record.ok]
+    if not searched:
+        return "", None
+    bound = searched[0].info.get("p99_bound_ms")
+    goal = f"sustained load: highest rate within p99 <= {bound:g} ms"
+    found = [s for s in searched if s.trusted and s.peak_qps]
+    return goal, max(found, key=lambda s: s.peak_qps or 0.0, default=None)
+
+
+def sustained_line(served: Sequence[Served]) -> str | None:
+    """The pick as one sentence, with the runner-up for scale."""
+    goal, pick = sustained_pick(served)
+    if not goal:
+        return None
+    if pick is None:
+        return f"{goal}: no option had a VALID LoadGen run"
+    text = f"{goal}: {_qps(pick.peak_qps)} with {pick.label}"
+    others = sorted((s for s in served if s.searched and s.trusted and s.peak_qps
+                     and s is not pick), key=lambda s: -(s.peak_qps or 0.0))
+    if others:
+        text += f" (next: {_qps(others[0].peak_qps)} with {others[0].label})"
+    return text
+
+
+def load_notes(served: Sequence[Served]) -> list[str]:
+    """Why an option was not served, and each option's warnings, once."""
+    notes = []
+    for s in served:
+        if not s.record.ok:
+            notes.append(f"{s.label} {s.scenario} {s.record.status}: {s.record.reason}")
+        elif not s.info.get("valid") and s.info.get("reason"):
+            notes.append(f"{s.label} {s.scenario}: INVALID ({s.info['reason']})")
+    seen: set[str] = set()
+    for s in served:
+        for warning in s.record.warnings:
+            if warning not in seen:
+                seen.add(warning)
+                notes.append(f"! {warning}")
+    return notes
