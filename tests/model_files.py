@@ -83,3 +83,12 @@ def matmul_chain(path: Path, layers: int, width: int = 256, seed: int = 0) -> Pa
                       [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", width])],
                       [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", width])],
                       weights)
+
+
+class Dies:
+    """A stand-in for a native model whose call crashes the process serving it."""
+
+    def predict(self, x):  # noqa: ANN001
+        import os
+
+        os._exit(3)

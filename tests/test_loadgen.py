@@ -109,8 +109,8 @@ def test_a_loadgen_run_resumes_only_what_is_missing(server_run, tmp_path):
     again = records(copy)
     assert len(again) == 4 and again[-1]["variant"] == dropped["variant"]
     assert again[-1]["info"]["peak_qps"] > 0
-    refused = loadgen("--resume", str(copy), "--p99-ms", "3")
-    assert refused.returncode == 2 and "drop --p99-ms" in refused.stderr
+    refused = loadgen("--resume", str(copy), "--scenario", "offline")
+    assert refused.returncode == 2 and "drop --scenario" in refused.stderr
 
 
 @pytest.mark.parametrize(("scenario", "check"), [
@@ -121,14 +121,18 @@ def test_a_loadgen_run_resumes_only_what_is_missing(server_run, tmp_path):
 def test_the_other_scenarios_give_their_figure(server_run, tmp_path, scenario, check):
     _, _, model = server_run
     out = tmp_path / "out"
-    proc = loadgen(str(model), "--scenario", scenario, "--duration", "200ms", "--workers", "1",
-                   "--threads", "1", "--out", str(out), "--history", str(tmp_path / "h.sqlite"))
+    proc = loadgen(str(model), "--scenario", scenario, "--duration", "200ms", "--threads", "2",
+                   "--out", str(out), "--history", str(tmp_path / "h.sqlite"))
     assert proc.returncode == 0, proc.stderr[-3000:]
     found = records(out)
-    assert {r["variant"] for r in found} == {"shared", "per-worker"}  # no batching here
+    expected = {"shared"} if scenario != "offline" else {"shared", "per-worker"}
+    assert {r["variant"] for r in found} == expected  # no batching; a stream has one worker
     for record in found:
         assert record["status"] == "ok", record["reason"]
         assert check(record["info"]), record["info"]
+        if scenario != "offline":
+            assert record["info"]["workers"] == 1 and record["info"]["threads_per_worker"] == 2
+            assert record["info"]["within_bound"] is True  # well under the default 10 ms
 
 
 @pytest.mark.parametrize(("args", "message"), [
@@ -137,6 +141,8 @@ def test_the_other_scenarios_give_their_figure(server_run, tmp_path, scenario, c
     (["--target-qps", "-3"], "--target-qps -3: give a number > 0"),
     (["--duration", "soon"], "--duration 'soon': give a duration such as 2s"),
     (["--workers", "0"], "--workers 0"),
+    (["--scenario", "offline", "--p99-ms", "5"], "--p99-ms: offline has no latency bound"),
+    (["--compliant", "--timeout", "100"], "--timeout 100: a --compliant LoadGen run lasts"),
 ])
 def test_bad_input_is_one_line_and_exit_2(server_run, tmp_path, args, message):
     _, _, model = server_run
@@ -178,6 +184,55 @@ def test_a_system_under_test_that_fails_or_hangs_costs_that_option_only(server_r
     assert [r.status for r in fine] == ["ok"] and fine[0].info["samples_per_s"] > 0
 
 
+def test_a_worker_process_that_dies_fails_its_option_instead_of_hanging(tmp_path):
+    """A native model whose call kills its worker process: LoadGen would wait for its samples
+    forever; the step ends with a failed record that says a worker died."""
+    import joblib
+
+    from tests.model_files import Dies
+
+    model = tmp_path / "dies.joblib"
+    joblib.dump(Dies(), model)
+    inputs = tmp_path / "in.npz"
+    np.savez(inputs, input=np.ones((16, 3), np.float32))
+    step = Scenario(Case("sklearn/dies", "native_sklearn", "cpu"), "processes",
+                    LoadSettings(duration_s=0.2), None,
+                    Sources(native=str(model), inputs=str(inputs)))
+    made = step.execute(Context(Suite("t", ("sklearn/dies",), threads=1, timeout_s=120),
+                                tmp_path))
+    assert [r.status for r in made] == ["failed"]
+    assert "a worker process died (exit code 3)" in made[0].reason
+
+
+def test_an_option_slower_than_the_bound_is_not_searched(server_run, tmp_path):
+    _, _, model = server_run
+    inputs = tmp_path / "in.npz"
+    np.savez(inputs, x=np.ones((16, 64), np.float32))
+    made = scenario_step(model, inputs, p99_ms=0.0001).execute(
+        Context(Suite("t", ("onnx/mlp",), threads=1, timeout_s=60), tmp_path))
+    assert [r.status for r in made] == ["ok"]
+    info = made[0].info
+    assert info["points"] == [] and info["peak_qps"] is None and info["loadgen_runs"] == 0
+    assert "more than the 0.0001 ms bound: raise --p99-ms" in info["reason"]
+
+
+def test_loadgens_own_log_is_read_back(tmp_path):
+    """A real LoadGen run on a pool whose model does nothing: its verdict, rates, query count
+    and latencies (ns in the log, ms here) come back from mlperf_log_detail.txt."""
+    from toolkit.serving import ThreadPool
+    from toolkit.steps.scenario import run_loadgen
+
+    pool = ThreadPool([lambda indices: None] * 2, max_batch=1, max_delay_s=0.0)
+    result = run_loadgen(pool, LoadSettings(duration_s=0.3, p99_ms=20), 2000.0, 1e-5, 1, 16,
+                         tmp_path / "run")
+    pool.close()
+    assert result.valid and result.reason == "" and result.perf_met is True
+    assert result.queries >= 512 and result.scheduled_qps == pytest.approx(2000, rel=0.2)
+    assert 0 < result.latency_ms["p50"] <= result.latency_ms["p99"] < 20
+    assert result.log == str(tmp_path / "run")
+    assert (tmp_path / "run" / "mlperf_log_summary.txt").read_text().count("VALID") >= 1
+
+
 def test_a_suite_can_hold_scenarios(tmp_path):
     from toolkit.errors import BadInputError
     from toolkit.plan import plan_suite
@@ -189,8 +244,8 @@ def test_a_suite_can_hold_scenarios(tmp_path):
                     "[scenarios.offline]\nbatch_sizes = [32]\n")
     suite = load_suite(str(path))
     assert [(s.scenario, s.p99_ms, s.batch_sizes) for s in suite.scenarios] == [
-        ("server", 5, (8,)), ("offline", 10.0, (32,))]
-    assert Suite.from_dict(suite.to_dict()) == suite
+        ("server", 5, (8,)), ("offline", None, (32,))]
+    assert Suite.from_dict(json.loads(json.dumps(suite.to_dict()))) == suite
     labels = [s.label for s in plan_suite(suite).steps]
     assert "torch/digits-mlp onnxruntime cpu shared+batching loadgen server" in labels
     assert "torch/digits-mlp native_torch cpu processes loadgen offline" in labels
@@ -198,7 +253,8 @@ def test_a_suite_can_hold_scenarios(tmp_path):
     for text, message in (("[scenarios.burst]\n", "[scenarios.burst] is not a scenario"),
                           ("[scenarios.server]\nrate = 5\n", "unknown key 'rate'"),
                           ("[scenarios.server]\np99_ms = \"5\"\n", "p99_ms = '5' is not a "),
-                          ("[scenarios.server]\np99_ms = -1\n", "--p99-ms -1")):
+                          ("[scenarios.server]\np99_ms = -1\n",
+                           "[scenarios.server]: --p99-ms -1")):
         path.write_text('workloads = ["torch/digits-mlp"]\n' + text)
         with pytest.raises(BadInputError, match=message.replace("[", r"\[").replace("]", r"\]")):
             load_suite(str(path))

@@ -45,6 +45,19 @@ def test_the_peak_search_halves_until_a_rate_is_valid_and_says_when_none_is():
     none = search_peak(fake_loadgen(0.0, []), 8.0, floor_qps=1.0)
     assert none.peak_qps is None and none.best is None
     assert [p["target_qps"] for p in none.points] == [8.0, 4.0, 2.0, 1.0]
+    at_floor = search_peak(fake_loadgen(1.5, []), 100.0, floor_qps=1.0)  # 0.78 < floor: try 1
+    tried = [p["target_qps"] for p in at_floor.points]
+    assert 1.0 in tried and 0.781 not in tried  # the floor itself, never below it
+    assert at_floor.peak_qps is not None and 1.0 <= at_floor.peak_qps <= 1.5
+
+
+def test_the_peak_search_stops_before_a_run_that_would_not_fit_and_says_so():
+    calls: list[float] = []
+    search = search_peak(fake_loadgen(3000.0, calls), 1000.0, fits=lambda rate: rate < 3500)
+    assert calls == [1000.0, 2000.0] and search.cut_at == 4000.0
+    assert search.peak_qps == 2000.0 and not search.bracketed
+    unbounded = search_peak(fake_loadgen(1e12, []), 1000.0, max_points=4)
+    assert not unbounded.bracketed and unbounded.peak_qps == 8000.0
 
 
 @pytest.mark.parametrize(("text", "seconds"), [("2", 2.0), ("2s", 2.0), ("500ms", 0.5),
@@ -70,7 +83,7 @@ def test_bad_settings_are_refused_with_the_flag(values, flag):
 
 
 def test_settings_survive_the_results_file_and_default_per_scenario():
-    settings = LoadSettings(scenario="offline", p99_ms=5, duration_s=0.5)
+    settings = LoadSettings(scenario="offline", duration_s=0.5)
     assert settings.batch_sizes == (64,)
     assert LoadSettings.from_dict(settings.to_dict()) == settings
     assert LoadSettings().delay_ms == pytest.approx(1.0)  # a tenth of the 10 ms bound
@@ -81,26 +94,38 @@ def test_settings_survive_the_results_file_and_default_per_scenario():
 def test_batching_variants_exist_for_the_server_scenario_only():
     assert variants("onnxruntime", "server") == ("shared", "per-worker", "shared+batching",
                                                  "per-worker+batching")
+    assert variants("onnxruntime", "offline") == ("shared", "per-worker")
+    assert variants("onnxruntime", "singlestream") == ("shared",)  # one query in flight
     assert variants("native", "offline") == ("processes",)
+
+
+@pytest.mark.parametrize(("values", "flag"), [
+    ({"scenario": "offline", "p99_ms": 5}, "--p99-ms: offline has no latency bound"),
+    ({"scenario": "singlestream", "target_qps": 50}, "--target-qps: singlestream"),
+    ({"scenario": "offline", "max_delay_ms": 1}, "--max-delay-ms: only the server"),
+    ({"scenario": "multistream", "compliant": True, "batch_sizes": (4,)}, "--compliant")])
+def test_a_setting_that_does_nothing_in_a_scenario_is_refused(values, flag):
+    with pytest.raises(BadInputError, match=flag):
+        LoadSettings(**values)
 
 
 def test_the_batcher_gathers_queued_queries_while_the_workers_are_busy():
     """One worker, busy with a first call, while 20 queries arrive: they are answered in
     batches of at most 8, and every query is answered once."""
-    release = threading.Event()
+    release, busy = threading.Event(), threading.Event()
     batches: list[int] = []
 
     def predict(indices):
         batches.append(len(indices))
+        busy.set()
         release.wait(timeout=5)
 
     answered: list[int] = []
     pool = ThreadPool([predict], max_batch=8, max_delay_s=0.001)
     pool.bind(answered.extend)
     pool.issue([Sample(0, 0)])
-    time.sleep(0.05)  # the worker now holds query 0
+    assert busy.wait(timeout=5)  # the worker now holds query 0
     pool.issue([Sample(i, i) for i in range(1, 21)])
-    time.sleep(0.05)
     release.set()
     deadline = time.monotonic() + 5
     while len(answered) < 21 and time.monotonic() < deadline:

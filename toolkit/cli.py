@@ -279,25 +279,27 @@ def loadgen(
     target: Annotated[str | None, typer.Argument(
         help="a model file (as bench takes) or a built-in workload (torch/digits-mlp)",
         show_default=False)] = None,
-    scenario: Annotated[str, typer.Option(
-        help="server (Poisson arrivals: the peak rate within the bound), offline (samples/s), "
-        "singlestream, multistream")] = "server",
+    scenario: Annotated[str | None, typer.Option(
+        help="server (default; Poisson arrivals: the peak rate within the bound), offline "
+        "(samples/s), singlestream, multistream (a latency percentile)")] = None,
     p99_ms: Annotated[float | None, typer.Option(
-        "--p99-ms", help="the latency bound in ms (default 10)")] = None,
+        "--p99-ms", help="the latency bound in ms (default 10; not for offline)")] = None,
     target_qps: Annotated[float | None, typer.Option(
         "--target-qps", help="server: measure at this rate instead of searching for the peak; "
         "offline: the rate LoadGen sizes its query for")] = None,
     duration: Annotated[str | None, typer.Option(
-        help="each LoadGen run's minimum duration, e.g. 2s, 500ms, 1m (default 1s)")] = None,
+        help="each LoadGen run's minimum duration, e.g. 2s, 500ms, 1m (default 1s; a run also "
+        "lasts at least 512 queries)")] = None,
     compliant: Annotated[bool, typer.Option(
-        "--compliant", help="MLPerf's own minimum duration (600 s) and query counts")] = False,
+        "--compliant", help="MLPerf's own minimum duration (600 s per run), query counts and "
+        "seeds; the default --timeout grows to fit")] = False,
     providers: ProvidersOption = None,
     batch_sizes: Annotated[str | None, typer.Option(
-        help="server: the most queries +batching answers in one call (8); offline: samples per "
-        "call (64); multistream: samples per query (8)")] = None,
+        help="comma-separated; server: the most queries +batching answers in one call (8); "
+        "offline: samples per call (64); multistream: samples per query (8)")] = None,
     workers: Annotated[int | None, typer.Option(
         help="worker threads or processes per option (default: --threads, so one thread "
-        "each)")] = None,
+        "each; 1 for the streams)")] = None,
     max_delay_ms: Annotated[float | None, typer.Option(
         "--max-delay-ms", help="+batching: the longest a query waits for others (default: "
         "the bound / 10)")] = None,
@@ -308,7 +310,8 @@ def loadgen(
     shape: ShapeOption = None,
     trust_pickle: TrustOption = False,
     timeout: Annotated[float | None, typer.Option(
-        help="seconds one option (all its LoadGen runs) may take (600)")] = None,
+        help="seconds one option (all its LoadGen runs) may take (600; with --compliant "
+        "9600)")] = None,
     out_dir: Annotated[Path | None, typer.Option(
         "--out", help="output folder (default results/<UTC time>); LoadGen's logs go to "
         "its loadgen/ folder")] = None,
@@ -320,13 +323,14 @@ def loadgen(
     samples per second (offline), or the latency percentile of a stream."""
     from toolkit import bench as bench_module
     from toolkit import executor
-    from toolkit.scenarios import LoadSettings, parse_duration
+    from toolkit.scenarios import DEFAULT_DURATION_S, LoadSettings, default_timeout, parse_duration
 
     def execute(progress: Callable[[int, int, str], None]) -> executor.RunOutcome:
         if resume is not None:
             _refuse_with_resume(resume, {
-                "the target": target, "--p99-ms": p99_ms, "--target-qps": target_qps,
-                "--duration": duration, "--compliant": compliant, "--providers": providers,
+                "the target": target, "--scenario": scenario, "--p99-ms": p99_ms,
+                "--target-qps": target_qps, "--duration": duration, "--compliant": compliant,
+                "--providers": providers,
                 "--batch-sizes": batch_sizes, "--workers": workers,
                 "--max-delay-ms": max_delay_ms, "--threads": threads,
                 "--input-data": input_data, "--shape": shape, "--timeout": timeout,
@@ -337,12 +341,13 @@ def loadgen(
             raise BadInputError("give a model file or a workload (deploybench loadgen "
                                 "torch/digits-mlp), or --resume DIR")
         settings = LoadSettings(
-            scenario=scenario, p99_ms=p99_ms if p99_ms is not None else 10.0,
-            target_qps=target_qps, compliant=compliant, workers=workers,
-            duration_s=parse_duration(duration) if duration is not None else 1.0,
+            scenario=scenario or "server", p99_ms=p99_ms, target_qps=target_qps,
+            compliant=compliant, workers=workers,
+            duration_s=parse_duration(duration) if duration is not None else DEFAULT_DURATION_S,
             batch_sizes=_ints(batch_sizes, "--batch-sizes") or (), max_delay_ms=max_delay_ms)
-        suite = bench_module.bench_suite(providers=_csv(providers, "--providers"),
-                                         threads=threads, timeout_s=timeout, rounds=1)
+        suite = bench_module.bench_suite(
+            providers=_csv(providers, "--providers"), threads=threads, rounds=1,
+            timeout_s=timeout if timeout is not None else default_timeout([settings]))
         suite = suite.replace(name="loadgen", scenarios=(settings,))
         request = bench_module.loadgen_request(target, tuple(shape or ()), input_data,
                                                trust_pickle)

@@ -70,9 +70,9 @@ def start(plan: Plan, out_dir: Path, *, argv: Sequence[str] = (),
 
 def resume(out_dir: Path, command: str, *, trust_pickle: bool = False,
            progress: Progress | None = None) -> RunOutcome:
-    """Finish the run in `out_dir` that `command` (run or bench) started: its plan, made again,
-    less the steps that have records. A pickled model is loaded again only with `trust_pickle`
-    given now: results.json is data, not a grant of trust."""
+    """Finish the run in `out_dir` that `command` (run, bench, loadgen) started: its plan, made
+    again, less the steps that have records. A pickled model is loaded again only with
+    `trust_pickle` given now: results.json is data, not a grant of trust."""
     path = out_dir / "results.json"
     if not path.is_file():
         raise BadInputError(f"--resume {out_dir}: no results.json there; give a run's folder")

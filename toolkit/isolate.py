@@ -23,11 +23,15 @@ class ChildResult:
     bad_input: str | None = None  # the child found the user's file or data unusable
 
 
+# The pools of OpenMP and the BLAS libraries, sized from the environment when they load.
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
+
+
 def _child_env(threads: int) -> dict[str, str]:
     env = dict(os.environ)
     env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     env.setdefault("KERAS_BACKEND", "tensorflow")
-    for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+    for name in THREAD_VARIABLES:
         env[name] = str(threads)
     return env
 

@@ -29,7 +29,7 @@ from toolkit.errors import BadInputError
 from toolkit.isolate import run_child
 from toolkit.recipes import BY_QUALITY, CPU_ONLY, CUDA_ONLY, ONNX_RECIPES
 from toolkit.results import Record
-from toolkit.scenarios import LoadSettings, loadgen_missing, variants
+from toolkit.scenarios import LoadSettings, batches_of, loadgen_missing, variants
 from toolkit.suite import Case, Suite, cases
 
 BUILD_PHASES = ("train", "export", "parity")
@@ -209,7 +209,7 @@ def measure_label(case: Case, round_: int) -> str:
 def measure(context: Context, case: Case, sources: Sources, round_: int = 1) -> list[Record]:
     suite = context.suite
     ident = _identity(case.workload)
-    runtime = "onnxruntime" if case.runner == "onnxruntime" else "native"
+    runtime = case.runtime
     artifact = sources.onnx if runtime == "onnxruntime" else sources.native
     why = None
     if artifact is None or sources.inputs is None:
@@ -345,7 +345,7 @@ class Scenario:
     def execute(self, context: Context) -> list[Record]:
         suite, case = context.suite, self.case
         sources = Sources.from_records(context.done.get(self.after or "", []), self.sources)
-        runtime = "onnxruntime" if case.runner == "onnxruntime" else "native"
+        runtime = case.runtime
         artifact = sources.onnx if runtime == "onnxruntime" else sources.native
         base = {**_identity(case.workload), "phase": "scenario", "runtime": runtime,
                 "provider": case.provider, "variant": self.variant,
@@ -360,13 +360,15 @@ class Scenario:
                 "artifact": artifact, "inputs": sources.inputs, "provider": case.provider,
                 "variant": self.variant, "settings": self.settings.to_dict(),
                 "logs": str(context.out_dir / "loadgen" / slug), "threads": suite.threads,
-                "optimization": suite.optimization}
+                "optimization": suite.optimization,
+                "budget_s": max(suite.timeout_s * 0.9 - 15.0, suite.timeout_s / 2)}
         child = run_child(spec, context.out_dir, timeout_s=suite.timeout_s,
                           threads=suite.threads, name=f"loadgen-{slug}")
         records = list(child.records)
-        if child.failure and not records:
-            records.append(Record(**base, status="failed", reason=child.failure))
-        return records
+        done = {r.batch_size for r in records}
+        why = child.failure or "the child ended without serving it (see its log)"
+        return records + [Record(**base, batch_size=b, status="failed", reason=why)
+                          for b in batches_of(self.settings, self.variant) if b not in done]
 
 
 def scenario_steps(suite: Suite, key: str, after: str | None,
@@ -378,7 +380,7 @@ def scenario_steps(suite: Suite, key: str, after: str | None,
     missing = loadgen_missing() if suite.scenarios else None
     for settings in suite.scenarios:
         for case in planned:
-            runtime = "onnxruntime" if case.runner == "onnxruntime" else "native"
+            runtime = case.runtime
             for variant in variants(runtime, settings.scenario):
                 step = Scenario(case, variant, settings, after, sources)
                 if missing:
@@ -422,7 +424,7 @@ def _skipped(suite: Suite, key: str, planned: list[Case], reason: str) -> list[S
     steps: list[Step] = [Skipped(build_label(key), f"{key}: skipped ({reason})", tuple(
         Record(**ident, phase=phase, status="skipped", reason=reason) for phase in BUILD_PHASES))]
     for case in planned:
-        runtime = "onnxruntime" if case.runner == "onnxruntime" else "native"
+        runtime = case.runtime
         steps.append(Skipped(case.label, f"{key}: skipped", tuple(
             Record(**ident, phase="infer", runtime=runtime, provider=case.provider, batch_size=b,
                    status="skipped", reason=reason) for b in suite.batch_sizes)))

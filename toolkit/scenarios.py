@@ -59,11 +59,30 @@ def loadgen_missing() -> str | None:
     return None
 
 
+STREAMS = ("singlestream", "multistream")  # one query in flight: one worker, one session
+
+
 def variants(runtime: str, scenario: str) -> tuple[str, ...]:
     plain = ORT_VARIANTS if runtime == "onnxruntime" else NATIVE_VARIANTS
+    if scenario in STREAMS:
+        return plain[:1]
     if scenario != "server":
         return plain
     return (*plain, *(v + BATCHING for v in plain))
+
+
+def batches_of(settings: LoadSettings, variant: str) -> tuple[int, ...]:
+    """The batch sizes a scenario step of `variant` makes a record for."""
+    if variant.endswith(BATCHING) or settings.scenario in ("offline", "multistream"):
+        return settings.batch_sizes
+    return (1,)
+
+
+def default_timeout(settings: Sequence[LoadSettings]) -> float:
+    """Seconds an option may take: 600, or room for a compliant search of 600 s runs."""
+    if any(s.compliant for s in settings):
+        return MLPERF_MIN_DURATION_S * (MAX_POINTS + 2)
+    return 600.0
 
 
 @dataclass(frozen=True)
@@ -71,14 +90,17 @@ class LoadSettings:
     """One scenario as the user asked for it (`loadgen` flags, or a suite's [scenarios.NAME])."""
 
     scenario: str = "server"
-    p99_ms: float = DEFAULT_P99_MS  # the latency bound (server validity; a yes/no elsewhere)
-    target_qps: float | None = None  # server: measure at this rate instead of searching
+    # the latency bound (DEFAULT_P99_MS when not given): the server's validity, and whether a
+    # stream's percentile is within it; offline has none
+    p99_ms: float | None = None
+    target_qps: float | None = None  # server: this rate instead of a search; offline: sizing
     duration_s: float = DEFAULT_DURATION_S  # per LoadGen run (its minimum duration)
     compliant: bool = False  # MLPerf's own minimum duration and query counts
-    workers: int | None = None  # default: the physical cores
+    workers: int | None = None  # default: --threads (server, offline), 1 (streams)
     batch_sizes: tuple[int, ...] = ()  # server: the batching maximum; offline: per call;
     # multistream: samples per query; default DEFAULT_BATCH
     max_delay_ms: float | None = None  # batching: the longest a query waits (default bound/10)
+    # A setting that does nothing in a scenario is refused rather than ignored.
 
     def __post_init__(self) -> None:
         if self.scenario not in SCENARIOS:
@@ -99,11 +121,27 @@ class LoadSettings:
         if self.scenario == "singlestream" and sizes != (1,):
             raise BadInputError("--batch-sizes: a singlestream query is one sample; leave "
                                 "--batch-sizes out")
+        if self.scenario == "offline" and self.p99_ms is not None:
+            raise BadInputError("--p99-ms: offline has no latency bound (its figure is samples "
+                                "per second); leave --p99-ms out")
+        if self.scenario in STREAMS and self.target_qps is not None:
+            raise BadInputError(f"--target-qps: {self.scenario} sends the next query when the "
+                                "last is answered, at no set rate; leave --target-qps out")
+        if self.scenario != "server" and self.max_delay_ms is not None:
+            raise BadInputError("--max-delay-ms: only the server scenario batches queries; "
+                                "leave --max-delay-ms out")
+        if self.compliant and self.scenario == "multistream" and sizes != (8,):
+            raise BadInputError("--compliant: MLPerf's multistream queries are 8 samples; leave "
+                                "--batch-sizes out")
         object.__setattr__(self, "batch_sizes", sizes)
 
     @property
+    def bound_ms(self) -> float:
+        return DEFAULT_P99_MS if self.p99_ms is None else self.p99_ms
+
+    @property
     def delay_ms(self) -> float:
-        return self.p99_ms / 10 if self.max_delay_ms is None else self.max_delay_ms
+        return self.bound_ms / 10 if self.max_delay_ms is None else self.max_delay_ms
 
     @property
     def short(self) -> str | None:
@@ -152,6 +190,7 @@ class LoadGenResult:
     # single- and multi-stream scenarios, a little above the plain percentile of a short run
     estimate_ms: dict[str, float] = field(default_factory=dict)
     more_queries: int | None = None  # early stopping: how many more queries it would need
+    perf_met: bool | None = None  # the plain percentile was within the bound (server)
     extended: bool = False  # this is a second run, as long as early stopping asked for
     log: str = ""  # the folder of LoadGen's logs of this run
 
@@ -204,7 +243,8 @@ def read_detail_log(path: Path, scenario: str) -> LoadGenResult:
     return LoadGenResult(scenario, valid, reason, latency,
                          values.get("result_scheduled_samples_per_sec"), completed,
                          values.get("result_query_count"), early, estimates,
-                         int(more.group(1)) if more else None)
+                         int(more.group(1)) if more else None,
+                         values.get("result_perf_constraints_met"))
 
 
 def _percentile_name(value: float) -> str:
@@ -233,6 +273,12 @@ class Search:
 
     points: list[dict[str, Any]] = field(default_factory=list)
     peak_qps: float | None = None  # the scheduled rate of the best good point
+    cut_at: float | None = None  # the rate a run of which would not have fit in the time left
+
+    @property
+    def bracketed(self) -> bool:
+        """Whether a rate above the peak was refused (else the peak is only a lower bound)."""
+        return any(not p["valid"] for p in self.points)
 
     @property
     def best(self) -> dict[str, Any] | None:
@@ -242,39 +288,46 @@ class Search:
 
 def search_peak(run_at: Callable[[float], LoadGenResult], start_qps: float, *,
                 precision: float = PRECISION, max_points: int = MAX_POINTS,
-                floor_qps: float = 1.0) -> Search:
+                floor_qps: float = 1.0, fits: Callable[[float], bool] = lambda rate: True
+                ) -> Search:
     """The highest rate whose run `run_at` calls valid: double from `start_qps` until a run
-    fails (or halve until one passes), then bisect between the best good and the lowest bad rate
-    until they are within `precision` of each other, as LoadGen's FindPeakPerformance does."""
+    fails (or halve, down to `floor_qps`, until one passes), then bisect between the best good
+    and the lowest bad rate until they are within `precision` of each other, as LoadGen's
+    FindPeakPerformance does. A rate whose run does not `fit` in the time left ends it."""
     search = Search()
     good: float | None = None
     bad: float | None = None
     rate = start_qps
 
-    def attempt(target: float) -> bool:
+    def attempt(target: float) -> bool | None:
+        if not fits(target):
+            search.cut_at = target
+            return None
         result = run_at(target)
         search.points.append(result.point(round(target, 3)))
         return result.valid
 
     while len(search.points) < max_points:
-        if attempt(rate):
+        passed = attempt(rate)
+        if passed is None:
+            break
+        if passed:
             good = rate
             if bad is not None:
                 break
             rate *= 2
         else:
             bad = rate
-            if good is not None:
+            if good is not None or rate <= floor_qps:
                 break
-            rate /= 2
-            if rate < floor_qps:
-                break
+            rate = max(rate / 2, floor_qps)
     while (good is not None and bad is not None and (bad - good) > precision * good
-           and len(search.points) < max_points):
+           and len(search.points) < max_points and search.cut_at is None):
         middle = (good + bad) / 2
-        if attempt(middle):
+        passed = attempt(middle)
+        if passed:
             good = middle
-        else:
+        elif passed is not None:
             bad = middle
     best = search.best
     search.peak_qps = None if best is None else best["scheduled_qps"]

@@ -28,9 +28,10 @@ from typing import Any
 
 import numpy as np
 
+from toolkit.isolate import THREAD_VARIABLES
+
 log = logging.getLogger(__name__)
 
-THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
 Predict = Callable[[np.ndarray], Any]  # sample indices -> the model's answer for those rows
 
 
@@ -253,7 +254,11 @@ class ProcessPool(Pool):
         finally:
             os.environ.clear()
             os.environ.update(saved)
-        self._await_ready(start_timeout_s)
+        try:
+            self._await_ready(start_timeout_s)
+        except BaseException:
+            self.stop_dispatcher()
+            raise
         self._closing = False
         self._reader = threading.Thread(target=self._read, daemon=True, name="answers")
         self._reader.start()
@@ -273,7 +278,8 @@ class ProcessPool(Pool):
                     raise RuntimeError(
                         f"a worker process exited (code {dead[0]}) before it loaded the model"
                         if dead else f"the worker processes did not load the model within "
-                        f"{timeout_s:g} s") from None
+                        f"{timeout_s:g} s (raise --timeout: a worker may take a quarter of "
+                        "it)") from None
                 continue
             if message[0] == "unavailable":
                 from toolkit.errors import ProviderUnavailableError
@@ -324,3 +330,5 @@ class ProcessPool(Pool):
             if process.is_alive():
                 process.kill()
                 process.join(timeout=5)
+        for channel in (self._jobs, self._answers):  # a killed worker may hold their locks
+            channel.cancel_join_thread()

@@ -241,12 +241,20 @@ def parse_suite(raw: dict[str, Any], source: str = "<suite>") -> Suite:
             rounds=raw.get("rounds", DEFAULT_ROUNDS),
             recipes=tuple(raw.get("recipes", ("fp32",))),
             max_quality_drop=raw.get("max_quality_drop", DEFAULT_RULE),
-            scenarios=tuple(LoadSettings(scenario=name, **{
-                k: tuple(v) if isinstance(v, list) else v for k, v in table.items()})
-                for name, table in raw.get("scenarios", {}).items()),
+            scenarios=tuple(_scenario(name, table)
+                            for name, table in raw.get("scenarios", {}).items()),
         )
     except BadInputError as exc:
         raise BadInputError(f"{source}: {exc}") from None
+
+
+def _scenario(name: str, table: dict[str, Any]) -> LoadSettings:
+    """A [scenarios.NAME] table; its errors name the table (and the flag that is its twin)."""
+    try:
+        return LoadSettings(scenario=name, **{k: tuple(v) if isinstance(v, list) else v
+                                              for k, v in table.items()})
+    except BadInputError as exc:
+        raise BadInputError(f"[scenarios.{name}]: {exc}") from None
 
 
 def build_suite(
@@ -311,6 +319,11 @@ class Case:
     runner: str
     provider: str
     recipe: str = "fp32"
+
+    @property
+    def runtime(self) -> str:
+        """`onnxruntime`, or `native` for a framework's own runner."""
+        return "onnxruntime" if self.runner == "onnxruntime" else "native"
 
     @property
     def label(self) -> str:

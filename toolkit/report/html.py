@@ -8,7 +8,7 @@ from html import escape
 from typing import Any
 
 from toolkit.report import plots
-from toolkit.report.load import load_notes, load_tables, sustained_pick
+from toolkit.report.load import load_notes, load_tables, sustained_picks
 from toolkit.report.summary import (
     Option,
     WorkloadSummary,
@@ -124,8 +124,8 @@ def _load_section(summary: WorkloadSummary) -> list[str]:
 
 def _decision_table(summary: WorkloadSummary) -> list[str]:
     found = decisions(summary)
-    goal, pick = sustained_pick(summary.served)
-    if not found and not goal:
+    picks = sustained_picks(summary.served)
+    if not found and not picks:
         return ['<p class="bad">Nothing was measured.</p>']
     out = ['<table class="decision"><tr><th>goal</th><th>pick</th><th>figure</th>'
            "<th>speed-up over the idiomatic call</th><th>ruled out</th></tr>"]
@@ -137,13 +137,13 @@ def _decision_table(summary: WorkloadSummary) -> list[str]:
         out.append(f"<tr><td>{what}</td><td>{pick}</td><td class='num'>"
                    f"{escape(decision.figure)}</td><td class='num'>{ratio(decision.speedup)}"
                    f"</td><td class='note'>{ruled}</td></tr>")
-    if goal:
-        figure = f"{pick.peak_qps:,.0f} queries/s" if pick and pick.peak_qps else "-"
-        name = escape(pick.label) if pick else "no option had a VALID run"
-        ruled = "<br>".join(escape(f"{s.label}: its ONNX file failed parity")
-                            for s in summary.served if not s.trusted) or "none"
-        out.append(f"<tr><td>{escape(goal)}</td><td>{name}</td><td class='num'>{figure}</td>"
-                   f"<td class='num'>-</td><td class='note'>{ruled}</td></tr>")
+    ruled = "<br>".join(escape(f"{s.label}: its ONNX file failed parity")
+                        for s in summary.served if not s.trusted) or "none"
+    for pick in picks:
+        name = escape(pick.pick.label) if pick.pick else "no option had a VALID run"
+        out.append(f"<tr><td>{escape(pick.goal)}</td><td>{name}</td><td class='num'>"
+                   f"{escape(pick.figure)}</td><td class='num'>-</td><td class='note'>{ruled}"
+                   "</td></tr>")
     out.append("</table>")
     return out
 

@@ -51,6 +51,10 @@ class Served:
     def searched(self) -> bool:
         return "peak_qps" in self.info
 
+    @property
+    def bound(self) -> float | None:
+        return self.info.get("p99_bound_ms")
+
 
 def served_label(record: Record, host: str = "") -> str:
     """`onnxruntime per-worker+batching cpu (max 8)`, `torch processes`, `... batch 64`."""
@@ -74,11 +78,13 @@ class LoadTable:
 
 
 def load_tables(served: Sequence[Served]) -> list[LoadTable]:
-    """One table per scenario, its options in the order they ran."""
+    """One table per scenario and latency bound (runs merged from several files may differ),
+    its options in the order they ran."""
     tables = []
     for scenario in CAPTIONS:
-        chosen = [s for s in served if s.scenario == scenario and s.record.ok]
-        if chosen:
+        ran = [s for s in served if s.scenario == scenario and s.record.ok]
+        for bound in dict.fromkeys(s.bound for s in ran):
+            chosen = [s for s in ran if s.bound == bound]
             columns, rows = _SCENARIO_TABLES[scenario](chosen)
             tables.append(LoadTable(scenario, CAPTIONS[scenario], columns,
                                     tuple((cells, s.trusted) for cells, s in zip(
@@ -136,12 +142,16 @@ def _offline(chosen: list[Served]) -> tuple[tuple[str, ...], list[tuple[str, ...
 
 def _stream(chosen: list[Served]) -> tuple[tuple[str, ...], list[tuple[str, ...]]]:
     percentile = chosen[0].info.get("percentile", 90.0)
-    columns = ("option", f"p{percentile:g} (MLPerf estimate)", "p50", "valid", "queries")
+    bound = chosen[0].bound
+    columns = ("option", f"p{percentile:g} (MLPerf estimate)", "p50",
+               f"within {bound:g} ms" if bound else "within the bound", "valid", "queries")
     rows = []
     for s in chosen:
         point = (s.info.get("points") or [{}])[-1]
+        within = s.info.get("within_bound")
         rows.append((s.label, _ms(s.info.get("metric_ms")),
-                     _ms(s.info.get("latency_ms", {}).get("p50")), _valid(s.info),
+                     _ms(s.info.get("latency_ms", {}).get("p50")),
+                     "-" if within is None else ("yes" if within else "no"), _valid(s.info),
                      f"{point.get('queries') or 0:,}"))
     return columns, rows
 
@@ -150,31 +160,44 @@ _SCENARIO_TABLES = {"server": _server, "offline": _offline, "singlestream": _str
                     "multistream": _stream}
 
 
-def sustained_pick(served: Sequence[Served]) -> tuple[str, Served | None]:
-    """The goal ("sustained load: highest rate within p99 <= 5 ms") and the trusted option with
-    the highest peak rate under it (None where no search found a valid rate)."""
+@dataclass(frozen=True)
+class Pick:
+    """For one latency bound, the trusted option with the highest peak rate under it (None
+    where no search found a valid rate), and the others that were searched, best first."""
+
+    goal: str  # "sustained load: highest rate within p99 <= 5 ms"
+    pick: Served | None
+    others: tuple[Served, ...]
+
+    @property
+    def figure(self) -> str:
+        return _qps(self.pick.peak_qps) if self.pick else "-"
+
+    @property
+    def line(self) -> str:
+        """The pick as one sentence, with the runner-up for scale."""
+        if self.pick is None:
+            return f"{self.goal}: no option had a VALID LoadGen run"
+        text = f"{self.goal}: {self.figure} with {self.pick.label}"
+        if self.others:
+            text += f" (next: {_qps(self.others[0].peak_qps)} with {self.others[0].label})"
+        return text
+
+
+def sustained_picks(served: Sequence[Served]) -> list[Pick]:
+    """One pick per latency bound of the searched (Server) runs."""
     searched = [s for s in served if s.searched and s.record.ok]
-    if not searched:
-        return "", None
-    bound = searched[0].info.get("p99_bound_ms")
-    goal = f"sustained load: highest rate within p99 <= {bound:g} ms"
-    found = [s for s in searched if s.trusted and s.peak_qps]
-    return goal, max(found, key=lambda s: s.peak_qps or 0.0, default=None)
+    picks = []
+    for bound in dict.fromkeys(s.bound for s in searched):
+        found = sorted((s for s in searched if s.bound == bound and s.trusted and s.peak_qps),
+                       key=lambda s: -(s.peak_qps or 0.0))
+        picks.append(Pick(f"sustained load: highest rate within p99 <= {bound:g} ms",
+                          found[0] if found else None, tuple(found[1:])))
+    return picks
 
 
-def sustained_line(served: Sequence[Served]) -> str | None:
-    """The pick as one sentence, with the runner-up for scale."""
-    goal, pick = sustained_pick(served)
-    if not goal:
-        return None
-    if pick is None:
-        return f"{goal}: no option had a VALID LoadGen run"
-    text = f"{goal}: {_qps(pick.peak_qps)} with {pick.label}"
-    others = sorted((s for s in served if s.searched and s.trusted and s.peak_qps
-                     and s is not pick), key=lambda s: -(s.peak_qps or 0.0))
-    if others:
-        text += f" (next: {_qps(others[0].peak_qps)} with {others[0].label})"
-    return text
+def sustained_lines(served: Sequence[Served]) -> list[str]:
+    return [pick.line for pick in sustained_picks(served)]
 
 
 def load_notes(served: Sequence[Served]) -> list[str]:

@@ -116,10 +116,10 @@ def load_chart(served: Sequence[Served]) -> str | None:
         for rate, p99, point in zip(rates, p99s, points, strict=True):
             axes.plot([rate], [p99], "o", color=colour,
                       markerfacecolor=colour if point.get("valid") else "white")
-    bound = series[0][0].info.get("p99_bound_ms")
-    if bound:
-        axes.axhline(bound, color="#b00020", linestyle="--", linewidth=1,
-                     label=f"bound: p99 {bound:g} ms")
+    for bound in dict.fromkeys(s.bound for s, _ in series):
+        if bound:
+            axes.axhline(bound, color="#b00020", linestyle="--", linewidth=1,
+                         label=f"bound: p99 {bound:g} ms")
     axes.set_xscale("log")
     axes.set_yscale("log")
     axes.set_xlabel("scheduled rate (queries per second, Poisson arrivals)")

@@ -13,7 +13,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 from toolkit.recipes import BY_QUALITY
-from toolkit.report.load import Served, served_label, sustained_line
+from toolkit.report.load import Served, served_label, sustained_lines
 from toolkit.report.units import duration, rate, ratio
 from toolkit.results import Parity, Record
 from toolkit.stats import Estimate, Stats, median
@@ -124,9 +124,9 @@ class WorkloadSummary:
         parts = []
         if self.train is not None and self.train.ok and self.train.seconds:
             parts.append(f"training took {duration(self.train.seconds, 2)}")
-        load = sustained_line(self.served)
-        if best is None and load is not None:
-            return f"{self.key}: " + "; ".join(parts + [load])
+        load = sustained_lines(self.served)
+        if best is None and load:
+            return f"{self.key}: " + "; ".join(parts + load)
         if best is None:
             return f"{self.key}: " + "; ".join(parts + [f"no trusted timing for {what}"])
         p50_s = best.p50_ms[batch] / 1e3

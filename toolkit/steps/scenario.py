@@ -28,8 +28,10 @@ from toolkit.scenarios import (
     LOADGEN_NAMES,
     MIN_QUERIES,
     PERCENTILE,
+    STREAMS,
     LoadGenResult,
     LoadSettings,
+    batches_of,
     read_detail_log,
     search_peak,
 )
@@ -56,6 +58,7 @@ class ScenarioSpec:
     logs: str  # the folder this option's LoadGen logs go to
     threads: int = 1  # the cores the option may use in all (workers x threads per worker)
     optimization: str = "all"
+    budget_s: float = 540.0  # a search starts no run that would end after this (the timeout)
 
 
 def scenario_case(spec: ScenarioSpec) -> Iterator[Record]:
@@ -65,16 +68,15 @@ def scenario_case(spec: ScenarioSpec) -> Iterator[Record]:
 
     settings = LoadSettings.from_dict(spec.settings)
     runtime = RUNNERS[spec.runner].runtime
-    workers = settings.workers or spec.threads
+    workers = settings.workers or (1 if settings.scenario in STREAMS else spec.threads)
     threads = max(1, spec.threads // workers)
+    deadline = time.monotonic() + spec.budget_s
     base: dict[str, Any] = {
         "workload": spec.workload, "framework": spec.framework, "runtime": runtime,
         "provider": spec.provider, "device": "cpu" if spec.provider == "cpu" else "cuda:0",
         "variant": spec.variant, "threads": threads, "phase": "scenario"}
     batching = spec.variant.endswith(BATCHING)
-    sizes = settings.batch_sizes if batching or settings.scenario in ("offline", "multistream") \
-        else (1,)
-    for batch in sizes:
+    for batch in batches_of(settings, spec.variant):
         started = time.perf_counter()
         try:
             pool, applied = _pool(spec, settings, runtime, workers, threads, batch, batching)
@@ -82,7 +84,8 @@ def scenario_case(spec: ScenarioSpec) -> Iterator[Record]:
             yield Record(**base, batch_size=batch, status="skipped", reason=str(exc))
             continue
         try:
-            info = _run(pool, settings, batch, Path(spec.logs) / f"b{batch}", spec.inputs)
+            info = _run(pool, settings, batch, Path(spec.logs) / f"b{batch}", spec.inputs,
+                        deadline)
         finally:
             pool.close()
         info.update(workers=workers, threads_per_worker=threads, call=SERVING_CALL[spec.runner],
@@ -90,7 +93,7 @@ def scenario_case(spec: ScenarioSpec) -> Iterator[Record]:
                     sessions=_sessions(spec.variant, runtime, workers),
                     max_batch=batch if batching else None,
                     max_delay_ms=settings.delay_ms if batching else None)
-        warnings = [w for w in (settings.short,) if w]
+        warnings = [w for w in (settings.short, info.pop("warning", None)) if w]
         yield Record(**base, batch_size=batch, seconds=time.perf_counter() - started,
                      settings=applied, throughput_rows_s=info.get("samples_per_s"),
                      warnings=tuple(warnings), info=info)
@@ -113,7 +116,8 @@ def _pool(spec: ScenarioSpec, settings: LoadSettings, runtime: str, workers: int
     call = SERVING_CALL[spec.runner]
     if runtime != "onnxruntime":
         load = LoadSpec(spec.runner, spec.artifact, spec.inputs, call, spec.provider, threads)
-        pool = ProcessPool(load, workers, max_batch, delay, split)
+        pool = ProcessPool(load, workers, max_batch, delay, split,
+                           start_timeout_s=spec.budget_s / 4)
         return pool, pool.settings
     config = RunnerConfig(provider=spec.provider, threads=threads,
                           optimization=spec.optimization, spinning=False)
@@ -121,17 +125,23 @@ def _pool(spec: ScenarioSpec, settings: LoadSettings, runtime: str, workers: int
         x = {name: archive[name] for name in archive.files}
     count = 1 if spec.variant.startswith("shared") else workers
     runners = [RUNNERS[spec.runner].load(Path(spec.artifact), config) for _ in range(count)]
+    fixed = runners[0].fixed_batch
+    if fixed is not None and fixed != max(max_batch, split):
+        raise ProviderUnavailableError(  # a skip with why, as measure does
+            f"the model's batch dimension is fixed at {fixed}; this serving path sends "
+            f"{'up to ' if batching else ''}{max(max_batch, split)} rows per call")
     predicts = [rows_predict(runners[n % count], call, x) for n in range(workers)]
     return ThreadPool(predicts, max_batch, delay, split), dict(runners[0].settings)
 
 
-def _run(pool: Pool, settings: LoadSettings, batch: int, logs: Path, inputs: str
-         ) -> dict[str, Any]:
+def _run(pool: Pool, settings: LoadSettings, batch: int, logs: Path, inputs: str,
+         deadline: float) -> dict[str, Any]:
     """The scenario's LoadGen run(s) on `pool`: a Server search, or one run."""
     with np.load(inputs) as archive:
         rows = len(archive[archive.files[0]])
     per_query = probe(pool, batch if settings.scenario in ("offline", "multistream") else 1,
                       rows)
+    bound = settings.bound_ms
     capacity = pool.workers / per_query  # queries per second, roughly, with no batching
     runs: list[int] = []
 
@@ -144,22 +154,51 @@ def _run(pool: Pool, settings: LoadSettings, batch: int, logs: Path, inputs: str
         return result
 
     def run_long_enough(rate: float) -> LoadGenResult:
-        """A run, and where early stopping says it needed more queries (and they fit in
-        EXTEND times the duration at this rate), a second run with that many: a short run must
-        not call a rate too slow only for want of queries."""
+        """A run, and where its p99 was within the bound but early stopping wanted more
+        queries (and they fit in EXTEND times the duration at this rate), a second run with
+        that many: a short run must not call a rate too slow only for want of queries."""
         result = run_at(rate)
         wanted = (result.queries or 0) + int((result.more_queries or 0) * 1.1) + 1
-        if (not result.valid and result.more_queries and not settings.compliant
-                and wanted / max(rate, 1e-9) <= EXTEND * settings.duration_s):
+        if (settings.scenario == "server" and not result.valid and result.perf_met
+                and result.more_queries and not settings.compliant
+                and wanted / max(rate, 1e-9) <= EXTEND * settings.duration_s
+                and fits(rate, wanted)):
             return dataclasses.replace(run_at(rate, wanted), extended=True)
         return result
 
-    info: dict[str, Any] = {"scenario": settings.scenario, "p99_bound_ms": settings.p99_ms,
-                            "duration_s": settings.duration_s, "compliant": settings.compliant,
-                            "probe_ms": per_query * 1e3, "logs": str(logs)}
+    def fits(rate: float, queries: int | None = None) -> bool:
+        """Whether a run at `rate` would end before the deadline (with a margin)."""
+        least = queries or (MIN_QUERIES if not settings.compliant else 0)
+        seconds = max(settings.duration_s if not settings.compliant else 600.0,
+                      least / max(rate, 1e-9))
+        return time.monotonic() + 1.5 * seconds + 2.0 < deadline
+
+    info: dict[str, Any] = {"scenario": settings.scenario, "duration_s": settings.duration_s,
+                            "compliant": settings.compliant, "probe_ms": per_query * 1e3,
+                            "logs": str(logs)}
+    if settings.scenario != "offline":
+        info["p99_bound_ms"] = bound
     if settings.scenario == "server" and settings.target_qps is None:
-        search = search_peak(run_long_enough, max(capacity / 2, 1.0))
+        if per_query * 1e3 > bound:  # no rate can be within the bound: say so, run nothing
+            info.update(points=[], peak_qps=None, valid=False, latency_ms={},
+                        reason=(f"one query alone took {per_query * 1e3:.3g} ms through this "
+                                f"option, more than the {bound:g} ms bound: raise --p99-ms"),
+                        loadgen_runs=0, samples_per_s=None, percentile=99.0)
+            return info
+        floor = 1.0 if settings.compliant else MIN_QUERIES / (EXTEND * settings.duration_s)
+        search = search_peak(run_long_enough, max(capacity / 2, floor), floor_qps=floor,
+                             fits=fits)
         info.update(points=search.points, peak_qps=search.peak_qps)
+        if search.cut_at is not None:
+            info["warning"] = (f"the search stopped before a run at {search.cut_at:,.0f} q/s: "
+                               "it would not end within --timeout; raise --timeout")
+        elif search.peak_qps is not None and not search.bracketed:
+            info["warning"] = (f"every rate tried was VALID: the peak is above "
+                               f"{search.peak_qps:,.0f} q/s, where the search stopped")
+        if not search.points:
+            info.update(valid=False, latency_ms={}, reason=info["warning"], loadgen_runs=0,
+                        samples_per_s=None, percentile=99.0)
+            return info
         best = search.best or search.points[-1]
     else:
         target = settings.target_qps or capacity * batch * 1.5  # offline: samples per second
@@ -176,6 +215,8 @@ def _run(pool: Pool, settings: LoadSettings, batch: int, logs: Path, inputs: str
     else:  # MLPerf's figure: LoadGen's early-stopping estimate of the percentile
         name = f"p{PERCENTILE[settings.scenario]:g}"
         info["metric_ms"] = best["estimate_ms"].get(name, best["latency_ms"].get(name))
+        info["within_bound"] = (info["metric_ms"] is not None
+                                and info["metric_ms"] <= bound)
     info["loadgen_runs"] = len(runs)
     info["logs"] = str(logs)
     return info
@@ -194,7 +235,8 @@ def probe(pool: Pool, samples: int, rows: int, seconds: float = PROBE_SECONDS) -
         start = time.perf_counter()
         pool.issue([_Sample(i, i % rows) for i in range(samples)])
         if not answered.wait(timeout=60):
-            raise RuntimeError("a query sent to the workers was not answered within 60 s")
+            raise RuntimeError("a probe query was not answered within 60 s: the model is "
+                               "stuck or far too slow to serve")
         times.append(time.perf_counter() - start)
     if pool.errors:
         raise RuntimeError(f"the model failed on a probe query: {pool.errors[0]}")
@@ -216,7 +258,9 @@ def loadgen_settings(settings: LoadSettings, rate: float, per_query_s: float, ba
     name = LOADGEN_NAMES[settings.scenario]
     test = lg.TestSettings()
     if settings.compliant:  # MLPerf's minimum duration, query counts and seeds
-        test.FromConfig("", "deploybench", name, 0)
+        if test.FromConfig("", "deploybench", name, 0) != 0:
+            raise RuntimeError("LoadGen could not read its built-in mlperf.conf: the run "
+                               "would not be compliant")
     else:
         test.min_duration_ms = int(settings.duration_s * 1e3)
         test.min_query_count = queries or (MIN_QUERIES if settings.scenario != "offline"
@@ -224,7 +268,7 @@ def loadgen_settings(settings: LoadSettings, rate: float, per_query_s: float, ba
     test.scenario = getattr(lg.TestScenario, name)
     test.mode = lg.TestMode.PerformanceOnly
     test.server_target_qps = rate
-    test.server_target_latency_ns = int(settings.p99_ms * 1e6)
+    test.server_target_latency_ns = int(settings.bound_ms * 1e6)
     test.offline_expected_qps = rate
     # Expected latencies decide how many queries LoadGen generates: an underestimate is safe.
     test.single_stream_expected_latency_ns = max(int(per_query_s * 1e9 / 2), 1000)
