@@ -125,6 +125,7 @@ def test_the_other_scenarios_give_their_figure(server_run, tmp_path, scenario, c
                    "--out", str(out), "--history", str(tmp_path / "h.sqlite"))
     assert proc.returncode == 0, proc.stderr[-3000:]
     found = records(out)
+    assert f"onnx/mlp: {scenario}: " in proc.stdout  # the headline: the best option
     expected = {"shared"} if scenario != "offline" else {"shared", "per-worker"}
     assert {r["variant"] for r in found} == expected  # no batching; a stream has one worker
     for record in found:

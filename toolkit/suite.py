@@ -197,21 +197,18 @@ def check_types(raw: dict[str, Any], source: str) -> None:
         if name not in SCENARIOS or not isinstance(table, dict):
             raise BadInputError(f"{source}: [scenarios.{name}] is not a scenario table; give "
                                 f"one of {', '.join(SCENARIOS)}, e.g. [scenarios.server]")
-        for key, value in table.items():
-            if key not in SCENARIO_KEYS:
-                raise BadInputError(f"{source}: unknown key {key!r} in [scenarios.{name}]; "
-                                    f"valid: {', '.join(SCENARIO_KEYS)}")
-            if not _fits(value, SCENARIO_KEYS[key]):
-                raise BadInputError(f"{source}: [scenarios.{name}] {key} = {value!r} is not "
-                                    f"{SCENARIO_KEYS[key]}")
+        _check_table(source, f"scenarios.{name}", table, SCENARIO_KEYS)
     for table, fields in TABLES.items():
-        for key, value in raw.get(table, {}).items():
-            if key not in fields:
-                raise BadInputError(f"{source}: unknown key {key!r} in [{table}]; valid: "
-                                    f"{', '.join(fields)}")
-            if not _fits(value, fields[key]):
-                raise BadInputError(f"{source}: [{table}] {key} = {value!r} is not "
-                                    f"{fields[key]}")
+        _check_table(source, table, raw.get(table, {}), fields)
+
+
+def _check_table(source: str, title: str, table: dict[str, Any], fields: dict[str, str]) -> None:
+    for key, value in table.items():
+        if key not in fields:
+            raise BadInputError(f"{source}: unknown key {key!r} in [{title}]; valid: "
+                                f"{', '.join(fields)}")
+        if not _fits(value, fields[key]):
+            raise BadInputError(f"{source}: [{title}] {key} = {value!r} is not {fields[key]}")
 
 
 DEFAULT_ROUNDS = 3

@@ -196,8 +196,23 @@ def sustained_picks(served: Sequence[Served]) -> list[Pick]:
     return picks
 
 
-def sustained_lines(served: Sequence[Served]) -> list[str]:
-    return [pick.line for pick in sustained_picks(served)]
+def load_lines(served: Sequence[Served]) -> list[str]:
+    """The best trusted option of each scenario, one sentence each: the sustained-load pick
+    of a Server search; the most samples per second offline; a stream's lowest percentile."""
+    lines = [pick.line for pick in sustained_picks(served)]
+    ok = [s for s in served if s.record.ok and s.trusted]
+    offline = [s for s in ok if s.scenario == "offline" and s.info.get("samples_per_s")]
+    if offline:
+        best = max(offline, key=lambda s: s.info["samples_per_s"])
+        lines.append(f"offline: {_qps(best.info['samples_per_s'], 'samples/s')} with "
+                     f"{best.label}")
+    for scenario in ("singlestream", "multistream"):
+        streams = [s for s in ok if s.scenario == scenario and s.info.get("metric_ms")]
+        if streams:
+            best = min(streams, key=lambda s: s.info["metric_ms"])
+            lines.append(f"{scenario}: p{best.info.get('percentile', 90):g} "
+                         f"{_ms(best.info['metric_ms'])} with {best.label}")
+    return lines
 
 
 def load_notes(served: Sequence[Served]) -> list[str]:

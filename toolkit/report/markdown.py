@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from toolkit.report.load import load_notes, load_tables, sustained_lines
+from toolkit.report.load import load_lines, load_notes, load_tables
 from toolkit.report.summary import WorkloadSummary, unmeasured_lines, warning_lines
 from toolkit.report.table import options_table
 from toolkit.report.units import duration
@@ -60,7 +60,7 @@ def _workload(summary: WorkloadSummary) -> list[str]:
                                            for i in range(len(load.columns)))]
         out += [_line(cells) for cells, _ in load.rows]
         out += ["", f"*{load.caption}*"]
-    for line in sustained_lines(summary.served):
+    for line in load_lines(summary.served):
         out += ["", f"**{line}**"]
     notes = list(summary.problems)
     notes += unmeasured_lines(summary)

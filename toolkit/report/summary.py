@@ -13,7 +13,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 from toolkit.recipes import BY_QUALITY
-from toolkit.report.load import Served, served_label, sustained_lines
+from toolkit.report.load import Served, load_lines, served_label
 from toolkit.report.units import duration, rate, ratio
 from toolkit.results import Parity, Record
 from toolkit.stats import Estimate, Stats, median
@@ -124,7 +124,7 @@ class WorkloadSummary:
         parts = []
         if self.train is not None and self.train.ok and self.train.seconds:
             parts.append(f"training took {duration(self.train.seconds, 2)}")
-        load = sustained_lines(self.served)
+        load = load_lines(self.served)
         if best is None and load:
             return f"{self.key}: " + "; ".join(parts + load)
         if best is None:

@@ -7,7 +7,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from toolkit.report.load import LoadTable, load_notes, load_tables, sustained_lines
+from toolkit.report.load import LoadTable, load_lines, load_notes, load_tables
 from toolkit.report.summary import WorkloadSummary, unmeasured_lines, warning_lines
 from toolkit.report.table import options_table
 from toolkit.report.units import duration
@@ -22,7 +22,7 @@ def render(summaries: list[WorkloadSummary], console: Console) -> None:
         for load in load_tables(summary.served):
             console.print(load_table(summary, load))
         console.print(summary.headline(), style="bold", **plain)
-        for line in sustained_lines(summary.served) if summary.options else []:
+        for line in load_lines(summary.served) if summary.options else []:
             console.print(line, style="bold", **plain)
         for line in summary.problems + unmeasured_lines(summary):
             console.print(f"  {line}", style="yellow", **plain)

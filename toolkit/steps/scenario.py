@@ -43,6 +43,7 @@ SERVING_CALL = {"onnxruntime": "run", "native_torch": "inference_mode",
                 "native_keras": "tf.function", "native_sklearn": "predict"}
 PROBE_SECONDS = 0.3
 EXTEND = 10  # a run extended for early stopping may last this many times --duration
+WARM_CALLS = 3  # calls at each batch size the batcher can form, before the probe
 
 
 @dataclass(frozen=True)
@@ -224,20 +225,37 @@ def _run(pool: Pool, settings: LoadSettings, batch: int, logs: Path, inputs: str
 
 def probe(pool: Pool, samples: int, rows: int, seconds: float = PROBE_SECONDS) -> float:
     """The median seconds one query of `samples` samples (one job: the pool's split covers it)
-    takes through the pool, one at a time; it warms the workers up too. Where the search
-    starts."""
-    answered = threading.Event()
-    pool.bind(lambda ids: answered.set())
+    takes through the pool, one at a time: where the search starts. First, with batching,
+    every batch size the batcher can form is called a few times: a runtime's first calls at a
+    new shape are slow, and would otherwise land in the first LoadGen run."""
+    answered: list[int] = []
+    done = threading.Condition()
+
+    def complete(ids: Sequence[int]) -> None:
+        with done:
+            answered.extend(ids)
+            done.notify_all()
+
+    def ask(count: int) -> float:
+        """Send `count` samples at once and wait until every one is answered."""
+        with done:
+            answered.clear()
+        start = time.perf_counter()
+        pool.issue([_Sample(i, i % rows) for i in range(count)])
+        with done:
+            if not done.wait_for(lambda: len(answered) >= count, timeout=60):
+                raise RuntimeError("a probe query was not answered within 60 s: the model is "
+                                   "stuck or far too slow to serve")
+        return time.perf_counter() - start
+
+    pool.bind(complete)
+    for count in range(2, pool.max_batch + 1) if pool.batching else ():
+        for _ in range(WARM_CALLS):
+            ask(count)
     times: list[float] = []
     deadline = time.perf_counter() + seconds
     while (time.perf_counter() < deadline or len(times) < 5) and len(times) < 1000:
-        answered.clear()
-        start = time.perf_counter()
-        pool.issue([_Sample(i, i % rows) for i in range(samples)])
-        if not answered.wait(timeout=60):
-            raise RuntimeError("a probe query was not answered within 60 s: the model is "
-                               "stuck or far too slow to serve")
-        times.append(time.perf_counter() - start)
+        times.append(ask(samples))
     if pool.errors:
         raise RuntimeError(f"the model failed on a probe query: {pool.errors[0]}")
     return max(statistics.median(times), 1e-6)
