@@ -143,7 +143,11 @@ def test_the_other_scenarios_give_their_figure(server_run, tmp_path, scenario, c
     (["--duration", "soon"], "--duration 'soon': give a duration such as 2s"),
     (["--workers", "0"], "--workers 0"),
     (["--scenario", "offline", "--p99-ms", "5"], "--p99-ms: offline has no latency bound"),
-    (["--compliant", "--timeout", "100"], "--timeout 100: a --compliant LoadGen run lasts"),
+    (["--compliant", "--timeout", "100"], "--timeout (timeout_s) 100: a compliant LoadGen"),
+    (["--duration", "1m", "--timeout", "5"], "--duration (duration_s) 60 s cannot run within"),
+    (["--p99-ms", "inf"], "--p99-ms inf: give a number > 0"),
+    (["--scenario", ""], "--scenario '': choose one of server"),
+    (["--scenario", "singlestream", "--workers", "2"], "--workers 2: singlestream has one"),
 ])
 def test_bad_input_is_one_line_and_exit_2(server_run, tmp_path, args, message):
     _, _, model = server_run
@@ -274,3 +278,29 @@ def test_a_built_in_workload_is_served_natively_by_worker_processes(tmp_path):
     assert info["pool"] == "processes" and info["call"] == "inference_mode"
     assert info["samples_per_s"] > 0 and native[0]["batch_size"] == 32
     assert "trained" in (out / "report.md").read_text().lower()
+
+
+def test_sigterm_stops_a_run_like_ctrl_c_and_leaves_no_process(server_run, tmp_path):
+    import signal
+    import time
+
+    import psutil
+
+    _, _, model = server_run
+    out = tmp_path / "out"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "toolkit.cli", "loadgen", str(model), "--scenario",
+         "singlestream", "--duration", "30s", "--out", str(out), "--history",
+         str(tmp_path / "h.sqlite")], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while not list((out / "loadgen").glob("*/b1/01")) and time.monotonic() < deadline:
+        time.sleep(0.2)  # until LoadGen runs in the step's child
+    children = psutil.Process(proc.pid).children(recursive=True)
+    assert children, "the step's child should be running"
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err[-2000:]
+    assert f"deploybench loadgen --resume {out}" in err
+    gone, alive = psutil.wait_procs(children, timeout=10)
+    assert not alive, [p.cmdline() for p in alive]
+    assert json.loads((out / "results.json").read_text())["run"]["interrupted"] is True

@@ -75,6 +75,8 @@ def test_a_duration_that_does_not_parse_names_the_flag(text):
 @pytest.mark.parametrize(("values", "flag"), [
     ({"scenario": "burst"}, "--scenario 'burst'"), ({"p99_ms": 0}, "--p99-ms"),
     ({"target_qps": -5}, "--target-qps"), ({"workers": 0}, "--workers"),
+    ({"p99_ms": float("inf")}, "--p99-ms inf"), ({"target_qps": float("nan")}, "--target-qps"),
+    ({"max_delay_ms": float("nan")}, "--max-delay-ms"),
     ({"scenario": "singlestream", "batch_sizes": (4,)}, "--batch-sizes"),
     ({"batch_sizes": (8, 8)}, "--batch-sizes")])
 def test_bad_settings_are_refused_with_the_flag(values, flag):

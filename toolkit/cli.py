@@ -341,7 +341,8 @@ def loadgen(
             raise BadInputError("give a model file or a workload (deploybench loadgen "
                                 "torch/digits-mlp), or --resume DIR")
         settings = LoadSettings(
-            scenario=scenario or "server", p99_ms=p99_ms, target_qps=target_qps,
+            scenario=scenario if scenario is not None else "server", p99_ms=p99_ms,
+            target_qps=target_qps,
             compliant=compliant, workers=workers,
             duration_s=parse_duration(duration) if duration is not None else DEFAULT_DURATION_S,
             batch_sizes=_ints(batch_sizes, "--batch-sizes") or (), max_delay_ms=max_delay_ms)
@@ -592,9 +593,18 @@ def env(
     out.print(table)
 
 
+def _terminated(signum: int, frame: object) -> None:
+    """SIGTERM (a CI job cancelled, `timeout`, `kill`) stops a run as Ctrl-C does: the running
+    child and its workers are killed, finished steps are kept, the run can be resumed."""
+    raise KeyboardInterrupt
+
+
 def main() -> None:
     """The console script: typer's own usage errors (a flag's value of the wrong type, an
     unknown option) as one `error:` line and exit 2, like every other bad input."""
+    import signal
+
+    signal.signal(signal.SIGTERM, _terminated)
     try:
         code = app(standalone_mode=False)
     except typer.Abort:  # Ctrl-C where no step was running

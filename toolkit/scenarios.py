@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -108,11 +109,12 @@ class LoadSettings:
                                 f"{', '.join(SCENARIOS)}")
         for flag, value in (("--p99-ms", self.p99_ms), ("--target-qps", self.target_qps),
                             ("--duration", self.duration_s)):
-            if value is not None and not value > 0:
+            if value is not None and not (value > 0 and math.isfinite(value)):
                 raise BadInputError(f"{flag} {value:g}: give a number > 0")
         if self.workers is not None and self.workers < 1:
             raise BadInputError(f"--workers {self.workers}: give a whole number >= 1")
-        if self.max_delay_ms is not None and self.max_delay_ms < 0:
+        if self.max_delay_ms is not None and not (self.max_delay_ms >= 0
+                                                  and math.isfinite(self.max_delay_ms)):
             raise BadInputError(f"--max-delay-ms {self.max_delay_ms:g}: give a number >= 0")
         sizes = tuple(self.batch_sizes) or (DEFAULT_BATCH[self.scenario],)
         if any(b < 1 for b in sizes) or len(set(sizes)) != len(sizes):
@@ -130,10 +132,27 @@ class LoadSettings:
         if self.scenario != "server" and self.max_delay_ms is not None:
             raise BadInputError("--max-delay-ms: only the server scenario batches queries; "
                                 "leave --max-delay-ms out")
+        if self.scenario in STREAMS and self.workers not in (None, 1):
+            raise BadInputError(f"--workers {self.workers}: {self.scenario} has one query in "
+                                "flight, so one worker (with every --threads); leave --workers "
+                                "out")
         if self.compliant and self.scenario == "multistream" and sizes != (8,):
             raise BadInputError("--compliant: MLPerf's multistream queries are 8 samples; leave "
                                 "--batch-sizes out")
         object.__setattr__(self, "batch_sizes", sizes)
+
+    def check_timeout(self, timeout_s: float) -> None:
+        """BadInputError where an option's runs could not end within `timeout_s`."""
+        if self.compliant and timeout_s < 2 * MLPERF_MIN_DURATION_S:
+            raise BadInputError(
+                f"--timeout (timeout_s) {timeout_s:g}: a compliant LoadGen run lasts at least "
+                f"{MLPERF_MIN_DURATION_S:g} s and a search makes several; give 9600 (the "
+                "default of loadgen --compliant) or more")
+        if 2 * self.duration_s + 30 > timeout_s:
+            raise BadInputError(
+                f"--duration (duration_s) {self.duration_s:g} s cannot run within --timeout "
+                f"(timeout_s) {timeout_s:g} s: give a timeout of at least "
+                f"{2 * self.duration_s + 30:g} s, or a shorter duration")
 
     @property
     def bound_ms(self) -> float:

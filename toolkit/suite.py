@@ -84,6 +84,8 @@ class Suite:
             raise BadInputError(f"--timeout must be > 0 seconds, got {self.timeout_s}")
         if self.rounds < 1:
             raise BadInputError(f"--rounds must be >= 1, got {self.rounds}")
+        for scenario in self.scenarios:
+            scenario.check_timeout(self.timeout_s)
         object.__setattr__(self, "recipes", parse_recipes(self.recipes))
         QualityRule.parse(self.max_quality_drop)
 

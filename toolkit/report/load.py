@@ -86,7 +86,12 @@ def load_tables(served: Sequence[Served]) -> list[LoadTable]:
         for bound in dict.fromkeys(s.bound for s in ran):
             chosen = [s for s in ran if s.bound == bound]
             columns, rows = _SCENARIO_TABLES[scenario](chosen)
-            tables.append(LoadTable(scenario, CAPTIONS[scenario], columns,
+            caption = CAPTIONS[scenario]
+            if scenario == "server" and not any(s.searched for s in chosen):
+                caption = ("Server at the rate --target-qps set: Poisson arrivals; VALID when "
+                           "the p99 is within the bound with enough queries for LoadGen's "
+                           "early-stopping test; latencies from each query's scheduled time.")
+            tables.append(LoadTable(scenario, caption, columns,
                                     tuple((cells, s.trusted) for cells, s in zip(
                                         rows, chosen, strict=True))))
     return tables
@@ -117,14 +122,15 @@ def _workers(info: dict[str, Any]) -> str:
 
 def _server(chosen: list[Served]) -> tuple[tuple[str, ...], list[tuple[str, ...]]]:
     bound = chosen[0].info.get("p99_bound_ms")
-    columns = ("option", f"peak rate, p99 ≤ {bound:g} ms", "p50 there", "p99 there",
-               "valid runs", "took", "workers × threads", "sessions")
+    searched = any(s.searched for s in chosen)
+    columns = ("option", f"peak rate, p99 ≤ {bound:g} ms" if searched else "scheduled rate",
+               "p50 there", "p99 there", "valid runs", "took", "workers × threads",
+               "sessions")
     rows = []
     for s in chosen:
         info = s.info
         latency = info.get("latency_ms", {})
-        rate = (_qps(s.peak_qps) if s.searched else
-                f"at {_qps(info.get('scheduled_qps'))}")
+        rate = _qps(s.peak_qps) if s.searched else _qps(info.get("scheduled_qps"))
         if s.searched and s.peak_qps is None:
             rate = "none valid"
         rows.append((s.label, rate, _ms(latency.get("p50")), _ms(latency.get("p99")),
@@ -201,7 +207,19 @@ def load_lines(served: Sequence[Served]) -> list[str]:
     of a Server search; the most samples per second offline; a stream's lowest percentile."""
     lines = [pick.line for pick in sustained_picks(served)]
     ok = [s for s in served if s.record.ok and s.trusted]
-    offline = [s for s in ok if s.scenario == "offline" and s.info.get("samples_per_s")]
+    if served and not ok:
+        return ["no option was served: see why below"]
+    at_rate = [s for s in ok if s.scenario == "server" and not s.searched and s.info.get("points")]
+    if at_rate:
+        valid = [s for s in at_rate if s.info.get("valid")]
+        text = (f"server at {_qps(at_rate[0].info.get('target_qps'))}: {len(valid)} of "
+                f"{len(at_rate)} options VALID within p99 <= {at_rate[0].bound:g} ms")
+        if valid:
+            best = min(valid, key=lambda s: s.info.get("latency_ms", {}).get("p99", 1e9))
+            text += f", the lowest p99 {_ms(best.info['latency_ms'].get('p99'))} with {best.label}"
+        lines.append(text)
+    offline = [s for s in ok if s.scenario == "offline" and s.info.get("samples_per_s")
+               and s.info.get("valid")]
     if offline:
         best = max(offline, key=lambda s: s.info["samples_per_s"])
         lines.append(f"offline: {_qps(best.info['samples_per_s'], 'samples/s')} with "

@@ -82,7 +82,8 @@ def scenario_case(spec: ScenarioSpec) -> Iterator[Record]:
         try:
             pool, applied = _pool(spec, settings, runtime, workers, threads, batch, batching)
         except ProviderUnavailableError as exc:
-            yield Record(**base, batch_size=batch, status="skipped", reason=str(exc))
+            yield Record(**base, batch_size=batch, status="skipped", reason=str(exc),
+                         info={"scenario": settings.scenario})
             continue
         try:
             info = _run(pool, settings, batch, Path(spec.logs) / f"b{batch}", spec.inputs,
@@ -94,7 +95,8 @@ def scenario_case(spec: ScenarioSpec) -> Iterator[Record]:
                     sessions=_sessions(spec.variant, runtime, workers),
                     max_batch=batch if batching else None,
                     max_delay_ms=settings.delay_ms if batching else None)
-        warnings = [w for w in (settings.short, info.pop("warning", None)) if w]
+        warnings = [w for w in (settings.short if info.get("loadgen_runs") else None,
+                                info.pop("warning", None)) if w]
         yield Record(**base, batch_size=batch, seconds=time.perf_counter() - started,
                      settings=applied, throughput_rows_s=info.get("samples_per_s"),
                      warnings=tuple(warnings), info=info)
