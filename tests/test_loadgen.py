@@ -304,3 +304,40 @@ def test_sigterm_stops_a_run_like_ctrl_c_and_leaves_no_process(server_run, tmp_p
     gone, alive = psutil.wait_procs(children, timeout=10)
     assert not alive, [p.cmdline() for p in alive]
     assert json.loads((out / "results.json").read_text())["run"]["interrupted"] is True
+
+
+def test_an_offline_run_sized_too_small_is_made_again_from_what_loadgen_measured(server_run,
+                                                                               tmp_path):
+    """At --target-qps 100, LoadGen generates ~33 samples that end long before the minimum
+    duration (INVALID); the run is made again at the rate LoadGen measured, until it lasts."""
+    _, _, model = server_run
+    inputs = tmp_path / "in.npz"
+    np.savez(inputs, x=np.ones((16, 64), np.float32))
+    made = scenario_step(model, inputs, scenario="offline", target_qps=100,
+                         duration_s=0.3).execute(
+        Context(Suite("t", ("onnx/mlp",), threads=1, timeout_s=60), tmp_path))
+    info = made[0].info
+    assert made[0].status == "ok" and info["valid"] is True, info.get("reason")
+    assert info["loadgen_runs"] >= 2 and info["points"][0]["extended"] is True
+    assert info["points"][0]["target_qps"] > 100
+
+
+def test_run_with_a_scenarios_table_times_and_serves_in_one_results_file(tmp_path):
+    from tests.conftest import write_suite
+
+    suite = write_suite(tmp_path / "s.toml", ["sklearn/seed-linreg"], ["cpu"], [1], rounds=1)
+    suite.write_text(suite.read_text() + "[scenarios.offline]\nduration_s = 0.3\n"
+                     "batch_sizes = [16]\n")
+    out = tmp_path / "out"
+    proc = subprocess.run([sys.executable, "-m", "toolkit.cli", "run", "--suite", str(suite),
+                           "--out", str(out), "--history", str(tmp_path / "h.sqlite")],
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    payload = json.loads((out / "results.json").read_text())
+    phases = {r["phase"] for r in payload["records"] if r["status"] == "ok"}
+    assert {"train", "infer", "scenario"} <= phases
+    served = {(r["runtime"], r["variant"]) for r in records(out) if r["status"] == "ok"}
+    assert served == {("native", "processes"), ("onnxruntime", "shared"),
+                      ("onnxruntime", "per-worker")}
+    assert "LoadGen offline" in proc.stdout and "one prediction takes" in proc.stdout
+    assert payload["run"]["suite"]["scenarios"][0]["scenario"] == "offline"

@@ -210,6 +210,8 @@ class LoadGenResult:
     estimate_ms: dict[str, float] = field(default_factory=dict)
     more_queries: int | None = None  # early stopping: how many more queries it would need
     perf_met: bool | None = None  # the plain percentile was within the bound (server)
+    duration_met: bool | None = None  # it lasted its minimum duration
+    target: float | None = None  # the rate (server) or samples/s (offline) it was asked for
     extended: bool = False  # this is a second run, as long as early stopping asked for
     log: str = ""  # the folder of LoadGen's logs of this run
 
@@ -263,7 +265,8 @@ def read_detail_log(path: Path, scenario: str) -> LoadGenResult:
                          values.get("result_scheduled_samples_per_sec"), completed,
                          values.get("result_query_count"), early, estimates,
                          int(more.group(1)) if more else None,
-                         values.get("result_perf_constraints_met"))
+                         values.get("result_perf_constraints_met"),
+                         values.get("result_min_duration_met"))
 
 
 def _percentile_name(value: float) -> str:

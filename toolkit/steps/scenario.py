@@ -44,6 +44,7 @@ SERVING_CALL = {"onnxruntime": "run", "native_torch": "inference_mode",
 PROBE_SECONDS = 0.3
 EXTEND = 10  # a run extended for early stopping may last this many times --duration
 WARM_CALLS = 3  # calls at each batch size the batcher can form, before the probe
+RESIZE = 2  # runs made again, sized from what LoadGen measured, when one ended too soon
 
 
 @dataclass(frozen=True)
@@ -148,10 +149,12 @@ def _run(pool: Pool, settings: LoadSettings, batch: int, logs: Path, inputs: str
     capacity = pool.workers / per_query  # queries per second, roughly, with no batching
     runs: list[int] = []
 
-    def run_at(rate: float, queries: int | None = None) -> LoadGenResult:
+    def run_at(rate: float, queries: int | None = None,
+               expected_s: float | None = None) -> LoadGenResult:
         runs.append(len(runs) + 1)
         folder = logs / f"{len(runs):02d}"
-        result = run_loadgen(pool, settings, rate, per_query, batch, rows, folder, queries)
+        result = run_loadgen(pool, settings, rate, expected_s or per_query, batch, rows, folder,
+                             queries)
         if pool.errors:
             raise RuntimeError(f"the model failed while serving: {pool.errors[0]}")
         return result
@@ -161,6 +164,17 @@ def _run(pool: Pool, settings: LoadSettings, batch: int, logs: Path, inputs: str
         queries (and they fit in EXTEND times the duration at this rate), a second run with
         that many: a short run must not call a rate too slow only for want of queries."""
         result = run_at(rate)
+        for _ in range(RESIZE):  # LoadGen sized the run from our guess, and it ended too soon
+            if result.valid or result.duration_met is not False:
+                break
+            if settings.scenario == "offline" and result.completed_qps:
+                rate = result.completed_qps * 1.5  # the rate this option really answered at
+                result = dataclasses.replace(run_at(rate), extended=True)
+            elif settings.scenario in STREAMS and result.latency_ms.get("mean"):
+                expected = result.latency_ms["mean"] / 1e3 / 4  # more queries pre-generated
+                result = dataclasses.replace(run_at(rate, expected_s=expected), extended=True)
+            else:
+                break
         wanted = (result.queries or 0) + int((result.more_queries or 0) * 1.1) + 1
         if (settings.scenario == "server" and not result.valid and result.perf_met
                 and result.more_queries and not settings.compliant
@@ -205,8 +219,9 @@ def _run(pool: Pool, settings: LoadSettings, batch: int, logs: Path, inputs: str
         best = search.best or search.points[-1]
     else:
         target = settings.target_qps or capacity * batch * 1.5  # offline: samples per second
-        best = run_long_enough(target).point(round(target, 3) if settings.scenario in (
-            "server", "offline") else None)
+        result = run_long_enough(target)
+        best = result.point(round(result.target, 3) if settings.scenario in (
+            "server", "offline") and result.target else None)
         info.update(points=[best])
     info.update(target_qps=best["target_qps"], scheduled_qps=best["scheduled_qps"],
                 valid=best["valid"], reason=best["reason"], latency_ms=best["latency_ms"],
@@ -322,4 +337,4 @@ def run_loadgen(pool: Pool, settings: LoadSettings, rate: float, per_query_s: fl
         lg.DestroyQSL(qsl)
         lg.DestroySUT(sut)
     result = read_detail_log(folder / "mlperf_log_detail.txt", settings.scenario)
-    return dataclasses.replace(result, log=str(folder))
+    return dataclasses.replace(result, log=str(folder), target=rate)
