@@ -114,6 +114,12 @@ def run(
         help="i/n: run the i-th of n shares of the suite's workloads (split across hosts; "
         "merge with deploybench report a.json b.json)")] = None,
     history_path: HistoryOption = None,
+    cluster: Annotated[str | None, typer.Option(
+        help="run the steps on a Ray cluster: local (start one here), auto, or ray://HOST:PORT "
+        "(needs pip install 'deploybench[cluster]')")] = None,
+    placement: Annotated[str, typer.Option(
+        help="with --cluster: spread (each case once, on any node) or each-node (every case "
+        "on every node)")] = "spread",
 ) -> None:
     """Run a suite: train, export, check parity, time native vs ONNX Runtime; write reports."""
     from toolkit import executor
@@ -138,8 +144,16 @@ def run(
             threads=threads, optimization=optimization, timeout_s=timeout, shard=shard,
             rounds=rounds, recipes=_csv(recipes, "--recipes"), max_quality_drop=max_quality_drop,
         )
+        where = None
+        if cluster is not None:
+            from toolkit.cluster import PLACEMENTS
+
+            if placement not in PLACEMENTS:
+                raise BadInputError(f"--placement {placement!r}: choose "
+                                    f"{' or '.join(PLACEMENTS)}")
+            where = executor.ClusterRun(cluster, placement)
         return executor.start(plan_suite(chosen), out_dir or executor.default_out_dir(),
-                              argv=sys.argv, progress=progress)
+                              argv=sys.argv, progress=progress, cluster=where)
 
     _execute_and_report(execute, history_path)
 

@@ -57,15 +57,15 @@ def now() -> str:
 
 
 def start(plan: Plan, out_dir: Path, *, argv: Sequence[str] = (),
-          progress: Progress | None = None) -> RunOutcome:
-    """A new run of `plan` into `out_dir`."""
+          progress: Progress | None = None, cluster: ClusterRun | None = None) -> RunOutcome:
+    """A new run of `plan` into `out_dir` (on a Ray cluster where `cluster` says)."""
     out_dir = prepare_out_dir(out_dir)
     results = ResultsFile(out_dir / "results.json", {
         **plan.run, "argv": list(argv), "started": now(), "finished": None,
         "interrupted": False,
         "environment": environment.describe(peak_threads=plan.suite.threads)})
     results.save()
-    return execute(plan, results, progress)
+    return execute(plan, results, progress, cluster)
 
 
 def resume(out_dir: Path, command: str, *, trust_pickle: bool = False,
@@ -85,7 +85,10 @@ def resume(out_dir: Path, command: str, *, trust_pickle: bool = False,
     plan = replan(results.run, path.parent, path, trust_pickle)
     results.update_run(interrupted=False, finished=None,
                        resumed=[*results.run.get("resumed", []), now()])
-    return execute(plan, results, progress)
+    stored = results.run.get("cluster")
+    cluster = (ClusterRun(str(stored.get("address")), str(stored.get("placement", "spread")))
+               if isinstance(stored, dict) else None)
+    return execute(plan, results, progress, cluster)
 
 
 def replan(run: Mapping[str, Any], out_dir: Path, source: Path,
@@ -123,7 +126,16 @@ def replan(run: Mapping[str, Any], out_dir: Path, source: Path,
                             f"{exc}") from None
 
 
-def execute(plan: Plan, results: ResultsFile, progress: Progress | None = None) -> RunOutcome:
+@dataclass(frozen=True)
+class ClusterRun:
+    """Where a run's steps go when it runs on a Ray cluster (`toolkit.cluster`)."""
+
+    address: str
+    placement: str = "spread"  # or each-node: every measuring step on every node
+
+
+def execute(plan: Plan, results: ResultsFile, progress: Progress | None = None,
+            cluster: ClusterRun | None = None) -> RunOutcome:
     """Run the steps of `plan` that have no records in `results` yet."""
     report = progress or (lambda done, total, label: None)
     done: dict[str, list[Record]] = {}
@@ -132,6 +144,10 @@ def execute(plan: Plan, results: ResultsFile, progress: Progress | None = None) 
     context = Context(plan.suite, results.path.parent, done)
     total = len(plan.steps)
     command = str(results.run.get("command", "run"))
+    if cluster is not None:
+        from toolkit.cluster_executor import execute_on_cluster
+
+        return execute_on_cluster(plan, results, context, report, cluster, command)
     try:
         for index, step in enumerate(plan.steps):
             if step.label in done:

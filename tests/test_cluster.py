@@ -1,0 +1,54 @@
+"""A suite on a local two-node Ray cluster (`ray.cluster_utils.Cluster`): one measurement per
+node at a time, every case on every node with each-node, and records that say where they ran."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.conftest import write_suite
+from toolkit import executor
+from toolkit.plan import plan_suite
+from toolkit.suite import load_suite
+
+ray = pytest.importorskip("ray", reason="Ray is not installed (pip install "
+                          "'deploybench[cluster]')")
+
+
+@pytest.fixture(scope="module")
+def two_nodes():
+    from ray.cluster_utils import Cluster
+
+    cluster = Cluster(initialize_head=True, head_node_args={
+        "num_cpus": 1, "resources": {"deploybench": 1}})
+    cluster.add_node(num_cpus=1, resources={"deploybench": 1})
+    cluster.wait_for_nodes()
+    yield cluster
+    ray.shutdown()
+    cluster.shutdown()
+
+
+def test_each_node_measures_every_case_once_per_node_never_two_at_once(two_nodes, tmp_path):
+    suite = load_suite(str(write_suite(tmp_path / "s.toml", ["sklearn/seed-linreg"], ["cpu"],
+                                       [1], rounds=1)))
+    outcome = executor.start(plan_suite(suite), tmp_path / "out",
+                             cluster=executor.ClusterRun(two_nodes.address, "each-node"))
+    assert not outcome.interrupted
+    records = outcome.records
+    assert all("node" in r.info for r in records)
+    timed = [r for r in records if r.timed]
+    per_case: dict[tuple[str, str], set[str]] = {}
+    for record in timed:
+        per_case.setdefault((record.runtime, record.variant), set()).add(
+            record.info["node"]["node_id"])
+    assert per_case and all(len(nodes) == 2 for nodes in per_case.values()), per_case
+    spans: dict[str, set[tuple[float, float]]] = {}
+    for record in records:
+        node = record.info["node"]
+        spans.setdefault(node["node_id"], set()).add((node["started"], node["ended"]))
+    for node_spans in spans.values():
+        ordered = sorted(node_spans)
+        assert all(b[0] >= a[1] for a, b in zip(ordered, ordered[1:], strict=False)), ordered
+    from toolkit.results import load
+
+    run, _ = load(outcome.results_path)
+    assert len(run["nodes"]) == 2 and run["cluster"]["placement"] == "each-node"

@@ -1,0 +1,177 @@
+"""Many machines: a plan's steps run as Ray tasks, one measuring step per node at a time.
+
+Every node offers one unit of the custom resource `deploybench` (`ray start --resources
+'{"deploybench": 1}'`); each task asks for it (and for a GPU when its case is a CUDA case), so
+two measurements never share a node. Inside the task the step runs as it does locally: a fresh
+child process with a timeout, so cold start stays cold and a crash costs one case. Tasks are
+never retried (`max_retries=0`): a failure is a `failed` record. Each record says where it ran
+(`info.node`), and each node's environment is captured once.
+
+    local             a Ray cluster started on this machine (one node), for trying it out
+    auto              the cluster `ray start` made on this machine, or $RAY_ADDRESS
+    ray://HOST:PORT   a running cluster's client address (HOST:PORT, its GCS address, too)
+
+This module imports Ray only inside its functions: Ray is the optional `cluster` extra.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.util
+import logging
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from toolkit.errors import BadInputError
+from toolkit.results import Record
+
+log = logging.getLogger(__name__)
+
+RESOURCE = "deploybench"
+PLACEMENTS = ("spread", "each-node")
+MISSING = "--cluster needs Ray: install it with pip install 'deploybench[cluster]'"
+
+
+@dataclass(frozen=True)
+class Node:
+    node_id: str
+    host: str  # hostname, or the node's address where that is all Ray knows
+    gpus: float
+
+    @property
+    def name(self) -> str:
+        """host/short id: unique even where nodes share a hostname (a local test cluster)."""
+        return f"{self.host}/{self.node_id[:6]}"
+
+
+def connect(address: str) -> list[Node]:
+    """Join (or, for `local`, start) the cluster; its nodes that offer the `deploybench`
+    resource. BadInputError where Ray is missing, the address is wrong, or no node offers it."""
+    if importlib.util.find_spec("ray") is None:
+        raise BadInputError(MISSING)
+    import ray
+
+    if not ray.is_initialized():
+        try:
+            if address == "local":
+                from toolkit.suite import default_threads
+
+                ray.init(num_cpus=default_threads(), resources={RESOURCE: 1},
+                         include_dashboard=False, log_to_driver=False,
+                         configure_logging=False)
+            else:
+                ray.init(address=address, log_to_driver=False, configure_logging=False)
+        except (ConnectionError, ValueError, RuntimeError) as exc:
+            raise BadInputError(f"--cluster {address}: cannot join that Ray cluster ({exc}); "
+                                "give local, auto or ray://HOST:PORT") from None
+    found = nodes()
+    if not found:
+        raise BadInputError(
+            f"--cluster {address}: no node offers the {RESOURCE!r} resource; start each node "
+            f"with ray start ... --resources '{{\"{RESOURCE}\": 1}}'")
+    return found
+
+
+def nodes() -> list[Node]:
+    import ray
+
+    return [Node(n["NodeID"], n.get("NodeManagerHostname") or n.get("NodeManagerAddress", "?"),
+                 float(n.get("Resources", {}).get("GPU", 0)))
+            for n in ray.nodes() if n.get("Alive") and RESOURCE in n.get("Resources", {})]
+
+
+def disconnect() -> None:
+    import ray
+
+    if ray.is_initialized():
+        ray.shutdown()
+
+
+def _on_node(function: Callable[..., Any], *args: Any) -> Any:
+    """The body of every task: run `function` here and say where 'here' is."""
+    import socket
+    import time
+
+    import ray
+
+    started = time.time()
+    out = function(*args)
+    where = {"node_id": ray.get_runtime_context().get_node_id(), "hostname": socket.gethostname(),
+             "started": started, "ended": time.time()}
+    return where, out
+
+
+def submit(function: Callable[..., Any], *args: Any, node: Node | None = None,
+           gpu: bool = False) -> Any:
+    """`function(*args)` as a Ray task holding the node's `deploybench` unit (pinned to `node`
+    when given); returns the object reference of (node id, hostname, result)."""
+    import ray
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    options: dict[str, Any] = {"resources": {RESOURCE: 1}, "num_cpus": 0, "max_retries": 0,
+                               "num_gpus": 1 if gpu else 0}
+    if node is not None:
+        options["scheduling_strategy"] = NodeAffinitySchedulingStrategy(node.node_id, soft=False)
+    task = ray.remote(_on_node).options(**options)
+    return task.remote(function, *args)
+
+
+def wait(pending: Sequence[Any]) -> tuple[list[Any], list[Any]]:
+    """The references that finished (at least one), and those still running."""
+    import ray
+
+    done, rest = ray.wait(list(pending), num_returns=1)
+    return list(done), list(rest)
+
+
+def result(reference: Any) -> tuple[dict[str, Any], Any]:
+    """(where and when the task ran, what it returned) or, for a task that crashed, ({},
+    the error)."""
+    import ray
+
+    try:
+        return ray.get(reference)
+    except (ray.exceptions.RayError, Exception) as exc:  # a crashed worker, a lost node
+        return {}, exc
+
+
+def cancel(pending: Sequence[Any]) -> None:
+    import ray
+
+    for reference in pending:
+        try:
+            ray.cancel(reference, force=True)
+        except Exception:  # already finished, or its node is gone
+            log.debug("could not cancel a task", exc_info=True)
+
+
+def stamp(records: Sequence[Record], where: Mapping[str, Any]) -> list[Record]:
+    """Each record with `info.node`: where (and when: the task's start and end, epoch
+    seconds) it was measured."""
+    return [dataclasses.replace(r, info={**r.info, "node": dict(where)}) for r in records]
+
+
+def environments(found: Sequence[Node]) -> dict[str, Mapping[str, Any]]:
+    """Each node's environment (CPU, instruction set, GPU, versions), taken on the node."""
+    from toolkit import environment
+
+    references = [submit(environment.describe, node=node) for node in found]
+    out = {}
+    for reference in references:
+        where, env = result(reference)
+        if not isinstance(env, BaseException):
+            out[where["node_id"]] = env
+    return out
+
+
+def version_differences(envs: Mapping[str, Mapping[str, Any]]) -> list[str]:
+    """One line per package whose version differs between nodes: their numbers are then not
+    comparable as measures of the hardware alone."""
+    seen: dict[str, dict[str, str]] = {}
+    for node_id, env in envs.items():
+        host = str(env.get("hostname") or node_id[:8])
+        for name, version in dict(env.get("versions", {})).items():
+            seen.setdefault(name, {})[host] = str(version)
+    return [f"{name}: " + ", ".join(f"{v} on {h}" for h, v in by_host.items())
+            for name, by_host in seen.items() if len(set(by_host.values())) > 1]
