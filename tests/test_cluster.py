@@ -10,12 +10,11 @@ from toolkit import executor
 from toolkit.plan import plan_suite
 from toolkit.suite import load_suite
 
-ray = pytest.importorskip("ray", reason="Ray is not installed (pip install "
-                          "'deploybench[cluster]')")
-
 
 @pytest.fixture(scope="module")
 def two_nodes():
+    ray = pytest.importorskip("ray", reason="Ray is not installed (pip install "
+                              "'deploybench[cluster]')")
     from ray.cluster_utils import Cluster
 
     cluster = Cluster(initialize_head=True, head_node_args={
@@ -52,3 +51,56 @@ def test_each_node_measures_every_case_once_per_node_never_two_at_once(two_nodes
 
     run, _ = load(outcome.results_path)
     assert len(run["nodes"]) == 2 and run["cluster"]["placement"] == "each-node"
+
+
+def test_spread_measures_each_case_once_and_a_crashed_task_is_a_failed_record(two_nodes,
+                                                                            tmp_path):
+    import dataclasses
+
+    from tests.cluster_steps import Crash
+
+    suite = load_suite(str(write_suite(tmp_path / "s.toml", ["sklearn/seed-linreg"], ["cpu"],
+                                       [1], rounds=2)))
+    plan = plan_suite(suite)
+    plan = dataclasses.replace(plan, steps=[Crash(), *plan.steps])
+    outcome = executor.start(plan, tmp_path / "out",
+                             cluster=executor.ClusterRun(two_nodes.address, "spread"))
+    crashed = [r for r in outcome.records if r.step == "sklearn/crash build"]
+    assert [r.status for r in crashed] == ["failed"] and "Ray task failed" in crashed[0].reason
+    timed = [r for r in outcome.records if r.timed]
+    keys = [(r.runtime, r.variant, r.round) for r in timed]
+    assert len(keys) == len(set(keys)) and {r for _, _, r in keys} == {1, 2}  # each once
+
+
+def test_files_a_build_made_reach_a_node_that_lacks_them(tmp_path):
+    from toolkit.cluster import pack, unpack
+    from toolkit.results import Record
+
+    model = tmp_path / "a" / "model.onnx"
+    model.parent.mkdir()
+    model.write_bytes(b"onnx bytes")
+    saved = tmp_path / "a" / "saved_model"
+    (saved / "variables").mkdir(parents=True)
+    (saved / "variables" / "v.data").write_bytes(b"weights")
+    record = Record("w", "keras", "export", info={"onnx": str(model), "artifact": str(saved),
+                                                   "rows": 3})
+    files = pack([record])
+    assert set(files) == {str(model), str(saved / "variables" / "v.data")}
+    model.unlink()
+    (saved / "variables" / "v.data").unlink()
+    unpack(files)
+    assert model.read_bytes() == b"onnx bytes"
+    assert (saved / "variables" / "v.data").read_bytes() == b"weights"
+
+
+def test_without_ray_cluster_says_which_extra_to_install(monkeypatch):
+    import importlib.util
+
+    from toolkit import cluster
+    from toolkit.errors import BadInputError
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(cluster.importlib.util, "find_spec",
+                        lambda name, *a: None if name == "ray" else real(name, *a))
+    with pytest.raises(BadInputError, match=r"pip install 'deploybench\[cluster\]'"):
+        cluster.connect("local")

@@ -81,6 +81,12 @@ RecipesOption = Annotated[str | None, typer.Option(
 QualityDropOption = Annotated[str | None, typer.Option(
     "--max-quality-drop", help="the accuracy a recipe that changes the arithmetic (int8, fp16) "
     "may lose against the native model: absolute (0.01) or relative (1%, the default)")]
+ClusterOption = Annotated[str | None, typer.Option(
+    help="run the steps on a Ray cluster: local (start one here), auto, or ray://HOST:PORT "
+    "(needs pip install 'deploybench[cluster]')")]
+PlacementOption = Annotated[str, typer.Option(
+    help="with --cluster: spread (each case once, on any node) or each-node (every case on "
+    "every node)")]
 RoundsOption = Annotated[int | None, typer.Option(
     help="fresh processes per case (default 3; the full suite 5): the 95% interval of each "
     "figure is over these rounds")]
@@ -114,12 +120,8 @@ def run(
         help="i/n: run the i-th of n shares of the suite's workloads (split across hosts; "
         "merge with deploybench report a.json b.json)")] = None,
     history_path: HistoryOption = None,
-    cluster: Annotated[str | None, typer.Option(
-        help="run the steps on a Ray cluster: local (start one here), auto, or ray://HOST:PORT "
-        "(needs pip install 'deploybench[cluster]')")] = None,
-    placement: Annotated[str, typer.Option(
-        help="with --cluster: spread (each case once, on any node) or each-node (every case "
-        "on every node)")] = "spread",
+    cluster: ClusterOption = None,
+    placement: PlacementOption = "spread",
 ) -> None:
     """Run a suite: train, export, check parity, time native vs ONNX Runtime; write reports."""
     from toolkit import executor
@@ -133,7 +135,7 @@ def run(
                 "--providers": providers, "--batch-sizes": batch_sizes, "--threads": threads,
                 "--optimization": optimization, "--timeout": timeout, "--out": out_dir,
                 "--shard": shard, "--rounds": rounds, "--recipes": recipes,
-                "--max-quality-drop": max_quality_drop})
+                "--max-quality-drop": max_quality_drop, "--cluster": cluster})
             return executor.resume(resume, "run", progress=progress)
         chosen = build_suite(
             suite or "quick",
@@ -144,18 +146,21 @@ def run(
             threads=threads, optimization=optimization, timeout_s=timeout, shard=shard,
             rounds=rounds, recipes=_csv(recipes, "--recipes"), max_quality_drop=max_quality_drop,
         )
-        where = None
-        if cluster is not None:
-            from toolkit.cluster import PLACEMENTS
-
-            if placement not in PLACEMENTS:
-                raise BadInputError(f"--placement {placement!r}: choose "
-                                    f"{' or '.join(PLACEMENTS)}")
-            where = executor.ClusterRun(cluster, placement)
         return executor.start(plan_suite(chosen), out_dir or executor.default_out_dir(),
-                              argv=sys.argv, progress=progress, cluster=where)
+                              argv=sys.argv, progress=progress,
+                              cluster=_cluster_run(cluster, placement))
 
     _execute_and_report(execute, history_path)
+
+
+def _cluster_run(address: str | None, placement: str) -> Any:
+    """Where --cluster sends the steps (None: here)."""
+    from toolkit import executor
+    from toolkit.cluster import PLACEMENTS
+
+    if placement not in PLACEMENTS:
+        raise BadInputError(f"--placement {placement!r}: choose {' or '.join(PLACEMENTS)}")
+    return executor.ClusterRun(address, placement) if address is not None else None
 
 
 def _refuse_with_resume(resume: Path, given: dict[str, object]) -> None:
@@ -254,6 +259,8 @@ def bench(
     resume: Annotated[Path | None, typer.Option(
         help="finish an interrupted bench in this folder: only its missing steps run")] = None,
     history_path: HistoryOption = None,
+    cluster: ClusterOption = None,
+    placement: PlacementOption = "spread",
 ) -> None:
     """Benchmark your own model file (ONNX or native) on each provider and batch size.
 
@@ -269,7 +276,8 @@ def bench(
                 "--input-data": input_data, "--shape": shape, "--threads": threads,
                 "--optimization": optimization, "--opset": opset, "--timeout": timeout,
                 "--out": out_dir, "--rounds": rounds, "--recipes": recipes,
-                "--max-quality-drop": max_quality_drop, "--calibration-data": calibration_data})
+                "--max-quality-drop": max_quality_drop, "--calibration-data": calibration_data,
+                "--cluster": cluster})
             return executor.resume(resume, "bench", trust_pickle=trust_pickle,
                                    progress=progress)
         if path is None:
@@ -283,7 +291,8 @@ def bench(
             recipes=_csv(recipes, "--recipes"), max_quality_drop=max_quality_drop)
         out = out_dir or executor.default_out_dir()
         plan = bench_module.plan_model(request, suite, out)
-        return executor.start(plan, out, argv=sys.argv, progress=progress)
+        return executor.start(plan, out, argv=sys.argv, progress=progress,
+                              cluster=_cluster_run(cluster, placement))
 
     _execute_and_report(execute, history_path)
 
@@ -332,6 +341,8 @@ def loadgen(
     resume: Annotated[Path | None, typer.Option(
         help="finish an interrupted loadgen run in this folder")] = None,
     history_path: HistoryOption = None,
+    cluster: ClusterOption = None,
+    placement: PlacementOption = "spread",
 ) -> None:
     """Serve each option under MLPerf LoadGen: the highest rate within a p99 bound (server),
     samples per second (offline), or the latency percentile of a stream."""
@@ -348,7 +359,7 @@ def loadgen(
                 "--batch-sizes": batch_sizes, "--workers": workers,
                 "--max-delay-ms": max_delay_ms, "--threads": threads,
                 "--input-data": input_data, "--shape": shape, "--timeout": timeout,
-                "--out": out_dir})
+                "--out": out_dir, "--cluster": cluster})
             return executor.resume(resume, "loadgen", trust_pickle=trust_pickle,
                                    progress=progress)
         if target is None:
@@ -368,7 +379,8 @@ def loadgen(
                                                trust_pickle)
         out = out_dir or executor.default_out_dir()
         plan = bench_module.plan_loadgen(target, suite, out, request=request)
-        return executor.start(plan, out, argv=sys.argv, progress=progress)
+        return executor.start(plan, out, argv=sys.argv, progress=progress,
+                              cluster=_cluster_run(cluster, placement))
 
     _execute_and_report(execute, history_path)
 
@@ -397,7 +409,9 @@ def _input_warnings(results_path: Path) -> list[str]:
     from toolkit.results import load
 
     run, _ = load(results_path)
-    return list(run.get("input_warnings", []))
+    differ = [f"the cluster's nodes run different versions ({line}): their figures compare "
+              "the software as well as the hardware" for line in run.get("node_versions", [])]
+    return list(run.get("input_warnings", [])) + differ
 
 
 @app.command()

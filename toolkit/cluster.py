@@ -53,24 +53,31 @@ def connect(address: str) -> list[Node]:
     import ray
 
     if not ray.is_initialized():
-        try:
-            if address == "local":
-                from toolkit.suite import default_threads
+        from toolkit.runners.onnxruntime import captured_output
 
-                ray.init(num_cpus=default_threads(), resources={RESOURCE: 1},
-                         include_dashboard=False, log_to_driver=False,
-                         configure_logging=False)
-            else:
-                ray.init(address=address, log_to_driver=False, configure_logging=False)
+        try:
+            with captured_output() as said:  # Ray's notices on connecting: kept from the user
+                _init(ray, address)
         except (ConnectionError, ValueError, RuntimeError) as exc:
             raise BadInputError(f"--cluster {address}: cannot join that Ray cluster ({exc}); "
                                 "give local, auto or ray://HOST:PORT") from None
+        log.debug("ray.init said: %s", " | ".join(said))
     found = nodes()
     if not found:
         raise BadInputError(
             f"--cluster {address}: no node offers the {RESOURCE!r} resource; start each node "
             f"with ray start ... --resources '{{\"{RESOURCE}\": 1}}'")
     return found
+
+
+def _init(ray: Any, address: str) -> None:
+    if address == "local":
+        from toolkit.suite import default_threads
+
+        ray.init(num_cpus=default_threads(), resources={RESOURCE: 1}, include_dashboard=False,
+                 log_to_driver=False, configure_logging=False)
+    else:
+        ray.init(address=address, log_to_driver=False, configure_logging=False)
 
 
 def nodes() -> list[Node]:
@@ -99,18 +106,63 @@ def _on_node(function: Callable[..., Any], *args: Any) -> Any:
     out = function(*args)
     where = {"node_id": ray.get_runtime_context().get_node_id(), "hostname": socket.gethostname(),
              "started": started, "ended": time.time()}
+    if isinstance(out, Shipment):  # records to the driver; the files stay in the object store
+        return (where, out.records), out.files
     return where, out
 
 
+@dataclass(frozen=True)
+class Shipment:
+    """A step's records, and the files they name (path -> bytes), which the steps that read
+    them get through Ray's object store: a node without them writes them at the same path."""
+
+    records: list[Record]
+    files: dict[str, bytes]
+
+
+ARTIFACT_KEYS = ("artifact", "onnx", "inputs", "reference", "calibration")
+
+
+def pack(records: Sequence[Record]) -> dict[str, bytes]:
+    """The files (and the files of folders, a SavedModel) that `records` name."""
+    from pathlib import Path
+
+    files: dict[str, bytes] = {}
+    for record in records:
+        for key in ARTIFACT_KEYS:
+            value = record.info.get(key)
+            if not isinstance(value, str):
+                continue
+            path = Path(value)
+            for item in ([path] if path.is_file() else
+                         [p for p in path.rglob("*") if p.is_file()] if path.is_dir() else []):
+                files.setdefault(str(item), item.read_bytes())
+    return files
+
+
+def unpack(files: Mapping[str, bytes]) -> None:
+    """Write the shipped files this node lacks (same absolute paths as where they were made)."""
+    from pathlib import Path
+
+    for name, data in files.items():
+        path = Path(name)
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            partial = path.with_name(path.name + ".partial")
+            partial.write_bytes(data)
+            partial.replace(path)
+
+
 def submit(function: Callable[..., Any], *args: Any, node: Node | None = None,
-           gpu: bool = False) -> Any:
+           gpu: bool = False, ships: bool = False) -> Any:
     """`function(*args)` as a Ray task holding the node's `deploybench` unit (pinned to `node`
-    when given); returns the object reference of (node id, hostname, result)."""
+    when given); returns the reference of (where, result), or with `ships` (a function that
+    returns a Shipment) the references of (where, records) and of the files."""
     import ray
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
     options: dict[str, Any] = {"resources": {RESOURCE: 1}, "num_cpus": 0, "max_retries": 0,
-                               "num_gpus": 1 if gpu else 0}
+                               "num_gpus": 1 if gpu else 0, "num_returns": 2 if ships else 1}
     if node is not None:
         options["scheduling_strategy"] = NodeAffinitySchedulingStrategy(node.node_id, soft=False)
     task = ray.remote(_on_node).options(**options)

@@ -67,8 +67,14 @@ def expand(plan: Plan, placement: str, nodes: list[cluster.Node]) -> list[Step]:
     return out
 
 
-def _run_step(step: Any, context: Context) -> list[Record]:
-    return step.execute(context)
+def _run_step(step: Any, context: Context, *shipped: dict[str, bytes]) -> cluster.Shipment:
+    """On a node: the files of the steps this one reads (where this node lacks them), then
+    the step; its records, with the files they name when it builds."""
+    for files in shipped:
+        cluster.unpack(files)
+    records = step.execute(context)
+    builds = not isinstance(step, OnNode | Measure | Scenario)
+    return cluster.Shipment(records, cluster.pack(records) if builds else {})
 
 
 def execute_on_cluster(plan: Plan, results: ResultsFile, context: Context,
@@ -86,7 +92,9 @@ def execute_on_cluster(plan: Plan, results: ResultsFile, context: Context,
     total = len(steps) + len({r.step for r in results.records})
     finished = total - len(steps)
     pending: dict[Any, Any] = {}
+    shipped: dict[str, Any] = {}  # a build's label -> the reference of the files it made
     waiting = list(steps)
+    gpus = any(node.gpus for node in nodes)  # none: a CUDA case runs, and says why it cannot
     try:
         while waiting or pending:
             for step in [s for s in waiting if all(n in done for n in _needs(s))]:
@@ -100,8 +108,12 @@ def execute_on_cluster(plan: Plan, results: ResultsFile, context: Context,
                 needed = {label: done[label] for label in _needs(step)}
                 task_context = Context(context.suite, context.out_dir, needed)
                 node = step.node if isinstance(step, OnNode) else None
-                pending[cluster.submit(_run_step, step, task_context, node=node,
-                                       gpu=_gpu(step))] = step
+                files = [shipped[label] for label in _needs(step) if label in shipped]
+                main, made_files = cluster.submit(_run_step, step, task_context, *files,
+                                                  node=node, gpu=gpus and _gpu(step),
+                                                  ships=True)
+                pending[main] = step
+                shipped[step.label] = made_files
             if not pending:
                 if waiting:  # a step whose input never came: nothing more can start
                     raise RuntimeError(f"steps wait for inputs no step makes: "

@@ -54,9 +54,13 @@ def write_reports(
 
     runs = load_runs([paths] if isinstance(paths, Path) else list(paths))
     records = [r for run in runs for r in run.records]
-    machines = [run.machine for run in runs for _ in run.records]
+    # A cluster run's records each name their node: options are labelled by it, as by file
+    machines = [_node(r) or run.machine for run in runs for r in run.records]
     sizes = sorted({b for run in runs for b in run.info.get("suite", {}).get("batch_sizes", ())})
     peaks = {run.machine: _peak(run.info.get("environment", {})) for run in runs}
+    for run in runs:
+        for env in dict(run.info.get("nodes") or {}).values():
+            peaks.setdefault(str(env.get("hostname", "")), _peak(env))
     summaries = summarise(records, sizes, machines, peaks)
     target = out_dir or runs[0].path.parent
     try:
@@ -76,6 +80,11 @@ def write_reports(
         path.write_text(writers[fmt](), encoding="utf-8")
         written.append(path)
     return summaries, written
+
+
+def _node(record: Record) -> str | None:
+    node = record.info.get("node")
+    return str(node.get("hostname")) if isinstance(node, dict) and node.get("hostname") else None
 
 
 def _peak(environment: dict[str, Any]) -> Peak | None:
