@@ -104,3 +104,54 @@ def test_without_ray_cluster_says_which_extra_to_install(monkeypatch):
                         lambda name, *a: None if name == "ray" else real(name, *a))
     with pytest.raises(BadInputError, match=r"pip install 'deploybench\[cluster\]'"):
         cluster.connect("local")
+
+
+def test_sigterm_cancels_a_cluster_run_and_resume_finishes_it(tmp_path):
+    """`run --cluster local` stopped after its first step: exit 130, the finished records kept,
+    the run marked interrupted; `run --resume` finishes it on a new local cluster."""
+    import json
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    pytest.importorskip("ray", reason="Ray is not installed")
+    suite = write_suite(tmp_path / "s.toml", ["sklearn/seed-linreg"], ["cpu"], [1], rounds=2)
+    out = tmp_path / "out"
+    command = [sys.executable, "-m", "toolkit.cli", "run", "--history", str(tmp_path / "h")]
+    proc = subprocess.Popen([*command, "--suite", str(suite), "--out", str(out), "--cluster",
+                             "local"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:  # until the build's records are in
+        path = out / "results.json"
+        if path.is_file() and json.loads(path.read_text() or "{}").get("records"):
+            break
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err[-2000:]
+    kept = json.loads((out / "results.json").read_text())
+    assert kept["run"]["interrupted"] is True and kept["records"]
+    assert kept["run"]["cluster"]["address"] == "local"
+    again = subprocess.run([*command, "--resume", str(out)], capture_output=True, text=True,
+                           timeout=300)
+    assert again.returncode == 0, again.stderr[-2000:]
+    done = json.loads((out / "results.json").read_text())
+    assert not done["run"]["interrupted"]
+    assert done["records"][:len(kept["records"])] == kept["records"]  # finished work kept
+    steps = {r["step"] for r in done["records"]}
+    assert {"sklearn/seed-linreg build", "sklearn/seed-linreg onnxruntime cpu #2"} <= steps
+    assert all("node" in r["info"] for r in done["records"])
+
+
+def test_a_hardware_specific_recipe_is_made_on_each_node_that_measures_it(two_nodes, tmp_path):
+    path = write_suite(tmp_path / "s.toml", ["sklearn/seed-linreg"], ["cpu"], [1], rounds=1)
+    path.write_text(path.read_text().replace("rounds = 1", 'rounds = 1\nrecipes = ["fp32", '
+                                             '"ort-offline"]'))
+    suite = load_suite(str(path))
+    outcome = executor.start(plan_suite(suite), tmp_path / "out",
+                             cluster=executor.ClusterRun(two_nodes.address, "each-node"))
+    offline = [r for r in outcome.records if r.timed and r.recipe == "ort-offline"]
+    assert len({r.info["node"]["node_id"] for r in offline}) == 2
+    made = sorted((tmp_path / "out" / "nodes").glob("*/artifacts/*/*.onnx"))
+    assert len({p.parts[-4] for p in made}) == 2, made  # one file per node, in its own folder

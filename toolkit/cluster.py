@@ -53,14 +53,20 @@ def connect(address: str) -> list[Node]:
     import ray
 
     if not ray.is_initialized():
+        import signal
+
         from toolkit.runners.onnxruntime import captured_output
 
+        ours = signal.getsignal(signal.SIGTERM)
         try:
             with captured_output() as said:  # Ray's notices on connecting: kept from the user
                 _init(ray, address)
         except (ConnectionError, ValueError, RuntimeError) as exc:
             raise BadInputError(f"--cluster {address}: cannot join that Ray cluster ({exc}); "
                                 "give local, auto or ray://HOST:PORT") from None
+        finally:  # Ray installs its own SIGTERM handler, which would exit without our records
+            if ours is not None:
+                signal.signal(signal.SIGTERM, ours)
         log.debug("ray.init said: %s", " | ".join(said))
     found = nodes()
     if not found:

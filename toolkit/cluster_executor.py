@@ -18,7 +18,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from toolkit import cluster
-from toolkit.plan import Context, Measure, Plan, Scenario, Skipped, Step
+from toolkit.plan import Context, Derive, Measure, Plan, Scenario, Skipped, Step
+from toolkit.recipes import HARDWARE_SPECIFIC
 from toolkit.results import Record, ResultsFile
 
 
@@ -48,6 +49,11 @@ def _needs(step: Any) -> list[str]:
             if label]
 
 
+def _derived(step: Any) -> str | None:
+    inner = step.step if isinstance(step, OnNode) else step
+    return getattr(inner, "derived", None)
+
+
 def _gpu(step: Any) -> bool:
     inner = step.step if isinstance(step, OnNode) else step
     case = getattr(inner, "case", None)
@@ -67,11 +73,20 @@ def expand(plan: Plan, placement: str, nodes: list[cluster.Node]) -> list[Step]:
     return out
 
 
-def _run_step(step: Any, context: Context, *shipped: dict[str, bytes]) -> cluster.Shipment:
+def _run_step(step: Any, context: Context, remake: Any, *shipped: dict[str, bytes]
+              ) -> cluster.Shipment:
     """On a node: the files of the steps this one reads (where this node lacks them), then
-    the step; its records, with the files they name when it builds."""
+    the step; its records, with the files they name when it builds. `remake`: the Derive step
+    of a hardware-specific recipe, made again here (in a folder of this node's own) so the
+    case measures the file made for this machine."""
     for files in shipped:
         cluster.unpack(files)
+    if remake is not None:
+        import ray
+
+        here = context.out_dir / "nodes" / ray.get_runtime_context().get_node_id()[:12]
+        made = remake.execute(Context(context.suite, here, context.done))
+        context = Context(context.suite, context.out_dir, {**context.done, remake.label: made})
     records = step.execute(context)
     builds = not isinstance(step, OnNode | Measure | Scenario)
     return cluster.Shipment(records, cluster.pack(records) if builds else {})
@@ -93,6 +108,8 @@ def execute_on_cluster(plan: Plan, results: ResultsFile, context: Context,
     finished = total - len(steps)
     pending: dict[Any, Any] = {}
     shipped: dict[str, Any] = {}  # a build's label -> the reference of the files it made
+    derives = {s.label: s for s in plan.steps
+               if isinstance(s, Derive) and s.recipe in HARDWARE_SPECIFIC}
     waiting = list(steps)
     gpus = any(node.gpus for node in nodes)  # none: a CUDA case runs, and says why it cannot
     try:
@@ -109,7 +126,8 @@ def execute_on_cluster(plan: Plan, results: ResultsFile, context: Context,
                 task_context = Context(context.suite, context.out_dir, needed)
                 node = step.node if isinstance(step, OnNode) else None
                 files = [shipped[label] for label in _needs(step) if label in shipped]
-                main, made_files = cluster.submit(_run_step, step, task_context, *files,
+                main, made_files = cluster.submit(_run_step, step, task_context,
+                                                  derives.get(_derived(step)), *files,
                                                   node=node, gpu=gpus and _gpu(step),
                                                   ships=True)
                 pending[main] = step

@@ -27,6 +27,9 @@ ONNX_RECIPES = ("int8-dynamic", "int8-static", "fp16", "ort-offline")
 NATIVE_RECIPES = {"torch-compile": "torch", "xla": "keras"}  # recipe -> its framework
 RECIPES = (FP32, *ONNX_RECIPES, *NATIVE_RECIPES)
 BY_QUALITY = ("int8-dynamic", "int8-static", "fp16")  # judged by the accuracy criterion
+# Files made for the hardware they were made on (ORT's offline optimisation may use the CPU's
+# instruction set): on a cluster, each measuring node makes its own.
+HARDWARE_SPECIFIC = ("ort-offline",)
 CUDA_ONLY = {"fp16": "fp16 is measured on CUDA: ONNX Runtime's CPU provider runs most float16 "
              "operators through casts to float32, so its timing would say nothing about fp16 "
              "serving"}
