@@ -80,8 +80,9 @@ def _init(ray: Any, address: str) -> None:
     if address == "local":
         from toolkit.suite import default_threads
 
-        ray.init(num_cpus=default_threads(), resources={RESOURCE: 1}, include_dashboard=False,
-                 log_to_driver=False, configure_logging=False)
+        # address="local": always a new cluster, never one already running on this machine
+        ray.init(address="local", num_cpus=default_threads(), resources={RESOURCE: 1},
+                 include_dashboard=False, log_to_driver=False, configure_logging=False)
     else:
         ray.init(address=address, log_to_driver=False, configure_logging=False)
 
