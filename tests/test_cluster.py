@@ -40,6 +40,11 @@ def test_each_node_measures_every_case_once_per_node_never_two_at_once(two_nodes
         per_case.setdefault((record.runtime, record.variant), set()).add(
             record.info["node"]["node_id"])
     assert per_case and all(len(nodes) == 2 for nodes in per_case.values()), per_case
+    import socket
+
+    host = socket.gethostname()  # both test nodes run here: labels number them, by hostname
+    assert {r.step.rsplit(" @", 1)[1] for r in timed} == {f"{host}#1", f"{host}#2"}
+    assert {r.info["node"]["name"] for r in timed} == {f"{host}#1", f"{host}#2"}
     spans: dict[str, set[tuple[float, float]]] = {}
     for record in records:
         node = record.info["node"]

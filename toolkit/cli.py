@@ -135,7 +135,8 @@ def run(
                 "--providers": providers, "--batch-sizes": batch_sizes, "--threads": threads,
                 "--optimization": optimization, "--timeout": timeout, "--out": out_dir,
                 "--shard": shard, "--rounds": rounds, "--recipes": recipes,
-                "--max-quality-drop": max_quality_drop, "--cluster": cluster})
+                "--max-quality-drop": max_quality_drop, "--cluster": cluster,
+                "--placement": None if placement == "spread" else placement})
             return executor.resume(resume, "run", progress=progress)
         chosen = build_suite(
             suite or "quick",
@@ -277,7 +278,8 @@ def bench(
                 "--optimization": optimization, "--opset": opset, "--timeout": timeout,
                 "--out": out_dir, "--rounds": rounds, "--recipes": recipes,
                 "--max-quality-drop": max_quality_drop, "--calibration-data": calibration_data,
-                "--cluster": cluster})
+                "--cluster": cluster,
+                "--placement": None if placement == "spread" else placement})
             return executor.resume(resume, "bench", trust_pickle=trust_pickle,
                                    progress=progress)
         if path is None:
@@ -359,7 +361,8 @@ def loadgen(
                 "--batch-sizes": batch_sizes, "--workers": workers,
                 "--max-delay-ms": max_delay_ms, "--threads": threads,
                 "--input-data": input_data, "--shape": shape, "--timeout": timeout,
-                "--out": out_dir, "--cluster": cluster})
+                "--out": out_dir, "--cluster": cluster,
+                "--placement": None if placement == "spread" else placement})
             return executor.resume(resume, "loadgen", trust_pickle=trust_pickle,
                                    progress=progress)
         if target is None:

@@ -39,10 +39,7 @@ class Node:
     host: str  # hostname, or the node's address where that is all Ray knows
     gpus: float
 
-    @property
-    def name(self) -> str:
-        """host/short id: unique even where nodes share a hostname (a local test cluster)."""
-        return f"{self.host}/{self.node_id[:6]}"
+    name: str = ""  # the node's label: its host, numbered where hosts repeat (see `nodes`)
 
 
 def connect(address: str) -> list[Node]:
@@ -90,9 +87,16 @@ def _init(ray: Any, address: str) -> None:
 def nodes() -> list[Node]:
     import ray
 
-    return [Node(n["NodeID"], n.get("NodeManagerHostname") or n.get("NodeManagerAddress", "?"),
-                 float(n.get("Resources", {}).get("GPU", 0)))
-            for n in ray.nodes() if n.get("Alive") and RESOURCE in n.get("Resources", {})]
+    found = sorted((n.get("NodeManagerHostname") or n.get("NodeManagerAddress", "?"),
+                     n["NodeID"], float(n.get("Resources", {}).get("GPU", 0)))
+                    for n in ray.nodes()
+                    if n.get("Alive") and RESOURCE in n.get("Resources", {}))
+    hosts = [host for host, _, _ in found]
+    # A node's label is its hostname (stable across restarts, unlike Ray's node ids, so a
+    # resumed each-node run finds its steps); nodes sharing a host are numbered.
+    return [Node(node_id, host, gpus, host if hosts.count(host) == 1 else
+                 f"{host}#{hosts[:index].count(host) + 1}")
+            for index, (host, node_id, gpus) in enumerate(found)]
 
 
 def disconnect() -> None:
@@ -211,16 +215,17 @@ def stamp(records: Sequence[Record], where: Mapping[str, Any]) -> list[Record]:
     return [dataclasses.replace(r, info={**r.info, "node": dict(where)}) for r in records]
 
 
-def environments(found: Sequence[Node]) -> dict[str, Mapping[str, Any]]:
-    """Each node's environment (CPU, instruction set, GPU, versions), taken on the node."""
+def environments(found: Sequence[Node], peak_threads: int) -> dict[str, Mapping[str, Any]]:
+    """Each node's environment (CPU, instruction set, GPU, versions, its peak at the run's
+    thread count), taken on the node, by node label."""
     from toolkit import environment
 
-    references = [submit(environment.describe, node=node) for node in found]
+    references = [submit(environment.describe, peak_threads, node=node) for node in found]
     out = {}
-    for reference in references:
-        where, env = result(reference)
+    for node, reference in zip(found, references, strict=True):
+        _, env = result(reference)
         if not isinstance(env, BaseException):
-            out[where["node_id"]] = env
+            out[node.name] = {**env, "node_id": node.node_id}
     return out
 
 

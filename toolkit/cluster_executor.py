@@ -98,10 +98,11 @@ def execute_on_cluster(plan: Plan, results: ResultsFile, context: Context,
     from toolkit.executor import RunOutcome, now
 
     nodes = cluster.connect(run.address)
-    if "nodes" not in results.run:
-        envs = cluster.environments(nodes)
-        results.update_run(cluster={"address": run.address, "placement": run.placement},
-                           nodes=envs, node_versions=cluster.version_differences(envs))
+    names = {node.node_id: node.name for node in nodes}
+    envs = {**dict(results.run.get("nodes") or {}),
+            **cluster.environments(nodes, plan.suite.threads)}
+    results.update_run(cluster={"address": run.address, "placement": run.placement},
+                       nodes=envs, node_versions=cluster.version_differences(envs))
     done = dict(context.done)
     steps = [s for s in expand(plan, run.placement, nodes) if s.label not in done]
     total = len(steps) + len({r.step for r in results.records})
@@ -126,10 +127,11 @@ def execute_on_cluster(plan: Plan, results: ResultsFile, context: Context,
                 task_context = Context(context.suite, context.out_dir, needed)
                 node = step.node if isinstance(step, OnNode) else None
                 files = [shipped[label] for label in _needs(step) if label in shipped]
+                # A GPU is asked for only where one can be had: else the task would wait forever
+                gpu = _gpu(step) and (node.gpus > 0 if node is not None else gpus)
                 main, made_files = cluster.submit(_run_step, step, task_context,
                                                   derives.get(_derived(step)), *files,
-                                                  node=node, gpu=gpus and _gpu(step),
-                                                  ships=True)
+                                                  node=node, gpu=gpu, ships=True)
                 pending[main] = step
                 shipped[step.label] = made_files
             if not pending:
@@ -143,8 +145,11 @@ def execute_on_cluster(plan: Plan, results: ResultsFile, context: Context,
                 step = pending.pop(reference)
                 where, made = cluster.result(reference)
                 if isinstance(made, BaseException):
+                    shipped.pop(step.label, None)  # its readers see no files, as after a failure
                     made = _failed(step, f"the Ray task failed: {type(made).__name__}: "
                                          f"{str(made).splitlines()[0] if str(made) else ''}")
+                if where:
+                    where = {**where, "name": names.get(where.get("node_id"), where["hostname"])}
                 made = [dataclasses.replace(r, step=step.label)
                         for r in cluster.stamp(made, where)]
                 results.append(made)
@@ -155,6 +160,10 @@ def execute_on_cluster(plan: Plan, results: ResultsFile, context: Context,
         cluster.cancel(list(pending))
         results.update_run(finished=now(), interrupted=True)
         return RunOutcome(results.path, results.records, True, command)
+    except BaseException as exc:  # what finished stays, marked as not finished cleanly
+        cluster.cancel(list(pending))
+        results.update_run(finished=now(), interrupted=True, error=f"{type(exc).__name__}: {exc}")
+        raise
     results.update_run(finished=now())
     return RunOutcome(results.path, results.records, False, command)
 
@@ -166,7 +175,10 @@ def _failed(step: Any, why: str) -> list[Record]:
     workload = getattr(inner, "workload", None) or (case.workload if case else "?/?")
     framework, name = workload.split("/", 1)
     phase = "scenario" if isinstance(inner, Scenario) else (
-        "infer" if isinstance(inner, Measure) else "train")
+        "infer" if isinstance(inner, Measure) else
+        "export" if isinstance(inner, Derive) else "train")
     return [Record(workload=name, framework=framework, phase=phase, status="failed",
                    reason=why, provider=case.provider if case else "",
-                   runtime=case.runtime if case else "native")]
+                   runtime=case.runtime if case else "native",
+                   recipe=getattr(inner, "recipe", None) or (case.recipe if case else "fp32"),
+                   variant=getattr(inner, "variant", ""))]

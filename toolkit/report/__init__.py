@@ -59,8 +59,8 @@ def write_reports(
     sizes = sorted({b for run in runs for b in run.info.get("suite", {}).get("batch_sizes", ())})
     peaks = {run.machine: _peak(run.info.get("environment", {})) for run in runs}
     for run in runs:
-        for env in dict(run.info.get("nodes") or {}).values():
-            peaks.setdefault(str(env.get("hostname", "")), _peak(env))
+        for name, env in dict(run.info.get("nodes") or {}).items():
+            peaks.setdefault(str(name), _peak(env))
     summaries = summarise(records, sizes, machines, peaks)
     target = out_dir or runs[0].path.parent
     try:
@@ -83,8 +83,13 @@ def write_reports(
 
 
 def _node(record: Record) -> str | None:
+    """The label of the cluster node a record was measured on (its host, numbered where hosts
+    repeat), None for a local run."""
     node = record.info.get("node")
-    return str(node.get("hostname")) if isinstance(node, dict) and node.get("hostname") else None
+    if not isinstance(node, dict):
+        return None
+    name = node.get("name") or node.get("hostname")
+    return str(name) if name else None
 
 
 def _peak(environment: dict[str, Any]) -> Peak | None:
