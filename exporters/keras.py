@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +13,12 @@ from toolkit.data import Task
 from toolkit.modelfile import TensorSpec
 
 
+def configure_tensorflow() -> None:
+    """Quiet TensorFlow's C++ logging and pin Keras to TensorFlow, before the first import."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+
+
 class KerasExporter:
     methods = ("tf2onnx.from_function",)
 
@@ -19,8 +26,6 @@ class KerasExporter:
         self, model: Any, sample: np.ndarray, path: Path, opset: int, method: str,
         require_free_batch: bool = True,
     ) -> Exported:
-        from toolkit.workloads.keras import configure_tensorflow
-
         configure_tensorflow()
         import tensorflow as tf
         import tf2onnx

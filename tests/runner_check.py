@@ -41,7 +41,7 @@ def torch_model(directory: Path) -> tuple[Path, dict[str, np.ndarray]]:
 
 
 def keras_model(directory: Path) -> tuple[Path, dict[str, np.ndarray]]:
-    from toolkit.workloads.keras import configure_tensorflow
+    from exporters.keras import configure_tensorflow
 
     configure_tensorflow()
     import keras

@@ -11,10 +11,10 @@ from typing import Any
 
 import numpy as np
 
+from exporters.keras import configure_tensorflow
 from toolkit.data import only_input
 from toolkit.errors import BadInputError, ProviderUnavailableError
 from toolkit.runners.base import RunnerConfig
-from toolkit.workloads.keras import configure_tensorflow
 
 TF_GPU_REASON = (
     "TensorFlow on GPU is not measured: TF 2.21 needs CUDA 12 libraries while torch and "

@@ -2,20 +2,14 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from exporters.keras import configure_tensorflow
 from toolkit import data
 from toolkit.data import SEED, Dataset
 from toolkit.workloads.base import Workload
-
-
-def configure_tensorflow() -> None:
-    """Quiet TensorFlow's C++ logging and pin Keras to TensorFlow, before the first import."""
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 
 
 class KerasWorkload(Workload):
