@@ -3,8 +3,8 @@ file ONNX Runtime loads and whose outputs match the native model's.
 
 Each method writes its own file; the kept one is renamed to the target, the others removed. A
 method whose file ONNX Runtime cannot load, or whose parity fails, is recorded with why, and the
-next method is tried. Like every exporter module it uses onnxruntime directly, and none of the
-toolkit's runners or plans.
+next method is tried. Like every exporter module it uses none of the toolkit's runners or plans:
+its session comes from `exporters.session`, as the runner's does.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ import numpy as np
 
 from exporters.base import Exported, Exporter, first_line
 from exporters.parity import DEFAULT_ATOL, DEFAULT_RTOL, compare
+from exporters.session import open_session, session_options
 from toolkit.data import Task
 from toolkit.errors import ExportFailedError
 from toolkit.results import Parity
@@ -88,13 +89,6 @@ def export_with_parity(
 
 def onnx_scores(exported: Exported, x: np.ndarray, threads: int) -> np.ndarray:
     """The exported file's parity output on `x`, from a CPU session of ONNX Runtime."""
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads
-    options.inter_op_num_threads = 1
-    options.log_severity_level = 3
-    session = ort.InferenceSession(str(exported.path), sess_options=options,
-                                   providers=["CPUExecutionProvider"])
+    session = open_session(exported.path, session_options(threads, "all"))
     outputs = session.run(None, {exported.input_name: x})
     return np.asarray(outputs[exported.score_output])

@@ -14,9 +14,10 @@ import numpy as np
 
 from exporters import EXPORTERS
 from exporters.parity import compare
+from exporters.session import session_options
 from toolkit import data
 from toolkit.errors import ExportFailedError
-from toolkit.runners.onnxruntime import create_session, session_options
+from toolkit.runners.onnxruntime import create_session
 from toolkit.workloads import get
 
 # One small workload per framework, trained on a slice of its data.

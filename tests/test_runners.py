@@ -12,11 +12,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from exporters.session import session_options
 from tests.conftest import cuda_usable
 from toolkit.environment import missing_framework
 from toolkit.errors import ProviderUnavailableError
 from toolkit.runners import RUNNERS, RunnerConfig
-from toolkit.runners.onnxruntime import OrtRunner, create_session, session_options
+from toolkit.runners.onnxruntime import OrtRunner, create_session
 
 HERE = Path(__file__).parent
 

@@ -95,8 +95,9 @@ def gpus() -> list[str]:
 
 def provider_status(providers: tuple[str, ...] = ("cpu", "cuda", "tensorrt")) -> dict[str, str]:
     """For each provider: "usable", or the reason it is not (from a real session)."""
+    from exporters.session import session_options
     from toolkit.errors import DeploybenchError
-    from toolkit.runners.onnxruntime import create_session, session_options
+    from toolkit.runners.onnxruntime import create_session
 
     if find_spec("onnxruntime") is None:
         return {p: "onnxruntime is not installed; pip install onnxruntime-gpu" for p in providers}

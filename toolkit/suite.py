@@ -23,12 +23,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from exporters.session import OPTIMIZATION_LEVELS
 from toolkit import workloads
 from toolkit.errors import BadInputError
 from toolkit.measure import Budget
 from toolkit.recipes import DEFAULT_RULE, NATIVE_RECIPES, ONNX_RECIPES, QualityRule, parse_recipes
 from toolkit.runners import NATIVE, RUNNERS
-from toolkit.runners.onnxruntime import OPTIMIZATION_LEVELS, PROVIDERS
+from toolkit.runners.onnxruntime import PROVIDERS
 from toolkit.scenarios import SCENARIOS, LoadSettings
 
 SUITES_DIR = Path(__file__).resolve().parent.parent / "benchmarks" / "suites"

@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from exporters.session import open_session, session_options
 from toolkit.errors import BadInputError, ProviderUnavailableError
 from toolkit.runners.base import RunnerConfig
 
@@ -29,7 +30,6 @@ PROVIDERS = {
     "cuda": "CUDAExecutionProvider",
     "tensorrt": "TensorrtExecutionProvider",
 }
-OPTIMIZATION_LEVELS = ("disable", "basic", "extended", "all")
 
 
 @contextlib.contextmanager
@@ -75,30 +75,6 @@ def unavailable_reason(provider: str, log: list[str]) -> str:
     return f"{PROVIDERS[provider]} was requested but the session runs on CPUExecutionProvider"
 
 
-def session_options(threads: int, optimization: str, spinning: bool = True) -> Any:
-    import onnxruntime as ort
-
-    levels = {
-        "disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
-        "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
-        "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
-        "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
-    }
-    if optimization not in levels:
-        raise BadInputError(
-            f"unknown graph optimisation level {optimization!r}; valid: "
-            f"{', '.join(OPTIMIZATION_LEVELS)}"
-        )
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads
-    options.inter_op_num_threads = 1
-    options.graph_optimization_level = levels[optimization]
-    options.log_severity_level = 3  # session errors only; provider load failures log anyway
-    if not spinning:
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    return options
-
-
 def create_session(source: Path | bytes, provider: str, options: Any) -> Any:
     """An InferenceSession that really runs on `provider`, or ProviderUnavailableError."""
     import onnxruntime as ort
@@ -112,11 +88,7 @@ def create_session(source: Path | bytes, provider: str, options: Any) -> Any:
         with contextlib.suppress(Exception):  # absent CUDA libraries show up just below
             ort.preload_dlls()
     with captured_output() as log:
-        session = ort.InferenceSession(
-            str(source) if isinstance(source, Path) else source,
-            sess_options=options,
-            providers=chain,
-        )
+        session = open_session(source, options, chain)
     if session.get_providers()[0] != wanted:
         raise ProviderUnavailableError(unavailable_reason(provider, log))
     return session

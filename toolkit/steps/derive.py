@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from exporters.base import first_line, task_from_scores
+from exporters.session import open_session, session_options
 from toolkit.recipes import BY_QUALITY
 from toolkit.results import Record
 
@@ -172,14 +173,9 @@ def _fp16(source: Path, target: Path, spec: DeriveSpec) -> str:
 
 
 def _ort_offline(source: Path, target: Path, spec: DeriveSpec) -> str:
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    options.optimized_model_filepath = str(target)
-    options.log_severity_level = 3
-    ort.InferenceSession(str(source), sess_options=options, providers=["CPUExecutionProvider"])
-    return "onnxruntime optimized_model_filepath (ORT_ENABLE_ALL, CPU provider)"
+    open_session(source, session_options(spec.threads, "all", optimized_model_path=target))
+    return (f"onnxruntime optimized_model_filepath (ORT_ENABLE_ALL, CPU provider, "
+            f"{spec.threads} threads)")
 
 
 MAKERS = {"int8-dynamic": _int8_dynamic, "int8-static": _int8_static, "fp16": _fp16,
