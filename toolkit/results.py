@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from toolkit.errors import BadInputError
+from toolkit.recipes import FP32
 from toolkit.stats import Stats, percentile
 
 SCHEMA_NAME = "deploybench.results"
@@ -90,7 +91,7 @@ class CaseId:
     provider: str
     batch_size: int | None
     native: bool
-    recipe: str = "fp32"
+    recipe: str = FP32
 
     @property
     def option(self) -> str:
@@ -101,12 +102,12 @@ class CaseId:
             label = f"{self.engine} {self.provider}"
         else:
             label = f"{self.engine} {self.variant} {self.provider}"
-        return label if self.recipe == "fp32" else f"{label} {self.recipe}"
+        return label if self.recipe == FP32 else f"{label} {self.recipe}"
 
     @property
     def key(self) -> str:
         key = f"{self.workload} {self.engine} {self.variant} {self.provider} b={self.batch_size}"
-        return key if self.recipe == "fp32" else f"{key} {self.recipe}"
+        return key if self.recipe == FP32 else f"{key} {self.recipe}"
 
 
 @dataclass(frozen=True)
@@ -137,7 +138,7 @@ class Record:
     peak_rss_mb: float | None = None
     gpu_mb: float | None = None
     threads: int | None = None
-    recipe: str = "fp32"
+    recipe: str = FP32
     round: int | None = None
     step: str = ""
     idiomatic: bool = False

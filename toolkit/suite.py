@@ -27,7 +27,14 @@ from exporters.session import OPTIMIZATION_LEVELS
 from toolkit import workloads
 from toolkit.errors import BadInputError
 from toolkit.measure import Budget
-from toolkit.recipes import DEFAULT_RULE, NATIVE_RECIPES, ONNX_RECIPES, QualityRule, parse_recipes
+from toolkit.recipes import (
+    DEFAULT_RULE,
+    FP32,
+    NATIVE_RECIPES,
+    ONNX_RECIPES,
+    QualityRule,
+    parse_recipes,
+)
 from toolkit.runners import NATIVE, RUNNERS
 from toolkit.runners.onnxruntime import PROVIDERS
 from toolkit.scenarios import SCENARIOS, LoadSettings
@@ -51,7 +58,7 @@ class Suite:
     optimization: str = "all"
     timeout_s: float = 600.0
     rounds: int = 1  # fresh processes per case (results of schema 1 had one)
-    recipes: tuple[str, ...] = ("fp32",)
+    recipes: tuple[str, ...] = (FP32,)
     max_quality_drop: str = "1%"  # the accuracy criterion of the recipes that change arithmetic
     shard: str = ""  # "i/n" when this is one host's share of a suite split across hosts
     scenarios: tuple[LoadSettings, ...] = ()  # MLPerf LoadGen scenarios, after the timings
@@ -239,7 +246,7 @@ def parse_suite(raw: dict[str, Any], source: str = "<suite>") -> Suite:
             optimization=raw.get("optimization", "all"),
             timeout_s=float(raw.get("timeout_s", 600.0)),
             rounds=raw.get("rounds", DEFAULT_ROUNDS),
-            recipes=tuple(raw.get("recipes", ("fp32",))),
+            recipes=tuple(raw.get("recipes", (FP32,))),
             max_quality_drop=raw.get("max_quality_drop", DEFAULT_RULE),
             scenarios=tuple(_scenario(name, table)
                             for name, table in raw.get("scenarios", {}).items()),
@@ -318,7 +325,7 @@ class Case:
     workload: str  # framework/name
     runner: str
     provider: str
-    recipe: str = "fp32"
+    recipe: str = FP32
 
     @property
     def runtime(self) -> str:
@@ -328,7 +335,7 @@ class Case:
     @property
     def label(self) -> str:
         label = f"{self.workload} {self.runner} {self.provider}"
-        return label if self.recipe == "fp32" else f"{label} {self.recipe}"
+        return label if self.recipe == FP32 else f"{label} {self.recipe}"
 
 
 def cases(suite: Suite, workload_key: str) -> list[Case]:
@@ -340,10 +347,10 @@ def cases(suite: Suite, workload_key: str) -> list[Case]:
     native = NATIVE.get(framework)
     planned: list[Case] = []
     for recipe in suite.recipes:
-        if native and (recipe == "fp32" or NATIVE_RECIPES.get(recipe) == framework):
+        if native and (recipe == FP32 or NATIVE_RECIPES.get(recipe) == framework):
             usable = RUNNERS[native].providers
             planned += [Case(workload_key, native, p, recipe)
                         for p in dict.fromkeys(("cpu", *suite.providers)) if p in usable]
-        if recipe == "fp32" or recipe in ONNX_RECIPES:
+        if recipe == FP32 or recipe in ONNX_RECIPES:
             planned += [Case(workload_key, "onnxruntime", p, recipe) for p in suite.providers]
     return list(dict.fromkeys(planned))

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
-from toolkit.recipes import BY_QUALITY
+from toolkit.recipes import BY_QUALITY, FP32
 from toolkit.report.load import Served, load_lines, served_label
 from toolkit.report.units import duration, rate, ratio
 from toolkit.results import Parity, Record
@@ -36,7 +36,7 @@ class Option:
     variant: str
     provider: str
     host: str = ""
-    recipe: str = "fp32"
+    recipe: str = FP32
     size_bytes: int | None = None  # the model file it loads
     device: str = "cpu"
     threads: int | None = None
@@ -159,14 +159,14 @@ def summarise(
     for record, host in zip(records, hosts, strict=True):
         key = record.workload_key
         summary = summaries.setdefault(key, WorkloadSummary(key, sizes))
-        if (record.phase in ("train", "export", "parity") and record.recipe == "fp32"
+        if (record.phase in ("train", "export", "parity") and record.recipe == FP32
                 and getattr(summary, record.phase) is None):
             setattr(summary, record.phase, record)
         if record.phase == "scenario":
             summary.served.append(Served(served_label(record, host if several else ""), record))
             continue
         if record.status != "ok" and record.phase not in ("infer", "load"):
-            what = record.phase if record.recipe == "fp32" else f"{record.recipe} {record.phase}"
+            what = record.phase if record.recipe == FP32 else f"{record.recipe} {record.phase}"
             summary.problems.append(f"{what} {record.status}: {record.reason}")
         if record.phase == "load" and record.ok:
             loads.setdefault((key, record.runtime, record.provider + record.recipe, host),

@@ -9,6 +9,8 @@ from typing import Any, ClassVar, Protocol
 
 import numpy as np
 
+from toolkit.recipes import FP32
+
 
 @dataclass(frozen=True)
 class RunnerConfig:
@@ -21,7 +23,7 @@ class RunnerConfig:
     provider: str = "cpu"
     threads: int = 1
     optimization: str = "all"  # ONNX Runtime's graph optimisation level
-    recipe: str = "fp32"  # torch-compile and xla are applied by their runner at load
+    recipe: str = FP32  # torch-compile and xla are applied by their runner at load
     # ONNX Runtime's intra-op threads spin while waiting for work: off where several sessions
     # or workers share the cores (serving), since spinning threads steal them from each other
     spinning: bool = True

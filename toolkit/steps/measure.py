@@ -20,7 +20,7 @@ from toolkit.data import make_batches
 from toolkit.errors import ProviderUnavailableError
 from toolkit.measure import Budget, Timing, measure_interleaved, time_once
 from toolkit.memory import gpu_memory_mb, peak_rss_mb, reset_peak_rss
-from toolkit.recipes import NATIVE_RECIPES
+from toolkit.recipes import FP32, NATIVE_RECIPES
 from toolkit.results import Parity, Record
 from toolkit.runners.base import Runner, RunnerConfig
 from toolkit.stats import throughput_rows_per_s
@@ -54,7 +54,7 @@ class MeasureSpec:
     threads: int = 1
     optimization: str = "all"
     round: int = 1
-    recipe: str = "fp32"
+    recipe: str = FP32
     reference: dict[str, Any] | None = None
 
     def __post_init__(self) -> None:  # JSON brings the batch sizes back as a list
@@ -205,7 +205,7 @@ def timed(
     peak, gpu = peak_rss_mb(), gpu_memory_mb(runner)
     for variant in variants:
         idiomatic = (runner.runtime == "native" and variant == runner.idiomatic
-                     and runner.device == "cpu" and base.get("recipe", "fp32") == "fp32")
+                     and runner.device == "cpu" and base.get("recipe", FP32) == FP32)
         for batch_size in sizes:
             key = (variant, batch_size)
             found = timings.get(key)
