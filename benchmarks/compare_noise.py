@@ -27,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # tests.model_f
 
 from tests.model_files import matmul_chain  # noqa: E402
 from toolkit.compare import compare  # noqa: E402
-from toolkit.results import load  # noqa: E402
+from toolkit.results import read_results  # noqa: E402
 
 
 def torch_chain(path: Path, layers: int, width: int = 256) -> Path:
@@ -59,7 +59,7 @@ def bench(model: Path, out: Path, rounds: int, sizes: str) -> Path:
 
 def verdicts(base: Path, new: Path) -> tuple[int, list[str], list[float]]:
     """(compare's exit code, the cases called slower, every case's ratio)."""
-    result = compare(load(base), load(new))
+    result = compare(read_results(base), read_results(new))
     return (1 if result.regressed else 0, [r.case for r in result.regressed],
             [r.ratio for r in result.rows])
 

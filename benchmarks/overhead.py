@@ -1,6 +1,6 @@
 """The harness's own cost, measured side by side in one process.
 
-deploybench's timing loop (toolkit.measure on an OrtRunner call) against a bare loop of
+deploybench's timing loop (toolkit.timing on an OrtRunner call) against a bare loop of
 `session.run` with one perf_counter_ns pair per call, on a tiny ONNX model at batch 1. Rounds
 alternate the two so drift on a shared machine hits both; the figure is the median of the
 per-round p50 ratios (goal: <= 1.03). With --suite NAME it also times a whole
@@ -22,10 +22,10 @@ from pathlib import Path
 import numpy as np
 from onnx import TensorProto, helper
 
-from toolkit.measure import Budget, measure
 from toolkit.runners import RunnerConfig
 from toolkit.runners.onnxruntime import OrtRunner
 from toolkit.stats import Stats
+from toolkit.timing import Budget, time_series
 
 
 def tiny_model(path: Path) -> Path:
@@ -71,7 +71,7 @@ def main() -> None:
         ratios = []
         print(f"{'round':>5} {'deploybench p50':>16} {'bare p50':>10} {'ratio':>7}")
         for index in range(args.rounds):
-            ours = measure(call, budget).stats
+            ours = time_series(call, budget).stats
             bare = bare_loop(runner.session, feed, ours.n)
             ratios.append(ours.p50_ms / bare.p50_ms)
             print(f"{index + 1:>5} {ours.p50_ms * 1e3:>13.2f} µs {bare.p50_ms * 1e3:>7.2f} µs "

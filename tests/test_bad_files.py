@@ -58,16 +58,16 @@ def test_a_corrupt_npz_is_one_error_line(tmp_path, content):
 
 
 def test_a_damaged_samples_file_is_one_error_line(tmp_path):
-    from toolkit.results import Record, ResultsFile, load_samples
+    from toolkit.results import Record, ResultsFile, read_samples
     from toolkit.stats import Stats
 
     path = tmp_path / "results.json"
     ResultsFile(path, {}).append([Record("w", "onnx", "infer", batch_size=1,
                                          stats=Stats.from_ms([1.0, 2.0]))])
-    assert list(load_samples(path)["0"]) == [1.0, 2.0]
+    assert list(read_samples(path)["0"]) == [1.0, 2.0]
     (tmp_path / "samples.npz").write_bytes(b"damaged")
     with pytest.raises(Exception, match="samples.npz: the raw samples cannot be read"):
-        load_samples(path)
+        read_samples(path)
 
 
 @pytest.fixture()
@@ -188,8 +188,8 @@ def test_results_are_small_readable_by_others_and_keep_their_samples(tmp_path):
     import os
 
     from toolkit import bench, executor
-    from toolkit.measure import Budget
-    from toolkit.results import load, load_samples
+    from toolkit.results import read_results, read_samples
+    from toolkit.timing import Budget
 
     old = os.umask(0o022)
     try:
@@ -206,8 +206,8 @@ def test_results_are_small_readable_by_others_and_keep_their_samples(tmp_path):
     payload = json.loads(path.read_text())
     timed = [(i, r) for i, r in enumerate(payload["records"]) if r["phase"] == "infer"]
     assert len(timed) == 18 and all("samples_ms" not in r["stats"] for _, r in timed)
-    samples = load_samples(path)
-    _, records = load(path)
+    samples = read_samples(path)
+    _, records = read_results(path)
     for index, raw in timed:
         assert raw["samples"] == str(index)
         assert len(samples[str(index)]) == raw["stats"]["n"] >= 2000

@@ -13,7 +13,7 @@ import pytest
 
 from tests import model_files
 from toolkit.environment import missing_framework
-from toolkit.measure import Budget
+from toolkit.timing import Budget
 
 CliRunner = pytest.importorskip("typer.testing").CliRunner
 app = pytest.importorskip("toolkit.cli").app

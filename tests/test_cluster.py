@@ -52,9 +52,9 @@ def test_each_node_measures_every_case_once_per_node_never_two_at_once(two_nodes
     for node_spans in spans.values():
         ordered = sorted(node_spans)
         assert all(b[0] >= a[1] for a, b in zip(ordered, ordered[1:], strict=False)), ordered
-    from toolkit.results import load
+    from toolkit.results import read_results
 
-    run, _ = load(outcome.results_path)
+    run, _ = read_results(outcome.results_path)
     assert len(run["nodes"]) == 2 and run["cluster"]["placement"] == "each-node"
 
 

@@ -11,7 +11,7 @@ import pytest
 
 from toolkit import history
 from toolkit.compare import compare
-from toolkit.results import Record, ResultsFile, load
+from toolkit.results import Record, ResultsFile, read_results
 from toolkit.stats import Stats
 
 CliRunner = pytest.importorskip("typer.testing").CliRunner
@@ -46,7 +46,7 @@ def write_run(path: Path, seed: int, slower: dict[tuple[str, str], float] | None
 def test_two_runs_of_the_same_thing_never_fail_the_gate(tmp_path, pair):
     base = write_run(tmp_path / "a.json", seed=10 * pair + 1)
     new = write_run(tmp_path / "b.json", seed=10 * pair + 2)
-    result = compare(load(base), load(new))
+    result = compare(read_results(base), read_results(new))
     assert len(result.rows) == 6 and not result.regressed
     assert {r.verdict for r in result.rows} <= {"same", "inconclusive"}
     assert all(r.low <= r.ratio <= r.high and r.rounds == (3, 3) for r in result.rows)
@@ -58,7 +58,7 @@ def test_two_runs_of_the_same_thing_never_fail_the_gate(tmp_path, pair):
 def test_a_case_twice_as_slow_is_named_and_fails_the_gate(tmp_path):
     base = write_run(tmp_path / "a.json", seed=1)
     new = write_run(tmp_path / "b.json", seed=2, slower={("digits-mlp", "run"): 2.0})
-    result = compare(load(base), load(new))
+    result = compare(read_results(base), read_results(new))
     slow = {r.case for r in result.regressed}
     assert slow == {"torch/digits-mlp onnxruntime run cpu b=1",
                     "torch/digits-mlp onnxruntime run cpu b=64"}
@@ -74,7 +74,7 @@ def test_a_case_whose_rounds_disagree_is_inconclusive_not_slower(tmp_path):
     base = write_run(tmp_path / "a.json", seed=1, between=0.3)
     new = write_run(tmp_path / "b.json", seed=2, between=0.3,
                     slower={("seed-linreg", "iobinding"): 1.15})
-    result = compare(load(base), load(new))
+    result = compare(read_results(base), read_results(new))
     assert not result.regressed
     assert any(r.verdict == "inconclusive" and r.low < 1.1 < r.high for r in result.rows)
 
@@ -82,7 +82,7 @@ def test_a_case_whose_rounds_disagree_is_inconclusive_not_slower(tmp_path):
 def test_one_round_runs_still_compare_with_a_warning(tmp_path):
     base = write_run(tmp_path / "a.json", seed=1, rounds=1)
     new = write_run(tmp_path / "b.json", seed=2, rounds=1, slower={("digits-mlp", "run"): 2.0})
-    result = compare(load(base), load(new))
+    result = compare(read_results(base), read_results(new))
     assert all(r.weak for r in result.rows) and len(result.regressed) == 2
     assert any("one round" in w for w in result.warnings)
     cli = runner.invoke(app, ["compare", str(base), str(new)], terminal_width=250)

@@ -10,8 +10,8 @@ import pytest
 from tests import model_files
 from toolkit import bench, executor
 from toolkit.compare import compare
-from toolkit.measure import Budget
-from toolkit.results import load
+from toolkit.results import read_results
+from toolkit.timing import Budget
 
 CliRunner = pytest.importorskip("typer.testing").CliRunner
 app = pytest.importorskip("toolkit.cli").app
@@ -39,7 +39,7 @@ def test_identical_runs_pass_the_gate_in_repeated_pairs(models, tmp_path):
     for pair in range(3):
         base = measured(base_model, tmp_path / f"a{pair}")
         twin = measured(base_model, tmp_path / f"b{pair}")
-        result = compare(load(base), load(twin))
+        result = compare(read_results(base), read_results(twin))
         assert len(result.rows) == 2 and not result.regressed, [
             (r.case, r.ratio, r.low, r.high, r.verdict) for r in result.rows]
 

@@ -14,7 +14,7 @@ import pytest
 
 from tests.model_files import onnx_model
 from toolkit.plan import Context, Scenario, Sources
-from toolkit.scenarios import LoadSettings
+from toolkit.scenarios import ScenarioSettings
 from toolkit.suite import Case, Suite
 
 pytest.importorskip("mlperf_loadgen", reason="MLPerf LoadGen is not installed "
@@ -168,7 +168,7 @@ def test_an_unknown_target_names_what_to_give(tmp_path):
 
 def scenario_step(model: Path, inputs: Path, **settings) -> Scenario:
     case = Case("onnx/mlp", "onnxruntime", "cpu")
-    return Scenario(case, "shared", LoadSettings(**settings), None,
+    return Scenario(case, "shared", ScenarioSettings(**settings), None,
                     Sources(onnx=str(model), inputs=str(inputs)))
 
 
@@ -201,7 +201,7 @@ def test_a_worker_process_that_dies_fails_its_option_instead_of_hanging(tmp_path
     inputs = tmp_path / "in.npz"
     np.savez(inputs, input=np.ones((16, 3), np.float32))
     step = Scenario(Case("sklearn/dies", "native_sklearn", "cpu"), "processes",
-                    LoadSettings(duration_s=0.2), None,
+                    ScenarioSettings(duration_s=0.2), None,
                     Sources(native=str(model), inputs=str(inputs)))
     made = step.execute(Context(Suite("t", ("sklearn/dies",), threads=1, timeout_s=120),
                                 tmp_path))
@@ -228,7 +228,7 @@ def test_loadgens_own_log_is_read_back(tmp_path):
     from toolkit.steps.scenario import run_loadgen
 
     pool = ThreadPool([lambda indices: None] * 2, max_batch=1, max_delay_s=0.0)
-    result = run_loadgen(pool, LoadSettings(duration_s=0.3, p99_ms=20), 2000.0, 1e-5, 1, 16,
+    result = run_loadgen(pool, ScenarioSettings(duration_s=0.3, p99_ms=20), 2000.0, 1e-5, 1, 16,
                          tmp_path / "run")
     pool.close()
     assert result.valid and result.reason == "" and result.perf_met is True

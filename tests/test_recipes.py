@@ -15,10 +15,10 @@ from exporters.parity import judge_quality
 from tests import model_files
 from toolkit.environment import missing_framework
 from toolkit.errors import BadInputError
-from toolkit.measure import Budget
 from toolkit.recipes import QualityRule, parse_recipes
 from toolkit.results import Parity, Record
 from toolkit.stats import Stats
+from toolkit.timing import Budget
 
 CliRunner = pytest.importorskip("typer.testing").CliRunner
 app = pytest.importorskip("toolkit.cli").app

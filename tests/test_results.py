@@ -3,7 +3,7 @@ import json
 import pytest
 
 from toolkit.errors import BadInputError
-from toolkit.results import SCHEMA, Parity, Record, ResultsFile, load
+from toolkit.results import SCHEMA, Parity, Record, ResultsFile, read_results
 from toolkit.stats import Stats
 
 
@@ -19,7 +19,7 @@ def sample_record() -> Record:
 def test_record_round_trips_through_json(tmp_path):
     results = ResultsFile(tmp_path / "results.json", {"suite": {"name": "x"}})
     results.append([sample_record(), Record("seed-linreg", "sklearn", "train", seconds=0.5)])
-    run, records = load(tmp_path / "results.json")
+    run, records = read_results(tmp_path / "results.json")
     assert run == {"suite": {"name": "x"}}
     assert records[0] == sample_record()
     assert records[1].seconds == 0.5
@@ -37,12 +37,12 @@ def test_record_rejects_unknown_phase_and_status():
 
 def test_load_names_the_bad_file(tmp_path):
     with pytest.raises(BadInputError, match="no such results file"):
-        load(tmp_path / "missing.json")
+        read_results(tmp_path / "missing.json")
     bad = tmp_path / "bad.json"
     bad.write_text("{not json")
     with pytest.raises(BadInputError, match="bad.json"):
-        load(bad)
+        read_results(bad)
     other = tmp_path / "other.json"
     other.write_text(json.dumps({"schema": "something/else"}))
     with pytest.raises(BadInputError, match="not a deploybench results file"):
-        load(other)
+        read_results(other)

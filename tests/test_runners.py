@@ -65,8 +65,8 @@ def test_every_runner_computes_what_its_framework_computes(name):
 def test_prepare_is_outside_the_timed_region():
     """A runner whose prepare takes 50 ms and whose call is instant: the timings hold the
     call only, first inference included."""
-    from toolkit.measure import Budget
     from toolkit.steps.measure import first_inference, timed
+    from toolkit.timing import Budget
 
     class SlowPrepare:
         runtime, idiomatic, device = "native", "call", "cpu"
@@ -88,24 +88,24 @@ def test_prepare_is_outside_the_timed_region():
 
 def test_variants_and_batch_sizes_are_interleaved_in_blocks():
     """Three blocks of two series: the calls alternate between the series block by block."""
-    from toolkit.measure import Budget, measure_interleaved
+    from toolkit.timing import Budget, time_interleaved
 
     order = []
     calls = {key: (lambda key=key: order.append(key)) for key in ("a", "b")}
     budget = Budget(warmup=1, warmup_seconds=0, min_iterations=6, min_seconds=0,
                     max_seconds=5, blocks=3)
-    timings = measure_interleaved(calls, budget)
+    timings = time_interleaved(calls, budget)
     assert [timings[k].stats.n for k in ("a", "b")] == [6, 6]
     assert order == ["a", "b"] + ["a", "a", "b", "b"] * 3  # warmup, then the blocks
 
 
 def test_a_series_that_raises_costs_only_itself():
-    from toolkit.measure import Budget, Timing, measure_interleaved
+    from toolkit.timing import Budget, Timing, time_interleaved
 
     def broken():
         raise RuntimeError("no kernel for this batch")
 
-    found = measure_interleaved({"ok": lambda: None, "bad": broken},
+    found = time_interleaved({"ok": lambda: None, "bad": broken},
                                 Budget(warmup=0, min_iterations=2, min_seconds=0, blocks=1))
     assert isinstance(found["ok"], Timing) and found["ok"].stats.n == 2
     assert isinstance(found["bad"], RuntimeError)

@@ -9,7 +9,7 @@ import time
 import pytest
 
 from toolkit.errors import BadInputError
-from toolkit.scenarios import LoadGenResult, LoadSettings, parse_duration, search_peak, variants
+from toolkit.scenarios import LoadGenResult, ScenarioSettings, parse_duration, search_peak, variants
 from toolkit.serving import Job, ThreadPool
 
 
@@ -81,16 +81,16 @@ def test_a_duration_that_does_not_parse_names_the_flag(text):
     ({"batch_sizes": (8, 8)}, "--batch-sizes")])
 def test_bad_settings_are_refused_with_the_flag(values, flag):
     with pytest.raises(BadInputError, match=flag):
-        LoadSettings(**values)
+        ScenarioSettings(**values)
 
 
 def test_settings_survive_the_results_file_and_default_per_scenario():
-    settings = LoadSettings(scenario="offline", duration_s=0.5)
+    settings = ScenarioSettings(scenario="offline", duration_s=0.5)
     assert settings.batch_sizes == (64,)
-    assert LoadSettings.from_dict(settings.to_dict()) == settings
-    assert LoadSettings().delay_ms == pytest.approx(1.0)  # a tenth of the 10 ms bound
+    assert ScenarioSettings.from_dict(settings.to_dict()) == settings
+    assert ScenarioSettings().delay_ms == pytest.approx(1.0)  # a tenth of the 10 ms bound
     assert "600 s" in (settings.short or "")
-    assert LoadSettings(compliant=True).short is None
+    assert ScenarioSettings(compliant=True).short is None
 
 
 def test_batching_variants_exist_for_the_server_scenario_only():
@@ -108,7 +108,7 @@ def test_batching_variants_exist_for_the_server_scenario_only():
     ({"scenario": "multistream", "compliant": True, "batch_sizes": (4,)}, "--compliant")])
 def test_a_setting_that_does_nothing_in_a_scenario_is_refused(values, flag):
     with pytest.raises(BadInputError, match=flag):
-        LoadSettings(**values)
+        ScenarioSettings(**values)
 
 
 def test_the_batcher_gathers_queued_queries_while_the_workers_are_busy():
@@ -181,13 +181,14 @@ def test_compliant_runs_take_mlperfs_rules_and_short_runs_the_duration():
     pytest.importorskip("mlperf_loadgen", reason="MLPerf LoadGen is not installed")
     from toolkit.steps.scenario import loadgen_settings
 
-    compliant = loadgen_settings(LoadSettings(compliant=True, p99_ms=5), 100.0, 0.001, 1)
+    compliant = loadgen_settings(ScenarioSettings(compliant=True, p99_ms=5), 100.0, 0.001, 1)
     assert compliant.min_duration_ms == 600_000  # MLPerf's rule, from LoadGen's mlperf.conf
     assert compliant.server_target_latency_ns == 5_000_000
-    short = loadgen_settings(LoadSettings(duration_s=0.5), 100.0, 0.001, 1)
+    short = loadgen_settings(ScenarioSettings(duration_s=0.5), 100.0, 0.001, 1)
     assert short.min_duration_ms == 500 and short.min_query_count == 512
-    assert loadgen_settings(LoadSettings(duration_s=0.5), 100.0, 0.001, 1,
+    assert loadgen_settings(ScenarioSettings(duration_s=0.5), 100.0, 0.001, 1,
                             queries=2000).min_query_count == 2000
-    stream = loadgen_settings(LoadSettings(scenario="multistream", batch_sizes=(4,)), 0, 0.002, 4)
+    stream = loadgen_settings(ScenarioSettings(scenario="multistream", batch_sizes=(4,)), 0,
+                              0.002, 4)
     assert stream.multi_stream_samples_per_query == 4
     assert stream.multi_stream_expected_latency_ns == 1_000_000  # half the probe: more queries

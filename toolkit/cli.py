@@ -350,7 +350,12 @@ def loadgen(
     samples per second (offline), or the latency percentile of a stream."""
     from toolkit import bench as bench_module
     from toolkit import executor
-    from toolkit.scenarios import DEFAULT_DURATION_S, LoadSettings, default_timeout, parse_duration
+    from toolkit.scenarios import (
+        DEFAULT_DURATION_S,
+        ScenarioSettings,
+        default_timeout,
+        parse_duration,
+    )
 
     def execute(progress: Callable[[int, int, str], None]) -> executor.RunOutcome:
         if resume is not None:
@@ -368,7 +373,7 @@ def loadgen(
         if target is None:
             raise BadInputError("give a model file or a workload (deploybench loadgen "
                                 "torch/digits-mlp), or --resume DIR")
-        settings = LoadSettings(
+        settings = ScenarioSettings(
             scenario=scenario if scenario is not None else "server", p99_ms=p99_ms,
             target_qps=target_qps,
             compliant=compliant, workers=workers,
@@ -409,9 +414,9 @@ def _report_and_remember(results_path: Path, history_path: Path | None) -> None:
 
 
 def _input_warnings(results_path: Path) -> list[str]:
-    from toolkit.results import load
+    from toolkit.results import read_results
 
-    run, _ = load(results_path)
+    run, _ = read_results(results_path)
     differ = [f"the cluster's nodes run different versions ({line}): their figures compare "
               "the software as well as the hardware" for line in run.get("node_versions", [])]
     return list(run.get("input_warnings", [])) + differ

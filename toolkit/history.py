@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from toolkit.errors import BadInputError
-from toolkit.results import Record, load
+from toolkit.results import Record, read_results
 
 MIGRATIONS = (
     # 0 -> 1: runs and their timings
@@ -101,7 +101,7 @@ def migrate(connection: sqlite3.Connection, path: Path, target: int = SCHEMA_VER
 
 def add_run(connection: sqlite3.Connection, results_path: Path) -> int:
     """Store a results.json's run and its timings; returns the run id."""
-    run, records = load(results_path)
+    run, records = read_results(results_path)
     env = run.get("environment", {})
     # A resumed run replaces what its interrupted part stored: one run, one entry.
     where = str(results_path.resolve())
@@ -178,7 +178,7 @@ def trend(connection: sqlite3.Connection, workload: str,
 
 def load_run(connection: sqlite3.Connection, run_id: int
              ) -> tuple[Mapping[str, Any], list[Record]]:
-    """A stored run as (run info, timing records), as `results.load` gives a file."""
+    """A stored run as (run info, timing records), as `results.read_results` gives a file."""
     row = connection.execute("SELECT run_json FROM runs WHERE id = ?", (run_id,)).fetchone()
     if row is None:
         raise BadInputError(f"run {run_id} is not in the history; `deploybench history` lists "
@@ -206,6 +206,6 @@ def resolve(reference: str, path: Path | None = None) -> tuple[Mapping[str, Any]
         raise BadInputError(f"{reference}: no such results file; give a results.json or the "
                             "id of a run that `deploybench history` lists")
     if candidate.exists():
-        return load(candidate)
+        return read_results(candidate)
     with connect(path) as connection:
         return load_run(connection, int(reference))

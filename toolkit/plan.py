@@ -29,7 +29,7 @@ from toolkit.errors import BadInputError
 from toolkit.isolate import run_child
 from toolkit.recipes import BY_QUALITY, CPU_ONLY, CUDA_ONLY, ONNX_RECIPES
 from toolkit.results import Record
-from toolkit.scenarios import LoadSettings, batches_of, loadgen_missing, variants
+from toolkit.scenarios import ScenarioSettings, batches_of, loadgen_missing, variants
 from toolkit.suite import Case, Suite, cases
 
 BUILD_PHASES = ("train", "export", "parity")
@@ -329,7 +329,7 @@ class Scenario:
 
     case: Case
     variant: str
-    settings: LoadSettings
+    settings: ScenarioSettings
     after: str | None = None
     sources: Sources | None = None
 

@@ -317,10 +317,10 @@ class ResultsFile:
     @classmethod
     def reopen(cls, path: Path) -> ResultsFile:
         """An existing results.json, to add records to (a resumed run)."""
-        run, records = load(path)
+        run, records = read_results(path)
         results = cls(path, run)
         results.records = records
-        results._samples = load_samples(path)
+        results._samples = read_samples(path)
         for index, record in enumerate(records):  # schema 1 kept the samples inline
             if record.stats is not None and record.stats.samples_ms:
                 results._samples.setdefault(str(index), _array(record.stats.samples_ms))
@@ -366,7 +366,7 @@ def _savez(path: Path, arrays: Mapping[str, np.ndarray]) -> None:
         np.savez(handle, **arrays)
 
 
-def load(path: Path) -> tuple[dict[str, Any], list[Record]]:
+def read_results(path: Path) -> tuple[dict[str, Any], list[Record]]:
     """Read a results.json: (run info, records). Bad files raise BadInputError naming the file."""
     try:
         payload = json.loads(path.read_text(encoding="utf-8"))
@@ -406,7 +406,7 @@ def load(path: Path) -> tuple[dict[str, Any], list[Record]]:
     return run, records
 
 
-def load_samples(path: Path) -> dict[str, np.ndarray]:
+def read_samples(path: Path) -> dict[str, np.ndarray]:
     """The raw samples beside a results.json, by record index ("0", "1", ...); empty when the
     run kept none. A damaged file is BadInputError naming it."""
     samples = path.with_name(SAMPLES_FILE)

@@ -72,14 +72,14 @@ def variants(runtime: str, scenario: str) -> tuple[str, ...]:
     return (*plain, *(v + BATCHING for v in plain))
 
 
-def batches_of(settings: LoadSettings, variant: str) -> tuple[int, ...]:
+def batches_of(settings: ScenarioSettings, variant: str) -> tuple[int, ...]:
     """The batch sizes a scenario step of `variant` makes a record for."""
     if variant.endswith(BATCHING) or settings.scenario in ("offline", "multistream"):
         return settings.batch_sizes
     return (1,)
 
 
-def default_timeout(settings: Sequence[LoadSettings]) -> float:
+def default_timeout(settings: Sequence[ScenarioSettings]) -> float:
     """Seconds an option may take: 600, or room for a compliant search of 600 s runs."""
     if any(s.compliant for s in settings):
         return MLPERF_MIN_DURATION_S * (MAX_POINTS + 2)
@@ -87,7 +87,7 @@ def default_timeout(settings: Sequence[LoadSettings]) -> float:
 
 
 @dataclass(frozen=True)
-class LoadSettings:
+class ScenarioSettings:
     """One scenario as the user asked for it (`loadgen` flags, or a suite's [scenarios.NAME])."""
 
     scenario: str = "server"
@@ -175,7 +175,7 @@ class LoadSettings:
         return {**dataclasses.asdict(self), "batch_sizes": list(self.batch_sizes)}
 
     @classmethod
-    def from_dict(cls, raw: Mapping[str, Any]) -> LoadSettings:
+    def from_dict(cls, raw: Mapping[str, Any]) -> ScenarioSettings:
         values = dict(raw)
         values["batch_sizes"] = tuple(values.get("batch_sizes", ()))
         return cls(**values)

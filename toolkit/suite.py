@@ -26,7 +26,6 @@ from typing import Any
 from exporters.session import OPTIMIZATION_LEVELS
 from toolkit import workloads
 from toolkit.errors import BadInputError
-from toolkit.measure import Budget
 from toolkit.recipes import (
     DEFAULT_RULE,
     FP32,
@@ -37,7 +36,8 @@ from toolkit.recipes import (
 )
 from toolkit.runners import NATIVE, RUNNERS
 from toolkit.runners.onnxruntime import PROVIDERS
-from toolkit.scenarios import SCENARIOS, LoadSettings
+from toolkit.scenarios import SCENARIOS, ScenarioSettings
+from toolkit.timing import Budget
 
 SUITES_DIR = Path(__file__).resolve().parent.parent / "benchmarks" / "suites"
 MAX_OPSET = 23  # the newest default-domain opset that onnx 1.23 knows
@@ -61,7 +61,7 @@ class Suite:
     recipes: tuple[str, ...] = (FP32,)
     max_quality_drop: str = "1%"  # the accuracy criterion of the recipes that change arithmetic
     shard: str = ""  # "i/n" when this is one host's share of a suite split across hosts
-    scenarios: tuple[LoadSettings, ...] = ()  # MLPerf LoadGen scenarios, after the timings
+    scenarios: tuple[ScenarioSettings, ...] = ()  # MLPerf LoadGen scenarios, after the timings
 
     def __post_init__(self) -> None:
         if not self.workloads:
@@ -102,7 +102,7 @@ class Suite:
         """The inverse of dataclasses.asdict (as stored in results.json's run section)."""
         values = dict(raw)
         values["budget"] = Budget(**values.get("budget", {}))
-        values["scenarios"] = tuple(LoadSettings.from_dict(s)
+        values["scenarios"] = tuple(ScenarioSettings.from_dict(s)
                                     for s in values.get("scenarios", ()))
         for key in ("workloads", "batch_sizes", "providers", "recipes"):
             if key in values:
@@ -255,10 +255,10 @@ def parse_suite(raw: dict[str, Any], source: str = "<suite>") -> Suite:
         raise BadInputError(f"{source}: {exc}") from None
 
 
-def _scenario(name: str, table: dict[str, Any]) -> LoadSettings:
+def _scenario(name: str, table: dict[str, Any]) -> ScenarioSettings:
     """A [scenarios.NAME] table; its errors name the table (and the flag that is its twin)."""
     try:
-        return LoadSettings(scenario=name, **{k: tuple(v) if isinstance(v, list) else v
+        return ScenarioSettings(scenario=name, **{k: tuple(v) if isinstance(v, list) else v
                                               for k, v in table.items()})
     except BadInputError as exc:
         raise BadInputError(f"[scenarios.{name}]: {exc}") from None

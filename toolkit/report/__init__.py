@@ -9,7 +9,7 @@ from typing import Any
 
 from toolkit.errors import BadInputError
 from toolkit.report.summary import Peak, WorkloadSummary, summarise
-from toolkit.results import Record, load
+from toolkit.results import Record, read_results
 
 FORMATS = ("html", "md", "csv")
 
@@ -26,7 +26,7 @@ def load_runs(paths: Sequence[Path]) -> list[Run]:
     """Results files, each named by the machine it ran on (hostname; `#2` where two share one)."""
     runs: list[Run] = []
     for path in paths:
-        info, records = load(path)
+        info, records = read_results(path)
         env = info.get("environment", {})
         name = env.get("hostname") or env.get("cpu") or path.parent.name
         taken = sum(1 for r in runs if r.machine.split(" #")[0] == name)

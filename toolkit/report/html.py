@@ -8,7 +8,7 @@ from html import escape
 from typing import Any
 
 from toolkit.report import plots
-from toolkit.report.load import load_notes, load_tables, sustained_picks
+from toolkit.report.loadgen import loadgen_notes, loadgen_tables, sustained_picks
 from toolkit.report.summary import (
     Option,
     WorkloadSummary,
@@ -95,7 +95,7 @@ def _workload(summary: WorkloadSummary) -> list[str]:
     out += _parity_table(summary)
     notes = summary.problems + unmeasured_lines(summary) + [f"! {w}" for w in
                                                             warning_lines(summary)]
-    notes += load_notes(summary.served)
+    notes += loadgen_notes(summary.served)
     if notes:
         out += ["<h3>Notes</h3><ul>"] + [f'<li class="note">{escape(n)}</li>' for n in notes]
         out.append("</ul>")
@@ -104,7 +104,7 @@ def _workload(summary: WorkloadSummary) -> list[str]:
 
 def _load_section(summary: WorkloadSummary) -> list[str]:
     """MLPerf LoadGen: the latency-against-rate chart and a table per scenario."""
-    tables = load_tables(summary.served)
+    tables = loadgen_tables(summary.served)
     if not tables:
         return []
     out = ["<h3>Serving under load (MLPerf LoadGen)</h3>"]

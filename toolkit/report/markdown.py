@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from toolkit.report.load import load_lines, load_notes, load_tables
+from toolkit.report.loadgen import loadgen_lines, loadgen_notes, loadgen_tables
 from toolkit.report.summary import WorkloadSummary, unmeasured_lines, warning_lines
 from toolkit.report.table import options_table
 from toolkit.report.units import duration
@@ -54,18 +54,18 @@ def _workload(summary: WorkloadSummary) -> list[str]:
                    f"{info.get('size_bytes', 0):,} bytes.")
     if summary.options or not summary.served:
         out += ["", *_options_table(summary)]
-    for load in load_tables(summary.served):
-        out += ["", f"**MLPerf LoadGen, {load.scenario}**", "",
-                _line(load.columns), _line("---" if i == 0 else "---:"
-                                           for i in range(len(load.columns)))]
-        out += [_line(cells) for cells, _ in load.rows]
-        out += ["", f"*{load.caption}*"]
-    for line in load_lines(summary.served):
+    for loadgen in loadgen_tables(summary.served):
+        out += ["", f"**MLPerf LoadGen, {loadgen.scenario}**", "",
+                _line(loadgen.columns), _line("---" if i == 0 else "---:"
+                                           for i in range(len(loadgen.columns)))]
+        out += [_line(cells) for cells, _ in loadgen.rows]
+        out += ["", f"*{loadgen.caption}*"]
+    for line in loadgen_lines(summary.served):
         out += ["", f"**{line}**"]
     notes = list(summary.problems)
     notes += unmeasured_lines(summary)
     notes += warning_lines(summary)
-    notes += load_notes(summary.served)
+    notes += loadgen_notes(summary.served)
     if notes:
         out += ["", *[f"- {n}" for n in notes]]
     return out

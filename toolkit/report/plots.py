@@ -7,7 +7,7 @@ import io
 import re
 from collections.abc import Sequence
 
-from toolkit.report.load import Served
+from toolkit.report.loadgen import Served
 from toolkit.report.summary import WorkloadSummary
 from toolkit.report.units import duration
 

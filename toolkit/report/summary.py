@@ -13,7 +13,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 from toolkit.recipes import BY_QUALITY, FP32
-from toolkit.report.load import Served, load_lines, served_label
+from toolkit.report.loadgen import Served, loadgen_lines, served_label
 from toolkit.report.units import duration, rate, ratio
 from toolkit.results import Parity, Record
 from toolkit.stats import Estimate, Stats, median
@@ -124,9 +124,9 @@ class WorkloadSummary:
         parts = []
         if self.train is not None and self.train.ok and self.train.seconds:
             parts.append(f"training took {duration(self.train.seconds, 2)}")
-        load = load_lines(self.served)
-        if best is None and load:
-            return f"{self.key}: " + "; ".join(parts + load)
+        loadgen = loadgen_lines(self.served)
+        if best is None and loadgen:
+            return f"{self.key}: " + "; ".join(parts + loadgen)
         if best is None:
             return f"{self.key}: " + "; ".join(parts + [f"no trusted timing for {what}"])
         p50_s = best.p50_ms[batch] / 1e3

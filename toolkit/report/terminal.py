@@ -7,7 +7,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from toolkit.report.load import LoadTable, load_lines, load_notes, load_tables
+from toolkit.report.loadgen import LoadGenTable, loadgen_lines, loadgen_notes, loadgen_tables
 from toolkit.report.summary import WorkloadSummary, unmeasured_lines, warning_lines
 from toolkit.report.table import options_table
 from toolkit.report.units import duration
@@ -19,28 +19,28 @@ def render(summaries: list[WorkloadSummary], console: Console) -> None:
         table = workload_table(summary)
         if table.row_count or not summary.served:
             console.print(table)
-        for load in load_tables(summary.served):
-            console.print(load_table(summary, load))
+        for loadgen in loadgen_tables(summary.served):
+            console.print(loadgen_table(summary, loadgen))
         console.print(summary.headline(), style="bold", **plain)
-        for line in load_lines(summary.served) if summary.options else []:
+        for line in loadgen_lines(summary.served) if summary.options else []:
             console.print(line, style="bold", **plain)
         for line in summary.problems + unmeasured_lines(summary):
             console.print(f"  {line}", style="yellow", **plain)
         for line in warning_lines(summary):
             console.print(f"  ! {line}", style="dim", **plain)
-        for line in load_notes(summary.served):
+        for line in loadgen_notes(summary.served):
             console.print(f"  {line}", style="dim" if line.startswith("!") else "yellow", **plain)
         console.print()
 
 
-def load_table(summary: WorkloadSummary, load: LoadTable) -> Table:
+def loadgen_table(summary: WorkloadSummary, loadgen: LoadGenTable) -> Table:
     """One scenario's options under LoadGen; options of an ONNX file that failed parity red."""
-    table = Table(title=f"{summary.key}: LoadGen {load.scenario}", title_justify="left",
-                  caption=load.caption, caption_justify="left")
-    for index, name in enumerate(load.columns):
+    table = Table(title=f"{summary.key}: LoadGen {loadgen.scenario}", title_justify="left",
+                  caption=loadgen.caption, caption_justify="left")
+    for index, name in enumerate(loadgen.columns):
         table.add_column(name, justify="left" if index == 0 or name == "sessions" else "right",
                          no_wrap=index == 0)
-    for cells, trusted in load.rows:
+    for cells, trusted in loadgen.rows:
         table.add_row(*(Text(c) for c in cells), style="" if trusted else "red")
     return table
 

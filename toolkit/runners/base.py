@@ -38,7 +38,7 @@ class Runner(Protocol):
     """A loaded model in one runtime on one provider.
 
     `prepare` does everything a call needs that is not the call (converting inputs, binding them
-    to a device) and returns the zero-argument call that `toolkit.measure` times.
+    to a device) and returns the zero-argument call that `toolkit.timing` times.
     """
 
     runtime: ClassVar[str]  # "native" or "onnxruntime"

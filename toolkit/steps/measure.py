@@ -2,7 +2,7 @@
 
 Cold start (import, load, and each variant's first call on a session of its own), the parity of
 this very session against the native reference outputs (untimed), then every variant at every
-batch size, interleaved in blocks. The timing protocol itself is `toolkit.measure`'s.
+batch size, interleaved in blocks. The timing protocol itself is `toolkit.timing`'s.
 """
 
 from __future__ import annotations
@@ -18,12 +18,12 @@ import numpy as np
 
 from toolkit.data import make_batches
 from toolkit.errors import ProviderUnavailableError
-from toolkit.measure import Budget, Timing, measure_interleaved, time_once
 from toolkit.memory import gpu_memory_mb, peak_rss_mb, reset_peak_rss
 from toolkit.recipes import FP32, NATIVE_RECIPES
 from toolkit.results import Parity, Record
 from toolkit.runners.base import Runner, RunnerConfig
 from toolkit.stats import throughput_rows_per_s
+from toolkit.timing import Budget, Timing, time_interleaved, time_once
 
 log = logging.getLogger(__name__)
 
@@ -201,7 +201,7 @@ def timed(
             except Exception as exc:
                 failed[(variant, batch_size)] = f"{type(exc).__name__}: {exc}"
     reset_peak_rss()
-    timings = measure_interleaved(calls, budget)
+    timings = time_interleaved(calls, budget)
     peak, gpu = peak_rss_mb(), gpu_memory_mb(runner)
     for variant in variants:
         idiomatic = (runner.runtime == "native" and variant == runner.idiomatic

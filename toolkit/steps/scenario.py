@@ -30,7 +30,7 @@ from toolkit.scenarios import (
     PERCENTILE,
     STREAMS,
     LoadGenResult,
-    LoadSettings,
+    ScenarioSettings,
     batches_of,
     read_detail_log,
     search_peak,
@@ -56,7 +56,7 @@ class ScenarioSpec:
     inputs: str
     provider: str
     variant: str  # shared, per-worker, processes; +batching
-    settings: dict[str, Any]  # LoadSettings.to_dict()
+    settings: dict[str, Any]  # ScenarioSettings.to_dict()
     logs: str  # the folder this option's LoadGen logs go to
     threads: int = 1  # the cores the option may use in all (workers x threads per worker)
     optimization: str = "all"
@@ -68,7 +68,7 @@ def scenario_case(spec: ScenarioSpec) -> Iterator[Record]:
     rate it tried."""
     from toolkit.runners import RUNNERS
 
-    settings = LoadSettings.from_dict(spec.settings)
+    settings = ScenarioSettings.from_dict(spec.settings)
     runtime = RUNNERS[spec.runner].runtime
     workers = settings.workers or (1 if settings.scenario in STREAMS else spec.threads)
     threads = max(1, spec.threads // workers)
@@ -109,7 +109,7 @@ def _sessions(variant: str, runtime: str, workers: int) -> str:
     return "one shared" if variant.startswith("shared") else f"one per worker ({workers})"
 
 
-def _pool(spec: ScenarioSpec, settings: LoadSettings, runtime: str, workers: int, threads: int,
+def _pool(spec: ScenarioSpec, settings: ScenarioSettings, runtime: str, workers: int, threads: int,
           batch: int, batching: bool) -> tuple[Pool, dict[str, Any]]:
     """The option as a pool of workers; and the runtime's settings, read back."""
     from toolkit.runners import RUNNERS, RunnerConfig
@@ -138,7 +138,7 @@ def _pool(spec: ScenarioSpec, settings: LoadSettings, runtime: str, workers: int
     return ThreadPool(predicts, max_batch, delay, split), dict(runners[0].settings)
 
 
-def _run(pool: Pool, settings: LoadSettings, batch: int, logs: Path, inputs: str,
+def _run(pool: Pool, settings: ScenarioSettings, batch: int, logs: Path, inputs: str,
          deadline: float) -> dict[str, Any]:
     """The scenario's LoadGen run(s) on `pool`: a Server search, or one run."""
     with np.load(inputs) as archive:
@@ -284,7 +284,7 @@ class _Sample:
     index: int
 
 
-def loadgen_settings(settings: LoadSettings, rate: float, per_query_s: float, batch: int,
+def loadgen_settings(settings: ScenarioSettings, rate: float, per_query_s: float, batch: int,
                      queries: int | None = None) -> Any:
     """LoadGen's TestSettings for one run: MLPerf's rules (its built-in mlperf.conf) when
     compliant, else --duration and at least MIN_QUERIES queries (or `queries`)."""
@@ -312,7 +312,7 @@ def loadgen_settings(settings: LoadSettings, rate: float, per_query_s: float, ba
     return test
 
 
-def run_loadgen(pool: Pool, settings: LoadSettings, rate: float, per_query_s: float,
+def run_loadgen(pool: Pool, settings: ScenarioSettings, rate: float, per_query_s: float,
                 batch: int, rows: int, folder: Path, queries: int | None = None
                 ) -> LoadGenResult:
     """One LoadGen run of the scenario on `pool`, its logs in `folder`."""

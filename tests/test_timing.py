@@ -3,12 +3,12 @@ import time
 import pytest
 
 from toolkit.errors import BadInputError
-from toolkit.measure import Budget, measure, time_once
+from toolkit.timing import Budget, time_once, time_series
 
 
 def test_stops_after_min_iterations_when_min_time_is_zero():
     calls = []
-    timing = measure(lambda: calls.append(1), Budget(warmup=2, min_iterations=7, min_seconds=0,
+    timing = time_series(lambda: calls.append(1), Budget(warmup=2, min_iterations=7, min_seconds=0,
                                                      max_seconds=5, warmup_seconds=0, blocks=1))
     assert timing.stats.n == 7
     assert len(calls) == 9  # warmup calls are not timed
@@ -16,14 +16,14 @@ def test_stops_after_min_iterations_when_min_time_is_zero():
 
 
 def test_keeps_going_until_min_seconds():
-    timing = measure(lambda: None, Budget(warmup=0, min_iterations=1, min_seconds=0.05,
+    timing = time_series(lambda: None, Budget(warmup=0, min_iterations=1, min_seconds=0.05,
                                           max_seconds=1))
     assert timing.stats.n > 1
     assert sum(timing.stats.samples_ms) < 50  # the samples hold only the calls
 
 
 def test_max_seconds_caps_a_slow_call_and_warns():
-    timing = measure(lambda: time.sleep(0.02), Budget(warmup=0, min_iterations=100,
+    timing = time_series(lambda: time.sleep(0.02), Budget(warmup=0, min_iterations=100,
                                                       min_seconds=0, max_seconds=0.05))
     assert timing.budget_exhausted
     assert timing.stats.n < 100
@@ -48,7 +48,7 @@ def test_warmup_is_by_count_and_by_time():
     calls = []
     budget = Budget(warmup=2, warmup_seconds=0.05, min_iterations=1, min_seconds=0, blocks=1)
     started = time.perf_counter()
-    measure(lambda: calls.append(time.perf_counter()), budget)
+    time_series(lambda: calls.append(time.perf_counter()), budget)
     assert len(calls) > 3  # the 2 counted calls were not enough to fill 50 ms
     assert calls[-2] - started >= 0.05  # the last warmup call came after 50 ms
 
@@ -58,7 +58,7 @@ def test_the_collector_is_off_while_timing_and_back_on_after():
 
     seen = []
     assert gc.isenabled()
-    measure(lambda: seen.append(gc.isenabled()), Budget(warmup=1, min_iterations=5,
+    time_series(lambda: seen.append(gc.isenabled()), Budget(warmup=1, min_iterations=5,
                                                         min_seconds=0, warmup_seconds=0))
     assert seen and not any(seen)
     assert gc.isenabled()

@@ -123,15 +123,15 @@ def _series(call: Callable[[], Any], budget: Budget, samples: list[int]) -> bool
             return count < budget.min_iterations
 
 
-def measure(call: Callable[[], Any], budget: Budget) -> Timing:
+def time_series(call: Callable[[], Any], budget: Budget) -> Timing:
     """Warm up, then time `call` until the budget's stopping rule is met (one series)."""
-    found = measure_interleaved({0: call}, budget)[0]
+    found = time_interleaved({0: call}, budget)[0]
     if isinstance(found, Exception):
         raise found
     return found
 
 
-def measure_interleaved(calls: Mapping[Hashable, Callable[[], Any]], budget: Budget
+def time_interleaved(calls: Mapping[Hashable, Callable[[], Any]], budget: Budget
                         ) -> dict[Hashable, Timing | Exception]:
     """Time several calls in one process, interleaved in `budget.blocks` blocks: each call is
     warmed up, then each gets one block's share of the budget in turn, `blocks` times over. A

@@ -70,14 +70,14 @@ def served_label(record: Record, host: str = "") -> str:
 
 
 @dataclass(frozen=True)
-class LoadTable:
+class LoadGenTable:
     scenario: str
     caption: str
     columns: tuple[str, ...]
     rows: tuple[tuple[tuple[str, ...], bool], ...]  # cells, trusted
 
 
-def load_tables(served: Sequence[Served]) -> list[LoadTable]:
+def loadgen_tables(served: Sequence[Served]) -> list[LoadGenTable]:
     """One table per scenario and latency bound (runs merged from several files may differ),
     its options in the order they ran."""
     tables = []
@@ -91,7 +91,7 @@ def load_tables(served: Sequence[Served]) -> list[LoadTable]:
                 caption = ("Server at the rate --target-qps set: Poisson arrivals; VALID when "
                            "the p99 is within the bound with enough queries for LoadGen's "
                            "early-stopping test; latencies from each query's scheduled time.")
-            tables.append(LoadTable(scenario, caption, columns,
+            tables.append(LoadGenTable(scenario, caption, columns,
                                     tuple((cells, s.trusted) for cells, s in zip(
                                         rows, chosen, strict=True))))
     return tables
@@ -202,7 +202,7 @@ def sustained_picks(served: Sequence[Served]) -> list[Pick]:
     return picks
 
 
-def load_lines(served: Sequence[Served]) -> list[str]:
+def loadgen_lines(served: Sequence[Served]) -> list[str]:
     """The best trusted option of each scenario, one sentence each: the sustained-load pick
     of a Server search; the most samples per second offline; a stream's lowest percentile."""
     lines = [pick.line for pick in sustained_picks(served)]
@@ -233,7 +233,7 @@ def load_lines(served: Sequence[Served]) -> list[str]:
     return lines
 
 
-def load_notes(served: Sequence[Served]) -> list[str]:
+def loadgen_notes(served: Sequence[Served]) -> list[str]:
     """Why an option was not served, and each option's warnings, once."""
     notes = []
     for s in served:
