@@ -187,7 +187,8 @@ def test_results_are_small_readable_by_others_and_keep_their_samples(tmp_path):
     raw samples of every timing in samples.npz beside it."""
     import os
 
-    from toolkit import bench, executor
+    from toolkit import executor
+    from toolkit.plans import model as bench
     from toolkit.results import read_results, read_samples
     from toolkit.timing import Budget
 

@@ -28,7 +28,8 @@ def cli(*args: str):
 
 def bench_records(path: Path, out: Path, **request) -> list[dict]:
     """`bench` through the library with a tiny timing budget (the CLI's is sized for people)."""
-    from toolkit import bench, executor
+    from toolkit import executor
+    from toolkit.plans import model as bench
 
     suite = bench.bench_suite(batch_sizes=(1, 4), threads=1, rounds=1).replace(budget=TINY)
     outcome = executor.start(bench.plan_model(bench.ModelRequest(path, **request), suite, out),

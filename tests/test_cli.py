@@ -109,10 +109,28 @@ def test_a_framework_that_cannot_be_imported_is_skipped_with_a_reason(tmp_path, 
     monkeypatch.setitem(sys.modules, "torch", None)  # import torch now fails; find_spec -> None
     suite = write_suite(tmp_path / "s.toml", ["torch/digits-mlp"], providers=["cpu"])
     result = runner.invoke(app, ["run", "--suite", str(suite), "--out", str(tmp_path / "o")])
-    assert result.exit_code == 0, result.output
     records = json.loads((tmp_path / "o" / "results.json").read_text())["records"]
     assert records and all(r["status"] == "skipped" for r in records)
     assert all("pip install 'deploybench[torch]'" in r["reason"] for r in records)
+    # nothing was measured: the reports are written, then exit 1 with why
+    assert (tmp_path / "o" / "report.md").is_file()
+    assert result.exit_code == 1, result.output
+    assert "error: nothing was measured" in result.output
+    assert "pip install 'deploybench[torch]'" in result.output.splitlines()[-1]
+
+
+def test_a_new_option_given_with_resume_is_refused_by_name(tmp_path):
+    suite = write_suite(tmp_path / "s.toml", ["sklearn/seed-linreg"], providers=["cpu"],
+                        batch_sizes=[1], rounds=1)
+    out = tmp_path / "o"
+    assert runner.invoke(app, ["run", "--suite", str(suite), "--out", str(out)]).exit_code == 0
+    before = (out / "results.json").read_text()
+    for flags, named in ((["--threads", "2"], "--threads"), (["--placement", "each-node"],
+                                                             "--placement"),
+                         (["--rounds", "5", "--recipes", "fp16"], "--rounds, --recipes")):
+        result = runner.invoke(app, ["run", "--resume", str(out), *flags])
+        assert result.exit_code == 2 and f"drop {named}" in result.output, result.output
+    assert (out / "results.json").read_text() == before  # refused before anything changed
 
 
 def test_env_prints_no_onnx_runtime_banner():

@@ -1,107 +1,240 @@
-"""A suite on a local two-node Ray cluster (`ray.cluster_utils.Cluster`): one measurement per
-node at a time, every case on every node with each-node, and records that say where they ran."""
+"""Runs on two Ray nodes that share no disk for the run's folders (`tests/ray_nodes.py`): the
+head, where the driver runs, and node-b, whose view of the runs and models folder is an empty
+tmpfs, as another machine's would be. Every file a step reads reaches node-b through the object
+store, and every file it writes comes back to the driver's results folder."""
 
 from __future__ import annotations
 
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
 import pytest
 
+from tests import model_files, ray_nodes
 from tests.conftest import write_suite
 from toolkit import executor
-from toolkit.plan import plan_suite
+from toolkit.backends.cluster import ClusterBackend, disconnect
+from toolkit.plans.model import ModelRequest, bench_suite, plan_model
+from toolkit.plans.run import plan_suite
+from toolkit.results import Record
 from toolkit.suite import load_suite
+from toolkit.timing import Budget
+
+TINY = Budget(warmup=1, min_iterations=3, min_seconds=0.0, max_seconds=0.1)
+PATH_KEYS = ("artifact", "onnx", "inputs", "reference", "calibration", "logs")
+
+
+@dataclass(frozen=True)
+class Hosts:
+    address: str
+    folder: Path  # the driver's runs and models: node-b sees an empty tmpfs here (and over the
+    # checkout of deploybench the tests run from)
+    head: str  # the head's node label (its hostname)
 
 
 @pytest.fixture(scope="module")
-def two_nodes():
-    ray = pytest.importorskip("ray", reason="Ray is not installed (pip install "
-                              "'deploybench[cluster]')")
-    from ray.cluster_utils import Cluster
+def hosts(tmp_path_factory: pytest.TempPathFactory):
+    pytest.importorskip("ray", reason="Ray is not installed (pip install 'deploybench[cluster]')")
+    why = ray_nodes.why_not()
+    if why:
+        pytest.skip(why)
+    root = tmp_path_factory.mktemp("hosts")
+    before = os.environ.get("RAY_AUTH_MODE")
+    os.environ["RAY_AUTH_MODE"] = "disabled"  # the test cluster's: no token to hand around
+    address, head = ray_nodes.start_head(root / "logs")
+    try:
+        # nor does it see this checkout: it runs the code the driver ships
+        checkout = Path(executor.__file__).resolve().parents[1]
+        node = ray_nodes.start_hidden_node(address, [root / "driver", checkout], root / "logs")
+    except BaseException:
+        ray_nodes.stop(head)
+        raise
+    yield Hosts(address, root / "driver", socket.gethostname())
+    disconnect()
+    ray_nodes.stop(node)
+    ray_nodes.stop(head)
+    if before is None:
+        os.environ.pop("RAY_AUTH_MODE", None)
+    else:
+        os.environ["RAY_AUTH_MODE"] = before
 
-    cluster = Cluster(initialize_head=True, head_node_args={
-        "num_cpus": 1, "resources": {"deploybench": 1}})
-    cluster.add_node(num_cpus=1, resources={"deploybench": 1})
-    cluster.wait_for_nodes()
-    yield cluster
-    ray.shutdown()
-    cluster.shutdown()
+
+def files_named(records: list[Record]) -> list[str]:
+    return [str(r.info[k]) for r in records for k in PATH_KEYS if isinstance(r.info.get(k), str)]
 
 
-def test_each_node_measures_every_case_once_per_node_never_two_at_once(two_nodes, tmp_path):
-    suite = load_suite(str(write_suite(tmp_path / "s.toml", ["sklearn/seed-linreg"], ["cpu"],
-                                       [1], rounds=1)))
-    outcome = executor.start(plan_suite(suite), tmp_path / "out",
-                             cluster=executor.ClusterRun(two_nodes.address, "each-node"))
-    assert not outcome.interrupted
-    records = outcome.records
-    assert all("node" in r.info for r in records)
-    timed = [r for r in records if r.timed]
-    per_case: dict[tuple[str, str], set[str]] = {}
+def assert_all_home(records: list[Record], out: Path, children: int) -> None:
+    """Every file the records name is on the driver (under its results folder, or the user's
+    own file), none names a node's folder, and every child's log came back."""
+    named = files_named(records)
+    assert all(Path(p).exists() for p in named), [p for p in named
+                                                             if not Path(p).exists()]
+    assert not [p for p in named if "deploybench-nodes" in p]
+    assert not [r.reason for r in records if "deploybench-nodes" in r.reason]
+    logs = list(out.rglob("logs/*.log"))
+    assert len(logs) >= children, sorted(str(p.relative_to(out)) for p in logs)
+
+
+def test_bench_of_a_model_file_runs_on_a_host_that_cannot_see_it(hosts):
+    (hosts.folder / "models").mkdir(exist_ok=True)
+    model = model_files.relu(hosts.folder / "models" / "relu.onnx")
+    out = hosts.folder / "bench"
+    suite = bench_suite(batch_sizes=(1, 4), threads=1, rounds=1).replace(budget=TINY)
+    outcome = executor.start(plan_model(ModelRequest(model), suite, out), out,
+                             backend=ClusterBackend(hosts.address, "each-node"))
+    timed = [r for r in outcome.records if r.phase == "infer"]
+    assert timed and all(r.ok for r in timed), [r.reason for r in timed if not r.ok]
+    assert {r.info["node"]["name"] for r in timed} == {hosts.head, "node-b"}
+    assert {r.info["node"]["hostname"] for r in timed} == {hosts.head, "node-b"}
+    assert_all_home(outcome.records, out, children=2)
+    assert (out / "nodes" / "node-b" / "logs").is_dir()
+    # node-b ran the code the driver shipped (a runtime_env), in its measuring child too
+    log = next((out / "nodes" / "node-b" / "logs").glob("*.log")).read_text()
+    assert "deploybench code: " in log and "runtime_resources" in log, log[:500]
+    run = json.loads((out / "results.json").read_text())["run"]
+    assert set(run["nodes"]) == {hosts.head, "node-b"}
+    assert all(env["peak_gflops"] > 0 and env["peak_threads"] == 1
+               for env in run["nodes"].values())  # each node's own peak, measured there
+
+
+def test_run_each_node_builds_once_and_measures_everywhere(hosts):
+    suite_file = write_suite(hosts.folder / "s.toml", ["sklearn/seed-linreg"], ["cpu"], [1],
+                             rounds=1)
+    suite_file.write_text(suite_file.read_text().replace(
+        "rounds = 1", 'rounds = 1\nrecipes = ["fp32", "ort-offline"]'))
+    out = hosts.folder / "run"
+    outcome = executor.start(plan_suite(load_suite(str(suite_file))), out,
+                             backend=ClusterBackend(hosts.address, "each-node"))
+    timed = [r for r in outcome.records if r.phase == "infer"]
+    assert timed and all(r.ok for r in timed), [r.reason for r in timed if not r.ok]
+    per_case: dict[tuple[str, str, str], set[str]] = {}
     for record in timed:
-        per_case.setdefault((record.runtime, record.variant), set()).add(
+        per_case.setdefault((record.runtime, record.variant, record.recipe), set()).add(
+            record.info["node"]["name"])
+    assert per_case and all(nodes == {hosts.head, "node-b"} for nodes in per_case.values())
+    # one build; the file made for a node's hardware made on each node, in its own folder
+    assert len([r for r in outcome.records if r.phase == "train"]) == 1
+    made = sorted(out.glob("nodes/*/artifacts/*/*.onnx"))
+    assert {p.relative_to(out).parts[1] for p in made} == {hosts.head, "node-b"}, made
+    assert_all_home(outcome.records, out, children=1 + 2 + 2 * 3)
+
+
+def test_spread_keeps_every_round_of_a_case_on_one_node(hosts):
+    suite_file = write_suite(hosts.folder / "s2.toml", ["sklearn/seed-linreg"], ["cpu"], [1],
+                             rounds=3)
+    out = hosts.folder / "spread"
+    outcome = executor.start(plan_suite(load_suite(str(suite_file))), out,
+                             backend=ClusterBackend(hosts.address, "spread"))
+    timed = [r for r in outcome.records if r.phase == "infer"]
+    assert timed and all(r.ok for r in timed)
+    by_case: dict[tuple[str, str], set[str]] = {}
+    for record in timed:
+        by_case.setdefault((record.runtime, record.variant), set()).add(
             record.info["node"]["node_id"])
-    assert per_case and all(len(nodes) == 2 for nodes in per_case.values()), per_case
-    import socket
-
-    host = socket.gethostname()  # both test nodes run here: labels number them, by hostname
-    assert {r.step.rsplit(" @", 1)[1] for r in timed} == {f"{host}#1", f"{host}#2"}
-    assert {r.info["node"]["name"] for r in timed} == {f"{host}#1", f"{host}#2"}
-    spans: dict[str, set[tuple[float, float]]] = {}
-    for record in records:
-        node = record.info["node"]
-        spans.setdefault(node["node_id"], set()).add((node["started"], node["ended"]))
-    for node_spans in spans.values():
-        ordered = sorted(node_spans)
-        assert all(b[0] >= a[1] for a, b in zip(ordered, ordered[1:], strict=False)), ordered
-    from toolkit.results import read_results
-
-    run, _ = read_results(outcome.results_path)
-    assert len(run["nodes"]) == 2 and run["cluster"]["placement"] == "each-node"
+    assert all(len(nodes) == 1 for nodes in by_case.values()), by_case
+    assert {r.round for r in timed} == {1, 2, 3}
+    assert all(r.info["node"]["placement"] == "spread" for r in timed)
 
 
-def test_spread_measures_each_case_once_and_a_crashed_task_is_a_failed_record(two_nodes,
-                                                                            tmp_path):
-    import dataclasses
+def test_loadgen_serves_on_both_nodes(hosts):
+    pytest.importorskip("mlperf_loadgen", reason="MLPerf LoadGen is not installed")
+    from toolkit.plans.loadgen import loadgen_suite, plan_loadgen
+    from toolkit.scenarios import ScenarioSettings
 
-    from tests.cluster_steps import Crash
+    (hosts.folder / "models").mkdir(exist_ok=True)
+    model = model_files.relu(hosts.folder / "models" / "served.onnx")
+    out = hosts.folder / "loadgen"
+    settings = ScenarioSettings(scenario="server", target_qps=200, duration_s=0.2, p99_ms=20)
+    suite = loadgen_suite(settings, threads=1, timeout_s=120)
+    plan = plan_loadgen(str(model), suite, out, request=ModelRequest(model))
+    outcome = executor.start(plan, out, backend=ClusterBackend(hosts.address, "each-node"))
+    served = [r for r in outcome.records if r.phase == "scenario"]
+    assert served and all(r.ok for r in served), [r.reason for r in served if not r.ok]
+    assert {r.info["node"]["name"] for r in served} == {hosts.head, "node-b"}
+    for record in served:  # LoadGen's own logs came back, each node's in its own folder
+        logs = Path(record.info["logs"])
+        assert logs.is_relative_to(out / "nodes") and list(logs.rglob("mlperf_log_detail.txt"))
 
-    suite = load_suite(str(write_suite(tmp_path / "s.toml", ["sklearn/seed-linreg"], ["cpu"],
-                                       [1], rounds=2)))
-    plan = plan_suite(suite)
-    plan = dataclasses.replace(plan, steps=[Crash(), *plan.steps])
-    outcome = executor.start(plan, tmp_path / "out",
-                             cluster=executor.ClusterRun(two_nodes.address, "spread"))
-    crashed = [r for r in outcome.records if r.step == "sklearn/crash build"]
-    assert [r.status for r in crashed] == ["failed"] and "Ray task failed" in crashed[0].reason
-    timed = [r for r in outcome.records if r.timed]
-    keys = [(r.runtime, r.variant, r.round) for r in timed]
-    assert len(keys) == len(set(keys)) and {r for _, _, r in keys} == {1, 2}  # each once
+
+def test_a_stopped_cluster_run_leaves_no_child_and_resumes_without_a_shared_disk(hosts):
+    import psutil
+
+    suite = write_suite(hosts.folder / "s3.toml", ["sklearn/seed-linreg"], ["cpu"], [1],
+                        rounds=3)
+    out = hosts.folder / "stopped"
+    env = ray_nodes.environment()
+    command = [sys.executable, "-m", "toolkit.cli", "run", "--history",
+               str(hosts.folder / "h.sqlite")]
+    proc = subprocess.Popen([*command, "--suite", str(suite), "--out", str(out), "--cluster",
+                             hosts.address, "--placement", "each-node"], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    measuring: list[psutil.Process] = []
+    while time.monotonic() < deadline and not measuring:  # the build done, a child measuring
+        built = (out / "results.json").is_file() and json.loads(
+            (out / "results.json").read_text() or "{}").get("records")
+        measuring = [p for p in psutil.process_iter(["cmdline"])
+                     if built and "toolkit.worker" in " ".join(p.info["cmdline"] or [])]
+        time.sleep(0.1)
+    assert measuring, "no measuring child started"
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err[-2000:]
+    _, alive = psutil.wait_procs(measuring, timeout=20)
+    assert not alive, [p.cmdline() for p in alive]  # cancelled without force: child killed
+    kept = json.loads((out / "results.json").read_text())
+    assert kept["run"]["interrupted"] is True
+    again = subprocess.run([*command, "--resume", str(out)], capture_output=True, text=True,
+                           timeout=300, env=env)
+    assert again.returncode == 0, again.stderr[-2000:]
+    done = json.loads((out / "results.json").read_text())
+    assert not done["run"]["interrupted"]
+    records = [Record.from_dict(r) for r in done["records"]]
+    timed = [r for r in records if r.phase == "infer"]
+    assert {(r.info["node"]["name"], r.round) for r in timed} == {
+        (name, r) for name in (hosts.head, "node-b") for r in (1, 2, 3)}
+    assert_all_home(records, out, children=1 + 2 * 2 * 3)
 
 
-def test_files_a_build_made_reach_a_node_that_lacks_them(tmp_path):
-    from toolkit.cluster import pack, unpack
-    from toolkit.results import Record
-
-    model = tmp_path / "a" / "model.onnx"
-    model.parent.mkdir()
-    model.write_bytes(b"onnx bytes")
-    saved = tmp_path / "a" / "saved_model"
-    (saved / "variables").mkdir(parents=True)
-    (saved / "variables" / "v.data").write_bytes(b"weights")
-    record = Record("w", "keras", "export", info={"onnx": str(model), "artifact": str(saved),
-                                                   "rows": 3})
-    files = pack([record])
-    assert set(files) == {str(model), str(saved / "variables" / "v.data")}
-    model.unlink()
-    (saved / "variables" / "v.data").unlink()
-    unpack(files)
-    assert model.read_bytes() == b"onnx bytes"
-    assert (saved / "variables" / "v.data").read_bytes() == b"weights"
+def test_joining_without_the_token_or_where_nothing_listens_says_so_in_one_line(tmp_path):
+    pytest.importorskip("ray", reason="Ray is not installed (pip install 'deploybench[cluster]')")
+    if ray_nodes.why_not():
+        pytest.skip(ray_nodes.why_not())
+    home = tmp_path / "home"  # the head's ~/.ray stays out of the user's home
+    home.mkdir()
+    address, head = ray_nodes.start_head(tmp_path / "logs", "token", HOME=str(home),
+                                         RAY_AUTH_TOKEN="0123456789abcdef0123456789abcdef")
+    try:
+        env = {k: v for k, v in ray_nodes.environment().items()
+               if k not in ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH")}
+        env["HOME"] = str(home)
+        for where, needle in ((address, "RAY_AUTH_TOKEN"),
+                              (f"127.0.0.1:{ray_nodes.free_port()}", "nothing answers there")):
+            started = time.monotonic()
+            proc = subprocess.run([sys.executable, "-m", "toolkit.cli", "run", "--cluster", where,
+                                   "--out", str(tmp_path / "o"), "--history",
+                                   str(tmp_path / "h")], env=env, capture_output=True,
+                                  text=True, timeout=180)
+            errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+            assert proc.returncode == 2 and len(errors) == 1, proc.stderr[-2000:]
+            assert needle in errors[0] and where in errors[0], errors
+            assert "Traceback" not in proc.stderr
+            assert time.monotonic() - started < 90
+    finally:
+        ray_nodes.stop(head)
 
 
 def test_without_ray_cluster_says_which_extra_to_install(monkeypatch):
     import importlib.util
 
-    from toolkit import cluster
+    from toolkit.backends import cluster
     from toolkit.errors import BadInputError
 
     real = importlib.util.find_spec
@@ -111,52 +244,28 @@ def test_without_ray_cluster_says_which_extra_to_install(monkeypatch):
         cluster.connect("local")
 
 
-def test_sigterm_cancels_a_cluster_run_and_resume_finishes_it(tmp_path):
-    """`run --cluster local` stopped after its first step: exit 130, the finished records kept,
-    the run marked interrupted; `run --resume` finishes it on a new local cluster."""
-    import json
-    import signal
-    import subprocess
-    import sys
-    import time
+def test_a_node_with_other_framework_versions_is_refused_by_name():
+    from toolkit.backends.cluster import refuse_differences
+    from toolkit.errors import BadInputError
 
-    pytest.importorskip("ray", reason="Ray is not installed")
-    suite = write_suite(tmp_path / "s.toml", ["sklearn/seed-linreg"], ["cpu"], [1], rounds=2)
-    out = tmp_path / "out"
-    command = [sys.executable, "-m", "toolkit.cli", "run", "--history", str(tmp_path / "h")]
-    proc = subprocess.Popen([*command, "--suite", str(suite), "--out", str(out), "--cluster",
-                             "local"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:  # until the build's records are in
-        path = out / "results.json"
-        if path.is_file() and json.loads(path.read_text() or "{}").get("records"):
-            break
-        time.sleep(0.2)
-    proc.send_signal(signal.SIGTERM)
-    _, err = proc.communicate(timeout=120)
-    assert proc.returncode == 130, err[-2000:]
-    kept = json.loads((out / "results.json").read_text())
-    assert kept["run"]["interrupted"] is True and kept["records"]
-    assert kept["run"]["cluster"]["address"] == "local"
-    again = subprocess.run([*command, "--resume", str(out)], capture_output=True, text=True,
-                           timeout=300)
-    assert again.returncode == 0, again.stderr[-2000:]
-    done = json.loads((out / "results.json").read_text())
-    assert not done["run"]["interrupted"]
-    assert done["records"][:len(kept["records"])] == kept["records"]  # finished work kept
-    steps = {r["step"] for r in done["records"]}
-    assert {"sklearn/seed-linreg build", "sklearn/seed-linreg onnxruntime cpu #2"} <= steps
-    assert all("node" in r["info"] for r in done["records"])
+    driver = {"python": "3.11.7", "versions": {"torch": "2.14.1", "numpy": "2.4.6"}}
+    refuse_differences(driver, {"a": driver})
+    with pytest.raises(BadInputError, match=r"torch 2\.14\.1 here, 2\.13\.0 on gpu-1"):
+        refuse_differences(driver, {"gpu-1": {"python": "3.11.7", "versions": {
+            "torch": "2.13.0", "numpy": "2.4.6"}}})
 
 
-def test_a_hardware_specific_recipe_is_made_on_each_node_that_measures_it(two_nodes, tmp_path):
-    path = write_suite(tmp_path / "s.toml", ["sklearn/seed-linreg"], ["cpu"], [1], rounds=1)
-    path.write_text(path.read_text().replace("rounds = 1", 'rounds = 1\nrecipes = ["fp32", '
-                                             '"ort-offline"]'))
-    suite = load_suite(str(path))
-    outcome = executor.start(plan_suite(suite), tmp_path / "out",
-                             cluster=executor.ClusterRun(two_nodes.address, "each-node"))
-    offline = [r for r in outcome.records if r.timed and r.recipe == "ort-offline"]
-    assert len({r.info["node"]["node_id"] for r in offline}) == 2
-    made = sorted((tmp_path / "out" / "nodes").glob("*/artifacts/*/*.onnx"))
-    assert len({p.parts[-4] for p in made}) == 2, made  # one file per node, in its own folder
+def test_labels_are_hostnames_and_stay_apart_where_hosts_repeat(monkeypatch):
+    ray = pytest.importorskip("ray")
+    from toolkit.backends import cluster
+
+    fake = [{"Alive": True, "NodeManagerHostname": "vm", "NodeID": "bbbbbbbb", "Resources": {
+        "deploybench": 1}}, {"Alive": True, "NodeManagerHostname": "vm", "NodeID": "aaaaaaaa",
+                             "Resources": {"deploybench": 1}},
+            {"Alive": True, "NodeManagerHostname": "gpu", "NodeID": "cccccccc",
+             "Resources": {"deploybench": 1, "GPU": 1}}]
+    monkeypatch.setattr(ray, "nodes", lambda: fake)
+    first = {n.node_id: n.name for n in cluster.nodes()}
+    monkeypatch.setattr(ray, "nodes", lambda: list(reversed(fake)))
+    assert {n.node_id: n.name for n in cluster.nodes()} == first  # not by order of listing
+    assert first == {"aaaaaaaa": "vm-aaaaaa", "bbbbbbbb": "vm-bbbbbb", "cccccccc": "gpu"}

@@ -8,8 +8,9 @@ from pathlib import Path
 import pytest
 
 from tests import model_files
-from toolkit import bench, executor
+from toolkit import executor
 from toolkit.compare import compare
+from toolkit.plans import model as bench
 from toolkit.results import read_results
 from toolkit.timing import Budget
 

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from toolkit.isolate import run_child
-from toolkit.plan import Context, Sources, measure
+from toolkit.plans.steps import Context, Measure, Sources
 from toolkit.suite import Case, parse_suite
 
 pytest.importorskip("sklearn")
@@ -77,10 +77,10 @@ def test_a_crashed_case_becomes_failed_records_and_the_next_case_runs(tmp_path):
     def built(path):
         return Sources(native=str(path), inputs=str(inputs))
 
-    failed = measure(Context(suite, tmp_path), case, built(crash))
+    failed = Measure(case, sources=built(crash)).execute(Context(suite, tmp_path))
     assert [(r.status, r.batch_size) for r in failed] == [("failed", 1), ("failed", 2)]
     assert "exited with code 3" in failed[0].reason
-    ok = measure(Context(suite, tmp_path), case, built(good))
+    ok = Measure(case, sources=built(good)).execute(Context(suite, tmp_path))
     timed = [r for r in ok if r.phase == "infer"]
     assert timed and all(r.ok and r.stats.n >= 2 for r in timed)
 

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from tests.model_files import onnx_model
-from toolkit.plan import Context, Scenario, Sources
+from toolkit.plans.steps import Context, Scenario, Sources
 from toolkit.scenarios import ScenarioSettings
 from toolkit.suite import Case, Suite
 
@@ -240,7 +240,7 @@ def test_loadgens_own_log_is_read_back(tmp_path):
 
 def test_a_suite_can_hold_scenarios(tmp_path):
     from toolkit.errors import BadInputError
-    from toolkit.plan import plan_suite
+    from toolkit.plans.run import plan_suite
     from toolkit.suite import load_suite
 
     path = tmp_path / "s.toml"

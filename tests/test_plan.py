@@ -3,7 +3,8 @@ could not run at all are not started again."""
 
 from __future__ import annotations
 
-from toolkit.plan import Build, Context, Measure, plan_suite
+from toolkit.plans.run import plan_suite
+from toolkit.plans.steps import Build, Context, Measure
 from toolkit.results import Record
 from toolkit.suite import Case, parse_suite
 
@@ -34,7 +35,7 @@ def test_a_case_skipped_in_round_one_is_not_started_again(tmp_path):
 
 
 def test_a_failed_export_still_hands_the_native_files_to_the_native_cases():
-    from toolkit.plan import Sources
+    from toolkit.plans.steps import Sources
 
     failed = Record("noexp", "torch", "export", status="failed", reason="dynamo failed",
                     info={"artifact": "model.pt", "inputs": "inputs.npz"})

@@ -83,7 +83,8 @@ def test_a_recipe_that_breaks_the_criterion_is_ruled_out_of_the_picks():
 @pytest.fixture(scope="module")
 def recipes_bench(tmp_path_factory):
     """bench of a weight-heavy ONNX model with the ONNX recipes, one round, tiny budgets."""
-    from toolkit import bench, executor
+    from toolkit import executor
+    from toolkit.plans import model as bench
 
     root = tmp_path_factory.mktemp("recipes")
     model = model_files.matmul_chain(root / "chain.onnx", layers=4)
@@ -128,7 +129,7 @@ def test_fp16_on_the_cpu_is_skipped_with_the_reason(recipes_bench):
 
 
 def test_a_recipe_that_fails_is_never_timed_as_fp32(tmp_path):
-    from toolkit.plan import Context, Measure
+    from toolkit.plans.steps import Context, Measure, derive_label
     from toolkit.suite import Case, parse_suite
 
     suite = parse_suite({"workloads": ["sklearn/digits-logreg"], "batch_sizes": [1]})
@@ -137,8 +138,9 @@ def test_a_recipe_that_fails_is_never_timed_as_fp32(tmp_path):
                     info={"onnx": str(tmp_path / "model.onnx"), "inputs": "x.npz"})]
     failed = [Record("digits-logreg", "sklearn", "export", status="failed", recipe="int8-static",
                      reason="int8-static: ValueError: Failed to find proper ai.onnx domain")]
-    context = Context(suite, tmp_path, {"b": built, "d": failed})
-    records = Measure(case, after="b", derived="d").execute(context)
+    context = Context(suite, tmp_path, {"b": built, derive_label(case.workload, case.recipe):
+                                        failed})
+    records = Measure(case, after="b").execute(context)
     assert [(r.status, r.recipe) for r in records] == [("skipped", "int8-static")]
     assert "no int8-static file: the recipe failed" in records[0].reason
 
@@ -199,7 +201,8 @@ def test_every_recipe_of_an_onnx_file_is_judged_by_the_same_rule(tmp_path):
     the file's own outputs, whichever recipe runs first (the reference is made once)."""
     from onnx import TensorProto, helper, numpy_helper
 
-    from toolkit import bench, executor
+    from toolkit import executor
+    from toolkit.plans import model as bench
 
     weight = numpy_helper.from_array(
         np.random.default_rng(0).standard_normal((16, 1)).astype(np.float32), "w")

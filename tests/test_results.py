@@ -46,3 +46,21 @@ def test_load_names_the_bad_file(tmp_path):
     other.write_text(json.dumps({"schema": "something/else"}))
     with pytest.raises(BadInputError, match="not a deploybench results file"):
         read_results(other)
+
+
+def test_the_case_key_keeps_two_configurations_apart():
+    base = Record("m", "onnx", "infer", runtime="onnxruntime", variant="run", provider="cpu",
+                  batch_size=1, threads=2, settings={"graph_optimization": "all"})
+    same = [base, Record(**{**base.to_dict(), "stats": None, "parity": None,
+                            "info": {"node": {"name": "a", "placement": "spread"}}})]
+    assert len({r.case.key for r in same}) == 1  # a spread run's node is no configuration
+    apart = [base,
+             Record(**{**base.to_dict(), "stats": None, "parity": None, "threads": 1}),
+             Record(**{**base.to_dict(), "stats": None, "parity": None,
+                       "settings": {"graph_optimization": "disable"}}),
+             Record(**{**base.to_dict(), "stats": None, "parity": None,
+                       "info": {"node": {"name": "gpu-1", "placement": "each-node"}}})]
+    keys = [r.case.key for r in apart]
+    assert len(set(keys)) == 4, keys
+    assert keys[3].endswith("@gpu-1") and "opt=disable" in keys[2]
+    assert {r.case.option for r in apart} == {"onnxruntime cpu"}  # one row name in reports

@@ -113,7 +113,7 @@ def test_a_series_that_raises_costs_only_itself():
 
 @pytest.mark.parametrize("threads", [1, 2])
 def test_threads_reach_the_measuring_child(tmp_path, threads):
-    from toolkit.plan import Context, Sources, measure
+    from toolkit.plans.steps import Context, Measure, Sources
     from toolkit.suite import Case, parse_suite
 
     model = tiny_onnx(tmp_path / "m.onnx")
@@ -121,8 +121,9 @@ def test_threads_reach_the_measuring_child(tmp_path, threads):
     suite = parse_suite({"workloads": ["digits-mlp"], "batch_sizes": [1], "threads": threads,
                          "timing": {"warmup": 0, "min_iterations": 2, "min_seconds": 0,
                                     "max_seconds": 0.1}})
-    records = measure(Context(suite, tmp_path), Case("onnx/m", "onnxruntime", "cpu"),
-                      Sources(onnx=str(model), inputs=str(tmp_path / "x.npz")))
+    records = Measure(Case("onnx/m", "onnxruntime", "cpu"),
+                      sources=Sources(onnx=str(model), inputs=str(tmp_path / "x.npz"))
+                      ).execute(Context(suite, tmp_path))
     timed = [r for r in records if r.timed]
     assert timed and all(r.threads == threads for r in timed)
     # read back from the session the child created, not copied from the request
@@ -215,7 +216,7 @@ def test_native_torch_on_cuda_synchronises_and_reports_memory(tmp_path):
 def test_each_onnx_child_checks_its_own_session_against_the_reference(tmp_path, optimization):
     """The parity a timing carries is its own session's (this provider, this optimisation
     level), against the native outputs saved at build time; a wrong reference fails it."""
-    from toolkit.plan import Context, Sources, measure
+    from toolkit.plans.steps import Context, Measure, Sources
     from toolkit.suite import Case, parse_suite
 
     model = tiny_onnx(tmp_path / "m.onnx")
@@ -231,8 +232,8 @@ def test_each_onnx_child_checks_its_own_session_against_the_reference(tmp_path, 
         sources = Sources(onnx=str(model), inputs=str(tmp_path / "x.npz"),
                           reference={"path": str(tmp_path / reference), "score_output": 0,
                                      "task": "regression"})
-        records = measure(Context(suite, tmp_path), Case("onnx/m", "onnxruntime", "cpu"),
-                          sources)
+        records = Measure(Case("onnx/m", "onnxruntime", "cpu"), sources=sources).execute(
+            Context(suite, tmp_path))
         timed = [r for r in records if r.timed]
         assert len(timed) == 4  # run and iobinding at batch 1 and 2
         assert all(r.parity is not None and r.parity.verdict == verdict for r in timed)

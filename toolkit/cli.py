@@ -12,11 +12,10 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table
 
 from toolkit import environment, history, workloads
 from toolkit.errors import BadInputError, DeploybenchError
-from toolkit.report import terminal
+from toolkit.report import console, terminal
 
 app = typer.Typer(
     help="How should I serve this model? Train natively, export to ONNX, check parity, and time "
@@ -82,11 +81,11 @@ QualityDropOption = Annotated[str | None, typer.Option(
     "--max-quality-drop", help="the accuracy a recipe that changes the arithmetic (int8, fp16) "
     "may lose against the native model: absolute (0.01) or relative (1%, the default)")]
 ClusterOption = Annotated[str | None, typer.Option(
-    help="run the steps on a Ray cluster: local (start one here), auto, or ray://HOST:PORT "
-    "(needs pip install 'deploybench[cluster]')")]
+    help="run the steps on a Ray cluster: local (start one here), auto, HOST:PORT or "
+    "ray://HOST:PORT; the nodes need no shared disk (needs pip install 'deploybench[cluster]')")]
 PlacementOption = Annotated[str, typer.Option(
-    help="with --cluster: spread (each case once, on any node) or each-node (every case on "
-    "every node)")]
+    help="with --cluster: spread (each case on any free node, all its rounds on that node) or "
+    "each-node (every case on every node, to compare machines)")]
 RoundsOption = Annotated[int | None, typer.Option(
     help="fresh processes per case (default 3; the full suite 5): the 95% interval of each "
     "figure is over these rounds")]
@@ -94,6 +93,7 @@ RoundsOption = Annotated[int | None, typer.Option(
 
 @app.command()
 def run(
+    ctx: typer.Context,
     suite: Annotated[str | None, typer.Option(
         help="quick (default), full, or the path of a suite .toml")] = None,
     frameworks: Annotated[str | None, typer.Option(help="only these, e.g. torch,keras")] = None,
@@ -125,19 +125,13 @@ def run(
 ) -> None:
     """Run a suite: train, export, check parity, time native vs ONNX Runtime; write reports."""
     from toolkit import executor
-    from toolkit.plan import plan_suite
+    from toolkit.plans.run import plan_suite
+    from toolkit.results import default_out_dir
     from toolkit.suite import build_suite
 
     def execute(progress: Callable[[int, int, str], None]) -> executor.RunOutcome:
         if resume is not None:
-            _refuse_with_resume(resume, {
-                "--suite": suite, "--frameworks": frameworks, "--workloads": workloads_,
-                "--providers": providers, "--batch-sizes": batch_sizes, "--threads": threads,
-                "--optimization": optimization, "--timeout": timeout, "--out": out_dir,
-                "--shard": shard, "--rounds": rounds, "--recipes": recipes,
-                "--max-quality-drop": max_quality_drop, "--cluster": cluster,
-                "--placement": None if placement == "spread" else placement})
-            return executor.resume(resume, "run", progress=progress)
+            return _resume(ctx, resume, "run", False, progress)
         chosen = build_suite(
             suite or "quick",
             workloads=_csv(workloads_, "--workloads"),
@@ -147,29 +141,56 @@ def run(
             threads=threads, optimization=optimization, timeout_s=timeout, shard=shard,
             rounds=rounds, recipes=_csv(recipes, "--recipes"), max_quality_drop=max_quality_drop,
         )
-        return executor.start(plan_suite(chosen), out_dir or executor.default_out_dir(),
-                              argv=sys.argv, progress=progress,
-                              cluster=_cluster_run(cluster, placement))
+        backend, where = _backend(cluster, placement)
+        return executor.start(plan_suite(chosen), out_dir or default_out_dir(), argv=sys.argv,
+                              progress=progress, backend=backend, where=where)
 
     _execute_and_report(execute, history_path)
 
+def _backend(address: str | None, placement: str) -> tuple[Any, dict[str, str] | None]:
+    """Where --cluster sends the steps (None: here), and what the run section keeps of it."""
+    from toolkit.backends.cluster import ClusterBackend, check_placement
 
-def _cluster_run(address: str | None, placement: str) -> Any:
-    """Where --cluster sends the steps (None: here)."""
+    check_placement(placement)
+    if address is None:
+        if placement != "spread":
+            raise BadInputError("--placement applies to a run on a cluster; add --cluster")
+        return None, None
+    return ClusterBackend(address, placement), {"address": address, "placement": placement}
+
+
+# What a resumed run may be given: everything else shapes its plan, which is stored.
+RESUME_OPTIONS = frozenset({"resume", "history_path", "trust_pickle"})
+
+
+def _given(ctx: typer.Context) -> list[str]:
+    """The options and arguments typed on the command line (not left at their defaults), as
+    the user wrote them, other than those a resumed run takes."""
+    names = []
+    for param in ctx.command.params:
+        source = ctx.get_parameter_source(param.name) if param.name else None
+        if param.name not in RESUME_OPTIONS and getattr(source, "name", "") == "COMMANDLINE":
+            names.append(param.opts[0] if param.param_type_name == "option"
+                         else f"the {param.human_readable_name.lower()}")
+    return names
+
+
+def _resume(ctx: typer.Context, folder: Path, command: str, trust_pickle: bool,
+            progress: Callable[[int, int, str], None]) -> Any:
+    """Finish the run in `folder` on the backend it started on: the plan stored there, so
+    every option that would shape another plan is refused (a new option too)."""
     from toolkit import executor
-    from toolkit.cluster import PLACEMENTS
+    from toolkit.backends.cluster import ClusterBackend
 
-    if placement not in PLACEMENTS:
-        raise BadInputError(f"--placement {placement!r}: choose {' or '.join(PLACEMENTS)}")
-    return executor.ClusterRun(address, placement) if address is not None else None
-
-
-def _refuse_with_resume(resume: Path, given: dict[str, object]) -> None:
-    """--resume runs the plan stored in the folder: flags that would change it are refused."""
-    flags = [flag for flag, value in given.items() if value is not None and value is not False]
-    if flags:
-        raise BadInputError(f"--resume runs the plan stored in {resume}; drop {', '.join(flags)}")
-
+    refused = _given(ctx)
+    if refused:
+        raise BadInputError(f"--resume runs the plan stored in {folder}; drop "
+                            f"{', '.join(refused)}")
+    plan, results = executor.reopen(folder, command, trust_pickle=trust_pickle)
+    stored = results.run.get("cluster")
+    backend = (ClusterBackend(str(stored.get("address")), str(stored.get("placement", "spread")))
+               if isinstance(stored, dict) else None)
+    return executor.execute(plan, results, progress, backend)
 
 def _execute_and_report(
     execute: Callable[[Callable[[int, int, str], None]], Any], history_path: Path | None
@@ -193,7 +214,20 @@ def _execute_and_report(
         err.print(f"interrupted: finished steps are kept; continue with "
                   f"deploybench {outcome.command} --resume {outcome.results_path.parent}",
                   highlight=False, markup=False, soft_wrap=True)
-        raise typer.Exit(130)
+    elif outcome.exit_code:
+        _error(outcome.why_nothing)
+    else:
+        failures = outcome.failures
+        for line in failures[:FAILURES_SHOWN]:
+            _warn(f"failed: {line}")
+        if len(failures) > FAILURES_SHOWN:
+            _warn(f"... and {len(failures) - FAILURES_SHOWN} more failed records (see the "
+                  "report)")
+    if outcome.exit_code:
+        raise typer.Exit(outcome.exit_code)
+
+
+FAILURES_SHOWN = 10
 
 
 @contextlib.contextmanager
@@ -235,6 +269,7 @@ TrustOption = Annotated[bool, typer.Option(
 
 @app.command()
 def bench(
+    ctx: typer.Context,
     path: Annotated[Path | None, typer.Argument(
         help="model file: .onnx, .keras, .pt (TorchScript), .pt2 (torch.export), .joblib/.pkl",
         show_default=False)] = None,
@@ -267,40 +302,33 @@ def bench(
 
     Native files are also exported to ONNX, checked for parity and measured natively.
     """
-    from toolkit import bench as bench_module
     from toolkit import executor
+    from toolkit.plans.model import ModelRequest, bench_suite, plan_model
+    from toolkit.results import default_out_dir
 
     def execute(progress: Callable[[int, int, str], None]) -> executor.RunOutcome:
         if resume is not None:
-            _refuse_with_resume(resume, {
-                "the model file": path, "--providers": providers, "--batch-sizes": batch_sizes,
-                "--input-data": input_data, "--shape": shape, "--threads": threads,
-                "--optimization": optimization, "--opset": opset, "--timeout": timeout,
-                "--out": out_dir, "--rounds": rounds, "--recipes": recipes,
-                "--max-quality-drop": max_quality_drop, "--calibration-data": calibration_data,
-                "--cluster": cluster,
-                "--placement": None if placement == "spread" else placement})
-            return executor.resume(resume, "bench", trust_pickle=trust_pickle,
-                                   progress=progress)
+            return _resume(ctx, resume, "bench", trust_pickle, progress)
         if path is None:
             raise BadInputError("give a model file (deploybench bench MODEL), or --resume DIR")
-        request = bench_module.ModelRequest(path, tuple(shape or ()), input_data, trust_pickle,
-                                            calibration_data)
-        suite = bench_module.bench_suite(
+        request = ModelRequest(path, tuple(shape or ()), input_data, trust_pickle,
+                               calibration_data)
+        suite = bench_suite(
             providers=_csv(providers, "--providers"),
             batch_sizes=_ints(batch_sizes, "--batch-sizes"), threads=threads,
             optimization=optimization, timeout_s=timeout, opset=opset, rounds=rounds,
             recipes=_csv(recipes, "--recipes"), max_quality_drop=max_quality_drop)
-        out = out_dir or executor.default_out_dir()
-        plan = bench_module.plan_model(request, suite, out)
-        return executor.start(plan, out, argv=sys.argv, progress=progress,
-                              cluster=_cluster_run(cluster, placement))
+        out = out_dir or default_out_dir()
+        backend, where = _backend(cluster, placement)
+        return executor.start(plan_model(request, suite, out), out, argv=sys.argv,
+                              progress=progress, backend=backend, where=where)
 
     _execute_and_report(execute, history_path)
 
 
 @app.command()
 def loadgen(
+    ctx: typer.Context,
     target: Annotated[str | None, typer.Argument(
         help="a model file (as bench takes) or a built-in workload (torch/digits-mlp)",
         show_default=False)] = None,
@@ -348,47 +376,29 @@ def loadgen(
 ) -> None:
     """Serve each option under MLPerf LoadGen: the highest rate within a p99 bound (server),
     samples per second (offline), or the latency percentile of a stream."""
-    from toolkit import bench as bench_module
     from toolkit import executor
-    from toolkit.scenarios import (
-        DEFAULT_DURATION_S,
-        ScenarioSettings,
-        default_timeout,
-        parse_duration,
-    )
+    from toolkit.plans.loadgen import loadgen_request, loadgen_suite, plan_loadgen
+    from toolkit.results import default_out_dir
+    from toolkit.scenarios import DEFAULT_DURATION_S, ScenarioSettings, parse_duration
 
     def execute(progress: Callable[[int, int, str], None]) -> executor.RunOutcome:
         if resume is not None:
-            _refuse_with_resume(resume, {
-                "the target": target, "--scenario": scenario, "--p99-ms": p99_ms,
-                "--target-qps": target_qps, "--duration": duration, "--compliant": compliant,
-                "--providers": providers,
-                "--batch-sizes": batch_sizes, "--workers": workers,
-                "--max-delay-ms": max_delay_ms, "--threads": threads,
-                "--input-data": input_data, "--shape": shape, "--timeout": timeout,
-                "--out": out_dir, "--cluster": cluster,
-                "--placement": None if placement == "spread" else placement})
-            return executor.resume(resume, "loadgen", trust_pickle=trust_pickle,
-                                   progress=progress)
+            return _resume(ctx, resume, "loadgen", trust_pickle, progress)
         if target is None:
             raise BadInputError("give a model file or a workload (deploybench loadgen "
                                 "torch/digits-mlp), or --resume DIR")
         settings = ScenarioSettings(
             scenario=scenario if scenario is not None else "server", p99_ms=p99_ms,
-            target_qps=target_qps,
-            compliant=compliant, workers=workers,
+            target_qps=target_qps, compliant=compliant, workers=workers,
             duration_s=parse_duration(duration) if duration is not None else DEFAULT_DURATION_S,
             batch_sizes=_ints(batch_sizes, "--batch-sizes") or (), max_delay_ms=max_delay_ms)
-        suite = bench_module.bench_suite(
-            providers=_csv(providers, "--providers"), threads=threads, rounds=1,
-            timeout_s=timeout if timeout is not None else default_timeout([settings]))
-        suite = suite.replace(name="loadgen", scenarios=(settings,))
-        request = bench_module.loadgen_request(target, tuple(shape or ()), input_data,
-                                               trust_pickle)
-        out = out_dir or executor.default_out_dir()
-        plan = bench_module.plan_loadgen(target, suite, out, request=request)
-        return executor.start(plan, out, argv=sys.argv, progress=progress,
-                              cluster=_cluster_run(cluster, placement))
+        suite = loadgen_suite(settings, providers=_csv(providers, "--providers"),
+                              threads=threads, timeout_s=timeout)
+        request = loadgen_request(target, tuple(shape or ()), input_data, trust_pickle)
+        out = out_dir or default_out_dir()
+        backend, where = _backend(cluster, placement)
+        return executor.start(plan_loadgen(target, suite, out, request=request), out,
+                              argv=sys.argv, progress=progress, backend=backend, where=where)
 
     _execute_and_report(execute, history_path)
 
@@ -433,13 +443,14 @@ def export(
     trust_pickle: TrustOption = False,
 ) -> None:
     """Export a native model file to ONNX and print the parity check against the native model."""
-    from toolkit import bench as bench_module
+    from toolkit.plans.model import ModelRequest
+    from toolkit.plans.model import export as export_model
     from toolkit.report.summary import parity_text
     from toolkit.report.units import duration
 
-    request = bench_module.ModelRequest(path, tuple(shape or ()), input_data, trust_pickle)
+    request = ModelRequest(path, tuple(shape or ()), input_data, trust_pickle)
     try:
-        records = bench_module.export(request, out_file, opset=opset)
+        records = export_model(request, out_file, opset=opset)
     except DeploybenchError as exc:
         raise _fail(exc) from None
     by_phase = {r.phase: r for r in records}
@@ -526,7 +537,6 @@ def compare(
     """Compare two runs case by case: the ratio of medians with its 95% interval over rounds;
     exit code 1 only when a case is slower beyond the threshold with confidence."""
     from toolkit import compare as comparing
-    from toolkit.report.units import duration
 
     try:
         if fmt not in ("text", "md"):
@@ -541,13 +551,7 @@ def compare(
     else:
         for warning in result.warnings:
             _warn(warning)
-        table = Table("case", f"base {metric}", f"new {metric}", "new/base [95% interval]",
-                      "verdict")
-        for row in result.rows:
-            style = "red" if row.verdict == "slower" else "green" if row.verdict == "faster" else ""
-            table.add_row(row.case, duration(row.base_ms / 1e3), duration(row.new_ms / 1e3),
-                          comparing.interval_text(row), row.verdict, style=style)
-        out.print(table)
+        out.print(console.compare_table(result.rows, metric, comparing.interval_text))
         for title, cases in (("only in base", result.only_base), ("only in new", result.only_new)):
             if cases:
                 out.print(f"{title}: {', '.join(cases)}", markup=False, highlight=False)
@@ -564,7 +568,6 @@ def history_command(
     history_path: HistoryOption = None,
 ) -> None:
     """List the stored runs and, for a workload, how each case moved across them."""
-    from toolkit.report.units import duration
 
     try:
         if limit < 1:
@@ -577,26 +580,16 @@ def history_command(
     if not found:
         out.print("no runs stored yet" + (f" with workload {workload}" if workload else ""))
         return
-    table = Table("run", "started", "suite", "machine", "timed cases")
-    for row in found:
-        table.add_row(str(row.id), row.started, row.suite, row.machine, str(row.cases))
-    out.print(table)
-    if trends:
-        trend_table = Table("case", "p50 by run, oldest first")
-        for key, points in trends.items():
-            trend_table.add_row(key, "  ".join(f"#{run_id} {duration(p50 / 1e3)}"
-                                               for run_id, p50 in points))
-        out.print(trend_table)
+    for table in console.history_tables(found, trends):
+        out.print(table)
 
 
 @app.command("list")
 def list_workloads() -> None:
     """List the built-in workloads (framework/name) and whether each framework is installed."""
-    table = Table("workload", "description", "status")
-    for key, workload in workloads.REGISTRY.items():
-        missing = environment.missing_framework(workload.framework)
-        table.add_row(key, workload.description, missing or "ready")
-    out.print(table)
+    out.print(console.workloads_table([
+        (key, w.description, environment.missing_framework(w.framework) or "ready")
+        for key, w in workloads.REGISTRY.items()]))
 
 
 @app.command()
@@ -608,25 +601,15 @@ def env(
 ) -> None:
     """The machine, versions, and which ONNX Runtime providers really run here, or why not."""
     info = environment.describe()
-    table = Table("what", "value", show_header=False)
-    for key in ("python", "platform", "cpu", "physical_cores", "logical_cores", "memory_gb"):
-        table.add_row(key, str(info[key]))
-    table.add_row("instruction set", ", ".join(info["instruction_set"]) or "unknown")
-    table.add_row("gpus", ", ".join(info["gpus"]) or "none (nvidia-smi found no GPU)")
-    for name, version in info["versions"].items():
-        table.add_row(name, version)
-    for framework, status in info["frameworks"].items():
-        table.add_row(f"framework {framework}", status)
-    for provider, status in info["providers"].items():
-        table.add_row(f"provider {provider}", status)
+    line = None
     if peak:
         from toolkit.suite import default_threads
 
         threads = default_threads()
         gflops = environment.peak_gflops(threads, refresh=True)
-        table.add_row("peak (float32 matmul)", f"{gflops:,.1f} GFLOP/s on {threads} thread(s), "
-                      f"cached in {environment.cache_dir() / 'peak.json'}")
-    out.print(table)
+        line = (f"{gflops:,.1f} GFLOP/s on {threads} thread(s), cached in "
+                f"{environment.cache_dir() / 'peak.json'}")
+    out.print(console.environment_table(info, line))
 
 
 def _terminated(signum: int, frame: object) -> None:

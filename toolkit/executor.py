@@ -1,26 +1,29 @@
-"""The one executor: runs any plan's steps, each in its own child where it has work to do.
+"""The one executor: runs any plan's steps on a backend, here or on a Ray cluster.
 
-It reports progress, stamps each record with its step, rewrites results.json (and samples.npz)
-after every step, keeps what finished when Ctrl-C arrives (the run is marked interrupted), and
-resumes a run by making its plan again from results.json and running only the steps that have
-no records. `run` and `bench` only make plans; reports and the history come after, in one
-place too (`toolkit.report.write_reports`, `toolkit.history.remember`).
+It starts each step once the steps it `needs` have records (in plan order; a backend runs one at
+a time or as many as it can), reports progress, stamps each record with its step, rewrites
+results.json (and samples.npz) after every step, keeps what finished when Ctrl-C arrives (the
+run is marked interrupted), takes steps a plan adds while it runs (`Plan.grow`), and resumes a
+run by making its plan again from results.json (`toolkit.plans.replan`) and running only the
+steps that have no records. What a step's task left unsaid becomes `failed` records by the
+step's own rule (`fill_missing`). The run's exit code is decided here too (`RunOutcome`).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import datetime as dt
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from toolkit import environment
+from toolkit.backends import Backend, Finished
+from toolkit.backends.local import LocalBackend
 from toolkit.errors import BadInputError
-from toolkit.plan import Context, Plan, plan_suite
-from toolkit.results import Record, ResultsFile
-from toolkit.suite import Suite
+from toolkit.plans import Plan, replan
+from toolkit.plans.steps import Context, Skipped, Step, fill_missing
+from toolkit.results import Record, ResultsFile, now, prepare_out_dir
 
 Progress = Callable[[int, int, str], None]  # (steps done, steps in all, what runs now)
 
@@ -32,46 +35,55 @@ class RunOutcome:
     interrupted: bool
     command: str  # "run", "bench" or "loadgen": the command that resumes it
 
+    @property
+    def measured(self) -> bool:
+        """Whether any option was timed to the end, or served at a valid rate."""
+        return any(r.timed or (r.phase == "scenario" and r.ok and r.info.get("valid"))
+                   for r in self.records)
 
-def default_out_dir() -> Path:
-    stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
-    return Path("results") / stamp
+    @property
+    def failures(self) -> list[str]:
+        """One line per failed record: its step and why."""
+        return [f"{r.step or r.workload_key} ({r.phase}"
+                + (f", batch {r.batch_size}" if r.batch_size is not None else "")
+                + f"): {r.reason.splitlines()[0] if r.reason else 'failed'}"
+                for r in self.records if r.status == "failed"]
 
+    @property
+    def exit_code(self) -> int:
+        """130 interrupted; 1 when nothing was measured (every timed case failed or was
+        skipped, or no option was served at a valid rate); 0 otherwise, failures or not."""
+        if self.interrupted:
+            return 130
+        return 0 if self.measured else 1
 
-def prepare_out_dir(out_dir: Path) -> Path:
-    """Create the output folder, or say in one line why it cannot be used."""
-    try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        probe = out_dir / ".write-test"
-        probe.write_text("")
-        probe.unlink()
-    except OSError as exc:
-        raise BadInputError(
-            f"--out {out_dir}: cannot write there ({exc.strerror}); choose another folder"
-        ) from None
-    return out_dir.resolve()
-
-
-def now() -> str:
-    return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+    @property
+    def why_nothing(self) -> str:
+        """Why a run that measured nothing measured nothing (its first few reasons)."""
+        reasons = [r.reason.splitlines()[0] for r in self.records
+                   if r.phase in ("infer", "scenario") and r.reason]
+        shown = "; ".join(dict.fromkeys(reasons)) or "no case was planned"
+        return f"nothing was measured: every timed case failed or was skipped ({shown})"
 
 
 def start(plan: Plan, out_dir: Path, *, argv: Sequence[str] = (),
-          progress: Progress | None = None, cluster: ClusterRun | None = None) -> RunOutcome:
-    """A new run of `plan` into `out_dir` (on a Ray cluster where `cluster` says)."""
+          progress: Progress | None = None, backend: Backend | None = None,
+          where: Mapping[str, Any] | None = None) -> RunOutcome:
+    """A new run of `plan` into `out_dir`, on `backend` (here by default); `where` is what the
+    run section keeps of the backend (a cluster's address and placement) for --resume."""
     out_dir = prepare_out_dir(out_dir)
     results = ResultsFile(out_dir / "results.json", {
-        **plan.run, "argv": list(argv), "started": now(), "finished": None,
-        "interrupted": False,
+        **plan.run, **({"cluster": dict(where)} if where else {}), "argv": list(argv),
+        "started": now(), "finished": None, "interrupted": False,
         "environment": environment.describe(peak_threads=plan.suite.threads)})
     results.save()
-    return execute(plan, results, progress, cluster)
+    return execute(plan, results, progress, backend)
 
 
-def resume(out_dir: Path, command: str, *, trust_pickle: bool = False,
-           progress: Progress | None = None) -> RunOutcome:
-    """Finish the run in `out_dir` that `command` (run, bench, loadgen) started: its plan, made
-    again, less the steps that have records. A pickled model is loaded again only with
+def reopen(out_dir: Path, command: str, *, trust_pickle: bool = False
+           ) -> tuple[Plan, ResultsFile]:
+    """The plan of the run in `out_dir` that `command` (run, bench, loadgen) started, made
+    again, and its results file, ready to finish. A pickled model is loaded again only with
     `trust_pickle` given now: results.json is data, not a grant of trust."""
     path = out_dir / "results.json"
     if not path.is_file():
@@ -85,83 +97,107 @@ def resume(out_dir: Path, command: str, *, trust_pickle: bool = False,
     plan = replan(results.run, path.parent, path, trust_pickle)
     results.update_run(interrupted=False, finished=None,
                        resumed=[*results.run.get("resumed", []), now()])
-    stored = results.run.get("cluster")
-    cluster = (ClusterRun(str(stored.get("address")), str(stored.get("placement", "spread")))
-               if isinstance(stored, dict) else None)
-    return execute(plan, results, progress, cluster)
-
-
-def replan(run: Mapping[str, Any], out_dir: Path, source: Path,
-           trust_pickle: bool = False) -> Plan:
-    """The plan a results.json's run section was made from."""
-    try:
-        suite = Suite.from_dict(run["suite"])
-    except (KeyError, TypeError, ValueError, AttributeError, BadInputError) as exc:
-        raise BadInputError(f"{source}: the suite stored in its run section is not usable "
-                            f"({exc})") from None
-    command = run.get("command", "run")  # results of schema 1 came from `run` only
-    if command == "run":
-        return plan_suite(suite)
-    if command not in ("bench", "loadgen"):
-        raise BadInputError(f"{source}: made by a command deploybench cannot resume "
-                            f"({command!r})")
-    from toolkit import bench
-
-    request = None
-    if command == "bench" or run.get("request") is not None:
-        try:
-            request = bench.ModelRequest.from_dict(run.get("request") or {})
-        except (KeyError, TypeError, ValueError, AttributeError) as exc:
-            raise BadInputError(f"{source}: the model request stored in its run section is "
-                                f"not usable ({exc})") from None
-        request = dataclasses.replace(request, trust_pickle=trust_pickle)
-    try:
-        if command == "loadgen":
-            return bench.plan_loadgen(str(run.get("target", "")), suite, out_dir,
-                                      request=request, keep_inputs=True)
-        assert request is not None
-        return bench.plan_model(request, suite, out_dir, keep_inputs=True)
-    except BadInputError as exc:
-        raise BadInputError(f"--resume {out_dir}: the model it benchmarks cannot be used now: "
-                            f"{exc}") from None
-
-
-@dataclass(frozen=True)
-class ClusterRun:
-    """Where a run's steps go when it runs on a Ray cluster (`toolkit.cluster`)."""
-
-    address: str
-    placement: str = "spread"  # or each-node: every measuring step on every node
+    return plan, results
 
 
 def execute(plan: Plan, results: ResultsFile, progress: Progress | None = None,
-            cluster: ClusterRun | None = None) -> RunOutcome:
+            backend: Backend | None = None) -> RunOutcome:
     """Run the steps of `plan` that have no records in `results` yet."""
-    report = progress or (lambda done, total, label: None)
+    report = progress or (lambda done, total, what: None)
+    backend = backend or LocalBackend()
+    command = str(results.run.get("command", "run"))
     done: dict[str, list[Record]] = {}
     for record in results.records:
         done.setdefault(record.step, []).append(record)
-    context = Context(plan.suite, results.path.parent, done)
-    total = len(plan.steps)
-    command = str(results.run.get("command", "run"))
-    if cluster is not None:
-        from toolkit.cluster_executor import execute_on_cluster
-
-        return execute_on_cluster(plan, results, context, report, cluster, command)
+    running: dict[str, Step] = {}
     try:
-        for index, step in enumerate(plan.steps):
-            if step.label in done:
+        steps = backend.prepare(plan.steps, results)
+        waiting = _Queue(steps, done)
+        waiting.grow(plan, done)
+        while waiting or running:
+            chosen = waiting.ready(done, running, backend.slots)
+            for step in chosen:
+                if isinstance(step, Skipped):  # nothing to run: its records are known
+                    _keep(results, done, step, step.execute(Context(plan.suite, Path("."))))
+                    continue
+                context = Context(plan.suite, results.path.parent,
+                                  {label: done[label] for label in step.needs})
+                report(waiting.finished(done), waiting.total, step.what)
+                backend.submit(step, context)
+                running[step.label] = step
+            if not running:
+                if waiting and not chosen:  # a planner's bug: inputs no step makes
+                    raise RuntimeError("steps wait for inputs no step makes: "
+                                       + ", ".join(s.label for s in list(waiting)[:3]))
                 continue
-            report(index, total, step.what)
-            made = [dataclasses.replace(r, step=step.label) for r in step.execute(context)]
-            results.append(made)
-            done[step.label] = made
-        report(total, total, "done")
+            report(waiting.finished(done), waiting.total,
+                   next(iter(running.values())).what)
+            for finished in backend.wait():
+                running.pop(finished.step.label, None)
+                _keep(results, done, finished.step, _records(finished, plan))
+                waiting.grow(plan, done)
+        report(waiting.total, waiting.total, "done")
     except KeyboardInterrupt:
+        backend.cancel()
         results.update_run(finished=now(), interrupted=True)
         return RunOutcome(results.path, results.records, True, command)
     except BaseException as exc:  # what finished stays, marked as not finished cleanly
+        backend.cancel()
         results.update_run(finished=now(), interrupted=True, error=f"{type(exc).__name__}: {exc}")
         raise
     results.update_run(finished=now())
     return RunOutcome(results.path, results.records, False, command)
+
+
+def _records(finished: Finished, plan: Plan) -> list[Record]:
+    if finished.failure is None:
+        return finished.records
+    return fill_missing(finished.step.expects(plan.suite), finished.records, finished.failure)
+
+
+def _keep(results: ResultsFile, done: dict[str, list[Record]], step: Step,
+          records: list[Record]) -> None:
+    made = [dataclasses.replace(r, step=step.label) for r in records]
+    results.append(made)
+    done[step.label] = made
+
+
+class _Queue:
+    """The steps not started yet, in plan order, and how many the run has in all."""
+
+    def __init__(self, steps: Sequence[Step], done: Mapping[str, list[Record]]) -> None:
+        self._known = {s.label for s in steps} | set(done)
+        self._steps = [s for s in steps if s.label not in done]
+        self.total = len(self._known)
+
+    def __bool__(self) -> bool:
+        return bool(self._steps)
+
+    def __iter__(self) -> Any:
+        return iter(self._steps)
+
+    def finished(self, done: Mapping[str, list[Record]]) -> int:
+        return sum(1 for label in done if label in self._known)
+
+    def grow(self, plan: Plan, done: Mapping[str, list[Record]]) -> None:
+        """The steps the plan adds now, from the records so far (none for a fixed plan)."""
+        if plan.grow is None:
+            return
+        for step in plan.grow(done):
+            if step.label not in self._known:
+                self._known.add(step.label)
+                self._steps.append(step)
+                self.total += 1
+
+    def ready(self, done: Mapping[str, list[Record]], running: Mapping[str, Step],
+              slots: int | None) -> list[Step]:
+        """The next steps whose inputs have records, as many as there are free slots."""
+        free = None if slots is None else slots - len(running)
+        chosen: list[Step] = []
+        for step in list(self._steps):
+            if free is not None and len(chosen) >= free:
+                break
+            if all(label in done for label in step.needs):
+                self._steps.remove(step)
+                chosen.append(step)
+        return chosen

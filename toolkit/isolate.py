@@ -27,8 +27,19 @@ class ChildResult:
 THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
 
 
+def code_path() -> list[str]:
+    """The folders deploybench's packages were imported from here: on a cluster node, the copy
+    the driver shipped (a Ray `runtime_env`), which the child must run too."""
+    import exporters
+    import toolkit
+
+    return list(dict.fromkeys(str(Path(m.__file__).resolve().parent.parent)
+                              for m in (toolkit, exporters) if m.__file__))
+
+
 def _child_env(threads: int) -> dict[str, str]:
     env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([*code_path(), *filter(None, [env.get("PYTHONPATH")])])
     env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     env.setdefault("KERAS_BACKEND", "tensorflow")
     for name in THREAD_VARIABLES:
@@ -61,6 +72,7 @@ def run_child(
                 [sys.executable, "-m", "toolkit.worker", str(spec_path), str(out_path)],
                 stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                 env=_child_env(threads), start_new_session=True,
+                cwd=workdir,  # not the caller's folder: a checkout there would shadow the code
             )
             try:
                 code = child.wait(timeout=timeout_s)

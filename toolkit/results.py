@@ -79,10 +79,14 @@ class Parity:
 
 @dataclass(frozen=True)
 class CaseId:
-    """What a timing is of: one way of serving one model at one batch size.
+    """What a timing is of: one way of serving one model at one batch size, in one
+    configuration.
 
     `option` names the way of serving (`keras predict`, `onnxruntime iobinding cpu`): the reports'
-    rows. `key` adds the workload and batch size: what compare and the history match on.
+    rows. `key` adds everything else that tells two configurations apart: the workload, the
+    batch size, the threads, the node under `--placement each-node`, ONNX Runtime's session
+    options where they are not the defaults, and a LoadGen serving path's workers: what
+    compare, the history and the advisor match on, so that they never merge two of them.
     """
 
     workload: str  # framework/name
@@ -92,6 +96,9 @@ class CaseId:
     batch_size: int | None
     native: bool
     recipe: str = FP32
+    threads: int | None = None
+    node: str = ""  # the node's label, where every node measured every case
+    config: str = ""  # session options or serving settings that are not the defaults
 
     @property
     def option(self) -> str:
@@ -107,7 +114,22 @@ class CaseId:
     @property
     def key(self) -> str:
         key = f"{self.workload} {self.engine} {self.variant} {self.provider} b={self.batch_size}"
-        return key if self.recipe == FP32 else f"{key} {self.recipe}"
+        key = key if self.recipe == FP32 else f"{key} {self.recipe}"
+        extra = [f"t={self.threads}" if self.threads is not None else "", self.config,
+                 f"@{self.node}" if self.node else ""]
+        return " ".join([key, *filter(None, extra)])
+
+
+def _config(record: Record) -> str:
+    """The session options and serving settings of a record that are not the defaults."""
+    settings, info = record.settings, record.info
+    parts = []
+    if settings.get("graph_optimization") not in (None, "all"):
+        parts.append(f"opt={settings['graph_optimization']}")
+    if record.phase == "scenario":
+        parts += [f"{k}={info[k]}" for k in ("scenario", "workers", "max_delay_ms")
+                  if info.get(k) is not None]
+    return " ".join(parts)
 
 
 @dataclass(frozen=True)
@@ -164,8 +186,11 @@ class Record:
     @property
     def case(self) -> CaseId:
         native = self.runtime == "native"
+        node = self.info.get("node")
+        each = isinstance(node, Mapping) and node.get("placement") == "each-node"
         return CaseId(self.workload_key, self.framework if native else self.runtime,
-                      self.variant, self.provider, self.batch_size, native, self.recipe)
+                      self.variant, self.provider, self.batch_size, native, self.recipe,
+                      self.threads, str(node.get("name", "")) if each else "", _config(self))
 
     @property
     def timed(self) -> bool:
@@ -418,3 +443,30 @@ def read_samples(path: Path) -> dict[str, np.ndarray]:
     except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
         raise BadInputError(f"{samples}: the raw samples cannot be read ({exc}); delete it to "
                             "keep the summaries in results.json") from None
+
+
+def now() -> str:
+    import datetime as dt
+
+    return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+
+
+def default_out_dir() -> Path:
+    """results/<UTC time>: a new folder for each run."""
+    import datetime as dt
+
+    return Path("results") / dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
+
+
+def prepare_out_dir(out_dir: Path) -> Path:
+    """Create a run's results folder, or say in one line why it cannot be used."""
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        probe = out_dir / ".write-test"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as exc:
+        raise BadInputError(
+            f"--out {out_dir}: cannot write there ({exc.strerror}); choose another folder"
+        ) from None
+    return out_dir.resolve()

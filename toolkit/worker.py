@@ -18,6 +18,10 @@ BAD_INPUT_EXIT = 3
 
 
 def main(argv: list[str]) -> int:
+    import toolkit
+
+    print(f"deploybench code: {Path(toolkit.__file__).resolve().parent}", file=sys.stderr,
+          flush=True)
     spec_path, out_path = Path(argv[0]), Path(argv[1])
     spec = json.loads(spec_path.read_text(encoding="utf-8"))
     with out_path.open("a", encoding="utf-8") as out:

@@ -1,10 +1,10 @@
-"""Bring your own model: plan the benchmark of a user's ONNX or native model file, or export it.
+"""`bench`'s planner: a user's ONNX or native model file, checked, then built and measured.
 
 ONNX files are measured as they are, on each provider. Native files (.keras, .pt, .pt2,
 scikit-learn pickles) are exported to ONNX and checked for parity in a child (a `BuildFile`
 step), then measured natively and on ONNX Runtime like a built-in workload. Everything that can
-be checked before a child starts is checked here, so bad input ends in one line. The plan runs
-on the one executor, like `run`'s (so a bench can be resumed).
+be checked before a child starts is checked here, so bad input ends in one line. `export` runs
+the build step alone.
 """
 
 from __future__ import annotations
@@ -21,22 +21,12 @@ import numpy as np
 from toolkit import environment
 from toolkit import inputs as model_inputs
 from toolkit.errors import BadInputError
-from toolkit.executor import prepare_out_dir
 from toolkit.modelfile import ModelFile, open_model
-from toolkit.plan import (
-    Build,
-    BuildFile,
-    Context,
-    Plan,
-    Sources,
-    Step,
-    build_label,
-    in_rounds,
-    scenario_steps,
-    with_recipes,
-)
+from toolkit.plans.base import Plan
+from toolkit.plans.run import in_rounds, with_recipes
+from toolkit.plans.steps import BuildFile, Context, Sources, Step, build_label
 from toolkit.recipes import NATIVE_RECIPES
-from toolkit.results import Record
+from toolkit.results import Record, prepare_out_dir
 from toolkit.suite import Suite, cases
 
 
@@ -137,7 +127,7 @@ def plan_model(request: ModelRequest, suite: Suite, out_dir: Path, *,
     then its cases; for an ONNX file, ONNX Runtime on each provider (its inputs are written to
     `out_dir` now, unless `keep_inputs` and they are there already: a resumed run times the
     data its finished steps timed)."""
-    model = _model(request, suite, out_dir, keep_inputs)
+    model = prepare_model(request, suite, out_dir, keep_inputs)
     suite = model.suite
     steps, measures = with_recipes(model.key, suite, cases(suite, model.key), model.after,
                                    model.sources)
@@ -148,7 +138,7 @@ def plan_model(request: ModelRequest, suite: Suite, out_dir: Path, *,
 
 
 @dataclass(frozen=True)
-class _Planned:
+class Planned:
     """A model file made ready for a plan: its key, the step that builds its files (none for an
     ONNX file) and what its measuring steps read them from."""
 
@@ -160,7 +150,9 @@ class _Planned:
     warnings: list[str]
 
 
-def _model(request: ModelRequest, suite: Suite, out_dir: Path, keep_inputs: bool) -> _Planned:
+def prepare_model(request: ModelRequest, suite: Suite, out_dir: Path,
+                  keep_inputs: bool) -> Planned:
+    """The model file checked, its inputs written to `out_dir`, and how its steps find them."""
     checked = check(request)
     model = checked.model
     for recipe in suite.recipes:
@@ -173,7 +165,7 @@ def _model(request: ModelRequest, suite: Suite, out_dir: Path, keep_inputs: bool
     out_dir = prepare_out_dir(out_dir)
     if model.kind != "onnx":
         build: list[Step] = [_build_step(checked, request, out_dir / "model.onnx")]
-        return _Planned(key, suite, build, build_label(key), None, checked.warnings)
+        return Planned(key, suite, build, build_label(key), None, checked.warnings)
     assert checked.data is not None
     inputs = out_dir / "inputs.npz"
     if not (keep_inputs and inputs.is_file()):
@@ -184,63 +176,7 @@ def _model(request: ModelRequest, suite: Suite, out_dir: Path, keep_inputs: bool
         np.savez(calibration, **checked.calibration)
     sources = Sources(onnx=str(request.path.resolve()), inputs=str(inputs),
                       calibration=str(calibration) if calibration else None)
-    return _Planned(key, suite, [], None, sources, checked.warnings)
-
-
-MODEL_SUFFIXES = (".onnx", ".keras", ".pt", ".pt2", ".pth", ".joblib", ".pkl", ".pickle")
-
-
-def loadgen_request(target: str, shapes: tuple[str, ...] = (), input_data: Path | None = None,
-                    trust_pickle: bool = False) -> ModelRequest | None:
-    """A model file's request when `target` names a file, None when it names a built-in
-    workload; BadInputError when it is neither."""
-    from toolkit import workloads
-
-    path = Path(target)
-    if path.exists():
-        return ModelRequest(path, shapes, input_data, trust_pickle)
-    if path.suffix.lower() in MODEL_SUFFIXES or "/" in target.strip("/") and not any(
-            target in (w.key, w.name) for w in workloads.REGISTRY.values()):
-        raise BadInputError(f"{target}: no such model file, and no built-in workload of that "
-                            "name; give a model file or one `deploybench list` shows")
-    if shapes or input_data:
-        raise BadInputError(f"--shape and --input-data apply to a model file; {target} is a "
-                            "built-in workload with its own data")
-    workloads.select([target], None)  # an unknown name ends here, in one line
-    return None
-
-
-def plan_loadgen(target: str, suite: Suite, out_dir: Path, *, request: ModelRequest | None = None,
-                 keep_inputs: bool = False) -> Plan:
-    """The steps that put every option of a built-in workload (`target`: torch/digits-mlp, or
-    a bare name) or of a model file (`request`) under the suite's LoadGen scenarios: the build
-    first, then one Scenario step per option and serving path."""
-    from toolkit.scenarios import loadgen_missing
-
-    missing = loadgen_missing()
-    if missing:
-        raise BadInputError(missing)
-    if request is not None:
-        planned = [_model(request, suite, out_dir, keep_inputs)]
-        suite = planned[0].suite
-    else:  # a bare name may be several frameworks' workload: each of them
-        from toolkit import workloads
-
-        keys = [w.key for w in workloads.select([target], None)]
-        for key in keys:
-            missing = environment.missing_framework(key.split("/", 1)[0])
-            if missing:
-                raise BadInputError(f"{key}: {missing}")
-        suite = dataclasses.replace(suite, workloads=tuple(keys))
-        planned = [_Planned(key, suite, [Build(key)], build_label(key), None, [])
-                   for key in keys]
-        prepare_out_dir(out_dir)
-    steps = [step for model in planned for step in (
-        *model.build, *scenario_steps(suite, model.key, model.after, model.sources))]
-    run = {"command": "loadgen", "suite": suite.to_dict(), "target": target,
-           "request": request.to_dict() if request else None,
-           "input_warnings": [w for model in planned for w in model.warnings]}
-    return Plan(suite, steps, run)
+    return Planned(key, suite, [], None, sources, checked.warnings)
 
 
 def export(
@@ -264,5 +200,29 @@ def export(
 
 def _build_step(checked: Checked, request: ModelRequest, onnx_out: Path) -> BuildFile:
     model = checked.model
-    return BuildFile(f"{model.framework}/{model.name}", model.path, onnx_out, checked.shapes,
-                     request.input_data, request.calibration_data)
+    def resolved(path: Path | None) -> Path | None:
+        return path.resolve() if path is not None else None
+
+    return BuildFile(f"{model.framework}/{model.name}", model.path.resolve(), onnx_out,
+                     checked.shapes, resolved(request.input_data),
+                     resolved(request.calibration_data))
+
+
+def stored_request(stored: Mapping[str, Any], trust_pickle: bool) -> ModelRequest:
+    """The model request a results.json's run section keeps, with the trust given now."""
+    try:
+        request = ModelRequest.from_dict(stored.get("request") or {})
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise BadInputError(f"the model request stored in its run section is not usable "
+                            f"({exc})") from None
+    return dataclasses.replace(request, trust_pickle=trust_pickle)
+
+
+def replan(stored: Mapping[str, Any], suite: Suite, out_dir: Path, trust_pickle: bool) -> Plan:
+    """A bench's plan, made again from its results.json (the inputs it timed kept)."""
+    request = stored_request(stored, trust_pickle)
+    try:
+        return plan_model(request, suite, out_dir, keep_inputs=True)
+    except BadInputError as exc:
+        raise BadInputError(f"--resume {out_dir}: the model it benchmarks cannot be used now: "
+                            f"{exc}") from None

@@ -1,0 +1,123 @@
+"""The one executor: steps start once their inputs have records, a plan can grow while it runs,
+what a task left unsaid becomes `failed` by the step's own rule, and the exit code says
+whether anything was measured."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import pytest
+
+from toolkit import executor
+from toolkit.backends import Finished
+from toolkit.backends.local import LocalBackend
+from toolkit.plans import Plan
+from toolkit.plans.run import plan_suite
+from toolkit.plans.steps import Context, Measure, StepDefaults, fill_missing
+from toolkit.results import Record
+from toolkit.stats import Stats
+from toolkit.suite import Case, Suite, parse_suite
+
+SUITE = Suite(name="t", workloads=("sklearn/toy",), batch_sizes=(1, 2), threads=1)
+
+
+@dataclass(frozen=True)
+class Toy(StepDefaults):
+    """A step that needs others and says what it saw of them."""
+
+    label: str
+    after: tuple[str, ...] = ()
+    timed: bool = True
+    seen: list = field(default_factory=list, compare=False)
+
+    @property
+    def what(self) -> str:
+        return self.label
+
+    @property
+    def needs(self) -> tuple[str, ...]:
+        return self.after
+
+    def expects(self, suite: Suite) -> list[Record]:
+        return [Record("toy", "sklearn", "infer", batch_size=b) for b in suite.batch_sizes]
+
+    def execute(self, context: Context) -> list[Record]:
+        self.seen.append((self.label, sorted(context.done)))
+        stats = Stats.from_ms([1.0, 1.1, 0.9]) if self.timed else None
+        return [Record("toy", "sklearn", "infer", batch_size=1, stats=stats,
+                       status="ok" if self.timed else "skipped", reason="" if self.timed
+                       else "not here")]
+
+
+def test_a_step_starts_after_its_inputs_and_sees_only_their_records(tmp_path):
+    seen: list = []
+    steps = [Toy("b", ("a",), seen=seen), Toy("a", seen=seen), Toy("c", ("b",), seen=seen)]
+    outcome = executor.start(Plan(SUITE, steps, {"command": "run"}), tmp_path / "out")
+    assert [label for label, _ in seen] == ["a", "b", "c"]  # plan order, once inputs are in
+    assert dict(seen) == {"a": [], "b": ["a"], "c": ["b"]}
+    assert {r.step for r in outcome.records} == {"a", "b", "c"}
+    assert outcome.exit_code == 0
+
+
+def test_a_plan_grows_from_the_records_of_finished_steps(tmp_path):
+    seen: list = []
+
+    def grow(done):  # a search: one more trial after each, up to three
+        trials = [label for label in done if label.startswith("trial")]
+        return [Toy(f"trial {len(trials) + 1}", seen=seen)] if len(trials) < 3 else []
+
+    ticks: list[tuple[int, int]] = []
+    plan = Plan(SUITE, [Toy("first", seen=seen)], {"command": "run"}, grow=grow)
+    outcome = executor.start(plan, tmp_path / "out",
+                             progress=lambda done, total, what: ticks.append((done, total)))
+    assert [label for label, _ in seen] == ["first", "trial 1", "trial 2", "trial 3"]
+    assert ticks[-1] == (4, 4) and ticks[0][1] < 4  # the total grew with the plan
+    assert len({r.step for r in outcome.records}) == 4
+
+
+def test_a_run_that_measured_nothing_exits_1_and_says_why(tmp_path):
+    outcome = executor.start(Plan(SUITE, [Toy("a", timed=False)], {"command": "run"}),
+                             tmp_path / "out")
+    assert outcome.exit_code == 1 and "not here" in outcome.why_nothing
+    some = executor.start(Plan(SUITE, [Toy("a", timed=False), Toy("b")], {"command": "run"}),
+                          tmp_path / "out2")
+    assert some.exit_code == 0
+
+
+def test_what_a_crashed_task_did_not_make_becomes_failed_by_the_steps_rule(tmp_path):
+    class Crashing(LocalBackend):
+        def wait(self):
+            step, _ = self._started.pop(0)
+            return [Finished(step, [], "the Ray task failed: worker died")]
+
+    outcome = executor.start(Plan(SUITE, [Toy("a")], {"command": "run"}), tmp_path / "out",
+                             backend=Crashing())
+    assert [(r.status, r.batch_size, r.step) for r in outcome.records] == [
+        ("failed", 1, "a"), ("failed", 2, "a")]
+    assert "worker died" in outcome.records[0].reason and outcome.exit_code == 1
+
+
+def test_fill_missing_keeps_what_was_made_and_fails_only_the_rest():
+    expected = Measure(Case("sklearn/toy", "onnxruntime", "cpu"), round=2).expects(SUITE)
+    made = [Record("toy", "sklearn", "infer", batch_size=1, variant="run")]
+    filled = fill_missing(expected, made, "killed")
+    assert [(r.batch_size, r.status, r.round) for r in filled] == [
+        (1, "ok", None), (2, "failed", 2)]
+
+
+def test_later_rounds_need_the_first_and_run_where_it_ran():
+    suite = parse_suite({"workloads": ["sklearn/seed-linreg"], "providers": ["cpu"],
+                         "rounds": 3, "recipes": ["fp32", "ort-offline"]})
+    measures = {s.label: s for s in plan_suite(suite).steps if isinstance(s, Measure)}
+    second = measures["sklearn/seed-linreg onnxruntime cpu #2"]
+    assert second.needs == ("sklearn/seed-linreg build", "sklearn/seed-linreg onnxruntime cpu #1")
+    assert second.pin == "sklearn/seed-linreg onnxruntime cpu #1"
+    offline = measures["sklearn/seed-linreg onnxruntime cpu ort-offline #1"]
+    assert offline.pin == "sklearn/seed-linreg ort-offline"  # measured where it was made
+    assert "sklearn/seed-linreg ort-offline" in offline.needs
+
+
+def test_a_step_whose_input_no_step_makes_is_a_planners_bug(tmp_path):
+    with pytest.raises(RuntimeError, match="inputs no step makes"):
+        executor.start(Plan(SUITE, [Toy("a", ("nowhere",))], {"command": "run"}),
+                       tmp_path / "out")

@@ -1,0 +1,365 @@
+"""The cluster backend: each step as a Ray task on a node, one measuring step per node at a time.
+
+    local             a Ray cluster started on this machine (one node), for trying it out
+    auto              the cluster `ray start` made on this machine, or $RAY_ADDRESS
+    ray://HOST:PORT   a running cluster's client address (HOST:PORT, its GCS address, too)
+
+Every node offers one unit of the custom resource `deploybench` (`ray start --resources
+'{"deploybench": 1}'`); each task asks for it (and for a GPU when its case is a CUDA case), so
+two measurements never share a node. Inside the task the step runs as it does locally: a fresh
+child process with a timeout. Tasks are never retried (`max_retries=0`): a failure is a
+`failed` record. The nodes run the driver's deploybench (shipped as a `runtime_env`), and a node
+whose frameworks differ from the driver's is refused by name. Files travel through the object
+store (`toolkit.backends.files`): no node reads or creates a driver path.
+
+    spread      each step on any free node; a case's rounds on the node of its first round
+    each-node   every measuring step on every node, its label naming the node
+
+This module imports Ray only inside its functions: Ray is the optional `cluster` extra.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import hashlib
+import importlib.util
+import logging
+import os
+import signal
+import socket
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from toolkit import environment
+from toolkit.backends import Finished
+from toolkit.backends.files import NodeFolder, Store, node_root, receive, relocate
+from toolkit.errors import BadInputError
+from toolkit.plans.steps import Context, OnNode, Step, on_every_node
+from toolkit.results import Record, ResultsFile
+
+log = logging.getLogger(__name__)
+
+RESOURCE = "deploybench"
+PLACEMENTS = ("spread", "each-node")
+MISSING = "--cluster needs Ray: install it with pip install 'deploybench[cluster]'"
+ARTIFACT_KEYS = ("artifact", "onnx", "inputs", "reference", "calibration")
+CANCEL_WAIT_S = 20.0  # how long cancelled tasks get to kill their children
+WAIT_VARIABLE = "RAY_gcs_server_port_wait_time_s"
+
+
+@dataclass(frozen=True)
+class Node:
+    node_id: str
+    host: str  # hostname, or the node's address where that is all Ray knows
+    gpus: float
+    name: str = ""  # its label: the host, with the start of its node id where hosts repeat
+
+
+def check_placement(placement: str) -> str:
+    if placement not in PLACEMENTS:
+        raise BadInputError(f"--placement {placement!r}: choose {' or '.join(PLACEMENTS)}")
+    return placement
+
+
+def connect(address: str) -> list[Node]:
+    """Join (or, for `local`, start) the cluster; its nodes that offer the `deploybench`
+    resource. BadInputError where Ray is missing, the join fails (saying why), or no node
+    offers the resource."""
+    if importlib.util.find_spec("ray") is None:
+        raise BadInputError(MISSING)
+    import ray
+
+    if not ray.is_initialized():
+        from toolkit.runners.onnxruntime import captured_output
+
+        ours = signal.getsignal(signal.SIGTERM)
+        try:
+            with captured_output() as said:  # Ray's notices on connecting: kept from the user
+                _init(ray, address)
+        except BadInputError:
+            raise
+        except Exception as exc:  # Ray raises ConnectionError, RuntimeError, its own types
+            raise BadInputError(join_failure(address, exc)) from None
+        finally:  # Ray installs its own SIGTERM handler, which would exit without our records
+            if ours is not None:
+                signal.signal(signal.SIGTERM, ours)
+        log.debug("ray.init said: %s", " | ".join(said))
+    found = nodes()
+    if not found:
+        raise BadInputError(
+            f"--cluster {address}: no node offers the {RESOURCE!r} resource; start each node "
+            f"with ray start ... --resources '{{\"{RESOURCE}\": 1}}'")
+    return found
+
+
+def join_failure(address: str, exc: BaseException) -> str:
+    """One line that names why joining failed: an authentication token, or the address. Ray
+    says "token" in the error's cause, not in the error (a plain ConnectionError)."""
+    said = " ".join(f"{type(e).__name__}: {e}" for e in (exc, exc.__cause__) if e is not None)
+    text = " ".join(said.split())
+    if "token" in text.lower() or type(exc).__name__ == "AuthenticationError":
+        return (f"--cluster {address}: the cluster wants its authentication token; set "
+                "RAY_AUTH_MODE=token and RAY_AUTH_TOKEN to the head's token (its "
+                "~/.ray/auth_token, or what its RAY_AUTH_TOKEN was) and try again")
+    first = " ".join(str(exc).split()) or type(exc).__name__
+    return (f"--cluster {address}: cannot join that Ray cluster ({first[:300]}); check the "
+            "address (local, auto, HOST:PORT of the head's GCS, or ray://HOST:PORT) and that "
+            "the head is running")
+
+
+def _probe(address: str) -> None:
+    """A HOST:PORT where nothing listens, said at once (Ray retries it for minutes)."""
+    target = address.removeprefix("ray://")
+    host, _, port = target.rpartition(":")
+    if not host or not port.isdigit():
+        return
+    try:
+        socket.create_connection((host, int(port)), timeout=5).close()
+    except OSError as exc:
+        raise BadInputError(f"--cluster {address}: nothing answers there ({exc.strerror or exc}); "
+                            "check the head's address and port (ray start --head printed "
+                            "them)") from None
+
+
+def _code() -> list[str]:
+    """The folders of deploybench's own packages, which every node runs (a `runtime_env`)."""
+    import exporters
+    import toolkit
+
+    return [str(Path(module.__file__).parent) for module in (toolkit, exporters)
+            if module.__file__]
+
+
+def _init(ray: Any, address: str) -> None:
+    runtime_env = {"py_modules": _code()}
+    if address == "local":
+        from toolkit.suite import default_threads
+
+        # address="local": always a new cluster, never one already running on this machine
+        ray.init(address="local", num_cpus=default_threads(), resources={RESOURCE: 1},
+                 include_dashboard=False, log_to_driver=False, configure_logging=False,
+                 runtime_env=runtime_env)
+    else:
+        _probe(address)
+        before = os.environ.get(WAIT_VARIABLE)
+        os.environ[WAIT_VARIABLE] = "3"  # Ray's tries to reach the head: seconds, not minutes
+        try:
+            ray.init(address=address, log_to_driver=False, configure_logging=False,
+                     runtime_env=runtime_env)
+        finally:  # it also bounds how long a head started here may take: not left set
+            if before is None:
+                os.environ.pop(WAIT_VARIABLE, None)
+            else:
+                os.environ[WAIT_VARIABLE] = before
+
+
+def nodes() -> list[Node]:
+    import ray
+
+    found = sorted((n.get("NodeManagerHostname") or n.get("NodeManagerAddress", "?"),
+                    n["NodeID"], float(n.get("Resources", {}).get("GPU", 0)))
+                   for n in ray.nodes()
+                   if n.get("Alive") and RESOURCE in n.get("Resources", {}))
+    hosts = [host for host, _, _ in found]
+    # A node's label is its hostname, stable across restarts; where hosts repeat, the start of
+    # its node id, stable for the life of the cluster (numbering them would swap labels).
+    return [Node(node_id, host, gpus, host if hosts.count(host) == 1 else f"{host}-{node_id[:6]}")
+            for host, node_id, gpus in found]
+
+
+def disconnect() -> None:
+    import ray
+
+    if ray.is_initialized():
+        ray.shutdown()
+
+
+def _where(started: float) -> dict[str, Any]:
+    import ray
+
+    return {"node_id": ray.get_runtime_context().get_node_id(), "hostname": socket.gethostname(),
+            "started": started, "ended": time.time()}
+
+
+def _describe(peak_threads: int) -> tuple[dict[str, Any], Any]:
+    """On a node: where it is, and its environment (with its peak at the run's threads)."""
+    started = time.time()
+    return _where(started), environment.describe(peak_threads=peak_threads)
+
+
+def run_on_node(step: Step, context: Context, files: Mapping[str, tuple[str, Any]],
+                run_key: str) -> tuple[dict[str, Any], list[Record], dict[str, bytes]]:
+    """The body of every step's task: the files it reads placed in this node's own folder, the
+    step run there, and its records (paths rewritten to the driver's) and the files it wrote."""
+    import ray
+
+    # Cancelling a task interrupts it with SIGINT, which a node started from a script's
+    # background job ignores: then the step could not kill its child.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    started = time.time()
+    folder = NodeFolder(node_root(run_key, ray.get_runtime_context().get_node_id()))
+    driver_out = str(context.out_dir)
+    to_node = folder.place(files, driver_out, ray.get)
+    before = folder.snapshot()
+    here = Context(context.suite, folder.run, relocate(dict(context.done), to_node))
+    records = relocate(step, to_node).execute(here)
+    back = {node_path: driver_path for driver_path, node_path in to_node.items()}
+    return _where(started), relocate(records, back), folder.written(before)
+
+
+class ClusterBackend:
+    """The steps as Ray tasks (see the module's docstring)."""
+
+    slots: int | None = None  # Ray queues them by the nodes' `deploybench` units
+
+    def __init__(self, address: str, placement: str = "spread") -> None:
+        self.address = address
+        self.placement = check_placement(placement)
+        self._pending: dict[Any, tuple[Step, Context]] = {}
+        self._nodes: list[Node] = []
+        self._store: Store | None = None
+        self._run_key = ""
+        self._out_dir = Path(".")
+
+    def prepare(self, steps: Sequence[Step], results: ResultsFile) -> list[Step]:
+        import ray
+
+        self._nodes = connect(self.address)
+        self._store = Store(ray.put)
+        self._out_dir = results.path.parent
+        self._run_key = hashlib.sha1(
+            f"{socket.gethostname()}:{self._out_dir}".encode()).hexdigest()[:12]
+        envs = environments(self._nodes, self._threads(steps, results))
+        refuse_differences(dict(results.run.get("environment") or {}), envs)
+        results.update_run(cluster={"address": self.address, "placement": self.placement},
+                           nodes={**dict(results.run.get("nodes") or {}), **envs})
+        if self.placement != "each-node":
+            return list(steps)
+        return on_every_node(steps, [(n.name, n.node_id, n.gpus) for n in self._nodes])
+
+    @staticmethod
+    def _threads(steps: Sequence[Step], results: ResultsFile) -> int:
+        suite = dict(results.run.get("suite") or {})
+        return int(suite.get("threads") or 1)
+
+    def submit(self, step: Step, context: Context) -> None:
+        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+        assert self._store is not None
+        node_id = step.node_id if isinstance(step, OnNode) else self._pinned(step, context)
+        gpu = step.gpu and (any(n.gpus for n in self._nodes) if node_id is None else
+                            any(n.gpus for n in self._nodes if n.node_id == node_id))
+        reads = [*step.reads(), *(str(r.info[key]) for records in context.done.values()
+                                  for r in records if r.status != "skipped"
+                                  for key in ARTIFACT_KEYS if isinstance(r.info.get(key), str))]
+        options: dict[str, Any] = {"resources": {RESOURCE: 1}, "num_cpus": 0, "max_retries": 0,
+                                   "num_gpus": 1 if gpu else 0}
+        if node_id is not None:
+            options["scheduling_strategy"] = NodeAffinitySchedulingStrategy(node_id, soft=False)
+        files = self._store.ship(reads)
+        reference = _remote(run_on_node).options(**options).remote(step, context, files,
+                                                                   self._run_key)
+        self._pending[reference] = (step, context)
+
+    @staticmethod
+    def _pinned(step: Step, context: Context) -> str | None:
+        """The node of the step this one runs beside (a case's first round), if any."""
+        if step.pin is None:
+            return None
+        for record in context.done.get(step.pin, []):
+            node = record.info.get("node")
+            if isinstance(node, dict) and node.get("node_id"):
+                return str(node["node_id"])
+        return None
+
+    def wait(self) -> list[Finished]:
+        import ray
+
+        ready, _ = ray.wait(list(self._pending), num_returns=1)
+        out = []
+        for reference in ready:
+            step, _context = self._pending.pop(reference)
+            try:
+                where, records, files = ray.get(reference)
+            except Exception as exc:  # a crashed worker, a lost node, an error in the step
+                first = str(exc).strip().splitlines()
+                out.append(Finished(step, [], f"the Ray task failed: {type(exc).__name__}: "
+                                              f"{first[0] if first else ''}"))
+                continue
+            receive(files, self._out_dir)
+            out.append(Finished(step, self._stamp(records, where)))
+        return out
+
+    def _stamp(self, records: Sequence[Record], where: Mapping[str, Any]) -> list[Record]:
+        """Each record with `info.node`: where (and when: the task's start and end, epoch
+        seconds) it ran, the node's label, and the placement that put it there."""
+        names = {n.node_id: n.name for n in self._nodes}
+        node = {**where, "name": names.get(str(where.get("node_id")), where.get("hostname")),
+                "placement": self.placement}
+        return [dataclasses.replace(r, info={**r.info, "node": node}) for r in records]
+
+    def cancel(self) -> None:
+        """Cancel without force: the task gets KeyboardInterrupt, so the step kills its child;
+        then wait a little for that to happen."""
+        import ray
+
+        for reference in self._pending:
+            try:
+                ray.cancel(reference, force=False)
+            except Exception:  # already finished, or its node is gone
+                log.debug("could not cancel a task", exc_info=True)
+        if self._pending:
+            ray.wait(list(self._pending), num_returns=len(self._pending), timeout=CANCEL_WAIT_S)
+        self._pending.clear()
+
+
+@functools.cache
+def _remote(function: Any) -> Any:
+    import ray
+
+    return ray.remote(function)
+
+
+def environments(found: Sequence[Node], peak_threads: int) -> dict[str, Mapping[str, Any]]:
+    """Each node's environment (CPU, instruction set, GPU, versions, its peak at the run's
+    thread count), taken on the node, by node label."""
+    import ray
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    task = _remote(_describe)
+    references = [task.options(resources={RESOURCE: 1}, num_cpus=0, max_retries=0,
+                               scheduling_strategy=NodeAffinitySchedulingStrategy(
+                                   node.node_id, soft=False)).remote(peak_threads)
+                  for node in found]
+    out = {}
+    for node, reference in zip(found, references, strict=True):
+        try:
+            _, env = ray.get(reference)
+        except Exception as exc:
+            log.warning("node %s could not describe itself: %s", node.name, exc)
+            continue
+        out[node.name] = {**env, "node_id": node.node_id}
+    return out
+
+
+def refuse_differences(driver: Mapping[str, Any], envs: Mapping[str, Mapping[str, Any]]) -> None:
+    """BadInputError naming each framework whose version on a node is not the driver's: the
+    nodes run the driver's deploybench, but torch or TensorFlow cannot be shipped, and figures
+    of different versions compare the software, not the machines."""
+    mine = dict(driver.get("versions") or {})
+    lines = []
+    for name, env in envs.items():
+        theirs = dict(env.get("versions") or {})
+        for package in sorted(set(mine) | set(theirs)):
+            if mine.get(package) != theirs.get(package):
+                lines.append(f"{package} {mine.get(package, 'not installed')} here, "
+                             f"{theirs.get(package, 'not installed')} on {name}")
+        if driver.get("python") and env.get("python") and driver["python"] != env["python"]:
+            lines.append(f"Python {driver['python']} here, {env['python']} on {name}")
+    if lines:
+        raise BadInputError("the cluster's nodes run other versions than this machine ("
+                            + "; ".join(lines) + "): install the same versions on every node")

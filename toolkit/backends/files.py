@@ -1,0 +1,171 @@
+"""How files travel between the driver and a node that shares no disk with it.
+
+The driver holds every file a step reads: the user's model, inputs and calibration rows, and what
+earlier steps made (build artifacts, recipe files). A node gets them by content (a digest) into a
+folder of its own, `NodeFolder`: files of the run's folder at the same place under its `run/`
+folder, other files under `run/shipped/<digest>/<name>`. Paths inside a step and the records it
+reads are rewritten to the node's copies (`relocate`), and back again in the records it makes.
+What the step wrote there (its log, LoadGen logs, made files) is read back (`written`) and the
+driver writes it into its own results folder (`receive`). No node reads or creates a driver
+path.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import re
+import tempfile
+from collections.abc import Callable, Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+from toolkit.results import Record
+
+SHIPPED = "shipped"  # where a node keeps files from outside the run's folder
+
+
+def expand(paths: Iterable[str]) -> list[Path]:
+    """The files named by `paths` (a folder: every file under it, a SavedModel); paths that do
+    not exist are left out (a step says so itself when it cannot find its file)."""
+    out: list[Path] = []
+    for name in dict.fromkeys(paths):
+        path = Path(name)
+        if path.is_file():
+            out.append(path)
+        elif path.is_dir():
+            out += sorted(p for p in path.rglob("*") if p.is_file())
+    return out
+
+
+def digest_of(path: Path) -> str:
+    hasher = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            hasher.update(block)
+    return hasher.hexdigest()
+
+
+class Store:
+    """The driver's side: each file put into the object store once per content (`put` is
+    `ray.put`), found again by path, size and modification time."""
+
+    def __init__(self, put: Callable[[bytes], Any]) -> None:
+        self._put = put
+        self._by_stat: dict[tuple[str, int, int], str] = {}
+        self._refs: dict[str, Any] = {}
+
+    def ship(self, paths: Iterable[str]) -> dict[str, tuple[str, Any]]:
+        """driver path -> (digest, object reference) for every file `paths` name."""
+        out = {}
+        for path in expand(paths):
+            stat = path.stat()
+            key = (str(path), stat.st_size, stat.st_mtime_ns)
+            digest = self._by_stat.get(key)
+            if digest is None:
+                digest = digest_of(path)
+                self._by_stat[key] = digest
+            if digest not in self._refs:
+                self._refs[digest] = self._put(path.read_bytes())
+            out[str(path)] = (digest, self._refs[digest])
+        return out
+
+
+def node_root(run_key: str, node_id: str) -> Path:
+    """A node's folder for one run (one per node, so two nodes on one machine keep apart)."""
+    return Path(tempfile.gettempdir()) / "deploybench-nodes" / run_key / node_id[:12]
+
+
+class NodeFolder:
+    """A node's side: its copies of the driver's files (`cas/` by digest, placed under `run/`)."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.run = root / "run"
+        self.cas = root / "cas"
+        self.run.mkdir(parents=True, exist_ok=True)
+        self.cas.mkdir(parents=True, exist_ok=True)
+
+    def local_path(self, driver_path: str, driver_out: str, digest: str) -> Path:
+        path = Path(driver_path)
+        try:
+            return self.run / path.relative_to(driver_out)
+        except ValueError:
+            return self.run / SHIPPED / digest[:16] / path.name
+
+    def place(self, files: Mapping[str, tuple[str, Any]], driver_out: str,
+              get: Callable[[Any], bytes]) -> dict[str, str]:
+        """Write the files this node lacks; the driver path -> node path of each, and of the
+        driver's results folder."""
+        mapping = {driver_out: str(self.run)}
+        for driver_path, (digest, reference) in files.items():
+            stored = self.cas / digest
+            if not stored.is_file():
+                _write(stored, get(reference))
+            target = self.local_path(driver_path, driver_out, digest)
+            if not target.is_file() or target.stat().st_size != stored.stat().st_size:
+                _write(target, stored.read_bytes())
+            mapping.setdefault(driver_path, str(target))
+        return mapping
+
+    def snapshot(self) -> dict[str, tuple[int, int]]:
+        return {str(p.relative_to(self.run)): (p.stat().st_size, p.stat().st_mtime_ns)
+                for p in self.run.rglob("*") if p.is_file() and not _shipped(p, self.run)}
+
+    def written(self, before: Mapping[str, tuple[int, int]]) -> dict[str, bytes]:
+        """The files under `run/` that are new or changed since `before`, by relative path."""
+        return {name: (self.run / name).read_bytes() for name, stat in self.snapshot().items()
+                if before.get(name) != stat}
+
+
+def _shipped(path: Path, run: Path) -> bool:
+    return path.relative_to(run).parts[:1] == (SHIPPED,)
+
+
+def _write(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(path.name + ".partial")
+    partial.write_bytes(data)
+    partial.replace(path)
+
+
+def receive(files: Mapping[str, bytes], out_dir: Path) -> None:
+    """Write what a node sent back into the driver's results folder (nowhere else)."""
+    root = out_dir.resolve()
+    for name, data in files.items():
+        target = (root / name).resolve()
+        if root not in target.parents:
+            continue  # not under the results folder: never written
+        _write(target, data)
+
+
+def relocate(value: Any, mapping: Mapping[str, str]) -> Any:
+    """`value` with every path in `mapping` (and every path under it) replaced, in strings and
+    Paths anywhere inside it: dicts, lists, tuples, records and other frozen dataclasses."""
+    if not mapping:
+        return value
+    keys = "|".join(re.escape(k) for k in sorted(mapping, key=len, reverse=True))
+    pattern = re.compile(f"(?:{keys})" + r"(?=$|[/\s:;,)'\"|])")
+    return _walk(value, lambda text: pattern.sub(lambda m: mapping[m.group(0)], text))
+
+
+def _walk(value: Any, swap: Callable[[str], str]) -> Any:
+    if isinstance(value, str):
+        return swap(value)
+    if isinstance(value, Path):
+        return Path(swap(str(value)))
+    if isinstance(value, Record):  # its paths are in info and in what it says went wrong
+        return dataclasses.replace(value, info=_walk(dict(value.info), swap),
+                                   reason=swap(value.reason))
+    if isinstance(value, Mapping):
+        return type(value)({k: _walk(v, swap) for k, v in value.items()}) if isinstance(
+            value, dict) else {k: _walk(v, swap) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return type(value)(_walk(v, swap) for v in value)
+    if isinstance(value, frozenset):
+        return value
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        changes = {f.name: _walk(getattr(value, f.name), swap)
+                   for f in dataclasses.fields(value) if f.init}
+        return dataclasses.replace(value, **changes)
+    return value

@@ -1,0 +1,100 @@
+"""`run`'s planner: a suite's workloads built, their recipes made, their cases measured in rounds
+and served under the suite's LoadGen scenarios.
+
+Each case is measured in `suite.rounds` rounds, fresh processes scheduled round-robin across all
+cases (round 1 of every case, then round 2, ...), so a slow spell of the machine is spread over
+all of them rather than landing on one.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+
+from toolkit import environment, workloads
+from toolkit.plans.base import Plan
+from toolkit.plans.steps import (
+    BUILD_PHASES,
+    Build,
+    Derive,
+    Measure,
+    Scenario,
+    Skipped,
+    Sources,
+    Step,
+    build_label,
+    identity,
+)
+from toolkit.recipes import FP32, ONNX_RECIPES
+from toolkit.results import Record
+from toolkit.scenarios import loadgen_missing, variants
+from toolkit.suite import Case, Suite, cases
+
+
+def plan_suite(suite: Suite) -> Plan:
+    """Every workload's build, then the rounds of all their cases, then their LoadGen scenarios;
+    a workload whose framework is not installed becomes skipped records that say how to install
+    it."""
+    steps: list[Step] = []
+    measured: list[Measure] = []
+    served: list[Step] = []
+    for key in suite.workloads:
+        missing = environment.missing_framework(workloads.get(key).framework)
+        planned = cases(suite, key)
+        if missing:
+            steps += _skipped(suite, key, planned, missing)
+            continue
+        steps.append(Build(key))
+        derives, measures = with_recipes(key, suite, planned, build_label(key))
+        steps += derives
+        measured += measures
+        served += scenario_steps(suite, key, build_label(key))
+    return Plan(suite, [*steps, *in_rounds(measured, suite.rounds), *served],
+                {"command": "run", "suite": suite.to_dict()})
+
+
+def with_recipes(workload: str, suite: Suite, planned: list[Case], after: str | None,
+                 sources: Sources | None = None) -> tuple[list[Step], list[Measure]]:
+    """The Derive steps of the suite's ONNX recipes, and a Measure step for every case, tied to
+    the build (and, for a recipe's case, to its Derive step)."""
+    derives: list[Step] = [Derive(workload, r, after, sources) for r in suite.recipes
+                           if r in ONNX_RECIPES]
+    return derives, [Measure(case, after=after, sources=sources) for case in planned]
+
+
+def in_rounds(steps: Sequence[Measure], rounds: int) -> list[Step]:
+    """Every measure step `rounds` times, round-robin: round 1 of each, then round 2, ..."""
+    return [dataclasses.replace(step, round=r) for r in range(1, rounds + 1) for step in steps]
+
+
+def scenario_steps(suite: Suite, key: str, after: str | None,
+                   sources: Sources | None = None) -> list[Step]:
+    """Every scenario of the suite for every fp32 option of a workload, each serving path of
+    it; skipped records that say how to install LoadGen where it is missing."""
+    planned = [c for c in cases(suite, key) if c.recipe == FP32]
+    steps: list[Step] = []
+    missing = loadgen_missing() if suite.scenarios else None
+    for settings in suite.scenarios:
+        for case in planned:
+            for variant in variants(case.runtime, settings.scenario):
+                step = Scenario(case, variant, settings, after, sources)
+                if missing:
+                    records = tuple(dataclasses.replace(r, status="skipped", reason=missing,
+                                                        batch_size=None)
+                                    for r in step.expects(suite)[:1])
+                    steps.append(Skipped(step.label, f"{key}: skipped ({missing})", records))
+                else:
+                    steps.append(step)
+    return steps
+
+
+def _skipped(suite: Suite, key: str, planned: list[Case], reason: str) -> list[Step]:
+    ident = identity(key)
+    steps: list[Step] = [Skipped(build_label(key), f"{key}: skipped ({reason})", tuple(
+        Record(**ident, phase=phase, status="skipped", reason=reason) for phase in BUILD_PHASES))]
+    for case in planned:
+        steps.append(Skipped(case.label, f"{key}: skipped", tuple(
+            Record(**ident, phase="infer", runtime=case.runtime, provider=case.provider,
+                   batch_size=b, recipe=case.recipe, status="skipped", reason=reason)
+            for b in suite.batch_sizes)))
+    return steps

@@ -1,0 +1,541 @@
+"""The steps of a plan: what each reads, what it must leave, and how it runs in a child.
+
+    Skipped    records made without running anything (a framework that is not installed)
+    Build      a built-in workload, in a child: train, save, export, parity
+    BuildFile  a user's native model file, in a child: load, export, parity
+    Derive     an ONNX recipe of a workload (int8, fp16, offline), in a child: file, accuracy
+    Measure    one round of one case (artifact x runtime x provider x recipe), in a fresh child
+    Scenario   one option served one way (a pool of workers) under MLPerf LoadGen, in a child
+    OnNode     any measuring step pinned to one cluster node (`--placement each-node`)
+
+Every step says the same few things, so that one executor can run any of them on any backend:
+`needs` (the labels of the steps whose records, and the files they name, it reads: it starts
+once they have records), `pin` (a step it must run on the same machine as: the rounds of a case
+stay on one node), `per_node` (made again on every node under each-node), `gpu`, `reads` (files
+outside the run's folder that it reads, which a backend ships to another machine) and `expects`
+(the records it must leave: what a crashed child or task did not make becomes `failed` by one
+rule, `fill_missing`). A step's label is stamped on its records; a step with records is done.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar, Protocol
+
+from toolkit.errors import BadInputError
+from toolkit.isolate import run_child
+from toolkit.recipes import BY_QUALITY, CPU_ONLY, CUDA_ONLY, FP32, HARDWARE_SPECIFIC, ONNX_RECIPES
+from toolkit.results import Record
+from toolkit.scenarios import ScenarioSettings, batches_of
+from toolkit.suite import Case, Suite
+
+BUILD_PHASES = ("train", "export", "parity")
+
+
+@dataclass(frozen=True)
+class Context:
+    """What a step may use: the run's settings, the folder it writes to (on a cluster node, a
+    folder of that node's own), and the records of the steps it `needs`."""
+
+    suite: Suite
+    out_dir: Path
+    done: Mapping[str, list[Record]] = field(default_factory=dict)
+
+
+class Step(Protocol):
+    @property
+    def label(self) -> str:
+        """Unique within a plan; stamped on the step's records."""
+
+    @property
+    def what(self) -> str:
+        """What the progress bar says while the step runs."""
+
+    @property
+    def needs(self) -> tuple[str, ...]:
+        """The labels of the steps whose records (and files) this one reads."""
+
+    @property
+    def pin(self) -> str | None:
+        """A step this one must run on the same machine as (None: anywhere)."""
+
+    @property
+    def gpu(self) -> bool:
+        """Whether it needs the node's GPU."""
+
+    per_node: bool  # made again on every node under each-node (a measurement, a hardware file)
+
+    def reads(self) -> tuple[str, ...]:
+        """Files and folders outside the run's folder that it reads (the user's model, ...)."""
+
+    def expects(self, suite: Suite) -> list[Record]:
+        """The records it must leave, as templates (see `fill_missing`)."""
+
+    def execute(self, context: Context) -> list[Record]:
+        """Run the step; a failure inside it is a `failed` record, not an exception."""
+
+
+class StepDefaults:
+    """What most steps say: they need nothing, run anywhere, once, on the CPU."""
+
+    per_node: ClassVar[bool] = False
+
+    @property
+    def needs(self) -> tuple[str, ...]:
+        return ()
+
+    @property
+    def pin(self) -> str | None:
+        return None
+
+    @property
+    def gpu(self) -> bool:
+        return False
+
+    def reads(self) -> tuple[str, ...]:
+        return ()
+
+
+def fill_missing(expected: Sequence[Record], made: Sequence[Record], why: str) -> list[Record]:
+    """`made`, and a `failed` record (with `why`) for each expected one it lacks: a record is
+    matched by its phase and batch size, so the report says what is missing and --resume knows
+    the step did not finish cleanly."""
+    seen = {(r.phase, r.batch_size) for r in made}
+    return [*made, *(dataclasses.replace(r, status="failed", reason=why) for r in expected
+                     if (r.phase, r.batch_size) not in seen)]
+
+
+def _child_missing(failure: str | None) -> str:
+    return failure or "the child ended without making it (see its log)"
+
+
+def identity(key: str) -> dict[str, str]:
+    framework, name = key.split("/", 1)
+    return {"workload": name, "framework": framework}
+
+
+def slug(*parts: str) -> str:
+    return "-".join(p.replace("/", "-").replace("+", "-") for p in parts if p)
+
+
+@dataclass(frozen=True)
+class Skipped(StepDefaults):
+    label: str
+    what: str
+    records: tuple[Record, ...]
+
+    def expects(self, suite: Suite) -> list[Record]:
+        return list(self.records)
+
+    def execute(self, context: Context) -> list[Record]:
+        return list(self.records)
+
+
+def build_label(workload: str) -> str:
+    return f"{workload} build"
+
+
+def derive_label(workload: str, recipe: str) -> str:
+    return f"{workload} {recipe}"
+
+
+def measure_label(case: Case, round_: int) -> str:
+    return f"{case.label} #{round_}"
+
+
+@dataclass(frozen=True)
+class Build(StepDefaults):
+    workload: str  # framework/name
+
+    @property
+    def label(self) -> str:
+        return build_label(self.workload)
+
+    @property
+    def what(self) -> str:
+        return f"{self.workload}: training and exporting"
+
+    def expects(self, suite: Suite) -> list[Record]:
+        return [Record(**identity(self.workload), phase=p) for p in BUILD_PHASES]
+
+    def execute(self, context: Context) -> list[Record]:
+        suite = context.suite
+        spec = {"task": "build", "workload": self.workload,
+                "out_dir": str(context.out_dir / "artifacts"), "opset": suite.opset,
+                "rtol": suite.rtol, "atol": suite.atol, "threads": suite.threads}
+        child = run_child(spec, context.out_dir, timeout_s=suite.timeout_s,
+                          threads=suite.threads, name=f"build-{slug(self.workload)}")
+        return fill_missing(self.expects(suite), child.records, _child_missing(child.failure))
+
+
+@dataclass(frozen=True)
+class BuildFile(StepDefaults):
+    """A user's native model file; bad input found in the child is BadInputError here."""
+
+    workload: str  # framework/stem
+    path: Path
+    onnx_out: Path
+    shapes: Mapping[str, tuple[int, ...]] = field(default_factory=dict)
+    input_data: Path | None = None
+    calibration_data: Path | None = None
+
+    @property
+    def label(self) -> str:
+        return build_label(self.workload)
+
+    @property
+    def what(self) -> str:
+        return f"{self.path.name}: loading, exporting, checking parity"
+
+    def reads(self) -> tuple[str, ...]:
+        return tuple(str(p) for p in (self.path, self.input_data, self.calibration_data) if p)
+
+    def expects(self, suite: Suite) -> list[Record]:
+        return [Record(**identity(self.workload), phase=p) for p in BUILD_PHASES[1:]]
+
+    def execute(self, context: Context) -> list[Record]:
+        suite = context.suite
+        framework = self.workload.split("/", 1)[0]
+        spec = {"task": "build_file", "path": str(self.path), "framework": framework,
+                "out_dir": str(context.out_dir / "artifacts"), "onnx_out": str(self.onnx_out),
+                "opset": suite.opset, "rtol": suite.rtol, "atol": suite.atol,
+                "threads": suite.threads, "shapes": dict(self.shapes),
+                "input_data": str(self.input_data) if self.input_data else None,
+                "calibration": str(self.calibration_data) if self.calibration_data else None}
+        child = run_child(spec, context.out_dir, timeout_s=suite.timeout_s,
+                          threads=suite.threads, name=f"build-{self.path.name}")
+        if child.bad_input:
+            raise BadInputError(f"{self.path}: {child.bad_input}")
+        return fill_missing(self.expects(suite), child.records, _child_missing(child.failure))
+
+
+@dataclass(frozen=True)
+class Sources:
+    """What a measuring step reads: the files and inputs, and the native outputs on those
+    inputs that an ONNX session is checked against (absent for an ONNX file run as it is)."""
+
+    native: str | None = None
+    onnx: str | None = None
+    inputs: str | None = None
+    reference: Mapping[str, Any] | None = None  # path, score_output, task
+    calibration: str | None = None
+
+    @classmethod
+    def from_records(cls, records: Sequence[Record], given: Sources | None = None) -> Sources:
+        """What `records` (a build's, then a recipe's: later ones win) say, over `given`."""
+        found: dict[str, Any] = {}
+        if given is not None:
+            found.update({"artifact": given.native, "onnx": given.onnx, "inputs": given.inputs,
+                          "calibration": given.calibration})
+            found = {k: v for k, v in found.items() if v is not None}
+        for record in records:
+            if record.status != "skipped":  # a failed export still made the native files
+                found.update({k: v for k, v in record.info.items() if k in (
+                    "artifact", "onnx", "inputs", "reference", "score_output", "task",
+                    "calibration")})
+        reference = ({"path": found["reference"], "score_output": found.get("score_output", 0),
+                      "task": found.get("task", "regression")}
+                     if "reference" in found and "onnx" in found
+                     else given.reference if given is not None else None)
+        return cls(found.get("artifact"), found.get("onnx"), found.get("inputs"), reference,
+                   found.get("calibration"))
+
+    def files(self) -> tuple[str, ...]:
+        return tuple(p for p in (self.native, self.onnx, self.inputs, self.calibration) if p)
+
+
+@dataclass(frozen=True)
+class Derive(StepDefaults):
+    """An ONNX recipe of a workload's fp32 file, in a child: the file and its accuracy. Its
+    inputs come from the build step `after`, or are given up front (an ONNX file's bench)."""
+
+    workload: str  # framework/name
+    recipe: str
+    after: str | None = None
+    sources: Sources | None = None
+
+    @property
+    def per_node(self) -> bool:  # type: ignore[override]
+        return self.recipe in HARDWARE_SPECIFIC
+
+    @property
+    def label(self) -> str:
+        return derive_label(self.workload, self.recipe)
+
+    @property
+    def what(self) -> str:
+        return f"{self.workload}: making {self.recipe}"
+
+    @property
+    def needs(self) -> tuple[str, ...]:
+        return (self.after,) if self.after else ()
+
+    def reads(self) -> tuple[str, ...]:
+        return self.sources.files() if self.sources else ()
+
+    def expects(self, suite: Suite) -> list[Record]:
+        return [Record(**identity(self.workload), recipe=self.recipe, runtime="onnxruntime",
+                       phase=p) for p in ("export", "parity")]
+
+    def execute(self, context: Context) -> list[Record]:
+        suite = context.suite
+        sources = Sources.from_records(context.done.get(self.after or "", []), self.sources)
+        if sources.onnx is None or sources.inputs is None:
+            return [dataclasses.replace(r, status="skipped",
+                                        reason="no fp32 ONNX file: export failed")
+                    for r in self.expects(suite)]
+        reference = sources.reference or {}
+        directory = context.out_dir / "artifacts" / slug(self.workload)
+        spec = {"task": "derive", **identity(self.workload), "recipe": self.recipe,
+                "source": sources.onnx, "out_dir": str(directory), "inputs": sources.inputs,
+                "calibration": sources.calibration or sources.inputs,
+                "reference": reference.get("path", str(directory / "reference.npz")),
+                "score_output": reference.get("score_output", 0),
+                "output_task": reference.get("task", ""),
+                "max_quality_drop": suite.max_quality_drop,
+                "rtol": suite.rtol, "atol": suite.atol, "threads": suite.threads}
+        child = run_child(spec, context.out_dir, timeout_s=suite.timeout_s,
+                          threads=suite.threads,
+                          name=slug("derive", self.workload, self.recipe))
+        return fill_missing(self.expects(suite), child.records, _child_missing(child.failure))
+
+
+def _artifact(case: Case, sources: Sources) -> str | None:
+    return sources.onnx if case.runtime == "onnxruntime" else sources.native
+
+
+def _no_artifact(case: Case) -> str:
+    if case.recipe in ONNX_RECIPES:
+        return f"no {case.recipe} file: the recipe failed"
+    return ("no ONNX file: export failed" if case.runtime == "onnxruntime" else
+            "no native model: its build step failed")
+
+
+@dataclass(frozen=True)
+class Measure(StepDefaults):
+    """One round of a case in a fresh child. Its files come from the records of the build step
+    `after`, or are given up front (`sources`: an ONNX file measured as it is), and for a recipe
+    from its Derive step. A case that could not run at all in its first round (a provider not
+    usable here, no file to load) is not started again in later ones; a case's later rounds
+    run where its first did."""
+
+    case: Case
+    after: str | None = None
+    sources: Sources | None = None
+    round: int = 1
+
+    per_node: ClassVar[bool] = True
+
+    @property
+    def label(self) -> str:
+        return measure_label(self.case, self.round)
+
+    @property
+    def what(self) -> str:
+        return (f"{self.case.workload}: {self.case.runner} on {self.case.provider}, "
+                f"round {self.round}")
+
+    @property
+    def derived(self) -> str | None:
+        """The Derive step that made this case's recipe file."""
+        recipe = self.case.recipe
+        return derive_label(self.case.workload, recipe) if recipe in ONNX_RECIPES else None
+
+    @property
+    def first(self) -> str | None:
+        return measure_label(self.case, 1) if self.round > 1 else None
+
+    @property
+    def needs(self) -> tuple[str, ...]:
+        return tuple(n for n in (self.after, self.derived, self.first) if n)
+
+    @property
+    def pin(self) -> str | None:
+        if self.first:
+            return self.first
+        return self.derived if self.case.recipe in HARDWARE_SPECIFIC else None
+
+    @property
+    def gpu(self) -> bool:
+        return self.case.provider != "cpu"
+
+    def reads(self) -> tuple[str, ...]:
+        return self.sources.files() if self.sources else ()
+
+    def expects(self, suite: Suite) -> list[Record]:
+        case = self.case
+        return [Record(**identity(case.workload), phase="infer", runtime=case.runtime,
+                       provider=case.provider, recipe=case.recipe, batch_size=b,
+                       round=self.round) for b in suite.batch_sizes]
+
+    def execute(self, context: Context) -> list[Record]:
+        if self.first:
+            first = context.done.get(self.first, [])
+            if first and not any(r.ok for r in first):
+                return []
+        sources = Sources.from_records(context.done.get(self.after or "", []), self.sources)
+        if self.derived is not None:  # the recipe's file, never the fp32 one under its label
+            derived = [r for r in context.done.get(self.derived, [])
+                       if r.phase == "export" and r.ok]
+            sources = dataclasses.replace(
+                sources, onnx=derived[0].info.get("onnx") if derived else None,
+                reference=Sources.from_records(derived, sources).reference if derived else None)
+        return self._measure(context, sources)
+
+    def _skip_reason(self, sources: Sources) -> str | None:
+        case = self.case
+        if _artifact(case, sources) is None or sources.inputs is None:
+            return _no_artifact(case)
+        if case.recipe in CUDA_ONLY and case.provider == "cpu":
+            return CUDA_ONLY[case.recipe]
+        if case.recipe in CPU_ONLY and case.provider != "cpu":
+            return CPU_ONLY[case.recipe]
+        return None
+
+    def _measure(self, context: Context, sources: Sources) -> list[Record]:
+        suite, case = context.suite, self.case
+        why = self._skip_reason(sources)
+        if why is not None:
+            return [dataclasses.replace(r, status="skipped", reason=why, round=None)
+                    for r in self.expects(suite)]
+        judged = sources.reference and (case.runtime == "onnxruntime" or case.recipe != FP32)
+        spec = {"task": "measure", **identity(case.workload), "runner": case.runner,
+                "artifact": _artifact(case, sources), "inputs": sources.inputs,
+                "provider": case.provider, "batch_sizes": list(suite.batch_sizes),
+                "budget": dataclasses.asdict(suite.budget), "threads": suite.threads,
+                "optimization": "disable" if case.recipe == "ort-offline" else suite.optimization,
+                "round": self.round, "recipe": case.recipe,
+                "reference": ({**sources.reference, "rtol": suite.rtol, "atol": suite.atol,
+                               "rule": (suite.max_quality_drop if case.recipe in BY_QUALITY
+                                        else None)}
+                              if judged and sources.reference else None)}
+        name = slug("measure", case.workload, case.runner, case.provider, case.recipe,
+                    str(self.round))
+        child = run_child(spec, context.out_dir, timeout_s=suite.timeout_s,
+                          threads=suite.threads, name=name)
+        return fill_missing(self.expects(suite), child.records, _child_missing(child.failure))
+
+
+@dataclass(frozen=True)
+class Scenario(StepDefaults):
+    """One option under LoadGen in one scenario, served one way (`variant`: shared,
+    per-worker, processes; +batching), in a child; its files come as a Measure step's do."""
+
+    case: Case
+    variant: str
+    settings: ScenarioSettings
+    after: str | None = None
+    sources: Sources | None = None
+
+    per_node: ClassVar[bool] = True
+
+    @property
+    def label(self) -> str:
+        return f"{self.case.label} {self.variant} loadgen {self.settings.scenario}"
+
+    @property
+    def what(self) -> str:
+        return (f"{self.case.workload}: {self.case.runner} {self.variant} on "
+                f"{self.case.provider}, LoadGen {self.settings.scenario}")
+
+    @property
+    def needs(self) -> tuple[str, ...]:
+        return (self.after,) if self.after else ()
+
+    @property
+    def gpu(self) -> bool:
+        return self.case.provider != "cpu"
+
+    def reads(self) -> tuple[str, ...]:
+        return self.sources.files() if self.sources else ()
+
+    def expects(self, suite: Suite) -> list[Record]:
+        case = self.case
+        return [Record(**identity(case.workload), phase="scenario", runtime=case.runtime,
+                       provider=case.provider, variant=self.variant, batch_size=b,
+                       info={"scenario": self.settings.scenario})
+                for b in batches_of(self.settings, self.variant)]
+
+    def execute(self, context: Context) -> list[Record]:
+        suite, case = context.suite, self.case
+        sources = Sources.from_records(context.done.get(self.after or "", []), self.sources)
+        artifact = _artifact(case, sources)
+        if artifact is None or sources.inputs is None:
+            return [dataclasses.replace(r, status="skipped", reason=_no_artifact(case),
+                                        batch_size=None) for r in self.expects(suite)[:1]]
+        name = slug(case.workload, case.runner, case.provider, self.variant,
+                    self.settings.scenario)
+        spec = {"task": "scenario", **identity(case.workload), "runner": case.runner,
+                "artifact": artifact, "inputs": sources.inputs, "provider": case.provider,
+                "variant": self.variant, "settings": self.settings.to_dict(),
+                "logs": str(context.out_dir / "loadgen" / name), "threads": suite.threads,
+                "optimization": suite.optimization,
+                "budget_s": max(suite.timeout_s * 0.9 - 15.0, suite.timeout_s / 2)}
+        child = run_child(spec, context.out_dir, timeout_s=suite.timeout_s,
+                          threads=suite.threads, name=f"loadgen-{name}")
+        return fill_missing(self.expects(suite), child.records,
+                            child.failure or "the child ended without serving it (see its log)")
+
+
+@dataclass(frozen=True)
+class OnNode:
+    """A step pinned to one cluster node (`--placement each-node`): its label names the node,
+    the steps it needs that are themselves made on every node are that node's, and what it
+    writes (logs, LoadGen logs, a file made for the node's hardware) goes to the node's own
+    folder of the run, `nodes/<node>/`, so two nodes' files never meet."""
+
+    step: Any
+    node: str  # the node's label
+    node_id: str = ""
+    gpus: float = 0.0
+    local: frozenset[str] = frozenset()  # the labels of the needed steps made on every node
+
+    per_node: ClassVar[bool] = True
+
+    def _here(self, label: str) -> str:
+        return f"{label} @{self.node}" if label in self.local else label
+
+    @property
+    def label(self) -> str:
+        return f"{self.step.label} @{self.node}"
+
+    @property
+    def what(self) -> str:
+        return f"{self.step.what} @{self.node}"
+
+    @property
+    def needs(self) -> tuple[str, ...]:
+        return tuple(self._here(n) for n in self.step.needs)
+
+    @property
+    def pin(self) -> str | None:
+        return None
+
+    @property
+    def gpu(self) -> bool:
+        return bool(self.step.gpu) and self.gpus > 0
+
+    def reads(self) -> tuple[str, ...]:
+        return self.step.reads()
+
+    def expects(self, suite: Suite) -> list[Record]:
+        return self.step.expects(suite)
+
+    def execute(self, context: Context) -> list[Record]:
+        done = {n: context.done.get(self._here(n), []) for n in self.step.needs}
+        return self.step.execute(dataclasses.replace(
+            context, out_dir=context.out_dir / "nodes" / self.node, done=done))
+
+
+def on_every_node(steps: Sequence[Step], nodes: Sequence[tuple[str, str, float]]) -> list[Step]:
+    """Each step made on every node (measurements, files made for a node's hardware) once per
+    node `(label, node_id, gpus)`."""
+    local = frozenset(s.label for s in steps if s.per_node)
+    out: list[Step] = []
+    for step in steps:
+        out += ([OnNode(step, name, node_id, gpus, local) for name, node_id, gpus in nodes]
+                if step.per_node else [step])
+    return out
