@@ -248,11 +248,15 @@ def test_a_node_with_other_framework_versions_is_refused_by_name():
     from toolkit.backends.cluster import refuse_differences
     from toolkit.errors import BadInputError
 
-    driver = {"python": "3.11.7", "versions": {"torch": "2.14.1", "numpy": "2.4.6"}}
+    driver = {"python": "3.11.7", "versions": {"torch": "2.14.1", "numpy": "2.4.6",
+                                               "onnxruntime-gpu": "1.31.1", "typer": "0.29"}}
     refuse_differences(driver, {"a": driver})
+    # a CPU node beside a GPU driver runs the same runtime; the CLI's own library is no matter
+    refuse_differences(driver, {"cpu-1": {"python": "3.11.7", "versions": {
+        "torch": "2.14.1", "numpy": "2.4.6", "onnxruntime": "1.31.1", "typer": "0.30"}}})
     with pytest.raises(BadInputError, match=r"torch 2\.14\.1 here, 2\.13\.0 on gpu-1"):
         refuse_differences(driver, {"gpu-1": {"python": "3.11.7", "versions": {
-            "torch": "2.13.0", "numpy": "2.4.6"}}})
+            "torch": "2.13.0", "numpy": "2.4.6", "onnxruntime-gpu": "1.31.1"}}})
 
 
 def test_labels_are_hostnames_and_stay_apart_where_hosts_repeat(monkeypatch):

@@ -76,3 +76,31 @@ def test_a_file_is_put_into_the_object_store_once_per_content(tmp_path):
     store.ship([str(a)])
     store.ship([str(a), str(b)])
     assert puts == [b"same"]
+
+
+def test_a_changed_file_of_the_same_size_replaces_the_nodes_copy(tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    data = out / "inputs.npz"
+    data.write_bytes(b"AAAA")
+    folder = NodeFolder(tmp_path / "node")
+    puts: dict[int, bytes] = {}
+
+    def put(value: bytes) -> int:
+        puts[len(puts)] = value
+        return len(puts) - 1
+
+    store = Store(put)
+    folder.place(store.ship([str(data)]), str(out), puts.__getitem__)
+    data.write_bytes(b"BBBB")  # another run into the same folder, other inputs of one shape
+    import os
+    os.utime(data, ns=(1, 1))  # a different modification time, as a rewrite gives
+    folder.place(store.ship([str(data)]), str(out), puts.__getitem__)
+    assert (folder.run / "inputs.npz").read_bytes() == b"BBBB"
+
+
+def test_a_path_is_rewritten_only_where_it_stands_whole():
+    mapping = {"/tmp/out": "/node/run"}
+    assert relocate("/var/tmp/out/x.onnx", mapping) == "/var/tmp/out/x.onnx"
+    assert relocate("log: /tmp/out/logs/a.log", mapping) == "log: /node/run/logs/a.log"
+    assert relocate("'/tmp/out'", mapping) == "'/node/run'"

@@ -75,6 +75,27 @@ def test_a_version_1_database_is_migrated_keeping_its_rows(results, tmp_path):
         assert history.runs(upgraded)[0].id == run_id
 
 
+def test_case_keys_stored_before_threads_were_part_of_them_are_made_again(tmp_path):
+    import json
+
+    from toolkit.results import Record
+
+    record = Record("digits-mlp", "torch", "infer", runtime="onnxruntime", variant="run",
+                    provider="cpu", batch_size=1, threads=2)
+    database = tmp_path / "v2.sqlite"
+    connection = sqlite3.connect(database)
+    history.migrate(connection, database, target=2)
+    connection.execute("INSERT INTO runs (id, run_json) VALUES (1, '{}')")
+    connection.execute("INSERT INTO timings (run_id, case_key, workload, framework, "
+                       "record_json) VALUES (1, 'torch/digits-mlp onnxruntime run cpu b=1', "
+                       "'digits-mlp', 'torch', ?)", (json.dumps(record.to_dict()),))
+    connection.commit()
+    connection.close()
+    with history.connect(database) as upgraded:
+        keys = upgraded.execute("SELECT case_key FROM timings").fetchall()
+    assert keys == [(record.case.key,)] and record.case.key.endswith("b=1 t=2")
+
+
 def test_a_newer_or_foreign_database_is_refused(tmp_path):
     newer = tmp_path / "newer.sqlite"
     connection = sqlite3.connect(newer)

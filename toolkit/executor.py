@@ -71,11 +71,13 @@ def start(plan: Plan, out_dir: Path, *, argv: Sequence[str] = (),
           where: Mapping[str, Any] | None = None) -> RunOutcome:
     """A new run of `plan` into `out_dir`, on `backend` (here by default); `where` is what the
     run section keeps of the backend (a cluster's address and placement) for --resume."""
+    backend = backend or LocalBackend()
+    here = environment.describe(peak_threads=plan.suite.threads)
+    backend.open(plan.suite.threads, here)  # a cluster that cannot be used: no results file
     out_dir = prepare_out_dir(out_dir)
     results = ResultsFile(out_dir / "results.json", {
         **plan.run, **({"cluster": dict(where)} if where else {}), "argv": list(argv),
-        "started": now(), "finished": None, "interrupted": False,
-        "environment": environment.describe(peak_threads=plan.suite.threads)})
+        "started": now(), "finished": None, "interrupted": False, "environment": here})
     results.save()
     return execute(plan, results, progress, backend)
 
@@ -119,6 +121,7 @@ def execute(plan: Plan, results: ResultsFile, progress: Progress | None = None,
             for step in chosen:
                 if isinstance(step, Skipped):  # nothing to run: its records are known
                     _keep(results, done, step, step.execute(Context(plan.suite, Path("."))))
+                    waiting.grow(plan, done)
                     continue
                 context = Context(plan.suite, results.path.parent,
                                   {label: done[label] for label in step.needs})

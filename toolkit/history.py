@@ -37,6 +37,8 @@ MIGRATIONS = (
     ALTER TABLE timings ADD COLUMN parity_passed INTEGER;
     CREATE INDEX timings_by_case ON timings(case_key, run_id);
     """,
+    # 2 -> 3: case keys carry the threads (and a node, non-default settings): made again
+    lambda connection: _rekey(connection),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -94,9 +96,25 @@ def migrate(connection: sqlite3.Connection, path: Path, target: int = SCHEMA_VER
             f"({SCHEMA_VERSION}); upgrade deploybench or choose another --history"
         )
     for step in range(version, target):
-        connection.executescript(MIGRATIONS[step])
+        script = MIGRATIONS[step]
+        if callable(script):
+            script(connection)
+        else:
+            connection.executescript(script)
         connection.execute(f"PRAGMA user_version = {step + 1}")
     connection.commit()
+
+
+def _rekey(connection: sqlite3.Connection) -> None:
+    """Each stored timing's case key made again from its record, as `CaseId.key` makes it now
+    (so a case's trend continues across the upgrade)."""
+    rows = connection.execute("SELECT rowid, record_json FROM timings").fetchall()
+    for rowid, text in rows:
+        try:
+            key = Record.from_dict(json.loads(text)).case.key
+        except (ValueError, TypeError, KeyError):
+            continue  # a record this version cannot read keeps its key
+        connection.execute("UPDATE timings SET case_key = ? WHERE rowid = ?", (key, rowid))
 
 
 def add_run(connection: sqlite3.Connection, results_path: Path) -> int:

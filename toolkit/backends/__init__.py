@@ -10,9 +10,9 @@ backend only starts a step and says when one has finished.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 from toolkit.plans.steps import Context, Step
 from toolkit.results import Record, ResultsFile
@@ -29,6 +29,10 @@ class Finished:
 
 class Backend(Protocol):
     slots: int | None  # steps running at once (None: every step that is ready)
+
+    def open(self, threads: int, driver: Mapping[str, Any]) -> None:
+        """Check that it can run the steps at all (join a cluster, check its nodes against the
+        driver's environment `driver`), before a results folder is made."""
 
     def prepare(self, steps: Sequence[Step], results: ResultsFile) -> list[Step]:
         """Get ready to run (join a cluster, describe its nodes into `results`); the steps as

@@ -37,8 +37,8 @@ from typing import Any
 from toolkit import environment
 from toolkit.backends import Finished
 from toolkit.backends.files import NodeFolder, Store, node_root, receive, relocate
-from toolkit.errors import BadInputError
-from toolkit.plans.steps import Context, OnNode, Step, on_every_node
+from toolkit.errors import BadInputError, DeploybenchError
+from toolkit.plans.steps import Context, OnNode, Step, fill_missing, on_every_node
 from toolkit.results import Record, ResultsFile
 
 log = logging.getLogger(__name__)
@@ -221,22 +221,32 @@ class ClusterBackend:
         self.placement = check_placement(placement)
         self._pending: dict[Any, tuple[Step, Context]] = {}
         self._nodes: list[Node] = []
+        self._ids: dict[str, str] = {}
+        self._envs: dict[str, Mapping[str, Any]] = {}
         self._store: Store | None = None
         self._run_key = ""
         self._out_dir = Path(".")
 
-    def prepare(self, steps: Sequence[Step], results: ResultsFile) -> list[Step]:
+    def open(self, threads: int, driver: Mapping[str, Any]) -> None:
+        """Join the cluster, describe its nodes (each measuring its own peak at `threads`) and
+        refuse one whose frameworks differ from the driver's (`driver`: its environment)."""
         import ray
 
+        if self._store is not None:
+            return
         self._nodes = connect(self.address)
+        self._ids = {n.name: n.node_id for n in self._nodes}
+        self._envs = environments(self._nodes, threads)
+        refuse_differences(driver, self._envs)
         self._store = Store(ray.put)
+
+    def prepare(self, steps: Sequence[Step], results: ResultsFile) -> list[Step]:
+        self.open(self._threads(steps, results), dict(results.run.get("environment") or {}))
         self._out_dir = results.path.parent
         self._run_key = hashlib.sha1(
             f"{socket.gethostname()}:{self._out_dir}".encode()).hexdigest()[:12]
-        envs = environments(self._nodes, self._threads(steps, results))
-        refuse_differences(dict(results.run.get("environment") or {}), envs)
         results.update_run(cluster={"address": self.address, "placement": self.placement},
-                           nodes={**dict(results.run.get("nodes") or {}), **envs})
+                           nodes={**dict(results.run.get("nodes") or {}), **self._envs})
         if self.placement != "each-node":
             return list(steps)
         return on_every_node(steps, [(n.name, n.node_id, n.gpus) for n in self._nodes])
@@ -250,7 +260,8 @@ class ClusterBackend:
         from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
         assert self._store is not None
-        node_id = step.node_id if isinstance(step, OnNode) else self._pinned(step, context)
+        node_id = (self._ids.get(step.node, step.node_id) if isinstance(step, OnNode)
+                   else self._pinned(step, context))
         gpu = step.gpu and (any(n.gpus for n in self._nodes) if node_id is None else
                             any(n.gpus for n in self._nodes if n.node_id == node_id))
         reads = [*step.reads(), *(str(r.info[key]) for records in context.done.values()
@@ -265,15 +276,16 @@ class ClusterBackend:
                                                                    self._run_key)
         self._pending[reference] = (step, context)
 
-    @staticmethod
-    def _pinned(step: Step, context: Context) -> str | None:
-        """The node of the step this one runs beside (a case's first round), if any."""
+    def _pinned(self, step: Step, context: Context) -> str | None:
+        """The node of the step this one runs beside (a case's first round), found by its
+        label, which outlives a restart of the cluster; None where that node is gone."""
         if step.pin is None:
             return None
+        ids = {n.name: n.node_id for n in self._nodes}
         for record in context.done.get(step.pin, []):
             node = record.info.get("node")
-            if isinstance(node, dict) and node.get("node_id"):
-                return str(node["node_id"])
+            if isinstance(node, dict) and node.get("name") in ids:
+                return ids[str(node["name"])]
         return None
 
     def wait(self) -> list[Finished]:
@@ -282,13 +294,19 @@ class ClusterBackend:
         ready, _ = ray.wait(list(self._pending), num_returns=1)
         out = []
         for reference in ready:
-            step, _context = self._pending.pop(reference)
+            step, context = self._pending.pop(reference)
             try:
                 where, records, files = ray.get(reference)
             except Exception as exc:  # a crashed worker, a lost node, an error in the step
-                first = str(exc).strip().splitlines()
-                out.append(Finished(step, [], f"the Ray task failed: {type(exc).__name__}: "
-                                              f"{first[0] if first else ''}"))
+                cause = getattr(exc, "cause", None) or exc
+                if isinstance(cause, DeploybenchError):  # the user's input: one line, as here
+                    raise cause from None
+                text = str(cause).strip().splitlines()
+                why = (f"the Ray task failed: {type(cause).__name__}: "
+                       f"{text[-1] if text else ''}")
+                where = {"name": step.node} if isinstance(step, OnNode) else {}
+                made = fill_missing(step.expects(context.suite), [], why)
+                out.append(Finished(step, self._stamp(made, where)))
                 continue
             receive(files, self._out_dir)
             out.append(Finished(step, self._stamp(records, where)))
@@ -298,13 +316,16 @@ class ClusterBackend:
         """Each record with `info.node`: where (and when: the task's start and end, epoch
         seconds) it ran, the node's label, and the placement that put it there."""
         names = {n.node_id: n.name for n in self._nodes}
-        node = {**where, "name": names.get(str(where.get("node_id")), where.get("hostname")),
+        node = {**where, "name": names.get(str(where.get("node_id")),
+                                           where.get("name") or where.get("hostname")),
                 "placement": self.placement}
         return [dataclasses.replace(r, info={**r.info, "node": node}) for r in records]
 
     def cancel(self) -> None:
         """Cancel without force: the task gets KeyboardInterrupt, so the step kills its child;
         then wait a little for that to happen."""
+        if not self._pending:
+            return
         import ray
 
         for reference in self._pending:
@@ -312,8 +333,7 @@ class ClusterBackend:
                 ray.cancel(reference, force=False)
             except Exception:  # already finished, or its node is gone
                 log.debug("could not cancel a task", exc_info=True)
-        if self._pending:
-            ray.wait(list(self._pending), num_returns=len(self._pending), timeout=CANCEL_WAIT_S)
+        ray.wait(list(self._pending), num_returns=len(self._pending), timeout=CANCEL_WAIT_S)
         self._pending.clear()
 
 
@@ -339,21 +359,36 @@ def environments(found: Sequence[Node], peak_threads: int) -> dict[str, Mapping[
     for node, reference in zip(found, references, strict=True):
         try:
             _, env = ray.get(reference)
-        except Exception as exc:
-            log.warning("node %s could not describe itself: %s", node.name, exc)
-            continue
+        except Exception as exc:  # it would get steps no one checked it can run
+            cause = getattr(exc, "cause", None) or exc
+            raise BadInputError(f"cluster node {node.name} could not describe itself "
+                                f"({type(cause).__name__}: {cause}); check that deploybench's "
+                                "frameworks are installed there") from None
         out[node.name] = {**env, "node_id": node.node_id}
     return out
+
+
+# What a node must run at the driver's version: the frameworks and what they compute with
+# (onnxruntime and onnxruntime-gpu are one runtime: a GPU node beside a CPU driver is the point)
+COMPARED = ("numpy", "onnx", "onnxruntime", "scikit-learn", "skl2onnx", "tensorflow", "keras",
+            "tf2onnx", "torch", "torchvision", "onnxscript")
+
+
+def _frameworks(versions: Mapping[str, Any]) -> dict[str, str]:
+    found = {k: str(v) for k, v in versions.items() if k in COMPARED}
+    if "onnxruntime-gpu" in versions:
+        found["onnxruntime"] = str(versions["onnxruntime-gpu"])
+    return found
 
 
 def refuse_differences(driver: Mapping[str, Any], envs: Mapping[str, Mapping[str, Any]]) -> None:
     """BadInputError naming each framework whose version on a node is not the driver's: the
     nodes run the driver's deploybench, but torch or TensorFlow cannot be shipped, and figures
     of different versions compare the software, not the machines."""
-    mine = dict(driver.get("versions") or {})
+    mine = _frameworks(dict(driver.get("versions") or {}))
     lines = []
     for name, env in envs.items():
-        theirs = dict(env.get("versions") or {})
+        theirs = _frameworks(dict(env.get("versions") or {}))
         for package in sorted(set(mine) | set(theirs)):
             if mine.get(package) != theirs.get(package):
                 lines.append(f"{package} {mine.get(package, 'not installed')} here, "

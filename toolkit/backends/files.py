@@ -103,8 +103,10 @@ class NodeFolder:
             if not stored.is_file():
                 _write(stored, get(reference))
             target = self.local_path(driver_path, driver_out, digest)
-            if not target.is_file() or target.stat().st_size != stored.stat().st_size:
-                _write(target, stored.read_bytes())
+            placed = self.root / "placed" / hashlib.sha1(str(target).encode()).hexdigest()
+            if not target.is_file() or not placed.is_file() or placed.read_text() != digest:
+                _write(target, stored.read_bytes())  # new, or the driver's file has changed
+                _write(placed, digest.encode())
             mapping.setdefault(driver_path, str(target))
         return mapping
 
@@ -145,7 +147,8 @@ def relocate(value: Any, mapping: Mapping[str, str]) -> Any:
     if not mapping:
         return value
     keys = "|".join(re.escape(k) for k in sorted(mapping, key=len, reverse=True))
-    pattern = re.compile(f"(?:{keys})" + r"(?=$|[/\s:;,)'\"|])")
+    # a whole path: not the tail of a longer one, nor the start of a longer name
+    pattern = re.compile(r"(?<![\w.\-/])" + f"(?:{keys})" + r"(?=$|[/\s:;,)'\"|])")
     return _walk(value, lambda text: pattern.sub(lambda m: mapping[m.group(0)], text))
 
 

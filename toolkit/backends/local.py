@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from toolkit.backends import Finished
 from toolkit.plans.steps import Context, Step
@@ -14,6 +15,9 @@ class LocalBackend:
 
     def __init__(self) -> None:
         self._started: list[tuple[Step, Context]] = []
+
+    def open(self, threads: int, driver: Mapping[str, Any]) -> None:
+        """Nothing to join: this machine runs the steps."""
 
     def prepare(self, steps: Sequence[Step], results: ResultsFile) -> list[Step]:
         return list(steps)
