@@ -6,7 +6,7 @@ the twin and base against the heavier model. The model is an ONNX file (ONNX Run
 only) or, with --framework torch, a torch.export file (timed natively in PyTorch, whose
 timings move more between processes, and on ONNX Runtime after export). Done twice, with one
 round per case (the verdict of the spread inside one process, as compare judged before rounds)
-and with R rounds (the 95% interval over fresh processes, Holm-corrected). Prints, for each:
+and with R rounds (the variation between processes pooled over the cases, Holm-corrected). Prints, for each:
 the false alarms (identical pairs whose compare exits 1, and the cases called slower) and the
 detections (heavier pairs whose compare exits 1).
 
@@ -60,7 +60,7 @@ def bench(model: Path, out: Path, rounds: int, sizes: str) -> Path:
 def verdicts(base: Path, new: Path) -> tuple[int, list[str], list[float]]:
     """(compare's exit code, the cases called slower, every case's ratio)."""
     result = compare(read_results(base), read_results(new))
-    return (1 if result.regressed else 0, [r.case for r in result.regressed],
+    return (1 if result.fails() else 0, [r.case for r in result.regressed],
             [r.ratio for r in result.rows])
 
 
@@ -68,7 +68,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--framework", choices=("onnx", "torch"), default="onnx")
     parser.add_argument("--pairs", type=int, default=5)
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=4)
     parser.add_argument("--batch-sizes", default="1,64")
     args = parser.parse_args()
 
@@ -99,8 +99,8 @@ def main() -> None:
                       f"({len(slow)} slower; ratios {', '.join(f'{r:.2f}' for r in ratios)}); "
                       f"1.3x work -> exit {found} (ratios "
                       f"{', '.join(f'{r:.2f}' for r in ratios_heavy)})", flush=True)
-            label = "one round (spread inside one process)" if rounds == 1 else (
-                f"{rounds} rounds (95% interval over processes, Holm)")
+            label = "one round (no verdict: never slower)" if rounds == 1 else (
+                f"{rounds} rounds (fastest rounds tested, noise pooled over cases, Holm)")
             print(f"{label}: false alarms {alarms} of {args.pairs} identical pairs "
                   f"({alarm_cases} of {cases} cases slower); detected the 1.3x model in "
                   f"{detected} of {args.pairs} pairs")

@@ -131,6 +131,8 @@ def test_a_new_option_given_with_resume_is_refused_by_name(tmp_path):
         result = runner.invoke(app, ["run", "--resume", str(out), *flags])
         assert result.exit_code == 2 and f"drop {named}" in result.output, result.output
     assert (out / "results.json").read_text() == before  # refused before anything changed
+    again = runner.invoke(app, ["bench", str(suite), "--resume", str(out), "--trust-pickle"])
+    assert again.exit_code == 2 and "drop the path argument" in again.output, again.output
 
 
 def test_env_prints_no_onnx_runtime_banner():

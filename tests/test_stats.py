@@ -1,14 +1,22 @@
 import math
+from statistics import NormalDist
 
 import pytest
 
 from toolkit.stats import (
+    CHI2_AT_QUANTILE,
+    MEDIAN_VARIANCE,
+    MIN_VARIANCE,
+    Z95,
     Estimate,
+    Noise,
     Stats,
     holm,
     percentile,
-    ratio_test,
+    pooled_noise,
+    rounds_needed,
     samples_needed,
+    shift_test,
     tail,
     throughput_rows_per_s,
 )
@@ -75,35 +83,60 @@ def test_one_round_has_no_interval():
     assert estimate.spread == pytest.approx(1.0 / 2.0)  # IQR 1.0 over median 2.0
 
 
-def test_rounds_give_the_median_of_medians_and_an_interval_within_them():
+def test_without_pooled_noise_rounds_give_their_range_and_say_so():
     rounds = [Stats.from_ms([m, m, m]) for m in (10.0, 11.0, 13.0)]
     estimate = Estimate.from_rounds(rounds)
     assert estimate.median_ms == 11.0 and estimate.rounds == 3
-    # with 3 rounds each extreme is the median of a resample a quarter of the time
-    assert (estimate.low_ms, estimate.high_ms) == (10.0, 13.0)
-    assert estimate.half_width == pytest.approx(1.5 / 11.0)
-    same = Estimate.from_rounds([Stats.from_ms([5.0])] * 4)
-    assert (same.low_ms, same.high_ms) == (5.0, 5.0)
+    assert (estimate.low_ms, estimate.high_ms, estimate.kind) == (10.0, 13.0, "range")
+    assert Estimate.from_rounds(rounds[:1]).kind == "none"
 
 
-def test_ratio_test_separated_runs():
-    base, new = [1.00, 1.02, 0.99], [1.50, 1.48, 1.53]
-    test = ratio_test(base, new, threshold=0.10)
-    assert test.ratio == pytest.approx(1.50 / 1.00)
-    assert 1.45 < test.low <= test.ratio <= test.high < 1.55
-    assert test.p_slower == 0.0  # every resampled ratio is above 1.1
-    assert test.p_faster == 1.0 and test.p_same == 1.0
-    back = ratio_test(new, base, threshold=0.10)
-    assert back.p_faster == 0.0 and back.p_slower == 1.0
+def test_pooled_noise_reads_a_low_percentile_of_the_cases_log_variances():
+    # every case varies by exactly 10% up and down: log variance ln(1.1)^2-ish, the same
+    cases = [[v / 1.1, v, v * 1.1] for v in (1.0, 2.0, 5.0, 40.0)]
+    noise = pooled_noise(cases)
+    variance = math.log(1.1) ** 2  # of (-l, 0, +l) with l = ln 1.1: 2 l^2 / 2
+    assert noise is not None and noise.cases == 4
+    assert noise.sigma == pytest.approx(math.sqrt(variance / CHI2_AT_QUANTILE[1]))
+    # one case slowed in a round moves a mean of variances, not this percentile
+    slowed = pooled_noise([*cases, [1.0, 1.0, 1.7]])
+    assert slowed is not None and slowed.sigma == pytest.approx(noise.sigma)
+    assert pooled_noise(cases[:2]) is None and pooled_noise([[1.0]] * 9) is None
 
 
-def test_ratio_test_overlapping_runs_are_not_slower():
-    base, new = [1.00, 1.20, 0.95], [1.10, 0.98, 1.25]
-    test = ratio_test(base, new, threshold=0.10)
-    assert test.p_slower > 0.05 and test.p_faster > 0.05
-    assert test.low < 1.0 < test.high
-    tight = ratio_test([1.0, 1.01, 0.99], [1.02, 1.0, 1.01], threshold=0.10)
-    assert tight.p_same == 0.0  # every resampled ratio within +/- 10%
+def test_an_estimate_with_pooled_noise_is_a_95_interval_on_the_log_scale():
+    noise = Noise(0.05, 40)
+    rounds = [Stats.from_ms([m]) for m in (10.0, 11.0, 12.0, 30.0)]
+    estimate = Estimate.from_rounds(rounds, noise)
+    half = Z95 * 0.05 * math.sqrt(MEDIAN_VARIANCE[3])
+    assert estimate.median_ms == 11.5 and estimate.kind == "interval"
+    assert estimate.low_ms == pytest.approx(11.5 * math.exp(-half))
+    assert estimate.high_ms == pytest.approx(11.5 * math.exp(half))
+
+
+def test_shift_test_on_the_fastest_rounds_and_tost_on_the_medians():
+    noise = Noise(0.05, 40)
+    base, new = [1.00, 1.02, 0.99, 1.5], [1.30, 1.32, 1.29, 1.31]
+    test = shift_test(base, new, noise, threshold=0.10)
+    assert test.fastest == pytest.approx(1.29 / 0.99)
+    assert test.ratio == pytest.approx(1.305 / 1.01)
+    se_min = 0.05 * math.sqrt(2 * MIN_VARIANCE[3])
+    assert test.p_slower == pytest.approx(1 - NormalDist().cdf(math.log(1.29 / 0.99) / se_min))
+    assert test.p_slower < 1e-6 and test.p_faster > 0.99 and test.p_same > 0.5
+    same = shift_test([1.0, 1.01, 0.99, 1.0], [1.0, 1.0, 1.01, 0.99], Noise(0.01, 40), 0.10)
+    assert same.p_same < 1e-6 and same.low < 1.0 < same.high
+    # a slow process in NEW's rounds moves the median of 2, not the fastest round
+    lucky = shift_test([1.0, 1.0], [1.0, 1.6], noise, 0.10)
+    assert lucky.fastest == 1.0 and lucky.p_slower == pytest.approx(0.5)
+
+
+def test_rounds_needed_grow_with_the_noise():
+    quiet = rounds_needed(Noise(0.03, 40), 40)
+    louder = rounds_needed(Noise(0.05, 40), 40)
+    assert quiet is not None and louder is not None and 2 <= quiet < louder
+    assert rounds_needed(Noise(0.05, 6), 6) <= louder  # fewer cases: a milder correction
+    # the fastest round resists slow processes but gains little from more rounds
+    assert rounds_needed(Noise(0.10, 40), 40) is None
 
 
 def test_holm_adjusts_in_order():

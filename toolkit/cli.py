@@ -82,12 +82,12 @@ QualityDropOption = Annotated[str | None, typer.Option(
     "may lose against the native model: absolute (0.01) or relative (1%, the default)")]
 ClusterOption = Annotated[str | None, typer.Option(
     help="run the steps on a Ray cluster: local (start one here), auto, HOST:PORT or "
-    "ray://HOST:PORT; the nodes need no shared disk (needs pip install 'deploybench[cluster]')")]
+    "ray://HOST:PORT; the nodes need no shared disk (needs pip install 'deploybench\\[cluster]')")]
 PlacementOption = Annotated[str, typer.Option(
     help="with --cluster: spread (each case on any free node, all its rounds on that node) or "
     "each-node (every case on every node, to compare machines)")]
 RoundsOption = Annotated[int | None, typer.Option(
-    help="fresh processes per case (default 3; the full suite 5): the 95% interval of each "
+    help="fresh processes per case (default 4; the full suite 5): the 95% interval of each "
     "figure is over these rounds")]
 
 
@@ -149,13 +149,17 @@ def run(
 
 def _backend(address: str | None, placement: str) -> tuple[Any, dict[str, str] | None]:
     """Where --cluster sends the steps (None: here), and what the run section keeps of it."""
-    from toolkit.backends.cluster import ClusterBackend, check_placement
+    import importlib.util
+
+    from toolkit.backends.cluster import MISSING, ClusterBackend, check_placement
 
     check_placement(placement)
     if address is None:
         if placement != "spread":
             raise BadInputError("--placement applies to a run on a cluster; add --cluster")
         return None, None
+    if importlib.util.find_spec("ray") is None:
+        raise BadInputError(MISSING)
     return ClusterBackend(address, placement), {"address": address, "placement": placement}
 
 
@@ -171,7 +175,7 @@ def _given(ctx: typer.Context) -> list[str]:
         source = ctx.get_parameter_source(param.name) if param.name else None
         if param.name not in RESUME_OPTIONS and getattr(source, "name", "") == "COMMANDLINE":
             names.append(param.opts[0] if param.param_type_name == "option"
-                         else f"the {param.human_readable_name.lower()}")
+                         else f"the {param.name} argument")
     return names
 
 
@@ -427,9 +431,7 @@ def _input_warnings(results_path: Path) -> list[str]:
     from toolkit.results import read_results
 
     run, _ = read_results(results_path)
-    differ = [f"the cluster's nodes run different versions ({line}): their figures compare "
-              "the software as well as the hardware" for line in run.get("node_versions", [])]
-    return list(run.get("input_warnings", [])) + differ
+    return list(run.get("input_warnings", []))
 
 
 @app.command()
@@ -532,10 +534,14 @@ def compare(
     metric: Annotated[str, typer.Option(help="p50, mean, p90, p99 or min")] = "p50",
     fmt: Annotated[str, typer.Option(
         "--format", help="text, or md for a pull-request comment")] = "text",
+    fail_on: Annotated[str, typer.Option(
+        "--fail-on", help="slower (default: exit 1 on a confident regression or a case that "
+        "failed in NEW), or inconclusive (also on a case that could not be judged)")] = "slower",
     history_path: HistoryOption = None,
 ) -> None:
-    """Compare two runs case by case: the ratio of medians with its 95% interval over rounds;
-    exit code 1 only when a case is slower beyond the threshold with confidence."""
+    """Compare two runs case by case: the ratio of medians with its 95% interval; exit code 1
+    when a case is slower beyond the threshold with confidence, or failed or lost its parity in
+    NEW."""
     from toolkit import compare as comparing
 
     try:
@@ -543,7 +549,7 @@ def compare(
             raise BadInputError(f"--format {fmt!r}: choose text or md")
         result = comparing.compare(history.resolve(base, history_path),
                                    history.resolve(new, history_path),
-                                   comparing.parse_threshold(threshold), metric)
+                                   comparing.parse_threshold(threshold), metric, fail_on)
     except DeploybenchError as exc:
         raise _fail(exc) from None
     if fmt == "md":
@@ -555,8 +561,10 @@ def compare(
         for title, cases in (("only in base", result.only_base), ("only in new", result.only_new)):
             if cases:
                 out.print(f"{title}: {', '.join(cases)}", markup=False, highlight=False)
+        for line in result.failed:
+            out.print(f"failed in new: {line}", style="red", markup=False, highlight=False)
         out.print(comparing.summary_line(result), markup=False, highlight=False)
-    if result.regressed:
+    if result.fails(fail_on):
         raise typer.Exit(1)
 
 

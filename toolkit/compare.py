@@ -1,19 +1,25 @@
 """Two runs side by side: per case, the ratio new/base of the medians over rounds, its 95%
 interval, and a verdict a CI gate can trust.
 
-Each run measured a case in R rounds (fresh processes). The ratio's interval comes from
-resampling the rounds of both runs (`toolkit.stats.ratio_test`); with t the threshold:
+Each run measured a case in R rounds (fresh processes). How much rounds vary is pooled over all
+the matched cases of both runs, per runtime where it has enough cases (`toolkit.stats.
+pooled_noise`); with t the threshold (`toolkit.stats.shift_test`):
 
-    slower        the ratio is above 1 + t with confidence
-    faster        below 1 - t with confidence
-    same          within 1 +/- t with confidence
-    inconclusive  none of these (the interval straddles a bound): not a regression
+    slower        the fastest round of NEW is slower than BASE's with significance (Holm over
+                  all matched cases, family-wise 5%), and by more than t (the ratio of the
+                  medians, which slow processes can move, must agree in direction):
+                  significance and size judged apart
+    faster        the mirror image
+    same          the ratio of medians is within 1 +/- t by an equivalence test (TOST at 5%
+                  per case: `same` is a claim about that case, and never fails a gate)
+    inconclusive  none of these: not a regression, unless --fail-on inconclusive
 
-"With confidence" is a bootstrap p-value below ALPHA after the Holm correction over all the
-matched cases, so testing forty cases does not make forty chances of a false alarm. A case with
-one round in either run (results from before rounds, or --rounds 1) has no spread over
-processes: it is judged on the spread inside its one process (half the summed interquartile
-ranges), and the comparison says that verdict is weaker. `compare` exits 1 only on `slower`.
+A case that failed or crashed in NEW (it has no timing, and a failed record where BASE timed it)
+or whose ONNX parity fails in NEW fails the gate too, named. Where no variation could be pooled
+(every case has one round: results from before rounds, or --rounds 1), no case is called slower
+or faster: a one-round run cannot tell a process's luck from a change, so its verdicts are
+`inconclusive` (or `same` where even the spread inside the process allows it), with a warning.
+`compare` exits 1 on `slower`, on a failed case, and with --fail-on inconclusive on those too.
 """
 
 from __future__ import annotations
@@ -23,10 +29,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from toolkit.errors import BadInputError
+from toolkit.recipes import FP32
 from toolkit.results import Record
-from toolkit.stats import Stats, holm, median, ratio_test
+from toolkit.stats import Noise, Stats, holm, median, pooled_by, rounds_needed, shift_test
 
 METRICS = ("p50", "mean", "p90", "p99", "min")
+FAIL_ON = ("slower", "inconclusive")
 ALPHA = 0.05
 
 
@@ -36,15 +44,16 @@ class Row:
     base_ms: float
     new_ms: float
     ratio: float  # new / base: above 1 is slower
-    low: float  # the ratio's 95% interval (equal to ratio with one round)
+    low: float  # the ratio's 95% interval (equal to ratio where no noise could be pooled)
     high: float
     rounds: tuple[int, int]  # (base, new)
     verdict: str  # "slower", "faster", "same", "inconclusive"
+    judged: bool = True  # False: no pooled variation, so no interval and no slower/faster
 
     @property
     def weak(self) -> bool:
-        """Judged without rounds on one side or both: on the spread inside one process."""
-        return min(self.rounds) < 2
+        """Judged without a variation between processes (one round everywhere)."""
+        return not self.judged
 
 
 @dataclass(frozen=True)
@@ -56,19 +65,31 @@ class Comparison:
     threshold: float
     metric: str
     missing_metric: list[str]  # matched cases whose runs lack the metric (p99 of few samples)
+    failed: list[str] = ()  # type: ignore[assignment]  # cases that failed or lost parity in NEW
+    noise: Noise | None = None
+    advice: str = ""  # how many rounds would catch a 1.3x change at this noise
 
     @property
     def regressed(self) -> list[Row]:
         return [r for r in self.rows if r.verdict == "slower"]
+
+    def fails(self, fail_on: str = "slower") -> bool:
+        """Whether the gate fails: a case slower, failed or wrong in NEW (or, with
+        fail_on="inconclusive", a case that could not be judged)."""
+        inconclusive = fail_on == "inconclusive" and any(r.verdict == "inconclusive"
+                                                         for r in self.rows)
+        return bool(self.regressed or self.failed or inconclusive)
 
     @property
     def warnings(self) -> list[str]:
         found = [f"the runs differ: {w}" for w in self.environment_warnings]
         weak = [r for r in self.rows if r.weak]
         if weak:
-            found.append(f"{len(weak)} of {len(self.rows)} cases have one round in a run: "
-                         "their verdict rests on the spread inside one process, which misses "
-                         "the larger noise between processes; measure with --rounds 3 or more")
+            found.append(f"{len(weak)} of {len(self.rows)} cases could not be judged: the runs "
+                         "have one round per case, so nothing says how much processes vary; "
+                         "no case is called slower or faster. Measure with --rounds 4 or more")
+        if self.advice:
+            found.append(self.advice)
         if self.missing_metric:
             found.append(f"{len(self.missing_metric)} cases have no {self.metric} in a run "
                          "(too few samples to estimate it) and are left out; use --metric p50")
@@ -98,62 +119,116 @@ def rounds_by_case(records: list[Record]) -> dict[str, list[Stats]]:
 
 def compare(base: tuple[Mapping[str, Any], list[Record]],
             new: tuple[Mapping[str, Any], list[Record]],
-            threshold: float = 0.10, metric: str = "p50") -> Comparison:
+            threshold: float = 0.10, metric: str = "p50", fail_on: str = "slower"
+            ) -> Comparison:
     if metric not in METRICS:
         raise BadInputError(f"--metric {metric!r}: choose from {', '.join(METRICS)}")
+    if fail_on not in FAIL_ON:
+        raise BadInputError(f"--fail-on {fail_on!r}: choose {' or '.join(FAIL_ON)}")
     before, after = rounds_by_case(base[1]), rounds_by_case(new[1])
     field = f"{metric}_ms"
     matched, missing = [], []
     for case in sorted(before.keys() & after.keys()):
         b = [getattr(s, field) for s in before[case]]
         n = [getattr(s, field) for s in after[case]]
-        if None in b or None in n:
+        if None in b or None in n or min(b) <= 0 or min(n) <= 0:
             missing.append(case)
         else:
             matched.append((case, b, n, before[case], after[case]))
-    strong = [(case, ratio_test(b, n, threshold)) for case, b, n, _, _ in matched
-              if len(b) > 1 and len(n) > 1]
-    verdicts, tests = _strong_verdicts(strong), dict(strong)
+    engines = {r.case.key: r.case.engine for r in (*base[1], *new[1]) if r.timed}
+    noises = _noises([(engines.get(case, ""), b, n) for case, b, n, _, _ in matched])
+    tests = {case: shift_test(b, n, noises[engines.get(case, "")], threshold)
+             for case, b, n, _, _ in matched if noises.get(engines.get(case, ""))}
+    verdicts = _verdicts(list(tests.items()), threshold)
     rows = []
     for case, b, n, b_stats, n_stats in matched:
         test = tests.get(case)
-        ratio = median(n) / median(b) if median(b) > 0 else float("inf")
-        rows.append(Row(
-            case, median(b), median(n), ratio,
-            test.low if test else ratio, test.high if test else ratio,
-            (len(b), len(n)),
-            verdicts[case] if case in verdicts else _weak_verdict(b_stats, n_stats, ratio,
-                                                                  threshold)))
+        if test is not None:
+            rows.append(Row(case, median(b), median(n), test.ratio, test.low, test.high,
+                            (len(b), len(n)), verdicts[case]))
+        else:
+            ratio = median(n) / median(b)
+            rows.append(Row(case, median(b), median(n), ratio, ratio, ratio, (len(b), len(n)),
+                            _unjudged(b_stats, n_stats, ratio, threshold), judged=False))
+    noise = noises.get("")
     return Comparison(rows, sorted(before.keys() - after.keys()),
                       sorted(after.keys() - before.keys()),
-                      environment_differences(base[0], new[0]), threshold, metric, missing)
+                      environment_differences(base[0], new[0]), threshold, metric, missing,
+                      failed_in_new(base[1], new[1]), noise,
+                      _advice(noise, len(matched), [r.rounds for r in rows]))
 
 
-def _strong_verdicts(tests: list[tuple[str, Any]]) -> dict[str, str]:
-    """Verdicts from bootstrap p-values, Holm-corrected over all the cases tested."""
+def _noises(cases: list[tuple[str, list[float], list[float]]]) -> dict[str, Noise | None]:
+    groups: dict[str, list[list[float]]] = {}
+    for engine, b, n in cases:
+        groups.setdefault(engine, []).extend([b, n])
+    return pooled_by(groups)
+
+
+def _verdicts(tests: list[tuple[str, Any]], threshold: float) -> dict[str, str]:
+    """Verdicts from the tests' p-values, Holm-corrected over all the cases tested."""
     if not tests:
         return {}
     slower = holm([t.p_slower for _, t in tests])
     faster = holm([t.p_faster for _, t in tests])
-    same = holm([t.p_same for _, t in tests])
     found = {}
-    for index, (case, _) in enumerate(tests):
-        found[case] = ("slower" if slower[index] < ALPHA else "faster" if faster[index] < ALPHA
-                       else "same" if same[index] < ALPHA else "inconclusive")
+    for index, (case, test) in enumerate(tests):
+        found[case] = ("slower" if slower[index] < ALPHA and test.fastest > 1 + threshold
+                       and test.ratio > 1 else
+                       "faster" if faster[index] < ALPHA and test.fastest < 1 - threshold
+                       and test.ratio < 1 else
+                       "same" if test.p_same < ALPHA else "inconclusive")
     return found
 
 
-def _weak_verdict(base: list[Stats], new: list[Stats], ratio: float, threshold: float) -> str:
-    """One round on a side: beyond the threshold AND beyond the spread inside the process."""
+def _unjudged(base: list[Stats], new: list[Stats], ratio: float, threshold: float) -> str:
+    """No variation between processes to judge by: never slower or faster; `same` where the
+    ratio is within the threshold and the medians moved less than the spread in a process."""
     noise = (median([s.iqr_ms for s in base]) + median([s.iqr_ms for s in new])) / 2
     moved = abs(median([s.p50_ms for s in new]) - median([s.p50_ms for s in base]))
-    if moved <= noise:
-        return "inconclusive" if abs(ratio - 1) > threshold else "same"
-    if ratio > 1 + threshold:
-        return "slower"
-    if ratio < 1 - threshold:
-        return "faster"
-    return "same"
+    return "same" if abs(ratio - 1) <= threshold and moved <= noise else "inconclusive"
+
+
+def _advice(noise: Noise | None, cases: int, rounds: list[tuple[int, int]]) -> str:
+    """How many rounds would catch a 1.3x change at the noise these runs saw, where they had
+    fewer."""
+    if noise is None or not rounds:
+        return ""
+    needed = rounds_needed(noise, cases)
+    have = min(min(pair) for pair in rounds)
+    if needed is not None and needed <= have:
+        return ""
+    wanted = f"{needed} rounds per run" if needed else "more than 30 rounds per run"
+    return (f"the rounds varied by about {noise.sigma:.0%} between processes: catching a 1.3x "
+            f"slowdown 19 times in 20 over {cases} cases needs {wanted} (these had {have}); "
+            "quiet the machine or raise --rounds")
+
+
+def _loose(record: Record) -> tuple[str, str, str, int | None, str]:
+    case = record.case
+    return (case.workload, case.engine, case.provider, case.batch_size, case.recipe)
+
+
+def failed_in_new(base: list[Record], new: list[Record]) -> list[str]:
+    """The cases BASE timed that NEW failed, crashed on, or timed with a failing parity: each
+    with why."""
+    timed_before = {_loose(r) for r in base if r.timed}
+    timed_after = {_loose(r) for r in new if r.timed}
+    found: dict[str, str] = {}
+    for record in new:
+        key = _loose(record)
+        if key not in timed_before:
+            continue
+        workload, engine, provider, batch, recipe = key
+        name = f"{workload} {engine} {provider} b={batch}" + (
+            f" {recipe}" if recipe != FP32 else "")
+        why = record.reason.splitlines()[0] if record.reason else "no reason given"
+        if record.phase == "infer" and record.status == "failed" and key not in timed_after:
+            found.setdefault(name, f"{name}: failed in new ({why})")
+        elif record.timed and record.parity is not None and record.parity.verdict == "fail":
+            found.setdefault(name, f"{name}: its parity fails in new (max abs error "
+                                   f"{record.parity.max_abs:.2g})")
+    return list(found.values())
 
 
 def environment_differences(base: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
@@ -177,17 +252,19 @@ def environment_differences(base: Mapping[str, Any], new: Mapping[str, Any]) -> 
 def interval_text(row: Row) -> str:
     """`1.52 [1.47, 1.58]`, or the ratio alone where there is no interval."""
     if row.weak:
-        return f"{row.ratio:.2f} (one round)"
+        return f"{row.ratio:.2f} (not judged)"
     return f"{row.ratio:.2f} [{row.low:.2f}, {row.high:.2f}]"
 
 
 def summary_line(result: Comparison) -> str:
     counts = {v: sum(r.verdict == v for r in result.rows)
               for v in ("slower", "faster", "same", "inconclusive")}
+    failed = f"; {len(result.failed)} failed in new" if result.failed else ""
+    noise = (f", rounds vary by {result.noise.sigma:.1%}" if result.noise is not None else "")
     return (f"{counts['slower']} regressed of {len(result.rows)} matched cases ("
             f"{counts['faster']} faster, {counts['same']} same, {counts['inconclusive']} "
-            f"inconclusive; threshold {result.threshold:.0%} on {result.metric}, 95% "
-            "intervals over rounds, Holm-corrected)")
+            f"inconclusive{failed}; threshold {result.threshold:.0%} on {result.metric}, 95% "
+            f"intervals{noise}, Holm-corrected)")
 
 
 def render_markdown(result: Comparison) -> str:
@@ -203,6 +280,8 @@ def render_markdown(result: Comparison) -> str:
         lines.append(f"| {row.case} | {duration(row.base_ms / 1e3)} | "
                      f"{duration(row.new_ms / 1e3)} | {interval_text(row)} | "
                      f"{row.verdict}{mark} |")
+    if result.failed:
+        lines += ["", "**Failed in new:** " + "; ".join(result.failed)]
     for title, cases in (("only in base", result.only_base), ("only in new", result.only_new)):
         if cases:
             lines += ["", f"{title}: " + ", ".join(cases)]

@@ -12,12 +12,13 @@ step's own rule (`fill_missing`). The run's exit code is decided here too (`RunO
 from __future__ import annotations
 
 import dataclasses
+import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from toolkit import environment
+from toolkit import busy, environment
 from toolkit.backends import Backend, Finished
 from toolkit.backends.local import LocalBackend
 from toolkit.errors import BadInputError
@@ -25,6 +26,7 @@ from toolkit.plans import Plan, replan
 from toolkit.plans.steps import Context, Skipped, Step, fill_missing
 from toolkit.results import Record, ResultsFile, now, prepare_out_dir
 
+log = logging.getLogger(__name__)
 Progress = Callable[[int, int, str], None]  # (steps done, steps in all, what runs now)
 
 
@@ -72,12 +74,18 @@ def start(plan: Plan, out_dir: Path, *, argv: Sequence[str] = (),
     """A new run of `plan` into `out_dir`, on `backend` (here by default); `where` is what the
     run section keeps of the backend (a cluster's address and placement) for --resume."""
     backend = backend or LocalBackend()
+    machine = busy.state(gpu=any(p != "cpu" for p in plan.suite.providers))
+    said = busy.busy_text(machine)
+    if said:
+        log.warning("the machine is busy (%s): figures will vary more between rounds; quiet "
+                    "it, or raise --rounds", said)
     here = environment.describe(peak_threads=plan.suite.threads)
     backend.open(plan.suite.threads, here)  # a cluster that cannot be used: no results file
     out_dir = prepare_out_dir(out_dir)
     results = ResultsFile(out_dir / "results.json", {
         **plan.run, **({"cluster": dict(where)} if where else {}), "argv": list(argv),
-        "started": now(), "finished": None, "interrupted": False, "environment": here})
+        "started": now(), "finished": None, "interrupted": False, "environment": here,
+        "machine_state": machine})
     results.save()
     return execute(plan, results, progress, backend)
 

@@ -2,15 +2,26 @@
 
 One timed series (one child, one variant, one batch size) is summarised by `Stats`. The same
 case measured in several rounds (fresh processes) is summarised by `Estimate`: the median of the
-round medians with a bootstrap 95% interval over rounds. Two runs are compared by
-`ratio_test`, and many comparisons at once corrected with `holm`.
+round medians, and its 95% interval. Two runs are compared by `shift_test`, and many
+comparisons at once corrected with `holm`.
+
+With a few rounds a case cannot say how much processes vary by itself (a percentile bootstrap
+of 3 values gives their range, which covers the true median about 75% of the time). So the
+variation between rounds is borrowed from all the cases of a run (`pooled_noise`): on a log
+scale, where a machine's noise is about the same share of every case's time, and from a low
+percentile of the cases' variances, which a slow process in a few cases' rounds cannot move. A
+case's interval and a comparison's tests then use that pooled variation with the known variance
+of the median (or the minimum) of k normal values. Slow processes only ever slow a round down,
+so whether a case got slower is tested on the fastest round of each run, which a slow process
+reaches only when it slowed every round (`benchmarks/compare_sim.py` measures what that buys).
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
+from statistics import NormalDist
 
 
 def percentile(sorted_values: Sequence[float], q: float) -> float:
@@ -124,38 +135,106 @@ def median(values: Sequence[float]) -> float:
     return percentile(sorted(values), 50)
 
 
-def bootstrap_medians(values: Sequence[float], resamples: int = 4000, seed: int = 0
-                      ) -> list[float]:
-    """Medians of `resamples` resamples (with replacement) of `values`, from a fixed seed."""
-    import numpy as np
+# The variance of the minimum and of the median of k independent standard normal values, for
+# k = 1, 2, ... (order statistics; integrated numerically; beyond the table the last value,
+# which overstates the variance, so errs on the side of no verdict).
+MIN_VARIANCE = (1.0, 0.6817, 0.5595, 0.4917, 0.4475, 0.4159, 0.3919, 0.3729, 0.3574, 0.3443,
+                0.3332, 0.3236, 0.3152, 0.3077, 0.301, 0.295, 0.2895, 0.2845, 0.2799, 0.2757,
+                0.2718, 0.2681, 0.2647, 0.2615, 0.2585, 0.2557, 0.253, 0.2505, 0.2481, 0.2458)
+MEDIAN_VARIANCE = (1.0, 0.5, 0.4487, 0.2981, 0.2868, 0.2145, 0.2104, 0.1682, 0.1661, 0.1383,
+                   0.1372, 0.1174)
+POOL_QUANTILE = 0.4  # which percentile of the cases' variances the pooled variation is read at
+# chi2.ppf(POOL_QUANTILE, df) / df for df = 1 .. 30: where that percentile of a sample variance
+# with df degrees of freedom lies, relative to the true variance
+CHI2_AT_QUANTILE = (0.275, 0.51083, 0.62306, 0.68821, 0.7311, 0.76169, 0.78475, 0.80283,
+                    0.81745, 0.82955, 0.83975, 0.8485, 0.85609, 0.86275, 0.86865, 0.87392,
+                    0.87866, 0.88296, 0.88686, 0.89044, 0.89373, 0.89676, 0.89957, 0.90219,
+                    0.90462, 0.9069, 0.90904, 0.91104, 0.91294, 0.91472)
+MIN_POOLED = 3  # cases with rounds a pooled variation needs
+Z95 = 1.959964
 
-    data = np.asarray(values, dtype=np.float64)
-    picks = np.random.default_rng(seed).integers(0, len(data), size=(resamples, len(data)))
-    return np.median(data[picks], axis=1).tolist()
+
+def _order_variance(table: Sequence[float], k: int) -> float:
+    return table[min(k, len(table)) - 1]
+
+
+def _chi2_at_quantile(df: int) -> float:
+    if df <= len(CHI2_AT_QUANTILE):
+        return CHI2_AT_QUANTILE[df - 1]
+    z = NormalDist().inv_cdf(POOL_QUANTILE)  # Wilson-Hilferty beyond the table
+    return (1 - 2 / (9 * df) + z * math.sqrt(2 / (9 * df))) ** 3
+
+
+@dataclass(frozen=True)
+class Noise:
+    """How much a case's round medians vary between processes: the standard deviation of their
+    logarithm (0.05: about 5%), pooled over `cases` cases."""
+
+    sigma: float
+    cases: int
+
+
+def pooled_noise(groups: Iterable[Sequence[float]]) -> Noise | None:
+    """The variation between rounds, pooled over cases: each case's round medians (a case with
+    one round says nothing), on a log scale; the POOL_QUANTILE-th percentile of the cases'
+    variances over where that percentile of a variance lies. None with fewer than MIN_POOLED
+    cases of two rounds or more."""
+    scaled = []
+    for values in groups:
+        logs = [math.log(v) for v in values if v > 0]
+        if len(logs) < 2:
+            continue
+        mean = math.fsum(logs) / len(logs)
+        variance = math.fsum((x - mean) ** 2 for x in logs) / (len(logs) - 1)
+        scaled.append(variance / _chi2_at_quantile(len(logs) - 1))
+    if len(scaled) < MIN_POOLED:
+        return None
+    return Noise(math.sqrt(percentile(sorted(scaled), POOL_QUANTILE * 100)), len(scaled))
+
+
+POOL_PER_RUNTIME = 8  # cases a runtime needs for a variation of its own (else the run's)
+
+
+def pooled_by(groups: Mapping[str, Sequence[Sequence[float]]]) -> dict[str, Noise | None]:
+    """The pooled variation of the whole run (key "") and of each group (a runtime: Keras'
+    tf.function moves more between processes than ONNX Runtime) with POOL_PER_RUNTIME cases of
+    rounds of its own, else the run's."""
+    everything = pooled_noise([case for cases in groups.values() for case in cases])
+    found: dict[str, Noise | None] = {"": everything}
+    for name, cases in groups.items():
+        own = pooled_noise(cases)
+        found[name] = own if own is not None and own.cases >= POOL_PER_RUNTIME else everything
+    return found
 
 
 @dataclass(frozen=True)
 class Estimate:
-    """One case over its rounds: the median of the round medians and its 95% interval
-    (percentile bootstrap over rounds), with the spread within a round (IQR / median)."""
+    """One case over its rounds: the median of the round medians, its 95% interval, and the
+    spread within a round (IQR / median). `kind` says what low..high is: `interval` (a 95%
+    interval, from the variation pooled over the run's cases), `range` (the lowest and highest
+    round, where no variation could be pooled) or `none` (one round)."""
 
     median_ms: float
     low_ms: float
     high_ms: float
     rounds: int
     spread: float
+    kind: str = "none"
 
     @classmethod
-    def from_rounds(cls, rounds: Sequence[Stats]) -> Estimate:
+    def from_rounds(cls, rounds: Sequence[Stats], noise: Noise | None = None) -> Estimate:
         if not rounds:
             raise ValueError("no rounds to estimate from")
         medians = [s.p50_ms for s in rounds]
         spread = median([s.iqr_ms / s.p50_ms if s.p50_ms > 0 else 0.0 for s in rounds])
+        middle = median(medians)
+        if noise is not None and middle > 0:
+            half = Z95 * noise.sigma * math.sqrt(_order_variance(MEDIAN_VARIANCE, len(medians)))
+            return cls(middle, middle * math.exp(-half), middle * math.exp(half), len(medians),
+                       spread, "interval")
         if len(medians) == 1:
-            return cls(medians[0], medians[0], medians[0], 1, spread)
-        boot = sorted(bootstrap_medians(medians))
-        return cls(median(medians), percentile(boot, 2.5), percentile(boot, 97.5),
-                   len(medians), spread)
+            return cls(middle, middle, middle, 1, spread)
+        return cls(middle, min(medians), max(medians), len(medians), spread, "range")
 
     @property
     def half_width(self) -> float:
@@ -164,37 +243,58 @@ class Estimate:
 
 
 @dataclass(frozen=True)
-class RatioTest:
-    """new / base for one case, from the round medians of both runs.
+class ShiftTest:
+    """new / base for one case, from the round medians of both runs and the pooled noise.
 
-    `p_slower` is the bootstrap probability that the ratio is at most 1 + threshold (small: the
-    case is slower beyond the threshold), `p_faster` that it is at least 1 - threshold, and
-    `p_same` that it lies outside +/- threshold (small: the case is the same within it).
+    `ratio` is the ratio of the medians over rounds, `low`..`high` its 95% interval;
+    `fastest` the ratio of the fastest rounds. `p_slower` (`p_faster`) is the one-sided p-value
+    of "no change" against slower (faster), from the fastest rounds; `p_same` is the p-value
+    of the equivalence test (TOST: two one-sided tests that the ratio of medians lies within
+    1 +/- threshold; small: the same).
     """
 
     ratio: float
     low: float
     high: float
+    fastest: float
     p_slower: float
     p_faster: float
     p_same: float
 
 
-def ratio_test(base: Sequence[float], new: Sequence[float], threshold: float,
-               resamples: int = 4000, seed: int = 0) -> RatioTest:
-    """Bootstrap the ratio of medians new/base, resampling the rounds of each run apart."""
-    import numpy as np
+def shift_test(base: Sequence[float], new: Sequence[float], noise: Noise,
+               threshold: float) -> ShiftTest:
+    normal = NormalDist()
+    nb, nn = len(base), len(new)
+    d_min = math.log(min(new)) - math.log(min(base))
+    se_min = noise.sigma * math.sqrt(_order_variance(MIN_VARIANCE, nb)
+                                     + _order_variance(MIN_VARIANCE, nn))
+    d_med = math.log(median(new)) - math.log(median(base))
+    se_med = noise.sigma * math.sqrt(_order_variance(MEDIAN_VARIANCE, nb)
+                                     + _order_variance(MEDIAN_VARIANCE, nn))
+    if se_min <= 0 or se_med <= 0:  # no noise at all: the values decide
+        se_min = se_med = 1e-12
+    below = 1 - normal.cdf((d_med - math.log(1 - threshold)) / se_med)
+    above = normal.cdf((d_med - math.log(1 + threshold)) / se_med)
+    return ShiftTest(
+        ratio=math.exp(d_med), low=math.exp(d_med - Z95 * se_med),
+        high=math.exp(d_med + Z95 * se_med), fastest=math.exp(d_min),
+        p_slower=1 - normal.cdf(d_min / se_min), p_faster=normal.cdf(d_min / se_min),
+        p_same=max(below, above))
 
-    ratios = (np.asarray(bootstrap_medians(new, resamples, seed + 1))
-              / np.asarray(bootstrap_medians(base, resamples, seed)))
-    ordered = np.sort(ratios)
-    return RatioTest(
-        ratio=median(new) / median(base),
-        low=percentile(ordered.tolist(), 2.5), high=percentile(ordered.tolist(), 97.5),
-        p_slower=float(np.mean(ratios <= 1 + threshold)),
-        p_faster=float(np.mean(ratios >= 1 - threshold)),
-        p_same=float(max(np.mean(ratios >= 1 + threshold), np.mean(ratios <= 1 - threshold))),
-    )
+
+def rounds_needed(noise: Noise, cases: int, change: float = 1.3, alpha: float = 0.05,
+                  power: float = 0.95, most: int = 30) -> int | None:
+    """The fewest rounds per run at which a case `change` times slower is called slower with
+    `power`, among `cases` cases at family-wise `alpha`, at this noise (None: more than
+    `most`)."""
+    normal = NormalDist()
+    needed = normal.inv_cdf(1 - alpha / max(cases, 1)) + normal.inv_cdf(power)
+    for k in range(2, most + 1):
+        if math.log(change) / (noise.sigma * math.sqrt(2 * _order_variance(MIN_VARIANCE, k))) \
+                >= needed:
+            return k
+    return None
 
 
 def holm(p_values: Sequence[float]) -> list[float]:

@@ -6,7 +6,7 @@ A suite names workloads, batch sizes, providers, the timing budget and parity to
     workloads = ["sklearn/seed-linreg", "keras/digits-mlp"]   # framework/name, or a bare name
     batch_sizes = [1, 64]
     providers = ["cpu", "cuda"]                              # ONNX Runtime execution providers
-    rounds = 3                                               # fresh processes per case
+    rounds = 4                                               # fresh processes per case
     [timing]   warmup, min_iterations, min_seconds, max_seconds
     [parity]   rtol, atol
     [export]   opset
@@ -151,7 +151,7 @@ KEYS: dict[str, tuple[str, str]] = {
     "batch_sizes": ("a list of whole numbers", "batch_sizes = [1, 64]"),
     "providers": (_LIST_OF_TEXT, 'providers = ["cpu", "cuda"]'),
     "threads": ("a whole number", "threads = 2"),
-    "rounds": ("a whole number", "rounds = 3"),
+    "rounds": ("a whole number", "rounds = 4"),
     "recipes": (_LIST_OF_TEXT, 'recipes = ["fp32", "int8-dynamic"]'),
     "max_quality_drop": ("text", 'max_quality_drop = "1%"'),
     "optimization": ("text", 'optimization = "all"'),
@@ -221,7 +221,7 @@ def _check_table(source: str, title: str, table: dict[str, Any], fields: dict[st
             raise BadInputError(f"{source}: [{title}] {key} = {value!r} is not {fields[key]}")
 
 
-DEFAULT_ROUNDS = 3
+DEFAULT_ROUNDS = 4
 
 
 def parse_suite(raw: dict[str, Any], source: str = "<suite>") -> Suite:

@@ -187,8 +187,12 @@ def _where(started: float) -> dict[str, Any]:
 
 def _describe(peak_threads: int) -> tuple[dict[str, Any], Any]:
     """On a node: where it is, and its environment (with its peak at the run's threads)."""
+    from toolkit import busy
+
     started = time.time()
-    return _where(started), environment.describe(peak_threads=peak_threads)
+    state = busy.state()
+    return _where(started), {**environment.describe(peak_threads=peak_threads),
+                             "machine_state": state}
 
 
 def run_on_node(step: Step, context: Context, files: Mapping[str, tuple[str, Any]],

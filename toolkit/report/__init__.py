@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from toolkit.busy import busy_text
 from toolkit.errors import BadInputError
 from toolkit.report.summary import Peak, WorkloadSummary, summarise
 from toolkit.results import Record, read_results
@@ -58,10 +59,13 @@ def write_reports(
     machines = [_node(r) or run.machine for run in runs for r in run.records]
     sizes = sorted({b for run in runs for b in run.info.get("suite", {}).get("batch_sizes", ())})
     peaks = {run.machine: _peak(run.info.get("environment", {})) for run in runs}
+    busy = {run.machine: busy_text(run.info.get("machine_state")) for run in runs}
     for run in runs:
         for name, env in dict(run.info.get("nodes") or {}).items():
             peaks.setdefault(str(name), _peak(env))
-    summaries = summarise(records, sizes, machines, peaks)
+            busy.setdefault(str(name), busy_text(env.get("machine_state")))
+    summaries = summarise(records, sizes, machines, peaks,
+                          {k: v for k, v in busy.items() if v})
     target = out_dir or runs[0].path.parent
     try:
         target.mkdir(parents=True, exist_ok=True)

@@ -16,9 +16,9 @@ from toolkit.recipes import BY_QUALITY, FP32
 from toolkit.report.loadgen import Served, loadgen_lines, served_label
 from toolkit.report.units import duration, rate, ratio
 from toolkit.results import Parity, Record
-from toolkit.stats import Estimate, Stats, median
+from toolkit.stats import Estimate, Noise, Stats, median, pooled_by
 
-DISAGREE = 0.10  # rounds whose 95% interval is wider than +/- this share of the median: warn
+DISAGREE = 0.10  # rounds that range over more than +/- this share of the median: warn
 
 
 @dataclass(frozen=True)
@@ -145,10 +145,12 @@ class WorkloadSummary:
 def summarise(
     records: Iterable[Record], batch_sizes: Iterable[int] = (),
     machines: Iterable[str] | None = None, peaks: Mapping[str, Peak | None] | None = None,
+    busy: Mapping[str, str] | None = None,
 ) -> list[WorkloadSummary]:
     """Per workload, the options and the gap. With `machines` (one name per record, from runs
     on several hosts), each option's label names its machine and its speed-ups are against the
-    idiomatic call of that machine; `peaks` gives each machine's measured peak."""
+    idiomatic call of that machine; `peaks` gives each machine's measured peak, `busy` what
+    was busy on it when the run started (`toolkit.busy`)."""
     records = list(records)
     hosts = list(machines) if machines is not None else [""] * len(records)
     several = len(set(hosts)) > 1
@@ -180,9 +182,25 @@ def summarise(
                             record.recipe, peak=(peaks or {}).get(host))
             summary.options.append(option)
         _accumulate(option, record)
+    noises = _noises(list(summaries.values()))
     for summary in summaries.values():
-        _finish(summary, loads)
+        _finish(summary, loads, noises, busy or {})
     return list(summaries.values())
+
+
+def _engine(summary: WorkloadSummary, option: Option) -> str:
+    return summary.key.split("/", 1)[0] if option.runtime == "native" else option.runtime
+
+
+def _noises(summaries: list[WorkloadSummary]) -> dict[str, Noise | None]:
+    """How much rounds vary between processes, pooled over the run's cases per runtime."""
+    groups: dict[str, list[list[float]]] = {}
+    for summary in summaries:
+        for option in summary.options:
+            for stats in option.rounds.values():
+                groups.setdefault(_engine(summary, option), []).append(
+                    [s.p50_ms for s in stats])
+    return pooled_by(groups)
 
 
 def _accumulate(option: Option, record: Record) -> None:
@@ -225,18 +243,19 @@ def _worse(held: Parity | None, new: Parity | None) -> Parity | None:
 
 
 def _finish(summary: WorkloadSummary,
-            loads: Mapping[tuple[str, str, str, str], list[Record]]) -> None:
+            loads: Mapping[tuple[str, str, str, str], list[Record]],
+            noises: Mapping[str, Noise | None], busy: Mapping[str, str]) -> None:
     """Estimates over rounds, cold start, FLOPs and speed-ups, once every record is in."""
     summary.flops_per_row = next((o.flops_per_row for o in summary.options
                                   if o.flops_per_row), None)
     for option in summary.options:  # the model's FLOPs hold for every option of its workload
         option.flops_per_row = summary.flops_per_row
         for batch, stats in sorted(option.rounds.items()):
-            estimate = Estimate.from_rounds(stats)
+            estimate = Estimate.from_rounds(stats, noises.get(_engine(summary, option)))
             option.estimate[batch] = estimate
             if option.rates.get(batch):
                 option.throughput[batch] = median(option.rates[batch])
-            for warning in _figure_warnings(option, batch):
+            for warning in _figure_warnings(option, batch, busy.get(option.host)):
                 _note(option.warnings, warning, batch)
         for load in loads.get((summary.key, option.runtime, option.provider + option.recipe,
                                option.host), []):
@@ -255,13 +274,21 @@ def _finish(summary: WorkloadSummary,
                 option.speedup[batch] = base.p50_ms[batch] / p50
 
 
-def _figure_warnings(option: Option, batch: int) -> list[str]:
+def _figure_warnings(option: Option, batch: int, busy: str | None = None) -> list[str]:
     """What a reader must know before trusting an option's figure at `batch`, with the remedy."""
     found = []
     estimate = option.estimate[batch]
-    if estimate.rounds > 1 and estimate.half_width > DISAGREE:
-        found.append(f"the {estimate.rounds} rounds disagree (95% interval "
-                     f"+/-{estimate.half_width:.0%}): quiet the machine or raise --rounds")
+    medians = [s.p50_ms for s in option.rounds.get(batch, [])]
+    reach = (max(medians) - min(medians)) / 2 / estimate.median_ms if (
+        len(medians) > 1 and estimate.median_ms > 0) else 0.0
+    if reach > DISAGREE:
+        found.append(f"the {estimate.rounds} rounds disagree (they range over "
+                     f"+/-{reach:.0%}): a process was slowed"
+                     + (f" (when the run started: {busy})" if busy else "")
+                     + "; quiet the machine or raise --rounds")
+    if estimate.kind == "range":
+        found.append(f"+/- is the range of the {estimate.rounds} rounds, not a 95% interval "
+                     "(too few cases with rounds to pool their variation)")
     percent = option.percent_of_peak(batch)
     if percent is not None and percent > 100:
         found.append("above the matrix-product peak measured with numpy's BLAS: this "
@@ -299,13 +326,14 @@ def _where(sizes: list[int]) -> str:
 
 
 def timing_cell(option: Option, batch: int) -> str:
-    """p50, its 95% interval over rounds (+/- share of the median) where there were several,
+    """p50, its 95% interval (+/- share of the median; the range of the rounds where no
+    variation could be pooled),
     and, for options other than the idiomatic one, the speed-up over it."""
     if batch not in option.p50_ms:
         return "-"
     text = duration(option.p50_ms[batch] / 1e3)
     estimate = option.estimate.get(batch)
-    if estimate is not None and estimate.rounds > 1:
+    if estimate is not None and estimate.kind != "none":
         text += f" ±{_percent(estimate.half_width)}"
     if not option.idiomatic and batch in option.speedup:
         text += f" {ratio(option.speedup[batch])}"

@@ -1,0 +1,53 @@
+"""The machine's state at the start of a run: what was busy, named, and nothing guessed."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+
+import psutil
+
+from toolkit.busy import busy_text, state
+
+
+def test_a_busy_process_that_is_not_ours_is_named():
+    # a busy loop orphaned by its shell, as another user's job would be: not our child
+    subprocess.run(["sh", "-c", f"{sys.executable} -c 'import time; end = time.time() + 8\n"
+                    "while time.time() < end: pass' >/dev/null 2>&1 &"], check=True)
+    time.sleep(0.5)
+    looping = [p for p in psutil.process_iter(["cmdline"])
+               if "end = time.time() + 8" in " ".join(p.info["cmdline"] or [])]
+    try:
+        found = state(sample_s=1.0)
+        assert looping and any(p["pid"] == looping[0].pid and p["cpu_percent"] >= 20
+                               for p in found["busy"]), found
+        assert len(found["load"]) == 3 and found["cores"] >= 1
+        assert "cpu_mhz" in found or found["cpu_frequency"] == "not readable here"
+        assert f"pid {looping[0].pid}" in busy_text(found)
+    finally:
+        for process in looping:
+            process.kill()
+
+
+def test_busy_text_names_load_processes_and_gpu_users_and_is_quiet_otherwise():
+    quiet = {"cores": 2, "load": [0.2, 0.3, 0.3], "busy": []}
+    assert busy_text(quiet) is None and busy_text(None) is None
+    loaded = {"cores": 2, "load": [1.9, 1.0, 0.5], "gpu_processes": ["123, python, 900 MiB"],
+              "busy": [{"pid": 7, "name": "make", "cpu_percent": 98}]}
+    assert busy_text(loaded) == ("load average 1.9 on 2 cores; busy: make (pid 7, 98% of a "
+                                 "core); on the GPU: 123, python, 900 MiB")
+
+
+def test_a_report_names_what_was_busy_where_rounds_disagree():
+    from toolkit.report.summary import summarise
+    from toolkit.results import Record
+    from toolkit.stats import Stats
+
+    records = [Record("m", "onnx", "infer", runtime="onnxruntime", variant="run",
+                      provider="cpu", batch_size=1, round=r, stats=Stats.from_ms([p50] * 5))
+               for r, p50 in enumerate((1.0, 1.0, 1.6, 1.0), start=1)]
+    [summary] = summarise(records, [1], ["host"] * len(records), busy={"host": "busy: make"})
+    said = [w for option in summary.options for w in option.warnings]
+    assert any("rounds disagree" in w and "(when the run started: busy: make)" in w
+               for w in said), said
