@@ -5,12 +5,12 @@ model doing 1.3x the work (13 layers of 256 x 256 instead of 10), then `compare`
 the twin and base against the heavier model. The model is an ONNX file (ONNX Runtime's timings
 only) or, with --framework torch, a torch.export file (timed natively in PyTorch, whose
 timings move more between processes, and on ONNX Runtime after export). Done twice, with one
-round per case (the verdict of the spread inside one process, as compare judged before rounds)
-and with R rounds (the variation between processes pooled over the cases, Holm-corrected). Prints, for each:
-the false alarms (identical pairs whose compare exits 1, and the cases called slower) and the
-detections (heavier pairs whose compare exits 1).
+round per case (which compare never calls slower: nothing says how much processes vary) and
+with R rounds (the variation between processes pooled over the cases, Holm-corrected). Prints,
+for each: the false alarms (identical pairs whose compare exits 1, and the cases called
+slower) and the detections (heavier pairs whose compare exits 1).
 
-    python benchmarks/compare_noise.py [--framework onnx|torch] [--pairs 5] [--rounds 3]
+    python benchmarks/compare_noise.py [--framework onnx|torch] [--pairs 5] [--rounds 4]
                                        [--batch-sizes 1,64]
 """
 

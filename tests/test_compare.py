@@ -174,3 +174,13 @@ def test_an_edited_or_newer_results_file_is_one_error_line(tmp_path, change, nee
         lines = result.output.strip().splitlines()
         assert len(lines) == 1 and lines[0].startswith("error: ") and needle in lines[0], lines
         assert str(bad) in lines[0]
+
+
+def test_every_case_moving_together_is_warned_as_possible_drift(tmp_path):
+    base = write_run(tmp_path / "a.json", seed=1)
+    new = write_run(tmp_path / "b.json", seed=2, slower={(case[0], case[3]): 1.15
+                                                         for case in CASES})
+    result = compare(read_results(base), read_results(new))
+    assert any("moved the same way" in w for w in result.warnings), result.warnings
+    quiet = compare(read_results(base), read_results(write_run(tmp_path / "c.json", seed=3)))
+    assert not any("moved the same way" in w for w in quiet.warnings)

@@ -6,9 +6,8 @@ the matched cases of both runs, per runtime where it has enough cases (`toolkit.
 pooled_noise`); with t the threshold (`toolkit.stats.shift_test`):
 
     slower        the fastest round of NEW is slower than BASE's with significance (Holm over
-                  all matched cases, family-wise 5%), and by more than t (the ratio of the
-                  medians, which slow processes can move, must agree in direction):
-                  significance and size judged apart
+                  all matched cases, family-wise 5%), and both that ratio and the ratio of
+                  the medians are beyond 1 + t: significance and size judged apart
     faster        the mirror image
     same          the ratio of medians is within 1 +/- t by an equivalence test (TOST at 5%
                   per case: `same` is a claim about that case, and never fails a gate)
@@ -68,6 +67,7 @@ class Comparison:
     failed: list[str] = ()  # type: ignore[assignment]  # cases that failed or lost parity in NEW
     noise: Noise | None = None
     advice: str = ""  # how many rounds would catch a 1.3x change at this noise
+    drift: str = ""  # every case moved together: the machine, or the change, cannot be told
 
     @property
     def regressed(self) -> list[Row]:
@@ -90,6 +90,8 @@ class Comparison:
                          "no case is called slower or faster. Measure with --rounds 4 or more")
         if self.advice:
             found.append(self.advice)
+        if self.drift:
+            found.append(self.drift)
         if self.missing_metric:
             found.append(f"{len(self.missing_metric)} cases have no {self.metric} in a run "
                          "(too few samples to estimate it) and are left out; use --metric p50")
@@ -155,7 +157,8 @@ def compare(base: tuple[Mapping[str, Any], list[Record]],
                       sorted(after.keys() - before.keys()),
                       environment_differences(base[0], new[0]), threshold, metric, missing,
                       failed_in_new(base[1], new[1]), noise,
-                      _advice(noise, len(matched), [r.rounds for r in rows]))
+                      _advice(noise, len(matched), [r.rounds for r in rows]),
+                      _drift([r.ratio for r in rows], threshold))
 
 
 def _noises(cases: list[tuple[str, list[float], list[float]]]) -> dict[str, Noise | None]:
@@ -173,10 +176,10 @@ def _verdicts(tests: list[tuple[str, Any]], threshold: float) -> dict[str, str]:
     faster = holm([t.p_faster for _, t in tests])
     found = {}
     for index, (case, test) in enumerate(tests):
-        found[case] = ("slower" if slower[index] < ALPHA and test.fastest > 1 + threshold
-                       and test.ratio > 1 else
-                       "faster" if faster[index] < ALPHA and test.fastest < 1 - threshold
-                       and test.ratio < 1 else
+        found[case] = ("slower" if slower[index] < ALPHA
+                       and min(test.fastest, test.ratio) > 1 + threshold else
+                       "faster" if faster[index] < ALPHA
+                       and max(test.fastest, test.ratio) < 1 - threshold else
                        "same" if test.p_same < ALPHA else "inconclusive")
     return found
 
@@ -202,6 +205,26 @@ def _advice(noise: Noise | None, cases: int, rounds: list[tuple[int, int]]) -> s
     return (f"the rounds varied by about {noise.sigma:.0%} between processes: catching a 1.3x "
             f"slowdown 19 times in 20 over {cases} cases needs {wanted} (these had {have}); "
             "quiet the machine or raise --rounds")
+
+
+DRIFT_SHARE = 0.8  # cases moving the same way that make a common move worth a warning
+
+
+def _drift(ratios: list[float], threshold: float) -> str:
+    """A warning where (nearly) every case moved the same way by a similar amount: on a shared
+    machine runs made minutes apart drift together (seen here: identical runs 10-20% apart),
+    which the rounds inside one run cannot see, so such a move may be the machine."""
+    if len(ratios) < 3:
+        return ""
+    middle = median(ratios)
+    same_way = sum((r > 1) == (middle > 1) for r in ratios) / len(ratios)
+    if same_way < DRIFT_SHARE or abs(middle - 1) < threshold / 2:
+        return ""
+    return (f"{same_way:.0%} of the cases moved the same way, by {middle - 1:+.0%} in the "
+            "median: a change that touches every case, or the machine drifting between the "
+            "runs, which the rounds inside each run cannot see; to tell them apart, measure "
+            "base and new in one run (e.g. both models as workloads of one suite) or repeat "
+            "the comparison")
 
 
 def _loose(record: Record) -> tuple[str, str, str, int | None, str]:

@@ -314,8 +314,22 @@ def _no_artifact(case: Case) -> str:
             "no native model: its build step failed")
 
 
+class CaseStep(StepDefaults):
+    """A step of one case (Measure, Scenario): on the case's provider, reading its sources."""
+
+    case: Case
+    sources: Sources | None
+
+    @property
+    def gpu(self) -> bool:
+        return self.case.provider != "cpu"
+
+    def reads(self) -> tuple[str, ...]:
+        return self.sources.files() if self.sources else ()
+
+
 @dataclass(frozen=True)
-class Measure(StepDefaults):
+class Measure(CaseStep):
     """One round of a case in a fresh child. Its files come from the records of the build step
     `after`, or are given up front (`sources`: an ONNX file measured as it is), and for a recipe
     from its Derive step. A case that could not run at all in its first round (a provider not
@@ -357,13 +371,6 @@ class Measure(StepDefaults):
         if self.first:
             return self.first
         return self.derived if self.case.recipe in HARDWARE_SPECIFIC else None
-
-    @property
-    def gpu(self) -> bool:
-        return self.case.provider != "cpu"
-
-    def reads(self) -> tuple[str, ...]:
-        return self.sources.files() if self.sources else ()
 
     def expects(self, suite: Suite) -> list[Record]:
         case = self.case
@@ -420,7 +427,7 @@ class Measure(StepDefaults):
 
 
 @dataclass(frozen=True)
-class Scenario(StepDefaults):
+class Scenario(CaseStep):
     """One option under LoadGen in one scenario, served one way (`variant`: shared,
     per-worker, processes; +batching), in a child; its files come as a Measure step's do."""
 
@@ -444,13 +451,6 @@ class Scenario(StepDefaults):
     @property
     def needs(self) -> tuple[str, ...]:
         return (self.after,) if self.after else ()
-
-    @property
-    def gpu(self) -> bool:
-        return self.case.provider != "cpu"
-
-    def reads(self) -> tuple[str, ...]:
-        return self.sources.files() if self.sources else ()
 
     def expects(self, suite: Suite) -> list[Record]:
         case = self.case
