@@ -8,6 +8,7 @@ import sys
 import pytest
 
 from tests.conftest import cuda_usable, write_suite
+from toolkit.environment import no_nvidia_gpu
 from toolkit.results import SCHEMA
 
 CliRunner = pytest.importorskip("typer.testing").CliRunner
@@ -58,8 +59,12 @@ def test_cuda_is_skipped_with_a_reason_and_never_faked(tiny_run):
     if not cuda_usable():
         native = {r["framework"]: r["reason"] for r in cuda if r["runtime"] == "native"}
         assert "sklearn" not in native  # scikit-learn has no GPU path: none is planned
-        assert "TensorFlow on GPU is not measured" in native["keras"]
-        assert "torch.cuda.is_available() is False" in native["torch"]
+        if no_nvidia_gpu():  # said before any child imports a framework to find out
+            assert all("no NVIDIA GPU on this machine" in r["reason"] for r in cuda)
+            assert not list((out / "logs").glob("measure-*-cuda-*.log"))
+        else:
+            assert "TensorFlow on GPU is not measured" in native["keras"]
+            assert "torch.cuda.is_available() is False" in native["torch"]
     # A record that ran on the CPU never carries a CUDA label, and vice versa.
     for r in records:
         if r["status"] == "ok" and r["runtime"] == "onnxruntime" and r["phase"] == "infer":

@@ -98,3 +98,23 @@ def test_a_childs_peak_memory_is_its_own_not_its_parents(tmp_path):
     load = next(r for r in result.records if r.phase == "load")
     assert load.peak_rss_mb is not None and 10 < load.peak_rss_mb < 300, load.peak_rss_mb
     del ballast
+
+
+def test_each_batch_size_carries_its_own_peak_memory(tmp_path):
+    """Batch 1 is not given batch 4096's peak: each configuration's memory is read on its own,
+    the smallest first."""
+    from tests.model_files import matmul_chain
+
+    model = matmul_chain(tmp_path / "wide.onnx", layers=2, width=1024)
+    inputs = tmp_path / "x.npz"
+    np.savez(inputs, x=np.ones((8, 1024), dtype=np.float32))
+    spec = {**measure_spec(model, inputs), "framework": "onnx", "runner": "onnxruntime",
+            "batch_sizes": [4096, 1]}
+    result = run_child(spec, tmp_path, timeout_s=120, threads=1, name="by-batch")
+    assert result.failure is None, result.failure
+    timed = {(r.variant, r.batch_size): r for r in result.records if r.phase == "infer"}
+    assert timed and all(r.info["memory_of"] == "configuration" for r in timed.values())
+    for variant in {v for v, _ in timed}:
+        small, large = timed[(variant, 1)].peak_rss_mb, timed[(variant, 4096)].peak_rss_mb
+        # batch 4096 holds 16 MB of rows and as much for each layer's output
+        assert small is not None and large is not None and large - small > 24, (small, large)

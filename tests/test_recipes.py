@@ -37,23 +37,90 @@ def test_recipe_names_and_the_criterion_parse():
             QualityRule.parse(bad)
 
 
-def test_the_accuracy_criterion_judges_a_quantized_classifier():
+def _classifier(rows: int, accurate: float = 0.9) -> tuple[np.ndarray, np.ndarray]:
+    """Native scores of 3 classes on `rows` rows, and true labels it gets `accurate` right."""
     rng = np.random.default_rng(0)
-    native = rng.random((100, 3))
+    native = rng.random((rows, 3))
     labels = native.argmax(axis=1)
-    labels[:10] = (labels[:10] + 1) % 3  # the native model is 90% accurate
+    wrong = int(rows * (1 - accurate))
+    labels[:wrong] = (labels[:wrong] + 1) % 3
+    return native, labels
+
+
+def _flip(scores: np.ndarray, rows: slice) -> np.ndarray:
+    got = scores.copy()
+    got[rows] = got[rows][:, ::-1]  # the argmax moves to another class
+    return got
+
+
+def test_a_recipe_flipping_a_tenth_of_labels_fails_though_its_accuracy_holds():
+    native, labels = _classifier(1000, accurate=0.5)
+    wrong = native.argmax(axis=1) != labels
     got = native.copy()
-    got[10:12] = got[10:12][:, ::-1]  # int8 flips two more rows' labels
-    strict = judge_quality(native, got, "multiclass", labels, QualityRule.parse("1%"))
-    assert strict.rule == "quality" and strict.metric == "accuracy"
-    assert strict.native_quality == pytest.approx(0.90)
-    assert strict.quality_delta is not None and strict.quality_delta < 0
-    assert strict.verdict == "fail"  # lost more than 1% of 0.90
-    loose = judge_quality(native, got, "multiclass", labels, QualityRule.parse("0.05"))
-    assert loose.verdict == "pass" and loose.allowed_drop == 0.05
-    # without labels the native model's own labels are the truth (its quality is 1 then)
-    own = judge_quality(native, got, "multiclass", None, QualityRule.parse("1%"))
-    assert own.native_quality == 1.0 and own.verdict == "fail"
+    # 100 flips: 50 right-to-wrong and 50 wrong-to-right, so the accuracy is unchanged
+    right_rows, wrong_rows = np.flatnonzero(~wrong)[:50], np.flatnonzero(wrong)[:50]
+    got[right_rows] = np.roll(got[right_rows], 1, axis=1)
+    for row in wrong_rows:
+        got[row] = 0.0
+        got[row, labels[row]] = 1.0
+    verdict = judge_quality(native, got, "multiclass", labels, QualityRule.parse("1%"))
+    assert verdict.quality_delta == pytest.approx(0.0, abs=1e-9)
+    assert verdict.label_agreement == pytest.approx(0.9)
+    assert verdict.verdict == "fail" and verdict.agreement_high < 0.99
+    assert "100 of 1000 labels changed" in verdict.why
+
+
+def test_one_flip_in_a_hundred_rows_does_not_decide():
+    native, labels = _classifier(100)
+    got = _flip(native, slice(10, 11))  # one more row wrong: 1 point, beyond 1% of 0.90
+    verdict = judge_quality(native, got, "multiclass", labels, QualityRule.parse("1%"))
+    assert verdict.quality_delta == pytest.approx(-0.01)
+    assert verdict.p_drop == pytest.approx(0.5)  # McNemar: one discordant row says nothing
+    assert verdict.verdict == "inconclusive" and not verdict.passed
+    assert "about 268 rows" in verdict.why and "--input-data" in verdict.why
+    # the same recipe on 3,000 rows with the same one flip passes: the bound is tight there
+    native, labels = _classifier(3000)
+    many = judge_quality(native, _flip(native, slice(300, 301)), "multiclass", labels,
+                         QualityRule.parse("1%"))
+    assert many.verdict == "pass" and many.agreement_low >= 0.99
+
+
+def test_a_significant_accuracy_drop_fails_even_where_agreement_is_unsure():
+    native, labels = _classifier(1000, accurate=0.5)
+    right = np.flatnonzero(native.argmax(axis=1) == labels)
+    got = native.copy()
+    got[right[:8]] = np.roll(got[right[:8]], 1, axis=1)  # 8 right rows made wrong, none back
+    verdict = judge_quality(native, got, "multiclass", labels, QualityRule.parse("1%"))
+    assert verdict.p_drop == pytest.approx(1 / 256)
+    assert verdict.verdict == "fail" and "McNemar" in verdict.why
+    # allowed 2 points, the same 8 rows are within it and 992 of 1000 kept shows 98%
+    loose = judge_quality(native, got, "multiclass", labels, QualityRule.parse("0.02"))
+    assert loose.verdict == "pass"
+
+
+def test_without_labels_a_classifier_is_judged_on_agreement_only():
+    native, _ = _classifier(2000)
+    verdict = judge_quality(native, _flip(native, slice(0, 2)), "multiclass", None,
+                            QualityRule.parse("1%"))
+    assert verdict.metric == "agreement" and verdict.p_drop is None
+    assert verdict.judged_on == "label agreement" and verdict.verdict == "pass"
+
+
+def test_a_regressor_is_judged_on_r2_and_its_largest_error():
+    rng = np.random.default_rng(0)
+    native = rng.normal(size=(200, 1))
+    truth = native[:, 0] + rng.normal(scale=0.1, size=200)
+    close = native + rng.normal(scale=1e-4, size=native.shape)
+    assert judge_quality(native, close, "regression", truth,
+                         QualityRule.parse("1%")).verdict == "pass"
+    spike = close.copy()
+    spike[7, 0] += 0.5  # one row off by about 8% of the outputs' range: r2 barely moves
+    verdict = judge_quality(native, spike, "regression", truth, QualityRule.parse("1%"))
+    assert verdict.native_quality - verdict.quality < 0.01
+    assert verdict.verdict == "fail" and verdict.max_error_share > 0.05
+    assert "largest error" in verdict.why
+    few = judge_quality(native[:20], close[:20], "regression", truth[:20], QualityRule.parse("1%"))
+    assert few.verdict == "inconclusive" and "20 rows" in few.why
 
 
 def timed(variant: str, runtime: str, p50: float, recipe: str = "fp32", **extra) -> Record:
@@ -106,8 +173,24 @@ def test_int8_recipes_make_small_files_measured_under_their_own_label(recipes_be
         timed = [r for r in records if r["recipe"] == recipe and r["phase"] == "infer"]
         assert timed and all(r["status"] == "ok" for r in timed)
         assert all(r["parity"]["rule"] == "quality" for r in timed)
+        judged = next(r for r in records if r["recipe"] == recipe and r["phase"] == "parity")
+        assert judged["parity"]["judged_on"].startswith("label agreement") or \
+            judged["parity"]["metric"] == "r2"
         loads = [r for r in records if r["recipe"] == recipe and r["phase"] == "load"]
         assert loads[0]["info"]["artifact_bytes"] == made[recipe]["info"]["size_bytes"]
+
+
+def test_int8_static_without_calibration_rows_is_judged_on_rows_it_did_not_see(recipes_bench):
+    _, records = recipes_bench
+    made = next(r for r in records if r["recipe"] == "int8-static" and r["phase"] == "export")
+    assert made["info"]["judged_from"] == 32  # 64 generated rows: 32 calibrate, 32 judge
+    assert any("calibrated on the first 32 of the 64 input rows" in w for w in made["warnings"])
+    judged = next(r for r in records if r["recipe"] == "int8-static" and r["phase"] == "parity")
+    assert judged["parity"]["rows"] == 32 and judged["info"]["rows"] == 32
+    timed = [r for r in records if r["recipe"] == "int8-static" and r["phase"] == "infer"]
+    assert all(r["parity"]["rows"] == 32 for r in timed)  # the measuring child skips them too
+    dynamic = next(r for r in records if r["recipe"] == "int8-dynamic" and r["phase"] == "parity")
+    assert dynamic["parity"]["rows"] == 64
 
 
 def test_ort_offline_loads_the_optimised_file_without_optimising_again(recipes_bench):

@@ -144,3 +144,24 @@ def test_holm_adjusts_in_order():
     assert holm([0.5]) == [0.5]
     assert holm([0.0, 0.0, 0.9]) == [0.0, 0.0, 0.9]
     assert holm([0.4, 0.4, 0.4]) == [1.0, 1.0, 1.0]
+
+
+def test_wilson_bounds_hold_the_share_with_its_sampling_error():
+    from toolkit.stats import rows_to_show, wilson_bounds
+
+    low, high = wilson_bounds(100, 100)
+    assert high == pytest.approx(1.0) and 0.97 < low < 0.98  # 100 of 100 cannot show 99%
+    assert wilson_bounds(0, 0) == (0.0, 1.0)
+    low, high = wilson_bounds(90, 100)
+    assert low < 0.9 < high and high < 0.99
+    needed = rows_to_show(0.99)
+    assert wilson_bounds(needed, needed)[0] >= 0.99 > wilson_bounds(needed - 1, needed - 1)[0]
+
+
+def test_mcnemar_counts_only_the_rows_that_changed():
+    from toolkit.stats import mcnemar_p
+
+    assert mcnemar_p(0, 0) == 1.0
+    assert mcnemar_p(1, 0) == pytest.approx(0.5)  # one flip says nothing
+    assert mcnemar_p(6, 0) == pytest.approx(1 / 64)
+    assert mcnemar_p(10, 10) > 0.5  # as many gained as lost: no drop

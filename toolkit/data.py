@@ -24,6 +24,7 @@ class Dataset:
     y_train: np.ndarray
     x_test: np.ndarray
     y_test: np.ndarray
+    random_labels: bool = False  # labels drawn at random: a recipe is judged on agreement only
 
     @property
     def input_shape(self) -> tuple[int, ...]:
@@ -44,7 +45,8 @@ def seed_dense() -> Dataset:
     rng = np.random.default_rng(SEED)
     x = rng.random((1100, 10)).astype(np.float32)
     y = rng.integers(0, 2, size=1100).astype(np.float32)
-    return Dataset("seed-dense", "binary", x[:1000], y[:1000], x[1000:], y[1000:])
+    return Dataset("seed-dense", "binary", x[:1000], y[:1000], x[1000:], y[1000:],
+                   random_labels=True)
 
 
 def seed_images() -> Dataset:
@@ -52,7 +54,8 @@ def seed_images() -> Dataset:
     rng = np.random.default_rng(SEED)
     x = rng.random((1100, 1, 28, 28)).astype(np.float32)
     y = rng.integers(0, 10, size=1100).astype(np.int64)
-    return Dataset("seed-images", "multiclass", x[:1000], y[:1000], x[1000:], y[1000:])
+    return Dataset("seed-images", "multiclass", x[:1000], y[:1000], x[1000:], y[1000:],
+                   random_labels=True)
 
 
 def digits(layout: Layout = "flat") -> Dataset:

@@ -79,6 +79,18 @@ def instruction_set() -> list[str]:
     return []
 
 
+def no_nvidia_gpu() -> str | None:
+    """Why nothing can run on an NVIDIA GPU here, where the machine plainly has none (no
+    /dev/nvidia* device and no driver in /proc/driver/nvidia), read without importing any
+    framework; None where there may be one (each framework then says for itself). A CUDA case
+    is skipped with this reason before a child imports TensorFlow only to find no GPU."""
+    if Path("/proc/driver/nvidia").exists() or any(Path("/dev").glob("nvidia[0-9]*")):
+        return None
+    if platform.system() != "Linux":
+        return None  # no such files to read there: the framework decides
+    return "no NVIDIA GPU on this machine (no /dev/nvidia* device, no driver in /proc/driver/nvidia)"
+
+
 def gpus() -> list[str]:
     """GPU names from nvidia-smi; empty where there is none (or no driver)."""
     if shutil.which("nvidia-smi") is None:

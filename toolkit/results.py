@@ -62,6 +62,17 @@ class Parity:
     native_quality: float | None = None
     quality: float | None = None
     allowed_drop: float | None = None
+    # the quality rule's evidence (see exporters.parity.judge_quality): the one-sided 95% bounds
+    # on the share of rows whose label the recipe kept, the share it must keep, McNemar's p of
+    # an accuracy drop, the largest error over the outputs' range (regressors), and why a
+    # verdict is not a pass, in words
+    agreement_low: float | None = None
+    agreement_high: float | None = None
+    agreement_needed: float | None = None
+    p_drop: float | None = None
+    max_error_share: float | None = None
+    judged_on: str = ""
+    why: str = ""
 
     @property
     def quality_delta(self) -> float | None:

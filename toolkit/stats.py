@@ -307,3 +307,35 @@ def holm(p_values: Sequence[float]) -> list[float]:
         running = max(running, min(1.0, (len(p_values) - rank) * p_values[index]))
         adjusted[index] = running
     return adjusted
+
+
+Z95_ONE_SIDED = 1.644854
+
+
+def wilson_bounds(successes: int, n: int, z: float = Z95_ONE_SIDED) -> tuple[float, float]:
+    """The Wilson score interval of a proportion (successes of n); with the default z each
+    bound is a one-sided 95% bound. (0, 1) for n = 0: nothing is known."""
+    if n <= 0:
+        return 0.0, 1.0
+    p = successes / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+def rows_to_show(share: float, z: float = Z95_ONE_SIDED) -> int:
+    """The fewest rows, all agreeing, whose Wilson lower bound reaches `share` (0.99: 268)."""
+    if share <= 0:
+        return 1
+    return math.ceil(z * z * share / (1 - share)) if share < 1 else 10**9
+
+
+def mcnemar_p(lost: int, gained: int) -> float:
+    """McNemar's exact one-sided test on paired right/wrong labels: the p-value of "no change"
+    against "worse", from the rows only one of the two got right (`lost`: right before, wrong
+    after; `gained`: the other way). Rows both got right or both got wrong say nothing."""
+    total = lost + gained
+    if total == 0:
+        return 1.0
+    # P(X >= lost) for X ~ Binomial(total, 1/2)
+    return min(1.0, math.fsum(math.comb(total, k) for k in range(lost, total + 1)) / 2 ** total)

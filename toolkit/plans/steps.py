@@ -25,10 +25,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Protocol
 
+from toolkit import environment
 from toolkit.errors import BadInputError
 from toolkit.isolate import run_child
 from toolkit.recipes import BY_QUALITY, CPU_ONLY, CUDA_ONLY, FP32, HARDWARE_SPECIFIC, ONNX_RECIPES
 from toolkit.results import Record
+from toolkit.runners.onnxruntime import PROVIDERS as ORT_PROVIDERS
 from toolkit.scenarios import ScenarioSettings, batches_of
 from toolkit.suite import Case, Suite
 
@@ -220,7 +222,7 @@ class Sources:
     native: str | None = None
     onnx: str | None = None
     inputs: str | None = None
-    reference: Mapping[str, Any] | None = None  # path, score_output, task
+    reference: Mapping[str, Any] | None = None  # path, score_output, task, judged_from
     calibration: str | None = None
 
     @classmethod
@@ -235,9 +237,10 @@ class Sources:
             if record.status != "skipped":  # a failed export still made the native files
                 found.update({k: v for k, v in record.info.items() if k in (
                     "artifact", "onnx", "inputs", "reference", "score_output", "task",
-                    "calibration")})
+                    "calibration", "judged_from")})
         reference = ({"path": found["reference"], "score_output": found.get("score_output", 0),
-                      "task": found.get("task", "regression")}
+                      "task": found.get("task", "regression"),
+                      "judged_from": found.get("judged_from", 0)}
                      if "reference" in found and "onnx" in found
                      else given.reference if given is not None else None)
         return cls(found.get("artifact"), found.get("onnx"), found.get("inputs"), reference,
@@ -400,6 +403,12 @@ class Measure(CaseStep):
             return CUDA_ONLY[case.recipe]
         if case.recipe in CPU_ONLY and case.provider != "cpu":
             return CPU_ONLY[case.recipe]
+        if case.provider != "cpu":  # read where the step runs: a cluster's node may have one
+            absent = environment.no_nvidia_gpu()
+            if absent is not None:
+                what = (ORT_PROVIDERS.get(case.provider, case.provider)
+                        if case.runtime == "onnxruntime" else case.provider)
+                return f"{what} cannot be used: {absent}"
         return None
 
     def _measure(self, context: Context, sources: Sources) -> list[Record]:

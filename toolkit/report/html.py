@@ -175,17 +175,25 @@ def _cell(text: str, numeric: bool, trusted: bool) -> str:
 def _cold_and_memory_table(summary: WorkloadSummary) -> list[str]:
     out = ["<h3>Cold start and memory</h3><p class=\"note\">The median over rounds (each a fresh "
            "process), and the range where there were several; each variant's first call is "
-           "on a session of its own. Peak RSS is the measuring process's during timing.</p>"
+           "on a session of its own. Peak RSS is the measuring process's while each batch "
+           "size ran on its own, smallest first: what a process serving it holds (b=size: "
+           "MB); one figure is the process's peak over every size.</p>"
            "<table><tr><th>option</th><th>import</th>"
            "<th>load</th><th>first call</th><th>peak RSS</th><th>GPU memory</th></tr>"]
     for option in _timed(summary):
         cells = [escape(option.label), cold_text(option.import_s), cold_text(option.load_s),
                  cold_text(option.first_call_s) + (" (compiles)" if option.compiled else ""),
-                 f"{option.peak_rss_mb:,.0f} MB" if option.peak_rss_mb else "-",
+                 _rss_text(option),
                  f"{option.gpu_mb:,.0f} MB" if option.gpu_mb else "-"]
         out.append("<tr><td>" + "</td><td class='num'>".join(cells) + "</td></tr>")
     out.append("</table>")
     return out
+
+
+def _rss_text(option: Option) -> str:
+    if option.rss_by_batch:
+        return ", ".join(f"b={b}: {mb:,.0f} MB" for b, mb in sorted(option.rss_by_batch.items()))
+    return f"{option.peak_rss_mb:,.0f} MB" if option.peak_rss_mb else "-"
 
 
 def _parity_table(summary: WorkloadSummary) -> list[str]:

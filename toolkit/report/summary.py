@@ -54,6 +54,7 @@ class Option:
     import_s: list[float] = field(default_factory=list)  # per round: importing the runtime
     peak_rss_mb: float | None = None
     gpu_mb: float | None = None
+    rss_by_batch: dict[int, float] = field(default_factory=dict)  # each batch's own peak
     flops_per_row: int | None = None  # counted from the ONNX graph the workload exports
     peak: Peak | None = None  # of the machine it ran on
     rounds: dict[int, list[Stats]] = field(default_factory=dict)
@@ -215,6 +216,10 @@ def _accumulate(option: Option, record: Record) -> None:
         value = getattr(record, name)
         if value is not None:
             setattr(option, name, max(value, getattr(option, name) or 0.0))
+    if (record.peak_rss_mb is not None and record.batch_size is not None
+            and record.info.get("memory_of") == "configuration"):
+        option.rss_by_batch[record.batch_size] = max(
+            record.peak_rss_mb, option.rss_by_batch.get(record.batch_size, 0.0))
     if record.timed and record.stats is not None and record.batch_size is not None:
         option.rounds.setdefault(record.batch_size, []).append(record.stats)
         if record.throughput_rows_s is not None:
@@ -303,7 +308,11 @@ def parity_text(parity: Parity | None, runtime: str) -> str:
     verdict = {"pass": "pass", "fail": "FAIL", "inconclusive": "inconclusive"}[parity.verdict]
     if parity.rule == "quality" and parity.quality is not None:
         delta = parity.quality_delta or 0.0
-        return f"{verdict} {parity.metric} {delta:+.3f} (max -{parity.allowed_drop or 0:.3f})"
+        kept = (f", labels kept >= {parity.agreement_low:.1%} (need {parity.agreement_needed:.1%})"
+                if parity.agreement_low is not None and parity.agreement_needed is not None
+                else "")
+        return (f"{verdict} {parity.metric} {delta:+.3f} (max -{parity.allowed_drop or 0:.3f})"
+                f"{kept}")
     agree = parity.label_agreement
     labels = "" if agree is None or agree == 1.0 else f", labels agree {agree:.1%}"
     return f"{verdict} {parity.max_abs:.0e}{labels}"

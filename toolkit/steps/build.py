@@ -94,7 +94,8 @@ def build(spec: BuildSpec) -> Iterator[Record]:
     calibration = directory / "calibration.npz"  # training rows, for int8-static
     np.savez(calibration, input=data.x_train[:CALIBRATION_ROWS])
     yield from _export_records(base, outcome, {
-        **_reference(directory, native_scores, data.task, data.y_test),
+        **_reference(directory, native_scores, data.task,
+                     None if data.random_labels else data.y_test),
         "calibration": str(calibration)})
     if outcome.parity is not None and outcome.onnx_scores is not None:
         _, onnx_quality = quality(outcome.onnx_scores, data.y_test, data.task)

@@ -39,6 +39,7 @@ class Reference:
     rtol: float = 1e-4
     atol: float = 1e-5
     rule: str | None = None  # a recipe judged by the accuracy criterion: the allowed drop
+    judged_from: int = 0  # the rows before it calibrated the recipe: not judged
 
 
 @dataclass(frozen=True)
@@ -142,8 +143,10 @@ def session_parity(runner: Runner, x: dict[str, np.ndarray], reference: Referenc
         got = _as_array(runner.prepare(runner.variants[0], x)())
     task: Any = reference.task
     if reference.rule is not None:
-        return judge_quality(expected, got, task, labels, QualityRule.parse(reference.rule),
-                             reference.rtol, reference.atol)
+        start = reference.judged_from
+        return judge_quality(expected[start:], got[start:], task,
+                             None if labels is None else labels[start:],
+                             QualityRule.parse(reference.rule), reference.rtol, reference.atol)
     return compare(expected, got, task, reference.rtol, reference.atol)
 
 
@@ -189,8 +192,10 @@ def timed(
     """Every (variant, batch size) timed in interleaved blocks, in this one process.
 
     Every batch is made and handed to `runner.prepare` before the timing starts, so neither is
-    inside the timed region; the peak memory is read afresh for the timing alone.
+    inside the timed region. The memory of each (variant, batch size) is read before, by
+    `memory_by_configuration`.
     """
+    memory, memory_warnings = memory_by_configuration(runner, variants, x, sizes)
     calls: dict[tuple[str, int], Any] = {}
     failed: dict[tuple[str, int], str] = {}
     for variant in variants:
@@ -202,7 +207,7 @@ def timed(
                 failed[(variant, batch_size)] = f"{type(exc).__name__}: {exc}"
     reset_peak_rss()
     timings = time_interleaved(calls, budget)
-    peak, gpu = peak_rss_mb(), gpu_memory_mb(runner)
+    process_peak, process_gpu = peak_rss_mb(), gpu_memory_mb(runner)
     for variant in variants:
         idiomatic = (runner.runtime == "native" and variant == runner.idiomatic
                      and runner.device == "cpu" and base.get("recipe", FP32) == FP32)
@@ -214,9 +219,46 @@ def timed(
                 yield Record(**base, phase="infer", variant=variant, batch_size=batch_size,
                              status="failed", reason=why)
                 continue
+            peak, gpu = memory.get(key, (process_peak, process_gpu))
             yield Record(
                 **base, phase="infer", variant=variant, batch_size=batch_size,
-                stats=found.stats, peak_rss_mb=peak, gpu_mb=gpu, warnings=found.warnings(),
+                stats=found.stats, peak_rss_mb=peak, gpu_mb=gpu,
+                warnings=found.warnings() + memory_warnings,
                 throughput_rows_s=throughput_rows_per_s(batch_size, found.stats.samples_ms),
                 idiomatic=idiomatic,
+                info={"memory_of": "configuration" if key in memory else "process"},
             )
+
+
+MEMORY_CALLS = 2  # calls of each configuration whose peak memory is read
+
+
+def memory_by_configuration(runner: Runner, variants: list[str], x: dict[str, np.ndarray],
+                            sizes: tuple[int, ...]
+                            ) -> tuple[dict[tuple[str, int], tuple[float | None, float | None]],
+                                       tuple[str, ...]]:
+    """The peak resident memory (and GPU memory) of each (variant, batch size) run on its own:
+    smallest batch first, since a process's resident set seldom shrinks after a larger batch,
+    with only that batch's rows made, and the peak started afresh from the current resident set
+    before its MEMORY_CALLS calls. So a figure is what a process serving that configuration
+    holds (model, runtime, its rows, its working memory), up to what smaller ones left behind.
+    Where the peak cannot be reset (no /proc/self/clear_refs) nothing is returned, with a
+    warning: the records then carry the process's peak over all configurations."""
+    found: dict[tuple[str, int], tuple[float | None, float | None]] = {}
+    for batch_size in sorted(sizes):
+        batch = make_batches(x, batch_size)
+        for variant in variants:
+            try:
+                call = runner.prepare(variant, batch)
+                if not reset_peak_rss():
+                    return {}, ("the peak memory could not be reset (no /proc/self/clear_refs): "
+                                "peak_rss_mb is the process's peak over every configuration",)
+                for _ in range(MEMORY_CALLS):
+                    call()
+            except Exception:  # the timing says why it fails
+                log.debug("no memory figure for %s at batch %d", variant, batch_size,
+                          exc_info=True)
+                continue
+            found[(variant, batch_size)] = (peak_rss_mb(), gpu_memory_mb(runner))
+            del call
+    return found, ()
