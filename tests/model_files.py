@@ -86,9 +86,17 @@ def matmul_chain(path: Path, layers: int, width: int = 256, seed: int = 0) -> Pa
 
 
 class Dies:
-    """A stand-in for a native model whose call crashes the process serving it."""
+    """A stand-in for a native model whose call crashes the process serving it (after
+    `after` calls that answer)."""
+
+    def __init__(self, after: int = 0) -> None:
+        self.after = after
+        self.calls = 0
 
     def predict(self, x):  # noqa: ANN001
         import os
 
-        os._exit(3)
+        self.calls += 1
+        if self.calls > self.after:
+            os._exit(3)
+        return np.zeros(len(x))

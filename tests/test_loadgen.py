@@ -189,7 +189,11 @@ def test_a_system_under_test_that_fails_or_hangs_costs_that_option_only(server_r
     assert [r.status for r in fine] == ["ok"] and fine[0].info["samples_per_s"] > 0
 
 
-def test_a_worker_process_that_dies_fails_its_option_instead_of_hanging(tmp_path):
+@pytest.mark.parametrize(("after", "said"), [
+    (0, "a worker process exited (code 3) before it was ready"),  # on its warm-up calls
+    (10, "a worker process died (exit code 3) while serving"),  # once queries come
+])
+def test_a_worker_process_that_dies_fails_its_option_instead_of_hanging(tmp_path, after, said):
     """A native model whose call kills its worker process: LoadGen would wait for its samples
     forever; the step ends with a failed record that says a worker died."""
     import joblib
@@ -197,7 +201,7 @@ def test_a_worker_process_that_dies_fails_its_option_instead_of_hanging(tmp_path
     from tests.model_files import Dies
 
     model = tmp_path / "dies.joblib"
-    joblib.dump(Dies(), model)
+    joblib.dump(Dies(after), model)
     inputs = tmp_path / "in.npz"
     np.savez(inputs, input=np.ones((16, 3), np.float32))
     step = Scenario(Case("sklearn/dies", "native_sklearn", "cpu"), "processes",
@@ -206,7 +210,7 @@ def test_a_worker_process_that_dies_fails_its_option_instead_of_hanging(tmp_path
     made = step.execute(Context(Suite("t", ("sklearn/dies",), threads=1, timeout_s=120),
                                 tmp_path))
     assert [r.status for r in made] == ["failed"]
-    assert "a worker process died (exit code 3)" in made[0].reason
+    assert said in made[0].reason
 
 
 def test_an_option_slower_than_the_bound_is_not_searched(server_run, tmp_path):
@@ -341,3 +345,73 @@ def test_run_with_a_scenarios_table_times_and_serves_in_one_results_file(tmp_pat
                       ("onnxruntime", "per-worker")}
     assert "LoadGen offline" in proc.stdout and "one prediction takes" in proc.stdout
     assert payload["run"]["suite"]["scenarios"][0]["scenario"] == "offline"
+
+
+def test_an_audit_config_in_the_working_folder_is_ignored(tmp_path, monkeypatch):
+    """LoadGen reads ./audit.config when one is there; a run's settings are ours alone."""
+    from toolkit.serving import ThreadPool
+    from toolkit.steps.scenario import run_loadgen
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "audit.config").write_text("*.*.min_query_count = 3000\n")
+    pool = ThreadPool([lambda indices: None] * 2, max_batch=1, max_delay_s=0.0)
+    try:
+        result = run_loadgen(pool, ScenarioSettings(duration_s=0.2, p99_ms=20), 2000.0, 1e-5,
+                             1, 16, tmp_path / "run")
+    finally:
+        pool.close()
+    assert result.valid and result.queries < 3000  # 3000 had the audit config been read
+
+
+def test_multistream_runs_have_the_queries_its_early_stopping_asks_for(tmp_path):
+    """At 512 queries LoadGen's MultiStream early stopping refuses the run (it wants 662)."""
+    import time
+
+    from toolkit.serving import ThreadPool
+    from toolkit.steps.scenario import run_loadgen
+
+    pool = ThreadPool([lambda indices: time.sleep(0.002)], max_batch=1, max_delay_s=0.0,
+                      split=8)
+    try:
+        result = run_loadgen(pool, ScenarioSettings(scenario="multistream", duration_s=0.3,
+                                                    p99_ms=50), 1.0, 2e-3, 8, 16,
+                             tmp_path / "run")
+    finally:
+        pool.close()
+    assert result.valid, result.reason
+    assert result.queries >= 662
+
+
+def test_the_batchers_delay_counts_from_the_oldest_querys_arrival():
+    """A query that already waited in the backlog as long as the delay is sent at once; a fresh
+    one waits for company up to the delay."""
+    import queue
+    import time
+
+    from toolkit.serving import Job, _blocking, gather
+
+    get = _blocking(queue.SimpleQueue())
+    waited = Job((1,), (0,), time.perf_counter() - 0.2)
+    started = time.perf_counter()
+    jobs, stop = gather(get, waited, max_batch=8, max_delay_s=0.2)
+    assert jobs == [waited] and not stop
+    assert time.perf_counter() - started < 0.1
+    started = time.perf_counter()
+    gather(get, Job((2,), (1,), time.perf_counter()), max_batch=8, max_delay_s=0.2)
+    assert time.perf_counter() - started >= 0.19
+
+
+def test_every_worker_is_warmed_at_every_size_before_the_first_query():
+    """Each worker's own predict (its own session) is called at each size the batcher can form,
+    so no worker brings a cold first call into a LoadGen run."""
+    from toolkit.serving import WARM_CALLS, ThreadPool
+
+    seen: list[list[int]] = [[], [], []]
+
+    def worker(n):
+        return lambda indices: seen[n].append(len(indices))
+
+    pool = ThreadPool([worker(n) for n in range(3)], max_batch=4, max_delay_s=0.001, rows=16)
+    pool.close()
+    for calls in seen:
+        assert sorted(calls) == sorted([1, 2, 3, 4] * WARM_CALLS)

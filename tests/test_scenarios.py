@@ -40,11 +40,12 @@ def test_the_peak_search_finds_the_limit_within_its_precision(start):
 def test_the_peak_search_halves_until_a_rate_is_valid_and_says_when_none_is():
     calls: list[float] = []
     search = search_peak(fake_loadgen(10.0, calls), 1000.0, precision=0.05)
-    assert calls[:3] == [1000.0, 500.0, 250.0]
+    assert calls[:4] == [1000.0, 1000.0, 500.0, 250.0]  # the first failure is run again
     assert search.peak_qps is not None and search.peak_qps <= 10.0
+    assert search.kind == "sustained"
     none = search_peak(fake_loadgen(0.0, []), 8.0, floor_qps=1.0)
-    assert none.peak_qps is None and none.best is None
-    assert [p["target_qps"] for p in none.points] == [8.0, 4.0, 2.0, 1.0]
+    assert none.peak_qps is None and none.best is None and none.kind == "none"
+    assert [p["target_qps"] for p in none.points] == [8.0, 8.0, 4.0, 2.0, 1.0]
     at_floor = search_peak(fake_loadgen(1.5, []), 100.0, floor_qps=1.0)  # 0.78 < floor: try 1
     tried = [p["target_qps"] for p in at_floor.points]
     assert 1.0 in tried and 0.781 not in tried  # the floor itself, never below it
@@ -55,9 +56,50 @@ def test_the_peak_search_stops_before_a_run_that_would_not_fit_and_says_so():
     calls: list[float] = []
     search = search_peak(fake_loadgen(3000.0, calls), 1000.0, fits=lambda rate: rate < 3500)
     assert calls == [1000.0, 2000.0] and search.cut_at == 4000.0
-    assert search.peak_qps == 2000.0 and not search.bracketed
+    assert search.peak_qps == 2000.0 and not search.bracketed and search.kind == "cut"
     unbounded = search_peak(fake_loadgen(1e12, []), 1000.0, max_points=4)
     assert not unbounded.bracketed and unbounded.peak_qps == 8000.0
+    assert unbounded.kind == "lower bound"
+
+
+def test_a_failed_first_run_does_not_cap_the_search():
+    """One INVALID run at the start (a cold pool, a noisy second) is run again, so the search
+    still climbs to the real limit instead of halving away from it."""
+    calls: list[float] = []
+    steady = fake_loadgen(3000.0, calls)
+
+    def blip_first(rate: float) -> LoadGenResult:
+        result = steady(rate)
+        if len(calls) == 1:
+            return LoadGenResult("server", False, "the latency bound was not met",
+                                 {"p99": 50.0}, scheduled_qps=rate, completed_qps=rate)
+        return result
+
+    search = search_peak(blip_first, 1000.0, precision=0.05)
+    assert calls[:2] == [1000.0, 1000.0]
+    assert search.kind == "sustained" and 3000.0 / 1.05 <= search.peak_qps <= 3000.0
+
+
+def test_a_lucky_pass_is_not_a_peak_until_it_is_confirmed():
+    """A rate above the limit that passed once fails its confirming run: it becomes the lowest
+    bad rate, and the peak reported passed every run made at it."""
+    calls: list[float] = []
+    steady = fake_loadgen(3000.0, calls)
+    lucky: set[float] = set()
+
+    def lucky_once(rate: float) -> LoadGenResult:
+        result = steady(rate)
+        if 3000.0 < rate < 3200.0 and rate not in lucky:
+            lucky.add(rate)
+            return LoadGenResult("server", True, "", {"p99": 1.0}, scheduled_qps=rate,
+                                 completed_qps=rate, queries=1000)
+        return result
+
+    search = search_peak(lucky_once, 1000.0, precision=0.05)
+    assert lucky  # the search did meet a lucky rate
+    assert search.kind == "sustained" and search.peak_qps <= 3000.0
+    assert len(search.confirming) >= 2 and all(p["valid"] for p in search.confirming)
+    assert len({p["target_qps"] for p in search.confirming}) == 1
 
 
 @pytest.mark.parametrize(("text", "seconds"), [("2", 2.0), ("2s", 2.0), ("500ms", 0.5),
@@ -192,3 +234,25 @@ def test_compliant_runs_take_mlperfs_rules_and_short_runs_the_duration():
                               0.002, 4)
     assert stream.multi_stream_samples_per_query == 4
     assert stream.multi_stream_expected_latency_ns == 1_000_000  # half the probe: more queries
+
+
+def test_cut_unbracketed_or_unconfirmed_peaks_are_shown_but_never_picked():
+    from toolkit.report.loadgen import Served, loadgen_tables, sustained_picks
+    from toolkit.results import Record
+
+    def served(label: str, peak: float, kind: str) -> Served:
+        info = {"scenario": "server", "peak_qps": peak, "peak_kind": kind, "p99_bound_ms": 5.0,
+                "latency_ms": {"p50": 1.0, "p99": 4.0}, "points": []}
+        return Served(label, Record("m", "onnx", "scenario", runtime="onnxruntime",
+                                    provider="cpu", variant=label, batch_size=1, info=info))
+
+    options = [served("cut", 90_000.0, "cut"), served("above", 50_000.0, "lower bound"),
+               served("once", 40_000.0, "unconfirmed"), served("held", 9_000.0, "sustained")]
+    (pick,) = sustained_picks(options)
+    assert pick.pick is not None and pick.pick.label == "held" and not pick.others
+    (table,) = loadgen_tables(options)
+    rates = {cells[0]: cells[1] for cells, _ in table.rows}
+    assert "(cut)" in rates["cut"] and rates["above"].startswith(">= ")
+    assert "(unconfirmed)" in rates["once"] and "(" not in rates["held"]
+    none = sustained_picks(options[:3])[0]
+    assert none.pick is None  # nothing sustained: no pick, never the cut search's figure

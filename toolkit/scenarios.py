@@ -32,13 +32,21 @@ DEFAULT_DURATION_S = 1.0
 # LoadGen's early stopping needs 459 queries, all within the bound, to call a p99 VALID; a
 # short run at a low rate gets at least this many, so the search is not misled by too few.
 MIN_QUERIES = 512
+# MultiStream's early stopping judges its p99 over queries of several samples and asks for
+# 662 at least ("Need to process at least 662 queries", seen here at 512).
+MIN_QUERIES_BY_SCENARIO = {"multistream": 662, "offline": 1}
+
+
+def min_queries(scenario: str) -> int:
+    """The fewest queries a run of `scenario` is given, so early stopping can accept it."""
+    return MIN_QUERIES_BY_SCENARIO.get(scenario, MIN_QUERIES)
 # What MLPerf's rules ask of a run (LoadGen's built-in mlperf.conf), applied by --compliant.
 MLPERF_MIN_DURATION_S = 600.0
 # The percentile each scenario's latency is judged by (MLPerf's metric).
 PERCENTILE = {"server": 99.0, "offline": 99.0, "singlestream": 90.0, "multistream": 99.0}
 DEFAULT_BATCH = {"server": 8, "offline": 64, "singlestream": 1, "multistream": 8}
 PRECISION = 0.05  # the search stops when the highest good and lowest bad rates are this close
-MAX_POINTS = 14
+MAX_POINTS = 18  # runs one search may make (doubling, bisecting, a retry, confirmations)
 
 # The serving paths of an option. ONNX Runtime releases the GIL while it runs, so its workers
 # are threads, sharing one session or holding one each; a native runtime holds the GIL for much
@@ -289,13 +297,23 @@ def _invalid_reason(values: Mapping[str, Any], errors: Sequence[str]) -> str:
     return "; ".join(reasons + list(errors)) or "LoadGen called the run INVALID"
 
 
+CONFIRM = 2  # runs a peak rate must pass, all of them, to count as sustained
+
+
 @dataclass
 class Search:
-    """The points a peak search tried, and the highest rate that was good."""
+    """The points a peak search tried, and the highest rate that was good.
+
+    `kind` says what `peak_qps` is: `sustained` (a higher rate failed, and the peak passed
+    CONFIRM runs), `unconfirmed` (the search ran out of runs before confirming it), `lower
+    bound` (every rate tried was valid: the peak is higher), `cut` (a run would not have fit in
+    the time left), or `none` (no rate was valid). Only a sustained peak may be picked."""
 
     points: list[dict[str, Any]] = field(default_factory=list)
     peak_qps: float | None = None  # the scheduled rate of the best good point
     cut_at: float | None = None  # the rate a run of which would not have fit in the time left
+    kind: str = "none"
+    confirming: list[dict[str, Any]] = field(default_factory=list)  # the peak's runs
 
     @property
     def bracketed(self) -> bool:
@@ -310,16 +328,22 @@ class Search:
 
 def search_peak(run_at: Callable[[float], LoadGenResult], start_qps: float, *,
                 precision: float = PRECISION, max_points: int = MAX_POINTS,
-                floor_qps: float = 1.0, fits: Callable[[float], bool] = lambda rate: True
-                ) -> Search:
-    """The highest rate whose run `run_at` calls valid: double from `start_qps` until a run
+                floor_qps: float = 1.0, fits: Callable[[float], bool] = lambda rate: True,
+                confirm: int = CONFIRM) -> Search:
+    """The highest rate whose runs `run_at` calls valid: double from `start_qps` until a run
     fails (or halve, down to `floor_qps`, until one passes), then bisect between the best good
     and the lowest bad rate until they are within `precision` of each other, as LoadGen's
-    FindPeakPerformance does. A rate whose run does not `fit` in the time left ends it."""
+    FindPeakPerformance does. Two guards against one noisy run: the search's first failed run
+    is run again before it decides anything (a blip at the start would cap the search for
+    good), and the peak must pass `confirm` runs in all; one that fails a confirming run
+    becomes the lowest bad rate and the search goes on below it. A rate whose run does not
+    `fit` in the time left ends the search."""
     search = Search()
     good: float | None = None
     bad: float | None = None
     rate = start_qps
+    passes: dict[float, int] = {}  # rate -> valid runs at it
+    retried = False
 
     def attempt(target: float) -> bool | None:
         if not fits(target):
@@ -327,10 +351,18 @@ def search_peak(run_at: Callable[[float], LoadGenResult], start_qps: float, *,
             return None
         result = run_at(target)
         search.points.append(result.point(round(target, 3)))
+        if result.valid:
+            passes[target] = passes.get(target, 0) + 1
         return result.valid
 
-    while len(search.points) < max_points:
+    def room() -> bool:
+        return len(search.points) < max_points and search.cut_at is None
+
+    while room():
         passed = attempt(rate)
+        if passed is False and not retried and room():
+            retried = True
+            passed = attempt(rate)  # the first failure is run again before it counts
         if passed is None:
             break
         if passed:
@@ -343,14 +375,48 @@ def search_peak(run_at: Callable[[float], LoadGenResult], start_qps: float, *,
             if good is not None or rate <= floor_qps:
                 break
             rate = max(rate / 2, floor_qps)
-    while (good is not None and bad is not None and (bad - good) > precision * good
-           and len(search.points) < max_points and search.cut_at is None):
-        middle = (good + bad) / 2
-        passed = attempt(middle)
-        if passed:
-            good = middle
-        elif passed is not None:
-            bad = middle
+    while good is not None and bad is not None and room():
+        if (bad - good) > precision * good:
+            middle = (good + bad) / 2
+            passed = attempt(middle)
+            if passed:
+                good = middle
+            elif passed is not None:
+                bad = middle
+            continue
+        if passes.get(good, 0) >= confirm:
+            break
+        if attempt(good) is False:  # a confirming run failed: the peak lies below
+            bad = good
+            lower = [r for r, n in passes.items() if n and r < bad]
+            good = max(lower) if lower else None
+            if good is None and bad > floor_qps:
+                rate = max(bad / 2, floor_qps)
+                while good is None and room():
+                    passed = attempt(rate)
+                    if passed is None:
+                        break
+                    if passed:
+                        good = rate
+                    elif rate <= floor_qps:
+                        break
+                    else:
+                        bad, rate = rate, max(rate / 2, floor_qps)
+    failed = {p["target_qps"] for p in search.points if not p["valid"]}
+    held = [r for r, n in passes.items() if n >= confirm and round(r, 3) not in failed]
     best = search.best
-    search.peak_qps = None if best is None else best["scheduled_qps"]
+    if best is None:
+        return search
+    search.peak_qps = best["scheduled_qps"]
+    if search.cut_at is not None and not search.bracketed:
+        search.kind = "cut"
+    elif not search.bracketed:
+        search.kind = "lower bound"
+    elif held:
+        top = round(max(held), 3)
+        search.confirming = [p for p in search.points if p["target_qps"] == top]
+        search.peak_qps = min(p["scheduled_qps"] or top for p in search.confirming)
+        search.kind = "sustained"
+    else:
+        search.kind = "unconfirmed"
     return search

@@ -39,14 +39,17 @@ Predict = Callable[[np.ndarray], Any]  # sample indices -> the model's answer fo
 class Job:
     ids: tuple[int, ...]  # LoadGen's response ids
     indices: tuple[int, ...]  # the rows of the inputs they ask for
+    arrived: float = 0.0  # time.perf_counter() when LoadGen issued it (0: unknown)
 
 
 def gather(get: Callable[[float | None], Job | None], first: Job, max_batch: int,
            max_delay_s: float) -> tuple[list[Job], bool]:
-    """`first` and what else arrives within `max_delay_s`, up to `max_batch` samples; and
+    """`first` and what else arrives until `max_delay_s` after `first` arrived (the oldest
+    queued query's arrival, as Triton's dynamic batcher counts it: a query that already waited
+    in the backlog is not held longer while a worker idles), up to `max_batch` samples; and
     whether the pool's stop sentinel was met while gathering."""
     jobs, count = [first], len(first.ids)
-    deadline = time.perf_counter() + max_delay_s
+    deadline = (first.arrived or time.perf_counter()) + max_delay_s
     while count < max_batch:
         try:
             job = get(max(deadline - time.perf_counter(), 0.0))
@@ -120,7 +123,7 @@ class Pool(abc.ABC):
                 return
             jobs, stop = gather(get, first, self.max_batch, self.max_delay_s)
             self.put(Job(tuple(i for job in jobs for i in job.ids),
-                         tuple(i for job in jobs for i in job.indices)))
+                         tuple(i for job in jobs for i in job.indices), first.arrived))
             if stop:
                 return
 
@@ -145,9 +148,10 @@ class Pool(abc.ABC):
         """LoadGen's issue_queries: the query's samples, as jobs on the queue."""
         step = self.split
         put = self._incoming.put if self.batching else self.put
+        now = time.perf_counter()
         for start in range(0, len(samples), step):
             chunk = samples[start:start + step]
-            put(Job(tuple(s.id for s in chunk), tuple(s.index for s in chunk)))
+            put(Job(tuple(s.id for s in chunk), tuple(s.index for s in chunk), now))
 
     @abc.abstractmethod
     def put(self, job: Job | None) -> None:
@@ -158,11 +162,31 @@ class Pool(abc.ABC):
         """Stop the workers once the queued jobs are answered."""
 
 
+WARM_CALLS = 3  # calls at each size a worker will be sent, before the first LoadGen run
+
+
+def warm(predict: Predict, sizes: Sequence[int], rows: int) -> None:
+    """A worker's first calls at each size it will be sent (a runtime's first calls at a new
+    shape are slow), so none of them lands in a LoadGen run."""
+    for size in sizes:
+        for _ in range(WARM_CALLS):
+            predict(np.arange(size, dtype=np.int64) % rows)
+
+
+def warm_sizes(max_batch: int, split: int) -> tuple[int, ...]:
+    """The row counts a worker is sent: every size the batcher can form, else the split."""
+    return tuple(range(1, max_batch + 1)) if max_batch > 1 else (split,)
+
+
 class ThreadPool(Pool):
-    """Threads in this process, each with its own `predict` (one per session) or sharing one."""
+    """Threads in this process, each with its own `predict` (one per session) or sharing one.
+    With `rows`, each worker's predict is warmed (`warm`) before any query comes."""
 
     def __init__(self, predicts: Sequence[Predict], max_batch: int, max_delay_s: float,
-                 split: int = 1) -> None:
+                 split: int = 1, rows: int = 0) -> None:
+        if rows:
+            for predict in predicts:
+                warm(predict, warm_sizes(max_batch, split), rows)
         super().__init__(len(predicts), max_batch, max_delay_s, split)
         self._queue: queue.SimpleQueue[Job | None] = queue.SimpleQueue()
         get = _blocking(self._queue)
@@ -193,14 +217,17 @@ class LoadSpec:
     call: str  # the runner's variant to serve with
     provider: str
     threads: int
+    warm: tuple[int, ...] = ()  # the row counts it is called at before it says ready
 
 
 def _process_main(spec: LoadSpec, jobs: Any, answers: Any) -> None:
-    """A worker process: load the model, say ready, serve until the sentinel."""
+    """A worker process: load the model, warm it, say ready, serve until the sentinel."""
     from toolkit.errors import ProviderUnavailableError
 
     try:
         predict, settings = load_predict(spec)
+        with np.load(spec.inputs) as archive:
+            warm(predict, spec.warm, len(archive[archive.files[0]]))
     except ProviderUnavailableError as exc:  # not a failure: the provider cannot run here
         answers.put(("unavailable", str(exc)))
         return
@@ -276,7 +303,8 @@ class ProcessPool(Pool):
                 if dead or time.monotonic() > deadline:
                     self._stop()
                     raise RuntimeError(
-                        f"a worker process exited (code {dead[0]}) before it loaded the model"
+                        f"a worker process exited (code {dead[0]}) before it was ready: it "
+                        "died loading the model or on its first (warm-up) calls"
                         if dead else f"the worker processes did not load the model within "
                         f"{timeout_s:g} s (raise --timeout: a worker may take a quarter of "
                         "it)") from None

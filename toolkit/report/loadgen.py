@@ -52,6 +52,17 @@ class Served:
         return "peak_qps" in self.info
 
     @property
+    def peak_kind(self) -> str:
+        """What the peak is (`toolkit.scenarios.Search.kind`); files made before the search
+        confirmed its peaks say nothing, and are taken as they were reported."""
+        return str(self.info.get("peak_kind", "sustained"))
+
+    @property
+    def sustained(self) -> bool:
+        """A peak that may be picked: bracketed by a failing rate and confirmed."""
+        return self.peak_qps is not None and self.peak_kind == "sustained"
+
+    @property
     def bound(self) -> float | None:
         return self.info.get("p99_bound_ms")
 
@@ -133,7 +144,13 @@ def _server(chosen: list[Served]) -> tuple[tuple[str, ...], list[tuple[str, ...]
         rate = _qps(s.peak_qps) if s.searched else _qps(info.get("scheduled_qps"))
         if s.searched and s.peak_qps is None:
             rate = "none valid"
-        rows.append((s.label, rate, _ms(latency.get("p50")), _ms(latency.get("p99")),
+        elif s.searched and not s.sustained:
+            rate = f"{'>= ' if s.peak_kind == 'lower bound' else ''}{rate} ({s.peak_kind})"
+        p99 = _ms(latency.get("p99"))
+        spread = [v for v in info.get("confirming_p99_ms") or [] if v is not None]
+        if len(spread) > 1:
+            p99 = f"{_ms(min(spread))}-{_ms(max(spread))} ({len(spread)} runs)"
+        rows.append((s.label, rate, _ms(latency.get("p50")), p99,
                      _valid(info), duration(s.record.seconds or 0.0, 2), _workers(info),
                      str(info.get("sessions", ""))))
     return columns, rows
@@ -168,8 +185,8 @@ _SCENARIO_TABLES = {"server": _server, "offline": _offline, "singlestream": _str
 
 @dataclass(frozen=True)
 class Pick:
-    """For one latency bound, the trusted option with the highest peak rate under it (None
-    where no search found a valid rate), and the others that were searched, best first."""
+    """For one latency bound, the trusted option with the highest sustained peak under it (None
+    where no search found one), and the other sustained ones, best first."""
 
     goal: str  # "sustained load: highest rate within p99 <= 5 ms"
     pick: Served | None
@@ -195,7 +212,7 @@ def sustained_picks(served: Sequence[Served]) -> list[Pick]:
     searched = [s for s in served if s.searched and s.record.ok]
     picks = []
     for bound in dict.fromkeys(s.bound for s in searched):
-        found = sorted((s for s in searched if s.bound == bound and s.trusted and s.peak_qps),
+        found = sorted((s for s in searched if s.bound == bound and s.trusted and s.sustained),
                        key=lambda s: -(s.peak_qps or 0.0))
         picks.append(Pick(f"sustained load: highest rate within p99 <= {bound:g} ms",
                           found[0] if found else None, tuple(found[1:])))

@@ -32,10 +32,11 @@ from toolkit.scenarios import (
     LoadGenResult,
     ScenarioSettings,
     batches_of,
+    min_queries,
     read_detail_log,
     search_peak,
 )
-from toolkit.serving import LoadSpec, Pool, ProcessPool, ThreadPool, rows_predict
+from toolkit.serving import LoadSpec, Pool, ProcessPool, ThreadPool, rows_predict, warm_sizes
 
 # The call each runtime serves with: what a server built on it would make (not keras predict,
 # whose per-call overhead no server pays).
@@ -43,8 +44,8 @@ SERVING_CALL = {"onnxruntime": "run", "native_torch": "inference_mode",
                 "native_keras": "tf.function", "native_sklearn": "predict"}
 PROBE_SECONDS = 0.3
 EXTEND = 10  # a run extended for early stopping may last this many times --duration
-WARM_CALLS = 3  # calls at each batch size the batcher can form, before the probe
 RESIZE = 2  # runs made again, sized from what LoadGen measured, when one ended too soon
+NO_AUDIT_CONFIG = "no-audit.config"  # the audit config LoadGen is given: never there
 
 
 @dataclass(frozen=True)
@@ -86,6 +87,10 @@ def scenario_case(spec: ScenarioSpec) -> Iterator[Record]:
             yield Record(**base, batch_size=batch, status="skipped", reason=str(exc),
                          info={"scenario": settings.scenario})
             continue
+        except RuntimeError as exc:  # a worker that cannot load or warm the model
+            yield Record(**base, batch_size=batch, status="failed", reason=str(exc),
+                         info={"scenario": settings.scenario})
+            continue
         try:
             info = _run(pool, settings, batch, Path(spec.logs) / f"b{batch}", spec.inputs,
                         deadline)
@@ -118,8 +123,10 @@ def _pool(spec: ScenarioSpec, settings: ScenarioSettings, runtime: str, workers:
     split = batch if settings.scenario in ("offline", "multistream") else 1
     delay = settings.delay_ms / 1e3
     call = SERVING_CALL[spec.runner]
+    sizes = warm_sizes(max_batch, split)  # every worker warmed before the first LoadGen run
     if runtime != "onnxruntime":
-        load = LoadSpec(spec.runner, spec.artifact, spec.inputs, call, spec.provider, threads)
+        load = LoadSpec(spec.runner, spec.artifact, spec.inputs, call, spec.provider, threads,
+                        sizes)
         pool = ProcessPool(load, workers, max_batch, delay, split,
                            start_timeout_s=spec.budget_s / 4)
         return pool, pool.settings
@@ -135,7 +142,9 @@ def _pool(spec: ScenarioSpec, settings: ScenarioSettings, runtime: str, workers:
             f"the model's batch dimension is fixed at {fixed}; this serving path sends "
             f"{'up to ' if batching else ''}{max(max_batch, split)} rows per call")
     predicts = [rows_predict(runners[n % count], call, x) for n in range(workers)]
-    return ThreadPool(predicts, max_batch, delay, split), dict(runners[0].settings)
+    rows = len(next(iter(x.values())))
+    return (ThreadPool(predicts, max_batch, delay, split, rows=rows),
+            dict(runners[0].settings))
 
 
 def _run(pool: Pool, settings: ScenarioSettings, batch: int, logs: Path, inputs: str,
@@ -185,7 +194,7 @@ def _run(pool: Pool, settings: ScenarioSettings, batch: int, logs: Path, inputs:
 
     def fits(rate: float, queries: int | None = None) -> bool:
         """Whether a run at `rate` would end before the deadline (with a margin)."""
-        least = queries or (MIN_QUERIES if not settings.compliant else 0)
+        least = queries or (min_queries(settings.scenario) if not settings.compliant else 0)
         seconds = max(settings.duration_s if not settings.compliant else 600.0,
                       least / max(rate, 1e-9))
         return time.monotonic() + 1.5 * seconds + 2.0 < deadline
@@ -205,13 +214,19 @@ def _run(pool: Pool, settings: ScenarioSettings, batch: int, logs: Path, inputs:
         floor = 1.0 if settings.compliant else MIN_QUERIES / (EXTEND * settings.duration_s)
         search = search_peak(run_long_enough, max(capacity / 2, floor), floor_qps=floor,
                              fits=fits)
-        info.update(points=search.points, peak_qps=search.peak_qps)
+        info.update(points=search.points, peak_qps=search.peak_qps, peak_kind=search.kind,
+                    confirming_p99_ms=[p["latency_ms"].get("p99")
+                                       for p in search.confirming])
         if search.cut_at is not None:
             info["warning"] = (f"the search stopped before a run at {search.cut_at:,.0f} q/s: "
                                "it would not end within --timeout; raise --timeout")
         elif search.peak_qps is not None and not search.bracketed:
             info["warning"] = (f"every rate tried was VALID: the peak is above "
                                f"{search.peak_qps:,.0f} q/s, where the search stopped")
+        elif search.kind == "unconfirmed":
+            info["warning"] = (f"the best rate, {search.peak_qps:,.0f} q/s, passed once but "
+                               f"the search ran out of runs before confirming it: not a "
+                               "sustained peak")
         if not search.points:
             info.update(valid=False, latency_ms={}, reason=info["warning"], loadgen_runs=0,
                         samples_per_s=None, percentile=99.0)
@@ -242,9 +257,8 @@ def _run(pool: Pool, settings: ScenarioSettings, batch: int, logs: Path, inputs:
 
 def probe(pool: Pool, samples: int, rows: int, seconds: float = PROBE_SECONDS) -> float:
     """The median seconds one query of `samples` samples (one job: the pool's split covers it)
-    takes through the pool, one at a time: where the search starts. First, with batching,
-    every batch size the batcher can form is called a few times: a runtime's first calls at a
-    new shape are slow, and would otherwise land in the first LoadGen run."""
+    takes through the pool, one at a time: where the search starts. The pool's workers were
+    each warmed at every size they will be sent when it was made (`toolkit.serving.warm`)."""
     answered: list[int] = []
     done = threading.Condition()
 
@@ -266,9 +280,6 @@ def probe(pool: Pool, samples: int, rows: int, seconds: float = PROBE_SECONDS) -
         return time.perf_counter() - start
 
     pool.bind(complete)
-    for count in range(2, pool.max_batch + 1) if pool.batching else ():
-        for _ in range(WARM_CALLS):
-            ask(count)
     times: list[float] = []
     deadline = time.perf_counter() + seconds
     while (time.perf_counter() < deadline or len(times) < 5) and len(times) < 1000:
@@ -287,7 +298,7 @@ class _Sample:
 def loadgen_settings(settings: ScenarioSettings, rate: float, per_query_s: float, batch: int,
                      queries: int | None = None) -> Any:
     """LoadGen's TestSettings for one run: MLPerf's rules (its built-in mlperf.conf) when
-    compliant, else --duration and at least MIN_QUERIES queries (or `queries`)."""
+    compliant, else --duration and at least `min_queries` of the scenario (or `queries`)."""
     import mlperf_loadgen as lg
 
     name = LOADGEN_NAMES[settings.scenario]
@@ -298,8 +309,7 @@ def loadgen_settings(settings: ScenarioSettings, rate: float, per_query_s: float
                                "would not be compliant")
     else:
         test.min_duration_ms = int(settings.duration_s * 1e3)
-        test.min_query_count = queries or (MIN_QUERIES if settings.scenario != "offline"
-                                           else 1)
+        test.min_query_count = queries or min_queries(settings.scenario)
     test.scenario = getattr(lg.TestScenario, name)
     test.mode = lg.TestMode.PerformanceOnly
     test.server_target_qps = rate
@@ -331,8 +341,9 @@ def run_loadgen(pool: Pool, settings: ScenarioSettings, rate: float, per_query_s
     pool.bind(complete)
     sut = lg.ConstructSUT(pool.issue, lambda: None)
     qsl = lg.ConstructQSL(rows, rows, lambda indices: None, lambda indices: None)
-    try:
-        lg.StartTestWithLogSettings(sut, qsl, test, log)
+    try:  # LoadGen would read an audit.config from the working folder, silently changing the
+        # settings: it is pointed at a file of its own that does not exist
+        lg.StartTestWithLogSettings(sut, qsl, test, log, str(folder / NO_AUDIT_CONFIG))
     finally:
         lg.DestroyQSL(qsl)
         lg.DestroySUT(sut)
