@@ -88,7 +88,8 @@ def no_nvidia_gpu() -> str | None:
         return None
     if platform.system() != "Linux":
         return None  # no such files to read there: the framework decides
-    return "no NVIDIA GPU on this machine (no /dev/nvidia* device, no driver in /proc/driver/nvidia)"
+    return ("no NVIDIA GPU on this machine (no /dev/nvidia* device, no driver in "
+            "/proc/driver/nvidia)")
 
 
 def gpus() -> list[str]:
