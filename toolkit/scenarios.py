@@ -333,17 +333,17 @@ def search_peak(run_at: Callable[[float], LoadGenResult], start_qps: float, *,
     """The highest rate whose runs `run_at` calls valid: double from `start_qps` until a run
     fails (or halve, down to `floor_qps`, until one passes), then bisect between the best good
     and the lowest bad rate until they are within `precision` of each other, as LoadGen's
-    FindPeakPerformance does. Two guards against one noisy run: the search's first failed run
-    is run again before it decides anything (a blip at the start would cap the search for
-    good), and the peak must pass `confirm` runs in all; one that fails a confirming run
-    becomes the lowest bad rate and the search goes on below it. A rate whose run does not
+    FindPeakPerformance does. Two guards against one noisy run: a failed first run is run
+    again before it decides anything (a blip at the start would cap the search for good), and
+    the peak must pass `confirm` runs in all; one that fails a confirming run becomes the
+    lowest bad rate and the search goes on below it (from the next good rate down, else a
+    step of twice the precision at a time). A rate whose run does not
     `fit` in the time left ends the search."""
     search = Search()
     good: float | None = None
     bad: float | None = None
     rate = start_qps
     passes: dict[float, int] = {}  # rate -> valid runs at it
-    retried = False
 
     def attempt(target: float) -> bool | None:
         if not fits(target):
@@ -360,9 +360,8 @@ def search_peak(run_at: Callable[[float], LoadGenResult], start_qps: float, *,
 
     while room():
         passed = attempt(rate)
-        if passed is False and not retried and room():
-            retried = True
-            passed = attempt(rate)  # the first failure is run again before it counts
+        if passed is False and len(search.points) == 1 and room():
+            passed = attempt(rate)  # the very first run is run again before it counts
         if passed is None:
             break
         if passed:
@@ -390,18 +389,16 @@ def search_peak(run_at: Callable[[float], LoadGenResult], start_qps: float, *,
             bad = good
             lower = [r for r, n in passes.items() if n and r < bad]
             good = max(lower) if lower else None
-            if good is None and bad > floor_qps:
-                rate = max(bad / 2, floor_qps)
-                while good is None and room():
-                    passed = attempt(rate)
-                    if passed is None:
-                        break
-                    if passed:
-                        good = rate
-                    elif rate <= floor_qps:
-                        break
-                    else:
-                        bad, rate = rate, max(rate / 2, floor_qps)
+            rate = bad
+            while good is None and rate > floor_qps and room():  # step down, a notch a run
+                rate = max(rate * (1 - 2 * precision), floor_qps)
+                passed = attempt(rate)
+                if passed is None:
+                    break
+                if passed:
+                    good = rate
+                else:
+                    bad = rate
     failed = {p["target_qps"] for p in search.points if not p["valid"]}
     held = [r for r, n in passes.items() if n >= confirm and round(r, 3) not in failed]
     best = search.best
