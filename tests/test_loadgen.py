@@ -148,6 +148,9 @@ def test_the_other_scenarios_give_their_figure(server_run, tmp_path, scenario, c
     (["--p99-ms", "inf"], "--p99-ms inf: give a number > 0"),
     (["--scenario", ""], "--scenario '': choose one of server"),
     (["--scenario", "singlestream", "--workers", "2"], "--workers 2: singlestream has one"),
+    (["--price", "cheap"], "--price 'cheap': give USD per hour"),
+    (["--price", "node-b=-2"], "--price node-b=-2: give the machine's price"),
+    (["--need-qps", "0"], "--need-qps 0: give the rate the service must sustain"),
 ])
 def test_bad_input_is_one_line_and_exit_2(server_run, tmp_path, args, message):
     _, _, model = server_run

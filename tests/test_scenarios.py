@@ -256,3 +256,40 @@ def test_cut_unbracketed_or_unconfirmed_peaks_are_shown_but_never_picked():
     assert "(unconfirmed)" in rates["once"] and "(" not in rates["held"]
     none = sustained_picks(options[:3])[0]
     assert none.pick is None  # nothing sustained: no pick, never the cut search's figure
+
+
+def test_capacity_and_cost_follow_the_sustained_peak_only():
+    """Machines for the rate the service needs, ceil(need / peak), and USD per million
+    predictions, price / (peak x 3600) x 1e6: for sustained peaks, in the table and the pick;
+    a peak that is not sustained gets neither."""
+    from toolkit.report.loadgen import Served, loadgen_tables, sustained_picks
+    from toolkit.results import Record
+
+    def served(label: str, peak: float, kind: str) -> Served:
+        info = {"scenario": "server", "peak_qps": peak, "peak_kind": kind, "p99_bound_ms": 5.0,
+                "latency_ms": {"p50": 1.0, "p99": 4.0}, "points": []}
+        return Served(label, Record("m", "onnx", "scenario", runtime="onnxruntime",
+                                    provider="cpu", variant=label, batch_size=1, info=info),
+                      price_per_hour=3.6, need_qps=50_000.0)
+
+    held, cut = served("held", 20_000.0, "sustained"), served("cut", 90_000.0, "cut")
+    assert held.machines_needed == 3  # 50k over 20k, rounded up
+    assert held.usd_per_million == pytest.approx(0.05)  # $3.6 / 72M predictions an hour
+    assert cut.machines_needed is None and cut.usd_per_million is None
+    (table,) = loadgen_tables([cut, held])
+    assert table.columns[-2:] == ("machines for 50.0k q/s", "USD per 1M")
+    rows = {cells[0]: cells for cells, _ in table.rows}
+    assert rows["held"][-2:] == ("3", "$0.05") and rows["cut"][-2:] == ("-", "-")
+    line = sustained_picks([cut, held])[0].line
+    assert "3 machines like this for 50.0k q/s" in line and "$0.05 per million" in line
+
+
+def test_prices_and_the_needed_rate_come_from_a_suite_file():
+    from toolkit.suite import Suite, parse_suite
+
+    suite = parse_suite({"workloads": ["digits-mlp"], "prices": {"default": 3.5, "gpu-1": 12.0},
+                         "need_qps": 50000})
+    assert dict(suite.prices) == {"": 3.5, "gpu-1": 12.0} and suite.need_qps == 50000
+    assert Suite.from_dict(suite.to_dict()).prices == suite.prices
+    with pytest.raises(BadInputError, match="prices"):
+        parse_suite({"workloads": ["digits-mlp"], "prices": {"default": "cheap"}})

@@ -369,6 +369,13 @@ def loadgen(
     timeout: Annotated[float | None, typer.Option(
         help="seconds one option (all its LoadGen runs) may take (600; with --compliant "
         "9600)")] = None,
+    price: Annotated[list[str] | None, typer.Option(
+        "--price", help="USD per hour of the machine that ran (3.5), or of a cluster node "
+        "(NODE=2.1; repeat): each option's cost per million predictions at its sustained peak",
+        show_default=False)] = None,
+    need_qps: Annotated[float | None, typer.Option(
+        "--need-qps", help="the rate the service must sustain: how many machines like this "
+        "one each option needs at its sustained peak")] = None,
     out_dir: Annotated[Path | None, typer.Option(
         "--out", help="output folder (default results/<UTC time>); LoadGen's logs go to "
         "its loadgen/ folder")] = None,
@@ -397,7 +404,8 @@ def loadgen(
             duration_s=parse_duration(duration) if duration is not None else DEFAULT_DURATION_S,
             batch_sizes=_ints(batch_sizes, "--batch-sizes") or (), max_delay_ms=max_delay_ms)
         suite = loadgen_suite(settings, providers=_csv(providers, "--providers"),
-                              threads=threads, timeout_s=timeout)
+                              threads=threads, timeout_s=timeout).replace(
+            prices=_prices(price), need_qps=need_qps)
         request = loadgen_request(target, tuple(shape or ()), input_data, trust_pickle)
         out = out_dir or default_out_dir()
         backend, where = _backend(cluster, placement)
@@ -405,6 +413,21 @@ def loadgen(
                               argv=sys.argv, progress=progress, backend=backend, where=where)
 
     _execute_and_report(execute, history_path)
+
+
+def _prices(given: list[str] | None) -> tuple[tuple[str, float], ...] | None:
+    """--price 3.5 (the machine that ran) or --price NODE=2.1, as (name, USD per hour)."""
+    if not given:
+        return None
+    prices = []
+    for text in given:
+        name, _, value = text.rpartition("=")
+        try:
+            prices.append((name.strip(), float(value)))
+        except ValueError:
+            raise BadInputError(f"--price {text!r}: give USD per hour, e.g. --price 3.5, or a "
+                                "node's as --price node-b=2.1") from None
+    return tuple(prices)
 
 
 def _report_and_remember(results_path: Path, history_path: Path | None) -> None:

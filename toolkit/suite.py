@@ -18,6 +18,7 @@ A suite names workloads, batch sizes, providers, the timing budget and parity to
 from __future__ import annotations
 
 import dataclasses
+import math
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
@@ -62,6 +63,11 @@ class Suite:
     max_quality_drop: str = "1%"  # the accuracy criterion of the recipes that change arithmetic
     shard: str = ""  # "i/n" when this is one host's share of a suite split across hosts
     scenarios: tuple[ScenarioSettings, ...] = ()  # MLPerf LoadGen scenarios, after the timings
+    # What a serving decision needs beyond q/s: each machine's price in USD per hour (name ""
+    # is the machine that ran; a cluster's node labels name the others), and the rate the
+    # service must sustain (how many such machines it takes)
+    prices: tuple[tuple[str, float], ...] = ()
+    need_qps: float | None = None
 
     def __post_init__(self) -> None:
         if not self.workloads:
@@ -94,6 +100,15 @@ class Suite:
             raise BadInputError(f"--rounds must be >= 1, got {self.rounds}")
         for scenario in self.scenarios:
             scenario.check_timeout(self.timeout_s)
+        object.__setattr__(self, "prices", tuple((str(n), float(v)) for n, v in self.prices))
+        for name, price in self.prices:
+            if not math.isfinite(price) or price <= 0:
+                raise BadInputError(f"--price {name + '=' if name else ''}{price:g}: give the "
+                                    "machine's price in USD per hour, a number > 0, e.g. 3.5")
+        if self.need_qps is not None and not (math.isfinite(self.need_qps)
+                                              and self.need_qps > 0):
+            raise BadInputError(f"--need-qps {self.need_qps:g}: give the rate the service must "
+                                "sustain, a number > 0, e.g. 50000")
         object.__setattr__(self, "recipes", parse_recipes(self.recipes))
         QualityRule.parse(self.max_quality_drop)
 
@@ -107,6 +122,7 @@ class Suite:
         for key in ("workloads", "batch_sizes", "providers", "recipes"):
             if key in values:
                 values[key] = tuple(values[key])
+        values["prices"] = tuple(tuple(pair) for pair in values.get("prices", ()))
         return cls(**values)
 
     def to_dict(self) -> dict[str, Any]:
@@ -160,6 +176,8 @@ KEYS: dict[str, tuple[str, str]] = {
     "parity": ("a table", "[parity] rtol = 1e-4"),
     "export": ("a table", "[export] opset = 18"),
     "scenarios": ("a table", "[scenarios.server] p99_ms = 10"),
+    "prices": ("a table", "[prices] default = 3.5"),
+    "need_qps": ("a number", "need_qps = 50000"),
 }
 TABLES: dict[str, dict[str, str]] = {  # the keys of each table, and what each must be
     "timing": {"warmup": "a whole number", "min_iterations": "a whole number",
@@ -208,6 +226,10 @@ def check_types(raw: dict[str, Any], source: str) -> None:
             raise BadInputError(f"{source}: [scenarios.{name}] is not a scenario table; give "
                                 f"one of {', '.join(SCENARIOS)}, e.g. [scenarios.server]")
         _check_table(source, f"scenarios.{name}", table, SCENARIO_KEYS)
+    for name, value in raw.get("prices", {}).items():
+        if not _fits(value, "a number"):
+            raise BadInputError(f"{source}: [prices] {name} = {value!r} is not a number; e.g. "
+                                "default = 3.5 (USD per hour of the machine that ran)")
     for table, fields in TABLES.items():
         _check_table(source, table, raw.get(table, {}), fields)
 
@@ -250,6 +272,9 @@ def parse_suite(raw: dict[str, Any], source: str = "<suite>") -> Suite:
             max_quality_drop=raw.get("max_quality_drop", DEFAULT_RULE),
             scenarios=tuple(_scenario(name, table)
                             for name, table in raw.get("scenarios", {}).items()),
+            prices=tuple(("" if name == "default" else name, value)
+                         for name, value in raw.get("prices", {}).items()),
+            need_qps=raw.get("need_qps"),
         )
     except BadInputError as exc:
         raise BadInputError(f"{source}: {exc}") from None

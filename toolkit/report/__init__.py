@@ -64,8 +64,17 @@ def write_reports(
         for name, env in dict(run.info.get("nodes") or {}).items():
             peaks.setdefault(str(name), _peak(env))
             busy.setdefault(str(name), busy_text(env.get("machine_state")))
+    prices: dict[str, float] = {}
+    for run in runs:  # a node's own price, else the run's default ("")
+        given = {str(n): float(v) for n, v in run.info.get("suite", {}).get("prices") or ()}
+        for record in run.records:
+            machine = _node(record) or run.machine
+            if machine not in prices and (machine in given or "" in given):
+                prices[machine] = given.get(machine, given.get("", 0.0))
+    need = next((run.info["suite"]["need_qps"] for run in runs
+                 if run.info.get("suite", {}).get("need_qps")), None)
     summaries = summarise(records, sizes, machines, peaks,
-                          {k: v for k, v in busy.items() if v})
+                          {k: v for k, v in busy.items() if v}, prices, need)
     target = out_dir or runs[0].path.parent
     try:
         target.mkdir(parents=True, exist_ok=True)

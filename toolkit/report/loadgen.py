@@ -4,6 +4,7 @@ the pick for sustained load (the highest rate within the p99 bound)."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -34,6 +35,8 @@ class Served:
     label: str
     record: Record
     trusted: bool = True  # False: the workload's ONNX file failed parity
+    price_per_hour: float | None = None  # USD per hour of the machine that served it
+    need_qps: float | None = None  # the rate the service must sustain
 
     @property
     def info(self) -> dict[str, Any]:
@@ -65,6 +68,22 @@ class Served:
     @property
     def bound(self) -> float | None:
         return self.info.get("p99_bound_ms")
+
+    @property
+    def machines_needed(self) -> int | None:
+        """Machines like this one that sustain `need_qps`: the need over the sustained peak,
+        rounded up (no margin beyond the peak's own bound and confirmation)."""
+        if self.need_qps is None or not self.sustained or not self.peak_qps:
+            return None
+        return math.ceil(self.need_qps / self.peak_qps)
+
+    @property
+    def usd_per_million(self) -> float | None:
+        """What a million predictions cost at the sustained peak: the machine's hour over the
+        predictions it answers in an hour."""
+        if self.price_per_hour is None or not self.sustained or not self.peak_qps:
+            return None
+        return self.price_per_hour / (self.peak_qps * 3600) * 1e6
 
 
 def served_label(record: Record, host: str = "") -> str:
@@ -137,6 +156,10 @@ def _server(chosen: list[Served]) -> tuple[tuple[str, ...], list[tuple[str, ...]
     columns = ("option", f"peak rate, p99 ≤ {bound:g} ms" if searched else "scheduled rate",
                "p50 there", "p99 there", "valid runs", "took", "workers × threads",
                "sessions")
+    need = next((s.need_qps for s in chosen if s.need_qps), None)
+    priced = any(s.price_per_hour for s in chosen)
+    columns += ((f"machines for {_qps(need)}",) if need else ()) + (
+        ("USD per 1M",) if priced else ())
     rows = []
     for s in chosen:
         info = s.info
@@ -150,10 +173,18 @@ def _server(chosen: list[Served]) -> tuple[tuple[str, ...], list[tuple[str, ...]
         spread = [v for v in info.get("confirming_p99_ms") or [] if v is not None]
         if len(spread) > 1:
             p99 = f"{_ms(min(spread))}-{_ms(max(spread))} ({len(spread)} runs)"
+        extra = ((str(s.machines_needed or "-"),) if need else ()) + (
+            (_usd(s.usd_per_million),) if priced else ())
         rows.append((s.label, rate, _ms(latency.get("p50")), p99,
                      _valid(info), duration(s.record.seconds or 0.0, 2), _workers(info),
-                     str(info.get("sessions", ""))))
+                     str(info.get("sessions", "")), *extra))
     return columns, rows
+
+
+def _usd(value: float | None) -> str:
+    if value is None:
+        return "-"
+    return f"${value:,.4f}" if value < 0.01 else f"${value:,.2f}"
 
 
 def _offline(chosen: list[Served]) -> tuple[tuple[str, ...], list[tuple[str, ...]]]:
@@ -202,6 +233,12 @@ class Pick:
         if self.pick is None:
             return f"{self.goal}: no option had a VALID LoadGen run"
         text = f"{self.goal}: {self.figure} with {self.pick.label}"
+        if self.pick.machines_needed is not None:
+            text += (f", {self.pick.machines_needed} machine"
+                     f"{'s' if self.pick.machines_needed > 1 else ''} like this for "
+                     f"{_qps(self.pick.need_qps)}")
+        if self.pick.usd_per_million is not None:
+            text += f", {_usd(self.pick.usd_per_million)} per million predictions"
         if self.others:
             text += f" (next: {_qps(self.others[0].peak_qps)} with {self.others[0].label})"
         return text

@@ -9,6 +9,7 @@ size.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
@@ -146,12 +147,15 @@ class WorkloadSummary:
 def summarise(
     records: Iterable[Record], batch_sizes: Iterable[int] = (),
     machines: Iterable[str] | None = None, peaks: Mapping[str, Peak | None] | None = None,
-    busy: Mapping[str, str] | None = None,
+    busy: Mapping[str, str] | None = None, prices: Mapping[str, float] | None = None,
+    need_qps: float | None = None,
 ) -> list[WorkloadSummary]:
     """Per workload, the options and the gap. With `machines` (one name per record, from runs
     on several hosts), each option's label names its machine and its speed-ups are against the
     idiomatic call of that machine; `peaks` gives each machine's measured peak, `busy` what
-    was busy on it when the run started (`toolkit.busy`)."""
+    was busy on it when the run started (`toolkit.busy`); `prices` each machine's USD per hour
+    and `need_qps` the rate the service must sustain, for the served options' cost and
+    machines needed."""
     records = list(records)
     hosts = list(machines) if machines is not None else [""] * len(records)
     several = len(set(hosts)) > 1
@@ -166,7 +170,9 @@ def summarise(
                 and getattr(summary, record.phase) is None):
             setattr(summary, record.phase, record)
         if record.phase == "scenario":
-            summary.served.append(Served(served_label(record, host if several else ""), record))
+            summary.served.append(Served(served_label(record, host if several else ""), record,
+                                         price_per_hour=(prices or {}).get(host),
+                                         need_qps=need_qps))
             continue
         if record.status != "ok" and record.phase not in ("infer", "load"):
             what = record.phase if record.recipe == FP32 else f"{record.recipe} {record.phase}"
@@ -270,7 +276,7 @@ def _finish(summary: WorkloadSummary,
     failed = summary.parity is not None and summary.parity.parity is not None and \
         not summary.parity.parity.passed
     if failed:  # the ONNX file the served sessions load did not compute what the native did
-        summary.served = [Served(s.label, s.record, s.record.runtime != "onnxruntime")
+        summary.served = [dataclasses.replace(s, trusted=s.record.runtime != "onnxruntime")
                           for s in summary.served]
     for option in summary.options:
         base = next((o for o in summary.options if o.idiomatic and o.host == option.host), None)
