@@ -97,9 +97,14 @@ def judge_quality(native: np.ndarray, got: np.ndarray, task: Task, labels: np.nd
     accuracy fell; else `inconclusive`, with the rows it would take (never a silent pass).
 
     Regressors: r2 (on the labels, else on the native outputs, where it starts at 1) may fall by
-    the allowed drop, and the largest error may be that share of the native outputs' range;
-    fewer than MIN_REGRESSION_ROWS rows are `inconclusive`.
+    the allowed drop, and the largest error may be that share of the native outputs' range (of
+    their size, where they are constant); fewer than MIN_REGRESSION_ROWS rows are
+    `inconclusive`. No rows at all are `inconclusive` too.
     """
+    if len(native) == 0 or len(got) == 0:  # nothing left to judge (e.g. one calibration row)
+        return Parity(max_abs=0.0, max_rel=0.0, label_agreement=None, passed=False, rtol=rtol,
+                      atol=atol, rows=0, verdict="inconclusive", rule="quality",
+                      why="no rows to judge the recipe on: give more with --input-data")
     elementwise = dataclasses.replace(compare(native, got, task, rtol, atol), rule="quality")
     ref = np.asarray(native, dtype=np.float64).reshape(len(native), -1)
     out = np.asarray(got, dtype=np.float64).reshape(len(got), -1)
@@ -143,7 +148,11 @@ def _judge_classifier(parity: Parity, ref: np.ndarray, out: np.ndarray, task: Ta
     if accuracy_fell:
         verdict = "fail"
         why = (f"accuracy fell {evidence['native_quality'] - evidence['quality']:.3f}, beyond "
-               f"the allowed {evidence['allowed_drop']:.3f} (McNemar p {evidence['p_drop']:.3g})")
+               f"the allowed {evidence['allowed_drop']:.3f}, and McNemar's test finds the drop "
+               f"real (p {evidence['p_drop']:.3g})")
+    elif needed >= 1:  # no label may change: no sampling argument, the rows seen decide
+        verdict = "pass" if flips == 0 else "fail"
+        why = "" if flips == 0 else f"{flips} of {rows} labels changed; none may (allowed drop 0)"
     elif high < needed:
         verdict = "fail"
         why = (f"{flips} of {rows} labels changed: at most {high:.1%} kept (95% bound), "
@@ -152,9 +161,13 @@ def _judge_classifier(parity: Parity, ref: np.ndarray, out: np.ndarray, task: Ta
         verdict, why = "pass", ""
     else:
         verdict = "inconclusive"
+        more = rows_to_show(needed, kept / rows)
+        advice = (f"about {more:,} rows changing as few would show it (--input-data), or allow "
+                  "more (--max-quality-drop)" if more is not None else
+                  f"{kept / rows:.1%} kept here is not above it: more rows alike would not "
+                  "show it")
         why = (f"{flips} of {rows} labels changed: {rows} rows show at least {low:.1%} kept "
-               f"(95% bound), {needed:.1%} needed; about {rows_to_show(needed):,} rows with no "
-               f"change would show it (--input-data), or allow more (--max-quality-drop)")
+               f"(95% bound), {needed:.1%} needed; {advice}")
     return dataclasses.replace(parity, verdict=verdict, passed=verdict == "pass", why=why,
                                **evidence)
 
@@ -165,8 +178,9 @@ def _judge_regressor(parity: Parity, ref: np.ndarray, out: np.ndarray,
     _, before = quality(ref, truth, "regression")
     _, after = quality(out, truth, "regression")
     allowed = rule.allowed(before)
-    spread = float(np.ptp(ref))
-    worst = float(np.abs(out - ref).max()) / spread if spread > 0 else float("inf")
+    spread = float(np.ptp(ref)) or float(np.abs(ref).max())  # a constant: its size
+    error = float(np.abs(out - ref).max())
+    worst = error / spread if spread > 0 else (0.0 if error == 0 else float("inf"))
     share = rule.allowed(1.0)
     evidence = {"metric": "r2", "native_quality": before, "quality": after,
                 "allowed_drop": allowed, "max_error_share": worst,

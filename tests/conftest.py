@@ -44,8 +44,9 @@ def cuda_usable() -> bool:
 def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[subprocess.CompletedProcess, Path]:
     """`deploybench run` on one small workload per framework, through the real console script."""
     root = tmp_path_factory.mktemp("run")
-    suite = write_suite(root / "tiny.toml",
-                        ["sklearn/seed-linreg", "keras/seed-dense", "torch/digits-mlp"])
+    suite = write_suite(root / "tiny.toml",  # one round: rounds are run for real elsewhere
+                        ["sklearn/seed-linreg", "keras/seed-dense", "torch/digits-mlp"],
+                        rounds=1)
     out = root / "out"
     proc = subprocess.run(
         [sys.executable, "-m", "toolkit.cli", "run", "--suite", str(suite), "--out", str(out)],

@@ -418,3 +418,16 @@ def test_every_worker_is_warmed_at_every_size_before_the_first_query():
     pool.close()
     for calls in seen:
         assert sorted(calls) == sorted([1, 2, 3, 4] * WARM_CALLS)
+
+
+def test_a_model_that_fails_its_warm_up_is_a_runtime_error_naming_the_size():
+    """ONNX Runtime's own errors are not RuntimeErrors: the warm-up says them as one, so the
+    option fails with why and the other batch sizes still run."""
+    from toolkit.serving import ThreadPool
+
+    def broken(indices):
+        if len(indices) > 2:
+            raise ValueError("shape mismatch")
+
+    with pytest.raises(RuntimeError, match="warm-up call at 3 rows: ValueError: shape mismatch"):
+        ThreadPool([broken], max_batch=4, max_delay_s=0.001, rows=16)

@@ -77,7 +77,13 @@ def test_one_flip_in_a_hundred_rows_does_not_decide():
     assert verdict.quality_delta == pytest.approx(-0.01)
     assert verdict.p_drop == pytest.approx(0.5)  # McNemar: one discordant row says nothing
     assert verdict.verdict == "inconclusive" and not verdict.passed
-    assert "about 268 rows" in verdict.why and "--input-data" in verdict.why
+    assert "more rows alike would not show it" in verdict.why  # 99% kept, 99% needed
+    few = judge_quality(native, native, "multiclass", labels, QualityRule.parse("1%"))
+    assert few.verdict == "inconclusive" and "about 268 rows" in few.why  # none changed
+    native, labels = _classifier(500)
+    some = judge_quality(native, _flip(native, slice(10, 12)), "multiclass", labels,
+                         QualityRule.parse("1%"))  # 99.6% kept: more rows would show it
+    assert some.verdict == "inconclusive" and "rows changing as few" in some.why
     # the same recipe on 3,000 rows with the same one flip passes: the bound is tight there
     native, labels = _classifier(3000)
     many = judge_quality(native, _flip(native, slice(300, 301)), "multiclass", labels,
@@ -104,6 +110,20 @@ def test_without_labels_a_classifier_is_judged_on_agreement_only():
                             QualityRule.parse("1%"))
     assert verdict.metric == "agreement" and verdict.p_drop is None
     assert verdict.judged_on == "label agreement" and verdict.verdict == "pass"
+
+
+def test_the_edges_of_the_quality_rule():
+    native, labels = _classifier(50)
+    exact = judge_quality(native, native, "multiclass", labels, QualityRule.parse("0"))
+    assert exact.verdict == "pass"  # no label may change, and none did
+    assert judge_quality(native, _flip(native, slice(0, 1)), "multiclass", labels,
+                         QualityRule.parse("0")).verdict == "fail"
+    empty = judge_quality(native[:0], native[:0], "multiclass", labels[:0],
+                          QualityRule.parse("1%"))
+    assert empty.verdict == "inconclusive" and empty.rows == 0
+    constant = np.full((40, 1), 2.0)
+    assert judge_quality(constant, constant, "regression", None,
+                         QualityRule.parse("1%")).verdict == "pass"
 
 
 def test_a_regressor_is_judged_on_r2_and_its_largest_error():

@@ -3,6 +3,7 @@ workers that stands in front of a model (fed here by plain Python functions)."""
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 import time
 
@@ -78,6 +79,17 @@ def test_a_failed_first_run_does_not_cap_the_search():
     search = search_peak(blip_first, 1000.0, precision=0.05)
     assert calls[:2] == [1000.0, 1000.0]
     assert search.kind == "sustained" and 3000.0 / 1.05 <= search.peak_qps <= 3000.0
+    # a blip and then nothing but valid runs: the peak is a lower bound, not unconfirmed
+    endless: list[float] = []
+    fast = fake_loadgen(1e12, endless)
+
+    def blip_then_valid(rate: float) -> LoadGenResult:
+        result = fast(rate)
+        return dataclasses.replace(result, valid=False) if len(endless) == 1 else result
+
+    unbounded = search_peak(blip_then_valid, 1000.0, max_points=4)
+    assert endless == [1000.0, 1000.0, 2000.0, 4000.0]
+    assert unbounded.kind == "lower bound" and unbounded.peak_qps == 4000.0
 
 
 def test_a_lucky_pass_is_not_a_peak_until_it_is_confirmed():
@@ -100,6 +112,9 @@ def test_a_lucky_pass_is_not_a_peak_until_it_is_confirmed():
     assert search.kind == "sustained" and search.peak_qps <= 3000.0
     assert len(search.confirming) >= 2 and all(p["valid"] for p in search.confirming)
     assert len({p["target_qps"] for p in search.confirming}) == 1
+    # the figures reported with the peak come from one of its own passing runs
+    assert search.peak_point in search.confirming
+    assert search.peak_qps == search.peak_point["scheduled_qps"]
 
 
 @pytest.mark.parametrize(("text", "seconds"), [("2", 2.0), ("2s", 2.0), ("500ms", 0.5),

@@ -165,3 +165,13 @@ def test_mcnemar_counts_only_the_rows_that_changed():
     assert mcnemar_p(1, 0) == pytest.approx(0.5)  # one flip says nothing
     assert mcnemar_p(6, 0) == pytest.approx(1 / 64)
     assert mcnemar_p(10, 10) > 0.5  # as many gained as lost: no drop
+
+
+def test_mcnemar_holds_on_many_rows_and_rows_to_show_follows_the_share_seen():
+    from toolkit.stats import mcnemar_p, rows_to_show, wilson_bounds
+
+    assert 0 < mcnemar_p(600, 500) < 0.01  # floats overflowed here
+    assert rows_to_show(0.99, 0.98) is None  # below the share: no number of rows shows it
+    needed = rows_to_show(0.99, 0.996)
+    assert needed is not None and needed > 268
+    assert wilson_bounds(round(0.996 * needed), needed)[0] >= 0.99

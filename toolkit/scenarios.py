@@ -315,10 +315,16 @@ class Search:
     kind: str = "none"
     confirming: list[dict[str, Any]] = field(default_factory=list)  # the peak's runs
 
+    peak_point: dict[str, Any] | None = None  # the run the peak's figures come from
+
     @property
     def bracketed(self) -> bool:
-        """Whether a rate above the peak was refused (else the peak is only a lower bound)."""
-        return any(not p["valid"] for p in self.points)
+        """Whether a rate above the best valid one was refused (else the peak is only a lower
+        bound; a failed run below it, such as a blip on the first run, does not count)."""
+        best = self.best
+        return best is not None and any(
+            not p["valid"] and (p["target_qps"] or 0.0) > (best["target_qps"] or 0.0)
+            for p in self.points)
 
     @property
     def best(self) -> dict[str, Any] | None:
@@ -404,7 +410,8 @@ def search_peak(run_at: Callable[[float], LoadGenResult], start_qps: float, *,
     best = search.best
     if best is None:
         return search
-    search.peak_qps = best["scheduled_qps"]
+    never_failed = [p for p in search.points if p["valid"] and p["target_qps"] not in failed]
+    point = max(never_failed or [best], key=lambda p: p["scheduled_qps"] or 0.0)
     if search.cut_at is not None and not search.bracketed:
         search.kind = "cut"
     elif not search.bracketed:
@@ -412,8 +419,10 @@ def search_peak(run_at: Callable[[float], LoadGenResult], start_qps: float, *,
     elif held:
         top = round(max(held), 3)
         search.confirming = [p for p in search.points if p["target_qps"] == top]
-        search.peak_qps = min(p["scheduled_qps"] or top for p in search.confirming)
+        point = min(search.confirming, key=lambda p: p["scheduled_qps"] or top)
         search.kind = "sustained"
     else:
         search.kind = "unconfirmed"
+    search.peak_point = point
+    search.peak_qps = point["scheduled_qps"]
     return search

@@ -32,7 +32,7 @@ from toolkit.isolate import THREAD_VARIABLES
 
 log = logging.getLogger(__name__)
 
-Predict = Callable[[np.ndarray], Any]  # sample indices -> the model's answer for those rows
+Predict = Callable[[Sequence[int]], Any]  # sample indices -> the model's answer for those rows
 
 
 @dataclass(frozen=True)
@@ -71,7 +71,7 @@ def serve(get: Callable[[float | None], Job | None], predict: Predict,
             return
         error = None
         try:
-            predict(np.asarray(job.indices, dtype=np.int64))
+            predict(job.indices)
         except Exception as exc:  # answered anyway so LoadGen can finish; the run fails
             error = f"{type(exc).__name__}: {exc}"
         done(list(job.ids), error)
@@ -169,8 +169,12 @@ def warm(predict: Predict, sizes: Sequence[int], rows: int) -> None:
     """A worker's first calls at each size it will be sent (a runtime's first calls at a new
     shape are slow), so none of them lands in a LoadGen run."""
     for size in sizes:
-        for _ in range(WARM_CALLS):
-            predict(np.arange(size, dtype=np.int64) % rows)
+        try:
+            for _ in range(WARM_CALLS):
+                predict(np.arange(size, dtype=np.int64) % rows)
+        except Exception as exc:  # ORT's errors are not RuntimeErrors: say it as one
+            raise RuntimeError(f"the model failed its warm-up call at {size} rows: "
+                               f"{type(exc).__name__}: {exc}") from exc
 
 
 def warm_sizes(max_batch: int, split: int) -> tuple[int, ...]:
@@ -254,8 +258,13 @@ def load_predict(spec: LoadSpec) -> tuple[Predict, dict[str, Any]]:
 def rows_predict(runner: Any, call: str, x: dict[str, np.ndarray]) -> Predict:
     """`runner`'s `call` on the rows a job names: the request made into the runtime's input and
     the call, as a server pays for both."""
-    def predict(indices: np.ndarray) -> Any:
-        return runner.prepare(call, {name: array[indices] for name, array in x.items()})()
+    def predict(indices: Sequence[int]) -> Any:
+        if len(indices) == 1:  # one row: a view, no copy (a 6 us model feels 5 us of copy)
+            row = int(indices[0])
+            return runner.prepare(call, {name: array[row:row + 1]
+                                         for name, array in x.items()})()
+        chosen = np.asarray(indices, dtype=np.int64)
+        return runner.prepare(call, {name: array[chosen] for name, array in x.items()})()
 
     return predict
 
@@ -316,7 +325,8 @@ class ProcessPool(Pool):
                 raise ProviderUnavailableError(message[1])
             if message[0] == "failed":
                 self._stop()
-                raise RuntimeError(f"a worker process could not load the model: {message[1]}")
+                raise RuntimeError(f"a worker process could not load or warm the model: "
+                                   f"{message[1]}")
             self.settings = dict(message[1])
             ready += 1
 

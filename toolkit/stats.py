@@ -318,16 +318,43 @@ def wilson_bounds(successes: int, n: int, z: float = Z95_ONE_SIDED) -> tuple[flo
     if n <= 0:
         return 0.0, 1.0
     p = successes / n
+    if successes >= n:  # exact at the ends: the formula leaves a rounding hair below 1
+        return wilson_bounds_low(n, z), 1.0
+    if successes <= 0:
+        return 0.0, 1.0 - wilson_bounds_low(n, z)
     centre = (p + z * z / (2 * n)) / (1 + z * z / n)
     half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
     return max(0.0, centre - half), min(1.0, centre + half)
 
 
-def rows_to_show(share: float, z: float = Z95_ONE_SIDED) -> int:
-    """The fewest rows, all agreeing, whose Wilson lower bound reaches `share` (0.99: 268)."""
+def wilson_bounds_low(n: int, z: float = Z95_ONE_SIDED) -> float:
+    """The Wilson lower bound of n successes in n: n / (n + z^2)."""
+    return n / (n + z * z)
+
+
+def rows_to_show(share: float, observed: float = 1.0, z: float = Z95_ONE_SIDED,
+                 most: int = 10**7) -> int | None:
+    """The fewest rows at which a share `observed` of them agreeing has a Wilson lower bound
+    of `share` or more (all agreeing, 0.99: 268); None where no number of rows would (the
+    observed share is below `share`) or more than `most` would be needed."""
+    if observed < share or share >= 1:
+        return None
     if share <= 0:
         return 1
-    return math.ceil(z * z * share / (1 - share)) if share < 1 else 10**9
+    if observed >= 1:
+        return math.ceil(z * z * share / (1 - share))
+    low, high = 1, 1
+    while wilson_bounds(round(observed * high), high, z)[0] < share:
+        low, high = high, high * 2
+        if high > most:
+            return None
+    while low < high:  # the bound grows with the rows at a fixed share (near enough)
+        middle = (low + high) // 2
+        if wilson_bounds(round(observed * middle), middle, z)[0] >= share:
+            high = middle
+        else:
+            low = middle + 1
+    return high
 
 
 def mcnemar_p(lost: int, gained: int) -> float:
@@ -337,5 +364,6 @@ def mcnemar_p(lost: int, gained: int) -> float:
     total = lost + gained
     if total == 0:
         return 1.0
-    # P(X >= lost) for X ~ Binomial(total, 1/2)
-    return min(1.0, math.fsum(math.comb(total, k) for k in range(lost, total + 1)) / 2 ** total)
+    # P(X >= lost) for X ~ Binomial(total, 1/2), in whole numbers (floats overflow past ~1030
+    # rows); Python divides big integers exactly, rounding once
+    return min(1.0, sum(math.comb(total, k) for k in range(lost, total + 1)) / 2 ** total)

@@ -59,10 +59,14 @@ def derive(spec: DeriveSpec) -> Iterator[Record]:
     if spec.recipe == "int8-static" and spec.calibration == spec.inputs:
         with np.load(spec.inputs) as archive:  # calibrated on one half, judged on the other
             rows = min(len(archive[n]) for n in archive.files)
-        spec = dataclasses.replace(spec, judged_from=max(1, rows // 2))
-        warnings = (f"int8-static calibrated on the first {spec.judged_from} of the {rows} "
-                    f"input rows (no --calibration-data) and judged on the other "
-                    f"{rows - spec.judged_from}",)
+        if rows >= 2:
+            spec = dataclasses.replace(spec, judged_from=rows // 2)
+            warnings = (f"int8-static calibrated on the first {spec.judged_from} of the {rows} "
+                        f"input rows (no --calibration-data) and judged on the other "
+                        f"{rows - spec.judged_from}",)
+        else:
+            warnings = ("int8-static calibrated on the one input row it is judged on (no "
+                        "--calibration-data): give more rows with --input-data",)
     recorded = {"reference": spec.reference, "task": spec.output_task,
                 "score_output": spec.score_output, "judged_from": spec.judged_from}
     started = time.perf_counter()

@@ -87,7 +87,8 @@ def scenario_case(spec: ScenarioSpec) -> Iterator[Record]:
             yield Record(**base, batch_size=batch, status="skipped", reason=str(exc),
                          info={"scenario": settings.scenario})
             continue
-        except RuntimeError as exc:  # a worker that cannot load or warm the model
+        except RuntimeError as exc:  # a worker that cannot load or warm the model (the pools
+            # say so as RuntimeError, whatever the runtime raised)
             yield Record(**base, batch_size=batch, status="failed", reason=str(exc),
                          info={"scenario": settings.scenario})
             continue
@@ -221,8 +222,8 @@ def _run(pool: Pool, settings: ScenarioSettings, batch: int, logs: Path, inputs:
             info["warning"] = (f"the search stopped before a run at {search.cut_at:,.0f} q/s: "
                                "it would not end within --timeout; raise --timeout")
         elif search.peak_qps is not None and not search.bracketed:
-            info["warning"] = (f"every rate tried was VALID: the peak is above "
-                               f"{search.peak_qps:,.0f} q/s, where the search stopped")
+            info["warning"] = (f"no rate above {search.peak_qps:,.0f} q/s failed: the peak "
+                               "is higher than where the search stopped")
         elif search.kind == "unconfirmed":
             info["warning"] = (f"the best rate, {search.peak_qps:,.0f} q/s, passed once but "
                                f"the search ran out of runs before confirming it: not a "
@@ -231,7 +232,7 @@ def _run(pool: Pool, settings: ScenarioSettings, batch: int, logs: Path, inputs:
             info.update(valid=False, latency_ms={}, reason=info["warning"], loadgen_runs=0,
                         samples_per_s=None, percentile=99.0)
             return info
-        best = search.best or search.points[-1]
+        best = search.peak_point or search.points[-1]
     else:
         target = settings.target_qps or capacity * batch * 1.5  # offline: samples per second
         result = run_long_enough(target)
