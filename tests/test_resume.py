@@ -17,6 +17,13 @@ pytest.importorskip("sklearn")
 pytest.importorskip("skl2onnx")
 
 
+def ctrl_c_works() -> None:
+    """In the child, before exec: SIGINT back to its default, so Python installs its Ctrl-C
+    handler even where these tests run in a background job (a shell starts those with SIGINT
+    ignored, and Python then leaves it ignored)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def steps_done(path):
     try:
         records = json.loads(path.read_text())["records"]
@@ -31,7 +38,8 @@ def test_interrupt_then_resume(tmp_path):
     out = tmp_path / "run"
     cli = [sys.executable, "-m", "toolkit.cli", "run"]
     proc = subprocess.Popen([*cli, "--suite", str(suite), "--out", str(out)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=ctrl_c_works)
     deadline = time.monotonic() + 120
     while not steps_done(out / "results.json") and time.monotonic() < deadline:
         time.sleep(0.05)
@@ -75,7 +83,8 @@ def test_bench_interrupted_during_its_build_resumes(tmp_path):
     cli = [sys.executable, "-m", "toolkit.cli", "bench"]
     proc = subprocess.Popen([*cli, str(model), "--trust-pickle", "--batch-sizes", "1",
                              "--rounds", "1", "--out", str(out)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=ctrl_c_works)
     deadline = time.monotonic() + 120
     while not list((out / "logs").glob("build-*.log")) and time.monotonic() < deadline:
         time.sleep(0.05)  # the build child has started

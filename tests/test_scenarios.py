@@ -151,11 +151,20 @@ def test_settings_survive_the_results_file_and_default_per_scenario():
 
 
 def test_batching_variants_exist_for_the_server_scenario_only():
-    assert variants("onnxruntime", "server") == ("shared", "per-worker", "shared+batching",
-                                                 "per-worker+batching")
-    assert variants("onnxruntime", "offline") == ("shared", "per-worker")
+    assert variants("onnxruntime", "server") == (
+        "shared", "per-worker", "processes", "shared+batching", "per-worker+batching",
+        "processes+batching")
+    assert variants("onnxruntime", "offline") == ("shared", "per-worker", "processes")
     assert variants("onnxruntime", "singlestream") == ("shared",)  # one query in flight
-    assert variants("native", "offline") == ("processes",)
+
+
+def test_the_pool_is_chosen_apart_from_the_runtime():
+    """ONNX Runtime from threads and from processes; PyTorch, which releases the GIL inside
+    its operators, from processes and from threads; the GIL-bound runtimes from processes."""
+    assert "processes" in variants("onnxruntime", "offline")
+    assert variants("native_torch", "offline") == ("processes", "threads")
+    assert variants("native_keras", "offline") == ("processes",)
+    assert variants("native_sklearn", "server") == ("processes", "processes+batching")
 
 
 @pytest.mark.parametrize(("values", "flag"), [
@@ -308,3 +317,21 @@ def test_prices_and_the_needed_rate_come_from_a_suite_file():
     assert Suite.from_dict(suite.to_dict()).prices == suite.prices
     with pytest.raises(BadInputError, match="prices"):
         parse_suite({"workloads": ["digits-mlp"], "prices": {"default": "cheap"}})
+
+
+def test_rapl_energy_is_read_across_its_wraparound_or_said_to_be_missing(tmp_path):
+    from toolkit.energy import counter
+
+    meter, why = counter("cpu", tmp_path / "absent")
+    assert meter is None and "no RAPL energy counter here" in why
+    package = tmp_path / "intel-rapl:0"
+    package.mkdir()
+    (package / "max_energy_range_uj").write_text("1000000\n")
+    (package / "energy_uj").write_text("999000\n")
+    (tmp_path / "intel-rapl:0:0").mkdir()  # a sub-domain (core): not counted twice
+    meter, why = counter("cpu", tmp_path)
+    assert meter is not None and why == "" and "1 package" in meter.source
+    (package / "energy_uj").write_text("3000\n")  # wrapped: 1,000 + 3,000 uJ later
+    assert meter.read() == pytest.approx(0.004)
+    (package / "energy_uj").write_text("5000\n")
+    assert meter.read() == pytest.approx(0.006)

@@ -356,7 +356,7 @@ def loadgen(
         "offline: samples per call (64); multistream: samples per query (8)")] = None,
     workers: Annotated[int | None, typer.Option(
         help="worker threads or processes per option (default: --threads, so one thread "
-        "each; 1 for the streams)")] = None,
+        "each; 1 for the streams and per GPU on CUDA)")] = None,
     max_delay_ms: Annotated[float | None, typer.Option(
         "--max-delay-ms", help="+batching: the longest a query waits for others (default: "
         "the bound / 10)")] = None,

@@ -48,13 +48,16 @@ DEFAULT_BATCH = {"server": 8, "offline": 64, "singlestream": 1, "multistream": 8
 PRECISION = 0.05  # the search stops when the highest good and lowest bad rates are this close
 MAX_POINTS = 18  # runs one search may make (doubling, bisecting, a retry, confirmations)
 
-# The serving paths of an option. ONNX Runtime releases the GIL while it runs, so its workers
-# are threads, sharing one session or holding one each; a native runtime holds the GIL for much
-# of a call, so its workers are processes. `+batching` gathers queued queries into one call (up
-# to the batch size, waiting at most --max-delay-ms), as serving systems do; only the Server
-# scenario has queries to gather.
-ORT_VARIANTS = ("shared", "per-worker")
-NATIVE_VARIANTS = ("processes",)
+# The serving paths of an option, the pool apart from the runtime. ONNX Runtime releases the
+# GIL while it runs: worker threads sharing one session (`shared`) or holding one each
+# (`per-worker`), and worker processes, one session each (`processes`). PyTorch releases it
+# inside its operators: worker processes, and worker threads with a model each (`threads`).
+# Keras and scikit-learn hold it for much of a call: worker processes only. `+batching`
+# gathers queued queries into one call (up to the batch size, waiting at most --max-delay-ms),
+# as serving systems do; only the Server scenario has queries to gather.
+POOLS = {"onnxruntime": ("shared", "per-worker", "processes"),
+         "native_torch": ("processes", "threads")}
+POOLS_OF_OTHERS = ("processes",)
 BATCHING = "+batching"
 
 
@@ -71,8 +74,9 @@ def loadgen_missing() -> str | None:
 STREAMS = ("singlestream", "multistream")  # one query in flight: one worker, one session
 
 
-def variants(runtime: str, scenario: str) -> tuple[str, ...]:
-    plain = ORT_VARIANTS if runtime == "onnxruntime" else NATIVE_VARIANTS
+def variants(runner: str, scenario: str) -> tuple[str, ...]:
+    """The serving paths of a runner (`onnxruntime`, `native_torch`, ...) in a scenario."""
+    plain = POOLS.get(runner, POOLS_OF_OTHERS)
     if scenario in STREAMS:
         return plain[:1]
     if scenario != "server":
@@ -105,7 +109,8 @@ class ScenarioSettings:
     target_qps: float | None = None  # server: this rate instead of a search; offline: sizing
     duration_s: float = DEFAULT_DURATION_S  # per LoadGen run (its minimum duration)
     compliant: bool = False  # MLPerf's own minimum duration and query counts
-    workers: int | None = None  # default: --threads (server, offline), 1 (streams)
+    workers: int | None = None  # default: --threads (server, offline on the CPU), 1 (streams,
+    # and one per GPU on CUDA)
     batch_sizes: tuple[int, ...] = ()  # server: the batching maximum; offline: per call;
     # multistream: samples per query; default DEFAULT_BATCH
     max_delay_ms: float | None = None  # batching: the longest a query waits (default bound/10)
@@ -222,6 +227,7 @@ class LoadGenResult:
     target: float | None = None  # the rate (server) or samples/s (offline) it was asked for
     extended: bool = False  # this is a second run, as long as early stopping asked for
     log: str = ""  # the folder of LoadGen's logs of this run
+    joules: float | None = None  # the device's energy over the run, where a counter is readable
 
     @property
     def p99_ms(self) -> float | None:
@@ -232,7 +238,8 @@ class LoadGenResult:
         return {"target_qps": target_qps, "scheduled_qps": self.scheduled_qps,
                 "completed_qps": self.completed_qps, "valid": self.valid, "reason": self.reason,
                 "queries": self.queries, "latency_ms": self.latency_ms,
-                "estimate_ms": self.estimate_ms, "extended": self.extended, "log": self.log}
+                "estimate_ms": self.estimate_ms, "extended": self.extended, "log": self.log,
+                "joules": self.joules}
 
 
 def read_detail_log(path: Path, scenario: str) -> LoadGenResult:

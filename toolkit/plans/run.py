@@ -76,7 +76,7 @@ def scenario_steps(suite: Suite, key: str, after: str | None,
     missing = loadgen_missing() if suite.scenarios else None
     for settings in suite.scenarios:
         for case in planned:
-            for variant in variants(case.runtime, settings.scenario):
+            for variant in variants(case.runner, settings.scenario):
                 step = Scenario(case, variant, settings, after, sources)
                 if missing:
                     records = tuple(dataclasses.replace(r, status="skipped", reason=missing,

@@ -15,11 +15,12 @@ from toolkit.scenarios import BATCHING
 
 CAPTIONS = {
     "server": ("Server: Poisson arrivals. Peak: the highest scheduled rate LoadGen called VALID "
-               "(p99 within the bound and enough queries for its early-stopping test), found "
-               "by doubling then bisecting; latencies at that rate, from each query's scheduled "
-               "time. shared / per-worker: one ONNX Runtime session for all worker threads, or "
-               "one each; processes: a native runtime in worker processes (it holds the GIL); "
-               "+batching: queued queries answered in one call."),
+               "(p99 within the bound and enough queries for its early-stopping test) in 2 "
+               "runs of 2, found by doubling then bisecting; latencies at that rate, from each "
+               "query's scheduled time. shared / per-worker: one ONNX Runtime session for all "
+               "worker threads, or one each; threads: PyTorch worker threads with a model each; "
+               "processes: worker processes, a model each; +batching: queued queries answered "
+               "in one call. Peaks marked cut, lower bound or unconfirmed are never picked."),
     "offline": "Offline: every sample in one query, answered in calls of the batch size.",
     "singlestream": ("SingleStream: one query of one sample after another; MLPerf's figure is "
                      "LoadGen's early-stopping estimate of the 90th percentile."),
@@ -158,8 +159,9 @@ def _server(chosen: list[Served]) -> tuple[tuple[str, ...], list[tuple[str, ...]
                "sessions")
     need = next((s.need_qps for s in chosen if s.need_qps), None)
     priced = any(s.price_per_hour for s in chosen)
+    metered = any(s.info.get("joules_per_query") for s in chosen)
     columns += ((f"machines for {_qps(need)}",) if need else ()) + (
-        ("USD per 1M",) if priced else ())
+        ("USD per 1M",) if priced else ()) + (("energy per prediction",) if metered else ())
     rows = []
     for s in chosen:
         info = s.info
@@ -174,7 +176,8 @@ def _server(chosen: list[Served]) -> tuple[tuple[str, ...], list[tuple[str, ...]
         if len(spread) > 1:
             p99 = f"{_ms(min(spread))}-{_ms(max(spread))} ({len(spread)} runs)"
         extra = ((str(s.machines_needed or "-"),) if need else ()) + (
-            (_usd(s.usd_per_million),) if priced else ())
+            (_usd(s.usd_per_million),) if priced else ()) + (
+            (_joules(info.get("joules_per_query")),) if metered else ())
         rows.append((s.label, rate, _ms(latency.get("p50")), p99,
                      _valid(info), duration(s.record.seconds or 0.0, 2), _workers(info),
                      str(info.get("sessions", "")), *extra))
@@ -185,6 +188,12 @@ def _usd(value: float | None) -> str:
     if value is None:
         return "-"
     return f"${value:,.4f}" if value < 0.01 else f"${value:,.2f}"
+
+
+def _joules(value: float | None) -> str:
+    if value is None:
+        return "-"
+    return f"{value * 1e3:.3g} mJ" if value >= 1e-3 else f"{value * 1e6:.3g} µJ"
 
 
 def _offline(chosen: list[Served]) -> tuple[tuple[str, ...], list[tuple[str, ...]]]:
@@ -297,7 +306,8 @@ def loadgen_notes(served: Sequence[Served]) -> list[str]:
             notes.append(f"{s.label} {s.scenario}: INVALID ({s.info['reason']})")
     seen: set[str] = set()
     for s in served:
-        for warning in s.record.warnings:
+        unmeasured = s.info.get("energy_unmeasured")
+        for warning in (*s.record.warnings, *([unmeasured] if unmeasured else [])):
             if warning not in seen:
                 seen.add(warning)
                 notes.append(f"! {warning}")

@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from toolkit import energy
 from toolkit.errors import ProviderUnavailableError
 from toolkit.results import Record
 from toolkit.scenarios import (
@@ -71,7 +72,9 @@ def scenario_case(spec: ScenarioSpec) -> Iterator[Record]:
 
     settings = ScenarioSettings.from_dict(spec.settings)
     runtime = RUNNERS[spec.runner].runtime
-    workers = settings.workers or (1 if settings.scenario in STREAMS else spec.threads)
+    # a GPU is one device, not a core per worker: one worker per GPU unless --workers says
+    workers = settings.workers or (1 if settings.scenario in STREAMS or spec.provider != "cpu"
+                                   else spec.threads)
     threads = max(1, spec.threads // workers)
     deadline = time.monotonic() + spec.budget_s
     base: dict[str, Any] = {
@@ -94,7 +97,7 @@ def scenario_case(spec: ScenarioSpec) -> Iterator[Record]:
             continue
         try:
             info = _run(pool, settings, batch, Path(spec.logs) / f"b{batch}", spec.inputs,
-                        deadline)
+                        deadline, base["device"])
         finally:
             pool.close()
         info.update(workers=workers, threads_per_worker=threads, call=SERVING_CALL[spec.runner],
@@ -110,9 +113,12 @@ def scenario_case(spec: ScenarioSpec) -> Iterator[Record]:
 
 
 def _sessions(variant: str, runtime: str, workers: int) -> str:
-    if runtime != "onnxruntime":
+    if variant.startswith("processes"):
         return f"one per worker process ({workers})"
-    return "one shared" if variant.startswith("shared") else f"one per worker ({workers})"
+    if variant.startswith("shared"):
+        return "one shared"
+    what = "session" if runtime == "onnxruntime" else "model"
+    return f"one {what} per worker thread ({workers})"
 
 
 def _pool(spec: ScenarioSpec, settings: ScenarioSettings, runtime: str, workers: int, threads: int,
@@ -125,7 +131,7 @@ def _pool(spec: ScenarioSpec, settings: ScenarioSettings, runtime: str, workers:
     delay = settings.delay_ms / 1e3
     call = SERVING_CALL[spec.runner]
     sizes = warm_sizes(max_batch, split)  # every worker warmed before the first LoadGen run
-    if runtime != "onnxruntime":
+    if spec.variant.startswith("processes"):
         load = LoadSpec(spec.runner, spec.artifact, spec.inputs, call, spec.provider, threads,
                         sizes)
         pool = ProcessPool(load, workers, max_batch, delay, split,
@@ -135,7 +141,7 @@ def _pool(spec: ScenarioSpec, settings: ScenarioSettings, runtime: str, workers:
                           optimization=spec.optimization, spinning=False)
     with np.load(spec.inputs) as archive:
         x = {name: archive[name] for name in archive.files}
-    count = 1 if spec.variant.startswith("shared") else workers
+    count = 1 if spec.variant.startswith("shared") else workers  # else one each
     runners = [RUNNERS[spec.runner].load(Path(spec.artifact), config) for _ in range(count)]
     fixed = runners[0].fixed_batch
     if fixed is not None and fixed != max(max_batch, split):
@@ -149,7 +155,7 @@ def _pool(spec: ScenarioSpec, settings: ScenarioSettings, runtime: str, workers:
 
 
 def _run(pool: Pool, settings: ScenarioSettings, batch: int, logs: Path, inputs: str,
-         deadline: float) -> dict[str, Any]:
+         deadline: float, device: str = "cpu") -> dict[str, Any]:
     """The scenario's LoadGen run(s) on `pool`: a Server search, or one run."""
     with np.load(inputs) as archive:
         rows = len(archive[archive.files[0]])
@@ -158,13 +164,17 @@ def _run(pool: Pool, settings: ScenarioSettings, batch: int, logs: Path, inputs:
     bound = settings.bound_ms
     capacity = pool.workers / per_query  # queries per second, roughly, with no batching
     runs: list[int] = []
+    meter, no_meter = energy.counter(device)
 
     def run_at(rate: float, queries: int | None = None,
                expected_s: float | None = None) -> LoadGenResult:
         runs.append(len(runs) + 1)
         folder = logs / f"{len(runs):02d}"
+        before = meter.read() if meter else 0.0
         result = run_loadgen(pool, settings, rate, expected_s or per_query, batch, rows, folder,
                              queries)
+        if meter:
+            result = dataclasses.replace(result, joules=meter.read() - before)
         if pool.errors:
             raise RuntimeError(f"the model failed while serving: {pool.errors[0]}")
         return result
@@ -253,6 +263,11 @@ def _run(pool: Pool, settings: ScenarioSettings, batch: int, logs: Path, inputs:
                                 and info["metric_ms"] <= bound)
     info["loadgen_runs"] = len(runs)
     info["logs"] = str(logs)
+    if meter is None:
+        info["energy_unmeasured"] = f"energy per prediction not measured: {no_meter}"
+    elif best.get("joules") is not None and best.get("queries"):
+        info["energy"] = meter.source
+        info["joules_per_query"] = best["joules"] / best["queries"]
     return info
 
 
