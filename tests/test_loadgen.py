@@ -69,18 +69,19 @@ def test_server_finds_each_options_peak_rate_under_the_bound(server_run):
         assert info["peak_qps"] and info["peak_qps"] > 0, variant
         points = info["points"]
         assert any(p["valid"] for p in points) and any(not p["valid"] for p in points), variant
-        # the peak's figures are from a valid run at its rate (a sustained peak's rate never
-        # failed), and LoadGen's VALID includes the bound
+        # the peak's figures are from a valid run at its rate, and LoadGen's VALID includes
+        # the bound
         at_peak = [p for p in points if p["target_qps"] == info["target_qps"]]
         shown = (variant, info.get("peak_kind"), info["target_qps"],
                  [(p["target_qps"], p["valid"]) for p in points])
-        best = next(p for p in at_peak if p["scheduled_qps"] == info["peak_qps"])
-        assert best["valid"] and info["valid"] is True, shown
+        best = next(p for p in at_peak if p["valid"] and p["scheduled_qps"] == info["peak_qps"])
+        assert info["valid"] is True, shown
         assert best["latency_ms"]["p99"] <= 5.0, shown
         assert info["peak_kind"] in ("sustained", "unconfirmed", "lower bound"), shown
-        if info["peak_kind"] == "sustained":  # confirmed, and a higher rate failed
-            assert all(p["valid"] for p in at_peak), shown
-            assert len(at_peak) >= 2 and len(info["confirming_p99_ms"]) == len(at_peak), shown
+        if info["peak_kind"] == "sustained":  # passed twice, more than it failed, and a
+            passed = [p for p in at_peak if p["valid"]]  # higher rate was refused
+            assert len(passed) >= 2 and 2 * len(passed) > len(at_peak), shown
+            assert len(info["confirming_p99_ms"]) == len(passed), shown
             assert any(not p["valid"] and p["target_qps"] > info["target_qps"]
                        for p in points), shown
         assert "energy_unmeasured" in info or info.get("joules_per_query", 0) > 0

@@ -46,7 +46,7 @@ MLPERF_MIN_DURATION_S = 600.0
 PERCENTILE = {"server": 99.0, "offline": 99.0, "singlestream": 90.0, "multistream": 99.0}
 DEFAULT_BATCH = {"server": 8, "offline": 64, "singlestream": 1, "multistream": 8}
 PRECISION = 0.05  # the search stops when the highest good and lowest bad rates are this close
-MAX_POINTS = 18  # runs one search may make (doubling, bisecting, a retry, confirmations)
+MAX_POINTS = 24  # runs one search may make (doubling, bisecting, retries, confirmations)
 
 # The serving paths of an option, the pool apart from the runtime. ONNX Runtime releases the
 # GIL while it runs: worker threads sharing one session (`shared`) or holding one each
@@ -326,11 +326,11 @@ class Search:
 
     @property
     def bracketed(self) -> bool:
-        """Whether a rate above the best valid one was refused (else the peak is only a lower
-        bound; a failed run below it, such as a blip on the first run, does not count)."""
+        """Whether a run at or above the best valid rate was refused (else the peak is only a
+        lower bound; a failed run below it, such as a blip on the first run, does not count)."""
         best = self.best
         return best is not None and any(
-            not p["valid"] and (p["target_qps"] or 0.0) > (best["target_qps"] or 0.0)
+            not p["valid"] and (p["target_qps"] or 0.0) >= (best["target_qps"] or 0.0)
             for p in self.points)
 
     @property
@@ -343,38 +343,47 @@ def search_peak(run_at: Callable[[float], LoadGenResult], start_qps: float, *,
                 precision: float = PRECISION, max_points: int = MAX_POINTS,
                 floor_qps: float = 1.0, fits: Callable[[float], bool] = lambda rate: True,
                 confirm: int = CONFIRM) -> Search:
-    """The highest rate whose runs `run_at` calls valid: double from `start_qps` until a run
+    """The highest rate whose runs `run_at` calls valid: double from `start_qps` until a rate
     fails (or halve, down to `floor_qps`, until one passes), then bisect between the best good
     and the lowest bad rate until they are within `precision` of each other, as LoadGen's
-    FindPeakPerformance does. Two guards against one noisy run: a failed first run is run
-    again before it decides anything (a blip at the start would cap the search for good), and
-    the peak must pass `confirm` runs in all; one that fails a confirming run becomes the
-    lowest bad rate and the search goes on below it (from the next good rate down, else a
-    step of twice the precision at a time). A rate whose run does not
-    `fit` in the time left ends the search."""
+    FindPeakPerformance does. Guards against one noisy run, which near a limit both passes
+    and fails at random: a failed run is run again, and a rate is bad only when it fails two
+    of two (or of three, where the second passed), so one blip in the doubling does not cap
+    the search; and the peak must pass `confirm` runs, more than it failed. A peak that fails
+    its confirmation becomes the lowest bad rate and the search goes on below it (from the
+    next good rate down, else a step of twice the precision at a time). A rate whose run does
+    not `fit` in the time left ends the search."""
     search = Search()
     good: float | None = None
     bad: float | None = None
     rate = start_qps
     passes: dict[float, int] = {}  # rate -> valid runs at it
+    fails: dict[float, int] = {}  # rate -> refused runs at it
 
-    def attempt(target: float) -> bool | None:
+    def run(target: float) -> bool | None:
         if not fits(target):
             search.cut_at = target
             return None
         result = run_at(target)
         search.points.append(result.point(round(target, 3)))
-        if result.valid:
-            passes[target] = passes.get(target, 0) + 1
+        tally = passes if result.valid else fails
+        tally[target] = tally.get(target, 0) + 1
         return result.valid
 
     def room() -> bool:
         return len(search.points) < max_points and search.cut_at is None
 
+    def attempt(target: float) -> bool | None:
+        """A rate's verdict: one pass, or two fails (a split is settled by a third run)."""
+        passed = run(target)
+        if passed is False and room():
+            passed = run(target)  # a failure is run again
+            if passed and room():
+                passed = run(target)  # failed once, passed once: a third run decides
+        return passed
+
     while room():
         passed = attempt(rate)
-        if passed is False and len(search.points) == 1 and room():
-            passed = attempt(rate)  # the very first run is run again before it counts
         if passed is None:
             break
         if passed:
@@ -387,6 +396,10 @@ def search_peak(run_at: Callable[[float], LoadGenResult], start_qps: float, *,
             if good is not None or rate <= floor_qps:
                 break
             rate = max(rate / 2, floor_qps)
+
+    def held(target: float) -> bool:
+        return passes.get(target, 0) >= confirm and passes[target] > fails.get(target, 0)
+
     while good is not None and bad is not None and room():
         if (bad - good) > precision * good:
             middle = (good + bad) / 2
@@ -396,14 +409,14 @@ def search_peak(run_at: Callable[[float], LoadGenResult], start_qps: float, *,
             elif passed is not None:
                 bad = middle
             continue
-        if passes.get(good, 0) >= confirm:
+        if held(good):
             break
-        if attempt(good) is False:  # a confirming run failed: the peak lies below
+        if attempt(good) is False:  # its confirmation failed: the peak lies below
             bad = good
-            lower = [r for r, n in passes.items() if n and r < bad]
+            lower = [r for r in passes if r < bad and passes[r] > fails.get(r, 0)]
             good = max(lower) if lower else None
             rate = bad
-            while good is None and rate > floor_qps and room():  # step down, a notch a run
+            while good is None and rate > floor_qps and room():  # step down, a notch a rate
                 rate = max(rate * (1 - 2 * precision), floor_qps)
                 passed = attempt(rate)
                 if passed is None:
@@ -412,20 +425,21 @@ def search_peak(run_at: Callable[[float], LoadGenResult], start_qps: float, *,
                     good = rate
                 else:
                     bad = rate
-    failed = {p["target_qps"] for p in search.points if not p["valid"]}
-    held = [r for r, n in passes.items() if n >= confirm and round(r, 3) not in failed]
     best = search.best
     if best is None:
         return search
-    never_failed = [p for p in search.points if p["valid"] and p["target_qps"] not in failed]
-    point = max(never_failed or [best], key=lambda p: p["scheduled_qps"] or 0.0)
+    mostly = [p for p in search.points if p["valid"]
+              and passes.get(p["target_qps"], 0) > fails.get(p["target_qps"], 0)]
+    point = max(mostly or [best], key=lambda p: p["scheduled_qps"] or 0.0)
+    sustained = [r for r in passes if held(r) and (bad is None or r < bad)]
     if search.cut_at is not None and not search.bracketed:
         search.kind = "cut"
     elif not search.bracketed:
         search.kind = "lower bound"
-    elif held:
-        top = round(max(held), 3)
-        search.confirming = [p for p in search.points if p["target_qps"] == top]
+    elif sustained:
+        top = max(sustained)
+        search.confirming = [p for p in search.points if p["target_qps"] == round(top, 3)
+                             and p["valid"]]
         point = min(search.confirming, key=lambda p: p["scheduled_qps"] or top)
         search.kind = "sustained"
     else:

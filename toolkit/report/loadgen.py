@@ -16,9 +16,9 @@ from toolkit.scenarios import BATCHING
 CAPTIONS = {
     "server": ("Server: Poisson arrivals. Peak: the highest scheduled rate LoadGen called VALID "
                "(p99 within the bound and enough queries for its early-stopping test) in 2 "
-               "runs of 2, found by doubling then bisecting; latencies at that rate, from each "
-               "query's scheduled time. shared / per-worker: one ONNX Runtime session for all "
-               "worker threads, or one each; threads: PyTorch worker threads with a model each; "
+               "runs, a rate refused when it fails twice, found by doubling then bisecting; "
+               "latencies at that rate, from each query's scheduled time. shared / "
+               "per-worker: one ONNX Runtime session for all worker threads, or one each; threads: PyTorch worker threads with a model each; "
                "processes: worker processes, a model each; +batching: queued queries answered "
                "in one call. Peaks marked cut, lower bound or unconfirmed are never picked."),
     "offline": "Offline: every sample in one query, answered in calls of the batch size.",
