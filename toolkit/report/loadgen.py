@@ -18,9 +18,10 @@ CAPTIONS = {
                "(p99 within the bound and enough queries for its early-stopping test) in 2 "
                "runs, a rate refused when it fails twice, found by doubling then bisecting; "
                "latencies at that rate, from each query's scheduled time. shared / "
-               "per-worker: one ONNX Runtime session for all worker threads, or one each; threads: PyTorch worker threads with a model each; "
-               "processes: worker processes, a model each; +batching: queued queries answered "
-               "in one call. Peaks marked cut, lower bound or unconfirmed are never picked."),
+               "per-worker: one ONNX Runtime session for all worker threads, or one each; "
+               "threads: PyTorch worker threads with a model each; processes: worker "
+               "processes, a model each; +batching: queued queries answered in one call. "
+               "Peaks marked cut, lower bound or unconfirmed are never picked."),
     "offline": "Offline: every sample in one query, answered in calls of the batch size.",
     "singlestream": ("SingleStream: one query of one sample after another; MLPerf's figure is "
                      "LoadGen's early-stopping estimate of the 90th percentile."),
