@@ -14,6 +14,7 @@ from toolkit.stats import (
     holm,
     percentile,
     pooled_noise,
+    round_effects,
     rounds_needed,
     samples_needed,
     shift_test,
@@ -128,6 +129,19 @@ def test_shift_test_on_the_fastest_rounds_and_tost_on_the_medians():
     # a slow process in NEW's rounds moves the median of 2, not the fastest round
     lucky = shift_test([1.0, 1.0], [1.0, 1.6], noise, 0.10)
     assert lucky.fastest == 1.0 and lucky.p_slower == pytest.approx(0.5)
+
+
+def test_round_effects_read_the_machines_move_off_every_case():
+    drift = {1: 1.0, 2: 1.5, 3: 0.8}
+    series = [{r: scale * d for r, d in drift.items()} for scale in (1.0, 3.0, 10.0)]
+    series.append({1: 5.0, 2: 5.0 * 1.5 * 1.6, 3: 5.0 * 0.8})  # one case, one slow process
+    series.append({1: 7.0})  # one round: says nothing
+    effects = round_effects(series)
+    logs = {r: math.log(d) for r, d in drift.items()}
+    centre = sum(logs.values()) / 3
+    assert effects == pytest.approx({r: x - centre for r, x in logs.items()})
+    assert sum(effects.values()) == pytest.approx(0.0, abs=1e-12)
+    assert round_effects([]) == {}
 
 
 def test_rounds_needed_grow_with_the_noise():

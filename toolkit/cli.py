@@ -180,13 +180,14 @@ def _given(ctx: typer.Context) -> list[str]:
 
 
 def _resume(ctx: typer.Context, folder: Path, command: str, trust_pickle: bool,
-            progress: Callable[[int, int, str], None]) -> Any:
+            progress: Callable[[int, int, str], None], allowed: tuple[str, ...] = ()) -> Any:
     """Finish the run in `folder` on the backend it started on: the plan stored there, so
-    every option that would shape another plan is refused (a new option too)."""
+    every option that would shape another plan is refused (a new option too), but those
+    `allowed` (how the finished run is judged)."""
     from toolkit import executor
     from toolkit.backends.cluster import ClusterBackend
 
-    refused = _given(ctx)
+    refused = [name for name in _given(ctx) if name not in allowed]
     if refused:
         raise BadInputError(f"--resume runs the plan stored in {folder}; drop "
                             f"{', '.join(refused)}")
@@ -198,7 +199,7 @@ def _resume(ctx: typer.Context, folder: Path, command: str, trust_pickle: bool,
 
 def _execute_and_report(
     execute: Callable[[Callable[[int, int, str], None]], Any], history_path: Path | None
-) -> None:
+) -> Any:
     """Run a plan (run and bench alike), then write the reports, show them, store the run in
     the history; Ctrl-C keeps what finished and exits 130 with the command that resumes."""
     outcome = None
@@ -229,6 +230,7 @@ def _execute_and_report(
                   "report)")
     if outcome.exit_code:
         raise typer.Exit(outcome.exit_code)
+    return outcome
 
 
 FAILURES_SHOWN = 10
@@ -550,8 +552,13 @@ def report(
 
 @app.command()
 def compare(
-    base: Annotated[str, typer.Argument(help="the reference: a results.json or a history run id")],
-    new: Annotated[str, typer.Argument(help="the run to judge: a results.json or a run id")],
+    ctx: typer.Context,
+    base: Annotated[str | None, typer.Argument(
+        help="the reference: a results.json, a history run id, or a model file",
+        show_default=False)] = None,
+    new: Annotated[str | None, typer.Argument(
+        help="the one to judge: a results.json, a run id, or a model file", show_default=False)
+    ] = None,
     threshold: Annotated[str, typer.Option(
         help="how much slower counts as a regression, e.g. 10%")] = "10%",
     metric: Annotated[str, typer.Option(help="p50, mean, p90, p99 or min")] = "p50",
@@ -560,35 +567,115 @@ def compare(
     fail_on: Annotated[str, typer.Option(
         "--fail-on", help="slower (default: exit 1 on a confident regression or a case that "
         "failed in NEW), or inconclusive (also on a case that could not be judged)")] = "slower",
+    providers: ProvidersOption = None,
+    batch_sizes: Annotated[str | None, typer.Option(
+        help="two model files: e.g. 1,8,64 (the default)")] = None,
+    input_data: InputDataOption = None,
+    shape: ShapeOption = None,
+    threads: Annotated[int | None, typer.Option(
+        help="two model files: threads for every runtime (default: physical cores)")] = None,
+    timeout: Annotated[float | None, typer.Option(help="seconds per child step (600)")] = None,
+    rounds: Annotated[int | None, typer.Option(
+        help="two model files: rounds of each, alternating (default 4)")] = None,
+    trust_pickle: TrustOption = False,
+    out_dir: Annotated[Path | None, typer.Option(
+        "--out", help="two model files: the run's folder (default results/<UTC time>)")] = None,
+    resume: Annotated[Path | None, typer.Option(
+        help="finish an interrupted side-by-side run in this folder, then compare")] = None,
     history_path: HistoryOption = None,
 ) -> None:
-    """Compare two runs case by case: the ratio of medians with its 95% interval; exit code 1
-    when a case is slower beyond the threshold with confidence, or failed or lost its parity in
-    NEW."""
+    """Compare two runs case by case, or measure two model files side by side and compare them:
+    the ratio of medians with its 95% interval; exit code 1 when a case is slower beyond the
+    threshold with confidence, or failed or lost its parity in NEW.
+
+    Two model files (deploybench compare old.onnx new.onnx) are measured in one run, their
+    rounds alternating, and judged on the pairs of rounds: the way to catch a small
+    regression on a shared machine, where runs made minutes apart drift apart.
+    """
     from toolkit import compare as comparing
+    from toolkit.plans import pair
 
     try:
         if fmt not in ("text", "md"):
             raise BadInputError(f"--format {fmt!r}: choose text or md")
-        result = comparing.compare(history.resolve(base, history_path),
-                                   history.resolve(new, history_path),
-                                   comparing.parse_threshold(threshold), metric, fail_on)
+        limit = comparing.parse_threshold(threshold)
+        files = [Path(x) for x in (base, new) if x is not None and _model_file(x)]
+        if resume is None and (base is None or new is None):
+            raise BadInputError("give BASE and NEW: two results.json files, two history run "
+                                "ids, or two model files")
+        if resume is None and len(files) == 1:
+            raise BadInputError(f"{files[0]}: a model file is compared with another model "
+                                "file (measured side by side); give two, or two results")
+        measured = resume is not None or len(files) == 2
+        if not measured:
+            given = [name for name in _given(ctx) if name.startswith("--") and name not in (
+                "--threshold", "--metric", "--format", "--fail-on", "--history")]
+            if given:
+                raise BadInputError(f"{', '.join(given)} apply to two model files measured "
+                                    "side by side; BASE and NEW here are runs already made")
     except DeploybenchError as exc:
         raise _fail(exc) from None
-    if fmt == "md":
-        out.print(comparing.render_markdown(result), markup=False, highlight=False)
+    if measured:
+        from toolkit import executor
+        from toolkit.plans.model import ModelRequest, bench_suite
+        from toolkit.results import default_out_dir, read_results
+
+        def execute(progress: Callable[[int, int, str], None]) -> executor.RunOutcome:
+            if resume is not None:
+                return _resume(ctx, resume, "compare", trust_pickle, progress,
+                               allowed=("--threshold", "--metric", "--format", "--fail-on"))
+            requests = [ModelRequest(p, tuple(shape or ()), input_data, trust_pickle)
+                        for p in files]
+            suite = bench_suite(providers=_csv(providers, "--providers"),
+                                batch_sizes=_ints(batch_sizes, "--batch-sizes"),
+                                threads=threads, timeout_s=timeout, rounds=rounds)
+            folder = out_dir or default_out_dir()
+            return executor.start(pair.plan_pair(*requests, suite, folder), folder,
+                                  argv=sys.argv, progress=progress)
+
+        outcome = _execute_and_report(execute, history_path)
+        try:
+            run, records = read_results(outcome.results_path)
+            before, after = pair.split(run, records)
+            result = comparing.compare((run, before), (run, after), limit, metric, fail_on,
+                                       paired=True)
+        except DeploybenchError as exc:
+            raise _fail(exc) from None
     else:
-        for warning in result.warnings:
-            _warn(warning)
-        out.print(console.compare_table(result.rows, metric, comparing.interval_text))
-        for title, cases in (("only in base", result.only_base), ("only in new", result.only_new)):
-            if cases:
-                out.print(f"{title}: {', '.join(cases)}", markup=False, highlight=False)
-        for line in result.failed:
-            out.print(f"failed in new: {line}", style="red", markup=False, highlight=False)
-        out.print(comparing.summary_line(result), markup=False, highlight=False)
+        try:
+            assert base is not None and new is not None
+            result = comparing.compare(history.resolve(base, history_path),
+                                       history.resolve(new, history_path),
+                                       limit, metric, fail_on)
+        except DeploybenchError as exc:
+            raise _fail(exc) from None
+    _show_comparison(result, fmt, metric)
     if result.fails(fail_on):
         raise typer.Exit(1)
+
+
+def _model_file(reference: str) -> bool:
+    """A model file (compared side by side), not a results.json or a run id."""
+    from toolkit.plans.loadgen import MODEL_SUFFIXES
+
+    return Path(reference).suffix.lower() in MODEL_SUFFIXES
+
+
+def _show_comparison(result: Any, fmt: str, metric: str) -> None:
+    from toolkit import compare as comparing
+
+    if fmt == "md":
+        out.print(comparing.render_markdown(result), markup=False, highlight=False)
+        return
+    for warning in result.warnings:
+        _warn(warning)
+    out.print(console.compare_table(result.rows, metric, comparing.interval_text))
+    for title, cases in (("only in base", result.only_base), ("only in new", result.only_new)):
+        if cases:
+            out.print(f"{title}: {', '.join(cases)}", markup=False, highlight=False)
+    for line in result.failed:
+        out.print(f"failed in new: {line}", style="red", markup=False, highlight=False)
+    out.print(comparing.summary_line(result), markup=False, highlight=False)
 
 
 @app.command("history")

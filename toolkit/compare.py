@@ -13,6 +13,12 @@ pooled_noise`); with t the threshold (`toolkit.stats.shift_test`):
                   per case: `same` is a claim about that case, and never fails a gate)
     inconclusive  none of these: not a regression, unless --fail-on inconclusive
 
+Two model files measured side by side in one run (`compare BASE.onnx NEW.onnx`, planned by
+`toolkit.plans.pair`, `paired`): round r of every case on BASE and on NEW ran in one span of
+time, so how much the machine moved every case in round r can be read off all of them
+(`toolkit.stats.round_effects`, a median over the cases) and taken out before the test above.
+A drift of the machine during the run then neither hides a change nor fakes one.
+
 A case that failed or crashed in NEW (it has no timing, and a failed record where BASE timed it)
 or whose ONNX parity fails in NEW fails the gate too, named. Where no variation could be pooled
 (every case has one round: results from before rounds, or --rounds 1), no case is called slower
@@ -23,6 +29,7 @@ or faster: a one-round run cannot tell a process's luck from a change, so its ve
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -30,7 +37,16 @@ from typing import Any
 from toolkit.errors import BadInputError
 from toolkit.recipes import FP32
 from toolkit.results import Record
-from toolkit.stats import Noise, Stats, holm, median, pooled_by, rounds_needed, shift_test
+from toolkit.stats import (
+    Noise,
+    Stats,
+    holm,
+    median,
+    pooled_by,
+    round_effects,
+    rounds_needed,
+    shift_test,
+)
 
 METRICS = ("p50", "mean", "p90", "p99", "min")
 FAIL_ON = ("slower", "inconclusive")
@@ -68,6 +84,7 @@ class Comparison:
     noise: Noise | None = None
     advice: str = ""  # how many rounds would catch a 1.3x change at this noise
     drift: str = ""  # every case moved together: the machine, or the change, cannot be told
+    paired: bool = False  # measured side by side: the machine's move in each round taken out
 
     @property
     def regressed(self) -> list[Row]:
@@ -110,19 +127,26 @@ def parse_threshold(value: str) -> float:
     return number
 
 
-def rounds_by_case(records: list[Record]) -> dict[str, list[Stats]]:
-    """Each timed case's series, one per round."""
-    found: dict[str, list[Stats]] = {}
+def rounds_by_case(records: list[Record]) -> dict[str, dict[int, Stats]]:
+    """Each timed case's series, by round (records of no round count as rounds 1, 2, ...)."""
+    found: dict[str, dict[int, Stats]] = {}
     for record in records:
         if record.timed and record.stats is not None:
-            found.setdefault(record.case.key, []).append(record.stats)
+            rounds = found.setdefault(record.case.key, {})
+            number = record.round
+            if number is None or number in rounds:
+                number = max(rounds, default=0) + 1
+            rounds[number] = record.stats
     return found
 
 
 def compare(base: tuple[Mapping[str, Any], list[Record]],
             new: tuple[Mapping[str, Any], list[Record]],
-            threshold: float = 0.10, metric: str = "p50", fail_on: str = "slower"
-            ) -> Comparison:
+            threshold: float = 0.10, metric: str = "p50", fail_on: str = "slower",
+            paired: bool = False) -> Comparison:
+    """`paired`: BASE and NEW were measured side by side in one run, round r of every case of
+    both in one span of time (`toolkit.plans.pair`): only the rounds both sides have are
+    used, and what the machine did in each round is taken out first (see the module's text)."""
     if metric not in METRICS:
         raise BadInputError(f"--metric {metric!r}: choose from {', '.join(METRICS)}")
     if fail_on not in FAIL_ON:
@@ -131,12 +155,19 @@ def compare(base: tuple[Mapping[str, Any], list[Record]],
     field = f"{metric}_ms"
     matched, missing = [], []
     for case in sorted(before.keys() & after.keys()):
-        b = [getattr(s, field) for s in before[case]]
-        n = [getattr(s, field) for s in after[case]]
-        if None in b or None in n or min(b) <= 0 or min(n) <= 0:
+        b_stats, n_stats = before[case], after[case]
+        if paired:  # the rounds both have
+            rounds = sorted(set(b_stats) & set(n_stats))
+            b_stats = before[case] = {r: b_stats[r] for r in rounds}
+            n_stats = after[case] = {r: n_stats[r] for r in rounds}
+        b = [getattr(s, field) for s in b_stats.values()]
+        n = [getattr(s, field) for s in n_stats.values()]
+        if not b or not n or None in b or None in n or min(b) <= 0 or min(n) <= 0:
             missing.append(case)
         else:
-            matched.append((case, b, n, before[case], after[case]))
+            matched.append((case, b, n, list(b_stats.values()), list(n_stats.values())))
+    if paired:
+        matched = _without_round_effects(matched, before, after, field)
     engines = {r.case.key: r.case.engine for r in (*base[1], *new[1]) if r.timed}
     noises = _noises([(engines.get(case, ""), b, n) for case, b, n, _, _ in matched])
     tests = {case: shift_test(b, n, noises[engines.get(case, "")], threshold)
@@ -157,8 +188,26 @@ def compare(base: tuple[Mapping[str, Any], list[Record]],
                       sorted(after.keys() - before.keys()),
                       environment_differences(base[0], new[0]), threshold, metric, missing,
                       failed_in_new(base[1], new[1]), noise,
-                      _advice(noise, len(matched), [r.rounds for r in rows]),
-                      _drift([r.ratio for r in rows], threshold))
+                      _advice(noise, len(matched), [r.rounds for r in rows], paired),
+                      "" if paired else _drift([r.ratio for r in rows], threshold), paired)
+
+
+Matched = tuple[str, list[float], list[float], list[Stats], list[Stats]]
+
+
+def _without_round_effects(matched: list[Matched], before: dict[str, dict[int, Stats]],
+                           after: dict[str, dict[int, Stats]], field: str) -> list[Matched]:
+    """Each case's rounds with the machine's move in that round taken out (`toolkit.stats.
+    round_effects`, over both sides' cases: a round is one span of time for both)."""
+    series = [{r: getattr(s, field) for r, s in side[case].items()}
+              for case, *_ in matched for side in (before, after)]
+    effects = round_effects(series)
+    found = []
+    for case, _, _, b_stats, n_stats in matched:
+        b, n = ([getattr(s, field) / math.exp(effects.get(r, 0.0)) for r, s in side[case].items()]
+                for side in (before, after))
+        found.append((case, b, n, b_stats, n_stats))
+    return found
 
 
 def _noises(cases: list[tuple[str, list[float], list[float]]]) -> dict[str, Noise | None]:
@@ -192,7 +241,8 @@ def _unjudged(base: list[Stats], new: list[Stats], ratio: float, threshold: floa
     return "same" if abs(ratio - 1) <= threshold and moved <= noise else "inconclusive"
 
 
-def _advice(noise: Noise | None, cases: int, rounds: list[tuple[int, int]]) -> str:
+def _advice(noise: Noise | None, cases: int, rounds: list[tuple[int, int]],
+            paired: bool = False) -> str:
     """How many rounds would catch a 1.3x change at the noise these runs saw, where they had
     fewer."""
     if noise is None or not rounds:
@@ -202,7 +252,8 @@ def _advice(noise: Noise | None, cases: int, rounds: list[tuple[int, int]]) -> s
     if needed is not None and needed <= have:
         return ""
     wanted = f"{needed} rounds per run" if needed else "more than 30 rounds per run"
-    return (f"the rounds varied by about {noise.sigma:.0%} between processes: catching a 1.3x "
+    varied = "the rounds, the machine's drift taken out," if paired else "the rounds"
+    return (f"{varied} varied by about {noise.sigma:.0%} between processes: catching a 1.3x "
             f"slowdown 19 times in 20 over {cases} cases needs {wanted} (these had {have}); "
             "quiet the machine or raise --rounds")
 
@@ -283,7 +334,8 @@ def summary_line(result: Comparison) -> str:
     counts = {v: sum(r.verdict == v for r in result.rows)
               for v in ("slower", "faster", "same", "inconclusive")}
     failed = f"; {len(result.failed)} failed in new" if result.failed else ""
-    noise = (f", rounds vary by {result.noise.sigma:.1%}" if result.noise is not None else "")
+    varied = "rounds vary, drift taken out," if result.paired else "rounds vary"
+    noise = (f", {varied} by {result.noise.sigma:.1%}" if result.noise is not None else "")
     return (f"{counts['slower']} regressed of {len(result.rows)} matched cases ("
             f"{counts['faster']} faster, {counts['same']} same, {counts['inconclusive']} "
             f"inconclusive{failed}; threshold {result.threshold:.0%} on {result.metric}, 95% "

@@ -283,6 +283,25 @@ def shift_test(base: Sequence[float], new: Sequence[float], noise: Noise,
         p_same=max(below, above))
 
 
+def round_effects(series: Sequence[Mapping[int, float]]) -> dict[int, float]:
+    """How much the machine moved every case in each round, where a round is a span of time in
+    which each case ran once (two files measured side by side, rounds alternating): per round,
+    the median over the cases of its log deviation from the case's mean over its rounds,
+    centred to a mean of 0. Dividing a round's values by exp(effect) takes a drift of the
+    machine out of them; a change of one case (or of all of one side) stays in its mean."""
+    deviations: dict[int, list[float]] = {}
+    for values in series:
+        logs = {r: math.log(v) for r, v in values.items() if v > 0}
+        if len(logs) < 2:
+            continue
+        mean = math.fsum(logs.values()) / len(logs)
+        for r, x in logs.items():
+            deviations.setdefault(r, []).append(x - mean)
+    effects = {r: median(found) for r, found in deviations.items()}
+    centre = math.fsum(effects.values()) / len(effects) if effects else 0.0
+    return {r: e - centre for r, e in effects.items()}
+
+
 def rounds_needed(noise: Noise, cases: int, change: float = 1.3, alpha: float = 0.05,
                   power: float = 0.95, most: int = 30) -> int | None:
     """The fewest rounds per run at which a case `change` times slower is called slower with

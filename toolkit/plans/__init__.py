@@ -3,6 +3,7 @@
     run      a suite (`toolkit.plans.run.plan_suite`)
     bench    a user's model file (`toolkit.plans.model.plan_model`)
     loadgen  a workload or model file under LoadGen scenarios (`toolkit.plans.loadgen`)
+    compare  two model files measured side by side, rounds alternating (`toolkit.plans.pair`)
 
 A plan is labelled steps (`toolkit.plans.steps`) with explicit inputs; the one executor
 (`toolkit.executor`) runs any plan, on any backend. Each plan's `run` section names its command;
@@ -16,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from toolkit.errors import BadInputError
-from toolkit.plans import loadgen, model, run
+from toolkit.plans import loadgen, model, pair, run
 from toolkit.plans.base import Plan
 from toolkit.suite import Suite
 
@@ -28,6 +29,7 @@ PLANNERS: dict[str, Replanner] = {
     "run": lambda stored, suite, out_dir, trust: run.plan_suite(suite),
     "bench": model.replan,
     "loadgen": loadgen.replan,
+    "compare": pair.replan,
 }
 
 

@@ -151,8 +151,9 @@ class Planned:
 
 
 def prepare_model(request: ModelRequest, suite: Suite, out_dir: Path,
-                  keep_inputs: bool) -> Planned:
-    """The model file checked, its inputs written to `out_dir`, and how its steps find them."""
+                  keep_inputs: bool, name: str | None = None) -> Planned:
+    """The model file checked, its inputs written to `out_dir`, and how its steps find them;
+    its workload is called `name` (default: the file's stem)."""
     checked = check(request)
     model = checked.model
     for recipe in suite.recipes:
@@ -160,11 +161,11 @@ def prepare_model(request: ModelRequest, suite: Suite, out_dir: Path,
         if wanted and wanted != model.framework:
             raise BadInputError(f"--recipes {recipe}: applies to {wanted} models; "
                                 f"{request.path} is a {model.framework} model")
-    key = f"{model.framework}/{model.name}"
+    key = f"{model.framework}/{name or model.name}"
     suite = dataclasses.replace(suite, workloads=(key,))
     out_dir = prepare_out_dir(out_dir)
     if model.kind != "onnx":
-        build: list[Step] = [_build_step(checked, request, out_dir / "model.onnx")]
+        build: list[Step] = [_build_step(checked, request, out_dir / "model.onnx", key)]
         return Planned(key, suite, build, build_label(key), None, checked.warnings)
     assert checked.data is not None
     inputs = out_dir / "inputs.npz"
@@ -198,12 +199,13 @@ def export(
         return step.execute(Context(suite, Path(tmp)))
 
 
-def _build_step(checked: Checked, request: ModelRequest, onnx_out: Path) -> BuildFile:
+def _build_step(checked: Checked, request: ModelRequest, onnx_out: Path,
+                key: str | None = None) -> BuildFile:
     model = checked.model
     def resolved(path: Path | None) -> Path | None:
         return path.resolve() if path is not None else None
 
-    return BuildFile(f"{model.framework}/{model.name}", model.path.resolve(), onnx_out,
+    return BuildFile(key or f"{model.framework}/{model.name}", model.path.resolve(), onnx_out,
                      checked.shapes, resolved(request.input_data),
                      resolved(request.calibration_data))
 

@@ -49,6 +49,7 @@ class BuildFileSpec(ExportOptions):
     shapes: dict[str, tuple[int, ...]] = field(default_factory=dict)
     input_data: str | None = None
     calibration: str | None = None  # rows for int8-static; the inputs where not given
+    name: str | None = None  # the workload's name on its records (default: the file's stem)
 
     def __post_init__(self) -> None:  # JSON brings the shapes back as lists
         object.__setattr__(self, "shapes", {k: tuple(v) for k, v in self.shapes.items()})
@@ -115,7 +116,7 @@ def build_file(spec: BuildFileSpec) -> Iterator[Record]:
     from toolkit.runners import native_runner
 
     path = Path(spec.path)
-    base = {"workload": path.stem, "framework": spec.framework}
+    base = {"workload": spec.name or path.stem, "framework": spec.framework}
     exporter = EXPORTERS[spec.framework]
     model = native_runner(spec.framework).load_model(path)
     declared = exporter.input_spec(model)
