@@ -182,8 +182,13 @@ def test_a_stopped_cluster_run_leaves_no_child_and_resumes_without_a_shared_disk
     while time.monotonic() < deadline and not measuring:  # the build done, a child measuring
         built = (out / "results.json").is_file() and json.loads(
             (out / "results.json").read_text() or "{}").get("records")
-        measuring = [p for p in psutil.process_iter(["cmdline"])
-                     if built and "toolkit.worker" in " ".join(p.info["cmdline"] or [])]
+        # spawned children, or fork servers and the children they forked
+        ours = [p for p in psutil.process_iter(["cmdline"]) if built and any(
+            name in " ".join(p.info["cmdline"] or [])
+            for name in ("toolkit.worker", "toolkit.forkserver"))]
+        if any("toolkit.worker" in " ".join(p.info["cmdline"] or []) or _forked(p)
+               for p in ours):  # a child is measuring, not only a server waiting
+            measuring = ours
         time.sleep(0.1)
     assert measuring, "no measuring child started"
     proc.send_signal(signal.SIGTERM)
@@ -203,6 +208,16 @@ def test_a_stopped_cluster_run_leaves_no_child_and_resumes_without_a_shared_disk
     assert {(r.info["node"]["name"], r.round) for r in timed} == {
         (name, r) for name in (hosts.head, "node-b") for r in (1, 2, 3)}
     assert_all_home(records, out, children=1 + 2 * 2 * 3)
+
+
+def _forked(process) -> bool:
+    """A child a fork server forked (it carries the server's command line)."""
+    import psutil
+
+    try:
+        return "toolkit.forkserver" in " ".join(process.parent().cmdline())
+    except (psutil.Error, AttributeError):
+        return False
 
 
 def test_joining_without_the_token_or_where_nothing_listens_says_so_in_one_line(tmp_path):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -13,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from toolkit import forkserver
 from toolkit.results import Record
 
 
@@ -67,6 +69,10 @@ def run_child(
         spec_path = Path(tmp) / "spec.json"
         out_path = Path(tmp) / "records.jsonl"
         spec_path.write_text(json.dumps(dict(spec)), encoding="utf-8")
+        forked = _run_forked(spec, spec_path, out_path, log_path, workdir, timeout_s, threads)
+        if forked is not None:
+            records, bad_input = _read_records(out_path)
+            return ChildResult(records, bad_input or forked.failure, bad_input)
         with log_path.open("w", encoding="utf-8") as log:
             child = subprocess.Popen(
                 [sys.executable, "-m", "toolkit.worker", str(spec_path), str(out_path)],
@@ -87,6 +93,50 @@ def run_child(
     if bad_input:
         failure = bad_input
     return ChildResult(records=records, failure=failure, bad_input=bad_input)
+
+
+@dataclass(frozen=True)
+class _Ended:
+    failure: str | None
+
+
+def _run_forked(spec: Mapping[str, Any], spec_path: Path, out_path: Path, log_path: Path,
+                workdir: Path, timeout_s: float, threads: int) -> _Ended | None:
+    """The step run in a child forked from a server that holds its runtime's import
+    (`toolkit.forkserver`); None where no server can take it (then it is spawned)."""
+    runner = forkserver.runner_of(spec)
+    if runner is None:
+        return None
+    server = forkserver.server_for(runner, _child_env(threads), workdir)
+    if server is None:
+        return None
+    try:
+        pid = server.start(spec_path, out_path, log_path, workdir)
+    except forkserver.ServerGone:
+        forkserver.drop(server)
+        return None
+    try:
+        code = server.wait(timeout_s)
+        if code is None:
+            _kill_group(pid)
+            if server.wait(30.0) is None:
+                forkserver.drop(server)
+            return _Ended(f"timed out after {timeout_s:g} s (raise --timeout); log: {log_path}")
+    except forkserver.ServerGone:
+        _kill_group(pid)
+        forkserver.drop(server)
+        return _Ended(f"the process it was forked from ended (log: {log_path})")
+    except BaseException:  # Ctrl-C: do not leave the child running
+        _kill_group(pid)
+        forkserver.drop(server)
+        raise
+    return _Ended(None if code == 0 else _describe_exit(code, log_path))
+
+
+def _kill_group(pid: int) -> None:
+    for kill in (os.killpg, os.kill):  # the group, or the child before it made its group
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            kill(pid, signal.SIGKILL)
 
 
 def _kill(child: subprocess.Popen[bytes]) -> None:

@@ -20,6 +20,8 @@ rule, `fill_missing`). A step's label is stamped on its records; a step with rec
 from __future__ import annotations
 
 import dataclasses
+import functools
+import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -201,8 +203,10 @@ class BuildFile(StepDefaults):
     def execute(self, context: Context) -> list[Record]:
         suite = context.suite
         framework = self.workload.split("/", 1)[0]
+        name = self.workload.split("/", 1)[1]
         spec = {"task": "build_file", "path": str(self.path), "framework": framework,
-                "out_dir": str(context.out_dir / "artifacts"), "onnx_out": str(self.onnx_out),
+                "name": name, "out_dir": str(context.out_dir / "artifacts" / name),
+                "onnx_out": str(self.onnx_out),
                 "opset": suite.opset, "rtol": suite.rtol, "atol": suite.atol,
                 "threads": suite.threads, "shapes": dict(self.shapes),
                 "input_data": str(self.input_data) if self.input_data else None,
@@ -304,6 +308,26 @@ class Derive(StepDefaults):
                           threads=suite.threads,
                           name=slug("derive", self.workload, self.recipe))
         return fill_missing(self.expects(suite), child.records, _child_missing(child.failure))
+
+
+def _flops_per_row(path: str | None) -> int | None:
+    """Counted once per file in this process: each measuring child would otherwise import onnx
+    for it (1.3 s here, most of an ONNX Runtime child's start). None where it cannot be."""
+    try:
+        found = os.stat(path) if path else None
+    except OSError:
+        return None
+    return _flops_of(str(path), found.st_mtime_ns, found.st_size) if found else None
+
+
+@functools.lru_cache(maxsize=64)
+def _flops_of(path: str, mtime_ns: int, size: int) -> int | None:
+    from toolkit.flops import flops_per_row
+
+    try:
+        return flops_per_row(Path(path))
+    except Exception:  # an operator or shape the counter does not know: no figure
+        return None
 
 
 def _artifact(case: Case, sources: Sources) -> str | None:
@@ -424,6 +448,8 @@ class Measure(CaseStep):
                 "budget": dataclasses.asdict(suite.budget), "threads": suite.threads,
                 "optimization": "disable" if case.recipe == "ort-offline" else suite.optimization,
                 "round": self.round, "recipe": case.recipe,
+                "flops_per_row": (_flops_per_row(_artifact(case, sources))
+                                  if case.runtime == "onnxruntime" else None),
                 "reference": ({**sources.reference, "rtol": suite.rtol, "atol": suite.atol,
                                "rule": (suite.max_quality_drop if case.recipe in BY_QUALITY
                                         else None)}

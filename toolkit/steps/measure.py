@@ -18,6 +18,7 @@ import numpy as np
 
 from toolkit.data import make_batches
 from toolkit.errors import ProviderUnavailableError
+from toolkit.forkserver import preloaded_import_seconds
 from toolkit.memory import gpu_memory_mb, peak_rss_mb, reset_peak_rss
 from toolkit.recipes import FP32, NATIVE_RECIPES
 from toolkit.results import Parity, Record
@@ -57,6 +58,7 @@ class MeasureSpec:
     round: int = 1
     recipe: str = FP32
     reference: dict[str, Any] | None = None
+    flops_per_row: int | None = None  # counted once by the parent (toolkit.flops), not here
 
     def __post_init__(self) -> None:  # JSON brings the batch sizes back as a list
         object.__setattr__(self, "batch_sizes", tuple(self.batch_sizes))
@@ -79,6 +81,10 @@ def measure_case(spec: MeasureSpec) -> Iterator[Record]:
         "round": spec.round, "recipe": spec.recipe,
     }
     import_seconds = time_once(runner_cls.import_framework)
+    preloaded = preloaded_import_seconds(spec.runner)
+    imported = {"import_seconds": import_seconds}
+    if preloaded is not None:  # forked from a server that imported it: its figure, once a run
+        imported = {"import_seconds": preloaded, "import_measured": "once, by the fork server"}
     loaded: list[Runner] = []
     path = Path(spec.artifact)
     try:
@@ -95,16 +101,18 @@ def measure_case(spec: MeasureSpec) -> Iterator[Record]:
     with np.load(spec.inputs) as archive:
         x = {name: archive[name] for name in archive.files}
     sizes = spec.batch_sizes if runner.fixed_batch is None else (runner.fixed_batch,)
-    # Each variant's first call on a session that has made no call yet; then the parity call.
+    # Each variant's first call on a session that has made no call yet, at the smallest batch
+    # (a larger one would leave its buffers resident under every smaller batch's memory
+    # figure); then the parity call.
     firsts = [first_inference(runner if index == 0 else runner_cls.load(path, config),
-                              variant, x, sizes[0], base, close=index > 0,
+                              variant, x, min(sizes), base, close=index > 0,
                               phase="compile" if spec.recipe in NATIVE_RECIPES else
                               "first_inference")
               for index, variant in enumerate(runner.variants)]
     if spec.reference is not None:
         base["parity"] = session_parity(runner, x, Reference(**spec.reference))
     yield Record(**base, phase="load", seconds=load_seconds, peak_rss_mb=load_rss,
-                 info={"import_seconds": import_seconds, "artifact_bytes": _size(path)})
+                 info={**imported, "artifact_bytes": _size(path)})
     working = []
     for record in firsts:
         yield dataclasses.replace(record, parity=base.get("parity"))
@@ -118,10 +126,8 @@ def measure_case(spec: MeasureSpec) -> Iterator[Record]:
             yield Record(**base, phase="infer", variant=runner_cls.idiomatic,
                          batch_size=batch_size, status="skipped",
                          reason=f"the model's batch dimension is fixed at {runner.fixed_batch}")
-    if runner.runtime == "onnxruntime":
-        from toolkit.flops import flops_per_row
-
-        base["flops_per_row"] = flops_per_row(path)
+    if spec.flops_per_row is not None:
+        base["flops_per_row"] = spec.flops_per_row
     yield from timed(runner, working, x, sizes, Budget(**spec.budget), base)
     runner.close()
 
