@@ -452,3 +452,27 @@ def test_a_model_that_fails_its_warm_up_is_a_runtime_error_naming_the_size():
 
     with pytest.raises(RuntimeError, match="warm-up call at 3 rows: ValueError: shape mismatch"):
         ThreadPool([broken], max_batch=4, max_delay_s=0.001, rows=16)
+
+
+def test_a_fixed_batch_model_is_served_in_full_batches_padded_never_partial(tmp_path):
+    """A model whose batch dimension is fixed at 4: one query (or a batch the batcher cut short
+    at its delay) is padded to 4 rows; a path that would send more rows than that is skipped
+    with why."""
+    from tests.model_files import relu
+
+    fixed = relu(tmp_path / "fixed4.onnx", batch=4)
+    inputs = tmp_path / "in.npz"
+    np.savez(inputs, x=np.ones((16, 4), np.float32))
+    context = Context(Suite("t", ("onnx/fixed4",), threads=1, timeout_s=120), tmp_path)
+    case = Case("onnx/fixed4", "onnxruntime", "cpu")
+    sources = Sources(onnx=str(fixed), inputs=str(inputs))
+    for variant, sizes in (("shared", ()), ("shared+batching", (4,)), ("processes", ())):
+        settings = ScenarioSettings(target_qps=200, duration_s=0.3, batch_sizes=sizes)
+        made = Scenario(case, variant, settings, None, sources).execute(context)
+        assert [r.status for r in made] == ["ok"], (variant, [r.reason for r in made])
+        assert made[0].settings["padded_to"] == 4
+        assert made[0].info["valid"] is True, (variant, made[0].info["reason"])
+    too_many = ScenarioSettings(target_qps=200, duration_s=0.3, batch_sizes=(8,))
+    made = Scenario(case, "shared+batching", too_many, None, sources).execute(context)
+    assert [r.status for r in made] == ["skipped"]
+    assert "fixed at 4; this serving path sends up to 8 rows" in made[0].reason

@@ -250,15 +250,40 @@ def load_predict(spec: LoadSpec) -> tuple[Predict, dict[str, Any]]:
     runner = RUNNERS[spec.runner].load(Path(spec.artifact),
                                        RunnerConfig(provider=spec.provider,
                                                     threads=spec.threads, spinning=False))
+    fixed_batch_fits(runner, max(spec.warm, default=1))
     with np.load(spec.inputs) as archive:
         x = {name: archive[name] for name in archive.files}
-    return rows_predict(runner, spec.call, x), dict(runner.settings)
+    return rows_predict(runner, spec.call, x), serving_settings(runner)
+
+
+def fixed_batch_fits(runner: Any, rows: int) -> None:
+    """A model whose batch dimension is fixed serves calls of up to that many rows (padded to
+    it); ProviderUnavailableError, a skip with why, where a call would need more."""
+    from toolkit.errors import ProviderUnavailableError
+
+    fixed = getattr(runner, "fixed_batch", None)
+    if fixed is not None and rows > fixed:
+        raise ProviderUnavailableError(
+            f"the model's batch dimension is fixed at {fixed}; this serving path sends up to "
+            f"{rows} rows per call")
+
+
+def serving_settings(runner: Any) -> dict[str, Any]:
+    """The runtime's settings, read back, and the batch every call is padded to, if any."""
+    fixed = getattr(runner, "fixed_batch", None)
+    return {**runner.settings, **({"padded_to": fixed} if fixed is not None else {})}
 
 
 def rows_predict(runner: Any, call: str, x: dict[str, np.ndarray]) -> Predict:
     """`runner`'s `call` on the rows a job names: the request made into the runtime's input and
-    the call, as a server pays for both."""
+    the call, as a server pays for both. A model whose batch dimension is fixed gets every call
+    padded to that size (the last row repeated; the answers for the padding are dropped), never
+    a partial batch it cannot take."""
+    fixed = getattr(runner, "fixed_batch", None)
+
     def predict(indices: Sequence[int]) -> Any:
+        if fixed is not None and len(indices) < fixed:
+            indices = [*indices, *[indices[-1]] * (fixed - len(indices))]
         if len(indices) == 1:  # one row: a view, no copy (a 6 us model feels 5 us of copy)
             row = int(indices[0])
             return runner.prepare(call, {name: array[row:row + 1]

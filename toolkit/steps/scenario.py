@@ -37,7 +37,16 @@ from toolkit.scenarios import (
     read_detail_log,
     search_peak,
 )
-from toolkit.serving import LoadSpec, Pool, ProcessPool, ThreadPool, rows_predict, warm_sizes
+from toolkit.serving import (
+    LoadSpec,
+    Pool,
+    ProcessPool,
+    ThreadPool,
+    fixed_batch_fits,
+    rows_predict,
+    serving_settings,
+    warm_sizes,
+)
 
 # The call each runtime serves with: what a server built on it would make (not keras predict,
 # whose per-call overhead no server pays).
@@ -143,15 +152,11 @@ def _pool(spec: ScenarioSpec, settings: ScenarioSettings, runtime: str, workers:
         x = {name: archive[name] for name in archive.files}
     count = 1 if spec.variant.startswith("shared") else workers  # else one each
     runners = [RUNNERS[spec.runner].load(Path(spec.artifact), config) for _ in range(count)]
-    fixed = runners[0].fixed_batch
-    if fixed is not None and fixed != max(max_batch, split):
-        raise ProviderUnavailableError(  # a skip with why, as measure does
-            f"the model's batch dimension is fixed at {fixed}; this serving path sends "
-            f"{'up to ' if batching else ''}{max(max_batch, split)} rows per call")
+    fixed_batch_fits(runners[0], max(max_batch, split))  # else a skip with why
     predicts = [rows_predict(runners[n % count], call, x) for n in range(workers)]
     rows = len(next(iter(x.values())))
     return (ThreadPool(predicts, max_batch, delay, split, rows=rows),
-            dict(runners[0].settings))
+            serving_settings(runners[0]))
 
 
 def _run(pool: Pool, settings: ScenarioSettings, batch: int, logs: Path, inputs: str,
