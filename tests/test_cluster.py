@@ -174,6 +174,12 @@ def test_a_stopped_cluster_run_leaves_no_child_and_resumes_without_a_shared_disk
     env = ray_nodes.environment()
     command = [sys.executable, "-m", "toolkit.cli", "run", "--history",
                str(hosts.folder / "h.sqlite")]
+    def ours() -> list[psutil.Process]:  # spawned children, fork servers and their children
+        return [p for p in psutil.process_iter(["cmdline"]) if any(
+            name in " ".join(p.info["cmdline"] or [])
+            for name in ("toolkit.worker", "toolkit.forkserver"))]
+
+    earlier = {p.pid for p in ours()}  # other runs' servers (this test process's own)
     proc = subprocess.Popen([*command, "--suite", str(suite), "--out", str(out), "--cluster",
                              hosts.address, "--placement", "each-node"], env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -182,13 +188,10 @@ def test_a_stopped_cluster_run_leaves_no_child_and_resumes_without_a_shared_disk
     while time.monotonic() < deadline and not measuring:  # the build done, a child measuring
         built = (out / "results.json").is_file() and json.loads(
             (out / "results.json").read_text() or "{}").get("records")
-        # spawned children, or fork servers and the children they forked
-        ours = [p for p in psutil.process_iter(["cmdline"]) if built and any(
-            name in " ".join(p.info["cmdline"] or [])
-            for name in ("toolkit.worker", "toolkit.forkserver"))]
+        found = [p for p in ours() if built and p.pid not in earlier]
         if any("toolkit.worker" in " ".join(p.info["cmdline"] or []) or _forked(p)
-               for p in ours):  # a child is measuring, not only a server waiting
-            measuring = ours
+               for p in found):  # a child is measuring, not only a server waiting
+            measuring = found
         time.sleep(0.1)
     assert measuring, "no measuring child started"
     proc.send_signal(signal.SIGTERM)

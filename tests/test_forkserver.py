@@ -70,4 +70,5 @@ def test_which_steps_are_forked_and_from_which_runtime():
         "native_torch"
     assert forkserver.runner_of({"task": "build_file", "framework": "keras"}) == "native_keras"
     assert forkserver.runner_of({"task": "derive"}) == "onnxruntime"
-    assert forkserver.runner_of({"task": "scenario", "runner": "onnxruntime"}) is None
+    assert forkserver.runner_of({"task": "scenario", "runner": "native_torch"}) == "native_torch"
+    assert forkserver.runner_of({"task": "no-such-task"}) is None

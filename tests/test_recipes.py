@@ -4,8 +4,6 @@ XLA, each measured with its accuracy against the native model and judged by the 
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -282,11 +280,15 @@ def test_xla_and_torch_compile_record_their_compile_phase(tmp_path):
         f'rounds = 1\nrecipes = {wanted!r}\n[timing]\nwarmup = 1\nmin_iterations = 3\n'
         "min_seconds = 0.0\nmax_seconds = 0.2\n")
     out = tmp_path / "out"
-    proc = subprocess.run([sys.executable, "-m", "toolkit.cli", "run", "--suite",
-                           str(suite_file), "--out", str(out), "--history",
-                           str(tmp_path / "h.sqlite")],
-                          capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    from typer.testing import CliRunner
+
+    from toolkit.cli import app
+
+    # in this process, so its children share the session's fork servers (TensorFlow and torch
+    # imported once): the console script itself is run end to end in test_cli and test_resume
+    result = CliRunner().invoke(app, ["run", "--suite", str(suite_file), "--out", str(out),
+                                      "--history", str(tmp_path / "h.sqlite")])
+    assert result.exit_code == 0, result.output[-3000:]
     records = json.loads((out / "results.json").read_text())["records"]
     for recipe in wanted:
         mine = [r for r in records if r["recipe"] == recipe]

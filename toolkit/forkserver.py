@@ -138,7 +138,7 @@ if __name__ == "__main__":  # run as the module proper, so a child finds PRELOAD
 # ----- the asking side (`toolkit.isolate.run_child`) -----
 
 STARTUP_TIMEOUT_S = 300.0  # a server whose import takes longer is given up: children spawn
-FORKED_TASKS = ("build", "build_file", "derive", "measure")  # LoadGen's steps spawn their own
+FORKED_TASKS = ("build", "build_file", "derive", "measure", "scenario")
 
 
 def runner_of(spec: Mapping[str, Any]) -> str | None:
@@ -147,7 +147,7 @@ def runner_of(spec: Mapping[str, Any]) -> str | None:
     task = spec.get("task")
     if task not in FORKED_TASKS:
         return None
-    if task == "measure":
+    if task in ("measure", "scenario"):
         return str(spec.get("runner"))
     if task == "derive":
         return "onnxruntime"
