@@ -54,6 +54,13 @@ def test_a_drifting_machine_neither_hides_a_regression_nor_raises_a_false_alarm(
     assert sum(r.verdict == "slower" for r in unpaired.rows) < 6
 
 
+def test_with_too_few_cases_the_drift_is_not_read_off_them_and_it_says_so():
+    base, new = drifting(2, cases=2)
+    result = compare(({}, base), ({}, new), paired=True)
+    assert not result.paired and not result.fails()
+    assert any("cannot be read off them" in w for w in result.warnings), result.warnings
+
+
 def test_only_rounds_both_sides_have_are_paired():
     base, new = drifting(1, factor=1.3)
     new = [r for r in new if r.round != 4]  # NEW's last round crashed
@@ -78,6 +85,10 @@ def test_rounds_alternate_which_side_goes_first(tmp_path):
 
 def test_bad_side_by_side_input_is_one_line(tmp_path):
     a = model_files.matmul_chain(tmp_path / "a.onnx", layers=1, width=8)
+    b = model_files.matmul_chain(tmp_path / "b.onnx", layers=2, width=8)
+    torch = pytest.importorskip("torch")
+    scripted = tmp_path / "c.pt"
+    torch.jit.save(torch.jit.script(torch.nn.Linear(8, 8)), str(scripted))
     results = tmp_path / "results.json"
     results.write_text("{}", encoding="utf-8")
     cases = [
@@ -86,6 +97,9 @@ def test_bad_side_by_side_input_is_one_line(tmp_path):
         (["compare", str(results), str(results), "--rounds", "3"], "--rounds apply to two model"),
         (["compare", str(a)], "give BASE and NEW"),
         (["compare", str(a), str(tmp_path / "missing.onnx")], "missing.onnx"),
+        (["compare", str(a), str(b), "--metric", "p95"], "--metric 'p95'"),  # before measuring
+        (["compare", str(a), str(b), "--fail-on", "slow"], "--fail-on 'slow'"),
+        (["compare", str(a), str(scripted)], "compare two files of one framework"),
     ]
     for argv, needle in cases:
         result = runner.invoke(app, argv, terminal_width=250)

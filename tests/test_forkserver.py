@@ -72,3 +72,14 @@ def test_which_steps_are_forked_and_from_which_runtime():
     assert forkserver.runner_of({"task": "derive"}) == "onnxruntime"
     assert forkserver.runner_of({"task": "scenario", "runner": "native_torch"}) == "native_torch"
     assert forkserver.runner_of({"task": "no-such-task"}) is None
+
+
+def test_a_line_that_is_not_a_reply_ends_the_server_not_the_run():
+    read, write = os.pipe()
+    os.write(write, b'{"pid": 12}\nsome library printed this\n')
+    os.close(write)
+    lines = forkserver._Lines(read)
+    assert lines.read(5.0) == {"pid": 12}
+    with pytest.raises(forkserver.ServerGone, match="some library printed this"):
+        lines.read(5.0)
+    os.close(read)

@@ -599,6 +599,10 @@ def compare(
         if fmt not in ("text", "md"):
             raise BadInputError(f"--format {fmt!r}: choose text or md")
         limit = comparing.parse_threshold(threshold)
+        if metric not in comparing.METRICS:  # before minutes of measuring, not after
+            raise BadInputError(f"--metric {metric!r}: choose from {', '.join(comparing.METRICS)}")
+        if fail_on not in comparing.FAIL_ON:
+            raise BadInputError(f"--fail-on {fail_on!r}: choose {' or '.join(comparing.FAIL_ON)}")
         files = [Path(x) for x in (base, new) if x is not None and _model_file(x)]
         if resume is None and (base is None or new is None):
             raise BadInputError("give BASE and NEW: two results.json files, two history run "

@@ -166,10 +166,15 @@ def compare(base: tuple[Mapping[str, Any], list[Record]],
             missing.append(case)
         else:
             matched.append((case, b, n, list(b_stats.values()), list(n_stats.values())))
-    if paired:
+    corrected = paired and len(matched) >= MIN_PAIRED_CASES
+    if corrected:
         matched = _without_round_effects(matched, before, after, field)
     engines = {r.case.key: r.case.engine for r in (*base[1], *new[1]) if r.timed}
     noises = _noises([(engines.get(case, ""), b, n) for case, b, n, _, _ in matched])
+    if corrected:  # each round's effect took a share of every series' own noise with it
+        series = 2 * len(matched)
+        noises = {k: Noise(v.sigma * math.sqrt(series / (series - 1)), v.cases)
+                  if v is not None else None for k, v in noises.items()}
     tests = {case: shift_test(b, n, noises[engines.get(case, "")], threshold)
              for case, b, n, _, _ in matched if noises.get(engines.get(case, ""))}
     verdicts = _verdicts(list(tests.items()), threshold)
@@ -189,10 +194,22 @@ def compare(base: tuple[Mapping[str, Any], list[Record]],
                       environment_differences(base[0], new[0]), threshold, metric, missing,
                       failed_in_new(base[1], new[1]), noise,
                       _advice(noise, len(matched), [r.rounds for r in rows], paired),
-                      "" if paired else _drift([r.ratio for r in rows], threshold), paired)
+                      "" if corrected else _few_to_pair(paired, len(matched)) or _drift(
+                          [r.ratio for r in rows], threshold), corrected)
+
+
+def _few_to_pair(paired: bool, cases: int) -> str:
+    if not paired or not cases or cases >= MIN_PAIRED_CASES:
+        return ""
+    return (f"measured side by side, but with {cases} matched case(s) the machine's move in "
+            f"each round cannot be read off them (it takes {MIN_PAIRED_CASES}): judged as two "
+            "runs; give more --batch-sizes to have it taken out")
 
 
 Matched = tuple[str, list[float], list[float], list[Stats], list[Stats]]
+# cases a side-by-side run needs before a round's effect is read off them: with fewer, each
+# case's own noise weighs too much in the median and the pooled noise comes out too small
+MIN_PAIRED_CASES = 4
 
 
 def _without_round_effects(matched: list[Matched], before: dict[str, dict[int, Stats]],

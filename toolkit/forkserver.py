@@ -43,9 +43,10 @@ def preloaded_import_seconds(runner: str) -> float | None:
     return PRELOADED.get(runner)
 
 
-def _child(request: dict[str, Any]) -> int:
+def _child(request: dict[str, Any], server: int) -> int:
     """In the forked child: become a fresh step process, run the step, return its exit code."""
     os.setsid()
+    _die_with(server)
     log = os.open(request["log"], os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
     null = os.open(os.devnull, os.O_RDONLY)
     os.dup2(null, 0)
@@ -70,6 +71,19 @@ def _child(request: dict[str, Any]) -> int:
     return main([request["spec"], request["out"]])
 
 
+def _die_with(server: int) -> None:
+    """Be killed when the server dies (Linux), as the asker kills the server when it gives up
+    on it: a child in a session of its own would otherwise outlive both."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        return
+    if os.getppid() != server:  # it died before the call above
+        os._exit(1)
+
+
 def _trim_heap() -> None:
     """Hand the heap's free pages back to the system (glibc), so that a child's allocations
     show in its resident memory as a fresh process's would, instead of reusing pages the
@@ -83,7 +97,11 @@ def _trim_heap() -> None:
 
 
 def serve(runner: str) -> None:
-    """The server's loop (see the module's text)."""
+    """The server's loop (see the module's text). Replies go to a copy of the standard output
+    taken first; the standard output itself then points at the standard error, so whatever an
+    import prints cannot be read as a reply."""
+    reply = os.fdopen(os.dup(1), "w", buffering=1)
+    os.dup2(2, 1)
     from toolkit.runners import RUNNERS
     from toolkit.timing import time_once
 
@@ -92,10 +110,9 @@ def serve(runner: str) -> None:
     import toolkit.steps  # noqa: F401  the step code every child runs
 
     _trim_heap()
-
-    reply = sys.stdout
     reply.write(json.dumps({"ready": runner, "import_seconds": seconds}) + "\n")
     reply.flush()
+    server = os.getpid()
     for line in sys.stdin:
         request = json.loads(line)
         sys.stdout.flush()
@@ -104,7 +121,8 @@ def serve(runner: str) -> None:
         if pid == 0:
             code = 1
             try:
-                code = _child(request)
+                reply.close()
+                code = _child(request, server)
             except SystemExit as exc:
                 code = exc.code if isinstance(exc.code, int) else 1
             except BaseException:
@@ -171,7 +189,8 @@ class _Lines:
         self.buffer = b""
 
     def read(self, timeout_s: float | None) -> dict[str, Any] | None:
-        """The next line as JSON; None when `timeout_s` ran out; ServerGone at end of file."""
+        """The next line as JSON; None when `timeout_s` ran out; ServerGone at end of file or
+        on a line that is not a reply."""
         deadline = None if timeout_s is None else time.monotonic() + timeout_s
         while b"\n" not in self.buffer:
             left = None if deadline is None else max(0.0, deadline - time.monotonic())
@@ -183,7 +202,13 @@ class _Lines:
                 raise ServerGone("the fork server ended")
             self.buffer += chunk
         line, self.buffer = self.buffer.split(b"\n", 1)
-        return json.loads(line)
+        try:
+            found = json.loads(line)
+        except ValueError:
+            raise ServerGone(f"the fork server said something else: {line[:200]!r}") from None
+        if not isinstance(found, dict):
+            raise ServerGone(f"the fork server said something else: {line[:200]!r}")
+        return found
 
 
 class Server:
@@ -214,13 +239,15 @@ class Server:
             answer = self.lines.read(STARTUP_TIMEOUT_S)
         except (OSError, ValueError) as exc:
             raise ServerGone(str(exc)) from None
-        if not answer or "pid" not in answer:
-            raise ServerGone("the fork server did not fork")
-        return int(answer["pid"])
+        if not answer or not isinstance(answer.get("pid"), int):
+            raise ServerGone(f"the fork server did not fork ({answer!r})")
+        return answer["pid"]
 
     def wait(self, timeout_s: float | None) -> int | None:
         """The child's exit code (negative: the signal that ended it); None on timeout."""
         answer = self.lines.read(timeout_s)
+        if answer is not None and not isinstance(answer.get("status"), int):
+            raise ServerGone(f"the fork server said {answer!r}, not how the child ended")
         return None if answer is None else int(answer["status"])
 
     def close(self) -> None:

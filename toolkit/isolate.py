@@ -115,6 +115,9 @@ def _run_forked(spec: Mapping[str, Any], spec_path: Path, out_path: Path, log_pa
     except forkserver.ServerGone:
         forkserver.drop(server)
         return None
+    except BaseException:  # Ctrl-C while it forks: the server and any child it made go
+        forkserver.drop(server)  # (a child dies with its server)
+        raise
     try:
         code = server.wait(timeout_s)
         if code is None:
@@ -130,6 +133,10 @@ def _run_forked(spec: Mapping[str, Any], spec_path: Path, out_path: Path, log_pa
         _kill_group(pid)
         forkserver.drop(server)
         raise
+    # What the child left in its group (a pool's worker processes). Its own pid, reaped by now,
+    # may already be another process's: only the group is signalled.
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pid, signal.SIGKILL)
     return _Ended(None if code == 0 else _describe_exit(code, log_path))
 
 

@@ -277,8 +277,8 @@ def serving_settings(runner: Any) -> dict[str, Any]:
 def rows_predict(runner: Any, call: str, x: dict[str, np.ndarray]) -> Predict:
     """`runner`'s `call` on the rows a job names: the request made into the runtime's input and
     the call, as a server pays for both. A model whose batch dimension is fixed gets every call
-    padded to that size (the last row repeated; the answers for the padding are dropped), never
-    a partial batch it cannot take."""
+    padded to that size (the last row repeated; LoadGen is answered for its own queries only),
+    never a partial batch it cannot take."""
     fixed = getattr(runner, "fixed_batch", None)
 
     def predict(indices: Sequence[int]) -> Any:

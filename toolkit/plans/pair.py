@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from toolkit.errors import BadInputError
+from toolkit.modelfile import open_model
 from toolkit.plans.base import Plan
 from toolkit.plans.model import ModelRequest, Planned, prepare_model, stored_request
 from toolkit.plans.run import with_recipes
@@ -38,6 +39,11 @@ def plan_pair(base: ModelRequest, new: ModelRequest, suite: Suite, out_dir: Path
     if base.path.resolve() == new.path.resolve():
         raise BadInputError(f"{new.path}: BASE and NEW are the same file; to see how identical "
                             "builds compare, copy it and give the copy as NEW")
+    kinds = [open_model(r.path, trust_pickle=r.trust_pickle).framework for r in (base, new)]
+    if kinds[0] != kinds[1]:  # their cases would not match: nothing would be judged
+        raise BadInputError(f"{new.path}: a {kinds[1]} model, and {base.path} a {kinds[0]} one; "
+                            "compare two files of one framework (export both to ONNX to "
+                            "compare across frameworks)")
     planned: list[Planned] = []
     for role, request in zip(ROLES, (base, new), strict=True):
         planned.append(prepare_model(request, suite, out_dir / role, keep_inputs,
