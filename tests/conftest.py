@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -10,8 +12,10 @@ from pathlib import Path
 
 import pytest
 
-# Runs made by the tests keep their history (and peak cache) away from the user's own.
+# Runs made by the tests keep their history (and peak cache) away from the user's own; the
+# folder goes when the session ends.
 os.environ["XDG_DATA_HOME"] = tempfile.mkdtemp(prefix="deploybench-test-data-")
+atexit.register(shutil.rmtree, os.environ["XDG_DATA_HOME"], ignore_errors=True)
 
 TINY_TIMING = """
 [timing]
