@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from tests.test_isolate import artifact, measure_spec
-from toolkit import forkserver
+from toolkit import forking
 from toolkit.isolate import _child_env, run_child
 
 pytest.importorskip("sklearn")
@@ -28,10 +28,10 @@ def tiny_onnx_spec(tmp_path):
 def test_steps_share_one_server_and_say_their_import_was_the_servers(tmp_path, monkeypatch):
     spec = tiny_onnx_spec(tmp_path)
     first = run_child(spec, tmp_path, timeout_s=120, threads=1, name="a")
-    server = forkserver.server_for("onnxruntime", _child_env(1), tmp_path)
+    server = forking.server_for("onnxruntime", _child_env(1), tmp_path)
     second = run_child(spec, tmp_path, timeout_s=120, threads=1, name="b")
     assert first.failure is None and second.failure is None, (first.failure, second.failure)
-    assert server is forkserver.server_for("onnxruntime", _child_env(1), tmp_path)
+    assert server is forking.server_for("onnxruntime", _child_env(1), tmp_path)
     loads = [next(r for r in result.records if r.phase == "load") for result in (first, second)]
     assert all(r.info["import_measured"] == "once, by the fork server" for r in loads)
     assert loads[0].info["import_seconds"] == loads[1].info["import_seconds"] > 0
@@ -46,16 +46,16 @@ def test_a_hung_child_is_killed_and_its_server_serves_the_next_step(tmp_path):
     path, inputs = artifact(tmp_path, "hang", time.sleep, 60)
     hung = run_child(measure_spec(path, inputs), tmp_path, timeout_s=3, threads=1, name="hang")
     assert hung.failure is not None and "timed out after 3 s" in hung.failure
-    server = forkserver.server_for("native_sklearn", _child_env(1), tmp_path)
+    server = forking.server_for("native_sklearn", _child_env(1), tmp_path)
     assert server is not None and server.process.poll() is None
     path, inputs = artifact(tmp_path, "ok", int, 0)  # unpickles to 0: a model that fails
     done = run_child(measure_spec(path, inputs), tmp_path, timeout_s=60, threads=1, name="ok")
     assert done.records, done.failure  # the child ran and said why the "model" failed
-    assert server is forkserver.server_for("native_sklearn", _child_env(1), tmp_path)
+    assert server is forking.server_for("native_sklearn", _child_env(1), tmp_path)
 
 
 def test_a_server_ends_when_whoever_started_it_is_gone(tmp_path):
-    server = forkserver.Server("onnxruntime", _child_env(1), tmp_path)
+    server = forking.Server("onnxruntime", _child_env(1), tmp_path)
     pid = server.process.pid
     assert server.process.stdin is not None
     server.process.stdin.close()  # what the asking process's death does
@@ -65,21 +65,21 @@ def test_a_server_ends_when_whoever_started_it_is_gone(tmp_path):
 
 
 def test_which_steps_are_forked_and_from_which_runtime():
-    assert forkserver.runner_of({"task": "measure", "runner": "native_keras"}) == "native_keras"
-    assert forkserver.runner_of({"task": "build", "workload": "torch/digits-mlp"}) == \
+    assert forking.runner_of({"task": "measure", "runner": "native_keras"}) == "native_keras"
+    assert forking.runner_of({"task": "build", "workload": "torch/digits-mlp"}) == \
         "native_torch"
-    assert forkserver.runner_of({"task": "build_file", "framework": "keras"}) == "native_keras"
-    assert forkserver.runner_of({"task": "derive"}) == "onnxruntime"
-    assert forkserver.runner_of({"task": "scenario", "runner": "native_torch"}) == "native_torch"
-    assert forkserver.runner_of({"task": "no-such-task"}) is None
+    assert forking.runner_of({"task": "build_file", "framework": "keras"}) == "native_keras"
+    assert forking.runner_of({"task": "derive"}) == "onnxruntime"
+    assert forking.runner_of({"task": "scenario", "runner": "native_torch"}) == "native_torch"
+    assert forking.runner_of({"task": "no-such-task"}) is None
 
 
 def test_a_line_that_is_not_a_reply_ends_the_server_not_the_run():
     read, write = os.pipe()
     os.write(write, b'{"pid": 12}\nsome library printed this\n')
     os.close(write)
-    lines = forkserver._Lines(read)
+    lines = forking._Lines(read)
     assert lines.read(5.0) == {"pid": 12}
-    with pytest.raises(forkserver.ServerGone, match="some library printed this"):
+    with pytest.raises(forking.ServerGone, match="some library printed this"):
         lines.read(5.0)
     os.close(read)

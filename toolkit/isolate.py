@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from toolkit import forkserver
+from toolkit import forking
 from toolkit.results import Record
 
 
@@ -104,34 +104,34 @@ def _run_forked(spec: Mapping[str, Any], spec_path: Path, out_path: Path, log_pa
                 workdir: Path, timeout_s: float, threads: int) -> _Ended | None:
     """The step run in a child forked from a server that holds its runtime's import
     (`toolkit.forkserver`); None where no server can take it (then it is spawned)."""
-    runner = forkserver.runner_of(spec)
+    runner = forking.runner_of(spec)
     if runner is None:
         return None
-    server = forkserver.server_for(runner, _child_env(threads), workdir)
+    server = forking.server_for(runner, _child_env(threads), workdir)
     if server is None:
         return None
     try:
         pid = server.start(spec_path, out_path, log_path, workdir)
-    except forkserver.ServerGone:
-        forkserver.drop(server)
+    except forking.ServerGone:
+        forking.drop(server)
         return None
     except BaseException:  # Ctrl-C while it forks: the server and any child it made go
-        forkserver.drop(server)  # (a child dies with its server)
+        forking.drop(server)  # (a child dies with its server)
         raise
     try:
         code = server.wait(timeout_s)
         if code is None:
             _kill_group(pid)
             if server.wait(30.0) is None:
-                forkserver.drop(server)
+                forking.drop(server)
             return _Ended(f"timed out after {timeout_s:g} s (raise --timeout); log: {log_path}")
-    except forkserver.ServerGone:
+    except forking.ServerGone:
         _kill_group(pid)
-        forkserver.drop(server)
+        forking.drop(server)
         return _Ended(f"the process it was forked from ended (log: {log_path})")
     except BaseException:  # Ctrl-C: do not leave the child running
         _kill_group(pid)
-        forkserver.drop(server)
+        forking.drop(server)
         raise
     # What the child left in its group (a pool's worker processes). Its own pid, reaped by now,
     # may already be another process's: only the group is signalled.

@@ -18,8 +18,8 @@ import numpy as np
 
 from toolkit.data import make_batches
 from toolkit.errors import ProviderUnavailableError
-from toolkit.forkserver import preloaded_import_seconds
 from toolkit.memory import gpu_memory_mb, peak_rss_mb, reset_peak_rss
+from toolkit.preloaded import preloaded_import_seconds
 from toolkit.recipes import FP32, NATIVE_RECIPES
 from toolkit.results import Parity, Record
 from toolkit.runners.base import Runner, RunnerConfig
