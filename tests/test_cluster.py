@@ -196,7 +196,8 @@ def test_a_stopped_cluster_run_leaves_no_child_and_resumes_without_a_shared_disk
     assert measuring, "no measuring child started"
     proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=120)
-    assert proc.returncode == 130, err[-2000:]
+    said = [line for line in err.splitlines() if ".so(" not in line and ".so.6(" not in line]
+    assert proc.returncode == 130, "\n".join(said)[-3000:]  # not Ray's native stack frames
     _, alive = psutil.wait_procs(measuring, timeout=20)
     assert not alive, [p.cmdline() for p in alive]  # cancelled without force: child killed
     kept = json.loads((out / "results.json").read_text())
