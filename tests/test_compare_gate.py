@@ -1,5 +1,9 @@
-"""compare as a CI gate on real measurements: quiet on no change in repeated pairs, and sharp on
-a model doing twice the work. Small ONNX models, short budgets, the default four rounds.
+"""compare as a CI gate on real measurements of two separate runs: sharp on a model doing twice
+the work. Small ONNX models, short budgets, the default four rounds.
+
+That identical runs pass is checked side by side (tests/test_compare_pair.py): two runs made a
+minute apart on a shared machine drift apart as a whole (CI saw identical runs 1.24x apart on
+every case), which the rounds inside each run cannot see.
 
 Whether a 1.3x change is caught 19 times in 20 is a rate, measured by benchmarks/compare_sim.py
 (simulated) and benchmarks/compare_noise.py (real pairs); a test of one pair on a shared 2-core
@@ -39,16 +43,6 @@ def models(tmp_path_factory) -> tuple[Path, Path]:
             model_files.matmul_chain(root / "heavy" / "model.onnx", layers=20))
 
 
-def test_identical_runs_pass_the_gate_in_repeated_pairs(models, tmp_path):
-    base_model, _ = models
-    for pair in range(2):
-        base = measured(base_model, tmp_path / f"a{pair}")
-        twin = measured(base_model, tmp_path / f"b{pair}")
-        result = compare(read_results(base), read_results(twin))
-        assert len(result.rows) == 2 and not result.regressed, [
-            (r.case, r.ratio, r.low, r.high, r.verdict) for r in result.rows]
-
-
 def test_a_model_doing_more_work_fails_the_gate(models, tmp_path):
     base_model, heavy_model = models
     base = measured(base_model, tmp_path / "base")
@@ -56,3 +50,5 @@ def test_a_model_doing_more_work_fails_the_gate(models, tmp_path):
     result = CliRunner().invoke(app, ["compare", str(base), str(heavy)], terminal_width=250)
     assert result.exit_code == 1, result.output
     assert "2 regressed of 2" in result.output  # run and iobinding at batch 64
+    # both cases moved alike: it may be the machine, and the way to tell is named
+    assert "moved the same way" in result.output and "side by side" in result.output

@@ -282,7 +282,7 @@ def _drift(ratios: list[float], threshold: float) -> str:
     """A warning where (nearly) every case moved the same way by a similar amount: on a shared
     machine runs made minutes apart drift together (seen here: identical runs 10-20% apart),
     which the rounds inside one run cannot see, so such a move may be the machine."""
-    if len(ratios) < 3:
+    if len(ratios) < 2:  # one case: nothing to move along with
         return ""
     middle = median(ratios)
     same_way = sum((r > 1) == (middle > 1) for r in ratios) / len(ratios)
@@ -291,8 +291,8 @@ def _drift(ratios: list[float], threshold: float) -> str:
     return (f"{same_way:.0%} of the cases moved the same way, by {middle - 1:+.0%} in the "
             "median: a change that touches every case, or the machine drifting between the "
             "runs, which the rounds inside each run cannot see; to tell them apart, measure "
-            "base and new in one run (e.g. both models as workloads of one suite) or repeat "
-            "the comparison")
+            "base and new side by side in one run (`deploybench compare OLD.onnx NEW.onnx` for "
+            "two model files, or both as workloads of one suite) or repeat the comparison")
 
 
 def _loose(record: Record) -> tuple[str, str, str, int | None, str]:
