@@ -7,6 +7,9 @@ from toolkit.stats import (
     CHI2_AT_QUANTILE,
     MEDIAN_VARIANCE,
     MIN_VARIANCE,
+    PRIOR_DF,
+    T975,
+    TRIMMED_AT_QUANTILE,
     Z95,
     Estimate,
     Noise,
@@ -93,26 +96,61 @@ def test_without_pooled_noise_rounds_give_their_range_and_say_so():
 
 
 def test_pooled_noise_reads_a_low_percentile_of_the_cases_log_variances():
-    # every case varies by exactly 10% up and down: log variance ln(1.1)^2-ish, the same
+    # every case varies by exactly 10% up and down; its slowest round is left out, which leaves
+    # (-l, 0) with l = ln 1.1: variance l^2 / 2, over where the 40th percentile of such lies
     cases = [[v / 1.1, v, v * 1.1] for v in (1.0, 2.0, 5.0, 40.0)]
     noise = pooled_noise(cases)
-    variance = math.log(1.1) ** 2  # of (-l, 0, +l) with l = ln 1.1: 2 l^2 / 2
     assert noise is not None and noise.cases == 4
-    assert noise.sigma == pytest.approx(math.sqrt(variance / CHI2_AT_QUANTILE[1]))
+    assert noise.sigma == pytest.approx(math.sqrt(math.log(1.1) ** 2 / 2
+                                                  / TRIMMED_AT_QUANTILE[0]))
+    # cases of two rounds keep both: (-l, +l) has variance 2 l^2, one degree of freedom
+    two = pooled_noise([[v / 1.1, v * 1.1] for v in (1.0, 2.0, 5.0)])
+    assert two is not None and two.sigma == pytest.approx(
+        math.sqrt(2 * math.log(1.1) ** 2 / CHI2_AT_QUANTILE[0]))
     # one case slowed in a round moves a mean of variances, not this percentile
     slowed = pooled_noise([*cases, [1.0, 1.0, 1.7]])
     assert slowed is not None and slowed.sigma == pytest.approx(noise.sigma)
     assert pooled_noise(cases[:2]) is None and pooled_noise([[1.0]] * 9) is None
 
 
+def test_slow_processes_in_most_cases_of_a_small_run_do_not_inflate_the_pooled_noise():
+    """A one-model bench: 6 cases x 2 runs of 4 rounds at 5% noise, and a process slowed 1.5x
+    in 8 of the 12 series. Each series' slowest round is left out, so the pool reads about 5%;
+    the full variances' 40th percentile would read several times that (the gate then misses a
+    1.3x change)."""
+    rng = __import__("random").Random(3)
+    series = []
+    for case in range(12):
+        rounds = [math.exp(rng.gauss(0.0, 0.05)) * (case + 1) for _ in range(4)]
+        if case < 8:
+            rounds[case % 4] *= 1.5
+        series.append(rounds)
+    noise = pooled_noise(series)
+    assert noise is not None and 0.025 < noise.sigma < 0.08, noise
+    full = sorted(_log_variance(s) for s in series)
+    assert math.sqrt(full[len(full) * 2 // 5]) > 0.15  # what was pooled before
+
+
+def _log_variance(values: list[float]) -> float:
+    logs = [math.log(v) for v in values]
+    mean = sum(logs) / len(logs)
+    return sum((x - mean) ** 2 for x in logs) / (len(logs) - 1)
+
+
 def test_an_estimate_with_pooled_noise_is_a_95_interval_on_the_log_scale():
     noise = Noise(0.05, 40)
-    rounds = [Stats.from_ms([m]) for m in (10.0, 11.0, 12.0, 30.0)]
-    estimate = Estimate.from_rounds(rounds, noise)
-    half = Z95 * 0.05 * math.sqrt(MEDIAN_VARIANCE[3])
+    values = (10.0, 11.0, 12.0, 30.0)
+    estimate = Estimate.from_rounds([Stats.from_ms([m]) for m in values], noise)
+    # the pool's variance with PRIOR_DF degrees of freedom, the case's own with its 3
+    variance = (PRIOR_DF * 0.05 ** 2 + 3 * _log_variance(list(values))) / (PRIOR_DF + 3)
+    half = T975[PRIOR_DF + 3 - 1] * math.sqrt(variance * MEDIAN_VARIANCE[3])
     assert estimate.median_ms == 11.5 and estimate.kind == "interval"
     assert estimate.low_ms == pytest.approx(11.5 * math.exp(-half))
     assert estimate.high_ms == pytest.approx(11.5 * math.exp(half))
+    # a round slowed 2.6x widens this case's interval well beyond the pool's
+    assert half > 2 * Z95 * 0.05 * math.sqrt(MEDIAN_VARIANCE[3])
+    steady = Estimate.from_rounds([Stats.from_ms([m]) for m in (10.0, 10.5, 10.2, 10.4)], noise)
+    assert steady.half_width < 0.06
 
 
 def test_shift_test_on_the_fastest_rounds_and_tost_on_the_medians():

@@ -8,10 +8,12 @@ comparisons at once corrected with `holm`.
 With a few rounds a case cannot say how much processes vary by itself (a percentile bootstrap
 of 3 values gives their range, which covers the true median about 75% of the time). So the
 variation between rounds is borrowed from all the cases of a run (`pooled_noise`): on a log
-scale, where a machine's noise is about the same share of every case's time, and from a low
-percentile of the cases' variances, which a slow process in a few cases' rounds cannot move. A
-case's interval and a comparison's tests then use that pooled variation with the known variance
-of the median (or the minimum) of k normal values. Slow processes only ever slow a round down,
+scale, where a machine's noise is about the same share of every case's time, each case without
+its slowest round, and from a low percentile of the cases' variances: a slow process in a few
+cases' rounds cannot move it. A comparison's test of "slower" uses that pooled variation with
+the known variance of the minimum of k normal values. A case's interval (and a comparison's
+interval and equivalence test) uses it moderated by the case's own spread (`moderated`, as
+limma does), so a case with a slow round gets a wider interval rather than a wrong one. Slow processes only ever slow a round down,
 so whether a case got slower is tested on the fastest round of each run, which a slow process
 reaches only when it slowed every round (`benchmarks/compare_sim.py` measures what that buys).
 """
@@ -150,8 +152,23 @@ CHI2_AT_QUANTILE = (0.275, 0.51083, 0.62306, 0.68821, 0.7311, 0.76169, 0.78475, 
                     0.81745, 0.82955, 0.83975, 0.8485, 0.85609, 0.86275, 0.86865, 0.87392,
                     0.87866, 0.88296, 0.88686, 0.89044, 0.89373, 0.89676, 0.89957, 0.90219,
                     0.90462, 0.9069, 0.90904, 0.91104, 0.91294, 0.91472)
+# the same for a case of k = 3 .. 30 rounds whose slowest round is left out: the POOL_QUANTILE-th
+# percentile of the variance of the lowest k - 1 of k standard normal values (simulated, 400 000
+# draws per k; beyond the table the last value, which overstates the variance)
+TRIMMED_AT_QUANTILE = (0.1404, 0.2997, 0.3952, 0.4608, 0.5079, 0.5473, 0.5762, 0.6041, 0.6251,
+                       0.6427, 0.6603, 0.6753, 0.6873, 0.6992, 0.7092, 0.7198, 0.7285, 0.7364,
+                       0.7447, 0.7513, 0.7581, 0.7639, 0.7704, 0.7754, 0.7807, 0.786, 0.7897,
+                       0.7937)
 MIN_POOLED = 3  # cases with rounds a pooled variation needs
 Z95 = 1.959964
+# how much the pooled variation weighs against a case's own, in degrees of freedom (the prior
+# of limma's moderated t): a case whose rounds spread far more than the pool's (a slow process
+# in one of them) gets a wider interval; see benchmarks/compare_sim.py for the coverage
+PRIOR_DF = 4
+# the 97.5th percentile of Student's t for 1 .. 30 degrees of freedom
+T975 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179,
+        2.16, 2.145, 2.131, 2.12, 2.11, 2.101, 2.093, 2.086, 2.08, 2.074, 2.069, 2.064, 2.06,
+        2.056, 2.052, 2.048, 2.045, 2.042)
 
 
 def _order_variance(table: Sequence[float], k: int) -> float:
@@ -174,22 +191,56 @@ class Noise:
     cases: int
 
 
+def _variance(logs: Sequence[float]) -> float:
+    mean = math.fsum(logs) / len(logs)
+    return math.fsum((x - mean) ** 2 for x in logs) / (len(logs) - 1)
+
+
 def pooled_noise(groups: Iterable[Sequence[float]]) -> Noise | None:
     """The variation between rounds, pooled over cases: each case's round medians (a case with
-    one round says nothing), on a log scale; the POOL_QUANTILE-th percentile of the cases'
-    variances over where that percentile of a variance lies. None with fewer than MIN_POOLED
-    cases of two rounds or more."""
+    one round says nothing), on a log scale, without its slowest round where it has three or
+    more (a slow process only slows a round down); the POOL_QUANTILE-th percentile of the
+    cases' variances over where that percentile of such a variance lies. Both make it robust to
+    slow processes: with 6 cases of 4 rounds and one process in ten slowed 1.2-1.8x, untrimmed
+    variances read the noise 2-3x too high in about one run in twenty. None with fewer than
+    MIN_POOLED cases of two rounds or more."""
     scaled = []
     for values in groups:
-        logs = [math.log(v) for v in values if v > 0]
+        logs = sorted(math.log(v) for v in values if v > 0)
         if len(logs) < 2:
             continue
-        mean = math.fsum(logs) / len(logs)
-        variance = math.fsum((x - mean) ** 2 for x in logs) / (len(logs) - 1)
-        scaled.append(variance / _chi2_at_quantile(len(logs) - 1))
+        if len(logs) == 2:
+            scaled.append(_variance(logs) / _chi2_at_quantile(1))
+        else:
+            at = TRIMMED_AT_QUANTILE[min(len(logs), len(TRIMMED_AT_QUANTILE) + 2) - 3]
+            scaled.append(_variance(logs[:-1]) / at)
     if len(scaled) < MIN_POOLED:
         return None
     return Noise(math.sqrt(percentile(sorted(scaled), POOL_QUANTILE * 100)), len(scaled))
+
+
+def t975(df: float) -> float:
+    """The 97.5th percentile of Student's t with `df` degrees of freedom (normal beyond 30:
+    within 1% there)."""
+    if df >= len(T975) + 1:
+        z = Z95
+        return z + (z ** 3 + z) / (4 * df)
+    return T975[max(1, int(df)) - 1]
+
+
+def moderated(noise: Noise, *cases: Sequence[float]) -> tuple[float, float]:
+    """One case's variation between rounds, moderated (limma, Smyth 2004): the pooled variance
+    with PRIOR_DF degrees of freedom and the case's own (its runs' log round medians about
+    their own means) with theirs, averaged by those weights; with the multiplier of a 95%
+    interval, Student's t at the degrees of freedom of both. Returns (sigma, multiplier)."""
+    own, df = 0.0, 0
+    for values in cases:
+        logs = [math.log(v) for v in values if v > 0]
+        if len(logs) >= 2:
+            own += _variance(logs) * (len(logs) - 1)
+            df += len(logs) - 1
+    variance = (PRIOR_DF * noise.sigma ** 2 + own) / (PRIOR_DF + df)
+    return math.sqrt(variance), t975(PRIOR_DF + df)
 
 
 POOL_PER_RUNTIME = 8  # cases a runtime needs for a variation of its own (else the run's)
@@ -229,7 +280,8 @@ class Estimate:
         spread = median([s.iqr_ms / s.p50_ms if s.p50_ms > 0 else 0.0 for s in rounds])
         middle = median(medians)
         if noise is not None and middle > 0:
-            half = Z95 * noise.sigma * math.sqrt(_order_variance(MEDIAN_VARIANCE, len(medians)))
+            sigma, multiplier = moderated(noise, medians)
+            half = multiplier * sigma * math.sqrt(_order_variance(MEDIAN_VARIANCE, len(medians)))
             return cls(middle, middle * math.exp(-half), middle * math.exp(half), len(medians),
                        spread, "interval")
         if len(medians) == 1:
@@ -270,15 +322,16 @@ def shift_test(base: Sequence[float], new: Sequence[float], noise: Noise,
     se_min = noise.sigma * math.sqrt(_order_variance(MIN_VARIANCE, nb)
                                      + _order_variance(MIN_VARIANCE, nn))
     d_med = math.log(median(new)) - math.log(median(base))
-    se_med = noise.sigma * math.sqrt(_order_variance(MEDIAN_VARIANCE, nb)
-                                     + _order_variance(MEDIAN_VARIANCE, nn))
+    sigma, multiplier = moderated(noise, base, new)
+    se_med = sigma * math.sqrt(_order_variance(MEDIAN_VARIANCE, nb)
+                               + _order_variance(MEDIAN_VARIANCE, nn))
     if se_min <= 0 or se_med <= 0:  # no noise at all: the values decide
         se_min = se_med = 1e-12
     below = 1 - normal.cdf((d_med - math.log(1 - threshold)) / se_med)
     above = normal.cdf((d_med - math.log(1 + threshold)) / se_med)
     return ShiftTest(
-        ratio=math.exp(d_med), low=math.exp(d_med - Z95 * se_med),
-        high=math.exp(d_med + Z95 * se_med), fastest=math.exp(d_min),
+        ratio=math.exp(d_med), low=math.exp(d_med - multiplier * se_med),
+        high=math.exp(d_med + multiplier * se_med), fastest=math.exp(d_min),
         p_slower=1 - normal.cdf(d_min / se_min), p_faster=normal.cdf(d_min / se_min),
         p_same=max(below, above))
 
