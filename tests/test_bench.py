@@ -4,7 +4,6 @@ ending in one line with exit code 2."""
 from __future__ import annotations
 
 import json
-import subprocess
 import sys
 from pathlib import Path
 
@@ -12,6 +11,7 @@ import numpy as np
 import pytest
 
 from tests import model_files
+from tests.children import Children
 from toolkit.environment import missing_framework
 from toolkit.timing import Budget
 
@@ -114,13 +114,19 @@ def test_nan_in_input_data_is_a_warning_not_an_error(tmp_path):
 def native_files(tmp_path_factory):
     directory = tmp_path_factory.mktemp("native")
     made = {}
-    if missing_framework("torch") is None:
-        subprocess.run([sys.executable, str(HERE / "torch_files.py"), str(directory)], check=True,
-                       timeout=300, capture_output=True)
+    scripts = {name: [sys.executable, str(HERE / script), str(directory)]
+               for name, script in (("torch", "torch_files.py"), ("keras", "keras_file.py"))
+               if missing_framework(name) is None}
+    children = Children(scripts)  # both at once: their imports overlap on the cores
+    try:
+        for name in scripts:
+            proc = children.result(name)
+            assert proc.returncode == 0, proc.stderr[-3000:]
+    finally:
+        children.close()
+    if "torch" in scripts:
         made.update(pt=directory / "small.pt", pt2=directory / "small.pt2")
-    if missing_framework("keras") is None:
-        subprocess.run([sys.executable, str(HERE / "keras_file.py"), str(directory)], check=True,
-                       timeout=300, capture_output=True)
+    if "keras" in scripts:
         made["keras"] = directory / "small.keras"
     if missing_framework("sklearn") is None:
         made["joblib"] = model_files.joblib_classifier(directory / "iris.joblib")

@@ -17,9 +17,7 @@ import pytest
 
 from tests import model_files
 from toolkit import executor
-from toolkit.compare import compare
 from toolkit.plans import model as bench
-from toolkit.results import read_results
 from toolkit.timing import Budget
 
 CliRunner = pytest.importorskip("typer.testing").CliRunner

@@ -4,32 +4,41 @@ dimension, and parity with the native model. One child process per framework."""
 from __future__ import annotations
 
 import json
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
 from exporters import EXPORTERS
+from tests.children import Children
 from toolkit.environment import missing_framework
 
 HERE = Path(__file__).parent
 
 
-def run_check(name: str) -> list[dict]:
-    proc = subprocess.run([sys.executable, str(HERE / "exporter_check.py"), name],
-                          capture_output=True, text=True, timeout=300,
-                          env={**__import__("os").environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+@pytest.fixture(scope="module")
+def checks():
+    """Every framework's check, started together: their imports overlap on the cores."""
+    names = [n for n in (*sorted(EXPORTERS), "sklearn-hgb")
+             if missing_framework(n.split("-")[0]) is None]
+    children = Children({name: [sys.executable, str(HERE / "exporter_check.py"), name]
+                         for name in names}, env={"TF_CPP_MIN_LOG_LEVEL": "3"})
+    yield children
+    children.close()
+
+
+def run_check(checks: Children, name: str) -> list[dict]:
+    proc = checks.result(name)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
 
 
 @pytest.mark.parametrize("framework", sorted(EXPORTERS))
-def test_exporter_contract(framework):
+def test_exporter_contract(checks, framework):
     missing = missing_framework(framework)
     if missing:
         pytest.skip(missing)
-    results = run_check(framework)
+    results = run_check(checks, framework)
     assert [r["method"] for r in results] == list(EXPORTERS[framework].methods)
     for result in results:
         assert "error" not in result, result
@@ -41,11 +50,11 @@ def test_exporter_contract(framework):
         assert result["label_agreement"] == 1.0
 
 
-def test_hist_gradient_boosting_export_gap_is_reported():
+def test_hist_gradient_boosting_export_gap_is_reported(checks):
     missing = missing_framework("sklearn")
     if missing:
         pytest.skip(missing)
-    (result,) = run_check("sklearn-hgb")
+    (result,) = run_check(checks, "sklearn-hgb")
     if "error" not in result:
         pytest.skip("this skl2onnx exports HistGradientBoostingClassifier: the gap is closed")
     assert result["error"].startswith("skl2onnx failed: ")

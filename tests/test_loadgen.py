@@ -360,18 +360,21 @@ def test_run_with_a_scenarios_table_times_and_serves_in_one_results_file(tmp_pat
     suite = write_suite(tmp_path / "s.toml", ["sklearn/seed-linreg"], ["cpu"], [1], rounds=1)
     suite.write_text(suite.read_text() + "[scenarios.offline]\nduration_s = 0.3\n"
                      "batch_sizes = [16]\n")
-    out = tmp_path / "out"
-    proc = subprocess.run([sys.executable, "-m", "toolkit.cli", "run", "--suite", str(suite),
-                           "--out", str(out), "--history", str(tmp_path / "h.sqlite")],
-                          capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = tmp_path / "out"  # in this process: its children share the session's fork servers
+    from typer.testing import CliRunner
+
+    from toolkit.cli import app
+
+    proc = CliRunner().invoke(app, ["run", "--suite", str(suite), "--out", str(out),
+                                    "--history", str(tmp_path / "h.sqlite")])
+    assert proc.exit_code == 0, proc.output[-3000:]
     payload = json.loads((out / "results.json").read_text())
     phases = {r["phase"] for r in payload["records"] if r["status"] == "ok"}
     assert {"train", "infer", "scenario"} <= phases
     served = {(r["runtime"], r["variant"]) for r in records(out) if r["status"] == "ok"}
     assert served == {("native", "processes"), ("onnxruntime", "shared"),
                       ("onnxruntime", "per-worker"), ("onnxruntime", "processes")}
-    assert "LoadGen offline" in proc.stdout and "one prediction takes" in proc.stdout
+    assert "LoadGen offline" in proc.output and "one prediction takes" in proc.output
     assert payload["run"]["suite"]["scenarios"][0]["scenario"] == "offline"
 
 

@@ -24,6 +24,16 @@ def ctrl_c_works() -> None:
     signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
+def invoke(*args: str):
+    """The CLI in this process (its children share the session's fork servers): the console
+    script itself is run end to end for the interrupted half of each test."""
+    from typer.testing import CliRunner
+
+    from toolkit.cli import app
+
+    return CliRunner().invoke(app, list(args), terminal_width=250)
+
+
 def steps_done(path):
     try:
         records = json.loads(path.read_text())["records"]
@@ -52,9 +62,8 @@ def test_interrupt_then_resume(tmp_path):
     kept = {r["step"] for r in payload["records"]}
     assert kept and len(kept) < 10  # something finished, not everything (2 builds, 8 rounds)
 
-    resumed = subprocess.run([*cli, "--resume", str(out)], capture_output=True, text=True,
-                             timeout=300)
-    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    resumed = invoke("run", "--resume", str(out))
+    assert resumed.exit_code == 0, resumed.output[-2000:]
     payload = json.loads((out / "results.json").read_text())
     assert payload["run"]["interrupted"] is False and payload["run"]["resumed"]
     steps = Counter(r["step"] for r in payload["records"] if r["phase"] in
@@ -95,20 +104,16 @@ def test_bench_interrupted_during_its_build_resumes(tmp_path):
     payload = json.loads((out / "results.json").read_text())
     assert payload["run"]["interrupted"] is True and payload["records"] == []
 
-    untrusted = subprocess.run([*cli, "--resume", str(out)], capture_output=True, text=True,
-                               timeout=300)  # the pickle is loaded again: trust is asked anew
-    assert untrusted.returncode == 2 and "--trust-pickle" in untrusted.stderr
-    resumed = subprocess.run([*cli, "--resume", str(out), "--trust-pickle"],
-                             capture_output=True, text=True, timeout=300)
-    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    untrusted = invoke("bench", "--resume", str(out))  # the pickle is loaded again: trust is
+    assert untrusted.exit_code == 2 and "--trust-pickle" in untrusted.output  # asked anew
+    resumed = invoke("bench", "--resume", str(out), "--trust-pickle")
+    assert resumed.exit_code == 0, resumed.output[-2000:]
     payload = json.loads((out / "results.json").read_text())
     assert payload["run"]["interrupted"] is False and payload["run"]["resumed"]
     steps = Counter(r["step"] for r in payload["records"] if r["phase"] in ("export", "load"))
     assert steps == Counter({f"sklearn/iris {s}": 1 for s in
                              ("build", "native_sklearn cpu #1", "onnxruntime cpu #1")})
-    wrong = subprocess.run([sys.executable, "-m", "toolkit.cli", "run", "--resume", str(out)],
-                           capture_output=True, text=True, timeout=60)
-    assert wrong.returncode == 2 and "resume it with deploybench bench --resume" in wrong.stderr
-    refused = subprocess.run([*cli, "--resume", str(out), "--batch-sizes", "8"],
-                             capture_output=True, text=True, timeout=60)
-    assert refused.returncode == 2 and "drop --batch-sizes" in refused.stderr
+    wrong = invoke("run", "--resume", str(out))
+    assert wrong.exit_code == 2 and "resume it with deploybench bench --resume" in wrong.output
+    refused = invoke("bench", "--resume", str(out), "--batch-sizes", "8")
+    assert refused.exit_code == 2 and "drop --batch-sizes" in refused.output

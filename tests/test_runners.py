@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -13,6 +11,7 @@ import numpy as np
 import pytest
 
 from exporters.session import session_options
+from tests.children import Children
 from tests.conftest import cuda_usable
 from toolkit.environment import missing_framework
 from toolkit.errors import ProviderUnavailableError
@@ -38,17 +37,29 @@ def tiny_onnx(path, batch="N"):
 FRAMEWORK_OF = {"native_sklearn": "sklearn", "native_torch": "torch", "native_keras": "keras"}
 
 
+def _missing(name: str) -> str | None:
+    framework = FRAMEWORK_OF.get(name)
+    return missing_framework(framework) if framework else None
+
+
+@pytest.fixture(scope="module")
+def runner_checks():
+    """Every runner's check in a child of its own, started together: their imports overlap."""
+    children = Children({name: [sys.executable, str(HERE / "runner_check.py"), name, "1"]
+                         for name in sorted(RUNNERS) if _missing(name) is None},
+                        env={"TF_CPP_MIN_LOG_LEVEL": "3"})
+    yield children
+    children.close()
+
+
 @pytest.mark.parametrize("name", sorted(RUNNERS))
-def test_every_runner_computes_what_its_framework_computes(name):
+def test_every_runner_computes_what_its_framework_computes(runner_checks, name):
     """Each registered runner, in a child of its own: every variant's call gives the
     framework's own outputs, on the CPU, with the thread count asked for read back."""
-    framework = FRAMEWORK_OF.get(name)
-    missing = missing_framework(framework) if framework else None
+    missing = _missing(name)
     if missing:
         pytest.skip(missing)
-    proc = subprocess.run([sys.executable, str(HERE / "runner_check.py"), name, "1"],
-                          capture_output=True, text=True, timeout=300,
-                          env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+    proc = runner_checks.result(name)
     assert proc.returncode == 0, proc.stderr[-3000:]
     lines = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
     variants = [line["variant"] for line in lines]

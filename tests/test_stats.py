@@ -96,17 +96,17 @@ def test_without_pooled_noise_rounds_give_their_range_and_say_so():
 
 
 def test_pooled_noise_reads_a_low_percentile_of_the_cases_log_variances():
-    # every case varies by exactly 10% up and down; its slowest round is left out, which leaves
-    # (-l, 0) with l = ln 1.1: variance l^2 / 2, over where the 40th percentile of such lies
+    # every case varies by exactly 10% up and down: log variance ln(1.1)^2-ish, the same
     cases = [[v / 1.1, v, v * 1.1] for v in (1.0, 2.0, 5.0, 40.0)]
     noise = pooled_noise(cases)
+    variance = math.log(1.1) ** 2  # of (-l, 0, +l) with l = ln 1.1: 2 l^2 / 2
     assert noise is not None and noise.cases == 4
-    assert noise.sigma == pytest.approx(math.sqrt(math.log(1.1) ** 2 / 2
-                                                  / TRIMMED_AT_QUANTILE[0]))
-    # cases of two rounds keep both: (-l, +l) has variance 2 l^2, one degree of freedom
-    two = pooled_noise([[v / 1.1, v * 1.1] for v in (1.0, 2.0, 5.0)])
-    assert two is not None and two.sigma == pytest.approx(
-        math.sqrt(2 * math.log(1.1) ** 2 / CHI2_AT_QUANTILE[0]))
+    assert noise.sigma == pytest.approx(math.sqrt(variance / CHI2_AT_QUANTILE[1]))
+    # with 4 rounds or more the slowest is left out: (-l, 0, 0, +l) keeps (-l, 0, 0), whose
+    # variance is l^2 / 3, over where the 40th percentile of such a variance lies
+    four = pooled_noise([[v / 1.1, v, v, v * 1.1] for v in (1.0, 2.0, 5.0)])
+    assert four is not None and four.sigma == pytest.approx(
+        math.sqrt(math.log(1.1) ** 2 / 3 / TRIMMED_AT_QUANTILE[0]))
     # one case slowed in a round moves a mean of variances, not this percentile
     slowed = pooled_noise([*cases, [1.0, 1.0, 1.7]])
     assert slowed is not None and slowed.sigma == pytest.approx(noise.sigma)
