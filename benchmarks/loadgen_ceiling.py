@@ -8,7 +8,7 @@ same bound, then the minimal server again: side by side in one run, on one noisy
 Prints each peak, what kind of peak it is, and the ratio of deploybench's best unbatched ONNX
 Runtime option (`shared`, `per-worker`) to the minimal server's peaks (the goal: at least 0.8).
 
-    python benchmarks/loadgen_ceiling.py [MODEL.onnx] [--p99-ms 5] [--duration 1]
+    python benchmarks/loadgen_ceiling.py [MODEL.onnx] [--p99-ms 5] [--queries 2048]
 
 Without a model, a 64-64-10 MLP (about 6 us a call here) is made.
 """
@@ -33,7 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from toolkit.scenarios import read_detail_log, search_peak  # noqa: E402
 
 WORKERS = 2
-MIN_QUERIES = 512
+LONGEST_RUN_S = 20.0  # the lowest rate searched runs its queries this long (as deploybench)
 
 
 def mlp(path: Path) -> Path:
@@ -90,7 +90,7 @@ class MinimalServer:
             times.append(time.perf_counter() - start)
         return statistics.median(times)
 
-    def run_at(self, rate: float, p99_ms: float, duration_s: float, folder: Path):  # noqa: ANN201
+    def run_at(self, rate: float, p99_ms: float, queries: int, folder: Path):  # noqa: ANN201
         import mlperf_loadgen as lg
 
         folder.mkdir(parents=True, exist_ok=True)
@@ -99,8 +99,8 @@ class MinimalServer:
         test.mode = lg.TestMode.PerformanceOnly
         test.server_target_qps = rate
         test.server_target_latency_ns = int(p99_ms * 1e6)
-        test.min_duration_ms = int(duration_s * 1e3)
-        test.min_query_count = MIN_QUERIES
+        test.min_duration_ms = 0  # exactly `queries` queries at every rate, as deploybench
+        test.min_query_count = queries
         log = lg.LogSettings()
         log.log_output.outdir = str(folder)
         log.log_output.copy_summary_to_stdout = False
@@ -118,24 +118,24 @@ class MinimalServer:
             self.queue.put(None)
 
 
-def minimal_peak(model: Path, p99_ms: float, duration_s: float, root: Path) -> tuple[float, str]:
+def minimal_peak(model: Path, p99_ms: float, queries: int, root: Path) -> tuple[float, str]:
     server = MinimalServer(model)
     try:
         capacity = WORKERS / server.call_seconds()
         runs = iter(range(1000))
         search = search_peak(
-            lambda rate: server.run_at(rate, p99_ms, duration_s, root / f"{next(runs):02d}"),
-            capacity / 2, floor_qps=MIN_QUERIES / (10 * duration_s))
+            lambda rate: server.run_at(rate, p99_ms, queries, root / f"{next(runs):02d}"),
+            capacity / 2, floor_qps=queries / LONGEST_RUN_S)
     finally:
         server.close()
     return search.peak_qps or 0.0, search.kind
 
 
-def deploybench_peaks(model: Path, p99_ms: float, duration: str, out: Path
+def deploybench_peaks(model: Path, p99_ms: float, queries: int, out: Path
                       ) -> dict[str, tuple[float | None, str]]:
     done = subprocess.run(
         [sys.executable, "-m", "toolkit.cli", "loadgen", str(model), "--scenario", "server",
-         "--p99-ms", str(p99_ms), "--duration", duration, "--providers", "cpu",
+         "--p99-ms", str(p99_ms), "--queries", str(queries), "--providers", "cpu",
          "--threads", str(WORKERS), "--out", str(out), "--history", str(out / "h.sqlite")],
         capture_output=True, text=True, timeout=1800)
     if done.returncode != 0:
@@ -150,16 +150,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("model", nargs="?", type=Path)
     parser.add_argument("--p99-ms", type=float, default=5.0)
-    parser.add_argument("--duration", type=float, default=1.0)
+    parser.add_argument("--queries", type=int, default=2048)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         model = args.model or mlp(root / "mlp.onnx")
         started = time.perf_counter()
-        before = minimal_peak(model, args.p99_ms, args.duration, root / "minimal-1")
-        ours = deploybench_peaks(model, args.p99_ms, f"{args.duration}s", root / "deploybench")
-        after = minimal_peak(model, args.p99_ms, args.duration, root / "minimal-2")
-    print(f"model {model.name}, p99 <= {args.p99_ms:g} ms, runs of {args.duration:g} s, "
+        before = minimal_peak(model, args.p99_ms, args.queries, root / "minimal-1")
+        ours = deploybench_peaks(model, args.p99_ms, args.queries, root / "deploybench")
+        after = minimal_peak(model, args.p99_ms, args.queries, root / "minimal-2")
+    print(f"model {model.name}, p99 <= {args.p99_ms:g} ms, runs of {args.queries} queries, "
           f"{WORKERS} workers, {time.perf_counter() - started:.0f} s in all")
     print(f"minimal server (before): {before[0]:9,.0f} q/s  {before[1]}")
     for label, (peak, kind) in ours.items():

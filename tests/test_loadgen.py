@@ -51,7 +51,7 @@ def server_run(tmp_path_factory: pytest.TempPathFactory):
     root = tmp_path_factory.mktemp("loadgen")
     model = mlp(root / "mlp.onnx")
     out = root / "out"
-    proc = loadgen(str(model), "--scenario", "server", "--p99-ms", "5", "--duration", "200ms",
+    proc = loadgen(str(model), "--scenario", "server", "--p99-ms", "5", "--queries", "1024",
                    "--threads", "2", "--out", str(out), "--history", str(root / "h.sqlite"))
     return proc, out, model
 
@@ -162,7 +162,10 @@ def test_the_other_scenarios_give_their_figure(server_run, tmp_path, scenario, c
     (["--workers", "0"], "--workers 0"),
     (["--scenario", "offline", "--p99-ms", "5"], "--p99-ms: offline has no latency bound"),
     (["--compliant", "--timeout", "100"], "--timeout (timeout_s) 100: a compliant LoadGen"),
-    (["--duration", "1m", "--timeout", "5"], "--duration (duration_s) 60 s cannot run within"),
+    (["--scenario", "offline", "--duration", "1m", "--timeout", "5"],
+     "--duration (duration_s) 60 s cannot run within"),
+    (["--duration", "1s"], "--duration: a server run is sized by its queries (--queries"),
+    (["--queries", "100"], "--queries 100: give a whole number >= 512"),
     (["--p99-ms", "inf"], "--p99-ms inf: give a number > 0"),
     (["--scenario", ""], "--scenario '': choose one of server"),
     (["--scenario", "singlestream", "--workers", "2"], "--workers 2: singlestream has one"),
@@ -200,7 +203,7 @@ def test_a_system_under_test_that_fails_or_hangs_costs_that_option_only(server_r
     bad = tmp_path / "bad.npz"  # rows the model cannot take: every call raises
     np.savez(bad, x=np.ones((32, 7), np.float32))
     context = Context(Suite("t", ("onnx/mlp",), threads=1, timeout_s=60), tmp_path)
-    failed = scenario_step(model, bad, duration_s=0.2).execute(context)
+    failed = scenario_step(model, bad, queries=512).execute(context)
     assert [r.status for r in failed] == ["failed"]
     assert "INVALID_ARGUMENT" in failed[0].reason or "Got invalid dimensions" in failed[0].reason
     hung = scenario_step(model, good, duration_s=120, scenario="singlestream").execute(
@@ -226,7 +229,7 @@ def test_a_worker_process_that_dies_fails_its_option_instead_of_hanging(tmp_path
     inputs = tmp_path / "in.npz"
     np.savez(inputs, input=np.ones((16, 3), np.float32))
     step = Scenario(Case("sklearn/dies", "native_sklearn", "cpu"), "processes",
-                    ScenarioSettings(duration_s=0.2), None,
+                    ScenarioSettings(queries=512), None,
                     Sources(native=str(model), inputs=str(inputs)))
     made = step.execute(Context(Suite("t", ("sklearn/dies",), threads=1, timeout_s=120),
                                 tmp_path))
@@ -253,11 +256,11 @@ def test_loadgens_own_log_is_read_back(tmp_path):
     from toolkit.steps.scenario import run_loadgen
 
     pool = ThreadPool([lambda indices: None] * 2, max_batch=1, max_delay_s=0.0)
-    result = run_loadgen(pool, ScenarioSettings(duration_s=0.3, p99_ms=20), 2000.0, 1e-5, 1, 16,
+    result = run_loadgen(pool, ScenarioSettings(queries=600, p99_ms=20), 2000.0, 1e-5, 1, 16,
                          tmp_path / "run")
     pool.close()
     assert result.valid and result.reason == "" and result.perf_met is True
-    assert result.queries >= 512 and result.scheduled_qps == pytest.approx(2000, rel=0.2)
+    assert result.queries == 600 and result.scheduled_qps == pytest.approx(2000, rel=0.2)
     assert 0 < result.latency_ms["p50"] <= result.latency_ms["p99"] < 20
     assert result.log == str(tmp_path / "run")
     assert (tmp_path / "run" / "mlperf_log_summary.txt").read_text().count("VALID") >= 1
@@ -270,7 +273,7 @@ def test_a_suite_can_hold_scenarios(tmp_path):
 
     path = tmp_path / "s.toml"
     path.write_text('workloads = ["torch/digits-mlp"]\nproviders = ["cpu"]\nrounds = 1\n'
-                    "[scenarios.server]\np99_ms = 5\nduration_s = 0.5\n"
+                    "[scenarios.server]\np99_ms = 5\nqueries = 1024\n"
                     "[scenarios.offline]\nbatch_sizes = [32]\n")
     suite = load_suite(str(path))
     assert [(s.scenario, s.p99_ms, s.batch_sizes) for s in suite.scenarios] == [
@@ -284,7 +287,9 @@ def test_a_suite_can_hold_scenarios(tmp_path):
                           ("[scenarios.server]\nrate = 5\n", "unknown key 'rate'"),
                           ("[scenarios.server]\np99_ms = \"5\"\n", "p99_ms = '5' is not a "),
                           ("[scenarios.server]\np99_ms = -1\n",
-                           "[scenarios.server]: --p99-ms -1")):
+                           "[scenarios.server]: --p99-ms -1"),
+                          ("[scenarios.server]\nduration_s = 1\n",
+                           "[scenarios.server]: --duration: a server run is sized by")):
         path.write_text('workloads = ["torch/digits-mlp"]\n' + text)
         with pytest.raises(BadInputError, match=message.replace("[", r"\[").replace("]", r"\]")):
             load_suite(str(path))
@@ -387,7 +392,7 @@ def test_an_audit_config_in_the_working_folder_is_ignored(tmp_path, monkeypatch)
     (tmp_path / "audit.config").write_text("*.*.min_query_count = 3000\n")
     pool = ThreadPool([lambda indices: None] * 2, max_batch=1, max_delay_s=0.0)
     try:
-        result = run_loadgen(pool, ScenarioSettings(duration_s=0.2, p99_ms=20), 2000.0, 1e-5,
+        result = run_loadgen(pool, ScenarioSettings(queries=512, p99_ms=20), 2000.0, 1e-5,
                              1, 16, tmp_path / "run")
     finally:
         pool.close()
@@ -474,12 +479,12 @@ def test_a_fixed_batch_model_is_served_in_full_batches_padded_never_partial(tmp_
     case = Case("onnx/fixed4", "onnxruntime", "cpu")
     sources = Sources(onnx=str(fixed), inputs=str(inputs))
     for variant, sizes in (("shared", ()), ("shared+batching", (4,)), ("processes", ())):
-        settings = ScenarioSettings(target_qps=200, duration_s=0.3, batch_sizes=sizes)
+        settings = ScenarioSettings(target_qps=1000, queries=512, batch_sizes=sizes)
         made = Scenario(case, variant, settings, None, sources).execute(context)
         assert [r.status for r in made] == ["ok"], (variant, [r.reason for r in made])
         assert made[0].settings["padded_to"] == 4
         assert made[0].info["valid"] is True, (variant, made[0].info["reason"])
-    too_many = ScenarioSettings(target_qps=200, duration_s=0.3, batch_sizes=(8,))
+    too_many = ScenarioSettings(target_qps=1000, queries=512, batch_sizes=(8,))
     made = Scenario(case, "shared+batching", too_many, None, sources).execute(context)
     assert [r.status for r in made] == ["skipped"]
     assert "fixed at 4; this serving path sends up to 8 rows" in made[0].reason

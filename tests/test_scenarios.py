@@ -172,6 +172,12 @@ def test_settings_survive_the_results_file_and_default_per_scenario():
     assert ScenarioSettings().delay_ms == pytest.approx(1.0)  # a tenth of the 10 ms bound
     assert "600 s" in (settings.short or "")
     assert ScenarioSettings(compliant=True).short is None
+    server = ScenarioSettings(queries=1024)
+    assert ScenarioSettings.from_dict(server.to_dict()) == server
+    assert "1,024 queries" in (server.short or "") and server.query_count == 1024
+    # a server scenario recorded before runs were sized by queries resumes with the default
+    legacy = {k: v for k, v in ScenarioSettings().to_dict().items() if k != "queries"}
+    assert ScenarioSettings.from_dict({**legacy, "duration_s": 1.0}).query_count == 2048
 
 
 def test_batching_variants_exist_for_the_server_scenario_only():
@@ -195,7 +201,11 @@ def test_the_pool_is_chosen_apart_from_the_runtime():
     ({"scenario": "offline", "p99_ms": 5}, "--p99-ms: offline has no latency bound"),
     ({"scenario": "singlestream", "target_qps": 50}, "--target-qps: singlestream"),
     ({"scenario": "offline", "max_delay_ms": 1}, "--max-delay-ms: only the server"),
-    ({"scenario": "multistream", "compliant": True, "batch_sizes": (4,)}, "--compliant")])
+    ({"scenario": "multistream", "compliant": True, "batch_sizes": (4,)}, "--compliant"),
+    ({"duration_s": 1.0}, "--duration: a server run is sized by its queries"),
+    ({"scenario": "offline", "queries": 1024}, "--queries: only a server run"),
+    ({"compliant": True, "queries": 1024}, "--queries: only a server run"),
+    ({"queries": 100}, "--queries 100: give a whole number >= 512")])
 def test_a_setting_that_does_nothing_in_a_scenario_is_refused(values, flag):
     with pytest.raises(BadInputError, match=flag):
         ScenarioSettings(**values)
@@ -267,17 +277,23 @@ class Sample:
         self.id, self.index = id_, index
 
 
-def test_compliant_runs_take_mlperfs_rules_and_short_runs_the_duration():
+def test_compliant_runs_take_mlperfs_rules_and_short_runs_their_queries_or_duration():
     pytest.importorskip("mlperf_loadgen", reason="MLPerf LoadGen is not installed")
     from toolkit.steps.scenario import loadgen_settings
 
     compliant = loadgen_settings(ScenarioSettings(compliant=True, p99_ms=5), 100.0, 0.001, 1)
     assert compliant.min_duration_ms == 600_000  # MLPerf's rule, from LoadGen's mlperf.conf
     assert compliant.server_target_latency_ns == 5_000_000
-    short = loadgen_settings(ScenarioSettings(duration_s=0.5), 100.0, 0.001, 1)
-    assert short.min_duration_ms == 500 and short.min_query_count == 512
-    assert loadgen_settings(ScenarioSettings(duration_s=0.5), 100.0, 0.001, 1,
-                            queries=2000).min_query_count == 2000
+    # a server run: its queries and no minimum duration, so every rate gets the same count
+    server = loadgen_settings(ScenarioSettings(), 100.0, 0.001, 1)
+    assert server.min_duration_ms == 0 and server.min_query_count == 2048
+    assert loadgen_settings(ScenarioSettings(queries=1024), 5000.0, 0.001,
+                            1).min_query_count == 1024
+    short = loadgen_settings(ScenarioSettings(scenario="offline", duration_s=0.5), 100.0,
+                             0.001, 64)
+    assert short.min_duration_ms == 500 and short.min_query_count == 1
+    assert loadgen_settings(ScenarioSettings(scenario="offline", duration_s=0.5), 100.0, 0.001,
+                            64, queries=2000).min_query_count == 2000
     stream = loadgen_settings(ScenarioSettings(scenario="multistream", batch_sizes=(4,)), 0,
                               0.002, 4)
     assert stream.multi_stream_samples_per_query == 4

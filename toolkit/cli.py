@@ -346,9 +346,12 @@ def loadgen(
     target_qps: Annotated[float | None, typer.Option(
         "--target-qps", help="server: measure at this rate instead of searching for the peak; "
         "offline: the rate LoadGen sizes its query for")] = None,
+    queries: Annotated[int | None, typer.Option(
+        help="server: each LoadGen run's queries, the same at every rate so early stopping "
+        "judges every option alike (default 2048: 10 may be over the bound)")] = None,
     duration: Annotated[str | None, typer.Option(
-        help="each LoadGen run's minimum duration, e.g. 2s, 500ms, 1m (default 1s; a run also "
-        "lasts at least 512 queries)")] = None,
+        help="offline and streams: each LoadGen run's minimum duration, e.g. 2s, 500ms, 1m "
+        "(default 1s; a run also has at least 512 queries)")] = None,
     compliant: Annotated[bool, typer.Option(
         "--compliant", help="MLPerf's own minimum duration (600 s per run), query counts and "
         "seeds; the default --timeout grows to fit")] = False,
@@ -392,7 +395,7 @@ def loadgen(
     from toolkit import executor
     from toolkit.plans.loadgen import loadgen_request, loadgen_suite, plan_loadgen
     from toolkit.results import default_out_dir
-    from toolkit.scenarios import DEFAULT_DURATION_S, ScenarioSettings, parse_duration
+    from toolkit.scenarios import ScenarioSettings, parse_duration
 
     def execute(progress: Callable[[int, int, str], None]) -> executor.RunOutcome:
         if resume is not None:
@@ -403,7 +406,8 @@ def loadgen(
         settings = ScenarioSettings(
             scenario=scenario if scenario is not None else "server", p99_ms=p99_ms,
             target_qps=target_qps, compliant=compliant, workers=workers,
-            duration_s=parse_duration(duration) if duration is not None else DEFAULT_DURATION_S,
+            duration_s=parse_duration(duration) if duration is not None else None,
+            queries=queries,
             batch_sizes=_ints(batch_sizes, "--batch-sizes") or (), max_delay_ms=max_delay_ms)
         suite = loadgen_suite(settings, providers=_csv(providers, "--providers"),
                               threads=threads, timeout_s=timeout).replace(

@@ -28,7 +28,13 @@ SCENARIOS = ("server", "offline", "singlestream", "multistream")
 LOADGEN_NAMES = {"server": "Server", "offline": "Offline", "singlestream": "SingleStream",
                  "multistream": "MultiStream"}
 DEFAULT_P99_MS = 10.0
-DEFAULT_DURATION_S = 1.0
+DEFAULT_DURATION_S = 1.0  # offline and the streams: each run's minimum duration
+# A server run is sized by its query count, the same at every rate, so that LoadGen's early
+# stopping judges a slow option and a fast one alike: of 2048 queries it lets 10 (0.49%) be
+# over the bound at 99% confidence. Runs of one duration gave a 250 q/s option 512 queries,
+# with none allowed over, and a 20k q/s one 20,000, with about 170 allowed.
+SERVER_QUERIES = 2048
+LONGEST_SERVER_RUN_S = 20.0  # the slowest rate a server search tries runs its queries this long
 # LoadGen's early stopping needs 459 queries, all within the bound, to call a p99 VALID; a
 # short run at a low rate gets at least this many, so the search is not misled by too few.
 MIN_QUERIES = 512
@@ -107,7 +113,10 @@ class ScenarioSettings:
     # stream's percentile is within it; offline has none
     p99_ms: float | None = None
     target_qps: float | None = None  # server: this rate instead of a search; offline: sizing
-    duration_s: float = DEFAULT_DURATION_S  # per LoadGen run (its minimum duration)
+    # offline and streams: each LoadGen run's minimum duration (DEFAULT_DURATION_S when not
+    # given); a server run is sized by `queries` instead (SERVER_QUERIES when not given)
+    duration_s: float | None = None
+    queries: int | None = None
     compliant: bool = False  # MLPerf's own minimum duration and query counts
     workers: int | None = None  # default: --threads (server, offline on the CPU), 1 (streams,
     # and one per GPU on CUDA)
@@ -124,6 +133,20 @@ class ScenarioSettings:
                             ("--duration", self.duration_s)):
             if value is not None and not (value > 0 and math.isfinite(value)):
                 raise BadInputError(f"{flag} {value:g}: give a number > 0")
+        if self.scenario == "server" and self.duration_s is not None and not self.compliant:
+            raise BadInputError(
+                "--duration: a server run is sized by its queries (--queries, default "
+                f"{SERVER_QUERIES}), the same number at every rate, so that LoadGen's early "
+                "stopping judges a slow option and a fast one alike; give --queries instead")
+        if self.queries is not None and (self.scenario != "server" or self.compliant):
+            raise BadInputError(
+                "--queries: only a server run (not --compliant) is sized by its queries; "
+                + ("leave --queries out" if self.compliant else "give --duration instead"))
+        if self.queries is not None and not (isinstance(self.queries, int)
+                                             and self.queries >= MIN_QUERIES):
+            raise BadInputError(f"--queries {self.queries}: give a whole number >= "
+                                f"{MIN_QUERIES} (LoadGen's early stopping needs 459 queries "
+                                "to call any p99 VALID)")
         if self.workers is not None and self.workers < 1:
             raise BadInputError(f"--workers {self.workers}: give a whole number >= 1")
         if self.max_delay_ms is not None and not (self.max_delay_ms >= 0
@@ -161,11 +184,21 @@ class ScenarioSettings:
                 f"--timeout (timeout_s) {timeout_s:g}: a compliant LoadGen run lasts at least "
                 f"{MLPERF_MIN_DURATION_S:g} s and a search makes several; give 9600 (the "
                 "default of loadgen --compliant) or more")
-        if 2 * self.duration_s + 30 > timeout_s:
+        if self.scenario != "server" and 2 * self.run_s + 30 > timeout_s:
             raise BadInputError(
-                f"--duration (duration_s) {self.duration_s:g} s cannot run within --timeout "
+                f"--duration (duration_s) {self.run_s:g} s cannot run within --timeout "
                 f"(timeout_s) {timeout_s:g} s: give a timeout of at least "
-                f"{2 * self.duration_s + 30:g} s, or a shorter duration")
+                f"{2 * self.run_s + 30:g} s, or a shorter duration")
+
+    @property
+    def run_s(self) -> float:
+        """Offline and streams: each run's minimum duration."""
+        return DEFAULT_DURATION_S if self.duration_s is None else self.duration_s
+
+    @property
+    def query_count(self) -> int:
+        """Server: each run's queries."""
+        return SERVER_QUERIES if self.queries is None else self.queries
 
     @property
     def bound_ms(self) -> float:
@@ -180,7 +213,12 @@ class ScenarioSettings:
         """Why this run is shorter than MLPerf's rules ask, or None when it is compliant."""
         if self.compliant:
             return None
-        return (f"each LoadGen run lasted {self.duration_s:g} s, not MLPerf's "
+        if self.scenario == "server":
+            return (f"each LoadGen run had {self.query_count:,} queries, not MLPerf's 270,336 "
+                    f"over at least {MLPERF_MIN_DURATION_S:g} s: a short run; its verdict holds "
+                    "for that run only (--compliant applies MLPerf's minimum duration and "
+                    "query counts)")
+        return (f"each LoadGen run lasted {self.run_s:g} s, not MLPerf's "
                 f"{MLPERF_MIN_DURATION_S:g} s: a short run; its verdict holds for that run "
                 "only (--compliant applies MLPerf's minimum duration and query counts)")
 
@@ -191,6 +229,8 @@ class ScenarioSettings:
     def from_dict(cls, raw: Mapping[str, Any]) -> ScenarioSettings:
         values = dict(raw)
         values["batch_sizes"] = tuple(values.get("batch_sizes", ()))
+        if values.get("scenario", "server") == "server" and "queries" not in values:
+            values.pop("duration_s", None)  # recorded before server runs were sized by queries
         return cls(**values)
 
 

@@ -202,11 +202,11 @@ def _variance(logs: Sequence[float]) -> float:
 def pooled_noise(groups: Iterable[Sequence[float]]) -> Noise | None:
     """The variation between rounds, pooled over cases: each case's round medians (a case with
     one round says nothing), on a log scale, without its slowest round where it has
-    TRIMMED_FROM or more (a slow process only slows a round down); the POOL_QUANTILE-th percentile of the
-    cases' variances over where that percentile of such a variance lies. Both make it robust to
-    slow processes: with 6 cases of 4 rounds and one process in ten slowed 1.2-1.8x, untrimmed
-    variances read the noise 2-3x too high in about one run in twenty. None with fewer than
-    MIN_POOLED cases of two rounds or more."""
+    TRIMMED_FROM or more (a slow process only slows a round down); the POOL_QUANTILE-th
+    percentile of the cases' variances over where that percentile of such a variance lies.
+    Both make it robust to slow processes: with 6 cases of 4 rounds and one process in ten
+    slowed 1.2-1.8x, untrimmed variances read the noise 2-3x too high in about one run in
+    twenty. None with fewer than MIN_POOLED cases of two rounds or more."""
     scaled = []
     for values in groups:
         logs = sorted(math.log(v) for v in values if v > 0)

@@ -10,9 +10,10 @@ A suite names workloads, batch sizes, providers, the timing budget and parity to
     [timing]   warmup, min_iterations, min_seconds, max_seconds
     [parity]   rtol, atol
     [export]   opset
-    [scenarios.server]  p99_ms, target_qps, duration_s, compliant, workers, batch_sizes,
+    [scenarios.server]  p99_ms, target_qps, queries, compliant, workers, batch_sizes,
                         max_delay_ms: MLPerf LoadGen scenarios (also offline, singlestream,
-                        multistream) run on every option after the timings
+                        multistream, with duration_s for queries) run on every option after
+                        the timings
 """
 
 from __future__ import annotations
@@ -188,7 +189,7 @@ TABLES: dict[str, dict[str, str]] = {  # the keys of each table, and what each m
 }
 SCENARIO_KEYS: dict[str, str] = {
     "p99_ms": "a number", "target_qps": "a number", "duration_s": "a number",
-    "compliant": "true or false", "workers": "a whole number",
+    "queries": "a whole number", "compliant": "true or false", "workers": "a whole number",
     "batch_sizes": "a list of whole numbers", "max_delay_ms": "a number"}
 
 

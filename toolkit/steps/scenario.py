@@ -27,7 +27,8 @@ from toolkit.results import Record
 from toolkit.scenarios import (
     BATCHING,
     LOADGEN_NAMES,
-    MIN_QUERIES,
+    LONGEST_SERVER_RUN_S,
+    MLPERF_MIN_DURATION_S,
     PERCENTILE,
     STREAMS,
     LoadGenResult,
@@ -53,7 +54,6 @@ from toolkit.serving import (
 SERVING_CALL = {"onnxruntime": "run", "native_torch": "inference_mode",
                 "native_keras": "tf.function", "native_sklearn": "predict"}
 PROBE_SECONDS = 0.3
-EXTEND = 10  # a run extended for early stopping may last this many times --duration
 RESIZE = 2  # runs made again, sized from what LoadGen measured, when one ended too soon
 NO_AUDIT_CONFIG = "no-audit.config"  # the audit config LoadGen is given: never there
 
@@ -185,9 +185,9 @@ def _run(pool: Pool, settings: ScenarioSettings, batch: int, logs: Path, inputs:
         return result
 
     def run_long_enough(rate: float) -> LoadGenResult:
-        """A run, and where its p99 was within the bound but early stopping wanted more
-        queries (and they fit in EXTEND times the duration at this rate), a second run with
-        that many: a short run must not call a rate too slow only for want of queries."""
+        """A run; offline and the streams, where it ended before its minimum duration, made
+        again sized from what LoadGen measured. A server run is never lengthened: every rate's
+        runs have the same queries, so early stopping judges every option alike."""
         result = run_at(rate)
         for _ in range(RESIZE):  # LoadGen sized the run from our guess, and it ended too soon
             if result.valid or result.duration_met is not False:
@@ -200,24 +200,25 @@ def _run(pool: Pool, settings: ScenarioSettings, batch: int, logs: Path, inputs:
                 result = dataclasses.replace(run_at(rate, expected_s=expected), extended=True)
             else:
                 break
-        wanted = (result.queries or 0) + int((result.more_queries or 0) * 1.1) + 1
-        if (settings.scenario == "server" and not result.valid and result.perf_met
-                and result.more_queries and not settings.compliant
-                and wanted / max(rate, 1e-9) <= EXTEND * settings.duration_s
-                and fits(rate, wanted)):
-            return dataclasses.replace(run_at(rate, wanted), extended=True)
         return result
 
     def fits(rate: float, queries: int | None = None) -> bool:
         """Whether a run at `rate` would end before the deadline (with a margin)."""
-        least = queries or (min_queries(settings.scenario) if not settings.compliant else 0)
-        seconds = max(settings.duration_s if not settings.compliant else 600.0,
-                      least / max(rate, 1e-9))
+        if settings.compliant:
+            seconds = max(MLPERF_MIN_DURATION_S, (queries or 0) / max(rate, 1e-9))
+        elif settings.scenario == "server":
+            seconds = (queries or settings.query_count) / max(rate, 1e-9)
+        else:
+            seconds = max(settings.run_s,
+                          (queries or min_queries(settings.scenario)) / max(rate, 1e-9))
         return time.monotonic() + 1.5 * seconds + 2.0 < deadline
 
-    info: dict[str, Any] = {"scenario": settings.scenario, "duration_s": settings.duration_s,
-                            "compliant": settings.compliant, "probe_ms": per_query * 1e3,
-                            "logs": str(logs)}
+    info: dict[str, Any] = {"scenario": settings.scenario, "compliant": settings.compliant,
+                            "probe_ms": per_query * 1e3, "logs": str(logs)}
+    if settings.scenario == "server" and not settings.compliant:
+        info["queries_per_run"] = settings.query_count
+    elif not settings.compliant:
+        info["duration_s"] = settings.run_s
     if settings.scenario != "offline":
         info["p99_bound_ms"] = bound
     if settings.scenario == "server" and settings.target_qps is None:
@@ -227,7 +228,7 @@ def _run(pool: Pool, settings: ScenarioSettings, batch: int, logs: Path, inputs:
                                 f"option, more than the {bound:g} ms bound: raise --p99-ms"),
                         loadgen_runs=0, samples_per_s=None, percentile=99.0)
             return info
-        floor = 1.0 if settings.compliant else MIN_QUERIES / (EXTEND * settings.duration_s)
+        floor = 1.0 if settings.compliant else settings.query_count / LONGEST_SERVER_RUN_S
         search = search_peak(run_long_enough, max(capacity / 2, floor), floor_qps=floor,
                              fits=fits)
         info.update(points=search.points, peak_qps=search.peak_qps, peak_kind=search.kind,
@@ -319,7 +320,8 @@ class _Sample:
 def loadgen_settings(settings: ScenarioSettings, rate: float, per_query_s: float, batch: int,
                      queries: int | None = None) -> Any:
     """LoadGen's TestSettings for one run: MLPerf's rules (its built-in mlperf.conf) when
-    compliant, else --duration and at least `min_queries` of the scenario (or `queries`)."""
+    compliant; else a server run of exactly its queries (no minimum duration), and other runs
+    of --duration and at least `min_queries` of the scenario (or `queries`)."""
     import mlperf_loadgen as lg
 
     name = LOADGEN_NAMES[settings.scenario]
@@ -328,8 +330,11 @@ def loadgen_settings(settings: ScenarioSettings, rate: float, per_query_s: float
         if test.FromConfig("", "deploybench", name, 0) != 0:
             raise RuntimeError("LoadGen could not read its built-in mlperf.conf: the run "
                                "would not be compliant")
+    elif settings.scenario == "server":  # LoadGen then makes exactly this many queries
+        test.min_duration_ms = 0
+        test.min_query_count = queries or settings.query_count
     else:
-        test.min_duration_ms = int(settings.duration_s * 1e3)
+        test.min_duration_ms = int(settings.run_s * 1e3)
         test.min_query_count = queries or min_queries(settings.scenario)
     test.scenario = getattr(lg.TestScenario, name)
     test.mode = lg.TestMode.PerformanceOnly
