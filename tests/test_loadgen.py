@@ -36,9 +36,16 @@ def mlp(path: Path, features: int = 64, hidden: int = 256) -> Path:
                       weights)
 
 
-def loadgen(*args: str, timeout: float = 600) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "toolkit.cli", "loadgen", *args],
-                          capture_output=True, text=True, timeout=timeout)
+def loadgen(*args: str) -> subprocess.CompletedProcess:
+    """`deploybench loadgen` in this process, so its steps' children share the session's fork
+    servers (the console script itself is run end to end by the SIGTERM test below)."""
+    from typer.testing import CliRunner
+
+    from toolkit.cli import app
+
+    result = CliRunner().invoke(app, ["loadgen", *args], terminal_width=250)
+    return subprocess.CompletedProcess(["deploybench", "loadgen", *args], result.exit_code,
+                                       result.stdout, result.stderr)
 
 
 def records(out: Path) -> list[dict]:
@@ -175,7 +182,7 @@ def test_the_other_scenarios_give_their_figure(server_run, tmp_path, scenario, c
 ])
 def test_bad_input_is_one_line_and_exit_2(server_run, tmp_path, args, message):
     _, _, model = server_run
-    proc = loadgen(str(model), *args, "--out", str(tmp_path / "out"), timeout=120)
+    proc = loadgen(str(model), *args, "--out", str(tmp_path / "out"))
     assert proc.returncode == 2, proc.stderr
     assert proc.stderr.strip().splitlines() == [f"error: {proc.stderr.split('error: ')[1]}"
                                                 .strip()]
@@ -183,10 +190,10 @@ def test_bad_input_is_one_line_and_exit_2(server_run, tmp_path, args, message):
 
 
 def test_an_unknown_target_names_what_to_give(tmp_path):
-    proc = loadgen("nowhere/model.onnx", "--out", str(tmp_path / "out"), timeout=120)
+    proc = loadgen("nowhere/model.onnx", "--out", str(tmp_path / "out"))
     assert proc.returncode == 2
     assert "no such model file, and no built-in workload" in proc.stderr
-    proc = loadgen("no-such-workload", "--out", str(tmp_path / "out"), timeout=120)
+    proc = loadgen("no-such-workload", "--out", str(tmp_path / "out"))
     assert proc.returncode == 2 and "deploybench list" in proc.stderr
 
 
