@@ -58,7 +58,9 @@ def server_run(tmp_path_factory: pytest.TempPathFactory):
     root = tmp_path_factory.mktemp("loadgen")
     model = mlp(root / "mlp.onnx")
     out = root / "out"
-    proc = loadgen(str(model), "--scenario", "server", "--p99-ms", "5", "--queries", "1024",
+    # a bound well above this machine's tail jitter (two cores: p99 of 3-5 ms at any rate for
+    # the batched worker processes), so each search ends at its load limit, quickly
+    proc = loadgen(str(model), "--scenario", "server", "--p99-ms", "20", "--queries", "1024",
                    "--threads", "2", "--out", str(out), "--history", str(root / "h.sqlite"))
     return proc, out, model
 
@@ -75,7 +77,7 @@ def test_server_finds_each_options_peak_rate_under_the_bound(server_run):
     for variant, record in found.items():
         info = record["info"]
         assert record["status"] == "ok", record["reason"]
-        assert info["scenario"] == "server" and info["p99_bound_ms"] == 5
+        assert info["scenario"] == "server" and info["p99_bound_ms"] == 20
         points = info["points"]
         assert points and info["peak_kind"] in ("sustained", "unconfirmed", "lower bound",
                                                 "none"), variant
@@ -95,7 +97,7 @@ def test_server_finds_each_options_peak_rate_under_the_bound(server_run):
                  [(p["target_qps"], p["valid"]) for p in points])
         best = next(p for p in at_peak if p["valid"] and p["scheduled_qps"] == info["peak_qps"])
         assert info["valid"] is True, shown
-        assert best["latency_ms"]["p99"] <= 5.0, shown
+        assert best["latency_ms"]["p99"] <= 20.0, shown
         if info["peak_kind"] == "sustained":  # passed twice, more than it failed, and a
             passed = [p for p in at_peak if p["valid"]]  # higher rate was refused
             assert len(passed) >= 2 and 2 * len(passed) > len(at_peak), shown
@@ -105,17 +107,17 @@ def test_server_finds_each_options_peak_rate_under_the_bound(server_run):
         assert (Path(best["log"]) / "mlperf_log_detail.txt").is_file()
         assert (Path(best["log"]) / "mlperf_log_summary.txt").is_file()
     assert found["shared+batching"]["info"]["max_batch"] == 8
-    assert "sustained load: highest rate within p99 <= 5 ms" in proc.stdout
+    assert "sustained load: highest rate within p99 <= 20 ms" in proc.stdout
 
 
 def test_the_reports_show_the_rate_chart_and_the_peak_table(server_run):
     _, out, _ = server_run
     html = (out / "report.html").read_text()
     assert "Serving under load (MLPerf LoadGen)" in html and "<svg" in html
-    assert "p99 latency (ms)" in html and "bound: p99 5 ms" in html
-    assert "sustained load: highest rate within p99 &lt;= 5 ms" in html
+    assert "p99 latency (ms)" in html and "bound: p99 20 ms" in html
+    assert "sustained load: highest rate within p99 &lt;= 20 ms" in html
     markdown = (out / "report.md").read_text()
-    assert "**MLPerf LoadGen, server**" in markdown and "peak rate, p99 ≤ 5 ms" in markdown
+    assert "**MLPerf LoadGen, server**" in markdown and "peak rate, p99 ≤ 20 ms" in markdown
     assert "scenario" in (out / "report.csv").read_text()
 
 
@@ -319,6 +321,7 @@ def test_a_built_in_workload_is_served_natively_by_worker_processes(tmp_path):
         assert record["status"] == "ok", record["reason"]
         info = record["info"]
         assert info["pool"] == variant and info["call"] == "inference_mode"
+        assert record["settings"]["spinning"] is False  # OMP_WAIT_POLICY=PASSIVE, as ORT's
         assert info["samples_per_s"] > 0 and record["batch_size"] == 32
     assert native["threads"]["info"]["sessions"].startswith("one model per worker thread")
     assert "trained" in (out / "report.md").read_text().lower()

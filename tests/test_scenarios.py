@@ -165,6 +165,14 @@ def test_bad_settings_are_refused_with_the_flag(values, flag):
         ScenarioSettings(**values)
 
 
+def test_a_server_run_at_a_low_target_rate_must_fit_the_timeout():
+    slow = ScenarioSettings(target_qps=3)  # 2048 queries at 3 q/s: 683 s
+    with pytest.raises(BadInputError, match="--target-qps 3: a run of 2048 queries"):
+        slow.check_timeout(600)
+    slow.check_timeout(1100)
+    ScenarioSettings(target_qps=3, queries=512).check_timeout(600)  # 171 s
+
+
 def test_settings_survive_the_results_file_and_default_per_scenario():
     settings = ScenarioSettings(scenario="offline", duration_s=0.5)
     assert settings.batch_sizes == (64,)

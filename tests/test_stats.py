@@ -169,6 +169,25 @@ def test_shift_test_on_the_fastest_rounds_and_tost_on_the_medians():
     assert lucky.fastest == 1.0 and lucky.p_slower == pytest.approx(0.5)
 
 
+def test_a_case_that_varies_where_the_pool_does_not_keeps_an_interval():
+    """A pool of exactly zero (identical rounds in most cases) and a case whose own rounds
+    spread: its interval comes from its own spread, not a point that calls it the same."""
+    test = shift_test([1.0, 1.5, 2.0], [1.0, 1.5, 2.05], Noise(0.0, 40), threshold=0.10)
+    assert test.low < 0.8 and test.high > 1.2 and test.p_same > 0.05
+    # the equivalence test is read at the interval's width: an interval inside 1 +/- 10%
+    # is always `same` (with a normal test at a t interval it could say less than it shows)
+    rng = __import__("random").Random(5)
+    inside = 0
+    for _ in range(200):
+        base = [math.exp(rng.gauss(0, 0.03)) for _ in range(4)]
+        new = [math.exp(rng.gauss(0, 0.03)) for _ in range(4)]
+        test = shift_test(base, new, Noise(0.03, 40), 0.10)
+        if 1 - 0.10 < test.low and test.high < 1 + 0.10:
+            inside += 1
+            assert test.p_same < 0.05, test
+    assert inside > 50
+
+
 def test_round_effects_read_the_machines_move_off_every_case():
     drift = {1: 1.0, 2: 1.5, 3: 0.8}
     series = [{r: scale * d for r, d in drift.items()} for scale in (1.0, 3.0, 10.0)]

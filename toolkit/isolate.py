@@ -39,8 +39,15 @@ def code_path() -> list[str]:
                               for m in (toolkit, exporters) if m.__file__))
 
 
-def _child_env(threads: int) -> dict[str, str]:
+# A serving step's OpenMP threads (PyTorch, scikit-learn) do not spin while they wait, as
+# ONNX Runtime's do not there: workers share the cores. OpenMP reads this when it loads.
+NO_SPINNING = {"OMP_WAIT_POLICY": "PASSIVE"}
+
+
+def _child_env(threads: int, spinning: bool = True) -> dict[str, str]:
     env = dict(os.environ)
+    if not spinning:
+        env.update(NO_SPINNING)
     env["PYTHONPATH"] = os.pathsep.join([*code_path(), *filter(None, [env.get("PYTHONPATH")])])
     env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     env.setdefault("KERAS_BACKEND", "tensorflow")
@@ -69,7 +76,8 @@ def run_child(
         spec_path = Path(tmp) / "spec.json"
         out_path = Path(tmp) / "records.jsonl"
         spec_path.write_text(json.dumps(dict(spec)), encoding="utf-8")
-        forked = _run_forked(spec, spec_path, out_path, log_path, workdir, timeout_s, threads)
+        env = _child_env(threads, spinning=spec.get("task") != "scenario")
+        forked = _run_forked(spec, spec_path, out_path, log_path, workdir, timeout_s, env)
         if forked is not None:
             records, bad_input = _read_records(out_path)
             return ChildResult(records, bad_input or forked.failure, bad_input)
@@ -77,7 +85,7 @@ def run_child(
             child = subprocess.Popen(
                 [sys.executable, "-m", "toolkit.worker", str(spec_path), str(out_path)],
                 stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                env=_child_env(threads), start_new_session=True,
+                env=env, start_new_session=True,
                 cwd=workdir,  # not the caller's folder: a checkout there would shadow the code
             )
             try:
@@ -101,13 +109,13 @@ class _Ended:
 
 
 def _run_forked(spec: Mapping[str, Any], spec_path: Path, out_path: Path, log_path: Path,
-                workdir: Path, timeout_s: float, threads: int) -> _Ended | None:
+                workdir: Path, timeout_s: float, env: Mapping[str, str]) -> _Ended | None:
     """The step run in a child forked from a server that holds its runtime's import
     (`toolkit.forkserver`); None where no server can take it (then it is spawned)."""
     runner = forking.runner_of(spec)
     if runner is None:
         return None
-    server = forking.server_for(runner, _child_env(threads), workdir)
+    server = forking.server_for(runner, env, workdir)
     if server is None:
         return None
     try:

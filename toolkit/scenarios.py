@@ -34,9 +34,11 @@ DEFAULT_DURATION_S = 1.0  # offline and the streams: each run's minimum duration
 # over the bound at 99% confidence. Runs of one duration gave a 250 q/s option 512 queries,
 # with none allowed over, and a 20k q/s one 20,000, with about 170 allowed.
 SERVER_QUERIES = 2048
-LONGEST_SERVER_RUN_S = 20.0  # the slowest rate a server search tries runs its queries this long
-# LoadGen's early stopping needs 459 queries, all within the bound, to call a p99 VALID; a
-# short run at a low rate gets at least this many, so the search is not misled by too few.
+LONGEST_SERVER_RUN_S = 10.0  # the slowest rate a server search tries runs its queries this long
+# (a search that fails at every rate, its tail set by the machine rather than the load, would
+# otherwise halve down into runs of minutes: seen here, 245 s for one option at 1024 queries)
+# LoadGen's early stopping needs 459 queries, all within the bound, to call a p99 VALID: the
+# fewest a server run may have (--queries), and the fewest an offline or stream run gets.
 MIN_QUERIES = 512
 # MultiStream's early stopping judges its p99 over queries of several samples and asks for
 # 662 at least ("Need to process at least 662 queries", seen here at 512).
@@ -137,7 +139,8 @@ class ScenarioSettings:
             raise BadInputError(
                 "--duration: a server run is sized by its queries (--queries, default "
                 f"{SERVER_QUERIES}), the same number at every rate, so that LoadGen's early "
-                "stopping judges a slow option and a fast one alike; give --queries instead")
+                "stopping judges a slow option and a fast one alike; give --queries (queries = "
+                "N in a suite) instead")
         if self.queries is not None and (self.scenario != "server" or self.compliant):
             raise BadInputError(
                 "--queries: only a server run (not --compliant) is sized by its queries; "
@@ -184,6 +187,14 @@ class ScenarioSettings:
                 f"--timeout (timeout_s) {timeout_s:g}: a compliant LoadGen run lasts at least "
                 f"{MLPERF_MIN_DURATION_S:g} s and a search makes several; give 9600 (the "
                 "default of loadgen --compliant) or more")
+        if (self.scenario == "server" and not self.compliant and self.target_qps
+                and 1.5 * self.query_count / self.target_qps + 30 > timeout_s):
+            needed = 1.5 * self.query_count / self.target_qps + 30
+            raise BadInputError(
+                f"--target-qps {self.target_qps:g}: a run of {self.query_count} queries at that "
+                f"rate lasts {self.query_count / self.target_qps:,.0f} s, more than --timeout "
+                f"(timeout_s) {timeout_s:g} s allows; give fewer --queries or a timeout of at "
+                f"least {needed:,.0f} s")
         if self.scenario != "server" and 2 * self.run_s + 30 > timeout_s:
             raise BadInputError(
                 f"--duration (duration_s) {self.run_s:g} s cannot run within --timeout "
@@ -265,7 +276,8 @@ class LoadGenResult:
     perf_met: bool | None = None  # the plain percentile was within the bound (server)
     duration_met: bool | None = None  # it lasted its minimum duration
     target: float | None = None  # the rate (server) or samples/s (offline) it was asked for
-    extended: bool = False  # this is a second run, as long as early stopping asked for
+    extended: bool = False  # a run made again, sized from what LoadGen measured (offline,
+    # streams) after the first ended before its minimum duration
     log: str = ""  # the folder of LoadGen's logs of this run
     joules: float | None = None  # the device's energy over the run, where a counter is readable
 

@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from toolkit.isolate import THREAD_VARIABLES
+from toolkit.isolate import NO_SPINNING, THREAD_VARIABLES
 
 log = logging.getLogger(__name__)
 
@@ -314,6 +314,7 @@ class ProcessPool(Pool):
         saved = dict(os.environ)
         try:  # each process's own BLAS and OpenMP pools: the threads of one worker
             os.environ.update({name: str(spec.threads) for name in THREAD_VARIABLES})
+            os.environ.update(NO_SPINNING)  # OpenMP's threads wait without spinning
             for process in self._processes:
                 process.start()
         finally:
@@ -325,6 +326,7 @@ class ProcessPool(Pool):
             self.stop_dispatcher()
             raise
         self._closing = False
+        self._drained = False
         self._reader = threading.Thread(target=self._read, daemon=True, name="answers")
         self._reader.start()
         self._watch = threading.Thread(target=self._watch_workers, daemon=True, name="watch")
@@ -359,11 +361,13 @@ class ProcessPool(Pool):
             ready += 1
 
     def _read(self) -> None:
+        """Answers as they come, until the workers have ended and none is left to read."""
         while True:
-            message = self._answers.get()
-            if message is None:
-                return
-            _, ids, error = message
+            if not self._answers._poll(0.2):
+                if self._drained:
+                    return
+                continue
+            _, ids, error = self._answers.get()
             self.done(list(ids), error)
 
     def _watch_workers(self) -> None:
@@ -378,6 +382,8 @@ class ProcessPool(Pool):
             time.sleep(0.2)
 
     def put(self, job: Job | None) -> None:
+        # written to the pipe in this thread: past the pipe's 64 KiB of queued jobs (an
+        # overloaded run) the caller waits for the workers, as a full server's socket would
         self._jobs.put(job)
 
     def close(self) -> None:
@@ -387,7 +393,7 @@ class ProcessPool(Pool):
             self._jobs.put(None)
         for process in self._processes:
             process.join(timeout=30)
-        self._answers.put(None)
+        self._drained = True  # every worker has ended: what is in the pipe is all there is
         self._reader.join(timeout=5)
         self._stop()
 

@@ -223,8 +223,8 @@ def pooled_noise(groups: Iterable[Sequence[float]]) -> Noise | None:
 
 
 def t975(df: float) -> float:
-    """The 97.5th percentile of Student's t with `df` degrees of freedom (normal beyond 30:
-    within 1% there)."""
+    """The 97.5th percentile of Student's t with `df` degrees of freedom (beyond the table, the
+    normal's with a first-order correction: within 0.2% there)."""
     if df >= len(T975) + 1:
         z = Z95
         return z + (z ** 3 + z) / (4 * df)
@@ -265,7 +265,8 @@ def pooled_by(groups: Mapping[str, Sequence[Sequence[float]]]) -> dict[str, Nois
 class Estimate:
     """One case over its rounds: the median of the round medians, its 95% interval, and the
     spread within a round (IQR / median). `kind` says what low..high is: `interval` (a 95%
-    interval, from the variation pooled over the run's cases), `range` (the lowest and highest
+    interval, from the variation pooled over the run's cases moderated by the case's own,
+    `moderated`), `range` (the lowest and highest
     round, where no variation could be pooled) or `none` (one round)."""
 
     median_ms: float
@@ -328,10 +329,13 @@ def shift_test(base: Sequence[float], new: Sequence[float], noise: Noise,
     sigma, multiplier = moderated(noise, base, new)
     se_med = sigma * math.sqrt(_order_variance(MEDIAN_VARIANCE, nb)
                                + _order_variance(MEDIAN_VARIANCE, nn))
-    if se_min <= 0 or se_med <= 0:  # no noise at all: the values decide
-        se_min = se_med = 1e-12
-    below = 1 - normal.cdf((d_med - math.log(1 - threshold)) / se_med)
-    above = normal.cdf((d_med - math.log(1 + threshold)) / se_med)
+    se_min = se_min or 1e-12  # no noise at all: the values decide
+    se_med = se_med or 1e-12
+    # the equivalence test at the interval's width: its standard error widened by t over z
+    # (slightly stricter than Student's t at one-sided 5%, which a table here does not hold)
+    se_same = se_med * multiplier / Z95
+    below = 1 - normal.cdf((d_med - math.log(1 - threshold)) / se_same)
+    above = normal.cdf((d_med - math.log(1 + threshold)) / se_same)
     return ShiftTest(
         ratio=math.exp(d_med), low=math.exp(d_med - multiplier * se_med),
         high=math.exp(d_med + multiplier * se_med), fastest=math.exp(d_min),

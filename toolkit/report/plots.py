@@ -90,7 +90,7 @@ def batch_chart(summary: WorkloadSummary, throughput: bool) -> str | None:
 
 
 def _last_per_rate(points: list[dict]) -> list[dict]:
-    """Each rate's last run (a run extended for early stopping replaces the short one)."""
+    """Each rate's last run (a search runs a rate again to confirm or retry it)."""
     last = {p.get("target_qps"): p for p in points
             if p.get("scheduled_qps") and p.get("latency_ms", {}).get("p99")}
     return list(last.values())

@@ -25,7 +25,9 @@ class RunnerConfig:
     optimization: str = "all"  # ONNX Runtime's graph optimisation level
     recipe: str = FP32  # torch-compile and xla are applied by their runner at load
     # ONNX Runtime's intra-op threads spin while waiting for work: off where several sessions
-    # or workers share the cores (serving), since spinning threads steal them from each other
+    # or workers share the cores (serving), since spinning threads steal them from each other.
+    # OpenMP's (PyTorch, scikit-learn) are set when the process starts (`openmp_spinning`);
+    # TensorFlow's have no switch.
     spinning: bool = True
 
     @property
@@ -73,3 +75,12 @@ class NativeRunner(Runner, Protocol):
     @classmethod
     def load_model(cls, path: Path) -> Any:
         """The model in `path` as the framework's own object; BadInputError if it is not one."""
+
+
+def openmp_spinning() -> bool:
+    """Whether OpenMP's idle threads spin in this process: GNU OpenMP reads OMP_WAIT_POLICY
+    once, when it loads, so what counts is the environment the process started with
+    (`toolkit.isolate` sets PASSIVE for serving steps and their worker processes)."""
+    import os
+
+    return os.environ.get("OMP_WAIT_POLICY", "").strip().upper() != "PASSIVE"

@@ -36,7 +36,8 @@ class KerasRunner:
         self.provider = config.provider
         self.device = config.device
         self.settings = {"threads": tf.config.threading.get_intra_op_parallelism_threads(),
-                         "inter_op_threads": tf.config.threading.get_inter_op_parallelism_threads()}
+                         "inter_op_threads": tf.config.threading.get_inter_op_parallelism_threads(),
+                         "spinning": "no switch in TensorFlow (its pools spin, then sleep)"}
         shape = [None, *model.inputs[0].shape[1:]]
         xla = config.recipe == "xla"
         if xla:  # XLA compiles the call on its first use (the measure step's `compile` phase)

@@ -10,7 +10,7 @@ import numpy as np
 
 from toolkit.data import only_input
 from toolkit.errors import BadInputError, ProviderUnavailableError
-from toolkit.runners.base import RunnerConfig
+from toolkit.runners.base import RunnerConfig, openmp_spinning
 
 
 class SklearnRunner:
@@ -34,7 +34,8 @@ class SklearnRunner:
         for pool in threadpool_info():
             applied[pool["user_api"]] = max(pool["num_threads"], applied.get(pool["user_api"], 0))
         self.settings = {"threads": max(applied.values(), default=config.threads),
-                         "thread_pools": applied, "n_jobs": getattr(model, "n_jobs", None)}
+                         "thread_pools": applied, "n_jobs": getattr(model, "n_jobs", None),
+                         "spinning": openmp_spinning()}
 
     @classmethod
     def import_framework(cls) -> None:

@@ -10,7 +10,7 @@ import numpy as np
 
 from toolkit.data import only_input
 from toolkit.errors import BadInputError, ProviderUnavailableError
-from toolkit.runners.base import RunnerConfig
+from toolkit.runners.base import RunnerConfig, openmp_spinning
 
 
 class TorchRunner:
@@ -29,7 +29,8 @@ class TorchRunner:
         self.model = model
         self.provider = config.provider
         self.device = config.device
-        self.settings = {"threads": torch.get_num_threads(), "recipe": config.recipe}
+        self.settings = {"threads": torch.get_num_threads(), "recipe": config.recipe,
+                         "spinning": openmp_spinning()}
         if config.recipe == "torch-compile":
             # inductor compiles on the first call (the measure step's `compile` phase)
             self.model = torch.compile(model)

@@ -240,6 +240,12 @@ def _run(pool: Pool, settings: ScenarioSettings, batch: int, logs: Path, inputs:
         elif search.peak_qps is not None and not search.bracketed:
             info["warning"] = (f"no rate above {search.peak_qps:,.0f} q/s failed: the peak "
                                "is higher than where the search stopped")
+        elif search.peak_qps is None and search.points and not settings.compliant and min(
+                p["target_qps"] for p in search.points) <= floor * 1.001:
+            info["warning"] = (f"no rate down to {floor:,.0f} q/s was valid, and lower rates "
+                               f"were not tried (a run of {settings.query_count} queries there "
+                               f"would last over {LONGEST_SERVER_RUN_S:g} s): give fewer "
+                               "--queries, or a larger --p99-ms")
         elif search.kind == "unconfirmed":
             info["warning"] = (f"the best rate, {search.peak_qps:,.0f} q/s, passed once but "
                                f"the search ran out of runs before confirming it: not a "
