@@ -5,6 +5,7 @@ torch about 5 s), and read back when a test asks for one."""
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import tempfile
 from collections.abc import Mapping, Sequence
@@ -20,29 +21,33 @@ class Children:
         self.timeout_s = timeout_s
         self.folder = Path(tempfile.mkdtemp(prefix="deploybench-children-"))
         self.started: dict[str, tuple[subprocess.Popen, Path, Path]] = {}
-        for name, command in commands.items():
-            out, err = self.folder / f"{name}.out", self.folder / f"{name}.err"
-            with out.open("wb") as stdout, err.open("wb") as stderr:
-                process = subprocess.Popen(list(command), stdout=stdout, stderr=stderr,
-                                           env={**os.environ, **(env or {})})
-            self.started[name] = (process, out, err)
+        try:
+            for name, command in commands.items():
+                out, err = self.folder / f"{name}.out", self.folder / f"{name}.err"
+                with out.open("wb") as stdout, err.open("wb") as stderr:
+                    process = subprocess.Popen(list(command), stdout=stdout, stderr=stderr,
+                                               env={**os.environ, **(env or {})})
+                self.started[name] = (process, out, err)
+        except BaseException:  # the ones already started are not left behind
+            self.close()
+            raise
 
     def result(self, name: str) -> subprocess.CompletedProcess:
         process, out, err = self.started[name]
+        late = ""
         try:
             process.wait(self.timeout_s)
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+            late = f"\n(killed: still running {self.timeout_s:g} s after it was asked for)"
         return subprocess.CompletedProcess(process.args, process.returncode,
                                            out.read_text(errors="replace"),
-                                           err.read_text(errors="replace"))
+                                           err.read_text(errors="replace") + late)
 
     def close(self) -> None:
-        for process, out, err in self.started.values():
+        for process, *_ in self.started.values():
             if process.poll() is None:
                 process.kill()
                 process.wait()
-            out.unlink(missing_ok=True)
-            err.unlink(missing_ok=True)
-        self.folder.rmdir()
+        shutil.rmtree(self.folder, ignore_errors=True)
