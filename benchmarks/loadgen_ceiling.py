@@ -8,7 +8,7 @@ same bound, then the minimal server again: side by side in one run, on one noisy
 Prints each peak, what kind of peak it is, and the ratio of deploybench's best unbatched ONNX
 Runtime option (`shared`, `per-worker`) to the minimal server's peaks (the goal: at least 0.8).
 
-    python benchmarks/loadgen_ceiling.py [MODEL.onnx] [--p99-ms 5] [--queries 2048]
+    python benchmarks/loadgen_ceiling.py [MODEL.onnx] [--p99-ms 5] [--queries 2048] [--keep DIR]
 
 Without a model, a 64-64-10 MLP (about 6 us a call here) is made.
 """
@@ -151,9 +151,12 @@ def main() -> None:
     parser.add_argument("model", nargs="?", type=Path)
     parser.add_argument("--p99-ms", type=float, default=5.0)
     parser.add_argument("--queries", type=int, default=2048)
+    parser.add_argument("--keep", type=Path, help="keep every run's results and LoadGen logs "
+                        "in this folder (default: a temporary one, removed)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        root = Path(tmp)
+        root = args.keep or Path(tmp)
+        root.mkdir(parents=True, exist_ok=True)
         model = args.model or mlp(root / "mlp.onnx")
         started = time.perf_counter()
         before = minimal_peak(model, args.p99_ms, args.queries, root / "minimal-1")
