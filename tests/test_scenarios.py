@@ -308,6 +308,47 @@ def test_compliant_runs_take_mlperfs_rules_and_short_runs_their_queries_or_durat
     assert stream.multi_stream_expected_latency_ns == 1_000_000  # half the probe: more queries
 
 
+def test_runs_whose_pregenerated_queries_cannot_be_held_are_not_made():
+    """LoadGen makes a run's queries before it starts: a compliant stream run of a 6 us model
+    would make 400M (about 120 GiB); a 10 ms model's compliant run, or a short one, fits."""
+    from toolkit.scenarios import pregenerated_queries, too_many_queries
+
+    stream = ScenarioSettings(scenario="singlestream", compliant=True)
+    assert pregenerated_queries(stream, 0, 6e-6) == 400_000_000  # 2 x 600 s / 3 us
+    why = too_many_queries(stream, 0, 6e-6)
+    assert why and "400,000,000 queries" in why and "drop --compliant" in why
+    assert too_many_queries(stream, 0, 0.010) is None  # 240,000 queries
+    short = ScenarioSettings(scenario="singlestream")  # 1 s runs: 666,667 queries
+    assert too_many_queries(short, 0, 6e-6) is None
+    assert "shorter --duration" in too_many_queries(
+        ScenarioSettings(scenario="multistream", duration_s=600), 0, 6e-6)
+    server = ScenarioSettings(compliant=True)
+    assert pregenerated_queries(server, 1000.0, 1e-3) == 600_000
+    assert too_many_queries(server, 1000.0, 1e-3) is None
+    assert "30,000 q/s" in too_many_queries(server, 30_000.0, 1e-5)  # 18M queries
+    assert pregenerated_queries(ScenarioSettings(), 30_000.0, 1e-5) == 2048  # sized by count
+
+
+def test_a_compliant_stream_run_of_a_fast_model_is_refused_before_loadgen_starts(tmp_path):
+    pytest.importorskip("mlperf_loadgen", reason="MLPerf LoadGen is not installed")
+    import numpy as np
+
+    from toolkit.steps.scenario import _run
+
+    inputs = tmp_path / "x.npz"
+    np.savez(inputs, x=np.zeros((16, 4), np.float32))
+    pool = ThreadPool([lambda indices: None], max_batch=1, max_delay_s=0.0, split=1)
+    try:
+        started = time.monotonic()
+        info = _run(pool, ScenarioSettings(scenario="singlestream", compliant=True), 1,
+                    tmp_path / "logs", str(inputs), time.monotonic() + 9600)
+    finally:
+        pool.close()
+    assert time.monotonic() - started < 30  # the probe only: no 600 s run was started
+    assert info["loadgen_runs"] == 0 and info["valid"] is False
+    assert "queries up front" in info["reason"] and "drop --compliant" in info["reason"]
+
+
 def test_cut_unbracketed_or_unconfirmed_peaks_are_shown_but_never_picked():
     from toolkit.report.loadgen import Served, loadgen_tables, sustained_picks
     from toolkit.results import Record

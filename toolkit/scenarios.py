@@ -48,6 +48,59 @@ MIN_QUERIES_BY_SCENARIO = {"multistream": 662, "offline": 1}
 def min_queries(scenario: str) -> int:
     """The fewest queries a run of `scenario` is given, so early stopping can accept it."""
     return MIN_QUERIES_BY_SCENARIO.get(scenario, MIN_QUERIES)
+
+
+# LoadGen makes every query of a run before the run starts and holds them all (loadgen.cc,
+# GenerateQueries): a single-stream run of 2M queries took 630 MB more than one of a handful,
+# here. A stream run is given queries for twice its minimum duration at the expected latency,
+# a server run its duration at the target rate. A run whose queries would take more than this
+# is not made: a compliant (600 s) stream run of a 6 us model would make 400M of them.
+LOADGEN_BYTES_PER_QUERY = 320
+LOADGEN_QUERY_MEMORY = 4 * 2**30
+# The latency LoadGen is told to expect of a stream query: half the probe's (an underestimate
+# only makes more queries; an overestimate ends the run before its minimum duration).
+EXPECTED_SHARE = 0.5
+
+
+def expected_latency_ns(per_query_s: float) -> int:
+    """What a stream run tells LoadGen to expect of one query (at least 1 us)."""
+    return max(int(per_query_s * 1e9 * EXPECTED_SHARE), 1000)
+
+
+def pregenerated_queries(settings: ScenarioSettings, rate: float, per_query_s: float,
+                         queries: int | None = None) -> int:
+    """How many queries LoadGen would make up front for one run of `settings` at `rate` with
+    queries expected to take `per_query_s`, as its GenerateQueries counts them."""
+    compliant = settings.compliant
+    duration = MLPERF_MIN_DURATION_S if compliant else settings.run_s
+    if settings.scenario == "offline":
+        return 1
+    if settings.scenario == "server":
+        if not compliant:
+            return queries or settings.query_count
+        return max(queries or 0, math.ceil(duration * rate))
+    fewest = queries or min_queries(settings.scenario)
+    return max(fewest, math.ceil(2 * duration / (expected_latency_ns(per_query_s) / 1e9)))
+
+
+def too_many_queries(settings: ScenarioSettings, rate: float, per_query_s: float,
+                     queries: int | None = None) -> str | None:
+    """Why a run cannot be made here because LoadGen would hold too many queries, or None."""
+    count = pregenerated_queries(settings, rate, per_query_s, queries)
+    need = count * LOADGEN_BYTES_PER_QUERY
+    if need <= LOADGEN_QUERY_MEMORY:
+        return None
+    if settings.scenario == "server":
+        how = f"{MLPERF_MIN_DURATION_S:g} s at {rate:,.0f} q/s"
+    else:
+        how = (f"2 x {MLPERF_MIN_DURATION_S if settings.compliant else settings.run_s:g} s "
+               f"at the {expected_latency_ns(per_query_s) / 1e3:.3g} us a query LoadGen is told "
+               "to expect")
+    way_out = ("drop --compliant (short runs of --duration seconds)" if settings.compliant
+               else "give a shorter --duration")
+    return (f"a LoadGen run here would make {count:,} queries up front ({how}), about "
+            f"{need / 2**30:.0f} GiB, more than the {LOADGEN_QUERY_MEMORY / 2**30:g} GiB "
+            f"allowed: not run; {way_out}")
 # What MLPerf's rules ask of a run (LoadGen's built-in mlperf.conf), applied by --compliant.
 MLPERF_MIN_DURATION_S = 600.0
 # The percentile each scenario's latency is judged by (MLPerf's metric).

@@ -34,9 +34,11 @@ from toolkit.scenarios import (
     LoadGenResult,
     ScenarioSettings,
     batches_of,
+    expected_latency_ns,
     min_queries,
     read_detail_log,
     search_peak,
+    too_many_queries,
 )
 from toolkit.serving import (
     LoadSpec,
@@ -197,13 +199,24 @@ def _run(pool: Pool, settings: ScenarioSettings, batch: int, logs: Path, inputs:
                 result = dataclasses.replace(run_at(rate), extended=True)
             elif settings.scenario in STREAMS and result.latency_ms.get("mean"):
                 expected = result.latency_ms["mean"] / 1e3 / 4  # more queries pre-generated
+                too_many = too_many_queries(settings, rate, expected)
+                if too_many:  # the longer run LoadGen would need cannot be held
+                    result = dataclasses.replace(result, reason=f"{result.reason}; {too_many}")
+                    break
                 result = dataclasses.replace(run_at(rate, expected_s=expected), extended=True)
             else:
                 break
         return result
 
+    held_back: list[str] = []  # why a run was not made: LoadGen would hold too many queries
+
     def fits(rate: float, queries: int | None = None) -> bool:
-        """Whether a run at `rate` would end before the deadline (with a margin)."""
+        """Whether a run at `rate` would end before the deadline (with a margin), and its
+        queries fit in memory."""
+        too_many = too_many_queries(settings, rate, per_query, queries)
+        if too_many:
+            held_back.append(too_many)
+            return False
         if settings.compliant:
             seconds = max(MLPERF_MIN_DURATION_S, (queries or 0) / max(rate, 1e-9))
         elif settings.scenario == "server":
@@ -234,7 +247,10 @@ def _run(pool: Pool, settings: ScenarioSettings, batch: int, logs: Path, inputs:
         info.update(points=search.points, peak_qps=search.peak_qps, peak_kind=search.kind,
                     confirming_p99_ms=[p["latency_ms"].get("p99")
                                        for p in search.confirming])
-        if search.cut_at is not None:
+        if search.cut_at is not None and held_back:
+            info["warning"] = f"the search stopped before a run at {search.cut_at:,.0f} q/s: " \
+                              + held_back[-1]
+        elif search.cut_at is not None:
             info["warning"] = (f"the search stopped before a run at {search.cut_at:,.0f} q/s: "
                                "it would not end within --timeout; raise --timeout")
         elif search.peak_qps is not None and not search.bracketed:
@@ -257,6 +273,11 @@ def _run(pool: Pool, settings: ScenarioSettings, batch: int, logs: Path, inputs:
         best = search.peak_point or search.points[-1]
     else:
         target = settings.target_qps or capacity * batch * 1.5  # offline: samples per second
+        too_many = too_many_queries(settings, target, per_query)
+        if too_many:
+            info.update(points=[], valid=False, latency_ms={}, reason=too_many, loadgen_runs=0,
+                        samples_per_s=None, percentile=PERCENTILE[settings.scenario])
+            return info
         result = run_long_enough(target)
         best = result.point(round(result.target, 3) if settings.scenario in (
             "server", "offline") and result.target else None)
@@ -348,8 +369,8 @@ def loadgen_settings(settings: ScenarioSettings, rate: float, per_query_s: float
     test.server_target_latency_ns = int(settings.bound_ms * 1e6)
     test.offline_expected_qps = rate
     # Expected latencies decide how many queries LoadGen generates: an underestimate is safe.
-    test.single_stream_expected_latency_ns = max(int(per_query_s * 1e9 / 2), 1000)
-    test.multi_stream_expected_latency_ns = max(int(per_query_s * 1e9 / 2), 1000)
+    test.single_stream_expected_latency_ns = expected_latency_ns(per_query_s)
+    test.multi_stream_expected_latency_ns = expected_latency_ns(per_query_s)
     test.multi_stream_samples_per_query = batch
     return test
 
