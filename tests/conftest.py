@@ -38,6 +38,28 @@ def write_suite(path: Path, workloads: list[str], providers: list[str] | None = 
     return path
 
 
+# `make test` runs the tests in two processes (pytest-xdist, --dist loadgroup): a test's time
+# is mostly a child it waits for, so the second core idled. A module's tests stay together (its
+# fixtures are built once), the modules that share the session's `tiny_run` go together, and the
+# slowest modules are handed out first so that neither process is left with a long tail.
+SLOWEST_FIRST = ("test_loadgen", "test_cluster", "tiny_run", "test_bench", "test_recipes",
+                 "test_resume", "test_exporters", "test_runners")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    sharing = {item.module.__name__ for item in items
+               if "tiny_run" in getattr(item, "fixturenames", ())}
+
+    def group(item: pytest.Item) -> str:
+        module = item.module.__name__
+        return "tiny_run" if module in sharing else module.rsplit(".", 1)[-1]
+
+    for item in items:
+        item.add_marker(pytest.mark.xdist_group(group(item)))
+    rank = {name: n for n, name in enumerate(SLOWEST_FIRST)}
+    items.sort(key=lambda item: rank.get(group(item), len(rank)))  # stable: order kept within
+
+
 def cuda_usable() -> bool:
     from toolkit.environment import provider_status
 

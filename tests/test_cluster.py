@@ -174,10 +174,12 @@ def test_a_stopped_cluster_run_leaves_no_child_and_resumes_without_a_shared_disk
     env = ray_nodes.environment()
     command = [sys.executable, "-m", "toolkit.cli", "run", "--history",
                str(hosts.folder / "h.sqlite")]
-    def ours() -> list[psutil.Process]:  # spawned children, fork servers and their children
+    def ours() -> list[psutil.Process]:  # spawned children, fork servers and their children,
+        # under this test's process (the nodes are its children; a test running beside this
+        # one, under pytest -n, has servers of its own)
         return [p for p in psutil.process_iter(["cmdline"]) if any(
             name in " ".join(p.info["cmdline"] or [])
-            for name in ("toolkit.worker", "toolkit.forkserver"))]
+            for name in ("toolkit.worker", "toolkit.forkserver")) and _under_us(p)]
 
     earlier = {p.pid for p in ours()}  # other runs' servers (this test process's own)
     proc = subprocess.Popen([*command, "--suite", str(suite), "--out", str(out), "--cluster",
@@ -212,6 +214,16 @@ def test_a_stopped_cluster_run_leaves_no_child_and_resumes_without_a_shared_disk
     assert {(r.info["node"]["name"], r.round) for r in timed} == {
         (name, r) for name in (hosts.head, "node-b") for r in (1, 2, 3)}
     assert_all_home(records, out, children=1 + 2 * 2 * 3)
+
+
+def _under_us(process) -> bool:
+    """Whether `process` descends from this test process."""
+    import psutil
+
+    try:
+        return any(parent.pid == os.getpid() for parent in process.parents())
+    except psutil.Error:
+        return False
 
 
 def _forked(process) -> bool:
