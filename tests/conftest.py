@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import atexit
+import json
 import os
 import shutil
 import subprocess
@@ -38,26 +39,18 @@ def write_suite(path: Path, workloads: list[str], providers: list[str] | None = 
     return path
 
 
-# `make test` runs the tests in two processes (pytest-xdist, --dist loadgroup): a test's time
-# is mostly a child it waits for, so the second core idled. A module's tests stay together (its
-# fixtures are built once), the modules that share the session's `tiny_run` go together, and the
-# slowest modules are handed out first so that neither process is left with a long tail.
-SLOWEST_FIRST = ("test_loadgen", "test_cluster", "tiny_run", "test_bench", "test_recipes",
-                 "test_resume", "test_exporters", "test_runners")
+# `make test` runs the tests in two processes (pytest-xdist, --dist loadfile): a test's time is
+# mostly a child it waits for, so the second core idled. A module's tests stay in one process
+# (its fixtures are built once), the slowest modules are handed out first so that neither
+# process is left with a long tail, and the one run several modules share (`tiny_run`) is made
+# once for both processes.
+SLOWEST_FIRST = ("test_loadgen", "test_cluster", "test_bench", "test_cli", "test_recipes",
+                 "test_report", "test_resume", "test_exporters", "test_runners")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    sharing = {item.module.__name__ for item in items
-               if "tiny_run" in getattr(item, "fixturenames", ())}
-
-    def group(item: pytest.Item) -> str:
-        module = item.module.__name__
-        return "tiny_run" if module in sharing else module.rsplit(".", 1)[-1]
-
-    for item in items:
-        item.add_marker(pytest.mark.xdist_group(group(item)))
     rank = {name: n for n, name in enumerate(SLOWEST_FIRST)}
-    items.sort(key=lambda item: rank.get(group(item), len(rank)))  # stable: order kept within
+    items.sort(key=lambda item: rank.get(item.module.__name__.rsplit(".", 1)[-1], len(rank)))
 
 
 def cuda_usable() -> bool:
@@ -68,8 +61,27 @@ def cuda_usable() -> bool:
 
 @pytest.fixture(scope="session")
 def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[subprocess.CompletedProcess, Path]:
-    """`deploybench run` on one small workload per framework, through the real console script."""
-    root = tmp_path_factory.mktemp("run")
+    """`deploybench run` on one small workload per framework, through the real console script.
+    Under pytest -n the test processes share it: the first to ask makes it while the other
+    waits on a lock in the session's shared temporary folder. Tests only read it."""
+    if not os.environ.get("PYTEST_XDIST_WORKER"):
+        return _tiny_run(tmp_path_factory.mktemp("run"))
+    from filelock import FileLock
+
+    root = tmp_path_factory.getbasetemp().parent / "tiny_run"
+    made = root / "proc.json"
+    with FileLock(f"{root}.lock"):
+        if not made.is_file():
+            root.mkdir(exist_ok=True)
+            proc, _ = _tiny_run(root)
+            made.write_text(json.dumps({"args": proc.args, "returncode": proc.returncode,
+                                        "stdout": proc.stdout, "stderr": proc.stderr}))
+    kept = json.loads(made.read_text())
+    return (subprocess.CompletedProcess(kept["args"], kept["returncode"], kept["stdout"],
+                                        kept["stderr"]), root / "out")
+
+
+def _tiny_run(root: Path) -> tuple[subprocess.CompletedProcess, Path]:
     suite = write_suite(root / "tiny.toml",  # one round: rounds are run for real elsewhere
                         ["sklearn/seed-linreg", "keras/seed-dense", "torch/digits-mlp"],
                         rounds=1)
