@@ -50,12 +50,26 @@ def min_queries(scenario: str) -> int:
     return MIN_QUERIES_BY_SCENARIO.get(scenario, MIN_QUERIES)
 
 
+# What MLPerf's rules ask of a run (LoadGen's built-in mlperf.conf), applied by --compliant.
+MLPERF_MIN_DURATION_S = 600.0
+# The percentile each scenario's latency is judged by (MLPerf's metric).
+PERCENTILE = {"server": 99.0, "offline": 99.0, "singlestream": 90.0, "multistream": 99.0}
+DEFAULT_BATCH = {"server": 8, "offline": 64, "singlestream": 1, "multistream": 8}
+PRECISION = 0.05  # the search stops when the highest good and lowest bad rates are this close
+MAX_POINTS = 24  # runs one search may make (doubling, bisecting, retries, confirmations)
+
+
 # LoadGen makes every query of a run before the run starts and holds them all (loadgen.cc,
-# GenerateQueries): a single-stream run of 2M queries took 630 MB more than one of a handful,
-# here. A stream run is given queries for twice its minimum duration at the expected latency,
-# a server run its duration at the target rate. A run whose queries would take more than this
-# is not made: a compliant (600 s) stream run of a 6 us model would make 400M of them.
+# GenerateQueries), and hands an offline run's samples to Python in one list. Measured here: a
+# single-stream run of 2M queries took 630 MB more than one of a handful (about 320 bytes a
+# query), an offline run of 2.2M samples 1.1 GB more (about 500 bytes a sample). A stream run
+# is given queries for twice its minimum duration at the expected latency, a server run its
+# duration at the target rate (a short server run: its --queries), an offline run 1.1 x its
+# duration x the expected rate in samples. A run that would take more than this is not made: a
+# compliant (600 s) stream run of a 6 us model would make 400M queries.
 LOADGEN_BYTES_PER_QUERY = 320
+LOADGEN_BYTES_PER_SAMPLE = 8  # each further sample of a multistream query: its index
+LOADGEN_BYTES_PER_OFFLINE_SAMPLE = 500
 LOADGEN_QUERY_MEMORY = 4 * 2**30
 # The latency LoadGen is told to expect of a stream query: half the probe's (an underestimate
 # only makes more queries; an overestimate ends the run before its minimum duration).
@@ -69,12 +83,13 @@ def expected_latency_ns(per_query_s: float) -> int:
 
 def pregenerated_queries(settings: ScenarioSettings, rate: float, per_query_s: float,
                          queries: int | None = None) -> int:
-    """How many queries LoadGen would make up front for one run of `settings` at `rate` with
-    queries expected to take `per_query_s`, as its GenerateQueries counts them."""
+    """How many queries (an offline run: samples) LoadGen would make up front for one run of
+    `settings` at `rate` (offline: samples per second) with queries expected to take
+    `per_query_s` (what GenerateQueries makes, less the small minimum counts of mlperf.conf)."""
     compliant = settings.compliant
     duration = MLPERF_MIN_DURATION_S if compliant else settings.run_s
     if settings.scenario == "offline":
-        return 1
+        return max(queries or 1, math.ceil(1.1 * duration * rate))
     if settings.scenario == "server":
         if not compliant:
             return queries or settings.query_count
@@ -83,31 +98,38 @@ def pregenerated_queries(settings: ScenarioSettings, rate: float, per_query_s: f
     return max(fewest, math.ceil(2 * duration / (expected_latency_ns(per_query_s) / 1e9)))
 
 
+def loadgen_bytes(settings: ScenarioSettings, count: int) -> int:
+    """What `count` pre-generated queries (offline: samples) of `settings` take."""
+    if settings.scenario == "offline":
+        return count * LOADGEN_BYTES_PER_OFFLINE_SAMPLE
+    extra = max(settings.batch_sizes) - 1 if settings.scenario == "multistream" else 0
+    return count * (LOADGEN_BYTES_PER_QUERY + extra * LOADGEN_BYTES_PER_SAMPLE)
+
+
 def too_many_queries(settings: ScenarioSettings, rate: float, per_query_s: float,
                      queries: int | None = None) -> str | None:
     """Why a run cannot be made here because LoadGen would hold too many queries, or None."""
     count = pregenerated_queries(settings, rate, per_query_s, queries)
-    need = count * LOADGEN_BYTES_PER_QUERY
+    need = loadgen_bytes(settings, count)
     if need <= LOADGEN_QUERY_MEMORY:
         return None
-    if settings.scenario == "server":
-        how = f"{MLPERF_MIN_DURATION_S:g} s at {rate:,.0f} q/s"
+    duration = MLPERF_MIN_DURATION_S if settings.compliant else settings.run_s
+    what = "samples" if settings.scenario == "offline" else "queries"
+    if settings.scenario == "server" and not settings.compliant:
+        how, way_out = "its --queries", "give fewer --queries"
+    elif settings.scenario == "server":
+        how, way_out = f"{duration:g} s at {rate:,.0f} q/s", "drop --compliant"
+    elif settings.scenario == "offline":
+        how = f"1.1 x {duration:g} s at {rate:,.0f} samples/s"
+        way_out = "drop --compliant" if settings.compliant else "give a shorter --duration"
     else:
-        how = (f"2 x {MLPERF_MIN_DURATION_S if settings.compliant else settings.run_s:g} s "
-               f"at the {expected_latency_ns(per_query_s) / 1e3:.3g} us a query LoadGen is told "
-               "to expect")
-    way_out = ("drop --compliant (short runs of --duration seconds)" if settings.compliant
-               else "give a shorter --duration")
-    return (f"a LoadGen run here would make {count:,} queries up front ({how}), about "
+        how = (f"2 x {duration:g} s at the {expected_latency_ns(per_query_s) / 1e3:.3g} us a "
+               "query LoadGen is told to expect")
+        way_out = ("drop --compliant (short runs of --duration seconds)" if settings.compliant
+                   else "give a shorter --duration")
+    return (f"a LoadGen run here would make {count:,} {what} up front ({how}), about "
             f"{need / 2**30:.0f} GiB, more than the {LOADGEN_QUERY_MEMORY / 2**30:g} GiB "
             f"allowed: not run; {way_out}")
-# What MLPerf's rules ask of a run (LoadGen's built-in mlperf.conf), applied by --compliant.
-MLPERF_MIN_DURATION_S = 600.0
-# The percentile each scenario's latency is judged by (MLPerf's metric).
-PERCENTILE = {"server": 99.0, "offline": 99.0, "singlestream": 90.0, "multistream": 99.0}
-DEFAULT_BATCH = {"server": 8, "offline": 64, "singlestream": 1, "multistream": 8}
-PRECISION = 0.05  # the search stops when the highest good and lowest bad rates are this close
-MAX_POINTS = 24  # runs one search may make (doubling, bisecting, retries, confirmations)
 
 # The serving paths of an option, the pool apart from the runtime. ONNX Runtime releases the
 # GIL while it runs: worker threads sharing one session (`shared`) or holding one each

@@ -17,6 +17,7 @@ LoadGen would wait for its samples forever.
 from __future__ import annotations
 
 import abc
+import contextlib
 import logging
 import multiprocessing
 import os
@@ -288,12 +289,14 @@ def rows_predict(runner: Any, call: str, x: dict[str, np.ndarray]) -> Predict:
     fixed = getattr(runner, "fixed_batch", None)
     arrays = tuple(x.items())
     prepare = runner.prepare
-    session = getattr(runner, "session", None)
-    if call in ("run", "copies") and session is not None and fixed is None:
+    feeds: tuple[tuple[str, np.ndarray], ...] = ()
+    if runner.runtime == "onnxruntime" and call in ("run", "copies") and fixed is None:
+        with contextlib.suppress(ValueError):  # an input missing: the warm-up call says so
+            feeds = tuple(runner.feed(dict(arrays)).items())  # by the session's input names
+    if feeds:
         # ONNX Runtime's plain call, as a server makes it: the feed built here, not through
         # prepare (which builds a call to time many times: 1-3 us more on every query)
-        run = session.run
-        feeds = tuple(runner.feed(dict(arrays)).items())  # by the session's input names
+        run = runner.session.run
 
         def predict(indices: Sequence[int]) -> Any:
             if len(indices) == 1:  # one row: a view, no copy (a 6 us model feels 5 us of copy)

@@ -202,36 +202,33 @@ def _run(pool: Pool, settings: ScenarioSettings, batch: int, logs: Path, inputs:
         for _ in range(RESIZE):  # LoadGen sized the run from our guess, and it ended too soon
             if result.valid or result.duration_met is not False:
                 break
+            expected = per_query
             if settings.scenario == "offline" and result.completed_qps:
                 rate = result.completed_qps * 1.5  # the rate this option really answered at
-                result = dataclasses.replace(run_at(rate), extended=True)
             elif settings.scenario in STREAMS and result.latency_ms.get("mean"):
                 expected = result.latency_ms["mean"] / 1e3 / 4  # more queries pre-generated
-                too_many = too_many_queries(settings, rate, expected)
-                if too_many:  # the longer run LoadGen would need cannot be held
-                    result = dataclasses.replace(result, reason=f"{result.reason}; {too_many}")
-                    break
-                result = dataclasses.replace(run_at(rate, expected_s=expected), extended=True)
             else:
                 break
+            too_many = too_many_queries(settings, rate, expected)
+            if too_many:  # the longer run LoadGen would need cannot be held
+                result = dataclasses.replace(result, reason=f"{result.reason}; {too_many}")
+                break
+            result = dataclasses.replace(run_at(rate, expected_s=expected), extended=True)
         return result
 
     held_back: list[str] = []  # why a run was not made: LoadGen would hold too many queries
 
-    def fits(rate: float, queries: int | None = None) -> bool:
-        """Whether a run at `rate` would end before the deadline (with a margin), and its
-        queries fit in memory."""
-        too_many = too_many_queries(settings, rate, per_query, queries)
+    def fits(rate: float) -> bool:
+        """Whether a server run at `rate` would end before the deadline (with a margin), and
+        its queries fit in memory."""
+        too_many = too_many_queries(settings, rate, per_query)
         if too_many:
             held_back.append(too_many)
             return False
         if settings.compliant:
-            seconds = max(MLPERF_MIN_DURATION_S, (queries or 0) / max(rate, 1e-9))
-        elif settings.scenario == "server":
-            seconds = (queries or settings.query_count) / max(rate, 1e-9)
+            seconds = MLPERF_MIN_DURATION_S
         else:
-            seconds = max(settings.run_s,
-                          (queries or min_queries(settings.scenario)) / max(rate, 1e-9))
+            seconds = settings.query_count / max(rate, 1e-9)
         return time.monotonic() + 1.5 * seconds + 2.0 < deadline
 
     info: dict[str, Any] = {"scenario": settings.scenario, "compliant": settings.compliant,
