@@ -71,9 +71,12 @@ def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[subprocess.Compl
     root = tmp_path_factory.getbasetemp().parent / "tiny_run"
     made = root / "proc.json"
     with FileLock(f"{root}.lock"):
-        if not made.is_file():
+        if not made.is_file():  # made once, even when it fails (the other process reads why)
             root.mkdir(exist_ok=True)
-            proc, _ = _tiny_run(root)
+            try:
+                proc, _ = _tiny_run(root)
+            except Exception as exc:  # a timeout: every test that uses it fails with why
+                proc = subprocess.CompletedProcess([], -1, "", f"tiny_run failed: {exc!r}")
             made.write_text(json.dumps({"args": proc.args, "returncode": proc.returncode,
                                         "stdout": proc.stdout, "stderr": proc.stderr}))
     kept = json.loads(made.read_text())

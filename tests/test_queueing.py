@@ -6,7 +6,7 @@ from __future__ import annotations
 import math
 import statistics
 
-from toolkit.queueing import Path, latencies, p99_at, peak
+from toolkit.queueing import Path, latencies, p99_at, peak, percentile
 
 
 def test_one_worker_with_a_fixed_service_time_waits_as_md1_says():
@@ -33,10 +33,10 @@ def test_a_query_that_waited_longer_than_the_delay_is_sent_at_once():
     """The delay counts from the oldest query's arrival: with one slow worker, queries wait in
     the backlog past the delay, and the batcher sends them as soon as the worker is free."""
     path = Path({1: [4e-3], 2: [4e-3], 4: [4e-3]}, max_batch=4, max_delay_s=3e-3)
-    times = latencies(path, rate=600.0, queries=3000, seed=3)
-    # had the delay restarted when the worker took the backlog, each batch would wait 3 ms
-    # more: p50 would be above 7 ms (the delay plus a call)
-    assert statistics.median(times) < 7e-3
+    times = latencies(path, rate=300.0, queries=3000, seed=3)
+    # had the delay restarted when the worker took the backlog, a query that waited for the
+    # worker would wait 3 ms more: p90 9.8 ms in this model, against 7.4 ms
+    assert percentile(times, 90) < 8.5e-3
 
 
 def test_two_workers_serve_about_twice_one_and_more_than_the_cores_do_not():

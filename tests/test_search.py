@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -77,11 +78,30 @@ def test_a_resumed_search_goes_on_from_its_study_without_evaluating_again(tmp_pa
         asked.append(config)
         return table[config]
 
-    first = run_search(space, evaluate, Limits(), trials=12, storage=storage, seed=4)
+    model = {"model": "mlp.onnx", "p99_ms": 5}
+    first = run_search(space, evaluate, Limits(), trials=12, storage=storage, seed=4,
+                       context=model)
     count = len(asked)
-    again = run_search(space, evaluate, Limits(), trials=24, storage=storage, seed=4)
+    again = run_search(space, evaluate, Limits(), trials=24, storage=storage, seed=4,
+                       context=model)
     study = optuna.load_study(study_name="advise", storage=storage)
     held = {json.dumps(t.user_attrs["config"], sort_keys=True) for t in study.trials}
     assert len(held) == 24 and len(again) == 24  # 12 more configurations, not 24 more
     assert {t.config for t in first} <= {t.config for t in again}  # the first half is kept
     assert len(asked) - count <= 12  # what the study held was not measured again
+
+
+def test_a_study_is_not_resumed_for_another_model_or_space(tmp_path):
+    from toolkit.errors import BadInputError
+
+    space, table, _ = recorded()
+    storage = f"sqlite:///{tmp_path / 'study.sqlite'}"
+    run_search(space, table.__getitem__, Limits(), trials=5, storage=storage,
+               context={"model": "a.onnx"})
+    with pytest.raises(BadInputError, match="made for another model"):
+        run_search(space, table.__getitem__, Limits(), trials=10, storage=storage,
+                   context={"model": "b.onnx"})
+    smaller = dataclasses.replace(space, max_batch=(1, 2))
+    with pytest.raises(BadInputError, match="another model, bound or set of configurations"):
+        run_search(smaller, table.__getitem__, Limits(), trials=10, storage=storage,
+                   context={"model": "a.onnx"})

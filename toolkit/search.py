@@ -12,6 +12,7 @@ are constraints (a configuration beyond them is infeasible, never on the front).
 from __future__ import annotations
 
 import itertools
+import json
 import logging
 import random
 import time
@@ -19,13 +20,13 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-# ONNX Runtime's session options a configuration can set, and the values tried.
+from toolkit.errors import BadInputError
+
+# ONNX Runtime's session options a configuration can set, and the values tried: those
+# `RunnerConfig` can apply today (execution mode, the memory arena and pattern are to come).
 SESSION_OPTIONS: dict[str, tuple[Any, ...]] = {
     "graph_optimization": ("all", "extended", "basic"),
-    "execution_mode": ("sequential", "parallel"),
     "spinning": (False, True),
-    "memory_arena": (True, False),
-    "memory_pattern": (True, False),
 }
 
 
@@ -41,16 +42,6 @@ class Space:
     max_delay_ms: tuple[float, ...] = (0.1, 0.5, 1.0)
     session: Mapping[str, tuple[Any, ...]] = field(default_factory=lambda: SESSION_OPTIONS)
     cores: int = 0  # workers x threads beyond this are not tried (0: no limit)
-
-    def size(self) -> int:
-        """How many configurations there are (the cores limit left aside)."""
-        ort = sum(1 for o in self.options if o.startswith("onnxruntime"))
-        sessions = 1
-        for values in self.session.values():
-            sessions *= len(values)
-        per_option = (len(self.threads) * len(self.workers)
-                      * (1 + (len(self.max_batch) - 1) * len(self.max_delay_ms)))
-        return per_option * (ort * sessions + len(self.options) - ort)
 
 
 @dataclass(frozen=True)
@@ -177,12 +168,15 @@ def suggest(trial: Any, space: Space) -> Config:
 def run_search(space: Space, evaluate: Callable[[Config], Outcome], limits: Limits, *,
                trials: int, storage: str | None = None, study_name: str = "advise",
                seed: int = 0, deadline: float | None = None,
+               context: Mapping[str, Any] | None = None,
                progress: Callable[[int, Config, Outcome], None] | None = None) -> list[Tried]:
     """Up to `trials` configurations evaluated in all (a resumed study counts those it has),
     stopping at `deadline` (time.monotonic()); every configuration tried with why it lost, the
-    front first. A configuration proposed again is not evaluated again: the sampler is told
-    what it did, and an unseen configuration drawn at random is tried next (in a space of
-    choices a sampler that has settled proposes the same few again and again)."""
+    front first. A study resumed from `storage` must have been made over the same space and
+    `context`, else BadInputError. A configuration proposed again is not evaluated again:
+    the sampler is told what it did, and an unseen configuration drawn at random is tried next
+    (in a space of choices a sampler that has settled proposes the same few again and
+    again)."""
     import optuna
 
     optuna.logging.set_verbosity(logging.WARNING)
@@ -195,6 +189,17 @@ def run_search(space: Space, evaluate: Callable[[Config], Outcome], limits: Limi
     sampler = optuna.samplers.TPESampler(seed=seed, n_startup_trials=max(10, trials // 4))
     study = optuna.create_study(directions=["maximize", "minimize"], sampler=sampler,
                                 storage=storage, study_name=study_name, load_if_exists=True)
+    # what the study's outcomes hold for: its configurations and `context` (the model, the
+    # bound: whatever else the outcomes depend on); a resumed study must match
+    identity = json.loads(json.dumps({"configurations": [c.to_dict() for c in every],
+                                      "context": dict(context or {})}))
+    held = study.user_attrs.get("identity")
+    if held is None:
+        study.set_user_attr("identity", identity)
+    elif held != identity:
+        raise BadInputError(
+            f"the study {study_name!r} in {storage} was made for another model, bound or set "
+            "of configurations: resume it with the same ones, or start a new one elsewhere")
     seen: dict[Config, Outcome] = {}
     for done in study.get_trials():
         if done.state == optuna.trial.TrialState.COMPLETE and "config" in done.user_attrs:
