@@ -403,7 +403,7 @@ def test_an_audit_config_in_the_working_folder_is_ignored(tmp_path, monkeypatch)
     (tmp_path / "audit.config").write_text("*.*.min_query_count = 3000\n")
     pool = ThreadPool([lambda indices: None] * 2, max_batch=1, max_delay_s=0.0)
     try:
-        result = run_loadgen(pool, ScenarioSettings(queries=512, p99_ms=20), 2000.0, 1e-5,
+        result = run_loadgen(pool, ScenarioSettings(queries=512, p99_ms=200), 2000.0, 1e-5,
                              1, 16, tmp_path / "run")
     finally:
         pool.close()
@@ -421,7 +421,7 @@ def test_multistream_runs_have_the_queries_its_early_stopping_asks_for(tmp_path)
                       split=8)
     try:
         result = run_loadgen(pool, ScenarioSettings(scenario="multistream", duration_s=0.3,
-                                                    p99_ms=50), 1.0, 2e-3, 8, 16,
+                                                    p99_ms=200), 1.0, 2e-3, 8, 16,
                              tmp_path / "run")
     finally:
         pool.close()
@@ -490,7 +490,9 @@ def test_a_fixed_batch_model_is_served_in_full_batches_padded_never_partial(tmp_
     case = Case("onnx/fixed4", "onnxruntime", "cpu")
     sources = Sources(onnx=str(fixed), inputs=str(inputs))
     for variant, sizes in (("shared", ()), ("shared+batching", (4,)), ("processes", ())):
-        settings = ScenarioSettings(target_qps=1000, queries=512, batch_sizes=sizes)
+        # a bound no busy machine misses: validity here says only that every query was served
+        settings = ScenarioSettings(target_qps=1000, queries=512, p99_ms=200,
+                                    batch_sizes=sizes)
         made = Scenario(case, variant, settings, None, sources).execute(context)
         assert [r.status for r in made] == ["ok"], (variant, [r.reason for r in made])
         assert made[0].settings["padded_to"] == 4
