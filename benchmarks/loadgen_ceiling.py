@@ -6,7 +6,8 @@ under a p99 bound with the same search and confirmation rule as `deploybench loa
 (`toolkit.scenarios.search_peak`), then `deploybench loadgen` serves the same model under the
 same bound, then the minimal server again: side by side in one run, on one noisy machine.
 Prints each peak, what kind of peak it is, and the ratio of deploybench's best unbatched ONNX
-Runtime option (`shared`, `per-worker`) to the mean of the minimal server's sustained peaks (the goal: at least 0.8).
+Runtime option (`shared`, `per-worker`) to the mean of the minimal server's sustained peaks
+(the goal: at least 0.8).
 
     python benchmarks/loadgen_ceiling.py [MODEL.onnx] [--p99-ms 5] [--queries 2048] [--keep DIR]
                                          [--switch-ms 0.5]
