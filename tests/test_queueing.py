@@ -54,3 +54,21 @@ def test_the_peak_keeps_its_p99_within_the_bound_and_a_slow_model_has_none():
     assert rate > 0 and p99 <= 2e-3
     assert p99_at(path, rate * 1.2) > 2e-3 or rate * 1.2 > 2 / 2e-4
     assert peak(Path({1: [5e-3]}), 2e-3) == (0.0, math.inf)
+
+
+def test_capacity_counts_a_batch_size_not_measured_as_the_next_one_up_and_bad_paths_refuse():
+    import pytest
+
+    # only 16 rows measured: a call of at most 4 costs what 16 do, so 4 rows a call at best
+    path = Path({16: [1e-3]}, workers=1, max_batch=4)
+    assert abs(path.capacity - 4 / 1e-3) < 1e-6
+    assert abs(Path({1: [1e-3], 8: [2e-3]}, max_batch=8).capacity - 8 / 2e-3) < 1e-6
+    assert Path({1: [1e-3]}, overhead_s=2e-3).capacity == 500.0  # the intake caps it
+    for bad in ({}, {1: []}, {0: [1e-3]}):
+        with pytest.raises(ValueError):
+            Path(bad)
+    with pytest.raises(ValueError):
+        Path({1: [1e-3]}, workers=0)
+    with pytest.raises(ValueError):
+        latencies(Path({1: [1e-3]}), rate=100.0, queries=0)
+

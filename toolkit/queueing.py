@@ -38,14 +38,21 @@ class Path:
     overhead_s: float = 0.0  # what each query costs the one thread that takes it in (LoadGen,
     # the issue callback, the queue), one query after another, before the batcher sees it
 
+    def __post_init__(self) -> None:
+        if not self.service_s or any(not times or min(times) < 0
+                                     for times in self.service_s.values()):
+            raise ValueError("service_s: give measured seconds (>= 0) for at least one size")
+        if min(self.service_s) < 1 or self.workers < 1 or self.max_batch < 1:
+            raise ValueError("batch sizes, workers and max_batch must be at least 1")
+
     @property
     def capacity(self) -> float:
         """The most queries a second the path can answer for long: the workers' calls at the
-        batch size that serves most per second (mean service times), and the intake."""
-        sizes = [b for b in self.service_s if b <= max(self.max_batch, 1)] or [
-            min(self.service_s)]
-        calls = max(self.workers * b / (sum(self.service_s[b]) / len(self.service_s[b])
-                                        * self.slowdown) for b in sizes)
+        call size that serves most per second (mean service times, as `_service` draws them:
+        a size not measured costs what the next measured size up does), and the intake."""
+        sizes = {b for b in self.service_s if b <= self.max_batch} | {self.max_batch}
+        calls = max(self.workers * b / (_mean_service(self, b) * self.slowdown)
+                    for b in sizes)
         return min(calls, 1 / self.overhead_s) if self.overhead_s else calls
 
     @property
@@ -55,23 +62,37 @@ class Path:
         return max(1.0, wanted / self.cores) if self.cores else 1.0
 
 
+def _measured(path: Path, size: int) -> tuple[Sequence[float], float]:
+    """The measured times a call of `size` samples is drawn from, and the factor applied: the
+    next measured size up, else the largest scaled by the rows."""
+    above = [s for s in sorted(path.service_s) if s >= size]
+    if above:
+        return path.service_s[above[0]], 1.0
+    largest = max(path.service_s)
+    return path.service_s[largest], size / largest
+
+
+def _mean_service(path: Path, size: int) -> float:
+    times, factor = _measured(path, size)
+    return sum(times) / len(times) * factor
+
+
 def _service(path: Path, size: int, rng: random.Random) -> float:
     """A service time for a call of `size` samples."""
-    sizes = sorted(path.service_s)
-    above = [s for s in sizes if s >= size]
-    if above:
-        return rng.choice(path.service_s[above[0]]) * path.slowdown
-    largest = sizes[-1]
-    return rng.choice(path.service_s[largest]) * size / largest * path.slowdown
+    times, factor = _measured(path, size)
+    return rng.choice(times) * factor * path.slowdown
 
 
 def latencies(path: Path, rate: float, queries: int = QUERIES, seed: int = 0) -> list[float]:
     """Each query's seconds from its scheduled arrival to its answer (as LoadGen counts), for
-    `queries` Poisson arrivals at `rate`."""
-    rng = random.Random(seed)
+    `queries` Poisson arrivals at `rate`. Arrivals and service times are drawn apart, so the
+    same seed gives the same arrivals (scaled) at every rate."""
+    if rate <= 0 or queries < 1:
+        raise ValueError(f"rate {rate} and queries {queries} must be > 0")
+    arrivals_rng, rng = random.Random(2 * seed), random.Random(2 * seed + 1)
     scheduled, t = [], 0.0
     for _ in range(queries):
-        t += rng.expovariate(rate)
+        t += arrivals_rng.expovariate(rate)
         scheduled.append(t)
     arrivals, ready = [], 0.0  # when the batcher sees each: taken in one after another
     for t in scheduled:
