@@ -381,6 +381,10 @@ def test_cut_unbracketed_or_unconfirmed_peaks_are_shown_but_never_picked():
     assert "(unconfirmed)" in rates["once"] and "(" not in rates["held"]
     none = sustained_picks(options[:3])[0]
     assert none.pick is None  # nothing sustained: no pick, never the cut search's figure
+    # a sustained peak above a rate that failed says so beside its rate
+    options[3].record.info["failed_below_qps"] = [1000.0]
+    (table,) = loadgen_tables(options)
+    assert {c[0]: c[1] for c, _ in table.rows}["held"].endswith("(failed at 1.00k q/s)")
 
 
 def test_capacity_and_cost_follow_the_sustained_peak_only():
@@ -436,3 +440,39 @@ def test_rapl_energy_is_read_across_its_wraparound_or_said_to_be_missing(tmp_pat
     assert meter.read() == pytest.approx(0.004)
     (package / "energy_uj").write_text("5000\n")
     assert meter.read() == pytest.approx(0.006)
+
+
+def test_a_rate_that_failed_unloaded_is_looked_past_once_and_kept():
+    """A path whose tail is worst at low load (its hand-overs wait for idle cores to wake)
+    fails at 1000 q/s with every query answered on time and a low median, and passes from 4000
+    to its limit of 20000: the search looks past the low failure once, finds the real limit,
+    and keeps the rate that failed below it. An overloaded failure is never looked past."""
+    calls: list[float] = []
+
+    def idle_tail(rate: float) -> LoadGenResult:
+        calls.append(rate)
+        valid = 3000.0 <= rate <= 20000.0
+        return LoadGenResult("server", valid, "" if valid else "early stopping",
+                             {"p50": 1.2, "p99": 4.0 if valid else 5.5}, scheduled_qps=rate,
+                             completed_qps=rate if rate <= 20000.0 else 0.7 * rate,
+                             queries=2048)
+
+    search = search_peak(idle_tail, 1000.0, precision=0.05, bound_ms=5.0)
+    assert calls[:3] == [1000.0, 1000.0, 4000.0]  # failed twice unloaded: 4x looked at once
+    assert search.kind == "sustained" and 20000.0 / 1.05 <= search.peak_qps <= 20000.0
+    assert search.failed_below == [1000.0]
+    # without the bound the search cannot tell an idle tail from a limit: it halves, as before
+    blind = search_peak(idle_tail, 1000.0, precision=0.05)
+    assert blind.peak_qps is None or blind.peak_qps < 1000.0
+    # a failure that is overload (answers fell behind the schedule) is a limit: not looked past
+    overload: list[float] = []
+    steady = fake_loadgen(3000.0, overload)
+
+    def behind(rate: float) -> LoadGenResult:
+        result = steady(rate)
+        return result if result.valid else dataclasses.replace(
+            result, latency_ms={"p50": 1.0, "p99": 50.0}, completed_qps=0.8 * rate)
+
+    limited = search_peak(behind, 2000.0, precision=0.05, bound_ms=5.0)
+    assert 16000.0 not in overload and 3000.0 / 1.05 <= limited.peak_qps <= 3000.0
+    assert limited.failed_below == []

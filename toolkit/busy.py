@@ -94,3 +94,27 @@ def busy_text(found: Mapping[str, Any] | None) -> str | None:
     if isinstance(gpu, list) and gpu:
         parts.append("on the GPU: " + "; ".join(gpu))
     return "; ".join(parts) or None
+
+
+STEAL_NOISY = 5.0  # percent of the CPU time the hypervisor gave elsewhere: a noisy spell
+
+
+def cpu_ticks() -> tuple[int, int] | None:
+    """(steal, total) CPU ticks since boot from /proc/stat: on a virtual machine, steal is the
+    time its virtual CPUs were ready but the host ran something else. None where unreadable."""
+    try:
+        with open("/proc/stat", encoding="ascii") as stat:
+            fields = stat.readline().split()
+    except OSError:
+        return None
+    if len(fields) < 9 or fields[0] != "cpu":
+        return None
+    ticks = [int(v) for v in fields[1:9]]  # user nice system idle iowait irq softirq steal
+    return ticks[7], sum(ticks)
+
+
+def steal_percent(before: tuple[int, int] | None, after: tuple[int, int] | None) -> float | None:
+    """The share of CPU time stolen between two `cpu_ticks` readings, in percent."""
+    if before is None or after is None or after[1] <= before[1]:
+        return None
+    return round(100.0 * (after[0] - before[0]) / (after[1] - before[1]), 1)

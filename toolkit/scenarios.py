@@ -57,6 +57,9 @@ PERCENTILE = {"server": 99.0, "offline": 99.0, "singlestream": 90.0, "multistrea
 DEFAULT_BATCH = {"server": 8, "offline": 64, "singlestream": 1, "multistream": 8}
 PRECISION = 0.05  # the search stops when the highest good and lowest bad rates are this close
 MAX_POINTS = 24  # runs one search may make (doubling, bisecting, retries, confirmations)
+LOOK_PAST = 4.0  # a rate that failed unloaded: how far above it the search looks once more
+UNLOADED_P50_SHARE = 0.5  # a failed run whose median is below this share of the bound, and
+UNLOADED_COMPLETED = 0.97  # that answered this share of its scheduled rate, was not overloaded
 
 
 # LoadGen makes every query of a run before the run starts and holds them all (loadgen.cc,
@@ -355,6 +358,7 @@ class LoadGenResult:
     # streams) after the first ended before its minimum duration
     log: str = ""  # the folder of LoadGen's logs of this run
     joules: float | None = None  # the device's energy over the run, where a counter is readable
+    steal_percent: float | None = None  # CPU time the hypervisor gave elsewhere during the run
 
     @property
     def p99_ms(self) -> float | None:
@@ -366,7 +370,7 @@ class LoadGenResult:
                 "completed_qps": self.completed_qps, "valid": self.valid, "reason": self.reason,
                 "queries": self.queries, "latency_ms": self.latency_ms,
                 "estimate_ms": self.estimate_ms, "extended": self.extended, "log": self.log,
-                "joules": self.joules}
+                "joules": self.joules, "steal_percent": self.steal_percent}
 
 
 def read_detail_log(path: Path, scenario: str) -> LoadGenResult:
@@ -450,6 +454,10 @@ class Search:
     confirming: list[dict[str, Any]] = field(default_factory=list)  # the peak's runs
 
     peak_point: dict[str, Any] | None = None  # the run the peak's figures come from
+    # rates below the peak that failed more runs than they passed: the path's p99 was higher
+    # at a lower load (on an idle machine each hand-over between threads and processes waits
+    # for a sleeping core to wake), so a machine serving less than the peak may miss the bound
+    failed_below: list[float] = field(default_factory=list)
 
     @property
     def bracketed(self) -> bool:
@@ -469,7 +477,7 @@ class Search:
 def search_peak(run_at: Callable[[float], LoadGenResult], start_qps: float, *,
                 precision: float = PRECISION, max_points: int = MAX_POINTS,
                 floor_qps: float = 1.0, fits: Callable[[float], bool] = lambda rate: True,
-                confirm: int = CONFIRM) -> Search:
+                confirm: int = CONFIRM, bound_ms: float | None = None) -> Search:
     """The highest rate whose runs `run_at` calls valid: double from `start_qps` until a rate
     fails (or halve, down to `floor_qps`, until one passes), then bisect between the best good
     and the lowest bad rate until they are within `precision` of each other, as LoadGen's
@@ -479,7 +487,14 @@ def search_peak(run_at: Callable[[float], LoadGenResult], start_qps: float, *,
     the search; and the peak must pass `confirm` runs, more than it failed. A peak that fails
     its confirmation becomes the lowest bad rate and the search goes on below it (from the
     next good rate down, else a step of twice the precision at a time). A rate whose run does
-    not `fit` in the time left ends the search."""
+    not `fit` in the time left ends the search.
+
+    p99 need not rise with the rate: a serving path whose hand-overs wait for an idle core to
+    wake has its worst tail at low load, and is within the bound once busy. So once per search,
+    a rate that failed while not overloaded (with `bound_ms`: every failed run answered its
+    scheduled rate and had a median under half the bound) is looked past: the search tries
+    LOOK_PAST times that rate, and climbs from there if it passes. The failed rates below the
+    peak are kept in `failed_below`."""
     search = Search()
     good: float | None = None
     bad: float | None = None
@@ -509,6 +524,15 @@ def search_peak(run_at: Callable[[float], LoadGenResult], start_qps: float, *,
                 passed = run(target)  # failed once, passed once: a third run decides
         return passed
 
+    def unloaded(target: float) -> bool:
+        failed = [p for p in search.points if p["target_qps"] == round(target, 3)
+                  and not p["valid"]]
+        return bool(failed) and bound_ms is not None and all(
+            (p["latency_ms"].get("p50") or bound_ms) < UNLOADED_P50_SHARE * bound_ms
+            and (p["completed_qps"] or 0.0) >= UNLOADED_COMPLETED * (p["scheduled_qps"] or 0.0)
+            for p in failed)
+
+    looked = False
     while room():
         passed = attempt(rate)
         if passed is None:
@@ -518,11 +542,19 @@ def search_peak(run_at: Callable[[float], LoadGenResult], start_qps: float, *,
             if bad is not None:
                 break
             rate *= 2
-        else:
-            bad = rate
-            if good is not None or rate <= floor_qps:
+            continue
+        if not looked and unloaded(rate) and room():
+            looked = True  # once: a real limit is not looked past twice
+            past = attempt(rate * LOOK_PAST)
+            if past is None:
                 break
-            rate = max(rate / 2, floor_qps)
+            if past:
+                good, rate = rate * LOOK_PAST, rate * LOOK_PAST * 2
+                continue
+        bad = rate
+        if good is not None or rate <= floor_qps:
+            break
+        rate = max(rate / 2, floor_qps)
 
     def held(target: float) -> bool:
         return passes.get(target, 0) >= confirm and passes[target] > fails.get(target, 0)
@@ -573,4 +605,7 @@ def search_peak(run_at: Callable[[float], LoadGenResult], start_qps: float, *,
         search.kind = "unconfirmed"
     search.peak_point = point
     search.peak_qps = point["scheduled_qps"]
+    search.failed_below = sorted(round(rate, 3) for rate in fails
+                                 if rate < (point["target_qps"] or 0.0)
+                                 and fails[rate] > passes.get(rate, 0))
     return search

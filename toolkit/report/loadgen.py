@@ -21,7 +21,8 @@ CAPTIONS = {
                "per-worker: one ONNX Runtime session for all worker threads, or one each; "
                "threads: PyTorch worker threads with a model each; processes: worker "
                "processes, a model each; +batching: queued queries answered in one call. "
-               "Peaks marked cut, lower bound or unconfirmed are never picked."),
+               "Peaks marked cut, lower bound or unconfirmed are never picked; \"failed at\": "
+               "a lower rate missed the bound (p99 higher at low load), looked past once."),
     "offline": "Offline: every sample in one query, answered in calls of the batch size.",
     "singlestream": ("SingleStream: one query of one sample after another; MLPerf's figure is "
                      "LoadGen's early-stopping estimate of the 90th percentile."),
@@ -172,6 +173,8 @@ def _server(chosen: list[Served]) -> tuple[tuple[str, ...], list[tuple[str, ...]
             rate = "none valid"
         elif s.searched and not s.sustained:
             rate = f"{'>= ' if s.peak_kind == 'lower bound' else ''}{rate} ({s.peak_kind})"
+        elif s.searched and info.get("failed_below_qps"):
+            rate += f" (failed at {_qps(min(info['failed_below_qps']))})"
         p99 = _ms(latency.get("p99"))
         spread = [v for v in info.get("confirming_p99_ms") or [] if v is not None]
         if len(spread) > 1:

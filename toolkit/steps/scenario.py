@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from toolkit import energy
+from toolkit import busy, energy
 from toolkit.errors import ProviderUnavailableError
 from toolkit.results import Record
 from toolkit.scenarios import (
@@ -186,8 +186,11 @@ def _run(pool: Pool, settings: ScenarioSettings, batch: int, logs: Path, inputs:
         runs.append(len(runs) + 1)
         folder = logs / f"{len(runs):02d}"
         before = meter.read() if meter else 0.0
+        ticks = busy.cpu_ticks()
         result = run_loadgen(pool, settings, rate, expected_s or per_query, batch, rows, folder,
                              queries)
+        result = dataclasses.replace(result, steal_percent=busy.steal_percent(
+            ticks, busy.cpu_ticks()))
         if meter:
             result = dataclasses.replace(result, joules=meter.read() - before)
         if pool.errors:
@@ -248,10 +251,11 @@ def _run(pool: Pool, settings: ScenarioSettings, batch: int, logs: Path, inputs:
             return info
         floor = 1.0 if settings.compliant else settings.query_count / LONGEST_SERVER_RUN_S
         search = search_peak(run_long_enough, max(capacity / 2, floor), floor_qps=floor,
-                             fits=fits)
+                             fits=fits, bound_ms=bound)
         info.update(points=search.points, peak_qps=search.peak_qps, peak_kind=search.kind,
                     confirming_p99_ms=[p["latency_ms"].get("p99")
-                                       for p in search.confirming])
+                                       for p in search.confirming],
+                    failed_below_qps=search.failed_below)
         if search.cut_at is not None and held_back:
             info["warning"] = f"the search stopped before a run at {search.cut_at:,.0f} q/s: " \
                               + held_back[-1]
@@ -271,6 +275,12 @@ def _run(pool: Pool, settings: ScenarioSettings, batch: int, logs: Path, inputs:
             info["warning"] = (f"the best rate, {search.peak_qps:,.0f} q/s, passed once but "
                                f"the search ran out of runs before confirming it: not a "
                                "sustained peak")
+        elif search.failed_below and search.peak_qps is not None:
+            info["warning"] = (
+                f"it failed the bound at {', '.join(f'{r:,.0f}' for r in search.failed_below)}"
+                f" q/s, below its peak of {search.peak_qps:,.0f}: its p99 is higher at low "
+                "load (a hand-over waits for an idle core to wake), so a machine given less "
+                "than the peak may miss the bound")
         if not search.points:
             info.update(valid=False, latency_ms={}, reason=info["warning"], loadgen_runs=0,
                         samples_per_s=None, percentile=99.0)
@@ -301,6 +311,15 @@ def _run(pool: Pool, settings: ScenarioSettings, batch: int, logs: Path, inputs:
                                 and info["metric_ms"] <= bound)
     info["loadgen_runs"] = len(runs)
     info["logs"] = str(logs)
+    stolen = [p["steal_percent"] for p in info.get("points", [])
+              if p.get("steal_percent") is not None]
+    if stolen:
+        info["steal_percent_max"] = max(stolen)
+        if max(stolen) > busy.STEAL_NOISY:
+            noisy = (f"the hypervisor gave up to {max(stolen):g}% of this machine's CPU time "
+                     "to others during these runs (steal in /proc/stat): a noisy spell; run "
+                     "it again on a quiet machine before acting on its figures")
+            info["warning"] = f"{info['warning']}; {noisy}" if info.get("warning") else noisy
     if meter is None:
         info["energy_unmeasured"] = f"energy per prediction not measured: {no_meter}"
     elif best.get("joules") is not None and best.get("queries"):
