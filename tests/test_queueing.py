@@ -72,3 +72,18 @@ def test_capacity_counts_a_batch_size_not_measured_as_the_next_one_up_and_bad_pa
     with pytest.raises(ValueError):
         latencies(Path({1: [1e-3]}), rate=100.0, queries=0)
 
+
+
+def test_a_call_overhead_caps_unbatched_paths_and_batching_spreads_it():
+    """Every call's serial cost (the GIL's share in a Python server) bounds the rate at
+    1 / (intake + call overhead / rows a call), whatever the workers: batching raises it."""
+    fast = {1: [5e-6], 8: [2e-5]}
+    alone = Path(fast, workers=2, overhead_s=26e-6, call_overhead_s=53e-6)
+    batched = Path(fast, workers=2, max_batch=8, max_delay_s=5e-4, overhead_s=26e-6,
+                   call_overhead_s=53e-6)
+    assert abs(alone.capacity - 1 / 79e-6) < 1.0
+    assert abs(batched.capacity - 1 / (26e-6 + 53e-6 / 8)) < 1.0
+    rate, _ = peak(alone, 5e-3)
+    assert rate <= alone.capacity
+    # the serial part queues: at 90% of the cap the p99 is above an idle call's
+    assert p99_at(alone, 0.9 * alone.capacity) > 5e-6 + 53e-6

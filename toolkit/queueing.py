@@ -7,10 +7,14 @@ after that query arrived (never past it), up to `max_batch` samples, and sends t
 Without batching (`max_batch` 1) a free worker takes the next query at once. A call of b samples
 takes a service time drawn from what was measured at b (the nearest measured size above, else
 scaled from the largest), so the measured tail is kept. Workers that want more cores than the
-machine has share them: each call then takes longer by that ratio.
+machine has share them: each call then takes longer by that ratio. A Python server's serial
+parts are two costs: the intake every query passes (`overhead_s`) and what every call costs
+outside the runtime (`call_overhead_s`: the GIL's share of the hand-over and the answer), so
+batching spreads the second over the calls' rows.
 
 Closed-loop latency is not the p99 under load: queueing is what this adds. It is still a model
-(no GIL, no LoadGen overhead): `advise` confirms what it picks with LoadGen.
+(the serial costs are two constants, not the GIL itself): `advise` confirms what it picks with
+LoadGen.
 """
 
 from __future__ import annotations
@@ -37,6 +41,8 @@ class Path:
     cores: int = 0  # the machine's cores (0: as many as the workers want)
     overhead_s: float = 0.0  # what each query costs the one thread that takes it in (LoadGen,
     # the issue callback, the queue), one query after another, before the batcher sees it
+    call_overhead_s: float = 0.0  # what each call costs outside the runtime, one call after
+    # another (in a Python server, the GIL: the hand-over, the answer to LoadGen)
 
     def __post_init__(self) -> None:
         if not self.service_s or any(not times or min(times) < 0
@@ -47,13 +53,19 @@ class Path:
 
     @property
     def capacity(self) -> float:
-        """The most queries a second the path can answer for long: the workers' calls at the
-        call size that serves most per second (mean service times, as `_service` draws them:
-        a size not measured costs what the next measured size up does), and the intake."""
+        """The most queries a second the path can answer for long: at the call size that serves
+        most, the lesser of what the workers answer (mean service times, as `_service` draws
+        them: a size not measured costs what the next measured size up does) and what the
+        serial parts let through (the intake for every query, the call overhead for every
+        call)."""
         sizes = {b for b in self.service_s if b <= self.max_batch} | {self.max_batch}
-        calls = max(self.workers * b / (_mean_service(self, b) * self.slowdown)
-                    for b in sizes)
-        return min(calls, 1 / self.overhead_s) if self.overhead_s else calls
+
+        def at(size: int) -> float:
+            calls = self.workers * size / (_mean_service(self, size) * self.slowdown)
+            serial = self.overhead_s + self.call_overhead_s / size
+            return min(calls, 1 / serial) if serial else calls
+
+        return max(at(b) for b in sizes)
 
     @property
     def slowdown(self) -> float:
@@ -101,6 +113,7 @@ def latencies(path: Path, rate: float, queries: int = QUERIES, seed: int = 0) ->
     free = [0.0] * path.workers  # when each worker is next free
     done: list[float] = []
     batcher_free = 0.0  # one batcher: it forms one call at a time
+    serial_free = 0.0  # when the serial part of a call is next free
     i = 0
     while i < queries:
         worker_free = heapq.heappop(free)
@@ -116,6 +129,8 @@ def latencies(path: Path, rate: float, queries: int = QUERIES, seed: int = 0) ->
         else:
             send, end = start, i + 1
         finish = send + _service(path, end - i, rng)
+        if path.call_overhead_s:  # the answer's serial part: one call's after another's
+            finish = serial_free = max(finish, serial_free) + path.call_overhead_s
         done.extend(finish - scheduled[k] for k in range(i, end))
         heapq.heappush(free, finish)
         batcher_free = send

@@ -14,6 +14,7 @@ from __future__ import annotations
 import itertools
 import json
 import logging
+import math
 import random
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -244,7 +245,11 @@ def judged(seen: Mapping[Config, Outcome], limits: Limits) -> list[Tried]:
             if better is not None:
                 broken = f"dominated by {better.label()}"
         tried.append(Tried(config, outcome, broken))
-    return sorted(tried, key=lambda t: (t.why_lost is not None, -t.outcome.rate))
+    # ties (a rate capped by the same serial cost) go to the lower p99, then the fewer cores
+    return sorted(tried, key=lambda t: (t.why_lost is not None, -t.outcome.rate,
+                                        t.outcome.p99_ms if t.outcome.p99_ms is not None
+                                        else math.inf, t.config.workers * t.config.threads,
+                                        t.config.max_batch))
 
 
 def front(tried: Sequence[Tried]) -> list[Tried]:
