@@ -44,8 +44,8 @@ def write_suite(path: Path, workloads: list[str], providers: list[str] | None = 
 # (its fixtures are built once), the slowest modules are handed out first so that neither
 # process is left with a long tail, and the one run several modules share (`tiny_run`) is made
 # once for both processes.
-SLOWEST_FIRST = ("test_loadgen", "test_cluster", "test_bench", "test_cli", "test_recipes",
-                 "test_report", "test_resume", "test_exporters", "test_runners")
+SLOWEST_FIRST = ("test_loadgen", "test_advise", "test_cluster", "test_bench", "test_cli",
+                 "test_recipes", "test_report", "test_resume", "test_exporters", "test_runners")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -421,6 +421,120 @@ def loadgen(
     _execute_and_report(execute, history_path)
 
 
+@app.command()
+def advise(
+    ctx: typer.Context,
+    target: Annotated[str | None, typer.Argument(
+        help="a model file (as bench takes) or one built-in workload (torch/digits-mlp)",
+        show_default=False)] = None,
+    p99_ms: Annotated[float | None, typer.Option(
+        "--p99-ms", help="the latency bound in ms every configuration is judged by")] = None,
+    target_qps: Annotated[float | None, typer.Option(
+        "--target-qps", help="the rate the service must sustain: how many machines like this "
+        "one the pick needs")] = None,
+    max_quality_drop: QualityDropOption = None,
+    memory_mb: Annotated[float | None, typer.Option(
+        "--memory-mb", help="the most memory a configuration may take, summed over its "
+        "workers")] = None,
+    price: Annotated[float | None, typer.Option(
+        "--price", help="USD per hour of a machine like this one: the pick's cost per "
+        "million predictions")] = None,
+    budget: Annotated[str, typer.Option(
+        help="the wall time of the whole command, e.g. 20m; the confirmations share what the "
+        "trials leave (each 60-600 s)")] = "20m",
+    threads: Annotated[str | None, typer.Option(
+        help="threads per worker to try, comma-separated (default: 1 and every core)")] = None,
+    recipes: Annotated[str | None, typer.Option(
+        help="recipes to try: fp32 (always), int8-dynamic, int8-static, fp16, ort-offline "
+        "(default fp32,int8-dynamic,int8-static)")] = None,
+    input_data: InputDataOption = None,
+    shape: ShapeOption = None,
+    trust_pickle: TrustOption = False,
+    out_dir: Annotated[Path | None, typer.Option(
+        "--out", help="output folder (default results/<UTC time>)")] = None,
+    resume: Annotated[Path | None, typer.Option(
+        help="finish an interrupted advise in this folder: finished trials and confirmations "
+        "are kept, the search's study goes on")] = None,
+    cluster: ClusterOption = None,
+    placement: PlacementOption = "spread",
+) -> None:
+    """Which configuration should I deploy? Search runtimes, recipes, threads, workers and
+    batching for the highest sustained rate within a p99 bound and an accuracy limit, confirm
+    the best under LoadGen beside the best default, and say what it costs."""
+    from toolkit import advise as adviser
+    from toolkit import executor
+    from toolkit.report import advise as advice_report
+    from toolkit.results import default_out_dir, prepare_out_dir
+    from toolkit.scenarios import parse_duration
+
+    try:
+        if resume is not None:
+            refused = [name for name in _given(ctx) if name not in ("--resume", "--trust-pickle")]
+            if refused:
+                raise BadInputError(f"--resume continues the advise stored in {resume}; drop "
+                                    f"{', '.join(refused)}")
+            request, where = adviser.load_request(resume)
+            folder = prepare_out_dir(resume)
+        else:
+            if target is None or p99_ms is None:
+                raise BadInputError("give a model file or a workload and --p99-ms, e.g. "
+                                    "deploybench advise torch/digits-mlp --p99-ms 5")
+            request = adviser.Request(
+                target, p99_ms, max_quality_drop or "1%", memory_mb, price, target_qps,
+                parse_duration(budget, "--budget"), _ints(threads, "--threads") or (),
+                tuple(dict.fromkeys(["fp32", *(_csv(recipes, "--recipes") or [])]))
+                if recipes else adviser.DEFAULT_RECIPES,
+                tuple(shape or ()), str(input_data) if input_data else None)
+            adviser.resolve(request, trust_pickle)  # a bad target ends here, nothing written
+            where = {"address": cluster, "placement": placement} if cluster else None
+        backend, _ = _backend(where["address"] if where else None,
+                              where["placement"] if where else "spread")
+        if resume is None:
+            folder = prepare_out_dir(out_dir or default_out_dir())
+            adviser.save_request(folder, request, where)
+    except DeploybenchError as exc:
+        raise _fail(exc) from None
+
+    def say(line: str) -> None:
+        err.print(line, highlight=False, markup=False, soft_wrap=True)
+
+    advice = None
+    try:
+        with _progress_bar() as progress:
+            def start(plan: Any, into: Path) -> bool:
+                return not executor.start(plan, into, argv=sys.argv, progress=progress,
+                                          backend=backend, where=where).interrupted
+
+            def again(into: Path, command: str) -> bool:
+                plan, results = executor.reopen(into, command, trust_pickle=trust_pickle)
+                return not executor.execute(plan, results, progress, backend).interrupted
+
+            advice = adviser.advise(request, folder, adviser.Runner(start, again),
+                                    trust_pickle=trust_pickle, say=say)
+    except DeploybenchError as exc:
+        raise _fail(exc) from None
+    except KeyboardInterrupt:
+        advice = None
+    if advice is None:
+        err.print(f"interrupted: finished trials and confirmations are kept; continue with "
+                  f"deploybench advise --resume {folder}", highlight=False, markup=False,
+                  soft_wrap=True)
+        raise typer.Exit(130)
+    written = [adviser.write_advice(advice), *advice_report.write(advice)]
+    out.print(advice_report.headline(advice), highlight=False, markup=False, soft_wrap=True)
+    columns, rows = advice_report.confirmation_rows(advice)
+    terminal.table(out, columns, rows)
+    for line in advice_report.lost_lines(advice)[:6]:
+        out.print(f"  {line}", highlight=False, markup=False, soft_wrap=True)
+    if advice.pick is not None:
+        out.print(advice_report.loadgen_command(advice, advice.pick.config), highlight=False,
+                  markup=False, soft_wrap=True)
+    for path in written:
+        out.print(f"report:  {path}")
+    if advice.pick is None:
+        raise typer.Exit(1)
+
+
 def _prices(given: list[str] | None) -> tuple[tuple[str, float], ...] | None:
     """--price 3.5 (the machine that ran) or --price NODE=2.1, as (name, USD per hour)."""
     if not given:

@@ -4,6 +4,7 @@
     bench    a user's model file (`toolkit.plans.model.plan_model`)
     loadgen  a workload or model file under LoadGen scenarios (`toolkit.plans.loadgen`)
     compare  two model files measured side by side, rounds alternating (`toolkit.plans.pair`)
+    advise-confirm  one configuration `advise` chose, under LoadGen (`toolkit.plans.advise`)
 
 A plan is labelled steps (`toolkit.plans.steps`) with explicit inputs; the one executor
 (`toolkit.executor`) runs any plan, on any backend. Each plan's `run` section names its command;
@@ -17,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from toolkit.errors import BadInputError
-from toolkit.plans import loadgen, model, pair, run
+from toolkit.plans import advise, loadgen, model, pair, run
 from toolkit.plans.base import Plan
 from toolkit.suite import Suite
 
@@ -30,6 +31,7 @@ PLANNERS: dict[str, Replanner] = {
     "bench": model.replan,
     "loadgen": loadgen.replan,
     "compare": pair.replan,
+    "advise-confirm": advise.replan_confirm,
 }
 
 

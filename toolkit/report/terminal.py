@@ -69,3 +69,14 @@ def workload_table(summary: WorkloadSummary) -> Table:
     for row in model.rows:  # Text: exporter and runtime words, verbatim (no markup)
         table.add_row(*(Text(row.cells[i]) for i in shown), style="" if row.trusted else "red")
     return table
+
+
+def table(console: Console, columns: tuple[str, ...], rows: list[tuple[str, ...]],
+          title: str = "") -> None:
+    """A plain table of text cells (the first column left, the others right)."""
+    shown = Table(title=title or None, title_justify="left")
+    for index, name in enumerate(columns):
+        shown.add_column(name, justify="left" if index == 0 else "right")
+    for cells in rows:
+        shown.add_row(*(Text(c) for c in cells))
+    console.print(shown)

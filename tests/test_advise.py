@@ -1,0 +1,150 @@
+"""`deploybench advise`: what it recommends (only a confirmed sustained peak within the limits),
+what it puts forward for confirmation, the configuration it writes out, its bad input, and one
+whole run on a small ONNX file (trials, search, LoadGen confirmations, --resume)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from toolkit import advise as adviser
+from toolkit.errors import BadInputError
+from toolkit.report import advise as advice_report
+from toolkit.search import Config, Limits, Outcome, Tried
+from toolkit.suite import parse_suite
+
+ORT = "onnxruntime fp32"
+INT8 = "onnxruntime int8-dynamic"
+
+
+def config(option: str = ORT, workers: int = 2, threads: int = 1, batch: int = 1,
+           delay: float | None = None) -> Config:
+    session = (("graph_optimization", "all"),) if option.startswith("onnxruntime") else ()
+    return Config(option, threads, workers, batch, delay, session)
+
+
+def confirmed(cfg: Config, peak: float | None, kind: str, role: str = "searched",
+              memory: float | None = None, drop: float = 0.0) -> adviser.Confirmed:
+    return adviser.Confirmed(cfg, role, "f", peak, kind, 2.0 if peak else None, (1.9, 2.1),
+                             predicted=Outcome(peak or 0.0, 2.0, drop, memory))
+
+
+def test_nothing_unconfirmed_is_recommended():
+    """The fastest configuration's peak was unconfirmed, another's cut, a third a lower bound:
+    the pick is the slower one whose peak held, and with none held there is no pick."""
+    held = confirmed(config(batch=8, delay=0.5), 20_000.0, "sustained", "default")
+    options = [confirmed(config(workers=1, batch=16, delay=0.1), 65_000.0, "unconfirmed"),
+               confirmed(config(threads=2, workers=1), 40_000.0, "cut"),
+               confirmed(config(batch=4, delay=1.0), 30_000.0, "lower bound"), held]
+    assert adviser.pick(options, Limits()) is held
+    assert adviser.pick(options[:3], Limits()) is None
+    assert adviser.best_default(options) is held
+
+
+def test_the_pick_keeps_to_the_memory_limit():
+    big = confirmed(config(), 30_000.0, "sustained", memory=900.0)
+    small = confirmed(config(workers=1), 18_000.0, "sustained", memory=400.0)
+    assert adviser.pick([big, small], Limits(memory_mb=500.0)) is small
+    assert adviser.pick([big, small], Limits()) is big
+
+
+def test_candidates_are_the_fronts_best_then_the_defaults_not_among_them():
+    front = [Tried(config(batch=b, delay=0.5), Outcome(r, 2.0, 0.0)) for b, r in
+             ((16, 30e3), (8, 29e3), (4, 20e3))]
+    lost = [Tried(config(INT8), Outcome(40e3, 2.0, 0.02), "gives up accuracy")]
+    defaults = [config(), config(batch=8, delay=0.5)]
+    chosen = adviser.candidates(lost + front, defaults, best=2)
+    assert chosen == [(front[0].config, "searched"), (front[1].config, "searched"),
+                      (defaults[0], "default")]  # batch 8 is both: confirmed once
+
+
+def test_the_headline_says_capacity_cost_and_the_gain_over_the_best_default(tmp_path):
+    request = adviser.Request("m.onnx", 5.0, price=0.10, target_qps=100_000.0)
+    pick = confirmed(config(batch=16, delay=0.1), 33_700.0, "sustained")
+    default = confirmed(config(batch=8, delay=0.5), 30_700.0, "sustained", "default")
+    advice = adviser.Advice(request, "onnx/m", 2, "all", adviser.Trials(), [], [pick, default],
+                            tmp_path)
+    line = advice_report.headline(advice)
+    assert line.startswith("serve m.onnx as onnxruntime fp32, 2 workers x 1 thread, batching "
+                           "up to 16 within 0.1 ms")
+    assert "33.7k q/s per machine" in line and "confirmed 2/2" in line
+    assert "3 machines like this for 100k q/s" in line  # ceil(100k / 33.7k)
+    assert "$0.0008243 per million at $0.1/h" in line  # 0.10 / (33.7k x 3600) x 1e6
+    assert "1.10x" in line
+    none = adviser.Advice(request, "onnx/m", 2, "all", adviser.Trials(), [],
+                          [confirmed(config(), 9e3, "unconfirmed")], tmp_path)
+    assert "none is recommended" in advice_report.headline(none)
+
+
+def test_the_configuration_written_out_is_a_suite_run_takes_and_code_that_sets_it():
+    request = adviser.Request("torch/digits-mlp", 5.0)
+    advice = adviser.Advice(request, "torch/digits-mlp", 2, "all", adviser.Trials(), [], [],
+                            Path("."))
+    chosen = config(INT8, workers=2, threads=1, batch=8, delay=0.5)
+    import tomllib
+
+    suite = parse_suite(tomllib.loads(advice_report.suite_toml(advice, chosen)))
+    assert suite.workloads == ("torch/digits-mlp",) and suite.threads == 2
+    assert suite.recipes == ("fp32", "int8-dynamic") and suite.optimization == "all"
+    (server,) = suite.scenarios
+    assert (server.workers, server.batch_sizes, server.max_delay_ms, server.p99_ms) == (
+        2, (8,), 0.5, 5.0)
+    code = advice_report.session_code(chosen, 1)
+    assert "intra_op_num_threads = 1" in code and "ORT_ENABLE_ALL" in code
+    namespace: dict = {}
+    exec(code.replace('session = ort.InferenceSession("model.onnx", options, '
+                      'providers=["CPUExecutionProvider"])', ""), namespace)
+    assert namespace["options"].intra_op_num_threads == 1
+
+
+def test_bad_requests_are_refused_in_one_line():
+    with pytest.raises(BadInputError, match="--p99-ms"):
+        adviser.Request("m.onnx", 0.0)
+    with pytest.raises(BadInputError, match="--max-quality-drop"):
+        adviser.Request("m.onnx", 5.0, max_quality_drop="lots")
+    with pytest.raises(BadInputError, match="--recipes torch-compile"):
+        adviser.Request("m.onnx", 5.0, recipes=("fp32", "torch-compile"))
+    with pytest.raises(BadInputError, match="names 2 workloads"):
+        adviser.resolve(adviser.Request("digits-mlp", 5.0))
+    with pytest.raises(BadInputError, match="no advise-request.json"):
+        adviser.load_request(Path("/nonexistent"))
+
+
+@pytest.mark.slow
+def test_advise_on_an_onnx_file_confirms_its_pick_and_resumes(tmp_path):
+    """The whole command on a 64-64-10 MLP: trials at one thread a worker, the search, LoadGen
+    confirmations of the front's best and the defaults; the answer's files; then --resume of the
+    finished folder measures nothing again and gives the same answer."""
+    pytest.importorskip("mlperf_loadgen")
+    from typer.testing import CliRunner
+
+    from tests.test_loadgen import mlp
+    from toolkit.cli import app
+
+    model = mlp(tmp_path / "mlp.onnx")
+    out = tmp_path / "advice"
+    args = ["advise", str(model), "--p99-ms", "20", "--threads", "1", "--recipes", "fp32",
+            "--budget", "4m", "--out", str(out)]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code in (0, 1), result.output
+    advice = json.loads((out / "advice.json").read_text())
+    assert advice["trials"]["options"] == [ORT]
+    assert {c["role"] for c in advice["confirmed"]} >= {"default"}
+    assert len(advice["tried"]) >= 10 and (out / "search.sqlite").is_file()
+    picked = advice["pick"]
+    if picked is not None:  # only a sustained peak: else the command exits 1 saying so
+        assert picked["kind"] == "sustained" and picked["peak_qps"] > 0
+        assert result.exit_code == 0 and "serve " in result.output
+    else:
+        assert result.exit_code == 1 and "none is recommended" in result.output
+    assert "Which configuration should I deploy?" in (out / "advice.md").read_text()
+    assert "<svg" in (out / "advice.html").read_text()
+    runs = sorted(p.name for p in (out / "confirm").iterdir())
+    again = CliRunner().invoke(app, ["advise", "--resume", str(out)])
+    assert again.exit_code == result.exit_code, again.output
+    assert sorted(p.name for p in (out / "confirm").iterdir()) == runs
+    assert json.loads((out / "advice.json").read_text())["pick"] == picked
+    refused = CliRunner().invoke(app, ["advise", "--resume", str(out), "--p99-ms", "3"])
+    assert refused.exit_code == 2 and "drop --p99-ms" in refused.output

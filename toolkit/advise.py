@@ -1,0 +1,564 @@
+"""`deploybench advise`: which runtime, recipe, threads, workers and batching serve a model at
+the highest sustained rate within a p99 bound, an accuracy limit and a memory limit.
+
+Three stages, each on the one executor, in one folder:
+1. **Trials** (`trials/t<threads>/`): the model's options (native runtime, ONNX Runtime) and
+   recipes timed call by call at the batch sizes a batcher sends (1-16 rows), in fresh children,
+   at each thread count per worker; each recipe's accuracy judged by the statistics rule
+   (`--max-quality-drop`); each option's memory.
+2. **Search** (`search.sqlite`): Optuna over every configuration of those options (workers,
+   threads, batching and its delay); a configuration's rate within the bound comes from its
+   measured service times fed to `toolkit.queueing` (Poisson arrivals, the batcher, the
+   workers), which is a model, not a measurement.
+3. **Confirmation** (`confirm/NN-.../`): the front's best few and the best default option under
+   LoadGen Server, one after another in this run, each with the sustained-peak search of
+   `loadgen`. Only a confirmed sustained peak may be picked.
+
+`advice.json` keeps what each stage found; `--resume` finishes what an interrupted run left.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from toolkit.errors import BadInputError
+from toolkit.recipes import FP32, ONNX_RECIPES, QualityRule
+from toolkit.results import Record, read_results, read_samples
+from toolkit.search import Config, Limits, Outcome, Space, Tried, configurations, run_search
+from toolkit.timing import Budget
+
+SIZES = (1, 2, 4, 8, 16)  # the call sizes timed: what a batcher of up to 16 sends
+# Each trial series: enough calls for a tail (the queueing model draws from them), kept short
+TRIAL_BUDGET = Budget(warmup=5, min_iterations=100, min_seconds=0.2, max_seconds=2.0, blocks=3)
+DEFAULT_RECIPES = (FP32, "int8-dynamic", "int8-static")
+DELAYS_MS = (0.1, 0.5, 1.0)  # batching delays tried (those under half the bound)
+TRIALS = 150  # configurations the search evaluates at most
+CONFIRM_BEST = 2  # the front's best configurations confirmed under LoadGen
+# A Python server's serial costs (`toolkit.queueing`), seconds a query and a call, by how the
+# option is served, fitted to `loadgen` peaks of fast models (calls of 6-30 us) on this
+# project's 2-core machine on 2026-12-02: the unbatched peak is 1 / (query + call), the peak
+# batching up to 8 is 1 / (query + call / 8). ONNX Runtime per-worker threads (a 64-64-10
+# MLP, three runs): 12.6k and 30.5k q/s, so 26 us and 53 us. Worker processes (torch/digits-mlp
+# served by ONNX Runtime in processes, two runs): 7.7k and 22.4k, so 31 us and 99 us (the
+# pipes both ways).
+SERIAL_S = {"threads": (26e-6, 53e-6), "processes": (31e-6, 99e-6)}
+CONFIRM_TIMEOUT_S = (60.0, 600.0)  # each confirmation's timeout: its share of the budget, within
+RUNS_PER_SEARCH = 14  # LoadGen runs a sustained-peak search takes, about
+MIN_CONFIRM_QUERIES = 512  # a run's least queries (LoadGen's early stopping needs 459 to pass)
+
+
+@dataclass(frozen=True)
+class Request:
+    """What `advise` was asked, kept in advice.json (so --resume asks nothing again)."""
+
+    target: str
+    p99_ms: float
+    max_quality_drop: str = "1%"
+    memory_mb: float | None = None
+    price: float | None = None  # USD per hour of a machine like this one
+    target_qps: float | None = None
+    budget_s: float = 1200.0
+    threads: tuple[int, ...] = ()  # per worker (default: 1 and every core)
+    recipes: tuple[str, ...] = DEFAULT_RECIPES
+    shapes: tuple[str, ...] = ()
+    input_data: str | None = None
+    cores: int = 0  # the cores a configuration may use (default: the physical cores)
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if not (self.p99_ms > 0 and math.isfinite(self.p99_ms)):
+            raise BadInputError(f"--p99-ms {self.p99_ms:g}: give a bound in ms > 0, e.g. 5")
+        for flag, value in (("--memory-mb", self.memory_mb), ("--price", self.price),
+                            ("--target-qps", self.target_qps)):
+            if value is not None and not (value > 0 and math.isfinite(value)):
+                raise BadInputError(f"{flag} {value:g}: give a number > 0")
+        if not self.budget_s > 0:
+            raise BadInputError(f"--budget {self.budget_s:g} s: give a duration such as 20m")
+        QualityRule.parse(self.max_quality_drop)  # a bad rule ends here, in one line
+        unknown = [r for r in self.recipes if r != FP32 and r not in ONNX_RECIPES]
+        if unknown:
+            raise BadInputError(f"--recipes {','.join(unknown)}: advise tries fp32 and the "
+                                f"ONNX recipes ({', '.join(ONNX_RECIPES)})")
+        if any(t < 1 for t in self.threads):
+            raise BadInputError("--threads: give whole numbers >= 1, e.g. 1,2")
+
+    @property
+    def rule(self) -> QualityRule:
+        return QualityRule.parse(self.max_quality_drop)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**dataclasses.asdict(self), "threads": list(self.threads),
+                "recipes": list(self.recipes), "shapes": list(self.shapes)}
+
+    @classmethod
+    def from_dict(cls, raw: Mapping[str, Any]) -> Request:
+        values = dict(raw)
+        for name in ("threads", "recipes", "shapes"):
+            values[name] = tuple(values.get(name) or ())
+        return cls(**values)
+
+
+@dataclass
+class Trials:
+    """What the trials measured, by option (`onnxruntime fp32`, `native_torch fp32`, ...)."""
+
+    workload: str = ""
+    service_s: dict[tuple[str, int], dict[int, list[float]]] = field(default_factory=dict)
+    memory_mb: dict[tuple[str, int], float] = field(default_factory=dict)
+    quality_drop: dict[str, float] = field(default_factory=dict)
+    refused: dict[str, str] = field(default_factory=dict)  # option -> why it cannot serve
+    cases: dict[str, tuple[str, str]] = field(default_factory=dict)  # option -> runner, recipe
+
+    @property
+    def options(self) -> tuple[str, ...]:
+        timed = {option for option, _ in self.service_s}
+        return tuple(sorted(timed, key=lambda o: (not o.startswith("onnxruntime fp32"), o)))
+
+    def digest(self) -> str:
+        """What the search's outcomes rest on, in a few characters: a resumed study must rest
+        on the same measurements."""
+        medians = {f"{o}@{t}": {b: sorted(v)[len(v) // 2] for b, v in sizes.items()}
+                   for (o, t), sizes in sorted(self.service_s.items())}
+        text = json.dumps([medians, self.quality_drop, self.refused], sort_keys=True)
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def option_name(runner: str, recipe: str) -> str:
+    return f"{runner} {recipe}"
+
+
+def read_trials(folders: Mapping[int, Path], serving_call: Mapping[str, str],
+                native_of: Callable[[str], str | None]) -> Trials:
+    """The trials' records, as service times (seconds a call, by size) per option and threads
+    per worker; each recipe's accuracy verdict; why an option could not be timed."""
+    found = Trials()
+    for threads, folder in sorted(folders.items()):
+        path = folder / "results.json"
+        _, records = read_results(path)
+        samples = read_samples(path)
+        for index, record in enumerate(records):
+            runner = ("onnxruntime" if record.runtime == "onnxruntime"
+                      else native_of(record.framework))
+            if runner is None:
+                continue
+            found.workload = found.workload or record.workload_key
+            option = option_name(runner, record.recipe)
+            if record.phase == "parity" and record.recipe != FP32 and record.parity:
+                _judge(found, option, record)
+            if record.phase != "infer" or record.variant != serving_call.get(runner):
+                continue
+            found.cases[option] = (runner, record.recipe)
+            if not record.ok or record.stats is None:
+                found.refused.setdefault(option, record.reason or f"not timed ({record.status})")
+                continue
+            times = samples.get(str(index))
+            seconds = ([float(v) / 1e3 for v in times] if times is not None
+                       else [record.stats.p50_ms / 1e3])
+            found.service_s.setdefault((option, threads), {})[record.batch_size or 1] = seconds
+            if record.peak_rss_mb:
+                key = (option, threads)
+                found.memory_mb[key] = max(found.memory_mb.get(key, 0.0), record.peak_rss_mb)
+    for option in found.options:
+        found.refused.pop(option, None)  # timed at one thread count at least
+    return found
+
+
+def _judge(found: Trials, option: str, record: Record) -> None:
+    parity = record.parity
+    assert parity is not None
+    if parity.native_quality is not None and parity.quality is not None:
+        drop = max(0.0, parity.native_quality - parity.quality)
+    elif parity.label_agreement is not None:
+        drop = 1.0 - parity.label_agreement
+    else:
+        drop = 0.0
+    found.quality_drop[option] = drop
+    if parity.verdict != "pass":
+        why = f": {parity.why}" if parity.why else ""
+        found.refused[option] = (f"{record.recipe}'s accuracy check says {parity.verdict} "
+                                 f"under --max-quality-drop{why}")
+
+
+def space(trials: Trials, request: Request, cores: int, optimization: str) -> Space:
+    """Every configuration of the options the trials timed, within the machine's cores."""
+    threads = tuple(sorted({t for _, t in trials.service_s}))
+    return Space(options=trials.options, threads=threads,
+                 workers=tuple(range(1, cores + 1)),
+                 max_batch=(1, *(b for b in SIZES if b > 1)),
+                 max_delay_ms=tuple(d for d in DELAYS_MS if d < request.p99_ms / 2) or (0.0,),
+                 session={"graph_optimization": (optimization,)}, cores=cores)
+
+
+def evaluator(trials: Trials, request: Request, cores: int) -> Callable[[Config], Outcome]:
+    """A configuration's rate within the bound, from its measured service times fed to the
+    queueing model; its accuracy given up; its memory (the sum over its workers)."""
+    from toolkit.queueing import Path as ServingPath
+    from toolkit.queueing import peak
+
+    def evaluate(config: Config) -> Outcome:
+        drop = trials.quality_drop.get(config.option, 0.0)
+        refused = trials.refused.get(config.option)
+        service = trials.service_s.get((config.option, config.threads))
+        if refused or not service:
+            return Outcome(0.0, None, drop, None,
+                           refused or f"not timed at {config.threads} threads a worker")
+        query_s, call_s = SERIAL_S["threads" if config.ort else "processes"]
+        path = ServingPath(service_s=service, workers=config.workers,
+                           max_batch=config.max_batch,
+                           max_delay_s=(config.max_delay_ms or 0.0) / 1e3,
+                           threads_per_worker=config.threads, cores=cores,
+                           overhead_s=query_s, call_overhead_s=call_s)
+        rate, p99 = peak(path, request.p99_ms / 1e3, seed=request.seed)
+        memory = trials.memory_mb.get((config.option, config.threads))
+        return Outcome(round(rate, 1), p99 * 1e3 if math.isfinite(p99) else None, drop,
+                       memory * config.workers if memory else None)
+
+    return evaluate
+
+
+def defaults(trials: Trials, request: Request, cores: int, optimization: str) -> list[Config]:
+    """What `loadgen` serves with no flags, of the fp32 ONNX Runtime option (else the native
+    one): a worker per core of one thread each, without batching and with batching up to 8
+    within a tenth of the bound."""
+    option = next((o for o in trials.options if o == "onnxruntime fp32"),
+                  next((o for o in trials.options if o.endswith(" fp32")), None))
+    if option is None:
+        return []
+    session = (("graph_optimization", optimization),) if option.startswith("onnxruntime") else ()
+    return [Config(option, 1, cores, 1, None, session),
+            Config(option, 1, cores, 8, request.p99_ms / 10, session)]
+
+
+@dataclass(frozen=True)
+class Confirmed:
+    """A configuration under LoadGen: its sustained peak (or why it has none)."""
+
+    config: Config
+    role: str  # "searched" (on the front) or "default"
+    folder: str
+    peak_qps: float | None
+    kind: str  # the peak search's kind: only "sustained" may be picked
+    p99_ms: float | None
+    p99_spread_ms: tuple[float, ...] = ()
+    failed_below_qps: tuple[float, ...] = ()
+    why_not: str | None = None  # no peak: the run's reason
+    predicted: Outcome | None = None
+
+    @property
+    def sustained(self) -> bool:
+        return self.kind == "sustained" and self.peak_qps is not None
+
+    def to_dict(self) -> dict[str, Any]:
+        data = dataclasses.asdict(self)
+        data["config"] = self.config.to_dict()
+        data["predicted"] = self.predicted.__dict__ if self.predicted else None
+        return data
+
+    @classmethod
+    def from_record(cls, config: Config, role: str, folder: Path, record: Record | None,
+                    predicted: Outcome | None) -> Confirmed:
+        if record is None:
+            return cls(config, role, str(folder), None, "none", None,
+                       why_not="the confirmation made no record", predicted=predicted)
+        info = record.info
+        spread = tuple(v for v in info.get("confirming_p99_ms") or () if v is not None)
+        reason = None if record.ok else (record.reason or record.status)
+        if record.ok and info.get("peak_qps") is None:
+            reason = info.get("reason") or "no rate was within the bound"
+        return cls(config, role, str(folder), info.get("peak_qps"),
+                   str(info.get("peak_kind", "none")), (info.get("latency_ms") or {}).get("p99"),
+                   spread, tuple(info.get("failed_below_qps") or ()), reason, predicted)
+
+
+def candidates(tried: Sequence[Tried], default: Sequence[Config], best: int = CONFIRM_BEST
+               ) -> list[tuple[Config, str]]:
+    """What is confirmed: the front's `best` fastest, then the defaults not among them."""
+    chosen = [(t.config, "searched") for t in tried if t.why_lost is None][:best]
+    seen = {c for c, _ in chosen}
+    return chosen + [(c, "default") for c in default if c not in seen]
+
+
+def pick(confirmed: Sequence[Confirmed], limits: Limits) -> Confirmed | None:
+    """The confirmed configuration with the highest sustained peak within the limits; None when
+    no configuration was confirmed (nothing unconfirmed is ever recommended)."""
+    allowed = [c for c in confirmed if c.sustained and (
+        c.predicted is None or limits.breaks(dataclasses.replace(
+            c.predicted, rate=c.peak_qps or 0.0)) is None)]
+    return max(allowed, key=lambda c: c.peak_qps or 0.0, default=None)
+
+
+def best_default(confirmed: Sequence[Confirmed]) -> Confirmed | None:
+    """The best of the defaults confirmed (a default the search also put forward counts)."""
+    held = [c for c in confirmed if c.sustained and c.role == "default"]
+    return max(held, key=lambda c: c.peak_qps or 0.0, default=None)
+
+
+def search(trials: Trials, request: Request, limits: Limits, cores: int, optimization: str,
+           storage: Path, deadline: float | None,
+           progress: Callable[[int, Config, Outcome], None] | None = None) -> list[Tried]:
+    """The search over the trials (its study in `storage`, so a resumed run continues it)."""
+    chosen = space(trials, request, cores, optimization)
+    every = configurations(chosen)
+    context = {"target": request.target, "p99_ms": request.p99_ms, "cores": cores,
+               "trials": trials.digest()}
+    return run_search(chosen, evaluator(trials, request, cores), limits,
+                      trials=min(TRIALS, len(every)), storage=f"sqlite:///{storage}",
+                      seed=request.seed, deadline=deadline, context=context, progress=progress)
+
+
+def machines(need_qps: float | None, peak_qps: float | None) -> int | None:
+    if not need_qps or not peak_qps:
+        return None
+    return math.ceil(need_qps / peak_qps)
+
+
+def usd_per_million(price: float | None, peak_qps: float | None) -> float | None:
+    if not price or not peak_qps:
+        return None
+    return price / (peak_qps * 3600) * 1e6
+
+
+def confirm_queries(rate: float, timeout_s: float) -> int:
+    """Each confirming LoadGen run's queries: 2,048 (as `loadgen`), fewer for a slow model so
+    that about RUNS_PER_SEARCH runs near its predicted rate fit in its timeout, never under
+    MIN_CONFIRM_QUERIES."""
+    from toolkit.scenarios import SERVER_QUERIES
+
+    if rate <= 0:
+        return SERVER_QUERIES
+    fits = int(rate * timeout_s / (1.5 * RUNS_PER_SEARCH))
+    return max(MIN_CONFIRM_QUERIES, min(SERVER_QUERIES, fits))
+
+
+def elapsed_budget(started: float, budget_s: float) -> float:
+    """Seconds of the budget left (never below zero)."""
+    return max(0.0, budget_s - (time.monotonic() - started))
+
+
+@dataclass
+class Advice:
+    """What one `advise` run found (advice.json)."""
+
+    request: Request
+    workload: str
+    cores: int
+    optimization: str
+    trials: Trials
+    tried: list[Tried]
+    confirmed: list[Confirmed]
+    folder: Path
+    budget_used_s: float = 0.0
+
+    @property
+    def limits(self) -> Limits:
+        return limits_of(self.request)
+
+    @property
+    def pick(self) -> Confirmed | None:
+        return pick(self.confirmed, self.limits)
+
+    @property
+    def default(self) -> Confirmed | None:
+        return best_default(self.confirmed)
+
+    def to_dict(self) -> dict[str, Any]:
+        chosen, default = self.pick, self.default
+        return {
+            "request": self.request.to_dict(), "workload": self.workload, "cores": self.cores,
+            "optimization": self.optimization, "budget_used_s": round(self.budget_used_s, 1),
+            "trials": {"options": list(self.trials.options),
+                       "refused": self.trials.refused,
+                       "quality_drop": self.trials.quality_drop,
+                       "service_p50_ms": {
+                           f"{o} x{t}": {str(b): round(sorted(v)[len(v) // 2] * 1e3, 4)
+                                         for b, v in sorted(sizes.items())}
+                           for (o, t), sizes in sorted(self.trials.service_s.items())}},
+            "tried": [{"config": t.config.to_dict(), "outcome": t.outcome.__dict__,
+                       "why_lost": t.why_lost} for t in self.tried],
+            "confirmed": [c.to_dict() for c in self.confirmed],
+            "pick": chosen.to_dict() if chosen else None,
+            "default": default.to_dict() if default else None,
+            "machines": machines(self.request.target_qps, chosen.peak_qps if chosen else None),
+            "usd_per_million": usd_per_million(self.request.price,
+                                               chosen.peak_qps if chosen else None),
+        }
+
+
+REQUEST_FILE = "advise-request.json"  # what was asked, and where it ran: what --resume reads
+
+
+def save_request(folder: Path, request: Request, cluster: Mapping[str, Any] | None) -> None:
+    (folder / REQUEST_FILE).write_text(json.dumps(
+        {"request": request.to_dict(), "cluster": dict(cluster) if cluster else None},
+        indent=1) + "\n", encoding="utf-8")
+
+
+def load_request(folder: Path) -> tuple[Request, dict[str, Any] | None]:
+    """What an advise run in `folder` was asked, and its cluster; BadInputError naming the file
+    where there is none or it is damaged."""
+    path = folder / REQUEST_FILE
+    if not path.is_file():
+        raise BadInputError(f"--resume {folder}: no {REQUEST_FILE} there; give the folder of "
+                            "an advise run")
+    try:
+        stored = json.loads(path.read_text(encoding="utf-8"))
+        return Request.from_dict(stored["request"]), stored.get("cluster")
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise BadInputError(f"{path}: not what advise writes ({exc}); start a new advise "
+                            "run") from None
+
+
+def limits_of(request: Request) -> Limits:
+    """The accuracy limit is each recipe's verdict under the rule (a recipe that fails it is
+    refused with why); the memory limit, the sum over a configuration's workers."""
+    return Limits(max_quality_drop=1.0, memory_mb=request.memory_mb)
+
+
+Progress = Callable[[int, int, str], None]
+
+
+@dataclass(frozen=True)
+class Runner:
+    """How `advise` runs a plan into a folder, or finishes one cut short there: the CLI's
+    executor with its progress bar and backend. `run(plan, folder)` returns whether the plan
+    finished (False: interrupted)."""
+
+    start: Callable[[Any, Path], bool]
+    resume: Callable[[Path, str], bool]
+
+
+def _finished(folder: Path) -> bool | None:
+    """None: never started there; True: finished; False: started and cut short."""
+    path = folder / "results.json"
+    if not path.is_file():
+        return None
+    run, _ = read_results(path)
+    return bool(run.get("finished")) and not run.get("interrupted")
+
+
+def _stage(runner: Runner, folder: Path, command: str, plan: Callable[[], Any]) -> bool:
+    state = _finished(folder)
+    if state is True:
+        return True
+    if state is False:
+        return runner.resume(folder, command)
+    return runner.start(plan(), folder)
+
+
+def resolve(request: Request, trust_pickle: bool = False) -> Any:
+    """The model file's request (a ModelRequest), or None for a built-in workload; a target
+    that is neither, or names several workloads, ends in BadInputError."""
+    from toolkit import workloads
+    from toolkit.plans.loadgen import loadgen_request
+
+    model = loadgen_request(request.target, request.shapes,
+                            Path(request.input_data) if request.input_data else None,
+                            trust_pickle)
+    if model is None:
+        chosen = workloads.select([request.target], None)
+        if len(chosen) != 1:
+            raise BadInputError(f"{request.target}: names {len(chosen)} workloads; advise one: "
+                                f"{', '.join(w.key for w in chosen)}")
+    return model
+
+
+def advise(request: Request, out_dir: Path, runner: Runner, *, trust_pickle: bool = False,
+           say: Callable[[str], None] = lambda line: None) -> Advice | None:
+    """The three stages into `out_dir` (each skipped where it finished before: --resume); None
+    when one was interrupted (what finished is kept)."""
+    from toolkit.plans.advise import confirm_plan, serving_variant, trial_plan, trial_sources
+    from toolkit.plans.model import bench_suite
+    from toolkit.runners import NATIVE
+    from toolkit.scenarios import ScenarioSettings, loadgen_missing
+    from toolkit.steps.scenario import SERVING_CALL
+    from toolkit.suite import Case, Suite, build_suite, default_threads
+
+    started = time.monotonic()
+    missing = loadgen_missing()
+    if missing:
+        raise BadInputError(missing)
+    cores = request.cores or default_threads()
+    thread_counts = request.threads or tuple(sorted({1, cores}))
+    model = resolve(request, trust_pickle)
+    folders = {t: out_dir / "trials" / f"t{t}" for t in thread_counts}
+
+    def trial_suite(threads: int) -> Suite:
+        if model is not None:
+            suite = bench_suite(providers=["cpu"], batch_sizes=SIZES, threads=threads,
+                                rounds=1, recipes=list(request.recipes),
+                                max_quality_drop=request.max_quality_drop)
+        else:
+            suite = build_suite("quick", workloads=[request.target], providers=["cpu"],
+                                batch_sizes=SIZES, threads=threads, rounds=1,
+                                recipes=list(request.recipes),
+                                max_quality_drop=request.max_quality_drop)
+        return dataclasses.replace(suite, scenarios=(), budget=TRIAL_BUDGET)
+
+    command = "bench" if model is not None else "run"
+    for threads, folder in folders.items():
+        say(f"trials: every option and recipe timed at {', '.join(map(str, SIZES))} rows, "
+            f"{threads} thread{'s' * (threads > 1)} a worker ({folder})")
+        if not _stage(runner, folder, command,
+                      lambda t=threads, f=folder: trial_plan(request.target, model,
+                                                             trial_suite(t), f)):
+            return None
+    trials = read_trials(folders, SERVING_CALL,
+                         lambda framework: NATIVE.get(framework))
+    optimization = trial_suite(thread_counts[0]).optimization
+    if not trials.options:
+        why = "; ".join(f"{o}: {w}" for o, w in trials.refused.items()) or "no option was timed"
+        raise BadInputError(f"{request.target}: no option could be timed ({why})")
+    say(f"search: {len(trials.options)} options, the rate within p99 <= {request.p99_ms:g} ms "
+        "of each configuration from its service times (a queueing model)")
+    limits = limits_of(request)
+    tried = search(trials, request, limits, cores, optimization, out_dir / "search.sqlite",
+                   None)
+    chosen = candidates(tried, defaults(trials, request, cores, optimization))
+    predicted = {t.config: t.outcome for t in tried}
+    evaluate = evaluator(trials, request, cores)
+    confirmed: list[Confirmed] = []
+    for index, (config, role) in enumerate(chosen):
+        left = len(chosen) - index
+        timeout = min(max(elapsed_budget(started, request.budget_s) / left,
+                          CONFIRM_TIMEOUT_S[0]), CONFIRM_TIMEOUT_S[1])
+        runner_name, recipe = trials.cases[config.option]
+        folder = out_dir / "confirm" / f"{index + 1:02d}-{role}"
+        run, records = read_results(folders[config.threads] / "results.json")
+        sources = trial_sources(run, records, folders[config.threads], trials.workload, recipe)
+        batching = config.max_batch > 1
+        guess = predicted.get(config) or evaluate(config)
+        settings = ScenarioSettings(
+            scenario="server", p99_ms=request.p99_ms, workers=config.workers,
+            batch_sizes=(config.max_batch,) if batching else (),
+            max_delay_ms=config.max_delay_ms if batching else None,
+            queries=confirm_queries(guess.rate, timeout))
+        suite = dataclasses.replace(
+            Suite.from_dict(run["suite"]), threads=config.workers * config.threads,
+            timeout_s=timeout, scenarios=(settings,), rounds=1)
+        case = Case(trials.workload, runner_name, "cpu", recipe)
+        say(f"confirming under LoadGen ({role}): {config.label()} ({folder})")
+        if not _stage(runner, folder, "advise-confirm",
+                      lambda c=case, s=settings, src=sources, st=suite, n=folder.name, b=config:
+                      confirm_plan(c, serving_variant(c.runtime, b.max_batch), s, src, st, n)):
+            return None
+        _, made = read_results(folder / "results.json")
+        record = next((r for r in made if r.phase == "scenario"), None)
+        confirmed.append(Confirmed.from_record(config, role, folder, record, guess))
+    advice = Advice(request, trials.workload, cores, optimization, trials, tried, confirmed,
+                    out_dir, time.monotonic() - started)
+    return advice
+
+
+def write_advice(advice: Advice) -> Path:
+    path = advice.folder / "advice.json"
+    path.write_text(json.dumps(advice.to_dict(), indent=1, default=str) + "\n",
+                    encoding="utf-8")
+    return path

@@ -1,0 +1,85 @@
+"""`advise`'s planners: its trials (a built-in workload's or a model file's cases timed at the
+batch sizes a serving path sends, with their recipes) and its confirmations (one configuration
+under LoadGen Server, from the trials' files). Both run on the one executor, so a trial or a
+confirmation that was cut short resumes like any other run.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from toolkit.errors import BadInputError
+from toolkit.plans.base import Plan
+from toolkit.plans.model import ModelRequest, plan_model
+from toolkit.plans.run import plan_suite
+from toolkit.plans.steps import Scenario, Sources, build_label, derive_label
+from toolkit.results import Record
+from toolkit.scenarios import BATCHING, ScenarioSettings
+from toolkit.suite import Case, Suite
+
+
+def trial_plan(target: str, request: ModelRequest | None, suite: Suite, out_dir: Path) -> Plan:
+    """The trials at one thread count: `run`'s plan of a built-in workload, or `bench`'s of a
+    model file (their commands, so each resumes as they do)."""
+    if request is not None:
+        return plan_model(request, suite, out_dir)
+    return plan_suite(suite)
+
+
+def serving_variant(runtime: str, max_batch: int) -> str:
+    """How `advise` serves an option: ONNX Runtime from worker threads with a session each (it
+    releases the GIL), a native runtime from worker processes (it holds it)."""
+    pool = "per-worker" if runtime == "onnxruntime" else "processes"
+    return pool + (BATCHING if max_batch > 1 else "")
+
+
+def confirm_plan(case: Case, variant: str, settings: ScenarioSettings, sources: Sources,
+                 suite: Suite, name: str) -> Plan:
+    """One configuration under LoadGen: a Scenario step reading the trials' files."""
+    step = Scenario(case, variant, settings, None, sources)
+    run = {"command": "advise-confirm", "suite": suite.to_dict(), "name": name,
+           "case": dataclasses.asdict(case), "variant": variant,
+           "settings": settings.to_dict(), "sources": _sources_dict(sources)}
+    return Plan(suite, [step], run)
+
+
+def replan_confirm(stored: Mapping[str, Any], suite: Suite, out_dir: Path,
+                   trust_pickle: bool) -> Plan:
+    """A confirmation's plan, made again from its results.json."""
+    try:
+        case = Case(**stored["case"])
+        settings = ScenarioSettings.from_dict(stored["settings"])
+        sources = Sources(**stored["sources"])
+        return confirm_plan(case, str(stored["variant"]), settings, sources, suite,
+                            str(stored["name"]))
+    except (KeyError, TypeError, ValueError) as exc:
+        raise BadInputError(f"--resume {out_dir}: its confirmation is not stored as advise "
+                            f"writes it ({exc})") from None
+
+
+def _sources_dict(sources: Sources) -> dict[str, Any]:
+    return {"native": sources.native, "onnx": sources.onnx, "inputs": sources.inputs,
+            "reference": dict(sources.reference) if sources.reference else None,
+            "calibration": sources.calibration}
+
+
+def trial_sources(run: Mapping[str, Any], records: Sequence[Record], folder: Path,
+                  workload: str, recipe: str) -> Sources:
+    """The files a confirmation of `recipe` reads: the build's (or the ONNX file given), then
+    the recipe's own file where it has one."""
+    given = None
+    request = run.get("request")
+    if request and str(request.get("path", "")).lower().endswith(".onnx"):
+        calibration = folder / "calibration.npz"
+        given = Sources(onnx=str(Path(request["path"]).resolve()),
+                        inputs=str(folder / "inputs.npz"),
+                        calibration=str(calibration) if calibration.is_file() else None)
+    sources = Sources.from_records([r for r in records if r.step == build_label(workload)],
+                                   given)
+    if recipe != "fp32":
+        made = [r for r in records if r.step == derive_label(workload, recipe)]
+        sources = Sources.from_records(made, sources)
+    return sources

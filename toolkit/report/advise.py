@@ -1,0 +1,292 @@
+"""`advise`'s answer in words, as the terminal, advice.md and advice.html show it: the one-line
+recommendation, the confirmations side by side, why the others lost, the Pareto chart, and the
+chosen configuration as code and TOML to paste."""
+
+from __future__ import annotations
+
+import html
+import json
+from collections import Counter
+from collections.abc import Sequence
+from typing import Any
+
+from toolkit.advise import Advice, Confirmed, machines, usd_per_million
+from toolkit.search import Config
+
+SHOWN_LOST = 12  # configurations listed with why they lost (the counts cover them all)
+
+
+def _qps(value: float | None) -> str:
+    if value is None:
+        return "-"
+    return f"{value / 1e3:.3g}k q/s" if value >= 1e3 else f"{value:.3g} q/s"
+
+
+def _ms(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3g} ms"
+
+
+def _runs(c: Confirmed) -> str:
+    return f"confirmed {len(c.p99_spread_ms)}/{len(c.p99_spread_ms)}" if c.p99_spread_ms else \
+        "confirmed"
+
+
+def headline(advice: Advice) -> str:
+    """The recommendation in one line, or why there is none."""
+    chosen, request = advice.pick, advice.request
+    if chosen is None:
+        why = "; ".join(f"{c.config.label()}: {c.why_not or c.kind}" for c in advice.confirmed)
+        return (f"no configuration of {request.target} was confirmed within p99 <= "
+                f"{request.p99_ms:g} ms under LoadGen, so none is recommended"
+                + (f" ({why})" if why else ""))
+    drop = chosen.predicted.quality_drop if chosen.predicted else 0.0
+    line = (f"serve {request.target} as {chosen.config.label()}: {_qps(chosen.peak_qps)} per "
+            f"machine at p99 {_ms(chosen.p99_ms)} (VALID, {_runs(chosen)})"
+            + (f", accuracy -{drop:.3g}" if drop else ", accuracy as fp32"))
+    need = machines(request.target_qps, chosen.peak_qps)
+    if need:
+        line += f"; {need} machine{'s' * (need > 1)} like this for {_qps(request.target_qps)}"
+    cost = usd_per_million(request.price, chosen.peak_qps)
+    if cost is not None:
+        line += f"; ${cost:.4g} per million at ${request.price:g}/h"
+    default = advice.default
+    if default is not None and default is not chosen:
+        line += (f" (best default, {default.config.label()}: {_qps(default.peak_qps)}, "
+                 f"{chosen.peak_qps / default.peak_qps:.2f}x)") if default.peak_qps else ""
+    elif default is chosen:
+        line += " (a default: the search found nothing faster that held)"
+    return line
+
+
+def confirmation_rows(advice: Advice) -> tuple[tuple[str, ...], list[tuple[str, ...]]]:
+    columns = ("configuration", "put forward as", "predicted", "sustained peak under LoadGen",
+               "p99 there", "verdict")
+    rows = []
+    for c in advice.confirmed:
+        peak = _qps(c.peak_qps) if c.peak_qps is not None else "none valid"
+        if c.peak_qps is not None and not c.sustained:
+            peak += f" ({c.kind}: not picked)"
+        if c.failed_below_qps:
+            peak += f" (failed at {_qps(min(c.failed_below_qps))})"
+        verdict = ("picked" if c is advice.pick else
+                   c.why_not or ("held" if c.sustained else "not sustained"))
+        rows.append((c.config.label(), "the search" if c.role == "searched" else "a default",
+                     _qps(c.predicted.rate if c.predicted else None), peak, _ms(c.p99_ms),
+                     verdict))
+    return columns, rows
+
+
+def lost_lines(advice: Advice) -> list[str]:
+    """Why the configurations the search tried lost, counted, and the best few of each kind."""
+    kinds: Counter[str] = Counter()
+    for t in advice.tried:
+        kinds[_kind(t.why_lost)] += 1
+    lines = [f"the search tried {len(advice.tried)} configurations (the model's prediction, "
+             f"not a measurement): " + ", ".join(f"{n} {k}" for k, n in kinds.most_common())]
+    for t in [t for t in advice.tried if t.why_lost][:SHOWN_LOST]:
+        lines.append(f"{t.config.label()}: {_qps(t.outcome.rate)} predicted; {t.why_lost}")
+    refused = advice.trials.refused
+    lines += [f"{option}: not tried ({why})" for option, why in refused.items()
+              if option not in advice.trials.options]
+    return lines
+
+
+def _kind(why: str | None) -> str:
+    if why is None:
+        return "on the front"
+    if why.startswith("dominated"):
+        return "dominated"
+    if "accuracy" in why:
+        return "over the accuracy limit"
+    if "MB" in why:
+        return "over the memory limit"
+    if "bound" in why:
+        return "never within the bound"
+    return "could not serve"
+
+
+def session_code(config: Config, threads: int) -> str:
+    """The configuration as code: ONNX Runtime's SessionOptions, or the native call."""
+    session = dict(config.session)
+    if config.option.startswith("onnxruntime"):
+        level = {"all": "ORT_ENABLE_ALL", "extended": "ORT_ENABLE_EXTENDED",
+                 "basic": "ORT_ENABLE_BASIC", "disable": "ORT_DISABLE_ALL"}[
+            str(session.get("graph_optimization", "all"))]
+        spin = "1" if session.get("spinning") else "0"
+        return "\n".join((
+            "import onnxruntime as ort",
+            "",
+            "options = ort.SessionOptions()",
+            f"options.intra_op_num_threads = {threads}",
+            "options.inter_op_num_threads = 1",
+            f"options.graph_optimization_level = ort.GraphOptimizationLevel.{level}",
+            f'options.add_session_config_entry("session.intra_op.allow_spinning", "{spin}")',
+            f"# one session per worker: {config.workers} worker thread"
+            f"{'s' * (config.workers > 1)}, each with its own",
+            'session = ort.InferenceSession("model.onnx", options, '
+            'providers=["CPUExecutionProvider"])'))
+    runner = config.option.split()[0]
+    if runner == "native_torch":
+        return "\n".join((
+            "import torch",
+            "",
+            f"torch.set_num_threads({threads})",
+            f"# {config.workers} worker process{'es' * (config.workers > 1)}, each:",
+            "with torch.inference_mode():",
+            "    out = model(batch)"))
+    return (f"# {runner}: {config.workers} worker process{'es' * (config.workers > 1)} of "
+            f"{threads} thread{'s' * (threads > 1)} each (OMP_NUM_THREADS={threads})")
+
+
+def suite_toml(advice: Advice, config: Config) -> str:
+    """The configuration as a suite file `deploybench run --suite` takes (a built-in workload;
+    for a model file, the loadgen command line says the same)."""
+    request = advice.request
+    recipe = config.option.split()[-1]
+    lines = ["# deploybench run --suite advice.toml",
+             'name = "advice"',
+             f'workloads = ["{advice.workload}"]',
+             'providers = ["cpu"]',
+             f"threads = {config.workers * config.threads}",
+             f'optimization = "{dict(config.session).get("graph_optimization", "all")}"',
+             f"recipes = {json.dumps(['fp32'] + ([recipe] if recipe != 'fp32' else []))}",
+             f'max_quality_drop = "{request.max_quality_drop}"',
+             "",
+             "[scenarios.server]",
+             f"p99_ms = {request.p99_ms:g}",
+             f"workers = {config.workers}"]
+    if config.max_batch > 1:
+        lines += [f"batch_sizes = [{config.max_batch}]",
+                  f"max_delay_ms = {config.max_delay_ms:g}"]
+    if recipe != "fp32":
+        lines.insert(1, f"# run's LoadGen scenarios serve the fp32 file; the {recipe} file is "
+                     "timed and judged beside it")
+    return "\n".join(lines) + "\n"
+
+
+def loadgen_command(advice: Advice, config: Config) -> str:
+    parts = ["deploybench loadgen", advice.request.target, "--scenario server",
+             f"--p99-ms {advice.request.p99_ms:g}", "--providers cpu",
+             f"--workers {config.workers}", f"--threads {config.workers * config.threads}"]
+    if config.max_batch > 1:
+        parts += [f"--batch-sizes {config.max_batch}", f"--max-delay-ms {config.max_delay_ms:g}"]
+    return " ".join(parts)
+
+
+def chart_svg(advice: Advice, width: int = 640, height: int = 360) -> str:
+    """The Pareto chart: each configuration tried, its predicted rate against its p99, by
+    recipe; within the limits filled, beyond them hollow; the confirmed ringed, at their
+    LoadGen peak."""
+    points = [(t.outcome.rate, t.outcome.p99_ms, t.config.option.split()[-1], t.why_lost)
+              for t in advice.tried if t.outcome.rate > 0 and t.outcome.p99_ms is not None]
+    if not points:
+        return "<p>No configuration had a rate within the bound to chart.</p>"
+    top = max(max(p[0] for p in points),
+              max((c.peak_qps or 0.0) for c in advice.confirmed)) * 1.05
+    bound = advice.request.p99_ms
+    left, bottom, right, upper = 60, height - 40, width - 20, 20
+    colours = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e"]
+    recipes = sorted({p[2] for p in points})
+
+    def x(rate: float) -> float:
+        return left + (right - left) * rate / top
+
+    def y(p99: float) -> float:
+        return bottom - (bottom - upper) * min(p99, bound) / bound
+
+    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+             'font-family="sans-serif" font-size="11">',
+             f'<line x1="{left}" y1="{bottom}" x2="{right}" y2="{bottom}" stroke="#333"/>',
+             f'<line x1="{left}" y1="{upper}" x2="{left}" y2="{bottom}" stroke="#333"/>',
+             f'<text x="{(left + right) / 2}" y="{height - 8}" text-anchor="middle">rate within '
+             f'the bound (q/s; up to {top:,.0f})</text>',
+             f'<text x="14" y="{(upper + bottom) / 2}" transform="rotate(-90 14 '
+             f'{(upper + bottom) / 2})" text-anchor="middle">p99 there (ms; top: {bound:g})'
+             '</text>']
+    for rate, p99, recipe, why in points:
+        colour = colours[recipes.index(recipe) % len(colours)]
+        fill = colour if why is None or why.startswith("dominated") else "none"
+        parts.append(f'<circle cx="{x(rate):.1f}" cy="{y(p99):.1f}" r="3" fill="{fill}" '
+                     f'stroke="{colour}"><title>{html.escape(recipe)} {rate:,.0f} q/s, p99 '
+                     f'{p99:.3g} ms{"; " + html.escape(why) if why else ""}</title></circle>')
+    for c in advice.confirmed:
+        if c.peak_qps is None or c.p99_ms is None:
+            continue
+        parts.append(f'<circle cx="{x(c.peak_qps):.1f}" cy="{y(c.p99_ms):.1f}" r="7" '
+                     f'fill="none" stroke="#000" stroke-width="2"><title>confirmed: '
+                     f'{html.escape(c.config.label())} {c.peak_qps:,.0f} q/s ({c.kind})'
+                     '</title></circle>')
+    for n, recipe in enumerate(recipes):
+        colour = colours[n % len(colours)]
+        parts.append(f'<circle cx="{right - 120}" cy="{upper + 12 + 14 * n}" r="4" '
+                     f'fill="{colour}"/><text x="{right - 110}" y="{upper + 16 + 14 * n}">'
+                     f'{html.escape(recipe)}</text>')
+    parts.append(f'<text x="{right - 120}" y="{upper + 16 + 14 * len(recipes)}">ringed: '
+                 'LoadGen peak</text></svg>')
+    return "\n".join(parts)
+
+
+def markdown(advice: Advice) -> str:
+    chosen = advice.pick
+    lines = ["# Which configuration should I deploy?", "", headline(advice), ""]
+    columns, rows = confirmation_rows(advice)
+    lines += _md_table(columns, rows) + [""]
+    lines += ["## What the search tried", ""] + [f"- {line}" for line in lost_lines(advice)]
+    if chosen is not None:
+        threads = chosen.config.threads
+        lines += ["", "## The configuration to paste", "", "```python",
+                  session_code(chosen.config, threads), "```", "", "```toml",
+                  suite_toml(advice, chosen.config).rstrip(), "```", "", "```sh",
+                  loadgen_command(advice, chosen.config), "```"]
+    lines += ["", _caveat(advice)]
+    return "\n".join(lines) + "\n"
+
+
+def _caveat(advice: Advice) -> str:
+    return (f"Predicted rates come from each option's measured service times (1-16 rows a call) "
+            f"fed to a queueing model of the serving path; only the LoadGen peaks are "
+            f"measurements, each the highest rate that held p99 <= {advice.request.p99_ms:g} ms "
+            f"in 2 runs (of 2,048 queries, fewer for a slow model to fit the budget). "
+            f"Everything ran on this machine ({advice.cores} cores), one configuration after "
+            f"another, in {advice.budget_used_s:,.0f} s.")
+
+
+def _md_table(columns: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
+    def cell(text: str) -> str:
+        return text.replace("|", "\\|")
+
+    return (["| " + " | ".join(columns) + " |", "|" + " --- |" * len(columns)]
+            + ["| " + " | ".join(cell(c) for c in row) + " |" for row in rows])
+
+
+def html_page(advice: Advice) -> str:
+    chosen = advice.pick
+    columns, rows = confirmation_rows(advice)
+    table = ("<table><tr>" + "".join(f"<th>{html.escape(c)}</th>" for c in columns) + "</tr>"
+             + "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>"
+                       for row in rows) + "</table>")
+    lost = "".join(f"<li>{html.escape(line)}</li>" for line in lost_lines(advice))
+    paste = ""
+    if chosen is not None:
+        paste = ("<h2>The configuration to paste</h2><pre>"
+                 + html.escape(session_code(chosen.config, chosen.config.threads))
+                 + "</pre><pre>" + html.escape(suite_toml(advice, chosen.config)) + "</pre><pre>"
+                 + html.escape(loadgen_command(advice, chosen.config)) + "</pre>")
+    style = ("body{font-family:sans-serif;max-width:60em;margin:2em auto}table{border-collapse:"
+             "collapse}td,th{border:1px solid #ccc;padding:4px 8px;text-align:left}"
+             "pre{background:#f4f4f4;padding:8px}")
+    return (f"<!doctype html><html><head><meta charset='utf-8'><title>deploybench advise: "
+            f"{html.escape(advice.request.target)}</title><style>{style}</style></head><body>"
+            f"<h1>Which configuration should I deploy?</h1><p><b>{html.escape(headline(advice))}"
+            f"</b></p>{table}<h2>The search</h2>{chart_svg(advice)}<ul>{lost}</ul>{paste}"
+            f"<p>{html.escape(_caveat(advice))}</p></body></html>\n")
+
+
+def write(advice: Advice) -> list[Any]:
+    """advice.md and advice.html beside advice.json; the paths written."""
+    written = []
+    for name, text in (("advice.md", markdown(advice)), ("advice.html", html_page(advice))):
+        path = advice.folder / name
+        path.write_text(text, encoding="utf-8")
+        written.append(path)
+    return written
