@@ -87,6 +87,11 @@ def test_server_finds_each_options_peak_rate_under_the_bound(server_run):
         assert info["gil_switch_ms"] == 0.5  # not Python's 5 ms: a floor under every p99
         assert any("600 s" in w for w in record["warnings"])  # a short run says so
         assert "energy_unmeasured" in info or info.get("joules_per_query", 0) > 0
+        # each run's steal (CPU time the hypervisor gave elsewhere), where /proc/stat is read
+        assert all(0.0 <= p["steal_percent"] <= 100.0 for p in points
+                   if p["steal_percent"] is not None)
+        if Path("/proc/stat").is_file():
+            assert all(p["steal_percent"] is not None for p in points)
         if not info["peak_qps"]:
             assert info["peak_kind"] == "none" and not any(p["valid"] for p in points)
             continue

@@ -476,3 +476,13 @@ def test_a_rate_that_failed_unloaded_is_looked_past_once_and_kept():
     limited = search_peak(behind, 2000.0, precision=0.05, bound_ms=5.0)
     assert 16000.0 not in overload and 3000.0 / 1.05 <= limited.peak_qps <= 3000.0
     assert limited.failed_below == []
+
+
+def test_steal_is_the_share_of_cpu_time_the_hypervisor_took_between_two_readings():
+    from toolkit.busy import cpu_ticks, steal_percent
+
+    assert steal_percent((100, 10_000), (160, 11_000)) == 6.0
+    assert steal_percent(None, (1, 2)) is None and steal_percent((5, 10), (5, 10)) is None
+    now = cpu_ticks()
+    if now is not None:  # Linux: steal <= total, both counting up
+        assert 0 <= now[0] <= now[1]
