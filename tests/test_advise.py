@@ -28,7 +28,8 @@ def config(option: str = ORT, workers: int = 2, threads: int = 1, batch: int = 1
 def confirmed(cfg: Config, peak: float | None, kind: str, role: str = "searched",
               memory: float | None = None, drop: float = 0.0) -> adviser.Confirmed:
     return adviser.Confirmed(cfg, role, "f", peak, kind, 2.0 if peak else None, (1.9, 2.1),
-                             predicted=Outcome(peak or 0.0, 2.0, drop, memory))
+                             predicted=Outcome(peak or 0.0, 2.0, drop, memory),
+                             runs_at_peak=(2, 2))
 
 
 def test_nothing_unconfirmed_is_recommended():
@@ -99,6 +100,55 @@ def test_the_configuration_written_out_is_a_suite_run_takes_and_code_that_sets_i
     assert namespace["options"].intra_op_num_threads == 1
 
 
+def trial_run(folder: Path, verdict: str) -> Path:
+    """A trial's results as the executor writes them: ONNX Runtime's fp32 and int8-dynamic
+    calls timed at 1 and 8 rows, int8's accuracy judged `verdict`, one case that crashed."""
+    from toolkit.results import Parity, Record, ResultsFile
+    from toolkit.stats import Stats
+
+    folder.mkdir(parents=True)
+    results = ResultsFile(folder / "results.json", {"command": "bench", "suite": {}})
+
+    def timed(recipe: str, batch: int, ms: float) -> Record:
+        return Record("m", "onnx", "infer", runtime="onnxruntime", variant="run",
+                      provider="cpu", batch_size=batch, recipe=recipe, threads=1,
+                      peak_rss_mb=120.0, stats=Stats.from_ms([ms, ms * 1.1, ms * 0.9] * 40))
+
+    judged = Parity(0.1, 0.1, 0.85, verdict == "pass", 1e-4, 1e-5, 200, verdict=verdict,
+                    rule="quality", native_quality=0.9, quality=0.8, why="15% of labels moved")
+    results.append([timed("fp32", 1, 0.05), timed("fp32", 8, 0.2),
+                    timed("int8-dynamic", 1, 0.02), timed("int8-dynamic", 8, 0.05),
+                    Record("m", "onnx", "parity", runtime="onnxruntime", recipe="int8-dynamic",
+                           parity=judged),
+                    Record("m", "onnx", "infer", status="failed", runtime="onnxruntime",
+                           recipe="int8-static", reason="the child crashed (signal 11)")])
+    return folder
+
+
+@pytest.mark.parametrize("verdict", ["fail", "pass"])
+def test_trials_read_back_keep_a_recipe_that_failed_its_accuracy_check_out(tmp_path, verdict):
+    """int8 is timed (and faster), but where its accuracy check fails no configuration of it
+    can serve, whatever it was timed at; a crashed case says why it was not tried."""
+    from toolkit.runners import NATIVE
+    from toolkit.steps.scenario import SERVING_CALL
+
+    trials = adviser.read_trials({1: trial_run(tmp_path / "t1", verdict)}, SERVING_CALL,
+                                 NATIVE.get)
+    assert trials.workload == "onnx/m" and set(trials.options) == {ORT, INT8}
+    assert trials.service_s[(ORT, 1)][8][0] == pytest.approx(0.2e-3, rel=1e-3)
+    assert trials.quality_drop[INT8] == pytest.approx(0.1)
+    assert "crashed" in trials.refused["onnxruntime int8-static"]
+    evaluate = adviser.evaluator(trials, adviser.Request("m.onnx", 5.0), cores=2)
+    int8 = evaluate(config(INT8, workers=1, batch=8, delay=0.5))
+    fp32 = evaluate(config(ORT, workers=1, batch=8, delay=0.5))
+    assert fp32.rate > 0 and fp32.why_not is None and fp32.memory_mb == 120.0
+    if verdict == "fail":
+        assert int8.why_not and "accuracy check says fail" in int8.why_not
+        assert adviser.limits_of(adviser.Request("m.onnx", 5.0)).breaks(int8) is not None
+    else:
+        assert int8.why_not is None and int8.rate >= fp32.rate
+
+
 def test_bad_requests_are_refused_in_one_line():
     with pytest.raises(BadInputError, match="--p99-ms"):
         adviser.Request("m.onnx", 0.0)
@@ -108,6 +158,8 @@ def test_bad_requests_are_refused_in_one_line():
         adviser.Request("m.onnx", 5.0, recipes=("fp32", "torch-compile"))
     with pytest.raises(BadInputError, match="names 2 workloads"):
         adviser.resolve(adviser.Request("digits-mlp", 5.0))
+    with pytest.raises(BadInputError, match="at most 2 threads"):
+        adviser.resolve(adviser.Request("torch/digits-mlp", 5.0, threads=(1, 4), cores=2))
     with pytest.raises(BadInputError, match="no advise-request.json"):
         adviser.load_request(Path("/nonexistent"))
 

@@ -461,6 +461,11 @@ def test_a_rate_that_failed_unloaded_is_looked_past_once_and_kept():
     assert calls[:3] == [1000.0, 1000.0, 4000.0]  # failed twice unloaded: 4x looked at once
     assert search.kind == "sustained" and 20000.0 / 1.05 <= search.peak_qps <= 20000.0
     assert search.failed_below == [1000.0]
+    # a look-past run that would not fit is not made, and does not end the search as cut
+    calls.clear()
+    short = search_peak(idle_tail, 1000.0, precision=0.05, bound_ms=5.0,
+                        fits=lambda rate: rate < 3500.0)
+    assert 4000.0 not in calls and short.cut_at is None
     # without the bound the search cannot tell an idle tail from a limit: it halves, as before
     blind = search_peak(idle_tail, 1000.0, precision=0.05)
     assert blind.peak_qps is None or blind.peak_qps < 1000.0

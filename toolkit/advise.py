@@ -114,7 +114,8 @@ class Trials:
     service_s: dict[tuple[str, int], dict[int, list[float]]] = field(default_factory=dict)
     memory_mb: dict[tuple[str, int], float] = field(default_factory=dict)
     quality_drop: dict[str, float] = field(default_factory=dict)
-    refused: dict[str, str] = field(default_factory=dict)  # option -> why it cannot serve
+    refused: dict[str, str] = field(default_factory=dict)  # option -> why it was not timed
+    inaccurate: dict[str, str] = field(default_factory=dict)  # option -> its accuracy verdict
     cases: dict[str, tuple[str, str]] = field(default_factory=dict)  # option -> runner, recipe
 
     @property
@@ -127,7 +128,8 @@ class Trials:
         on the same measurements."""
         medians = {f"{o}@{t}": {b: sorted(v)[len(v) // 2] for b, v in sizes.items()}
                    for (o, t), sizes in sorted(self.service_s.items())}
-        text = json.dumps([medians, self.quality_drop, self.refused], sort_keys=True)
+        text = json.dumps([medians, self.quality_drop, self.refused, self.inaccurate],
+                          sort_keys=True)
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
@@ -153,8 +155,8 @@ def read_trials(folders: Mapping[int, Path], serving_call: Mapping[str, str],
             option = option_name(runner, record.recipe)
             if record.phase == "parity" and record.recipe != FP32 and record.parity:
                 _judge(found, option, record)
-            if record.phase != "infer" or record.variant != serving_call.get(runner):
-                continue
+            if record.phase != "infer" or record.variant not in ("", serving_call.get(runner)):
+                continue  # "": a skipped or crashed case's records name no call
             found.cases[option] = (runner, record.recipe)
             if not record.ok or record.stats is None:
                 found.refused.setdefault(option, record.reason or f"not timed ({record.status})")
@@ -180,11 +182,12 @@ def _judge(found: Trials, option: str, record: Record) -> None:
         drop = 1.0 - parity.label_agreement
     else:
         drop = 0.0
-    found.quality_drop[option] = drop
+    # each thread count's trials made the recipe again: the worst of its verdicts holds
+    found.quality_drop[option] = max(drop, found.quality_drop.get(option, 0.0))
     if parity.verdict != "pass":
         why = f": {parity.why}" if parity.why else ""
-        found.refused[option] = (f"{record.recipe}'s accuracy check says {parity.verdict} "
-                                 f"under --max-quality-drop{why}")
+        found.inaccurate[option] = (f"{record.recipe}'s accuracy check says {parity.verdict} "
+                                    f"under --max-quality-drop{why}")
 
 
 def space(trials: Trials, request: Request, cores: int, optimization: str) -> Space:
@@ -205,7 +208,7 @@ def evaluator(trials: Trials, request: Request, cores: int) -> Callable[[Config]
 
     def evaluate(config: Config) -> Outcome:
         drop = trials.quality_drop.get(config.option, 0.0)
-        refused = trials.refused.get(config.option)
+        refused = trials.inaccurate.get(config.option) or trials.refused.get(config.option)
         service = trials.service_s.get((config.option, config.threads))
         if refused or not service:
             return Outcome(0.0, None, drop, None,
@@ -230,11 +233,14 @@ def defaults(trials: Trials, request: Request, cores: int, optimization: str) ->
     within a tenth of the bound."""
     option = next((o for o in trials.options if o == "onnxruntime fp32"),
                   next((o for o in trials.options if o.endswith(" fp32")), None))
-    if option is None:
+    timed = sorted(t for o, t in trials.service_s if o == option)
+    if option is None or not timed:
         return []
+    threads = 1 if 1 in timed else timed[0]  # loadgen's one thread a worker, where timed
+    workers = max(1, cores // threads)
     session = (("graph_optimization", optimization),) if option.startswith("onnxruntime") else ()
-    return [Config(option, 1, cores, 1, None, session),
-            Config(option, 1, cores, 8, request.p99_ms / 10, session)]
+    return [Config(option, threads, workers, 1, None, session),
+            Config(option, threads, workers, 8, request.p99_ms / 10, session)]
 
 
 @dataclass(frozen=True)
@@ -251,6 +257,7 @@ class Confirmed:
     failed_below_qps: tuple[float, ...] = ()
     why_not: str | None = None  # no peak: the run's reason
     predicted: Outcome | None = None
+    runs_at_peak: tuple[int, int] = (0, 0)  # LoadGen runs at the peak's rate: passed, made
 
     @property
     def sustained(self) -> bool:
@@ -273,9 +280,12 @@ class Confirmed:
         reason = None if record.ok else (record.reason or record.status)
         if record.ok and info.get("peak_qps") is None:
             reason = info.get("reason") or "no rate was within the bound"
+        at_peak = [p for p in info.get("points") or ()
+                   if p.get("target_qps") == info.get("target_qps")]
         return cls(config, role, str(folder), info.get("peak_qps"),
                    str(info.get("peak_kind", "none")), (info.get("latency_ms") or {}).get("p99"),
-                   spread, tuple(info.get("failed_below_qps") or ()), reason, predicted)
+                   spread, tuple(info.get("failed_below_qps") or ()), reason, predicted,
+                   (sum(1 for p in at_peak if p.get("valid")), len(at_peak)))
 
 
 def candidates(tried: Sequence[Tried], default: Sequence[Config], best: int = CONFIRM_BEST
@@ -376,6 +386,7 @@ class Advice:
             "optimization": self.optimization, "budget_used_s": round(self.budget_used_s, 1),
             "trials": {"options": list(self.trials.options),
                        "refused": self.trials.refused,
+                       "inaccurate": self.trials.inaccurate,
                        "quality_drop": self.trials.quality_drop,
                        "service_p50_ms": {
                            f"{o} x{t}": {str(b): round(sorted(v)[len(v) // 2] * 1e3, 4)
@@ -458,7 +469,12 @@ def resolve(request: Request, trust_pickle: bool = False) -> Any:
     that is neither, or names several workloads, ends in BadInputError."""
     from toolkit import workloads
     from toolkit.plans.loadgen import loadgen_request
+    from toolkit.suite import default_threads
 
+    cores = request.cores or default_threads()
+    if request.threads and max(request.threads) > cores:
+        raise BadInputError(f"--threads {','.join(map(str, request.threads))}: this machine "
+                            f"has {cores} cores, so a worker may have at most {cores} threads")
     model = loadgen_request(request.target, request.shapes,
                             Path(request.input_data) if request.input_data else None,
                             trust_pickle)

@@ -440,8 +440,8 @@ def advise(
         "--price", help="USD per hour of a machine like this one: the pick's cost per "
         "million predictions")] = None,
     budget: Annotated[str, typer.Option(
-        help="the wall time of the whole command, e.g. 20m; the confirmations share what the "
-        "trials leave (each 60-600 s)")] = "20m",
+        help="the wall time to plan for, e.g. 20m: the confirmations share what the trials "
+        "and the search leave, each 60-600 s (so a short budget is overrun, not cut)")] = "20m",
     threads: Annotated[str | None, typer.Option(
         help="threads per worker to try, comma-separated (default: 1 and every core)")] = None,
     recipes: Annotated[str | None, typer.Option(

@@ -493,7 +493,8 @@ def search_peak(run_at: Callable[[float], LoadGenResult], start_qps: float, *,
     wake has its worst tail at low load, and is within the bound once busy. So once per search,
     a rate that failed while not overloaded (with `bound_ms`: every failed run answered its
     scheduled rate and had a median under half the bound) is looked past: the search tries
-    LOOK_PAST times that rate, and climbs from there if it passes. The failed rates below the
+    LOOK_PAST times that rate (where a run there fits, below any rate already refused), and
+    climbs from there if it passes. The failed rates below the
     peak are kept in `failed_below`."""
     search = Search()
     good: float | None = None
@@ -543,11 +544,10 @@ def search_peak(run_at: Callable[[float], LoadGenResult], start_qps: float, *,
                 break
             rate *= 2
             continue
-        if not looked and unloaded(rate) and room():
+        if (not looked and unloaded(rate) and room() and fits(rate * LOOK_PAST)
+                and (bad is None or rate * LOOK_PAST < bad)):
             looked = True  # once: a real limit is not looked past twice
             past = attempt(rate * LOOK_PAST)
-            if past is None:
-                break
             if past:
                 good, rate = rate * LOOK_PAST, rate * LOOK_PAST * 2
                 continue

@@ -27,8 +27,8 @@ def _ms(value: float | None) -> str:
 
 
 def _runs(c: Confirmed) -> str:
-    return f"confirmed {len(c.p99_spread_ms)}/{len(c.p99_spread_ms)}" if c.p99_spread_ms else \
-        "confirmed"
+    passed, made = c.runs_at_peak
+    return f"confirmed {passed}/{made}" if made else "confirmed"
 
 
 def headline(advice: Advice) -> str:
@@ -43,6 +43,9 @@ def headline(advice: Advice) -> str:
     line = (f"serve {request.target} as {chosen.config.label()}: {_qps(chosen.peak_qps)} per "
             f"machine at p99 {_ms(chosen.p99_ms)} (VALID, {_runs(chosen)})"
             + (f", accuracy -{drop:.3g}" if drop else ", accuracy as fp32"))
+    if chosen.failed_below_qps:
+        line += (f"; it missed the bound at {_qps(min(chosen.failed_below_qps))}, below its "
+                 "peak: keep each machine busy")
     need = machines(request.target_qps, chosen.peak_qps)
     if need:
         line += f"; {need} machine{'s' * (need > 1)} like this for {_qps(request.target_qps)}"
@@ -165,12 +168,17 @@ def suite_toml(advice: Advice, config: Config) -> str:
 
 
 def loadgen_command(advice: Advice, config: Config) -> str:
+    """The `loadgen` command line that serves the configuration's pool (every serving path of
+    the fp32 file: loadgen takes no recipe)."""
+    recipe = config.option.split()[-1]
+    note = (f"  # serves the fp32 file; the {recipe} file is in the run's folder"
+            if recipe != "fp32" else "")
     parts = ["deploybench loadgen", advice.request.target, "--scenario server",
              f"--p99-ms {advice.request.p99_ms:g}", "--providers cpu",
              f"--workers {config.workers}", f"--threads {config.workers * config.threads}"]
     if config.max_batch > 1:
         parts += [f"--batch-sizes {config.max_batch}", f"--max-delay-ms {config.max_delay_ms:g}"]
-    return " ".join(parts)
+    return " ".join(parts) + note
 
 
 def chart_svg(advice: Advice, width: int = 640, height: int = 360) -> str:
@@ -182,7 +190,7 @@ def chart_svg(advice: Advice, width: int = 640, height: int = 360) -> str:
     if not points:
         return "<p>No configuration had a rate within the bound to chart.</p>"
     top = max(max(p[0] for p in points),
-              max((c.peak_qps or 0.0) for c in advice.confirmed)) * 1.05
+              max((c.peak_qps or 0.0 for c in advice.confirmed), default=0.0)) * 1.05
     bound = advice.request.p99_ms
     left, bottom, right, upper = 60, height - 40, width - 20, 20
     colours = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e"]

@@ -251,7 +251,7 @@ def _run(pool: Pool, settings: ScenarioSettings, batch: int, logs: Path, inputs:
             return info
         floor = 1.0 if settings.compliant else settings.query_count / LONGEST_SERVER_RUN_S
         search = search_peak(run_long_enough, max(capacity / 2, floor), floor_qps=floor,
-                             fits=fits, bound_ms=bound)
+                             fits=fits, bound_ms=None if settings.compliant else bound)
         info.update(points=search.points, peak_qps=search.peak_qps, peak_kind=search.kind,
                     confirming_p99_ms=[p["latency_ms"].get("p99")
                                        for p in search.confirming],
