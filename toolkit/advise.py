@@ -10,9 +10,9 @@ Three stages, each on the one executor, in one folder:
    threads, batching and its delay); a configuration's rate within the bound comes from its
    measured service times fed to `toolkit.queueing` (Poisson arrivals, the batcher, the
    workers), which is a model, not a measurement.
-3. **Confirmation** (`confirm/NN-.../`): the front's best few and the best default option under
-   LoadGen Server, one after another in this run, each with the sustained-peak search of
-   `loadgen`. Only a confirmed sustained peak may be picked.
+3. **Confirmation** (`confirm/<role>-<hash>/`): the front's best few and the best default
+   option under LoadGen Server, one after another in this run, each with the sustained-peak
+   search of `loadgen`. Only a confirmed sustained peak may be picked.
 
 `advice.json` keeps what each stage found; `--resume` finishes what an interrupted run left.
 """
@@ -336,6 +336,13 @@ def usd_per_million(price: float | None, peak_qps: float | None) -> float | None
     return price / (peak_qps * 3600) * 1e6
 
 
+def confirm_folder(config: Config, role: str) -> str:
+    """A confirmation's folder, named by what it serves (so a resumed run finds each
+    configuration's own, whatever order the candidates come in)."""
+    digest = hashlib.sha256(json.dumps(config.to_dict(), sort_keys=True).encode()).hexdigest()
+    return f"{role}-{digest[:10]}"
+
+
 def confirm_queries(rate: float, timeout_s: float) -> int:
     """Each confirming LoadGen run's queries: 2,048 (as `loadgen`), fewer for a slow model so
     that about RUNS_PER_SEARCH runs near its predicted rate fit in its timeout, never under
@@ -546,7 +553,7 @@ def advise(request: Request, out_dir: Path, runner: Runner, *, trust_pickle: boo
         timeout = min(max(elapsed_budget(started, request.budget_s) / left,
                           CONFIRM_TIMEOUT_S[0]), CONFIRM_TIMEOUT_S[1])
         runner_name, recipe = trials.cases[config.option]
-        folder = out_dir / "confirm" / f"{index + 1:02d}-{role}"
+        folder = out_dir / "confirm" / confirm_folder(config, role)
         run, records = read_results(folders[config.threads] / "results.json")
         sources = trial_sources(run, records, folders[config.threads], trials.workload, recipe)
         batching = config.max_batch > 1
