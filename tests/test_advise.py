@@ -51,14 +51,29 @@ def test_the_pick_keeps_to_the_memory_limit():
     assert adviser.pick([big, small], Limits()) is big
 
 
-def test_candidates_are_the_fronts_best_then_the_defaults_not_among_them():
+def test_candidates_are_the_fronts_best_and_the_defaults_as_many_as_the_budget_lets_finish():
     front = [Tried(config(batch=b, delay=0.5), Outcome(r, 2.0, 0.0)) for b, r in
              ((16, 30e3), (8, 29e3), (4, 20e3))]
     lost = [Tried(config(INT8), Outcome(40e3, 2.0, 0.02), "gives up accuracy")]
-    defaults = [config(), config(batch=8, delay=0.5)]
-    chosen = adviser.candidates(lost + front, defaults, best=2)
-    assert chosen == [(front[0].config, "searched"), (front[1].config, "searched"),
-                      (defaults[0], "default")]  # batch 8 is both: confirmed once
+    unbatched, batched = config(), config(batch=8, delay=0.5)
+    rates = {unbatched: 12e3, batched: 29e3}
+
+    def rate(c: Config) -> float:
+        return rates.get(c, 30e3)
+
+    chosen = adviser.candidates(lost + front, [unbatched, batched], rate, best=2)
+    # the front's fastest, the default predicted fastest (also the front's second: once),
+    # then the other default
+    assert chosen == [(front[0].config, "searched"), (batched, "default"),
+                      (unbatched, "default")]
+    # a budget that fits two searches: the pick's and the one it must beat, never fewer
+    tight = adviser.candidates(lost + front, [unbatched, batched], rate,
+                               budget_s=adviser.confirm_seconds(30e3) * 2.5, best=2)
+    assert tight == chosen[:2]
+    assert adviser.candidates(front, [unbatched, batched], rate, budget_s=0.0) == chosen[:2]
+    # a slow model's runs are shorter (fewer queries) but its search still takes minutes
+    assert adviser.confirm_queries(40.0) == 512 and adviser.confirm_queries(30e3) == 2048
+    assert 200 < adviser.confirm_seconds(40.0) < 400
 
 
 def test_the_headline_says_capacity_cost_and_the_gain_over_the_best_default(tmp_path):

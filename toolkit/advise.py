@@ -52,6 +52,7 @@ CONFIRM_BEST = 2  # the front's best configurations confirmed under LoadGen
 SERIAL_S = {"threads": (26e-6, 53e-6), "processes": (31e-6, 99e-6)}
 CONFIRM_TIMEOUT_S = (60.0, 600.0)  # each confirmation's timeout: its share of the budget, within
 RUNS_PER_SEARCH = 14  # LoadGen runs a sustained-peak search takes, about
+CONFIRM_RUN_S = 10.0  # a confirming run of a slow model lasts about this long
 MIN_CONFIRM_QUERIES = 512  # a run's least queries (LoadGen's early stopping needs 459 to pass)
 
 
@@ -288,12 +289,39 @@ class Confirmed:
                    (sum(1 for p in at_peak if p.get("valid")), len(at_peak)))
 
 
-def candidates(tried: Sequence[Tried], default: Sequence[Config], best: int = CONFIRM_BEST
-               ) -> list[tuple[Config, str]]:
-    """What is confirmed: the front's `best` fastest, then the defaults not among them."""
-    chosen = [(t.config, "searched") for t in tried if t.why_lost is None][:best]
-    seen = {c for c, _ in chosen}
-    return chosen + [(c, "default") for c in default if c not in seen]
+def candidates(tried: Sequence[Tried], default: Sequence[Config],
+               rate: Callable[[Config], float], budget_s: float | None = None,
+               best: int = CONFIRM_BEST) -> list[tuple[Config, str]]:
+    """What is confirmed, in order: the front's fastest, the default predicted fastest, then
+    the front's next (up to `best` in all) and the other defaults; as many as `budget_s` seconds
+    let finish (their searches estimated from their predicted `rate`), and never fewer than the
+    first two: the pick and what it must beat."""
+    front = [t.config for t in tried if t.why_lost is None][:best]
+    defaults = sorted(default, key=lambda c: -rate(c))
+    ordered: list[tuple[Config, str]] = []
+    for config, role in [*[(c, "searched") for c in front[:1]],
+                         *[(c, "default") for c in defaults[:1]],
+                         *[(c, "searched") for c in front[1:]],
+                         *[(c, "default") for c in defaults[1:]]]:
+        if all(config != c for c, _ in ordered):
+            ordered.append((config, role))
+    if budget_s is None:
+        return ordered
+    chosen, spent = [], 0.0
+    for config, role in ordered:
+        need = confirm_seconds(rate(config))
+        if len(chosen) >= 2 and spent + need > budget_s:
+            continue
+        chosen.append((config, role))
+        spent += need
+    return chosen
+
+
+def confirm_seconds(rate: float) -> float:
+    """About how long a confirming search at a predicted `rate` takes: RUNS_PER_SEARCH runs
+    of its queries, a second of LoadGen's own each, and the pool's start."""
+    queries = confirm_queries(rate)
+    return RUNS_PER_SEARCH * (1.5 * queries / max(rate, 1e-9) + 1.0) + 15.0
 
 
 def pick(confirmed: Sequence[Confirmed], limits: Limits) -> Confirmed | None:
@@ -343,16 +371,15 @@ def confirm_folder(config: Config, role: str) -> str:
     return f"{role}-{digest[:10]}"
 
 
-def confirm_queries(rate: float, timeout_s: float) -> int:
+def confirm_queries(rate: float) -> int:
     """Each confirming LoadGen run's queries: 2,048 (as `loadgen`), fewer for a slow model so
-    that about RUNS_PER_SEARCH runs near its predicted rate fit in its timeout, never under
+    that a run near its predicted rate lasts about CONFIRM_RUN_S, never under
     MIN_CONFIRM_QUERIES."""
     from toolkit.scenarios import SERVER_QUERIES
 
     if rate <= 0:
         return SERVER_QUERIES
-    fits = int(rate * timeout_s / (1.5 * RUNS_PER_SEARCH))
-    return max(MIN_CONFIRM_QUERIES, min(SERVER_QUERIES, fits))
+    return max(MIN_CONFIRM_QUERIES, min(SERVER_QUERIES, int(rate * CONFIRM_RUN_S)))
 
 
 def elapsed_budget(started: float, budget_s: float) -> float:
@@ -544,14 +571,21 @@ def advise(request: Request, out_dir: Path, runner: Runner, *, trust_pickle: boo
     limits = limits_of(request)
     tried = search(trials, request, limits, cores, optimization, out_dir / "search.sqlite",
                    None)
-    chosen = candidates(tried, defaults(trials, request, cores, optimization))
     predicted = {t.config: t.outcome for t in tried}
     evaluate = evaluator(trials, request, cores)
+
+    def rate(config: Config) -> float:
+        return (predicted.get(config) or evaluate(config)).rate
+
+    chosen = candidates(tried, defaults(trials, request, cores, optimization), rate,
+                        elapsed_budget(started, request.budget_s))
     confirmed: list[Confirmed] = []
     for index, (config, role) in enumerate(chosen):
         left = len(chosen) - index
+        # its share of what is left, and room for its search (a short budget is overrun)
         timeout = min(max(elapsed_budget(started, request.budget_s) / left,
-                          CONFIRM_TIMEOUT_S[0]), CONFIRM_TIMEOUT_S[1])
+                          2 * confirm_seconds(rate(config)), CONFIRM_TIMEOUT_S[0]),
+                      CONFIRM_TIMEOUT_S[1])
         runner_name, recipe = trials.cases[config.option]
         folder = out_dir / "confirm" / confirm_folder(config, role)
         run, records = read_results(folders[config.threads] / "results.json")
@@ -562,7 +596,7 @@ def advise(request: Request, out_dir: Path, runner: Runner, *, trust_pickle: boo
             scenario="server", p99_ms=request.p99_ms, workers=config.workers,
             batch_sizes=(config.max_batch,) if batching else (),
             max_delay_ms=config.max_delay_ms if batching else None,
-            queries=confirm_queries(guess.rate, timeout))
+            queries=confirm_queries(guess.rate))
         suite = dataclasses.replace(
             Suite.from_dict(run["suite"]), threads=config.workers * config.threads,
             timeout_s=timeout, scenarios=(settings,), rounds=1)
