@@ -62,8 +62,8 @@ def test_candidates_are_the_fronts_best_and_the_defaults_as_many_as_the_budget_l
         return rates.get(c, 30e3)
 
     chosen = adviser.candidates(lost + front, [unbatched, batched], rate, best=2)
-    # the front's fastest, the default predicted fastest (also the front's second: once),
-    # then the other default
+    # the front's fastest, the default predicted fastest (also the front's second: once, as a
+    # default), then the other default
     assert chosen == [(front[0].config, "searched"), (batched, "default"),
                       (unbatched, "default")]
     # a budget that fits two searches: the pick's and the one it must beat, never fewer
@@ -71,6 +71,11 @@ def test_candidates_are_the_fronts_best_and_the_defaults_as_many_as_the_budget_l
                                budget_s=adviser.confirm_seconds(30e3) * 2.5, best=2)
     assert tight == chosen[:2]
     assert adviser.candidates(front, [unbatched, batched], rate, budget_s=0.0) == chosen[:2]
+    # where the front's fastest is the default, it alone is what must be confirmed
+    alone = adviser.candidates([Tried(unbatched, Outcome(31.0, 90.0, 0.0))],
+                               [unbatched, batched], lambda c: 31.0 if c == unbatched else 3.7,
+                               budget_s=0.0)
+    assert alone == [(unbatched, "default")]
     # a slow model's runs are shorter (fewer queries) but its search still takes minutes
     assert adviser.confirm_queries(40.0) == 512 and adviser.confirm_queries(30e3) == 2048
     assert 200 < adviser.confirm_seconds(40.0) < 400

@@ -53,6 +53,7 @@ SERIAL_S = {"threads": (26e-6, 53e-6), "processes": (31e-6, 99e-6)}
 CONFIRM_TIMEOUT_S = (60.0, 600.0)  # each confirmation's timeout: its share of the budget, within
 RUNS_PER_SEARCH = 14  # LoadGen runs a sustained-peak search takes, about
 CONFIRM_RUN_S = 10.0  # a confirming run of a slow model lasts about this long
+CONFIRM_LONGEST_RUN_S = 60.0  # and its search may go down to a rate where one lasts this long
 MIN_CONFIRM_QUERIES = 512  # a run's least queries (LoadGen's early stopping needs 459 to pass)
 
 
@@ -292,27 +293,22 @@ class Confirmed:
 def candidates(tried: Sequence[Tried], default: Sequence[Config],
                rate: Callable[[Config], float], budget_s: float | None = None,
                best: int = CONFIRM_BEST) -> list[tuple[Config, str]]:
-    """What is confirmed, in order: the front's fastest, the default predicted fastest, then
-    the front's next (up to `best` in all) and the other defaults; as many as `budget_s` seconds
-    let finish (their searches estimated from their predicted `rate`), and never fewer than the
-    first two: the pick and what it must beat."""
+    """What is confirmed, in order: the front's fastest and the default predicted fastest (the
+    pick and what it must beat: always), then the front's next (up to `best` in all) and the
+    other defaults, as many as `budget_s` seconds let finish (each search estimated from its
+    predicted `rate`). A configuration that is a default is confirmed as one."""
     front = [t.config for t in tried if t.why_lost is None][:best]
     defaults = sorted(default, key=lambda c: -rate(c))
-    ordered: list[tuple[Config, str]] = []
-    for config, role in [*[(c, "searched") for c in front[:1]],
-                         *[(c, "default") for c in defaults[:1]],
-                         *[(c, "searched") for c in front[1:]],
-                         *[(c, "default") for c in defaults[1:]]]:
-        if all(config != c for c, _ in ordered):
-            ordered.append((config, role))
-    if budget_s is None:
-        return ordered
-    chosen, spent = [], 0.0
-    for config, role in ordered:
-        need = confirm_seconds(rate(config))
-        if len(chosen) >= 2 and spent + need > budget_s:
+    chosen: list[tuple[Config, str]] = []
+    spent = 0.0
+    for n, config in enumerate([*front[:1], *defaults[:1], *front[1:], *defaults[1:]]):
+        if any(config == c for c, _ in chosen):
             continue
-        chosen.append((config, role))
+        need = confirm_seconds(rate(config))
+        must = n < len(front[:1]) + len(defaults[:1])
+        if not must and budget_s is not None and spent + need > budget_s:
+            continue
+        chosen.append((config, "default" if config in defaults else "searched"))
         spent += need
     return chosen
 
@@ -596,7 +592,7 @@ def advise(request: Request, out_dir: Path, runner: Runner, *, trust_pickle: boo
             scenario="server", p99_ms=request.p99_ms, workers=config.workers,
             batch_sizes=(config.max_batch,) if batching else (),
             max_delay_ms=config.max_delay_ms if batching else None,
-            queries=confirm_queries(guess.rate))
+            queries=confirm_queries(guess.rate), longest_run_s=CONFIRM_LONGEST_RUN_S)
         suite = dataclasses.replace(
             Suite.from_dict(run["suite"]), threads=config.workers * config.threads,
             timeout_s=timeout, scenarios=(settings,), rounds=1)

@@ -203,6 +203,9 @@ class ScenarioSettings:
     batch_sizes: tuple[int, ...] = ()  # server: the batching maximum; offline: per call;
     # multistream: samples per query; default DEFAULT_BATCH
     max_delay_ms: float | None = None  # batching: the longest a query waits (default bound/10)
+    # server search: the longest one run may last at the lowest rate it tries (default
+    # LONGEST_SERVER_RUN_S); `advise` allows a slow model's confirmations longer
+    longest_run_s: float | None = None
     # A setting that does nothing in a scenario is refused rather than ignored.
 
     def __post_init__(self) -> None:
@@ -228,6 +231,9 @@ class ScenarioSettings:
             raise BadInputError(f"--queries {self.queries}: give a whole number >= "
                                 f"{MIN_QUERIES} (LoadGen's early stopping needs 459 queries "
                                 "to call any p99 VALID)")
+        if self.longest_run_s is not None and not (self.longest_run_s > 0
+                                                   and math.isfinite(self.longest_run_s)):
+            raise BadInputError(f"longest_run_s {self.longest_run_s:g}: give seconds > 0")
         if self.workers is not None and self.workers < 1:
             raise BadInputError(f"--workers {self.workers}: give a whole number >= 1")
         if self.max_delay_ms is not None and not (self.max_delay_ms >= 0
@@ -288,6 +294,11 @@ class ScenarioSettings:
     def query_count(self) -> int:
         """Server: each run's queries."""
         return SERVER_QUERIES if self.queries is None else self.queries
+
+    @property
+    def longest_s(self) -> float:
+        """Server: the longest a run may last at the search's lowest rate."""
+        return LONGEST_SERVER_RUN_S if self.longest_run_s is None else self.longest_run_s
 
     @property
     def bound_ms(self) -> float:

@@ -28,7 +28,6 @@ from toolkit.results import Record
 from toolkit.scenarios import (
     BATCHING,
     LOADGEN_NAMES,
-    LONGEST_SERVER_RUN_S,
     MLPERF_MIN_DURATION_S,
     PERCENTILE,
     STREAMS,
@@ -249,7 +248,7 @@ def _run(pool: Pool, settings: ScenarioSettings, batch: int, logs: Path, inputs:
                                 f"option, more than the {bound:g} ms bound: raise --p99-ms"),
                         loadgen_runs=0, samples_per_s=None, percentile=99.0)
             return info
-        floor = 1.0 if settings.compliant else settings.query_count / LONGEST_SERVER_RUN_S
+        floor = 1.0 if settings.compliant else settings.query_count / settings.longest_s
         search = search_peak(run_long_enough, max(capacity / 2, floor), floor_qps=floor,
                              fits=fits, bound_ms=None if settings.compliant else bound)
         info.update(points=search.points, peak_qps=search.peak_qps, peak_kind=search.kind,
@@ -269,7 +268,7 @@ def _run(pool: Pool, settings: ScenarioSettings, batch: int, logs: Path, inputs:
                 p["target_qps"] for p in search.points) <= floor * 1.001:
             info["warning"] = (f"no rate down to {floor:,.0f} q/s was valid, and lower rates "
                                f"were not tried (a run of {settings.query_count} queries there "
-                               f"would last over {LONGEST_SERVER_RUN_S:g} s): give fewer "
+                               f"would last over {settings.longest_s:g} s): give fewer "
                                "--queries, or a larger --p99-ms")
         elif search.kind == "unconfirmed":
             info["warning"] = (f"the best rate, {search.peak_qps:,.0f} q/s, passed once but "
