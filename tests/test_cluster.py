@@ -50,9 +50,12 @@ def hosts(tmp_path_factory: pytest.TempPathFactory):
     os.environ["RAY_AUTH_MODE"] = "disabled"  # the test cluster's: no token to hand around
     address, head = ray_nodes.start_head(root / "logs")
     try:
-        # nor does it see this checkout: it runs the code the driver ships
+        # nor does it see this checkout's code: it runs the code the driver ships (the
+        # packages' folders are masked, not the checkout: `make test` keeps its venv there)
         checkout = Path(executor.__file__).resolve().parents[1]
-        node = ray_nodes.start_hidden_node(address, [root / "driver", checkout], root / "logs")
+        node = ray_nodes.start_hidden_node(
+            address, [root / "driver", checkout / "toolkit", checkout / "exporters"],
+            root / "logs")
     except BaseException:
         ray_nodes.stop(head)
         raise
