@@ -165,6 +165,11 @@ def test_trials_read_back_keep_a_recipe_that_failed_its_accuracy_check_out(tmp_p
     if verdict == "fail":
         assert int8.why_not and "accuracy check says fail" in int8.why_not
         assert adviser.limits_of(adviser.Request("m.onnx", 5.0)).breaks(int8) is not None
+        advice = adviser.Advice(adviser.Request("m.onnx", 5.0), "onnx/m", 2, "all", trials,
+                                [], [], tmp_path)
+        assert any(line.startswith(f"{INT8}: refused in every configuration")
+                   and "15% of labels moved" in line
+                   for line in advice_report.lost_lines(advice))
     else:
         assert int8.why_not is None and int8.rate >= fp32.rate
 

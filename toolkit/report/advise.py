@@ -86,6 +86,8 @@ def lost_lines(advice: Advice) -> list[str]:
         kinds[_kind(t.why_lost)] += 1
     lines = [f"the search tried {len(advice.tried)} configurations (the model's prediction, "
              f"not a measurement): " + ", ".join(f"{n} {k}" for k, n in kinds.most_common())]
+    lines += [f"{option}: refused in every configuration, {why}"
+              for option, why in advice.trials.inaccurate.items()]
     for t in [t for t in advice.tried if t.why_lost][:SHOWN_LOST]:
         lines.append(f"{t.config.label()}: {_qps(t.outcome.rate)} predicted; {t.why_lost}")
     refused = advice.trials.refused
