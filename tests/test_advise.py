@@ -76,6 +76,11 @@ def test_candidates_are_the_fronts_best_and_the_defaults_as_many_as_the_budget_l
                                [unbatched, batched], lambda c: 31.0 if c == unbatched else 3.7,
                                budget_s=0.0)
     assert alone == [(unbatched, "default")]
+    # a default predicted at no rate is still confirmed, and does not use up the budget
+    blocked = adviser.candidates(front, [unbatched, batched],
+                                 lambda c: 0.0 if c in (unbatched, batched) else 30e3,
+                                 budget_s=1200.0, best=2)
+    assert [c for c, _ in blocked] == [front[0].config, unbatched, batched]
     # a slow model's runs are shorter (fewer queries) but its search still takes minutes
     assert adviser.confirm_queries(40.0) == 512 and adviser.confirm_queries(30e3) == 2048
     assert 200 < adviser.confirm_seconds(40.0) < 400
@@ -162,6 +167,9 @@ def test_trials_read_back_keep_a_recipe_that_failed_its_accuracy_check_out(tmp_p
     int8 = evaluate(config(INT8, workers=1, batch=8, delay=0.5))
     fp32 = evaluate(config(ORT, workers=1, batch=8, delay=0.5))
     assert fp32.rate > 0 and fp32.why_not is None and fp32.memory_mb == 120.0
+    # calls larger than any timed (a fixed batch dimension) are not predicted from smaller
+    beyond = evaluate(config(ORT, workers=1, batch=16, delay=0.5))
+    assert beyond.rate == 0 and "more than 8 rows were not timed" in beyond.why_not
     if verdict == "fail":
         assert int8.why_not and "accuracy check says fail" in int8.why_not
         assert adviser.limits_of(adviser.Request("m.onnx", 5.0)).breaks(int8) is not None
@@ -187,6 +195,16 @@ def test_bad_requests_are_refused_in_one_line():
         adviser.resolve(adviser.Request("torch/digits-mlp", 5.0, threads=(1, 4), cores=2))
     with pytest.raises(BadInputError, match="no advise-request.json"):
         adviser.load_request(Path("/nonexistent"))
+
+
+@pytest.mark.parametrize("stored", [
+    {"request": {"target": "m.onnx", "p99_ms": -1.0}, "cluster": None},
+    {"request": {"target": "m.onnx", "p99_ms": 5.0}, "cluster": "here"},
+    {"cluster": None}])
+def test_a_damaged_request_file_is_named_when_resumed(tmp_path, stored):
+    (tmp_path / adviser.REQUEST_FILE).write_text(json.dumps(stored))
+    with pytest.raises(BadInputError, match=f"{adviser.REQUEST_FILE}: not what advise writes"):
+        adviser.load_request(tmp_path)
 
 
 @pytest.mark.slow

@@ -215,6 +215,10 @@ def evaluator(trials: Trials, request: Request, cores: int) -> Callable[[Config]
         if refused or not service:
             return Outcome(0.0, None, drop, None,
                            refused or f"not timed at {config.threads} threads a worker")
+        if config.max_batch > max(service):
+            return Outcome(0.0, None, drop, None,
+                           f"calls of more than {max(service)} rows were not timed (a fixed "
+                           "batch dimension, or they failed)")
         query_s, call_s = SERIAL_S["threads" if config.ort else "processes"]
         path = ServingPath(service_s=service, workers=config.workers,
                            max_batch=config.max_batch,
@@ -304,7 +308,7 @@ def candidates(tried: Sequence[Tried], default: Sequence[Config],
     for n, config in enumerate([*front[:1], *defaults[:1], *front[1:], *defaults[1:]]):
         if any(config == c for c, _ in chosen):
             continue
-        need = confirm_seconds(rate(config))
+        need = min(confirm_seconds(rate(config)), CONFIRM_TIMEOUT_S[1])  # its timeout's cap
         must = n < len(front[:1]) + len(defaults[:1])
         if not must and budget_s is not None and spent + need > budget_s:
             continue
@@ -316,8 +320,10 @@ def candidates(tried: Sequence[Tried], default: Sequence[Config],
 def confirm_seconds(rate: float) -> float:
     """About how long a confirming search at a predicted `rate` takes: RUNS_PER_SEARCH runs
     of its queries, a second of LoadGen's own each, and the pool's start."""
+    if rate <= 0:  # no rate predicted within the bound: its search fails fast, or is cut
+        return CONFIRM_TIMEOUT_S[0]
     queries = confirm_queries(rate)
-    return RUNS_PER_SEARCH * (1.5 * queries / max(rate, 1e-9) + 1.0) + 15.0
+    return RUNS_PER_SEARCH * (1.5 * queries / rate + 1.0) + 15.0
 
 
 def pick(confirmed: Sequence[Confirmed], limits: Limits) -> Confirmed | None:
@@ -451,8 +457,11 @@ def load_request(folder: Path) -> tuple[Request, dict[str, Any] | None]:
                             "an advise run")
     try:
         stored = json.loads(path.read_text(encoding="utf-8"))
-        return Request.from_dict(stored["request"]), stored.get("cluster")
-    except (OSError, ValueError, KeyError, TypeError) as exc:
+        cluster = stored.get("cluster")
+        if cluster is not None and not (isinstance(cluster, dict) and "address" in cluster):
+            raise TypeError("its cluster is not an address and a placement")
+        return Request.from_dict(stored["request"]), cluster
+    except (OSError, ValueError, KeyError, TypeError, BadInputError) as exc:
         raise BadInputError(f"{path}: not what advise writes ({exc}); start a new advise "
                             "run") from None
 
@@ -578,10 +587,11 @@ def advise(request: Request, out_dir: Path, runner: Runner, *, trust_pickle: boo
     confirmed: list[Confirmed] = []
     for index, (config, role) in enumerate(chosen):
         left = len(chosen) - index
-        # its share of what is left, and room for its search (a short budget is overrun)
-        timeout = min(max(elapsed_budget(started, request.budget_s) / left,
-                          2 * confirm_seconds(rate(config)), CONFIRM_TIMEOUT_S[0]),
-                      CONFIRM_TIMEOUT_S[1])
+        # room for its search within 60-600 s (a short budget is overrun), or its share of
+        # what is left where that is more
+        timeout = max(elapsed_budget(started, request.budget_s) / left,
+                      min(max(2 * confirm_seconds(rate(config)), CONFIRM_TIMEOUT_S[0]),
+                          CONFIRM_TIMEOUT_S[1]))
         runner_name, recipe = trials.cases[config.option]
         folder = out_dir / "confirm" / confirm_folder(config, role)
         run, records = read_results(folders[config.threads] / "results.json")

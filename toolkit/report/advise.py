@@ -10,7 +10,15 @@ from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
-from toolkit.advise import Advice, Confirmed, machines, usd_per_million
+from toolkit.advise import (
+    CONFIRM_LONGEST_RUN_S,
+    Advice,
+    Confirmed,
+    confirm_queries,
+    machines,
+    usd_per_million,
+)
+from toolkit.scenarios import SERVER_QUERIES
 from toolkit.search import Config
 
 SHOWN_LOST = 12  # configurations listed with why they lost (the counts cover them all)
@@ -175,11 +183,21 @@ def loadgen_command(advice: Advice, config: Config) -> str:
     recipe = config.option.split()[-1]
     note = (f"  # serves the fp32 file; the {recipe} file is in the run's folder"
             if recipe != "fp32" else "")
-    parts = ["deploybench loadgen", advice.request.target, "--scenario server",
-             f"--p99-ms {advice.request.p99_ms:g}", "--providers cpu",
+    request = advice.request
+    parts = ["deploybench loadgen", request.target, "--scenario server",
+             f"--p99-ms {request.p99_ms:g}", "--providers cpu",
              f"--workers {config.workers}", f"--threads {config.workers * config.threads}"]
     if config.max_batch > 1:
         parts += [f"--batch-sizes {config.max_batch}", f"--max-delay-ms {config.max_delay_ms:g}"]
+    chosen = next((c for c in advice.confirmed if c.config == config), None)
+    queries = confirm_queries(chosen.predicted.rate) if chosen and chosen.predicted else None
+    if queries and queries != SERVER_QUERIES:  # a slow model's runs, as advise made them
+        parts.append(f"--queries {queries}")
+        note += ("  # advise's search also tried rates at which one run lasts up to "
+                 f"{CONFIRM_LONGEST_RUN_S:g} s; loadgen's stops at 10 s")
+    parts += [f"--shape {shape}" for shape in request.shapes]
+    if request.input_data:
+        parts.append(f"--input-data {request.input_data}")
     return " ".join(parts) + note
 
 
