@@ -104,6 +104,25 @@ def test_the_headline_says_capacity_cost_and_the_gain_over_the_best_default(tmp_
     assert "none is recommended" in advice_report.headline(none)
 
 
+def test_the_loadgen_line_of_a_slow_pick_serves_it_as_its_confirmation_did(tmp_path):
+    """resnet18-like: predicted 30 q/s, so its confirming runs had 512 queries and its search
+    went down to rates where a run lasts 60 s; the pasted loadgen line says both."""
+    from toolkit.cli import app
+
+    request = adviser.Request("r.onnx", 500.0, shapes=("input=3x224x224",))
+    slow = adviser.Confirmed(config(), "default", "f", 32.4, "sustained", 415.0,
+                             predicted=Outcome(30.0, 400.0, 0.0), runs_at_peak=(2, 3))
+    advice = adviser.Advice(request, "onnx/r", 2, "all", adviser.Trials(), [], [slow],
+                            tmp_path)
+    line = advice_report.loadgen_command(advice, slow.config)
+    assert line.endswith("--queries 512 --longest-run 60 --shape input=3x224x224")
+    from typer.testing import CliRunner
+
+    refused = CliRunner().invoke(app, ["loadgen", "torch/digits-mlp", "--scenario", "offline",
+                                       "--longest-run", "60"])
+    assert refused.exit_code == 2 and "--longest-run" in refused.output
+
+
 def test_the_configuration_written_out_is_a_suite_run_takes_and_code_that_sets_it():
     request = adviser.Request("torch/digits-mlp", 5.0)
     advice = adviser.Advice(request, "torch/digits-mlp", 2, "all", adviser.Trials(), [], [],

@@ -491,3 +491,14 @@ def test_steal_is_the_share_of_cpu_time_the_hypervisor_took_between_two_readings
     now = cpu_ticks()
     if now is not None:  # Linux: steal <= total, both counting up
         assert 0 <= now[0] <= now[1]
+
+
+def test_the_longest_run_bounds_a_server_search_only():
+    assert ScenarioSettings().longest_s == 10.0
+    assert ScenarioSettings(longest_run_s=60.0).longest_s == 60.0
+    assert ScenarioSettings.from_dict(ScenarioSettings(longest_run_s=60.0).to_dict()
+                                      ).longest_run_s == 60.0
+    for bad in ({"longest_run_s": 0.0}, {"scenario": "offline", "longest_run_s": 60.0},
+                {"compliant": True, "longest_run_s": 60.0}):
+        with pytest.raises(BadInputError, match="--longest-run"):
+            ScenarioSettings(**bad)

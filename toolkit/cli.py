@@ -365,6 +365,9 @@ def loadgen(
     max_delay_ms: Annotated[float | None, typer.Option(
         "--max-delay-ms", help="+batching: the longest a query waits for others (default: "
         "the bound / 10)")] = None,
+    longest_run: Annotated[float | None, typer.Option(
+        "--longest-run", help="server search: the longest one run may last at the lowest rate "
+        "it tries, in seconds (default 10; a slow model needs more)")] = None,
     threads: Annotated[int | None, typer.Option(
         help="cores each option may use, split among its workers (default: physical cores)")
     ] = None,
@@ -408,7 +411,8 @@ def loadgen(
             target_qps=target_qps, compliant=compliant, workers=workers,
             duration_s=parse_duration(duration) if duration is not None else None,
             queries=queries,
-            batch_sizes=_ints(batch_sizes, "--batch-sizes") or (), max_delay_ms=max_delay_ms)
+            batch_sizes=_ints(batch_sizes, "--batch-sizes") or (), max_delay_ms=max_delay_ms,
+            longest_run_s=longest_run)
         suite = loadgen_suite(settings, providers=_csv(providers, "--providers"),
                               threads=threads, timeout_s=timeout).replace(
             prices=_prices(price), need_qps=need_qps)

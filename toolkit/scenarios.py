@@ -233,7 +233,11 @@ class ScenarioSettings:
                                 "to call any p99 VALID)")
         if self.longest_run_s is not None and not (self.longest_run_s > 0
                                                    and math.isfinite(self.longest_run_s)):
-            raise BadInputError(f"longest_run_s {self.longest_run_s:g}: give seconds > 0")
+            raise BadInputError(f"--longest-run {self.longest_run_s:g}: give seconds > 0, "
+                                "e.g. 60")
+        if self.longest_run_s is not None and (self.scenario != "server" or self.compliant):
+            raise BadInputError("--longest-run: only a server search (not --compliant) has a "
+                                "lowest rate to bound; leave --longest-run out")
         if self.workers is not None and self.workers < 1:
             raise BadInputError(f"--workers {self.workers}: give a whole number >= 1")
         if self.max_delay_ms is not None and not (self.max_delay_ms >= 0

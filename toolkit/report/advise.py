@@ -192,9 +192,7 @@ def loadgen_command(advice: Advice, config: Config) -> str:
     chosen = next((c for c in advice.confirmed if c.config == config), None)
     queries = confirm_queries(chosen.predicted.rate) if chosen and chosen.predicted else None
     if queries and queries != SERVER_QUERIES:  # a slow model's runs, as advise made them
-        parts.append(f"--queries {queries}")
-        note += ("  # advise's search also tried rates at which one run lasts up to "
-                 f"{CONFIRM_LONGEST_RUN_S:g} s; loadgen's stops at 10 s")
+        parts += [f"--queries {queries}", f"--longest-run {CONFIRM_LONGEST_RUN_S:g}"]
     parts += [f"--shape {shape}" for shape in request.shapes]
     if request.input_data:
         parts.append(f"--input-data {request.input_data}")
