@@ -506,3 +506,24 @@ def test_a_fixed_batch_model_is_served_in_full_batches_padded_never_partial(tmp_
     made = Scenario(case, "shared+batching", too_many, None, sources).execute(context)
     assert [r.status for r in made] == ["skipped"]
     assert "fixed at 4; this serving path sends up to 8 rows" in made[0].reason
+
+
+def test_a_batching_pools_search_starts_from_a_full_batchs_time_not_a_lone_querys():
+    """A lone query waits out the batcher's delay (here 20 ms for a 2 ms call), which would
+    start the search far below what the pool holds; a full batch sent at once is one call."""
+    import time
+
+    from toolkit.serving import ThreadPool
+    from toolkit.steps.scenario import capacity_of, probe
+
+    pool = ThreadPool([lambda indices: time.sleep(0.002)] * 2, max_batch=8, max_delay_s=0.02,
+                      rows=16)
+    try:
+        lone = probe(pool, 1, 16, seconds=0.1)
+        assert lone >= 0.019  # the delay
+        capacity, full = capacity_of(pool, "server", lone, 16)
+        assert full is not None and full < 0.015  # one call, no delay waited out
+        assert capacity >= 2 * 8 / 0.015 > 10 * (2 / lone)
+        assert capacity_of(pool, "offline", lone, 16) == (2 / lone, None)
+    finally:
+        pool.close()
