@@ -10,14 +10,44 @@ from typing import Any
 from toolkit.errors import BadInputError
 
 OPTIMIZATION_LEVELS = ("disable", "basic", "extended", "all")
+# ONNX Runtime's session options beyond the threads, the graph optimisation level and
+# spinning, with their defaults first: the CPU memory arena (memory kept between calls) and
+# the memory pattern (a call's allocations planned from the first). Not the execution mode:
+# onnxruntime 1.31 reads a session made with ORT_PARALLEL back as sequential (its maintainers
+# call the parallel mode deprecated, onnxruntime#11435), so it would change nothing.
+SESSION_CHOICES: dict[str, tuple[Any, ...]] = {
+    "memory_arena": (True, False),
+    "memory_pattern": (True, False),
+}
+
+
+def check_session(session: Any, where: str = "session") -> dict[str, Any]:
+    """`session` (a mapping of SESSION_CHOICES' names) checked: BadInputError naming `where`,
+    the name or value and the choices."""
+    checked = dict(session or {})
+    for name, value in checked.items():
+        if name not in SESSION_CHOICES:
+            raise BadInputError(f"{where}: unknown ONNX Runtime session option {name!r}; valid: "
+                                f"{', '.join(SESSION_CHOICES)}")
+        if value not in SESSION_CHOICES[name] or type(value) is not type(
+                SESSION_CHOICES[name][0]):
+            raise BadInputError(f"{where}: {name} = {value!r}; give one of "
+                                f"{', '.join(map(_toml, SESSION_CHOICES[name]))}")
+    return checked
+
+
+def _toml(value: Any) -> str:
+    return str(value).lower() if isinstance(value, bool) else f'"{value}"'
 
 
 def session_options(
     threads: int, optimization: str, spinning: bool = True,
-    optimized_model_path: Path | None = None,
+    optimized_model_path: Path | None = None, session: Any = (),
 ) -> Any:
     """Options for a session on `threads` intra-op threads (one inter-op) at a graph optimisation
-    level named as in OPTIMIZATION_LEVELS; `optimized_model_path` saves the optimised graph."""
+    level named as in OPTIMIZATION_LEVELS, with `session`'s choices of SESSION_CHOICES (pairs
+    or a mapping; the rest at their defaults); `optimized_model_path` saves the optimised
+    graph."""
     import onnxruntime as ort
 
     levels = {
@@ -38,6 +68,9 @@ def session_options(
     options.log_severity_level = 3  # session errors only; provider load failures log anyway
     if not spinning:
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    chosen = check_session(dict(session))
+    options.enable_cpu_mem_arena = chosen.get("memory_arena", True)
+    options.enable_mem_pattern = chosen.get("memory_pattern", True)
     if optimized_model_path is not None:
         options.optimized_model_filepath = str(optimized_model_path)
     return options

@@ -4,6 +4,7 @@ whole run on a small ONNX file (trials, search, LoadGen confirmations, --resume)
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -12,7 +13,7 @@ import pytest
 from toolkit import advise as adviser
 from toolkit.errors import BadInputError
 from toolkit.report import advise as advice_report
-from toolkit.search import Config, Limits, Outcome, Tried
+from toolkit.search import Config, Limits, Outcome, Tried, configurations
 from toolkit.suite import parse_suite
 
 ORT = "onnxruntime fp32"
@@ -20,8 +21,9 @@ INT8 = "onnxruntime int8-dynamic"
 
 
 def config(option: str = ORT, workers: int = 2, threads: int = 1, batch: int = 1,
-           delay: float | None = None) -> Config:
-    session = (("graph_optimization", "all"),) if option.startswith("onnxruntime") else ()
+           delay: float | None = None, session: tuple = ()) -> Config:
+    if not session and option.startswith("onnxruntime"):
+        session = (("graph_optimization", "all"),)
     return Config(option, threads, workers, batch, delay, session)
 
 
@@ -142,6 +144,19 @@ def test_the_configuration_written_out_is_a_suite_run_takes_and_code_that_sets_i
     exec(code.replace('session = ort.InferenceSession("model.onnx", options, '
                       'providers=["CPUExecutionProvider"])', ""), namespace)
     assert namespace["options"].intra_op_num_threads == 1
+    # every session option the search chose travels: in the suite's [session] and the code
+    chosen = dataclasses.replace(chosen, session=adviser.full_session(
+        "basic", (("memory_arena", False),)))
+    suite = parse_suite(tomllib.loads(advice_report.suite_toml(advice, chosen)))
+    assert suite.optimization == "basic"
+    assert suite.session == (("memory_arena", False), ("memory_pattern", True))
+    namespace = {}
+    exec(advice_report.session_code(chosen, 1).replace(
+        'session = ort.InferenceSession("model.onnx", options, '
+        'providers=["CPUExecutionProvider"])', ""), namespace)
+    assert namespace["options"].enable_cpu_mem_arena is False
+    assert namespace["options"].enable_mem_pattern is True
+    assert "default session options" in advice_report.loadgen_command(advice, chosen)
 
 
 def trial_run(folder: Path, verdict: str) -> Path:
@@ -201,6 +216,51 @@ def test_trials_read_back_keep_a_recipe_that_failed_its_accuracy_check_out(tmp_p
         assert int8.why_not is None and int8.rate >= fp32.rate
 
 
+def test_session_options_timed_alone_are_searched_where_they_were_timed(tmp_path):
+    """A session option timed for fp32 (the memory arena off, here faster) is a choice of the
+    search, predicted from its own times; with int8, where it was not timed, it is refused
+    with why; the defaults keep the default session."""
+    from toolkit.runners import NATIVE
+    from toolkit.steps.scenario import SERVING_CALL
+
+    trials = adviser.read_trials({1: trial_run(tmp_path / "t1", "pass")}, SERVING_CALL,
+                                 NATIVE.get)
+    off = (("memory_arena", False),)
+    folder = tmp_path / "t1-memory_arena-off"
+    folder.mkdir()
+    from toolkit.results import Record, ResultsFile
+    from toolkit.stats import Stats
+
+    ResultsFile(folder / "results.json", {"command": "bench", "suite": {}}).append([
+        Record("model", "onnx", "infer", runtime="onnxruntime", variant="run", provider="cpu",
+               batch_size=b, recipe="fp32", threads=1, stats=Stats.from_ms([ms] * 60))
+        for b, ms in ((1, 0.01), (8, 0.04))])
+    adviser.read_session_trials(trials, {(1, off): folder})
+    assert trials.sessions_s[(ORT, 1, off)][8][0] == pytest.approx(0.04e-3)
+    request = adviser.Request("m.onnx", 5.0)
+    space = adviser.space(trials, request, 2, "all")
+    assert space.sessions == (adviser.full_session("all"), adviser.full_session("all", off))
+    assert {c.session for c in configurations(space) if c.option == ORT} == set(space.sessions)
+    evaluate = adviser.evaluator(trials, request, cores=2)
+    arena_off = evaluate(config(ORT, workers=1, batch=8, delay=0.5,
+                                session=adviser.full_session("all", off)))
+    default = evaluate(config(ORT, workers=1, batch=8, delay=0.5,
+                              session=adviser.full_session("all")))
+    # batching up to 8, both are capped by the serial costs; the faster calls show in the p99
+    assert arena_off.why_not is None and arena_off.rate >= default.rate > 0
+    assert arena_off.p99_ms < default.p99_ms
+    alone = [evaluate(config(ORT, workers=1, session=adviser.full_session("all", changed)))
+             for changed in (off, ())]
+    assert alone[0].rate > alone[1].rate > 0  # one query a call: 10 us against 50 us
+    untimed = evaluate(config(INT8, workers=1, batch=8, delay=0.5,
+                              session=adviser.full_session("all", off)))
+    assert untimed.rate == 0 and "not timed with memory_arena=False" in untimed.why_not
+    assert all(c.session == adviser.full_session("all")
+               for c in adviser.defaults(trials, request, 2, "all"))
+    assert trials.digest() != adviser.read_trials(
+        {1: tmp_path / "t1"}, SERVING_CALL, NATIVE.get).digest()  # a resumed study sees it
+
+
 def test_bad_requests_are_refused_in_one_line():
     with pytest.raises(BadInputError, match="--p99-ms"):
         adviser.Request("m.onnx", 0.0)
@@ -247,6 +307,16 @@ def test_advise_on_an_onnx_file_confirms_its_pick_and_resumes(tmp_path):
     assert advice["trials"]["options"] == [ORT]
     assert {c["role"] for c in advice["confirmed"]} >= {"default"}
     assert len(advice["tried"]) >= 10 and (out / "search.sqlite").is_file()
+    # the session options timed alone, each by its own bench with the session ONNX Runtime
+    # read back, and searched
+    from toolkit.results import read_results
+
+    _, records = read_results(out / "trials" / "t1-memory_arena-off" / "results.json")
+    timed = [r for r in records if r.phase == "infer" and r.ok]
+    assert timed and all(r.settings["memory_arena"] is False for r in timed)
+    assert {json.dumps(t["config"]["session"], sort_keys=True) for t in advice["tried"]
+            if t["config"]["option"] == ORT} > {json.dumps(dict(adviser.full_session("all")),
+                                                           sort_keys=True)}
     picked = advice["pick"]
     if picked is not None:  # only a sustained peak: else the command exits 1 saying so
         assert picked["kind"] == "sustained" and picked["peak_qps"] > 0

@@ -252,3 +252,14 @@ def test_each_onnx_child_checks_its_own_session_against_the_reference(tmp_path, 
         firsts = [r for r in records if r.phase == "first_inference"]
         assert [r.variant for r in firsts] == ["run", "iobinding"]
         assert all(r.info["session"] == "fresh" for r in firsts)
+
+
+def test_onnx_runtimes_other_session_options_are_applied_and_read_back(tmp_path):
+    """The memory arena and pattern a suite's [session] asks for are the session's, as ONNX
+    Runtime reads them back; left out, they are its defaults."""
+    model = tiny_onnx(tmp_path / "m.onnx")
+    chosen = OrtRunner.load(model, RunnerConfig(session=(("memory_arena", False),
+                                                         ("memory_pattern", False))))
+    assert chosen.settings["memory_arena"] is False and chosen.settings["memory_pattern"] is False
+    default = OrtRunner.load(model, RunnerConfig())
+    assert default.settings["memory_arena"] is True and default.settings["memory_pattern"] is True

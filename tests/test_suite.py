@@ -41,6 +41,11 @@ def test_cases_are_native_where_it_can_run_then_each_provider():
     ({"workloads": ["digits-mlp"], "colour": "red"}, "unknown key(s) colour"),
     ({"workloads": ["digits-mlp"], "frameworks": ["jax"]}, "unknown framework 'jax'"),
     ({"workloads": ["digits-mlp"], "timing": {"min_iterations": 0}}, "min_iterations"),
+    ({"workloads": ["digits-mlp"], "session": {"execution_mode": "parallel"}},
+     "[session]: unknown ONNX Runtime session option 'execution_mode'"),
+    ({"workloads": ["digits-mlp"], "session": {"memory_arena": "no"}},
+     "memory_arena = 'no'; give one of true, false"),
+    ({"workloads": ["digits-mlp"], "session": "fast"}, "session"),
 ])
 def test_bad_suites_name_the_value(raw, message):
     with pytest.raises(BadInputError) as info:

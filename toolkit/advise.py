@@ -32,7 +32,16 @@ from typing import Any
 from toolkit.errors import BadInputError
 from toolkit.recipes import FP32, ONNX_RECIPES, QualityRule
 from toolkit.results import Record, read_results, read_samples
-from toolkit.search import Config, Limits, Outcome, Space, Tried, configurations, run_search
+from toolkit.search import (
+    Config,
+    Limits,
+    Outcome,
+    Space,
+    Tried,
+    configurations,
+    run_search,
+    session_label,
+)
 from toolkit.timing import Budget
 
 SIZES = (1, 2, 4, 8, 16)  # the call sizes timed: what a batcher of up to 16 sends
@@ -54,6 +63,14 @@ CONFIRM_TIMEOUT_S = (60.0, 600.0)  # each confirmation's timeout: its share of t
 RUNS_PER_SEARCH = 14  # LoadGen runs a sustained-peak search takes, about
 CONFIRM_RUN_S = 10.0  # a confirming run of a slow model lasts about this long
 CONFIRM_LONGEST_RUN_S = 60.0  # and its search may go down to a rate where one lasts this long
+# ONNX Runtime's session options timed beyond the trials' own (its defaults), each alone, for
+# the fp32 option: the graph optimised at the basic level only; the CPU memory arena off; the
+# memory pattern off. Spinning is not timed (one call at a time cannot show what spinning
+# threads cost their neighbours under load): served sessions do not spin. The execution mode
+# is not either: onnxruntime 1.31 reads a session made with ORT_PARALLEL back as
+# sequential (its maintainers call the mode deprecated), so it would time the default again.
+TRIAL_SESSIONS: tuple[tuple[tuple[str, Any], ...], ...] = (
+    (("graph_optimization", "basic"),), (("memory_arena", False),), (("memory_pattern", False),))
 MIN_CONFIRM_QUERIES = 512  # a run's least queries (LoadGen's early stopping needs 459 to pass)
 
 
@@ -114,6 +131,10 @@ class Trials:
 
     workload: str = ""
     service_s: dict[tuple[str, int], dict[int, list[float]]] = field(default_factory=dict)
+    # ONNX Runtime fp32 with other session options (TRIAL_SESSIONS): by option, threads and
+    # the options that differ from the defaults
+    sessions_s: dict[tuple[str, int, tuple[tuple[str, Any], ...]], dict[int, list[float]]] = \
+        field(default_factory=dict)
     memory_mb: dict[tuple[str, int], float] = field(default_factory=dict)
     quality_drop: dict[str, float] = field(default_factory=dict)
     refused: dict[str, str] = field(default_factory=dict)  # option -> why it was not timed
@@ -130,6 +151,9 @@ class Trials:
         on the same measurements."""
         medians = {f"{o}@{t}": {b: sorted(v)[len(v) // 2] for b, v in sizes.items()}
                    for (o, t), sizes in sorted(self.service_s.items())}
+        medians.update({f"{o}@{t} {session_label(s)}": {b: sorted(v)[len(v) // 2]
+                                                       for b, v in sizes.items()}
+                        for (o, t, s), sizes in sorted(self.sessions_s.items(), key=str)})
         text = json.dumps([medians, self.quality_drop, self.refused, self.inaccurate],
                           sort_keys=True)
         return hashlib.sha256(text.encode()).hexdigest()[:16]
@@ -163,9 +187,7 @@ def read_trials(folders: Mapping[int, Path], serving_call: Mapping[str, str],
             if not record.ok or record.stats is None:
                 found.refused.setdefault(option, record.reason or f"not timed ({record.status})")
                 continue
-            times = samples.get(str(index))
-            seconds = ([float(v) / 1e3 for v in times] if times is not None
-                       else [record.stats.p50_ms / 1e3])
+            seconds = _seconds(record, samples.get(str(index)))
             found.service_s.setdefault((option, threads), {})[record.batch_size or 1] = seconds
             if record.peak_rss_mb:
                 key = (option, threads)
@@ -173,6 +195,54 @@ def read_trials(folders: Mapping[int, Path], serving_call: Mapping[str, str],
     for option in found.options:
         found.refused.pop(option, None)  # timed at one thread count at least
     return found
+
+
+def _seconds(record: Record, times: Sequence[float] | None) -> list[float]:
+    """A timed record's calls in seconds (its median alone where no samples were kept)."""
+    assert record.stats is not None
+    return [float(v) / 1e3 for v in times] if times is not None else [record.stats.p50_ms / 1e3]
+
+
+def read_session_trials(found: Trials, folders: Mapping[tuple[int, tuple[tuple[str, Any], ...]],
+                                                         Path]) -> None:
+    """ONNX Runtime fp32's service times with other session options (by threads and the
+    options changed), into `found.sessions_s`; a series that failed is left out (the search
+    then says it was not timed)."""
+    option = option_name("onnxruntime", FP32)
+    for (threads, changed), folder in sorted(folders.items(), key=str):
+        path = folder / "results.json"
+        if not path.is_file():
+            continue
+        _, records = read_results(path)
+        samples = read_samples(path)
+        for index, record in enumerate(records):
+            if (record.runtime == "onnxruntime" and record.phase == "infer"
+                    and record.variant == "run" and record.ok and record.stats is not None):
+                found.sessions_s.setdefault((option, threads, changed), {})[
+                    record.batch_size or 1] = _seconds(record, samples.get(str(index)))
+
+
+def session_slug(changed: Sequence[tuple[str, Any]]) -> str:
+    """A folder's name for session options: `memory_arena-off`, `graph_optimization-basic`."""
+    return "-".join(f"{k}-{'on' if v is True else 'off' if v is False else v}"
+                    for k, v in changed)
+
+
+def full_session(optimization: str, changed: Sequence[tuple[str, Any]] = ()
+                 ) -> tuple[tuple[str, Any], ...]:
+    """An ONNX Runtime configuration's session options: the defaults (the graph at
+    `optimization`, the memory arena and pattern on), with `changed`."""
+    chosen: dict[str, Any] = {"graph_optimization": optimization, "memory_arena": True,
+                              "memory_pattern": True}
+    chosen.update(dict(changed))
+    return tuple(sorted(chosen.items()))
+
+
+def changed_of(session: Sequence[tuple[str, Any]], optimization: str
+               ) -> tuple[tuple[str, Any], ...]:
+    """The session options that differ from the defaults."""
+    default = dict(full_session(optimization))
+    return tuple((k, v) for k, v in sorted(session) if default.get(k) != v)
 
 
 def _judge(found: Trials, option: str, record: Record) -> None:
@@ -195,26 +265,34 @@ def _judge(found: Trials, option: str, record: Record) -> None:
 def space(trials: Trials, request: Request, cores: int, optimization: str) -> Space:
     """Every configuration of the options the trials timed, within the machine's cores."""
     threads = tuple(sorted({t for _, t in trials.service_s}))
+    changed = sorted({s for _, _, s in trials.sessions_s}, key=str)
     return Space(options=trials.options, threads=threads,
                  workers=tuple(range(1, cores + 1)),
                  max_batch=(1, *(b for b in SIZES if b > 1)),
                  max_delay_ms=tuple(d for d in DELAYS_MS if d < request.p99_ms / 2) or (0.0,),
-                 session={"graph_optimization": (optimization,)}, cores=cores)
+                 session={"graph_optimization": (optimization,)}, cores=cores,
+                 sessions=tuple(full_session(optimization, c) for c in [(), *changed]))
 
 
-def evaluator(trials: Trials, request: Request, cores: int) -> Callable[[Config], Outcome]:
+def evaluator(trials: Trials, request: Request, cores: int, optimization: str = "all"
+              ) -> Callable[[Config], Outcome]:
     """A configuration's rate within the bound, from its measured service times fed to the
-    queueing model; its accuracy given up; its memory (the sum over its workers)."""
+    queueing model; its accuracy given up; its memory (the sum over its workers: that of the
+    default session options, more than the memory arena off takes)."""
     from toolkit.queueing import Path as ServingPath
     from toolkit.queueing import peak
 
     def evaluate(config: Config) -> Outcome:
         drop = trials.quality_drop.get(config.option, 0.0)
         refused = trials.inaccurate.get(config.option) or trials.refused.get(config.option)
-        service = trials.service_s.get((config.option, config.threads))
+        changed = changed_of(config.session, optimization) if config.ort else ()
+        service = (trials.sessions_s.get((config.option, config.threads, changed)) if changed
+                   else trials.service_s.get((config.option, config.threads)))
         if refused or not service:
-            return Outcome(0.0, None, drop, None,
-                           refused or f"not timed at {config.threads} threads a worker")
+            return Outcome(0.0, None, drop, None, refused or (
+                f"not timed at {config.threads} threads a worker" if not changed else
+                f"not timed with {session_label(changed)} at {config.threads} threads a "
+                f"worker (advise times other session options for {FP32} only)"))
         if config.max_batch > max(service):
             return Outcome(0.0, None, drop, None,
                            f"calls of more than {max(service)} rows were not timed (a fixed "
@@ -244,7 +322,7 @@ def defaults(trials: Trials, request: Request, cores: int, optimization: str) ->
         return []
     threads = 1 if 1 in timed else timed[0]  # loadgen's one thread a worker, where timed
     workers = max(1, cores // threads)
-    session = (("graph_optimization", optimization),) if option.startswith("onnxruntime") else ()
+    session = full_session(optimization) if option.startswith("onnxruntime") else ()
     return [Config(option, threads, workers, 1, None, session),
             Config(option, threads, workers, 8, request.p99_ms / 10, session)]
 
@@ -349,7 +427,7 @@ def search(trials: Trials, request: Request, limits: Limits, cores: int, optimiz
     every = configurations(chosen)
     context = {"target": request.target, "p99_ms": request.p99_ms, "cores": cores,
                "trials": trials.digest()}
-    return run_search(chosen, evaluator(trials, request, cores), limits,
+    return run_search(chosen, evaluator(trials, request, cores, optimization), limits,
                       trials=min(TRIALS, len(every)), storage=f"sqlite:///{storage}",
                       seed=request.seed, deadline=deadline, context=context, progress=progress)
 
@@ -530,7 +608,7 @@ def advise(request: Request, out_dir: Path, runner: Runner, *, trust_pickle: boo
     """The three stages into `out_dir` (each skipped where it finished before: --resume); None
     when one was interrupted (what finished is kept)."""
     from toolkit.plans.advise import confirm_plan, serving_variant, trial_plan, trial_sources
-    from toolkit.plans.model import bench_suite
+    from toolkit.plans.model import ModelRequest, bench_suite
     from toolkit.runners import NATIVE
     from toolkit.scenarios import ScenarioSettings, loadgen_missing
     from toolkit.steps.scenario import SERVING_CALL
@@ -557,6 +635,13 @@ def advise(request: Request, out_dir: Path, runner: Runner, *, trust_pickle: boo
                                 max_quality_drop=request.max_quality_drop)
         return dataclasses.replace(suite, scenarios=(), budget=TRIAL_BUDGET)
 
+    def session_suite(threads: int, changed: tuple[tuple[str, Any], ...]) -> Suite:
+        chosen = dict(changed)
+        suite = bench_suite(providers=["cpu"], batch_sizes=SIZES, threads=threads, rounds=1,
+                            optimization=chosen.pop("graph_optimization", None))
+        return dataclasses.replace(suite, scenarios=(), budget=TRIAL_BUDGET,
+                                   session=tuple(sorted(chosen.items())))
+
     command = "bench" if model is not None else "run"
     for threads, folder in folders.items():
         say(f"trials: every option and recipe timed at {', '.join(map(str, SIZES))} rows, "
@@ -568,6 +653,26 @@ def advise(request: Request, out_dir: Path, runner: Runner, *, trust_pickle: boo
     trials = read_trials(folders, SERVING_CALL,
                          lambda framework: NATIVE.get(framework))
     optimization = trial_suite(thread_counts[0]).optimization
+    sessions = {}  # ONNX Runtime fp32 again, with each of TRIAL_SESSIONS, on its ONNX file
+    for threads, folder in folders.items():
+        if (option_name("onnxruntime", FP32), threads) not in trials.service_s:
+            continue
+        run, records = read_results(folder / "results.json")
+        made = trial_sources(run, records, folder, trials.workload, FP32)
+        if made.onnx is None or made.inputs is None:
+            continue
+        for changed in TRIAL_SESSIONS:
+            into = out_dir / "trials" / f"t{threads}-{session_slug(changed)}"
+            sessions[threads, changed] = into
+            say(f"trials: onnxruntime fp32 with {session_label(changed)}, {threads} "
+                f"thread{'s' * (threads > 1)} a worker ({into})")
+            if not _stage(runner, into, "bench",
+                          lambda t=threads, c=changed, m=made, f=into: trial_plan(
+                              str(m.onnx), ModelRequest(Path(str(m.onnx)),
+                                                        input_data=Path(str(m.inputs))),
+                              session_suite(t, c), f)):
+                return None
+    read_session_trials(trials, sessions)
     if not trials.options:
         why = "; ".join(f"{o}: {w}" for o, w in trials.refused.items()) or "no option was timed"
         raise BadInputError(f"{request.target}: no option could be timed ({why})")
@@ -577,7 +682,7 @@ def advise(request: Request, out_dir: Path, runner: Runner, *, trust_pickle: boo
     tried = search(trials, request, limits, cores, optimization, out_dir / "search.sqlite",
                    None)
     predicted = {t.config: t.outcome for t in tried}
-    evaluate = evaluator(trials, request, cores)
+    evaluate = evaluator(trials, request, cores, optimization)
 
     def rate(config: Config) -> float:
         return (predicted.get(config) or evaluate(config)).rate
@@ -603,9 +708,12 @@ def advise(request: Request, out_dir: Path, runner: Runner, *, trust_pickle: boo
             batch_sizes=(config.max_batch,) if batching else (),
             max_delay_ms=config.max_delay_ms if batching else None,
             queries=confirm_queries(guess.rate), longest_run_s=CONFIRM_LONGEST_RUN_S)
+        session = dict(config.session)  # ONNX Runtime's (a native option has none)
         suite = dataclasses.replace(
             Suite.from_dict(run["suite"]), threads=config.workers * config.threads,
-            timeout_s=timeout, scenarios=(settings,), rounds=1)
+            timeout_s=timeout, scenarios=(settings,), rounds=1,
+            optimization=session.pop("graph_optimization", optimization),
+            session=tuple(sorted(session.items())))
         case = Case(trials.workload, runner_name, "cpu", recipe)
         say(f"confirming under LoadGen ({role}): {config.label()} ({folder})")
         if not _stage(runner, folder, "advise-confirm",

@@ -21,10 +21,11 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from exporters.session import SESSION_CHOICES
 from toolkit.errors import BadInputError
 
-# ONNX Runtime's session options a configuration can set, and the values tried: those
-# `RunnerConfig` can apply today (execution mode, the memory arena and pattern are to come).
+# ONNX Runtime's session options a configuration can set, and the values tried, every
+# combination of them (`Space.sessions` gives a list of combinations instead).
 SESSION_OPTIONS: dict[str, tuple[Any, ...]] = {
     "graph_optimization": ("all", "extended", "basic"),
     "spinning": (False, True),
@@ -43,6 +44,20 @@ class Space:
     max_delay_ms: tuple[float, ...] = (0.1, 0.5, 1.0)
     session: Mapping[str, tuple[Any, ...]] = field(default_factory=lambda: SESSION_OPTIONS)
     cores: int = 0  # workers x threads beyond this are not tried (0: no limit)
+    # the session options' combinations to try, as sorted (name, value) pairs, where only
+    # these were measured (advise times each option alone); empty: every one of `session`'s
+    sessions: tuple[tuple[tuple[str, Any], ...], ...] = ()
+
+    def session_choices(self) -> list[tuple[tuple[str, Any], ...]]:
+        if self.sessions:
+            return list(self.sessions)
+        return [tuple(sorted(zip(self.session, values, strict=True)))
+                for values in itertools.product(*self.session.values())]
+
+
+def session_label(session: Sequence[tuple[str, Any]]) -> str:
+    """A session's options as one choice's name: `graph_optimization=all memory_arena=False`."""
+    return " ".join(f"{name}={value}" for name, value in session) or "default"
 
 
 @dataclass(frozen=True)
@@ -72,7 +87,8 @@ class Config:
     def label(self) -> str:
         batching = (f"batching up to {self.max_batch} within {self.max_delay_ms:g} ms"
                     if self.max_batch > 1 else "no batching")
-        session = ", ".join(f"{k}={v}" for k, v in self.session)
+        session = ", ".join(f"{k}={v}" for k, v in self.session  # defaults of the others unsaid
+                            if SESSION_CHOICES.get(k, (None,))[0] != v)
         return (f"{self.option}, {self.workers} worker{'s' * (self.workers > 1)} x "
                 f"{self.threads} thread{'s' * (self.threads > 1)}, {batching}"
                 + (f" ({session})" if session else ""))
@@ -128,9 +144,7 @@ def configurations(space: Space) -> list[Config]:
     """Every configuration of the space, in a fixed order."""
     found = []
     for option in space.options:
-        sessions = [tuple(sorted(zip(space.session, values, strict=True)))
-                    for values in itertools.product(*space.session.values())] if (
-            option.startswith("onnxruntime")) else [()]
+        sessions = space.session_choices() if option.startswith("onnxruntime") else [()]
         for layout in _layouts(space):
             workers, threads = map(int, layout.split("x"))
             for batch in space.max_batch:
@@ -140,14 +154,17 @@ def configurations(space: Space) -> list[Config]:
     return found
 
 
-def params(config: Config) -> dict[str, Any]:
+def params(config: Config, space: Space) -> dict[str, Any]:
     """The trial parameters `suggest` turns into `config` (to enqueue it)."""
     chosen: dict[str, Any] = {"option": config.option,
                               "layout": f"{config.workers}x{config.threads}",
                               "max_batch": config.max_batch}
     if config.max_batch > 1:
         chosen["max_delay_ms"] = config.max_delay_ms
-    chosen.update(config.session)
+    if space.sessions and config.ort:
+        chosen["session"] = session_label(config.session)
+    else:
+        chosen.update(config.session)
     return chosen
 
 
@@ -160,7 +177,10 @@ def suggest(trial: Any, space: Space) -> Config:
     delay = (trial.suggest_categorical("max_delay_ms", list(space.max_delay_ms))
              if max_batch > 1 else None)
     session: tuple[tuple[str, Any], ...] = ()
-    if option.startswith("onnxruntime"):
+    if option.startswith("onnxruntime") and space.sessions:  # one choice of the listed
+        labels = {session_label(s): s for s in space.sessions}
+        session = labels[trial.suggest_categorical("session", list(labels))]
+    elif option.startswith("onnxruntime"):
         session = tuple(sorted((name, trial.suggest_categorical(name, list(values)))
                                for name, values in space.session.items()))
     return Config(option, threads, workers, max_batch, delay, session)
@@ -220,7 +240,7 @@ def run_search(space: Space, evaluate: Callable[[Config], Outcome], limits: Limi
         else:
             unseen = [c for c in every if c not in seen]
             if unseen:
-                study.enqueue_trial(params(unseen_draw.choice(unseen)))
+                study.enqueue_trial(params(unseen_draw.choice(unseen), space))
         broken = limits.breaks(outcome)
         trial.set_user_attr("config", config.to_dict())
         trial.set_user_attr("outcome", outcome.__dict__)

@@ -229,6 +229,8 @@ class LoadSpec:
     provider: str
     threads: int
     warm: tuple[int, ...] = ()  # the row counts it is called at before it says ready
+    optimization: str = "all"  # ONNX Runtime's graph optimisation level
+    session: tuple[tuple[str, Any], ...] = ()  # and its other session options
 
 
 def _process_main(spec: LoadSpec, jobs: Any, answers: Any) -> None:
@@ -256,7 +258,9 @@ def load_predict(spec: LoadSpec) -> tuple[Predict, dict[str, Any]]:
 
     runner = RUNNERS[spec.runner].load(Path(spec.artifact),
                                        RunnerConfig(provider=spec.provider,
-                                                    threads=spec.threads, spinning=False))
+                                                    threads=spec.threads, spinning=False,
+                                                    optimization=spec.optimization,
+                                                    session=spec.session))
     fixed_batch_fits(runner, max(spec.warm, default=1))
     with np.load(spec.inputs) as archive:
         x = {name: archive[name] for name in archive.files}

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from exporters.session import OPTIMIZATION_LEVELS
+from exporters.session import OPTIMIZATION_LEVELS, check_session
 from toolkit import workloads
 from toolkit.errors import BadInputError
 from toolkit.recipes import (
@@ -58,6 +58,9 @@ class Suite:
     opset: int = 18
     threads: int = 1
     optimization: str = "all"
+    # ONNX Runtime's other session options (exporters.session.SESSION_CHOICES) as sorted
+    # (name, value) pairs, from a [session] table; those not given are at their defaults
+    session: tuple[tuple[str, Any], ...] = ()
     timeout_s: float = 600.0
     rounds: int = 1  # fresh processes per case (results of schema 1 had one)
     recipes: tuple[str, ...] = (FP32,)
@@ -95,6 +98,7 @@ class Suite:
                 f"unknown graph optimisation level {self.optimization!r}; valid: "
                 f"{', '.join(OPTIMIZATION_LEVELS)}"
             )
+        check_session(dict(self.session), "[session]")
         if self.timeout_s <= 0:
             raise BadInputError(f"--timeout must be > 0 seconds, got {self.timeout_s}")
         if self.rounds < 1:
@@ -124,6 +128,7 @@ class Suite:
             if key in values:
                 values[key] = tuple(values[key])
         values["prices"] = tuple(tuple(pair) for pair in values.get("prices", ()))
+        values["session"] = tuple(tuple(pair) for pair in values.get("session", ()))
         return cls(**values)
 
     def to_dict(self) -> dict[str, Any]:
@@ -172,6 +177,7 @@ KEYS: dict[str, tuple[str, str]] = {
     "recipes": (_LIST_OF_TEXT, 'recipes = ["fp32", "int8-dynamic"]'),
     "max_quality_drop": ("text", 'max_quality_drop = "1%"'),
     "optimization": ("text", 'optimization = "all"'),
+    "session": ("a table", "[session] memory_arena = false"),
     "timeout_s": ("a number", "timeout_s = 600"),
     "timing": ("a table", "[timing] min_seconds = 0.2"),
     "parity": ("a table", "[parity] rtol = 1e-4"),
@@ -267,6 +273,7 @@ def parse_suite(raw: dict[str, Any], source: str = "<suite>") -> Suite:
             opset=raw.get("export", {}).get("opset", 18),
             threads=raw.get("threads", default_threads()),
             optimization=raw.get("optimization", "all"),
+            session=tuple(sorted(raw.get("session", {}).items())),
             timeout_s=float(raw.get("timeout_s", 600.0)),
             rounds=raw.get("rounds", DEFAULT_ROUNDS),
             recipes=tuple(raw.get("recipes", (FP32,))),

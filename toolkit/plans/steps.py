@@ -447,6 +447,7 @@ class Measure(CaseStep):
                 "provider": case.provider, "batch_sizes": list(suite.batch_sizes),
                 "budget": dataclasses.asdict(suite.budget), "threads": suite.threads,
                 "optimization": "disable" if case.recipe == "ort-offline" else suite.optimization,
+                "session": dict(suite.session),
                 "round": self.round, "recipe": case.recipe,
                 "flops_per_row": (_flops_per_row(_artifact(case, sources))
                                   if case.runtime == "onnxruntime" else None),
@@ -507,7 +508,7 @@ class Scenario(CaseStep):
                 "artifact": artifact, "inputs": sources.inputs, "provider": case.provider,
                 "variant": self.variant, "settings": self.settings.to_dict(),
                 "logs": str(context.out_dir / "loadgen" / name), "threads": suite.threads,
-                "optimization": suite.optimization,
+                "optimization": suite.optimization, "session": dict(suite.session),
                 "budget_s": max(suite.timeout_s * 0.9 - 15.0, suite.timeout_s / 2)}
         child = run_child(spec, context.out_dir, timeout_s=suite.timeout_s,
                           threads=suite.threads, name=f"loadgen-{name}")

@@ -14,6 +14,7 @@ from toolkit.advise import (
     CONFIRM_LONGEST_RUN_S,
     Advice,
     Confirmed,
+    changed_of,
     confirm_queries,
     machines,
     usd_per_million,
@@ -134,6 +135,8 @@ def session_code(config: Config, threads: int) -> str:
             "options.inter_op_num_threads = 1",
             f"options.graph_optimization_level = ort.GraphOptimizationLevel.{level}",
             f'options.add_session_config_entry("session.intra_op.allow_spinning", "{spin}")',
+            f"options.enable_cpu_mem_arena = {session.get('memory_arena', True)}",
+            f"options.enable_mem_pattern = {session.get('memory_pattern', True)}",
             f"# one session per worker: {config.workers} worker thread"
             f"{'s' * (config.workers > 1)}, each with its own",
             'session = ort.InferenceSession("model.onnx", options, '
@@ -164,10 +167,12 @@ def suite_toml(advice: Advice, config: Config) -> str:
              f'optimization = "{dict(config.session).get("graph_optimization", "all")}"',
              f"recipes = {json.dumps(['fp32'] + ([recipe] if recipe != 'fp32' else []))}",
              f'max_quality_drop = "{request.max_quality_drop}"',
-             "",
-             "[scenarios.server]",
-             f"p99_ms = {request.p99_ms:g}",
-             f"workers = {config.workers}"]
+             ""]
+    others = [(k, v) for k, v in config.session if k != "graph_optimization"]
+    if others:  # ONNX Runtime's other session options, as the suite's [session] names them
+        lines += ["[session]", *(f"{k} = {json.dumps(v)}" for k, v in others), ""]
+    lines += ["[scenarios.server]", f"p99_ms = {request.p99_ms:g}",
+              f"workers = {config.workers}"]
     if config.max_batch > 1:
         lines += [f"batch_sizes = [{config.max_batch}]",
                   f"max_delay_ms = {config.max_delay_ms:g}"]
@@ -183,6 +188,9 @@ def loadgen_command(advice: Advice, config: Config) -> str:
     recipe = config.option.split()[-1]
     note = (f"  # serves the fp32 file; the {recipe} file is in the run's folder"
             if recipe != "fp32" else "")
+    if changed_of(config.session, advice.optimization) if config.ort else ():
+        note += ("  # with ONNX Runtime's default session options: the suite file carries "
+                 "the chosen ones")
     request = advice.request
     parts = ["deploybench loadgen", request.target, "--scenario server",
              f"--p99-ms {request.p99_ms:g}", "--providers cpu",

@@ -29,6 +29,9 @@ class RunnerConfig:
     # OpenMP's (PyTorch, scikit-learn) are set when the process starts (`openmp_spinning`);
     # TensorFlow's have no switch.
     spinning: bool = True
+    # ONNX Runtime's other session options (exporters.session.SESSION_CHOICES), as sorted
+    # (name, value) pairs; those not given are at their defaults
+    session: tuple[tuple[str, Any], ...] = ()
 
     @property
     def device(self) -> str:

@@ -130,6 +130,8 @@ class OrtRunner:
             "inter_op_threads": applied.inter_op_num_threads,
             "graph_optimization": config.optimization,
             "spinning": _spinning(applied),
+            "memory_arena": applied.enable_cpu_mem_arena,
+            "memory_pattern": applied.enable_mem_pattern,
             "session_providers": session.get_providers(),
         }
 
@@ -139,7 +141,8 @@ class OrtRunner:
 
     @classmethod
     def load(cls, path: Path, config: RunnerConfig) -> OrtRunner:
-        options = session_options(config.threads, config.optimization, config.spinning)
+        options = session_options(config.threads, config.optimization, config.spinning,
+                                  session=config.session)
         return cls(create_session(path, config.provider, options), config)
 
     def feed(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:

@@ -55,6 +55,7 @@ class MeasureSpec:
     budget: dict[str, Any] = field(default_factory=dict)
     threads: int = 1
     optimization: str = "all"
+    session: dict[str, Any] = field(default_factory=dict)  # ONNX Runtime's other options
     round: int = 1
     recipe: str = FP32
     reference: dict[str, Any] | None = None
@@ -66,7 +67,8 @@ class MeasureSpec:
     @property
     def config(self) -> RunnerConfig:
         return RunnerConfig(provider=self.provider, threads=self.threads,
-                            optimization=self.optimization, recipe=self.recipe)
+                            optimization=self.optimization, recipe=self.recipe,
+                            session=tuple(sorted(self.session.items())))
 
 
 def measure_case(spec: MeasureSpec) -> Iterator[Record]:

@@ -16,7 +16,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -78,6 +78,7 @@ class ScenarioSpec:
     logs: str  # the folder this option's LoadGen logs go to
     threads: int = 1  # the cores the option may use in all (workers x threads per worker)
     optimization: str = "all"
+    session: dict[str, Any] = field(default_factory=dict)  # ONNX Runtime's other options
     budget_s: float = 540.0  # a search starts no run that would end after this (the timeout)
 
 
@@ -151,12 +152,13 @@ def _pool(spec: ScenarioSpec, settings: ScenarioSettings, runtime: str, workers:
     sizes = warm_sizes(max_batch, split)  # every worker warmed before the first LoadGen run
     if spec.variant.startswith("processes"):
         load = LoadSpec(spec.runner, spec.artifact, spec.inputs, call, spec.provider, threads,
-                        sizes)
+                        sizes, spec.optimization, tuple(sorted(spec.session.items())))
         pool = ProcessPool(load, workers, max_batch, delay, split,
                            start_timeout_s=spec.budget_s / 4)
         return pool, pool.settings
     config = RunnerConfig(provider=spec.provider, threads=threads,
-                          optimization=spec.optimization, spinning=False)
+                          optimization=spec.optimization, spinning=False,
+                          session=tuple(sorted(spec.session.items())))
     with np.load(spec.inputs) as archive:
         x = {name: archive[name] for name in archive.files}
     count = 1 if spec.variant.startswith("shared") else workers  # else one each
