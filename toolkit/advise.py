@@ -5,11 +5,12 @@ Three stages, each on the one executor, in one folder:
 1. **Trials** (`trials/t<threads>/`): the model's options (native runtime, ONNX Runtime) and
    recipes timed call by call at the batch sizes a batcher sends (1-16 rows), in fresh children,
    at each thread count per worker; each recipe's accuracy judged by the statistics rule
-   (`--max-quality-drop`); each option's memory.
+   (`--max-quality-drop`); each option's memory. Then ONNX Runtime's fp32 file again with each
+   of TRIAL_SESSIONS' session options (`trials/t<threads>-<option>/`).
 2. **Search** (`search.sqlite`): Optuna over every configuration of those options (workers,
-   threads, batching and its delay); a configuration's rate within the bound comes from its
-   measured service times fed to `toolkit.queueing` (Poisson arrivals, the batcher, the
-   workers), which is a model, not a measurement.
+   threads, batching and its delay, ONNX Runtime's session options); a configuration's rate
+   within the bound comes from its measured service times fed to `toolkit.queueing` (Poisson
+   arrivals, the batcher, the workers), which is a model, not a measurement.
 3. **Confirmation** (`confirm/<role>-<hash>/`): the front's best few and the best default
    option under LoadGen Server, one after another in this run, each with the sustained-peak
    search of `loadgen`. Only a confirmed sustained peak may be picked.
@@ -265,13 +266,16 @@ def _judge(found: Trials, option: str, record: Record) -> None:
 def space(trials: Trials, request: Request, cores: int, optimization: str) -> Space:
     """Every configuration of the options the trials timed, within the machine's cores."""
     threads = tuple(sorted({t for _, t in trials.service_s}))
-    changed = sorted({s for _, _, s in trials.sessions_s}, key=str)
+    timed: dict[str, list[tuple[tuple[str, Any], ...]]] = {}  # the sessions each was timed
+    for option, _, changed in sorted(trials.sessions_s, key=str):  # with, beyond the default
+        timed.setdefault(option, []).append(full_session(optimization, changed))
     return Space(options=trials.options, threads=threads,
                  workers=tuple(range(1, cores + 1)),
                  max_batch=(1, *(b for b in SIZES if b > 1)),
                  max_delay_ms=tuple(d for d in DELAYS_MS if d < request.p99_ms / 2) or (0.0,),
                  session={"graph_optimization": (optimization,)}, cores=cores,
-                 sessions=tuple(full_session(optimization, c) for c in [(), *changed]))
+                 sessions={option: tuple(dict.fromkeys([full_session(optimization), *chosen]))
+                           for option, chosen in timed.items()})
 
 
 def evaluator(trials: Trials, request: Request, cores: int, optimization: str = "all"
@@ -505,7 +509,13 @@ class Advice:
                        "service_p50_ms": {
                            f"{o} x{t}": {str(b): round(sorted(v)[len(v) // 2] * 1e3, 4)
                                          for b, v in sorted(sizes.items())}
-                           for (o, t), sizes in sorted(self.trials.service_s.items())}},
+                           for (o, t), sizes in sorted(self.trials.service_s.items())},
+                       "session_p50_ms": {
+                           f"{o} x{t} {session_label(s)}": {
+                               str(b): round(sorted(v)[len(v) // 2] * 1e3, 4)
+                               for b, v in sorted(sizes.items())}
+                           for (o, t, s), sizes in sorted(self.trials.sessions_s.items(),
+                                                          key=str)}},
             "tried": [{"config": t.config.to_dict(), "outcome": t.outcome.__dict__,
                        "why_lost": t.why_lost} for t in self.tried],
             "confirmed": [c.to_dict() for c in self.confirmed],
@@ -654,6 +664,10 @@ def advise(request: Request, out_dir: Path, runner: Runner, *, trust_pickle: boo
                          lambda framework: NATIVE.get(framework))
     optimization = trial_suite(thread_counts[0]).optimization
     sessions = {}  # ONNX Runtime fp32 again, with each of TRIAL_SESSIONS, on its ONNX file
+    if (out_dir / "search.sqlite").is_file() and not any((out_dir / "trials").glob("t*-*")):
+        raise BadInputError(f"--resume {out_dir}: made by an earlier deploybench advise, "
+                            "which did not search ONNX Runtime's session options; start a "
+                            "new run (--out elsewhere)")
     for threads, folder in folders.items():
         if (option_name("onnxruntime", FP32), threads) not in trials.service_s:
             continue

@@ -44,13 +44,17 @@ class Space:
     max_delay_ms: tuple[float, ...] = (0.1, 0.5, 1.0)
     session: Mapping[str, tuple[Any, ...]] = field(default_factory=lambda: SESSION_OPTIONS)
     cores: int = 0  # workers x threads beyond this are not tried (0: no limit)
-    # the session options' combinations to try, as sorted (name, value) pairs, where only
-    # these were measured (advise times each option alone); empty: every one of `session`'s
-    sessions: tuple[tuple[tuple[str, Any], ...], ...] = ()
+    # by ONNX Runtime option, the session options' combinations to try (sorted (name, value)
+    # pairs) where only these were measured (advise times each alone, for fp32); an ONNX
+    # Runtime option not named gets every combination of `session`'s
+    sessions: Mapping[str, tuple[tuple[tuple[str, Any], ...], ...]] = field(
+        default_factory=dict)
 
-    def session_choices(self) -> list[tuple[tuple[str, Any], ...]]:
-        if self.sessions:
-            return list(self.sessions)
+    def session_choices(self, option: str) -> list[tuple[tuple[str, Any], ...]]:
+        if not option.startswith("onnxruntime"):
+            return [()]
+        if option in self.sessions:
+            return list(self.sessions[option])
         return [tuple(sorted(zip(self.session, values, strict=True)))
                 for values in itertools.product(*self.session.values())]
 
@@ -144,7 +148,7 @@ def configurations(space: Space) -> list[Config]:
     """Every configuration of the space, in a fixed order."""
     found = []
     for option in space.options:
-        sessions = space.session_choices() if option.startswith("onnxruntime") else [()]
+        sessions = space.session_choices(option)
         for layout in _layouts(space):
             workers, threads = map(int, layout.split("x"))
             for batch in space.max_batch:
@@ -161,8 +165,8 @@ def params(config: Config, space: Space) -> dict[str, Any]:
                               "max_batch": config.max_batch}
     if config.max_batch > 1:
         chosen["max_delay_ms"] = config.max_delay_ms
-    if space.sessions and config.ort:
-        chosen["session"] = session_label(config.session)
+    if config.option in space.sessions:
+        chosen[f"session of {config.option}"] = session_label(config.session)
     else:
         chosen.update(config.session)
     return chosen
@@ -177,9 +181,9 @@ def suggest(trial: Any, space: Space) -> Config:
     delay = (trial.suggest_categorical("max_delay_ms", list(space.max_delay_ms))
              if max_batch > 1 else None)
     session: tuple[tuple[str, Any], ...] = ()
-    if option.startswith("onnxruntime") and space.sessions:  # one choice of the listed
-        labels = {session_label(s): s for s in space.sessions}
-        session = labels[trial.suggest_categorical("session", list(labels))]
+    if option in space.sessions:  # one choice of those listed (a name per option: Optuna's
+        labels = {session_label(s): s for s in space.sessions[option]}  # choices are fixed)
+        session = labels[trial.suggest_categorical(f"session of {option}", list(labels))]
     elif option.startswith("onnxruntime"):
         session = tuple(sorted((name, trial.suggest_categorical(name, list(values)))
                                for name, values in space.session.items()))

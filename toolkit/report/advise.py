@@ -189,8 +189,8 @@ def loadgen_command(advice: Advice, config: Config) -> str:
     note = (f"  # serves the fp32 file; the {recipe} file is in the run's folder"
             if recipe != "fp32" else "")
     if changed_of(config.session, advice.optimization) if config.ort else ():
-        note += ("  # with ONNX Runtime's default session options: the suite file carries "
-                 "the chosen ones")
+        note += ("  # with ONNX Runtime's default session options: set the chosen ones as "
+                 "the code above does")
     request = advice.request
     parts = ["deploybench loadgen", request.target, "--scenario server",
              f"--p99-ms {request.p99_ms:g}", "--providers cpu",
