@@ -184,3 +184,15 @@ def test_every_case_moving_together_is_warned_as_possible_drift(tmp_path):
     assert any("moved the same way" in w for w in result.warnings), result.warnings
     quiet = compare(read_results(base), read_results(write_run(tmp_path / "c.json", seed=3)))
     assert not any("moved the same way" in w for w in quiet.warnings)
+
+
+def test_a_suites_session_options_are_a_difference_a_comparison_names():
+    """A run with the memory arena off is not compared as if set alike; a run from before
+    suites had a [session] is the defaults."""
+    from toolkit.compare import environment_differences
+
+    old, default = {"suite": {"threads": 2}}, {"suite": {"threads": 2, "session": []}}
+    arena_off = {"suite": {"threads": 2, "session": [["memory_arena", False]]}}
+    assert environment_differences(old, default) == []
+    assert environment_differences(default, arena_off) == [
+        "session: [] -> [['memory_arena', False]]"]

@@ -59,8 +59,12 @@ def test_the_case_key_keeps_two_configurations_apart():
              Record(**{**base.to_dict(), "stats": None, "parity": None,
                        "settings": {"graph_optimization": "disable"}}),
              Record(**{**base.to_dict(), "stats": None, "parity": None,
-                       "info": {"node": {"name": "gpu-1", "placement": "each-node"}}})]
+                       "info": {"node": {"name": "gpu-1", "placement": "each-node"}}}),
+             Record(**{**base.to_dict(), "stats": None, "parity": None,  # a suite's [session]
+                       "settings": {"graph_optimization": "all", "memory_arena": False,
+                                    "memory_pattern": True}})]
     keys = [r.case.key for r in apart]
-    assert len(set(keys)) == 4, keys
+    assert len(set(keys)) == 5, keys
     assert keys[3].endswith("@gpu-1") and "opt=disable" in keys[2]
+    assert keys[4].endswith("arena=off") and "pattern" not in keys[4]
     assert {r.case.option for r in apart} == {"onnxruntime cpu"}  # one row name in reports

@@ -334,9 +334,11 @@ def environment_differences(base: Mapping[str, Any], new: Mapping[str, Any]) -> 
         if b_ver.get(name) != n_ver.get(name):
             found.append(f"{name}: {b_ver.get(name, 'absent')} -> {n_ver.get(name, 'absent')}")
     b_suite, n_suite = base.get("suite", {}), new.get("suite", {})
-    for key in ("threads", "optimization"):
-        if b_suite.get(key) != n_suite.get(key):
-            found.append(f"{key}: {b_suite.get(key)} -> {n_suite.get(key)}")
+    for key in ("threads", "optimization", "session"):  # a run from before [session]: none
+        was, now = (b_suite.get(key, [] if key == "session" else None),
+                    n_suite.get(key, [] if key == "session" else None))
+        if was != now:
+            found.append(f"{key}: {was} -> {now}")
     return found
 
 

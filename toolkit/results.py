@@ -137,6 +137,9 @@ def _config(record: Record) -> str:
     parts = []
     if settings.get("graph_optimization") not in (None, "all"):
         parts.append(f"opt={settings['graph_optimization']}")
+    parts += [f"{name}=off" for name, option in (("arena", "memory_arena"),
+                                                 ("pattern", "memory_pattern"))
+              if settings.get(option) is False]
     if record.phase == "scenario":
         parts += [f"{k}={info[k]}" for k in ("scenario", "workers", "max_delay_ms")
                   if info.get(k) is not None]
