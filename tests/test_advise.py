@@ -14,7 +14,7 @@ from toolkit import advise as adviser
 from toolkit.errors import BadInputError
 from toolkit.report import advise as advice_report
 from toolkit.search import Config, Limits, Outcome, Tried, configurations
-from toolkit.suite import parse_suite
+from toolkit.suite import Suite, parse_suite
 
 ORT = "onnxruntime fp32"
 INT8 = "onnxruntime int8-dynamic"
@@ -330,9 +330,56 @@ def test_advise_on_an_onnx_file_confirms_its_pick_and_resumes(tmp_path):
     assert "Which configuration should I deploy?" in (out / "advice.md").read_text()
     assert "<svg" in (out / "advice.html").read_text()
     runs = sorted(p.name for p in (out / "confirm").iterdir())
+    spent = json.loads((out / adviser.SPENT_FILE).read_text())["spent_s"]
+    assert spent >= advice["budget_used_s"] > 0
     again = CliRunner().invoke(app, ["advise", "--resume", str(out)])
     assert again.exit_code == result.exit_code, again.output
+    # the budget's clock went on from what the first run spent
+    assert json.loads((out / "advice.json").read_text())["budget_used_s"] >= spent
     assert sorted(p.name for p in (out / "confirm").iterdir()) == runs
     assert json.loads((out / "advice.json").read_text())["pick"] == picked
     refused = CliRunner().invoke(app, ["advise", "--resume", str(out), "--p99-ms", "3"])
     assert refused.exit_code == 2 and "drop --p99-ms" in refused.output
+
+
+def test_the_budget_goes_on_across_resumes_and_a_spent_one_leaves_the_session_trials_out(
+        tmp_path):
+    """The budget's clock goes on from what earlier runs in the folder spent; where it is spent
+    once the options are timed, the session options are not timed (and it says so), the
+    search still runs, and what this run spent is kept."""
+    from tests.test_loadgen import mlp
+    from toolkit.results import Record, ResultsFile
+    from toolkit.stats import Stats
+
+    model = mlp(tmp_path / "mlp.onnx")
+    out = tmp_path / "advice"
+    out.mkdir()
+    (out / adviser.SPENT_FILE).write_text(json.dumps({"spent_s": 1e6}))
+    started: list[str] = []
+
+    def start(plan, folder: Path) -> bool:
+        started.append(folder.name)
+        if folder.name != "t1":
+            return False  # a confirmation: interrupted, so advise ends here
+        folder.mkdir(parents=True, exist_ok=True)  # the plan made it
+        trial = ResultsFile(folder / "results.json", {
+            "command": "bench", "suite": Suite("bench", ("bench",)).to_dict(),
+            "request": {"path": str(model), "shapes": []}})
+        trial.append([Record("mlp", "onnx", "infer", runtime="onnxruntime", variant="run",
+                             provider="cpu", batch_size=b, recipe="fp32", threads=1,
+                             stats=Stats.from_ms([0.05 * b] * 60)) for b in (1, 8, 16)])
+        trial.update_run(finished=True)
+        (folder / "inputs.npz").write_bytes(b"")  # named by the trial's sources, not read
+        return True
+
+    said: list[str] = []
+    request = adviser.Request(str(model), 20.0, threads=(1,), recipes=("fp32",), budget_s=60)
+    result = adviser.advise(request, out, adviser.Runner(start, lambda f, c: False),
+                            say=said.append)
+    assert result is None and started[0] == "t1" and all(
+        name.startswith(("searched-", "default-")) for name in started[1:])
+    assert any("the budget is spent" in line for line in said)
+    planned = json.loads((out / "trials" / "sessions.json").read_text())
+    assert planned["timed"] == [] and len(planned["left_out"]) == len(adviser.TRIAL_SESSIONS)
+    assert (out / "search.sqlite").is_file()
+    assert json.loads((out / adviser.SPENT_FILE).read_text())["spent_s"] >= 1e6

@@ -613,10 +613,34 @@ def resolve(request: Request, trust_pickle: bool = False) -> Any:
     return model
 
 
+SPENT_FILE = "advise-spent.json"  # the budget's seconds the runs in a folder have spent
+SEARCH_LEAST_S = 10.0  # the search's time when the budget is spent: the trials are paid for
+
+
+def spent_before(folder: Path) -> float:
+    """Seconds of the budget earlier runs in `folder` spent (0 where none ran)."""
+    try:
+        return max(0.0, float(json.loads((folder / SPENT_FILE).read_text())["spent_s"]))
+    except (OSError, ValueError, KeyError, TypeError):
+        return 0.0
+
+
 def advise(request: Request, out_dir: Path, runner: Runner, *, trust_pickle: bool = False,
            say: Callable[[str], None] = lambda line: None) -> Advice | None:
     """The three stages into `out_dir` (each skipped where it finished before: --resume); None
-    when one was interrupted (what finished is kept)."""
+    when one was interrupted (what finished is kept). The budget's clock goes on from what
+    earlier runs in `out_dir` spent, and what this one spends is kept, however it ends."""
+    started = time.monotonic() - spent_before(out_dir)
+    try:
+        return _advise(request, out_dir, runner, started, trust_pickle, say)
+    finally:
+        if out_dir.is_dir():
+            (out_dir / SPENT_FILE).write_text(json.dumps(
+                {"spent_s": round(time.monotonic() - started, 1)}) + "\n", encoding="utf-8")
+
+
+def _advise(request: Request, out_dir: Path, runner: Runner, started: float,
+            trust_pickle: bool, say: Callable[[str], None]) -> Advice | None:
     from toolkit.plans.advise import confirm_plan, serving_variant, trial_plan, trial_sources
     from toolkit.plans.model import ModelRequest, bench_suite
     from toolkit.runners import NATIVE
@@ -624,7 +648,6 @@ def advise(request: Request, out_dir: Path, runner: Runner, *, trust_pickle: boo
     from toolkit.steps.scenario import SERVING_CALL
     from toolkit.suite import Case, Suite, build_suite, default_threads
 
-    started = time.monotonic()
     missing = loadgen_missing()
     if missing:
         raise BadInputError(missing)
@@ -664,10 +687,12 @@ def advise(request: Request, out_dir: Path, runner: Runner, *, trust_pickle: boo
                          lambda framework: NATIVE.get(framework))
     optimization = trial_suite(thread_counts[0]).optimization
     sessions = {}  # ONNX Runtime fp32 again, with each of TRIAL_SESSIONS, on its ONNX file
-    if (out_dir / "search.sqlite").is_file() and not any((out_dir / "trials").glob("t*-*")):
+    planned = out_dir / "trials" / "sessions.json"  # those timed, and those the budget left out
+    if (out_dir / "search.sqlite").is_file() and not planned.is_file():
         raise BadInputError(f"--resume {out_dir}: made by an earlier deploybench advise, "
                             "which did not search ONNX Runtime's session options; start a "
                             "new run (--out elsewhere)")
+    left_out: list[str] = []
     for threads, folder in folders.items():
         if (option_name("onnxruntime", FP32), threads) not in trials.service_s:
             continue
@@ -677,6 +702,9 @@ def advise(request: Request, out_dir: Path, runner: Runner, *, trust_pickle: boo
             continue
         for changed in TRIAL_SESSIONS:
             into = out_dir / "trials" / f"t{threads}-{session_slug(changed)}"
+            if _finished(into) is None and elapsed_budget(started, request.budget_s) <= 0:
+                left_out.append(into.name)  # never started, and the budget is spent
+                continue
             sessions[threads, changed] = into
             say(f"trials: onnxruntime fp32 with {session_label(changed)}, {threads} "
                 f"thread{'s' * (threads > 1)} a worker ({into})")
@@ -686,6 +714,11 @@ def advise(request: Request, out_dir: Path, runner: Runner, *, trust_pickle: boo
                                                         input_data=Path(str(m.inputs))),
                               session_suite(t, c), f)):
                 return None
+    if left_out:
+        say(f"trials: the budget is spent; ONNX Runtime's session options not timed "
+            f"({', '.join(left_out)}): raise --budget to search them")
+    planned.write_text(json.dumps({"timed": sorted(p.name for p in sessions.values()),
+                                   "left_out": left_out}, indent=1) + "\n", encoding="utf-8")
     read_session_trials(trials, sessions)
     if not trials.options:
         why = "; ".join(f"{o}: {w}" for o, w in trials.refused.items()) or "no option was timed"
@@ -694,7 +727,8 @@ def advise(request: Request, out_dir: Path, runner: Runner, *, trust_pickle: boo
         "of each configuration from its service times (a queueing model)")
     limits = limits_of(request)
     tried = search(trials, request, limits, cores, optimization, out_dir / "search.sqlite",
-                   None)
+                   time.monotonic() + max(elapsed_budget(started, request.budget_s),
+                                          SEARCH_LEAST_S))
     predicted = {t.config: t.outcome for t in tried}
     evaluate = evaluator(trials, request, cores, optimization)
 
