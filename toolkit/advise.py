@@ -71,7 +71,8 @@ CONFIRM_LONGEST_RUN_S = 60.0  # and its search may go down to a rate where one l
 # is not either: onnxruntime 1.31 reads a session made with ORT_PARALLEL back as
 # sequential (its maintainers call the mode deprecated), so it would time the default again.
 TRIAL_SESSIONS: tuple[tuple[tuple[str, Any], ...], ...] = (
-    (("graph_optimization", "basic"),), (("memory_arena", False),), (("memory_pattern", False),))
+    (), (("graph_optimization", "basic"),), (("memory_arena", False),),
+    (("memory_pattern", False),))  # (): the default again, first: the others' control
 MIN_CONFIRM_QUERIES = 512  # a run's least queries (LoadGen's early stopping needs 459 to pass)
 
 
@@ -136,6 +137,9 @@ class Trials:
     # the options that differ from the defaults
     sessions_s: dict[tuple[str, int, tuple[tuple[str, Any], ...]], dict[int, list[float]]] = \
         field(default_factory=dict)
+    # by option and threads, size by size: the trials' median over the default session's timed
+    # again beside the other session options (their times are scaled by it)
+    session_drift: dict[tuple[str, int], dict[int, float]] = field(default_factory=dict)
     memory_mb: dict[tuple[str, int], float] = field(default_factory=dict)
     quality_drop: dict[str, float] = field(default_factory=dict)
     refused: dict[str, str] = field(default_factory=dict)  # option -> why it was not timed
@@ -208,8 +212,17 @@ def read_session_trials(found: Trials, folders: Mapping[tuple[int, tuple[tuple[s
                                                          Path]) -> None:
     """ONNX Runtime fp32's service times with other session options (by threads and the
     options changed), into `found.sessions_s`; a series that failed is left out (the search
-    then says it was not timed)."""
+    then says it was not timed).
+
+    The options' series are timed minutes after the trials they are set against, and the
+    machine's speed drifts in between (resnet18 here: the default session took 49.0 ms a
+    call in the trials, and 44.6 ms with the memory arena off an hour later, where other
+    runs put them side by side). So the default session is timed again first among them
+    (`()`, the control), and each option's times are scaled by the trials' median over the
+    control's, size by size (`found.session_drift`): what is compared is the option against
+    the default timed beside it."""
     option = option_name("onnxruntime", FP32)
+    timed: dict[tuple[int, tuple[tuple[str, Any], ...]], dict[int, list[float]]] = {}
     for (threads, changed), folder in sorted(folders.items(), key=str):
         path = folder / "results.json"
         if not path.is_file():
@@ -219,14 +232,28 @@ def read_session_trials(found: Trials, folders: Mapping[tuple[int, tuple[tuple[s
         for index, record in enumerate(records):
             if (record.runtime == "onnxruntime" and record.phase == "infer"
                     and record.variant == "run" and record.ok and record.stats is not None):
-                found.sessions_s.setdefault((option, threads, changed), {})[
-                    record.batch_size or 1] = _seconds(record, samples.get(str(index)))
+                timed.setdefault((threads, changed), {})[record.batch_size or 1] = _seconds(
+                    record, samples.get(str(index)))
+    for (threads, changed), sizes in timed.items():
+        if not changed:
+            continue
+        base = found.service_s.get((option, threads), {})
+        control = timed.get((threads, ()), {})
+        drift = {b: _median(base[b]) / _median(control[b]) for b in sizes
+                 if b in base and b in control and _median(control[b]) > 0}
+        found.session_drift[option, threads] = drift
+        found.sessions_s[option, threads, changed] = {
+            b: [t * drift.get(b, 1.0) for t in seconds] for b, seconds in sizes.items()}
+
+
+def _median(values: Sequence[float]) -> float:
+    return sorted(values)[len(values) // 2]
 
 
 def session_slug(changed: Sequence[tuple[str, Any]]) -> str:
     """A folder's name for session options: `memory_arena-off`, `graph_optimization-basic`."""
     return "-".join(f"{k}-{'on' if v is True else 'off' if v is False else v}"
-                    for k, v in changed)
+                    for k, v in changed) or "default"
 
 
 def full_session(optimization: str, changed: Sequence[tuple[str, Any]] = ()
@@ -510,6 +537,9 @@ class Advice:
                            f"{o} x{t}": {str(b): round(sorted(v)[len(v) // 2] * 1e3, 4)
                                          for b, v in sorted(sizes.items())}
                            for (o, t), sizes in sorted(self.trials.service_s.items())},
+                       "session_drift": {
+                           f"{o} x{t}": {str(b): round(r, 4) for b, r in sorted(d.items())}
+                           for (o, t), d in sorted(self.trials.session_drift.items())},
                        "session_p50_ms": {
                            f"{o} x{t} {session_label(s)}": {
                                str(b): round(sorted(v)[len(v) // 2] * 1e3, 4)
@@ -706,7 +736,9 @@ def _advise(request: Request, out_dir: Path, runner: Runner, started: float,
                 left_out.append(into.name)  # never started, and the budget is spent
                 continue
             sessions[threads, changed] = into
-            say(f"trials: onnxruntime fp32 with {session_label(changed)}, {threads} "
+            what = (session_label(changed) if changed else
+                    "the default session options again (the others' control)")
+            say(f"trials: onnxruntime fp32 with {what}, {threads} "
                 f"thread{'s' * (threads > 1)} a worker ({into})")
             if not _stage(runner, into, "bench",
                           lambda t=threads, c=changed, m=made, f=into: trial_plan(
