@@ -216,8 +216,8 @@ def read_session_trials(found: Trials, folders: Mapping[tuple[int, tuple[tuple[s
 
     The options' series are timed minutes after the trials they are set against, and the
     machine's speed drifts in between (resnet18 here: the default session took 49.0 ms a
-    call in the trials, and 44.6 ms with the memory arena off an hour later, where other
-    runs put them side by side). So the default session is timed again first among them
+    call in the trials, and 44.6 ms with the memory arena off hours later: the gap need not
+    be the option's). So the default session is timed again first among them
     (`()`, the control), and each option's times are scaled by the trials' median over the
     control's, size by size (`found.session_drift`): what is compared is the option against
     the default timed beside it."""
