@@ -247,6 +247,9 @@ def test_session_options_timed_alone_are_searched_where_they_were_timed(tmp_path
     assert trials.session_drift[(ORT, 1)][8] == pytest.approx(2.5)
     assert trials.sessions_s[(ORT, 1, off)][8][0] == pytest.approx(0.1e-3)
     assert (ORT, 1, ()) not in trials.sessions_s  # the control is no choice of its own
+    alone = adviser.read_trials({1: tmp_path / "t1"}, SERVING_CALL, NATIVE.get)
+    adviser.read_session_trials(alone, {(1, off): tmp_path / "t1-memory_arena-off"})
+    assert alone.sessions_s == {}  # without a control beside it, an option is not compared
     request = adviser.Request("m.onnx", 5.0)
     space = adviser.space(trials, request, 2, "all")
     assert space.sessions == {ORT: (adviser.full_session("all"),
@@ -353,7 +356,7 @@ def test_advise_on_an_onnx_file_confirms_its_pick_and_resumes(tmp_path):
 
 
 def test_the_budget_goes_on_across_resumes_and_a_spent_one_leaves_the_session_trials_out(
-        tmp_path):
+        tmp_path, monkeypatch):
     """The budget's clock goes on from what earlier runs in the folder spent; where it is spent
     once the options are timed, the session options are not timed (and it says so), the
     search still runs, and what this run spent is kept."""
@@ -365,11 +368,13 @@ def test_the_budget_goes_on_across_resumes_and_a_spent_one_leaves_the_session_tr
     out = tmp_path / "advice"
     out.mkdir()
     (out / adviser.SPENT_FILE).write_text(json.dumps({"spent_s": 1e6}))
+    monkeypatch.setattr(adviser, "SEARCH_LEAST_S", 0.3)  # a search cut short by the budget
     started: list[str] = []
 
     def start(plan, folder: Path) -> bool:
         started.append(folder.name)
         if folder.name != "t1":
+            folder.mkdir(parents=True, exist_ok=True)  # as the executor makes it
             return False  # a confirmation: interrupted, so advise ends here
         folder.mkdir(parents=True, exist_ok=True)  # the plan made it
         trial = ResultsFile(folder / "results.json", {
@@ -392,4 +397,22 @@ def test_the_budget_goes_on_across_resumes_and_a_spent_one_leaves_the_session_tr
     planned = json.loads((out / "trials" / "sessions.json").read_text())
     assert planned["timed"] == [] and len(planned["left_out"]) == len(adviser.TRIAL_SESSIONS)
     assert (out / "search.sqlite").is_file()
-    assert json.loads((out / adviser.SPENT_FILE).read_text())["spent_s"] >= 1e6
+    # what this run spent is kept beside what came before
+    assert json.loads((out / adviser.SPENT_FILE).read_text())["spent_s"] >= 1e6 + 0.2
+
+    # resumed with budget to spare, what was left out stays out, and a search that went on
+    # to its confirmations is not searched further: the study is the one they came from
+    import optuna
+
+    def evaluated() -> int:
+        study = optuna.load_study(study_name="advise",
+                                  storage=f"sqlite:///{out / 'search.sqlite'}")
+        return len(study.get_trials())
+
+    before, started[:] = evaluated(), []
+    assert 0 < before < 26  # of 26 configurations: cut by the budget
+    (out / adviser.SPENT_FILE).write_text(json.dumps({"spent_s": 0.0}))
+    assert adviser.advise(request, out, adviser.Runner(start, lambda f, c: False)) is None
+    assert started and all(name.startswith(("searched-", "default-")) for name in started)
+    assert json.loads((out / "trials" / "sessions.json").read_text()) == planned
+    assert evaluated() == before

@@ -193,6 +193,7 @@ def test_a_suites_session_options_are_a_difference_a_comparison_names():
 
     old, default = {"suite": {"threads": 2}}, {"suite": {"threads": 2, "session": []}}
     arena_off = {"suite": {"threads": 2, "session": [["memory_arena", False]]}}
-    assert environment_differences(old, default) == []
+    said = {"suite": {"threads": 2, "session": [["memory_arena", True]]}}  # the default, said
+    assert environment_differences(old, default) == environment_differences(old, said) == []
     assert environment_differences(default, arena_off) == [
         "session: [] -> [['memory_arena', False]]"]

@@ -20,10 +20,12 @@ Three stages, each on the one executor, in one folder:
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
 import math
+import os
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -220,7 +222,7 @@ def read_session_trials(found: Trials, folders: Mapping[tuple[int, tuple[tuple[s
     be the option's). So the default session is timed again first among them
     (`()`, the control), and each option's times are scaled by the trials' median over the
     control's, size by size (`found.session_drift`): what is compared is the option against
-    the default timed beside it."""
+    the default timed beside it. Where the control was not timed, the options are left out."""
     option = option_name("onnxruntime", FP32)
     timed: dict[tuple[int, tuple[tuple[str, Any], ...]], dict[int, list[float]]] = {}
     for (threads, changed), folder in sorted(folders.items(), key=str):
@@ -235,15 +237,16 @@ def read_session_trials(found: Trials, folders: Mapping[tuple[int, tuple[tuple[s
                 timed.setdefault((threads, changed), {})[record.batch_size or 1] = _seconds(
                     record, samples.get(str(index)))
     for (threads, changed), sizes in timed.items():
-        if not changed:
-            continue
-        base = found.service_s.get((option, threads), {})
         control = timed.get((threads, ()), {})
-        drift = {b: _median(base[b]) / _median(control[b]) for b in sizes
-                 if b in base and b in control and _median(control[b]) > 0}
+        base = found.service_s.get((option, threads), {})
+        drift = {b: _median(base[b]) / _median(control[b]) for b in control
+                 if b in base and _median(control[b]) > 0}
+        if not changed or not drift:  # no control beside them: not compared at all
+            continue
         found.session_drift[option, threads] = drift
+        overall = _median(list(drift.values()))  # a size the control missed
         found.sessions_s[option, threads, changed] = {
-            b: [t * drift.get(b, 1.0) for t in seconds] for b, seconds in sizes.items()}
+            b: [t * drift.get(b, overall) for t in seconds] for b, seconds in sizes.items()}
 
 
 def _median(values: Sequence[float]) -> float:
@@ -451,7 +454,7 @@ def best_default(confirmed: Sequence[Confirmed]) -> Confirmed | None:
 
 
 def search(trials: Trials, request: Request, limits: Limits, cores: int, optimization: str,
-           storage: Path, deadline: float | None,
+           storage: Path, seconds: float | None,
            progress: Callable[[int, Config, Outcome], None] | None = None) -> list[Tried]:
     """The search over the trials (its study in `storage`, so a resumed run continues it)."""
     chosen = space(trials, request, cores, optimization)
@@ -460,7 +463,7 @@ def search(trials: Trials, request: Request, limits: Limits, cores: int, optimiz
                "trials": trials.digest()}
     return run_search(chosen, evaluator(trials, request, cores, optimization), limits,
                       trials=min(TRIALS, len(every)), storage=f"sqlite:///{storage}",
-                      seed=request.seed, deadline=deadline, context=context, progress=progress)
+                      seed=request.seed, seconds=seconds, context=context, progress=progress)
 
 
 def machines(need_qps: float | None, peak_qps: float | None) -> int | None:
@@ -664,9 +667,19 @@ def advise(request: Request, out_dir: Path, runner: Runner, *, trust_pickle: boo
     try:
         return _advise(request, out_dir, runner, started, trust_pickle, say)
     finally:
-        if out_dir.is_dir():
-            (out_dir / SPENT_FILE).write_text(json.dumps(
-                {"spent_s": round(time.monotonic() - started, 1)}) + "\n", encoding="utf-8")
+        keep_spent(out_dir, started)
+
+
+def keep_spent(folder: Path, started: float) -> None:
+    """What the budget has spent in `folder` (since `started`, time.monotonic()), written
+    whole or not at all (a kill mid-write leaves the last figure)."""
+    if not folder.is_dir():
+        return
+    with contextlib.suppress(OSError):  # never in the way of what ended the run
+        temporary = folder / f"{SPENT_FILE}.tmp"
+        temporary.write_text(json.dumps({"spent_s": round(time.monotonic() - started, 1)})
+                             + "\n", encoding="utf-8")
+        os.replace(temporary, folder / SPENT_FILE)
 
 
 def _advise(request: Request, out_dir: Path, runner: Runner, started: float,
@@ -722,7 +735,11 @@ def _advise(request: Request, out_dir: Path, runner: Runner, started: float,
         raise BadInputError(f"--resume {out_dir}: made by an earlier deploybench advise, "
                             "which did not search ONNX Runtime's session options; start a "
                             "new run (--out elsewhere)")
-    left_out: list[str] = []
+    # once decided (the file written), what was left out stays out, whatever the clock says
+    # on a resume: the search's study rests on the session options that were timed
+    left_out: list[str] = (json.loads(planned.read_text())["left_out"] if planned.is_file()
+                           else [])
+    keep_spent(out_dir, started)
     for threads, folder in folders.items():
         if (option_name("onnxruntime", FP32), threads) not in trials.service_s:
             continue
@@ -730,10 +747,13 @@ def _advise(request: Request, out_dir: Path, runner: Runner, started: float,
         made = trial_sources(run, records, folder, trials.workload, FP32)
         if made.onnx is None or made.inputs is None:
             continue
-        for changed in TRIAL_SESSIONS:
-            into = out_dir / "trials" / f"t{threads}-{session_slug(changed)}"
-            if _finished(into) is None and elapsed_budget(started, request.budget_s) <= 0:
-                left_out.append(into.name)  # never started, and the budget is spent
+        group = {changed: out_dir / "trials" / f"t{threads}-{session_slug(changed)}"
+                 for changed in TRIAL_SESSIONS}
+        if not planned.is_file() and elapsed_budget(started, request.budget_s) <= 0 and all(
+                _finished(into) is None for into in group.values()):
+            left_out += [into.name for into in group.values()]  # a thread count's all or none
+        for changed, into in group.items():
+            if into.name in left_out:
                 continue
             sessions[threads, changed] = into
             what = (session_label(changed) if changed else
@@ -749,8 +769,11 @@ def _advise(request: Request, out_dir: Path, runner: Runner, started: float,
     if left_out:
         say(f"trials: the budget is spent; ONNX Runtime's session options not timed "
             f"({', '.join(left_out)}): raise --budget to search them")
-    planned.write_text(json.dumps({"timed": sorted(p.name for p in sessions.values()),
-                                   "left_out": left_out}, indent=1) + "\n", encoding="utf-8")
+    if not planned.is_file():
+        planned.write_text(json.dumps({"timed": sorted(p.name for p in sessions.values()),
+                                       "left_out": left_out}, indent=1) + "\n",
+                           encoding="utf-8")
+    keep_spent(out_dir, started)
     read_session_trials(trials, sessions)
     if not trials.options:
         why = "; ".join(f"{o}: {w}" for o, w in trials.refused.items()) or "no option was timed"
@@ -758,9 +781,13 @@ def _advise(request: Request, out_dir: Path, runner: Runner, started: float,
     say(f"search: {len(trials.options)} options, the rate within p99 <= {request.p99_ms:g} ms "
         "of each configuration from its service times (a queueing model)")
     limits = limits_of(request)
+    # a search that went on to its confirmations is not searched further on a resume (it
+    # would change what they were chosen from)
+    searched = (out_dir / "confirm").is_dir()
     tried = search(trials, request, limits, cores, optimization, out_dir / "search.sqlite",
-                   time.monotonic() + max(elapsed_budget(started, request.budget_s),
-                                          SEARCH_LEAST_S))
+                   0.0 if searched else max(elapsed_budget(started, request.budget_s),
+                                            SEARCH_LEAST_S))
+    keep_spent(out_dir, started)
     predicted = {t.config: t.outcome for t in tried}
     evaluate = evaluator(trials, request, cores, optimization)
 

@@ -34,6 +34,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from exporters.session import SESSION_CHOICES
 from toolkit.errors import BadInputError
 from toolkit.recipes import FP32
 from toolkit.results import Record
@@ -334,9 +335,12 @@ def environment_differences(base: Mapping[str, Any], new: Mapping[str, Any]) -> 
         if b_ver.get(name) != n_ver.get(name):
             found.append(f"{name}: {b_ver.get(name, 'absent')} -> {n_ver.get(name, 'absent')}")
     b_suite, n_suite = base.get("suite", {}), new.get("suite", {})
-    for key in ("threads", "optimization", "session"):  # a run from before [session]: none
-        was, now = (b_suite.get(key, [] if key == "session" else None),
-                    n_suite.get(key, [] if key == "session" else None))
+    for key in ("threads", "optimization", "session"):
+        was, now = b_suite.get(key), n_suite.get(key)
+        if key == "session":  # a default said or left out (or a run from before [session])
+            was, now = (sorted([k, v] for k, v in side or ()
+                               if SESSION_CHOICES.get(k, (None,))[0] != v)
+                        for side in (was, now))
         if was != now:
             found.append(f"{key}: {was} -> {now}")
     return found

@@ -192,16 +192,16 @@ def suggest(trial: Any, space: Space) -> Config:
 
 def run_search(space: Space, evaluate: Callable[[Config], Outcome], limits: Limits, *,
                trials: int, storage: str | None = None, study_name: str = "advise",
-               seed: int = 0, deadline: float | None = None,
+               seed: int = 0, seconds: float | None = None,
                context: Mapping[str, Any] | None = None,
                progress: Callable[[int, Config, Outcome], None] | None = None) -> list[Tried]:
     """Up to `trials` configurations evaluated in all (a resumed study counts those it has),
-    stopping at `deadline` (time.monotonic()); every configuration tried with why it lost, the
-    front first. A study resumed from `storage` must have been made over the same space and
-    `context`, else BadInputError. A configuration proposed again is not evaluated again:
-    the sampler is told what it did, and an unseen configuration drawn at random is tried next
-    (in a space of choices a sampler that has settled proposes the same few again and
-    again)."""
+    stopping once `seconds` have passed after the study was opened; every configuration tried
+    with why it lost, the front first. A study resumed from `storage` must have been made
+    over the same space and `context`, else BadInputError. A configuration proposed again is
+    not evaluated again: the sampler is told what it did, and an unseen configuration drawn at
+    random is tried next (in a space of choices a sampler that has settled proposes the same
+    few again and again)."""
     import optuna
 
     optuna.logging.set_verbosity(logging.WARNING)
@@ -231,6 +231,7 @@ def run_search(space: Space, evaluate: Callable[[Config], Outcome], limits: Limi
             seen[Config.from_dict(done.user_attrs["config"])] = Outcome(
                 **done.user_attrs["outcome"])
     limit = min(trials, len(every))
+    deadline = None if seconds is None else time.monotonic() + seconds
     for _ in range(20 * trials):  # proposals, repeats included
         if len(seen) >= limit or (deadline is not None and time.monotonic() >= deadline):
             break
