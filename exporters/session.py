@@ -36,6 +36,24 @@ def check_session(session: Any, where: str = "session") -> dict[str, Any]:
     return checked
 
 
+def parse_session(given: Sequence[str] | None, flag: str = "--session"
+                  ) -> tuple[tuple[str, Any], ...] | None:
+    """`--session memory_arena=false` (repeatable) as sorted (name, value) pairs; None where
+    none was given; BadInputError naming the text and the choices."""
+    if not given:
+        return None
+    chosen: dict[str, Any] = {}
+    for text in given:
+        name, _, value = text.partition("=")
+        truth = {"true": True, "on": True, "false": False, "off": False}.get(
+            value.strip().lower())
+        if name.strip() not in SESSION_CHOICES or truth is None:
+            raise BadInputError(f"{flag} {text}: give NAME=true or NAME=false, NAME one of "
+                                f"{', '.join(SESSION_CHOICES)}")
+        chosen[name.strip()] = truth
+    return tuple(sorted(chosen.items()))
+
+
 def _toml(value: Any) -> str:
     return str(value).lower() if isinstance(value, bool) else f'"{value}"'
 

@@ -156,7 +156,12 @@ def test_the_configuration_written_out_is_a_suite_run_takes_and_code_that_sets_i
         'providers=["CPUExecutionProvider"])', ""), namespace)
     assert namespace["options"].enable_cpu_mem_arena is False
     assert namespace["options"].enable_mem_pattern is True
-    assert "default session options" in advice_report.loadgen_command(advice, chosen)
+    # and the loadgen line serves it so: its flags parse back to the same session
+    line = advice_report.loadgen_command(advice, chosen)
+    assert "--optimization basic" in line and "--session memory_arena=false" in line
+    from exporters.session import parse_session
+
+    assert parse_session(["memory_arena=false"]) == (("memory_arena", False),)
 
 
 def trial_run(folder: Path, verdict: str) -> Path:

@@ -154,10 +154,17 @@ def test_a_loadgen_run_resumes_only_what_is_missing(server_run, tmp_path):
 def test_the_other_scenarios_give_their_figure(server_run, tmp_path, scenario, check):
     _, _, model = server_run
     out = tmp_path / "out"
+    # offline with the session options advise's pasted line can carry: every pool's sessions
+    # (threads and processes) made so, as ONNX Runtime reads them back
+    session = (["--optimization", "basic", "--session", "memory_arena=false"]
+               if scenario == "offline" else [])
     proc = loadgen(str(model), "--scenario", scenario, "--duration", "200ms", "--threads", "2",
-                   "--out", str(out), "--history", str(tmp_path / "h.sqlite"))
+                   *session, "--out", str(out), "--history", str(tmp_path / "h.sqlite"))
     assert proc.returncode == 0, proc.stderr[-3000:]
     found = records(out)
+    if session:
+        assert all(r["settings"]["memory_arena"] is False and r["settings"]["memory_pattern"]
+                   and r["settings"]["graph_optimization"] == "basic" for r in found)
     assert f"onnx/mlp: {scenario}: " in proc.stdout  # the headline: the best option
     expected = {"shared"} if scenario != "offline" else {"shared", "per-worker", "processes"}
     assert {r["variant"] for r in found} == expected  # no batching; a stream has one worker
@@ -187,6 +194,9 @@ def test_the_other_scenarios_give_their_figure(server_run, tmp_path, scenario, c
     (["--price", "cheap"], "--price 'cheap': give USD per hour"),
     (["--price", "node-b=-2"], "--price node-b=-2: give the machine's price"),
     (["--need-qps", "0"], "--need-qps 0: give the rate the service must sustain"),
+    (["--session", "memory_arena=no"], "--session memory_arena=no: give NAME=true or NAME="),
+    (["--session", "spinning=true"], "NAME one of memory_arena, memory_pattern"),
+    (["--optimization", "max"], "unknown graph optimisation level 'max'"),
 ])
 def test_bad_input_is_one_line_and_exit_2(server_run, tmp_path, args, message):
     _, _, model = server_run

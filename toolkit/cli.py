@@ -13,6 +13,7 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
+from exporters.session import parse_session
 from toolkit import environment, history, workloads
 from toolkit.errors import BadInputError, DeploybenchError
 from toolkit.report import console, terminal
@@ -86,6 +87,11 @@ ClusterOption = Annotated[str | None, typer.Option(
 PlacementOption = Annotated[str, typer.Option(
     help="with --cluster: spread (each case on any free node, all its rounds on that node) or "
     "each-node (every case on every node, to compare machines)")]
+SessionOption = Annotated[list[str] | None, typer.Option(
+    "--session", help="an ONNX Runtime session option, NAME=true|false: memory_arena, "
+    "memory_pattern (both true by default); repeat for both")]
+OptimizationOption = Annotated[str | None, typer.Option(
+    help="ONNX Runtime graph optimisation: disable, basic, extended, all (default)")]
 RoundsOption = Annotated[int | None, typer.Option(
     help="fresh processes per case (default 4; the full suite 5): the 95% interval of each "
     "figure is over these rounds")]
@@ -105,8 +111,8 @@ def run(
     batch_sizes: Annotated[str | None, typer.Option(help="e.g. 1,8,64,512")] = None,
     threads: Annotated[int | None, typer.Option(
         help="threads for every runtime (default: physical cores)")] = None,
-    optimization: Annotated[str | None, typer.Option(
-        help="ONNX Runtime graph optimisation: disable, basic, extended, all (default)")] = None,
+    optimization: OptimizationOption = None,
+    session: SessionOption = None,
     timeout: Annotated[float | None, typer.Option(
         help="seconds a child step may take before it is killed (default 600)")] = None,
     rounds: RoundsOption = None,
@@ -140,7 +146,7 @@ def run(
             batch_sizes=_ints(batch_sizes, "--batch-sizes"),
             threads=threads, optimization=optimization, timeout_s=timeout, shard=shard,
             rounds=rounds, recipes=_csv(recipes, "--recipes"), max_quality_drop=max_quality_drop,
-        )
+        ).replace(session=parse_session(session))
         backend, where = _backend(cluster, placement)
         return executor.start(plan_suite(chosen), out_dir or default_out_dir(), argv=sys.argv,
                               progress=progress, backend=backend, where=where)
@@ -285,8 +291,8 @@ def bench(
     shape: ShapeOption = None,
     threads: Annotated[int | None, typer.Option(
         help="threads for every runtime (default: physical cores)")] = None,
-    optimization: Annotated[str | None, typer.Option(
-        help="ONNX Runtime graph optimisation: disable, basic, extended, all (default)")] = None,
+    optimization: OptimizationOption = None,
+    session: SessionOption = None,
     opset: Annotated[int | None, typer.Option(help="ONNX opset for native files (18)")] = None,
     timeout: Annotated[float | None, typer.Option(help="seconds per child step (600)")] = None,
     rounds: RoundsOption = None,
@@ -323,7 +329,8 @@ def bench(
             providers=_csv(providers, "--providers"),
             batch_sizes=_ints(batch_sizes, "--batch-sizes"), threads=threads,
             optimization=optimization, timeout_s=timeout, opset=opset, rounds=rounds,
-            recipes=_csv(recipes, "--recipes"), max_quality_drop=max_quality_drop)
+            recipes=_csv(recipes, "--recipes"), max_quality_drop=max_quality_drop).replace(
+            session=parse_session(session))
         out = out_dir or default_out_dir()
         backend, where = _backend(cluster, placement)
         return executor.start(plan_model(request, suite, out), out, argv=sys.argv,
@@ -371,6 +378,8 @@ def loadgen(
     threads: Annotated[int | None, typer.Option(
         help="cores each option may use, split among its workers (default: physical cores)")
     ] = None,
+    optimization: OptimizationOption = None,
+    session: SessionOption = None,
     input_data: InputDataOption = None,
     shape: ShapeOption = None,
     trust_pickle: TrustOption = False,
@@ -415,7 +424,8 @@ def loadgen(
             longest_run_s=longest_run)
         suite = loadgen_suite(settings, providers=_csv(providers, "--providers"),
                               threads=threads, timeout_s=timeout).replace(
-            prices=_prices(price), need_qps=need_qps)
+            prices=_prices(price), need_qps=need_qps, optimization=optimization,
+            session=parse_session(session))
         request = loadgen_request(target, tuple(shape or ()), input_data, trust_pickle)
         out = out_dir or default_out_dir()
         backend, where = _backend(cluster, placement)

@@ -188,15 +188,16 @@ def loadgen_command(advice: Advice, config: Config) -> str:
     recipe = config.option.split()[-1]
     note = (f"  # serves the fp32 file; the {recipe} file is in the run's folder"
             if recipe != "fp32" else "")
-    if changed_of(config.session, advice.optimization) if config.ort else ():
-        note += ("  # with ONNX Runtime's default session options: set the chosen ones as "
-                 "the code above does")
     request = advice.request
     parts = ["deploybench loadgen", request.target, "--scenario server",
              f"--p99-ms {request.p99_ms:g}", "--providers cpu",
              f"--workers {config.workers}", f"--threads {config.workers * config.threads}"]
     if config.max_batch > 1:
         parts += [f"--batch-sizes {config.max_batch}", f"--max-delay-ms {config.max_delay_ms:g}"]
+    changed = dict(changed_of(config.session, advice.optimization) if config.ort else ())
+    if "graph_optimization" in changed:
+        parts.append(f"--optimization {changed.pop('graph_optimization')}")
+    parts += [f"--session {k}={str(v).lower()}" for k, v in changed.items()]
     chosen = next((c for c in advice.confirmed if c.config == config), None)
     queries = confirm_queries(chosen.predicted.rate) if chosen and chosen.predicted else None
     if queries and queries != SERVER_QUERIES:  # a slow model's runs, as advise made them
