@@ -296,6 +296,15 @@ def test_bad_requests_are_refused_in_one_line():
         adviser.resolve(adviser.Request("torch/digits-mlp", 5.0, threads=(1, 4), cores=2))
     with pytest.raises(BadInputError, match="no advise-request.json"):
         adviser.load_request(Path("/nonexistent"))
+    # a study keeps to one node of a cluster, so it cannot measure on every node
+    pytest.importorskip("ray")
+    from typer.testing import CliRunner
+
+    from toolkit.cli import app
+
+    refused = CliRunner().invoke(app, ["advise", "torch/digits-mlp", "--p99-ms", "5",
+                                       "--cluster", "auto", "--placement", "each-node"])
+    assert refused.exit_code == 2 and "takes spread" in refused.output
 
 
 @pytest.mark.parametrize("stored", [

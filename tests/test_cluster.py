@@ -21,6 +21,7 @@ from tests import model_files, ray_nodes
 from tests.conftest import write_suite
 from toolkit import executor
 from toolkit.backends.cluster import ClusterBackend, disconnect
+from toolkit.errors import BadInputError
 from toolkit.plans.model import ModelRequest, bench_suite, plan_model
 from toolkit.plans.run import plan_suite
 from toolkit.results import Record
@@ -166,6 +167,41 @@ def test_loadgen_serves_on_both_nodes(hosts):
     for record in served:  # LoadGen's own logs came back, each node's in its own folder
         logs = Path(record.info["logs"])
         assert logs.is_relative_to(out / "nodes") and list(logs.rglob("mlperf_log_detail.txt"))
+
+
+def test_a_backend_kept_to_one_node_runs_every_plan_there(hosts):
+    """`advise` keeps one study on one machine: every step of every plan its backend runs goes
+    to the node it names, or to the one it chose when the cluster opened (the driver's)."""
+    from toolkit.backends.cluster import ONE_NODE
+
+    (hosts.folder / "models").mkdir(exist_ok=True)
+    model = model_files.relu(hosts.folder / "models" / "kept.onnx")
+    suite = bench_suite(batch_sizes=(1,), threads=1, rounds=2).replace(budget=TINY)
+    for node, expected in (("node-b", "node-b"), (ONE_NODE, hosts.head)):
+        backend = ClusterBackend(hosts.address, "spread", node)
+        for n in range(2):  # two plans, one backend: as advise's stages
+            out = hosts.folder / f"kept-{expected}-{n}"
+            outcome = executor.start(plan_model(ModelRequest(model), suite, out), out,
+                                     backend=backend)
+            timed = [r for r in outcome.records if r.phase == "infer"]
+            assert timed and all(r.ok for r in timed), [r.reason for r in timed if not r.ok]
+            assert {r.info["node"]["name"] for r in outcome.records
+                    if "node" in r.info} == {expected}
+            run = json.loads((out / "results.json").read_text())["run"]
+            assert run["cluster"]["node"] == expected
+    gone = ClusterBackend(hosts.address, "spread", "node-z")
+    with pytest.raises(BadInputError, match="the node 'node-z' this run keeps to is not in"):
+        executor.start(plan_model(ModelRequest(model), suite, hosts.folder / "gone"),
+                       hosts.folder / "gone", backend=gone)
+
+
+def test_one_node_is_the_drivers_where_it_is_one_and_takes_spread_only():
+    from toolkit.backends.cluster import ONE_NODE, choose_node
+
+    assert choose_node(["node-b", "here"], "here") == "here"
+    assert choose_node(["node-b", "gpu-1"], "laptop") == "gpu-1"
+    with pytest.raises(BadInputError, match="takes spread"):
+        ClusterBackend("auto", "each-node", ONE_NODE)
 
 
 def test_a_stopped_cluster_run_leaves_no_child_and_resumes_without_a_shared_disk(hosts):

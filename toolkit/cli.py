@@ -153,8 +153,10 @@ def run(
 
     _execute_and_report(execute, history_path)
 
-def _backend(address: str | None, placement: str) -> tuple[Any, dict[str, str] | None]:
-    """Where --cluster sends the steps (None: here), and what the run section keeps of it."""
+def _backend(address: str | None, placement: str, node: str | None = None
+             ) -> tuple[Any, dict[str, str] | None]:
+    """Where --cluster sends the steps (None: here), and what the run section keeps of it;
+    `node`: every step on that node (ONE_NODE: on one, chosen when the cluster opens)."""
     import importlib.util
 
     from toolkit.backends.cluster import MISSING, ClusterBackend, check_placement
@@ -166,7 +168,8 @@ def _backend(address: str | None, placement: str) -> tuple[Any, dict[str, str] |
         return None, None
     if importlib.util.find_spec("ray") is None:
         raise BadInputError(MISSING)
-    return ClusterBackend(address, placement), {"address": address, "placement": placement}
+    return (ClusterBackend(address, placement, node),
+            {"address": address, "placement": placement})
 
 
 # What a resumed run may be given: everything else shapes its plan, which is stored.
@@ -477,6 +480,7 @@ def advise(
     the best under LoadGen beside the best default, and say what it costs."""
     from toolkit import advise as adviser
     from toolkit import executor
+    from toolkit.backends.cluster import ONE_NODE
     from toolkit.report import advise as advice_report
     from toolkit.results import default_out_dir, prepare_out_dir
     from toolkit.scenarios import parse_duration
@@ -501,8 +505,11 @@ def advise(
                 tuple(shape or ()), str(input_data) if input_data else None)
             adviser.resolve(request, trust_pickle)  # a bad target ends here, nothing written
             where = {"address": cluster, "placement": placement} if cluster else None
+        # one study's trials and confirmations on one node: a machine of one kind, the one
+        # whose figures the answer gives (the node chosen is kept for --resume)
         backend, _ = _backend(where["address"] if where else None,
-                              where["placement"] if where else "spread")
+                              where["placement"] if where else "spread",
+                              (where.get("node") or ONE_NODE) if where else None)
         if resume is None:
             folder = prepare_out_dir(out_dir or default_out_dir())
             adviser.save_request(folder, request, where)
@@ -529,6 +536,10 @@ def advise(
         raise _fail(exc) from None
     except KeyboardInterrupt:
         advice = None
+    finally:
+        chosen = getattr(backend, "node", None)
+        if where and chosen not in (None, ONE_NODE) and where.get("node") != chosen:
+            adviser.save_request(folder, request, {**where, "node": chosen})
     if advice is None:
         err.print(f"interrupted: finished trials and confirmations are kept; continue with "
                   f"deploybench advise --resume {folder}", highlight=False, markup=False,

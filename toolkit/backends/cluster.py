@@ -59,6 +59,15 @@ class Node:
     name: str = ""  # its label: the host, with the start of its node id where hosts repeat
 
 
+ONE_NODE = "one"  # a backend's `node`: every step on one node, chosen when the cluster opens
+
+
+def choose_node(names: Sequence[str], here: str) -> str:
+    """The node a run kept to one node uses: the driver's own (`here`, its label) where it
+    is a node, else the first by label."""
+    return here if here in names else sorted(names)[0]
+
+
 def check_placement(placement: str) -> str:
     if placement not in PLACEMENTS:
         raise BadInputError(f"--placement {placement!r}: choose {' or '.join(PLACEMENTS)}")
@@ -223,9 +232,17 @@ class ClusterBackend:
 
     slots: int | None = None  # Ray queues them by the nodes' `deploybench` units
 
-    def __init__(self, address: str, placement: str = "spread") -> None:
+    def __init__(self, address: str, placement: str = "spread", node: str | None = None
+                 ) -> None:
+        """`node`: every step on that node (its label), or on one chosen when the cluster
+        opens (ONE_NODE) and kept for every plan this backend runs, as `advise` needs (one
+        study's trials and confirmations on one machine)."""
         self.address = address
         self.placement = check_placement(placement)
+        self.node = node
+        if node is not None and placement != "spread":
+            raise BadInputError("--placement each-node measures on every node; a run kept to "
+                                "one node takes spread")
         self._pending: dict[Any, tuple[Step, Context]] = {}
         self._nodes: list[Node] = []
         self._ids: dict[str, str] = {}
@@ -252,7 +269,14 @@ class ClusterBackend:
         self._out_dir = results.path.parent
         self._run_key = hashlib.sha1(
             f"{socket.gethostname()}:{self._out_dir}".encode()).hexdigest()[:12]
-        results.update_run(cluster={"address": self.address, "placement": self.placement},
+        if self.node == ONE_NODE:
+            self.node = choose_node(list(self._ids), socket.gethostname())
+        if self.node is not None and self.node not in self._ids:
+            raise BadInputError(f"--cluster {self.address}: the node {self.node!r} this run "
+                                f"keeps to is not in the cluster (its nodes: "
+                                f"{', '.join(sorted(self._ids))}); start a new run")
+        results.update_run(cluster={"address": self.address, "placement": self.placement,
+                                    **({"node": self.node} if self.node else {})},
                            nodes={**dict(results.run.get("nodes") or {}), **self._envs})
         if self.placement != "each-node":
             return list(steps)
@@ -267,7 +291,8 @@ class ClusterBackend:
         from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
         assert self._store is not None
-        node_id = (self._ids.get(step.node, step.node_id) if isinstance(step, OnNode)
+        node_id = (self._ids[self.node] if self.node is not None
+                   else self._ids.get(step.node, step.node_id) if isinstance(step, OnNode)
                    else self._pinned(step, context))
         gpu = step.gpu and (any(n.gpus for n in self._nodes) if node_id is None else
                             any(n.gpus for n in self._nodes if n.node_id == node_id))
