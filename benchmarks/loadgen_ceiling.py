@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import queue
 import statistics
 import subprocess
@@ -32,7 +33,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from toolkit.scenarios import read_detail_log, search_peak  # noqa: E402
+from toolkit.scenarios import SHORTEST_SERVER_RUN_S, read_detail_log, search_peak  # noqa: E402
 
 WORKERS = 2
 LONGEST_RUN_S = 20.0  # the lowest rate searched runs its queries this long (as deploybench)
@@ -101,8 +102,8 @@ class MinimalServer:
         test.mode = lg.TestMode.PerformanceOnly
         test.server_target_qps = rate
         test.server_target_latency_ns = int(p99_ms * 1e6)
-        test.min_duration_ms = 0  # exactly `queries` queries at every rate, as deploybench
-        test.min_query_count = queries
+        test.min_duration_ms = 0  # `queries` queries, or half a second's, as deploybench
+        test.min_query_count = max(queries, math.ceil(rate * SHORTEST_SERVER_RUN_S))
         log = lg.LogSettings()
         log.log_output.outdir = str(folder)
         log.log_output.copy_summary_to_stdout = False

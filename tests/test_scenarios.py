@@ -292,11 +292,16 @@ def test_compliant_runs_take_mlperfs_rules_and_short_runs_their_queries_or_durat
     compliant = loadgen_settings(ScenarioSettings(compliant=True, p99_ms=5), 100.0, 0.001, 1)
     assert compliant.min_duration_ms == 600_000  # MLPerf's rule, from LoadGen's mlperf.conf
     assert compliant.server_target_latency_ns == 5_000_000
-    # a server run: its queries and no minimum duration, so every rate gets the same count
+    # a server run: its queries and no minimum duration, so every rate gets the same count...
     server = loadgen_settings(ScenarioSettings(), 100.0, 0.001, 1)
     assert server.min_duration_ms == 0 and server.min_query_count == 2048
-    assert loadgen_settings(ScenarioSettings(queries=1024), 5000.0, 0.001,
+    assert loadgen_settings(ScenarioSettings(queries=1024), 1000.0, 0.001,
                             1).min_query_count == 1024
+    # ... where they last at least half a second: at 116.8k q/s, 2048 queries were 17.6 ms,
+    # and an option answering 94k q/s passed them twice, its queue still short of the bound
+    assert loadgen_settings(ScenarioSettings(queries=1024), 5000.0, 0.001,
+                            1).min_query_count == 2500
+    assert loadgen_settings(ScenarioSettings(), 116_800.0, 0.001, 1).min_query_count == 58_400
     short = loadgen_settings(ScenarioSettings(scenario="offline", duration_s=0.5), 100.0,
                              0.001, 64)
     assert short.min_duration_ms == 500 and short.min_query_count == 1
@@ -326,7 +331,8 @@ def test_runs_whose_pregenerated_queries_cannot_be_held_are_not_made():
     assert pregenerated_queries(server, 1000.0, 1e-3) == 600_000
     assert too_many_queries(server, 1000.0, 1e-3) is None
     assert "30,000 q/s" in too_many_queries(server, 30_000.0, 1e-5)  # 18M queries
-    assert pregenerated_queries(ScenarioSettings(), 30_000.0, 1e-5) == 2048  # sized by count
+    assert pregenerated_queries(ScenarioSettings(), 300.0, 1e-5) == 2048  # sized by count
+    assert pregenerated_queries(ScenarioSettings(), 30_000.0, 1e-5) == 15_000  # or 0.5 s
     assert "give fewer --queries" in too_many_queries(ScenarioSettings(queries=20_000_000),
                                                      50_000.0, 1e-5)
     # offline: one query of every sample, 1.1 x the duration x the expected rate

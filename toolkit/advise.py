@@ -35,6 +35,7 @@ from typing import Any
 from toolkit.errors import BadInputError
 from toolkit.recipes import FP32, ONNX_RECIPES, QualityRule
 from toolkit.results import Record, read_results, read_samples
+from toolkit.scenarios import SHORTEST_SERVER_RUN_S
 from toolkit.search import (
     Config,
     Limits,
@@ -434,7 +435,7 @@ def confirm_seconds(rate: float) -> float:
     of its queries, a second of LoadGen's own each, and the pool's start."""
     if rate <= 0:  # no rate predicted within the bound: its search fails fast, or is cut
         return CONFIRM_TIMEOUT_S[0]
-    queries = confirm_queries(rate)
+    queries = max(confirm_queries(rate), math.ceil(rate * SHORTEST_SERVER_RUN_S))
     return RUNS_PER_SEARCH * (1.5 * queries / rate + 1.0) + 15.0
 
 

@@ -232,7 +232,7 @@ def _run(pool: Pool, settings: ScenarioSettings, batch: int, logs: Path, inputs:
         if settings.compliant:
             seconds = MLPERF_MIN_DURATION_S
         else:
-            seconds = settings.query_count / max(rate, 1e-9)
+            seconds = settings.server_queries(rate) / max(rate, 1e-9)
         return time.monotonic() + 1.5 * seconds + 2.0 < deadline
 
     info: dict[str, Any] = {"scenario": settings.scenario, "compliant": settings.compliant,
@@ -403,7 +403,7 @@ def loadgen_settings(settings: ScenarioSettings, rate: float, per_query_s: float
                                "would not be compliant")
     elif settings.scenario == "server":  # LoadGen then makes exactly this many queries
         test.min_duration_ms = 0
-        test.min_query_count = queries or settings.query_count
+        test.min_query_count = queries or settings.server_queries(rate)
     else:
         test.min_duration_ms = int(settings.run_s * 1e3)
         test.min_query_count = queries or min_queries(settings.scenario)
