@@ -169,7 +169,8 @@ def main() -> None:
         before = minimal_peak(model, args.p99_ms, args.queries, root / "minimal-1")
         ours = deploybench_peaks(model, args.p99_ms, args.queries, root / "deploybench")
         after = minimal_peak(model, args.p99_ms, args.queries, root / "minimal-2")
-    print(f"model {model.name}, p99 <= {args.p99_ms:g} ms, runs of {args.queries} queries, "
+    print(f"model {model.name}, p99 <= {args.p99_ms:g} ms, runs of {args.queries} queries "
+          f"(or {SHORTEST_SERVER_RUN_S:g} s), "
           f"{WORKERS} workers, the minimal server's GIL switch interval {args.switch_ms:g} ms, "
           f"{time.perf_counter() - started:.0f} s in all")
     print(f"minimal server (before): {before[0]:9,.0f} q/s  {before[1]}")

@@ -50,6 +50,8 @@ def parse_session(given: Sequence[str] | None, flag: str = "--session"
         if name.strip() not in SESSION_CHOICES or truth is None:
             raise BadInputError(f"{flag} {text}: give NAME=true or NAME=false, NAME one of "
                                 f"{', '.join(SESSION_CHOICES)}")
+        if name.strip() in chosen:
+            raise BadInputError(f"{flag} {text}: {name.strip()} is given twice; give it once")
         chosen[name.strip()] = truth
     return tuple(sorted(chosen.items()))
 

@@ -198,8 +198,10 @@ def test_a_backend_kept_to_one_node_runs_every_plan_there(hosts):
 def test_one_node_is_the_drivers_where_it_is_one_and_takes_spread_only():
     from toolkit.backends.cluster import ONE_NODE, choose_node
 
-    assert choose_node(["node-b", "here"], "here") == "here"
-    assert choose_node(["node-b", "gpu-1"], "laptop") == "gpu-1"
+    assert choose_node({"node-b": "b1", "here": "h1"}, None, "here") == "here"
+    assert choose_node({"node-b": "b1", "gpu-1": "g1"}, None, "laptop") == "gpu-1"
+    # two nodes on the driver's host are labelled apart: Ray's own node id tells which
+    assert choose_node({"vm-aaaaaa": "aa", "vm-bbbbbb": "bb"}, "bb", "vm") == "vm-bbbbbb"
     with pytest.raises(BadInputError, match="takes spread"):
         ClusterBackend("auto", "each-node", ONE_NODE)
 

@@ -504,7 +504,8 @@ def test_the_longest_run_bounds_a_server_search_only():
     assert ScenarioSettings(longest_run_s=60.0).longest_s == 60.0
     assert ScenarioSettings.from_dict(ScenarioSettings(longest_run_s=60.0).to_dict()
                                       ).longest_run_s == 60.0
-    for bad in ({"longest_run_s": 0.0}, {"scenario": "offline", "longest_run_s": 60.0},
+    for bad in ({"longest_run_s": 0.0}, {"longest_run_s": 0.2},  # under a run's shortest
+                {"scenario": "offline", "longest_run_s": 60.0},
                 {"compliant": True, "longest_run_s": 60.0}):
         with pytest.raises(BadInputError, match="--longest-run"):
             ScenarioSettings(**bad)

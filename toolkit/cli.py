@@ -146,7 +146,8 @@ def run(
             batch_sizes=_ints(batch_sizes, "--batch-sizes"),
             threads=threads, optimization=optimization, timeout_s=timeout, shard=shard,
             rounds=rounds, recipes=_csv(recipes, "--recipes"), max_quality_drop=max_quality_drop,
-        ).replace(session=parse_session(session))
+        )
+        chosen = _with_session(chosen, session)
         backend, where = _backend(cluster, placement)
         return executor.start(plan_suite(chosen), out_dir or default_out_dir(), argv=sys.argv,
                               progress=progress, backend=backend, where=where)
@@ -332,8 +333,8 @@ def bench(
             providers=_csv(providers, "--providers"),
             batch_sizes=_ints(batch_sizes, "--batch-sizes"), threads=threads,
             optimization=optimization, timeout_s=timeout, opset=opset, rounds=rounds,
-            recipes=_csv(recipes, "--recipes"), max_quality_drop=max_quality_drop).replace(
-            session=parse_session(session))
+            recipes=_csv(recipes, "--recipes"), max_quality_drop=max_quality_drop)
+        suite = _with_session(suite, session)
         out = out_dir or default_out_dir()
         backend, where = _backend(cluster, placement)
         return executor.start(plan_model(request, suite, out), out, argv=sys.argv,
@@ -358,7 +359,8 @@ def loadgen(
         "offline: the rate LoadGen sizes its query for")] = None,
     queries: Annotated[int | None, typer.Option(
         help="server: each LoadGen run's queries, the same at every rate so early stopping "
-        "judges every option alike (default 2048: 10 may be over the bound)")] = None,
+        "judges every option alike (default 2048: 10 may be over the bound), or more where "
+        "they would last under 0.5 s")] = None,
     duration: Annotated[str | None, typer.Option(
         help="offline and streams: each LoadGen run's minimum duration, e.g. 2s, 500ms, 1m "
         "(default 1s; a run also has at least 512 queries)")] = None,
@@ -427,8 +429,8 @@ def loadgen(
             longest_run_s=longest_run)
         suite = loadgen_suite(settings, providers=_csv(providers, "--providers"),
                               threads=threads, timeout_s=timeout).replace(
-            prices=_prices(price), need_qps=need_qps, optimization=optimization,
-            session=parse_session(session))
+            prices=_prices(price), need_qps=need_qps, optimization=optimization)
+        suite = _with_session(suite, session)
         request = loadgen_request(target, tuple(shape or ()), input_data, trust_pickle)
         out = out_dir or default_out_dir()
         backend, where = _backend(cluster, placement)
@@ -558,6 +560,15 @@ def advise(
         out.print(f"report:  {path}")
     if advice.pick is None:
         raise typer.Exit(1)
+
+
+def _with_session(suite: Any, given: list[str] | None) -> Any:
+    """`suite` with the --session options on top of its own [session] (a name given on both,
+    the command line's)."""
+    parsed = parse_session(given)
+    if parsed is None:
+        return suite
+    return suite.replace(session=tuple(sorted({**dict(suite.session), **dict(parsed)}.items())))
 
 
 def _prices(given: list[str] | None) -> tuple[tuple[str, float], ...] | None:

@@ -238,9 +238,11 @@ class ScenarioSettings:
             raise BadInputError(f"--queries {self.queries}: give a whole number >= "
                                 f"{MIN_QUERIES} (LoadGen's early stopping needs 459 queries "
                                 "to call any p99 VALID)")
-        if self.longest_run_s is not None and not (self.longest_run_s > 0
-                                                   and math.isfinite(self.longest_run_s)):
-            raise BadInputError(f"--longest-run {self.longest_run_s:g}: give seconds > 0, "
+        if self.longest_run_s is not None and not (
+                self.longest_run_s >= SHORTEST_SERVER_RUN_S
+                and math.isfinite(self.longest_run_s)):
+            raise BadInputError(f"--longest-run {self.longest_run_s:g}: give seconds >= "
+                                f"{SHORTEST_SERVER_RUN_S:g} (the shortest a run lasts), "
                                 "e.g. 60")
         if self.longest_run_s is not None and (self.scenario != "server" or self.compliant):
             raise BadInputError("--longest-run: only a server search (not --compliant) has a "

@@ -62,10 +62,12 @@ class Node:
 ONE_NODE = "one"  # a backend's `node`: every step on one node, chosen when the cluster opens
 
 
-def choose_node(names: Sequence[str], here: str) -> str:
-    """The node a run kept to one node uses: the driver's own (`here`, its label) where it
-    is a node, else the first by label."""
-    return here if here in names else sorted(names)[0]
+def choose_node(ids: Mapping[str, str], here_id: str | None, here: str) -> str:
+    """The node a run kept to one node uses (`ids`: label -> Ray node id): the driver's own
+    where it is a node (by Ray's node id, else its hostname as a label), else the first by
+    label."""
+    mine = [name for name, node_id in ids.items() if node_id == here_id]
+    return mine[0] if mine else here if here in ids else sorted(ids)[0]
 
 
 def check_placement(placement: str) -> str:
@@ -270,7 +272,13 @@ class ClusterBackend:
         self._run_key = hashlib.sha1(
             f"{socket.gethostname()}:{self._out_dir}".encode()).hexdigest()[:12]
         if self.node == ONE_NODE:
-            self.node = choose_node(list(self._ids), socket.gethostname())
+            import ray
+
+            try:
+                here_id = ray.get_runtime_context().get_node_id()
+            except Exception:  # a client connection (ray://) has no node of its own
+                here_id = None
+            self.node = choose_node(self._ids, here_id, socket.gethostname())
         if self.node is not None and self.node not in self._ids:
             raise BadInputError(f"--cluster {self.address}: the node {self.node!r} this run "
                                 f"keeps to is not in the cluster (its nodes: "
