@@ -118,3 +118,68 @@ def steal_percent(before: tuple[int, int] | None, after: tuple[int, int] | None)
     if before is None or after is None or after[1] <= before[1]:
         return None
     return round(100.0 * (after[0] - before[0]) / (after[1] - before[1]), 1)
+
+
+# A machine woken from idle serves slower for a while: on this project's 2-core VM the first
+# `loadgen` after a pause of a few minutes read 20-50% lower on most options (no steal, no
+# busy process), three times in three; after 20 s of load on both cores first, three in three
+# read as the runs that follow one another. So a serving step on a machine that served
+# nothing for WARM_GAP_S first keeps every core busy for WARM_UP_S
+# (DEPLOYBENCH_WARM_UP_S overrides it; 0 turns it off).
+WARM_UP_S = 20.0
+WARM_GAP_S = 30.0
+
+
+def warm_up_seconds() -> float:
+    try:
+        return max(0.0, float(os.environ.get("DEPLOYBENCH_WARM_UP_S", WARM_UP_S)))
+    except ValueError:
+        return WARM_UP_S
+
+
+def serving_marker() -> str:
+    """A file whose time says when this machine last served (this user's, in the temp dir)."""
+    import tempfile
+
+    return os.path.join(tempfile.gettempdir(), f"deploybench-serving-{os.getuid()}")
+
+
+def mark_serving(marker: str | None = None) -> None:
+    """Say that this machine is serving now."""
+    path = marker or serving_marker()
+    try:
+        with open(path, "a"):
+            pass
+        os.utime(path)
+    except OSError:
+        pass  # a warm-up too many, no more
+
+
+def warm_up(cores: int, seconds: float | None = None, gap_s: float = WARM_GAP_S,
+            marker: str | None = None) -> float:
+    """Keep `cores` cores busy for `seconds` (default `warm_up_seconds()`) where this machine
+    served nothing for `gap_s`, and say that it serves; the seconds spent (0: it was warm)."""
+    import time
+
+    path = marker or serving_marker()
+    seconds = warm_up_seconds() if seconds is None else seconds
+    try:
+        idle = time.time() - os.path.getmtime(path) > gap_s
+    except OSError:
+        idle = True
+    if not idle or seconds <= 0:
+        mark_serving(path)
+        return 0.0
+    spin = f"import time\nend = time.monotonic() + {seconds}\nwhile time.monotonic() < end: pass"
+    started = time.monotonic()
+    spinners = [subprocess.Popen([_python(), "-c", spin]) for _ in range(max(1, cores))]
+    for process in spinners:
+        process.wait()
+    mark_serving(path)
+    return time.monotonic() - started
+
+
+def _python() -> str:
+    import sys
+
+    return sys.executable
