@@ -17,9 +17,6 @@ import pytest
 # folder goes when the session ends.
 os.environ["XDG_DATA_HOME"] = tempfile.mkdtemp(prefix="deploybench-test-data-")
 atexit.register(shutil.rmtree, os.environ["XDG_DATA_HOME"], ignore_errors=True)
-# No serving step keeps the cores busy first (`toolkit.busy.warm_up`): the tests' figures are
-# not measurements, and 20 s before each would add minutes; tests/test_busy.py tests it.
-os.environ["DEPLOYBENCH_WARM_UP_S"] = "0"
 
 TINY_TIMING = """
 [timing]

@@ -51,26 +51,3 @@ def test_a_report_names_what_was_busy_where_rounds_disagree():
     said = [w for option in summary.options for w in option.warnings]
     assert any("rounds disagree" in w and "(when the run started: busy: make)" in w
                for w in said), said
-
-
-def test_a_machine_that_served_nothing_for_a_while_is_kept_busy_first(tmp_path, monkeypatch):
-    """A serving step on a machine that served nothing for the gap keeps its cores busy for
-    the warm-up; right after a step that served, it does not; DEPLOYBENCH_WARM_UP_S sets it."""
-    import os
-
-    from toolkit.busy import warm_up, warm_up_seconds
-
-    marker = str(tmp_path / "serving")
-    started = time.monotonic()
-    assert warm_up(2, 0.3, gap_s=30, marker=marker) >= 0.3  # never served: woken
-    assert time.monotonic() - started >= 0.3 and os.path.exists(marker)
-    started = time.monotonic()
-    assert warm_up(2, 0.3, gap_s=30, marker=marker) == 0.0  # it just served
-    assert time.monotonic() - started < 0.2
-    old = time.time() - 60
-    os.utime(marker, (old, old))  # served a minute ago: woken again
-    assert warm_up(1, 0.3, gap_s=30, marker=marker) >= 0.3
-    monkeypatch.setenv("DEPLOYBENCH_WARM_UP_S", "5")
-    assert warm_up_seconds() == 5.0
-    monkeypatch.setenv("DEPLOYBENCH_WARM_UP_S", "soon")
-    assert warm_up_seconds() == 20.0

@@ -85,7 +85,6 @@ def test_server_finds_each_options_peak_rate_under_the_bound(server_run):
         assert info["pool"] == ("processes" if variant.startswith("processes") else "threads")
         assert record["settings"]["spinning"] is False
         assert info["gil_switch_ms"] == 0.5  # not Python's 5 ms: a floor under every p99
-        assert info["warm_up_s"] == 0.0  # DEPLOYBENCH_WARM_UP_S=0 here (tests/conftest.py)
         assert any("600 s" in w for w in record["warnings"])  # a short run says so
         assert "energy_unmeasured" in info or info.get("joules_per_query", 0) > 0
         # each run's steal (CPU time the hypervisor gave elsewhere), where /proc/stat is read

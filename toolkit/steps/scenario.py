@@ -101,8 +101,6 @@ def scenario_case(spec: ScenarioSpec) -> Iterator[Record]:
         "provider": spec.provider, "device": "cpu" if spec.provider == "cpu" else "cuda:0",
         "variant": spec.variant, "threads": threads, "phase": "scenario"}
     batching = spec.variant.endswith(BATCHING)
-    # a machine that served nothing for a while is woken first (`busy.warm_up`)
-    warmed = busy.warm_up(spec.threads) if spec.provider == "cpu" else 0.0
     for batch in batches_of(settings, spec.variant):
         started = time.perf_counter()
         try:
@@ -121,8 +119,6 @@ def scenario_case(spec: ScenarioSpec) -> Iterator[Record]:
                         deadline, base["device"])
         finally:
             pool.close()
-            busy.mark_serving()
-        info["warm_up_s"] = round(warmed, 1)
         info.update(gil_switch_ms=sys.getswitchinterval() * 1e3,
                     workers=workers, threads_per_worker=threads, call=SERVING_CALL[spec.runner],
                     pool="processes" if isinstance(pool, ProcessPool) else "threads",
