@@ -17,6 +17,9 @@ import pytest
 # folder goes when the session ends.
 os.environ["XDG_DATA_HOME"] = tempfile.mkdtemp(prefix="deploybench-test-data-")
 atexit.register(shutil.rmtree, os.environ["XDG_DATA_HOME"], ignore_errors=True)
+# A serving step's core-speed readings before and after each option: short in the tests (what
+# they read is tested in test_busy with the default length)
+os.environ.setdefault("DEPLOYBENCH_CORE_SPEED_S", "0.02")
 
 TINY_TIMING = """
 [timing]

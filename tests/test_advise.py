@@ -104,6 +104,11 @@ def test_the_headline_says_capacity_cost_and_the_gain_over_the_best_default(tmp_
     none = adviser.Advice(request, "onnx/m", 2, "all", adviser.Trials(), [],
                           [confirmed(config(), 9e3, "unconfirmed")], tmp_path)
     assert "none is recommended" in advice_report.headline(none)
+    assert advice.unsteady is None and "Beware" not in advice_report.markdown(advice)
+    # a confirmation whose cores read half speed: the answer says so
+    slowed = dataclasses.replace(default, core_speed=((7.0, 14.0), (13.8, 14.1)))
+    advice.confirmed[1] = slowed
+    assert "Beware: the cores were not steady: 1 of 4 readings" in advice_report.markdown(advice)
 
 
 def test_the_loadgen_line_of_a_slow_pick_serves_it_as_its_confirmation_did(tmp_path):
@@ -359,6 +364,7 @@ def test_advise_on_an_onnx_file_confirms_its_pick_and_resumes(tmp_path):
     else:
         assert result.exit_code == 1 and "none is recommended" in result.output
     assert "Which configuration should I deploy?" in (out / "advice.md").read_text()
+    assert all(len(c["core_speed"]) == 2 for c in advice["confirmed"])  # before and after
     assert "<svg" in (out / "advice.html").read_text()
     runs = sorted(p.name for p in (out / "confirm").iterdir())
     spent = json.loads((out / adviser.SPENT_FILE).read_text())["spent_s"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import time
@@ -51,3 +52,37 @@ def test_a_report_names_what_was_busy_where_rounds_disagree():
     said = [w for option in summary.options for w in option.warnings]
     assert any("rounds disagree" in w and "(when the run started: busy: make)" in w
                for w in said), said
+
+
+def test_core_speed_reads_every_core_and_a_busy_core_reads_slower():
+    from toolkit.busy import core_speed
+
+    cores = len(os.sched_getaffinity(0))
+    alone = core_speed(0.25)
+    assert alone is not None and len(alone) == cores and all(v > 0 for v in alone), alone
+    # a process pinned to core 0 spinning beside its reading leaves it about half that core
+    first = min(os.sched_getaffinity(0))
+    hog = subprocess.Popen([sys.executable, "-c", "import os, time\n"
+                            f"os.sched_setaffinity(0, {{{first}}})\nend = time.time() + 3\n"
+                            "while time.time() < end: pass"])
+    try:
+        time.sleep(0.2)
+        shared = core_speed(0.25)
+    finally:
+        hog.kill()
+        hog.wait()
+    assert shared is not None and shared[0] < 0.8 * max(alone), (alone, shared)
+    assert core_speed(0) is None
+
+
+def test_unsteady_text_says_so_only_when_over_a_tenth_of_the_readings_ran_slow():
+    from toolkit.busy import unsteady_text
+
+    steady = [[14.0, 13.6], [14.2, 13.9], [13.5, 14.1], [14.3, 11.0], [14.0, 14.0]] * 2
+    assert unsteady_text(steady) is None  # 2 slow of 20
+    assert unsteady_text([[14.0, 7.1], None, [13.9, 14.2]]) == (
+        "the cores were not steady: 1 of 4 readings (a 0.25 s loop on each core, before and "
+        "after each option) ran over 15% below the fastest (7.1 against 14.2 M steps/s), with "
+        "no steal to show it; a peak measured in such a spell reads low: run it again (a "
+        "machine idle for minutes was often slow for its first minute here)")
+    assert unsteady_text([None, [14.0]]) is None

@@ -5,6 +5,7 @@ test that fails or hangs, and resume."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -92,6 +93,10 @@ def test_server_finds_each_options_peak_rate_under_the_bound(server_run):
                    if p["steal_percent"] is not None)
         if Path("/proc/stat").is_file():
             assert all(p["steal_percent"] is not None for p in points)
+        # how fast each core ran a loop, before and after the option
+        speed = info["core_speed"]
+        assert len(speed["before"]) == len(speed["after"]) == len(os.sched_getaffinity(0))
+        assert all(v > 0 for v in (*speed["before"], *speed["after"]))
         if not info["peak_qps"]:
             assert info["peak_kind"] == "none" and not any(p["valid"] for p in points)
             continue
@@ -125,6 +130,25 @@ def test_the_reports_show_the_rate_chart_and_the_peak_table(server_run):
     markdown = (out / "report.md").read_text()
     assert "**MLPerf LoadGen, server**" in markdown and "peak rate, p99 ≤ 20 ms" in markdown
     assert "scenario" in (out / "report.csv").read_text()
+
+
+def test_the_notes_say_when_the_cores_were_not_steady_naming_the_machine():
+    from toolkit.report.loadgen import Served, loadgen_notes
+    from toolkit.results import Record
+
+    def served(before, after, host):
+        record = Record("mlp", "onnx", "scenario", runtime="onnxruntime", variant="shared",
+                        provider="cpu", batch_size=1, info={
+                            "scenario": "server", "core_speed": {
+                                "before": before, "after": after, "seconds": 0.25}})
+        return Served("onnxruntime shared", record, host=host)
+
+    steady = [served([14.0, 13.8], [14.1, 13.9], "a"), served([13.7, 14.2], [14.0, 14.0], "a")]
+    assert not [n for n in loadgen_notes(steady) if "steady" in n]
+    slow = served([7.2, 14.1], [13.9, 14.0], "b")
+    said = [n for n in loadgen_notes([*steady, slow]) if "steady" in n]
+    assert len(said) == 1 and said[0].startswith("! the cores were not steady: 1 of 4 readings")
+    assert said[0].endswith("(on b)") and "7.2 against 14.1 M steps/s" in said[0]
 
 
 def test_a_loadgen_run_resumes_only_what_is_missing(server_run, tmp_path):

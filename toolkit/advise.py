@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from toolkit import busy
 from toolkit.errors import BadInputError
 from toolkit.recipes import FP32, ONNX_RECIPES, QualityRule
 from toolkit.results import Record, read_results, read_samples
@@ -377,6 +378,7 @@ class Confirmed:
     why_not: str | None = None  # no peak: the run's reason
     predicted: Outcome | None = None
     runs_at_peak: tuple[int, int] = (0, 0)  # LoadGen runs at the peak's rate: passed, made
+    core_speed: tuple[tuple[float, ...], ...] = ()  # each core's speed, before and after
 
     @property
     def sustained(self) -> bool:
@@ -401,10 +403,12 @@ class Confirmed:
             reason = info.get("reason") or "no rate was within the bound"
         at_peak = [p for p in info.get("points") or ()
                    if p.get("target_qps") == info.get("target_qps")]
+        speed = info.get("core_speed") or {}
         return cls(config, role, str(folder), info.get("peak_qps"),
                    str(info.get("peak_kind", "none")), (info.get("latency_ms") or {}).get("p99"),
                    spread, tuple(info.get("failed_below_qps") or ()), reason, predicted,
-                   (sum(1 for p in at_peak if p.get("valid")), len(at_peak)))
+                   (sum(1 for p in at_peak if p.get("valid")), len(at_peak)),
+                   tuple(tuple(speed[w]) for w in ("before", "after") if speed.get(w)))
 
 
 def candidates(tried: Sequence[Tried], default: Sequence[Config],
@@ -523,6 +527,11 @@ class Advice:
     @property
     def pick(self) -> Confirmed | None:
         return pick(self.confirmed, self.limits)
+
+    @property
+    def unsteady(self) -> str | None:
+        """A line where the cores' speed moved between the confirmations (busy.unsteady_text)."""
+        return busy.unsteady_text(r for c in self.confirmed for r in c.core_speed)
 
     @property
     def default(self) -> Confirmed | None:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 BUSY_CPU_PERCENT = 20.0  # a process using more of one core than this during the sample is busy
@@ -118,3 +118,92 @@ def steal_percent(before: tuple[int, int] | None, after: tuple[int, int] | None)
     if before is None or after is None or after[1] <= before[1]:
         return None
     return round(100.0 * (after[0] - before[0]) / (after[1] - before[1]), 1)
+
+
+# A virtual machine's cores can run slower than they did a minute ago with no steal to show
+# it: on this project's 2-core VM, after a pause of a few minutes, a pure-Python loop took
+# twice its time for seconds at a stretch, on and off for about a minute (and one core read
+# 25% slow for a whole minute once), while /proc/stat counted no steal. A LoadGen run in such
+# a spell fails rates the option holds, so the first `loadgen` after a pause read 20-45% low.
+# So the serving steps time a short loop on every core before and after each option: the
+# figures say how fast the cores were, and the reports say when they were not steady.
+CORE_SPEED_S = 0.25  # each reading: this long on every core at once
+UNSTEADY = 0.15  # a reading more than this share below the fastest is slow
+SLOW_SHARE = 0.1  # more slow readings than this share: the cores were not steady
+_SPIN = """
+import os, sys, time
+core = int(sys.argv[1])
+if core >= 0 and hasattr(os, "sched_setaffinity"):
+    try:
+        os.sched_setaffinity(0, {core})
+    except OSError:
+        pass
+start, seconds = float(sys.argv[2]), float(sys.argv[3])
+while time.time() < start:
+    pass
+n, t0 = 0, time.perf_counter()
+end = t0 + seconds
+while True:
+    for _ in range(1000):
+        n += 1
+    t = time.perf_counter()
+    if t >= end:
+        break
+print(n / (t - t0) / 1e6)
+"""
+
+
+def core_speed_seconds() -> float:
+    """How long a core-speed reading spins (DEPLOYBENCH_CORE_SPEED_S overrides; 0: none)."""
+    try:
+        return max(0.0, float(os.environ.get("DEPLOYBENCH_CORE_SPEED_S", CORE_SPEED_S)))
+    except ValueError:
+        return CORE_SPEED_S
+
+
+def core_speed(seconds: float | None = None) -> list[float] | None:
+    """Millions of loop steps per second that a pure-Python loop made on each core, all cores
+    at once, each process pinned to its core where the OS allows; None where it was turned off
+    or could not run."""
+    import sys
+    import time
+
+    seconds = core_speed_seconds() if seconds is None else seconds
+    if seconds <= 0:
+        return None
+    cores = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else [
+        -1] * (os.cpu_count() or 1)
+    start = time.time() + 0.15  # every loop starts together, after the interpreters are up
+    spinners: list[subprocess.Popen[str]] = []
+    try:
+        for core in cores:
+            spinners.append(subprocess.Popen([sys.executable, "-c", _SPIN, str(core),
+                                              repr(start), repr(seconds)],
+                                             stdout=subprocess.PIPE, text=True))
+        said = [spinner.communicate(timeout=30 + seconds)[0] for spinner in spinners]
+        return [round(float(text), 2) for text in said]
+    except (OSError, ValueError, subprocess.TimeoutExpired):
+        return None
+    finally:
+        for spinner in spinners:
+            if spinner.poll() is None:
+                spinner.kill()
+                spinner.wait()
+
+
+def unsteady_text(readings: Iterable[Iterable[float] | None], seconds: float = CORE_SPEED_S
+                  ) -> str | None:
+    """One line where more than SLOW_SHARE of the cores' `core_speed` readings ran more than
+    UNSTEADY below the fastest of them (the cores were not steady), else None."""
+    speeds = [v for reading in readings if reading for v in reading]
+    if len(speeds) < 2:
+        return None
+    fastest = max(speeds)
+    slow = [v for v in speeds if v < (1 - UNSTEADY) * fastest]
+    if len(slow) <= SLOW_SHARE * len(speeds):
+        return None
+    return (f"the cores were not steady: {len(slow)} of {len(speeds)} readings (a {seconds:g} s "
+            f"loop on each core, before and after each option) ran over {UNSTEADY:.0%} below "
+            f"the fastest ({min(speeds):.3g} against {fastest:.3g} M steps/s), with no steal to "
+            "show it; a peak measured in such a spell reads low: run it again (a machine idle "
+            "for minutes was often slow for its first minute here)")

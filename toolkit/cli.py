@@ -549,6 +549,8 @@ def advise(
         raise typer.Exit(130)
     written = [adviser.write_advice(advice), *advice_report.write(advice)]
     out.print(advice_report.headline(advice), highlight=False, markup=False, soft_wrap=True)
+    if advice.unsteady:
+        err.print(f"! {advice.unsteady}", highlight=False, markup=False, soft_wrap=True)
     columns, rows = advice_report.confirmation_rows(advice)
     terminal.table(out, columns, rows)
     for line in advice_report.lost_lines(advice)[:6]:

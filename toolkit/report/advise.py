@@ -278,13 +278,14 @@ def markdown(advice: Advice) -> str:
 
 
 def _caveat(advice: Advice) -> str:
-    return (f"Predicted rates come from each option's measured service times (1-16 rows a call) "
-            f"fed to a queueing model of the serving path; only the LoadGen peaks are "
-            f"measurements, each the highest rate that held p99 <= {advice.request.p99_ms:g} ms "
-            f"in 2 runs (of 2,048 queries or 0.5 s, fewer for a slow model to fit the "
-            f"budget). "
-            f"Everything ran on this machine ({advice.cores} cores), one configuration after "
-            f"another, in {advice.budget_used_s:,.0f} s.")
+    beware = f"Beware: {advice.unsteady}. " if advice.unsteady else ""
+    return beware + (
+        f"Predicted rates come from each option's measured service times (1-16 rows a call) "
+        f"fed to a queueing model of the serving path; only the LoadGen peaks are "
+        f"measurements, each the highest rate that held p99 <= {advice.request.p99_ms:g} ms "
+        f"in 2 runs (of 2,048 queries or 0.5 s, fewer for a slow model to fit the budget). "
+        f"Everything ran on this machine ({advice.cores} cores), one configuration after "
+        f"another, in {advice.budget_used_s:,.0f} s.")
 
 
 def _md_table(columns: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:

@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from toolkit.busy import CORE_SPEED_S, unsteady_text
 from toolkit.report.units import duration, significant
 from toolkit.results import Record
 from toolkit.scenarios import BATCHING
@@ -40,6 +41,7 @@ class Served:
     trusted: bool = True  # False: the workload's ONNX file failed parity
     price_per_hour: float | None = None  # USD per hour of the machine that served it
     need_qps: float | None = None  # the rate the service must sustain
+    host: str = ""  # the machine that served it
 
     @property
     def info(self) -> dict[str, Any]:
@@ -315,4 +317,12 @@ def loadgen_notes(served: Sequence[Served]) -> list[str]:
             if warning not in seen:
                 seen.add(warning)
                 notes.append(f"! {warning}")
+    for host in dict.fromkeys(s.host for s in served):
+        speeds = [s.info["core_speed"] for s in served
+                  if s.host == host and s.info.get("core_speed")]
+        unsteady = speeds and unsteady_text(
+            [speed.get(when) for speed in speeds for when in ("before", "after")],
+            speeds[0].get("seconds", CORE_SPEED_S))
+        if unsteady:
+            notes.append(f"! {unsteady}" + (f" (on {host})" if host else ""))
     return notes

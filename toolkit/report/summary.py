@@ -172,7 +172,7 @@ def summarise(
         if record.phase == "scenario":
             summary.served.append(Served(served_label(record, host if several else ""), record,
                                          price_per_hour=(prices or {}).get(host),
-                                         need_qps=need_qps))
+                                         need_qps=need_qps, host=host))
             continue
         if record.status != "ok" and record.phase not in ("infer", "load"):
             what = record.phase if record.recipe == FP32 else f"{record.recipe} {record.phase}"

@@ -103,6 +103,7 @@ def scenario_case(spec: ScenarioSpec) -> Iterator[Record]:
     batching = spec.variant.endswith(BATCHING)
     for batch in batches_of(settings, spec.variant):
         started = time.perf_counter()
+        speed_before = busy.core_speed()  # how fast the cores were, before and after
         try:
             pool, applied = _pool(spec, settings, runtime, workers, threads, batch, batching)
         except ProviderUnavailableError as exc:
@@ -119,6 +120,10 @@ def scenario_case(spec: ScenarioSpec) -> Iterator[Record]:
                         deadline, base["device"])
         finally:
             pool.close()
+        speed_after = busy.core_speed()
+        if speed_before or speed_after:  # M steps/s of a pure-Python loop on each core
+            info["core_speed"] = {"before": speed_before, "after": speed_after,
+                                  "seconds": busy.core_speed_seconds()}
         info.update(gil_switch_ms=sys.getswitchinterval() * 1e3,
                     workers=workers, threads_per_worker=threads, call=SERVING_CALL[spec.runner],
                     pool="processes" if isinstance(pool, ProcessPool) else "threads",
