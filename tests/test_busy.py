@@ -86,3 +86,19 @@ def test_unsteady_text_says_so_only_when_over_a_tenth_of_the_readings_ran_slow()
         "no steal to show it; a peak measured in such a spell reads low: run it again (a "
         "machine idle for minutes was often slow for its first minute here)")
     assert unsteady_text([None, [14.0]]) is None
+
+
+def test_the_fastest_reading_is_kept_per_machine_and_a_run_slow_throughout_is_said(tmp_path):
+    from toolkit.busy import fastest_seen, unsteady_text
+
+    cache = tmp_path / "core_speed.json"
+    assert fastest_seen(None, 0.25, cache) is None
+    assert fastest_seen([13.0, 14.2], 0.25, cache) == 14.2
+    assert fastest_seen([7.0, 7.2], 0.25, cache) == 14.2  # kept: a slower run lowers nothing
+    assert fastest_seen(None, 0.02, cache) is None  # a reading of another length is apart
+    # every reading of a run at half speed agrees with the others: against the machine's
+    # fastest, the run was slow throughout
+    half = [[7.0, 7.2], [7.1, 6.9]]
+    assert unsteady_text(half) is None
+    said = unsteady_text(half, best=14.2)
+    assert said and "4 of 4 readings" in said and "the fastest this machine has read" in said

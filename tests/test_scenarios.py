@@ -12,8 +12,10 @@ import pytest
 from toolkit.errors import BadInputError
 from toolkit.scenarios import (
     MAX_POINTS,
+    SLOW_RETRIES,
     LoadGenResult,
     ScenarioSettings,
+    again_when_slow,
     parse_duration,
     search_peak,
     variants,
@@ -114,6 +116,44 @@ def test_one_failed_run_in_the_doubling_does_not_cap_the_search():
     search = search_peak(blip_at_2000, 1000.0, precision=0.05)
     assert calls[:5] == [1000.0, 2000.0, 2000.0, 2000.0, 4000.0]  # split 1-1: a third decides
     assert search.kind == "sustained" and 3000.0 / 1.05 <= search.peak_qps <= 3000.0
+
+
+def test_runs_failed_in_a_slow_spell_of_the_cores_are_made_again_and_no_more():
+    """A machine whose cores ran at half speed for its first runs (its readings say 7 against
+    14): the failures then are set aside and made again, and the search finds the limit of
+    the steady machine; without the readings the spell caps it at half. A failure while the
+    cores read steady is kept, and at most SLOW_RETRIES runs a search are set aside."""
+    def spell(runs_slow: int):
+        calls: list[float] = []
+        steady = fake_loadgen(3000.0, calls)
+
+        def run_at(rate: float) -> LoadGenResult:
+            result = steady(rate)
+            return dataclasses.replace(result, valid=False) if (
+                len(calls) <= runs_slow and rate > 1500.0) else result
+
+        def read() -> list[float]:
+            return [7.0, 14.0] if len(calls) <= runs_slow else [14.0, 13.9]
+        return calls, run_at, read
+
+    calls, run_at, _ = spell(3)
+    capped = search_peak(run_at, 1000.0, precision=0.05)
+    assert capped.peak_qps is not None and capped.peak_qps < 2000.0  # the spell decided it
+
+    calls, run_at, read = spell(3)
+    set_aside: list[dict] = []
+    search = search_peak(again_when_slow(run_at, read, [14.1, 14.0], set_aside), 1000.0,
+                         precision=0.05)
+    assert search.kind == "sustained" and 3000.0 / 1.05 <= search.peak_qps <= 3000.0
+    assert [p["target_qps"] for p in set_aside] == [2000.0, 2000.0]
+    assert all(p["core_speed"] == [7.0, 14.0] and not p["valid"] for p in set_aside)
+    # the failures above the limit were read steady, kept, and carry their reading
+    assert any(p["core_speed"] == [14.0, 13.9] and not p["valid"] for p in search.points)
+
+    calls, run_at, read = spell(100)  # slow for good: the retries run out, the failure stays
+    set_aside = []
+    search = search_peak(again_when_slow(run_at, read, [14.0], set_aside), 1000.0)
+    assert len(set_aside) == SLOW_RETRIES and search.peak_qps < 2000.0
 
 
 def test_a_lucky_pass_is_not_a_peak_until_it_is_confirmed():

@@ -379,6 +379,7 @@ class Confirmed:
     predicted: Outcome | None = None
     runs_at_peak: tuple[int, int] = (0, 0)  # LoadGen runs at the peak's rate: passed, made
     core_speed: tuple[tuple[float, ...], ...] = ()  # each core's speed, before and after
+    fastest_seen: float | None = None  # the fastest core reading this machine has made
 
     @property
     def sustained(self) -> bool:
@@ -408,7 +409,8 @@ class Confirmed:
                    str(info.get("peak_kind", "none")), (info.get("latency_ms") or {}).get("p99"),
                    spread, tuple(info.get("failed_below_qps") or ()), reason, predicted,
                    (sum(1 for p in at_peak if p.get("valid")), len(at_peak)),
-                   tuple(tuple(speed[w]) for w in ("before", "after") if speed.get(w)))
+                   tuple(tuple(speed[w]) for w in ("before", "after") if speed.get(w)),
+                   speed.get("fastest_seen"))
 
 
 def candidates(tried: Sequence[Tried], default: Sequence[Config],
@@ -531,7 +533,9 @@ class Advice:
     @property
     def unsteady(self) -> str | None:
         """A line where the cores' speed moved between the confirmations (busy.unsteady_text)."""
-        return busy.unsteady_text(r for c in self.confirmed for r in c.core_speed)
+        seen = [c.fastest_seen for c in self.confirmed if c.fastest_seen]
+        return busy.unsteady_text((r for c in self.confirmed for r in c.core_speed),
+                                  best=max(seen, default=None))
 
     @property
     def default(self) -> Confirmed | None:

@@ -14,6 +14,7 @@ import os
 import shutil
 import subprocess
 from collections.abc import Iterable, Mapping
+from pathlib import Path
 from typing import Any
 
 BUSY_CPU_PERCENT = 20.0  # a process using more of one core than this during the sample is busy
@@ -191,19 +192,55 @@ def core_speed(seconds: float | None = None) -> list[float] | None:
                 spinner.wait()
 
 
-def unsteady_text(readings: Iterable[Iterable[float] | None], seconds: float = CORE_SPEED_S
-                  ) -> str | None:
+def fastest_seen(reading: Iterable[float] | None, seconds: float | None = None,
+                 cache: Path | None = None) -> float | None:
+    """The fastest core reading of `seconds` (default `core_speed_seconds()`) this machine (its
+    CPU, core count and Python) has made, `reading` included, kept in deploybench's cache
+    (core_speed.json); None where there is neither a reading nor a kept one. A whole run on
+    slow cores reads steady against itself: against this, it says how slow."""
+    import json
+    import platform
+
+    from toolkit.environment import cache_dir, cpu_model
+
+    path = cache or cache_dir() / "core_speed.json"
+    seconds = core_speed_seconds() if seconds is None else seconds
+    key = (f"{cpu_model()} | {os.cpu_count()} cpus | python {platform.python_version()} | "
+           f"{seconds:g} s")
+    try:
+        known = json.loads(path.read_text(encoding="utf-8"))
+        best = float(known[key]) if isinstance(known, dict) and key in known else None
+    except (OSError, ValueError, TypeError):
+        known, best = {}, None
+    now = max(reading, default=None) if reading else None
+    if now is not None and (best is None or now > best):
+        best = now
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            written = path.with_name(f"{path.name}.{os.getpid()}")
+            written.write_text(json.dumps({**(known if isinstance(known, dict) else {}),
+                                           key: best}, indent=1), encoding="utf-8")
+            os.replace(written, path)
+        except OSError:
+            pass  # a read-only cache: this run's readings still stand against each other
+    return best
+
+
+def unsteady_text(readings: Iterable[Iterable[float] | None], seconds: float = CORE_SPEED_S,
+                  best: float | None = None) -> str | None:
     """One line where more than SLOW_SHARE of the cores' `core_speed` readings ran more than
-    UNSTEADY below the fastest of them (the cores were not steady), else None."""
+    UNSTEADY below the fastest of them, or below `best` (`fastest_seen`), else None."""
     speeds = [v for reading in readings if reading for v in reading]
-    if len(speeds) < 2:
+    if not speeds or (len(speeds) < 2 and best is None):
         return None
-    fastest = max(speeds)
+    fastest = max(speeds if best is None else [*speeds, best])
     slow = [v for v in speeds if v < (1 - UNSTEADY) * fastest]
     if len(slow) <= SLOW_SHARE * len(speeds):
         return None
+    than = ("the fastest this machine has read" if best is not None and best > max(speeds)
+            else "the fastest")
     return (f"the cores were not steady: {len(slow)} of {len(speeds)} readings (a {seconds:g} s "
             f"loop on each core, before and after each option) ran over {UNSTEADY:.0%} below "
-            f"the fastest ({min(speeds):.3g} against {fastest:.3g} M steps/s), with no steal to "
+            f"{than} ({min(speeds):.3g} against {fastest:.3g} M steps/s), with no steal to "
             "show it; a peak measured in such a spell reads low: run it again (a machine idle "
             "for minutes was often slow for its first minute here)")

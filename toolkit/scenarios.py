@@ -390,6 +390,7 @@ class LoadGenResult:
     log: str = ""  # the folder of LoadGen's logs of this run
     joules: float | None = None  # the device's energy over the run, where a counter is readable
     steal_percent: float | None = None  # CPU time the hypervisor gave elsewhere during the run
+    core_speed: tuple[float, ...] | None = None  # each core's speed read right after a failure
 
     @property
     def p99_ms(self) -> float | None:
@@ -401,7 +402,8 @@ class LoadGenResult:
                 "completed_qps": self.completed_qps, "valid": self.valid, "reason": self.reason,
                 "queries": self.queries, "latency_ms": self.latency_ms,
                 "estimate_ms": self.estimate_ms, "extended": self.extended, "log": self.log,
-                "joules": self.joules, "steal_percent": self.steal_percent}
+                "joules": self.joules, "steal_percent": self.steal_percent,
+                "core_speed": list(self.core_speed) if self.core_speed else None}
 
 
 def read_detail_log(path: Path, scenario: str) -> LoadGenResult:
@@ -503,6 +505,37 @@ class Search:
     def best(self) -> dict[str, Any] | None:
         good = [p for p in self.points if p["valid"]]
         return max(good, key=lambda p: p["scheduled_qps"] or 0.0, default=None)
+
+
+SLOW_RETRIES = 3  # failed runs made again in one search, where a core read slow after them
+
+
+def again_when_slow(run: Callable[[float], LoadGenResult],
+                    read: Callable[[], Sequence[float] | None], speeds: list[float],
+                    set_aside: list[dict[str, Any]], retries: int = SLOW_RETRIES, *,
+                    slow: float = 0.15) -> Callable[[float], LoadGenResult]:
+    """`run`, where a failed run is followed by a reading of each core's speed (`read`, as
+    `toolkit.busy.core_speed`); where a core read more than `slow` below the fastest of
+    `speeds` and the readings so far, the run goes to `set_aside` and is made again, up to
+    `retries` times in all. On a virtual machine a core can run at half speed for seconds
+    with no steal to show it: such a spell, not the option, failed that run. A pass is never
+    questioned (a slow spell only makes it harder)."""
+
+    def steady(rate: float) -> LoadGenResult:
+        result = run(rate)
+        while not result.valid and len(set_aside) < retries:
+            reading = read()
+            if not reading:
+                break
+            speeds.extend(reading)
+            result = dataclasses.replace(result, core_speed=tuple(reading))
+            if min(reading) >= (1 - slow) * max(speeds):
+                break
+            set_aside.append(result.point(round(rate, 3)))
+            result = run(rate)
+        return result
+
+    return steady
 
 
 def search_peak(run_at: Callable[[float], LoadGenResult], start_qps: float, *,

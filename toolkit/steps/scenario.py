@@ -34,6 +34,7 @@ from toolkit.scenarios import (
     STREAMS,
     LoadGenResult,
     ScenarioSettings,
+    again_when_slow,
     batches_of,
     expected_latency_ns,
     min_queries,
@@ -117,13 +118,17 @@ def scenario_case(spec: ScenarioSpec) -> Iterator[Record]:
             continue
         try:
             info = _run(pool, settings, batch, Path(spec.logs) / f"b{batch}", spec.inputs,
-                        deadline, base["device"])
+                        deadline, base["device"],
+                        [*(speed_before or ()), *filter(None, [busy.fastest_seen(None)])])
         finally:
             pool.close()
         speed_after = busy.core_speed()
         if speed_before or speed_after:  # M steps/s of a pure-Python loop on each core
-            info["core_speed"] = {"before": speed_before, "after": speed_after,
-                                  "seconds": busy.core_speed_seconds()}
+            info["core_speed"] = {
+                "before": speed_before, "after": speed_after,
+                "seconds": busy.core_speed_seconds(),
+                "fastest_seen": busy.fastest_seen([*(speed_before or ()),
+                                                   *(speed_after or ())])}
         info.update(gil_switch_ms=sys.getswitchinterval() * 1e3,
                     workers=workers, threads_per_worker=threads, call=SERVING_CALL[spec.runner],
                     pool="processes" if isinstance(pool, ProcessPool) else "threads",
@@ -177,8 +182,11 @@ def _pool(spec: ScenarioSpec, settings: ScenarioSettings, runtime: str, workers:
 
 
 def _run(pool: Pool, settings: ScenarioSettings, batch: int, logs: Path, inputs: str,
-         deadline: float, device: str = "cpu") -> dict[str, Any]:
-    """The scenario's LoadGen run(s) on `pool`: a Server search, or one run."""
+         deadline: float, device: str = "cpu", speeds: list[float] | None = None
+         ) -> dict[str, Any]:
+    """The scenario's LoadGen run(s) on `pool`: a Server search, or one run. `speeds`: the
+    cores' speeds read so far (a failed server run made while a core read slow is made
+    again)."""
     with np.load(inputs) as archive:
         rows = len(archive[archive.files[0]])
     per_query = probe(pool, batch if settings.scenario in ("offline", "multistream") else 1,
@@ -226,6 +234,10 @@ def _run(pool: Pool, settings: ScenarioSettings, batch: int, logs: Path, inputs:
             result = dataclasses.replace(run_at(rate, expected_s=expected), extended=True)
         return result
 
+    set_aside: list[dict[str, Any]] = []  # failed runs made again: a core read slow after them
+    run_steady = again_when_slow(run_long_enough, busy.core_speed, list(speeds or ()),
+                                 set_aside, slow=busy.UNSTEADY)
+
     held_back: list[str] = []  # why a run was not made: LoadGen would hold too many queries
 
     def fits(rate: float) -> bool:
@@ -260,12 +272,12 @@ def _run(pool: Pool, settings: ScenarioSettings, batch: int, logs: Path, inputs:
                         loadgen_runs=0, samples_per_s=None, percentile=99.0)
             return info
         floor = 1.0 if settings.compliant else settings.query_count / settings.longest_s
-        search = search_peak(run_long_enough, max(capacity / 2, floor), floor_qps=floor,
+        search = search_peak(run_steady, max(capacity / 2, floor), floor_qps=floor,
                              fits=fits, bound_ms=None if settings.compliant else bound)
         info.update(points=search.points, peak_qps=search.peak_qps, peak_kind=search.kind,
                     confirming_p99_ms=[p["latency_ms"].get("p99")
                                        for p in search.confirming],
-                    failed_below_qps=search.failed_below)
+                    failed_below_qps=search.failed_below, set_aside=set_aside)
         if search.cut_at is not None and held_back:
             info["warning"] = f"the search stopped before a run at {search.cut_at:,.0f} q/s: " \
                               + held_back[-1]
@@ -291,6 +303,12 @@ def _run(pool: Pool, settings: ScenarioSettings, batch: int, logs: Path, inputs:
                 f" q/s, below its peak of {search.peak_qps:,.0f}: its p99 is higher at low "
                 "load (a hand-over waits for an idle core to wake), so a machine given less "
                 "than the peak may miss the bound")
+        if set_aside:
+            rates = ", ".join(f"{rate:,.0f}" for rate in sorted({p["target_qps"]
+                                                                 for p in set_aside}))
+            again = (f"{len(set_aside)} failed run(s), at {rates} q/s, made again: a core read "
+                     f"over {busy.UNSTEADY:.0%} slow right after (`set_aside` in the record)")
+            info["warning"] = f"{info['warning']}; {again}" if info.get("warning") else again
         if not search.points:
             info.update(valid=False, latency_ms={}, reason=info["warning"], loadgen_runs=0,
                         samples_per_s=None, percentile=99.0)
