@@ -57,13 +57,17 @@ DELAYS_MS = (0.1, 0.5, 1.0)  # batching delays tried (those under half the bound
 TRIALS = 150  # configurations the search evaluates at most
 CONFIRM_BEST = 2  # the front's best configurations confirmed under LoadGen
 # A Python server's serial costs (`toolkit.queueing`), seconds a query and a call, by how the
-# option is served, fitted to `loadgen` peaks of fast models (calls of 6-30 us) on this
-# project's 2-core machine on 2026-12-02: the unbatched peak is 1 / (query + call), the peak
-# batching up to 8 is 1 / (query + call / 8). ONNX Runtime per-worker threads (a 64-64-10
-# MLP, three runs): 12.6k and 30.5k q/s, so 26 us and 53 us. Worker processes (torch/digits-mlp
-# served by ONNX Runtime in processes, two runs): 7.7k and 22.4k, so 31 us and 99 us (the
-# pipes both ways).
-SERIAL_S = {"threads": (26e-6, 53e-6), "processes": (31e-6, 99e-6)}
+# option is served, fitted to `loadgen` and `advise` peaks of fast models (calls of 6-30 us)
+# on this project's 2-core machine on the afternoon of 2026-12-02 (at most 1.1% steal, runs of
+# at least 0.5 s): the unbatched peak is 1 / (query + call), a peak batching up to b is about
+# 1 / (query + call / b). Threads, from advise's confirmations of torch/digits-mlp served by
+# ONNX Runtime (2 workers: 22.1k unbatched, 52.5k batching 8; 1 worker of 2 threads batching
+# 16: 91.6k and 73.8k), least squares: 13 us and 32 us. Processes, from `loadgen` runs 2 and 3
+# of the 64-64-10 MLP and of digits-mlp (ONNX Runtime processes 13.3-17.7k, +batching
+# 33.8-37.2k): 23 us and 41 us. The morning's figures (with 5-18% steal) fitted 26/53 and
+# 31/99 us: the constants are this machine's, and the search's predictions are only a ranking
+# that LoadGen confirms.
+SERIAL_S = {"threads": (13e-6, 32e-6), "processes": (23e-6, 41e-6)}
 CONFIRM_TIMEOUT_S = (60.0, 600.0)  # each confirmation's timeout: its share of the budget, within
 RUNS_PER_SEARCH = 14  # LoadGen runs a sustained-peak search takes, about
 CONFIRM_RUN_S = 10.0  # a confirming run of a slow model lasts about this long
