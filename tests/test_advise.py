@@ -83,6 +83,16 @@ def test_candidates_are_the_fronts_best_and_the_defaults_as_many_as_the_budget_l
                                  lambda c: 0.0 if c in (unbatched, batched) else 30e3,
                                  budget_s=1200.0, best=2)
     assert [c for c, _ in blocked] == [front[0].config, unbatched, batched]
+    # a front's fastest of several threads a worker is also confirmed with them spinning
+    # (after the pair that must be, as the budget lets), its search sized from its own rate
+    wide = Tried(config(threads=2, workers=1, batch=16, delay=0.1), Outcome(30e3, 2.0, 0.0))
+    spinning = adviser.spun(wide.config)
+    assert dict(spinning.session)["spinning"] is True and adviser.unspun(spinning) == wide.config
+    assert adviser.candidates([wide, *front], [unbatched, batched], rate, best=2) == [
+        (wide.config, "searched"), (batched, "default"), (spinning, "searched"),
+        (front[0].config, "searched"), (unbatched, "default")]
+    assert adviser.candidates([wide], [batched], rate, budget_s=0.0) == [
+        (wide.config, "searched"), (batched, "default")]
     # a slow model's runs are shorter (fewer queries) but its search still takes minutes
     assert adviser.confirm_queries(40.0) == 512 and adviser.confirm_queries(30e3) == 2048
     assert 200 < adviser.confirm_seconds(40.0) < 400
@@ -171,6 +181,15 @@ def test_the_configuration_written_out_is_a_suite_run_takes_and_code_that_sets_i
         (k, v) for k, v in chosen.session if k not in ("graph_optimization", "memory_pattern"))
     with pytest.raises(BadInputError, match="given twice"):
         parse_session(["memory_arena=false", "memory_arena=true"])
+    # a pick confirmed with its threads spinning says so in all three: the scenario's
+    # setting (not a [session] name), the code's session entry, loadgen's flag
+    chosen = adviser.spun(config(threads=2, workers=1, batch=16, delay=0.1))
+    suite = parse_suite(tomllib.loads(advice_report.suite_toml(advice, chosen)))
+    assert suite.scenarios[0].spinning is True and "spinning" not in dict(suite.session)
+    assert ('add_session_config_entry("session.intra_op.allow_spinning", "1")'
+            in advice_report.session_code(chosen, 2))
+    line = advice_report.loadgen_command(advice, chosen)
+    assert "--spinning" in line.split() and "--session spinning" not in line
 
 
 def trial_run(folder: Path, verdict: str) -> Path:

@@ -180,7 +180,7 @@ def test_the_other_scenarios_give_their_figure(server_run, tmp_path, scenario, c
     out = tmp_path / "out"
     # offline with the session options advise's pasted line can carry: every pool's sessions
     # (threads and processes) made so, as ONNX Runtime reads them back
-    session = (["--optimization", "basic", "--session", "memory_arena=false"]
+    session = (["--optimization", "basic", "--session", "memory_arena=false", "--spinning"]
                if scenario == "offline" else [])
     proc = loadgen(str(model), "--scenario", scenario, "--duration", "200ms", "--threads", "2",
                    *session, "--out", str(out), "--history", str(tmp_path / "h.sqlite"))
@@ -188,7 +188,10 @@ def test_the_other_scenarios_give_their_figure(server_run, tmp_path, scenario, c
     found = records(out)
     if session:
         assert all(r["settings"]["memory_arena"] is False and r["settings"]["memory_pattern"]
-                   and r["settings"]["graph_optimization"] == "basic" for r in found)
+                   and r["settings"]["graph_optimization"] == "basic"
+                   and r["settings"]["spinning"] is True for r in found)
+    else:  # serving threads do not spin unless asked
+        assert all(r["settings"]["spinning"] is False for r in found)
     assert f"onnx/mlp: {scenario}: " in proc.stdout  # the headline: the best option
     expected = {"shared"} if scenario != "offline" else {"shared", "per-worker", "processes"}
     assert {r["variant"] for r in found} == expected  # no batching; a stream has one worker

@@ -45,6 +45,8 @@ def test_cases_are_native_where_it_can_run_then_each_provider():
      "[session]: unknown ONNX Runtime session option 'execution_mode'"),
     ({"workloads": ["digits-mlp"], "session": {"memory_arena": "no"}},
      "memory_arena = 'no'; give one of true, false"),
+    ({"workloads": ["digits-mlp"], "scenarios": {"server": {"spinning": "yes"}}},
+     "[scenarios.server] spinning = 'yes' is not true or false"),
     ({"workloads": ["digits-mlp"], "session": "fast"}, "session = 'fast' is not a table"),
 ])
 def test_bad_suites_name_the_value(raw, message):

@@ -62,12 +62,12 @@ CONFIRM_BEST = 2  # the front's best configurations confirmed under LoadGen
 # at least 0.5 s): the unbatched peak is 1 / (query + call), a peak batching up to b is about
 # 1 / (query + call / b). Threads, from advise's confirmations of torch/digits-mlp served by
 # ONNX Runtime (2 workers: 22.1k unbatched, 52.5k batching 8; 1 worker of 2 threads batching
-# 16: 91.6k and 73.8k), least squares: 13 us and 32 us. Processes, from `loadgen` runs 2 and 3
-# of the 64-64-10 MLP and of digits-mlp (ONNX Runtime processes 13.3-17.7k, +batching
-# 33.8-37.2k): 23 us and 41 us. The morning's figures (with 5-18% steal) fitted 26/53 and
-# 31/99 us: the constants are this machine's, and the search's predictions are only a ranking
-# that LoadGen confirms.
-SERIAL_S = {"threads": (13e-6, 32e-6), "processes": (23e-6, 41e-6)}
+# 16: 91.6k and 73.8k), least squares: 11.6 us and 33.8 us (so the model caps any peak at
+# 1 / 11.6 us = 86k, under the 91.6k seen once: it ranks, LoadGen measures). Processes, from
+# `loadgen` runs 2 and 3 of the 64-64-10 MLP and of digits-mlp (ONNX Runtime processes
+# 13.3-17.7k, +batching 33.8-37.2k, means solved): 23 us and 41 us. The morning's figures
+# (with 5-18% steal) fitted 26/53 and 31/99 us: the constants are this machine's.
+SERIAL_S = {"threads": (11.6e-6, 33.8e-6), "processes": (23e-6, 41e-6)}
 CONFIRM_TIMEOUT_S = (60.0, 600.0)  # each confirmation's timeout: its share of the budget, within
 RUNS_PER_SEARCH = 14  # LoadGen runs a sustained-peak search takes, about
 CONFIRM_RUN_S = 10.0  # a confirming run of a slow model lasts about this long
@@ -383,7 +383,8 @@ class Confirmed:
     predicted: Outcome | None = None
     runs_at_peak: tuple[int, int] = (0, 0)  # LoadGen runs at the peak's rate: passed, made
     core_speed: tuple[tuple[float, ...], ...] = ()  # each core's speed, before and after
-    fastest_seen: float | None = None  # the fastest core reading this machine has made
+    fastest_seen: tuple[float, ...] | None = None  # each core's fastest on this machine
+    core_speed_s: float = busy.CORE_SPEED_S  # how long each reading spun
 
     @property
     def sustained(self) -> bool:
@@ -414,24 +415,46 @@ class Confirmed:
                    spread, tuple(info.get("failed_below_qps") or ()), reason, predicted,
                    (sum(1 for p in at_peak if p.get("valid")), len(at_peak)),
                    tuple(tuple(speed[w]) for w in ("before", "after") if speed.get(w)),
-                   speed.get("fastest_seen"))
+                   tuple(speed["fastest_seen"]) if speed.get("fastest_seen") else None,
+                   speed.get("seconds", busy.CORE_SPEED_S))
+
+
+SPINNING = "spinning"  # a confirmation-only session choice: the workers' threads spin
+
+
+def spun(config: Config) -> Config:
+    """`config` with its workers' threads spinning while they wait (ScenarioSettings.spinning).
+    Not searched: one call at a time, as the trials time, cannot show what a spinning pool
+    costs the other workers under load; LoadGen can, so it is only ever confirmed."""
+    return dataclasses.replace(config, session=tuple(sorted(
+        {**dict(config.session), SPINNING: True}.items())))
+
+
+def unspun(config: Config) -> Config:
+    """`config` as the search saw it: without spinning."""
+    return dataclasses.replace(config, session=tuple(
+        (k, v) for k, v in config.session if k != SPINNING))
 
 
 def candidates(tried: Sequence[Tried], default: Sequence[Config],
                rate: Callable[[Config], float], budget_s: float | None = None,
                best: int = CONFIRM_BEST) -> list[tuple[Config, str]]:
     """What is confirmed, in order: the front's fastest and the default predicted fastest (the
-    pick and what it must beat: always), then the front's next (up to `best` in all) and the
-    other defaults, as many as `budget_s` seconds let finish (each search estimated from its
-    predicted `rate`). A configuration that is a default is confirmed as one."""
+    pick and what it must beat: always), then the front's fastest with its threads spinning
+    (where it is ONNX Runtime with several threads a worker), the front's next (up to `best`
+    in all) and the other defaults, as many as `budget_s` seconds let finish (each search
+    estimated from its predicted `rate`). A configuration that is a default is confirmed as
+    one."""
     front = [t.config for t in tried if t.why_lost is None][:best]
     defaults = sorted(default, key=lambda c: -rate(c))
+    spinning = [spun(c) for c in front[:1] if c.ort and c.threads > 1]
     chosen: list[tuple[Config, str]] = []
     spent = 0.0
-    for n, config in enumerate([*front[:1], *defaults[:1], *front[1:], *defaults[1:]]):
+    for n, config in enumerate([*front[:1], *defaults[:1], *spinning, *front[1:],
+                                *defaults[1:]]):
         if any(config == c for c, _ in chosen):
             continue
-        need = min(confirm_seconds(rate(config)), CONFIRM_TIMEOUT_S[1])  # its timeout's cap
+        need = min(confirm_seconds(rate(unspun(config))), CONFIRM_TIMEOUT_S[1])  # its cap
         must = n < len(front[:1]) + len(defaults[:1])
         if not must and budget_s is not None and spent + need > budget_s:
             continue
@@ -537,9 +560,10 @@ class Advice:
     @property
     def unsteady(self) -> str | None:
         """A line where the cores' speed moved between the confirmations (busy.unsteady_text)."""
-        seen = [c.fastest_seen for c in self.confirmed if c.fastest_seen]
-        return busy.unsteady_text((r for c in self.confirmed for r in c.core_speed),
-                                  best=max(seen, default=None))
+        return busy.unsteady_text(
+            (r for c in self.confirmed for r in c.core_speed),
+            self.confirmed[0].core_speed_s if self.confirmed else busy.CORE_SPEED_S,
+            busy.fastest_of(c.fastest_seen for c in self.confirmed))
 
     @property
     def default(self) -> Confirmed | None:
@@ -820,20 +844,21 @@ def _advise(request: Request, out_dir: Path, runner: Runner, started: float,
         # room for its search within 60-600 s (a short budget is overrun), or its share of
         # what is left where that is more
         timeout = max(elapsed_budget(started, request.budget_s) / left,
-                      min(max(2 * confirm_seconds(rate(config)), CONFIRM_TIMEOUT_S[0]),
+                      min(max(2 * confirm_seconds(rate(unspun(config))), CONFIRM_TIMEOUT_S[0]),
                           CONFIRM_TIMEOUT_S[1]))
         runner_name, recipe = trials.cases[config.option]
         folder = out_dir / "confirm" / confirm_folder(config, role)
         run, records = read_results(folders[config.threads] / "results.json")
         sources = trial_sources(run, records, folders[config.threads], trials.workload, recipe)
         batching = config.max_batch > 1
-        guess = predicted.get(config) or evaluate(config)
+        guess = predicted.get(unspun(config)) or evaluate(unspun(config))
         settings = ScenarioSettings(
             scenario="server", p99_ms=request.p99_ms, workers=config.workers,
             batch_sizes=(config.max_batch,) if batching else (),
             max_delay_ms=config.max_delay_ms if batching else None,
-            queries=confirm_queries(guess.rate), longest_run_s=CONFIRM_LONGEST_RUN_S)
-        session = dict(config.session)  # ONNX Runtime's (a native option has none)
+            queries=confirm_queries(guess.rate), longest_run_s=CONFIRM_LONGEST_RUN_S,
+            spinning=bool(dict(config.session).get(SPINNING)))
+        session = dict(unspun(config).session)  # ONNX Runtime's (a native option has none)
         suite = dataclasses.replace(
             Suite.from_dict(run["suite"]), threads=config.workers * config.threads,
             timeout_s=timeout, scenarios=(settings,), rounds=1,

@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -162,6 +162,23 @@ def core_speed_seconds() -> float:
         return CORE_SPEED_S
 
 
+def _cores() -> list[int]:
+    """The cores this process may run on (-1 each where the OS does not say which), no more
+    than a CPU quota (cgroup v2's cpu.max, as a container's --cpus sets) lets it use at once."""
+    import math
+
+    cores = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else [
+        -1] * (os.cpu_count() or 1)
+    try:
+        with open("/sys/fs/cgroup/cpu.max", encoding="ascii") as limit:
+            quota, period = limit.read().split()[:2]
+        if quota != "max":
+            cores = cores[:max(1, math.floor(int(quota) / int(period)))]
+    except (OSError, ValueError):
+        pass
+    return cores
+
+
 def core_speed(seconds: float | None = None) -> list[float] | None:
     """Millions of loop steps per second that a pure-Python loop made on each core, all cores
     at once, each process pinned to its core where the OS allows; None where it was turned off
@@ -172,12 +189,10 @@ def core_speed(seconds: float | None = None) -> list[float] | None:
     seconds = core_speed_seconds() if seconds is None else seconds
     if seconds <= 0:
         return None
-    cores = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else [
-        -1] * (os.cpu_count() or 1)
     start = time.time() + 0.15  # every loop starts together, after the interpreters are up
     spinners: list[subprocess.Popen[str]] = []
     try:
-        for core in cores:
+        for core in _cores():
             spinners.append(subprocess.Popen([sys.executable, "-c", _SPIN, str(core),
                                               repr(start), repr(seconds)],
                                              stdout=subprocess.PIPE, text=True))
@@ -192,55 +207,77 @@ def core_speed(seconds: float | None = None) -> list[float] | None:
                 spinner.wait()
 
 
-def fastest_seen(reading: Iterable[float] | None, seconds: float | None = None,
-                 cache: Path | None = None) -> float | None:
-    """The fastest core reading of `seconds` (default `core_speed_seconds()`) this machine (its
-    CPU, core count and Python) has made, `reading` included, kept in deploybench's cache
-    (core_speed.json); None where there is neither a reading nor a kept one. A whole run on
-    slow cores reads steady against itself: against this, it says how slow."""
+def fastest_seen(reading: Sequence[float] | None, seconds: float | None = None,
+                 cache: Path | None = None) -> list[float] | None:
+    """Each core's fastest reading on this machine (its name, CPU, cores and Python), `reading`
+    included, kept in deploybench's cache (core_speed.json); None where there is neither a
+    reading nor a kept one. Only readings of the default length are kept (a shorter one is
+    noisier, and not comparable). A whole run on slow cores reads steady against itself:
+    against this, it says how slow."""
     import json
     import platform
 
     from toolkit.environment import cache_dir, cpu_model
 
-    path = cache or cache_dir() / "core_speed.json"
     seconds = core_speed_seconds() if seconds is None else seconds
-    key = (f"{cpu_model()} | {os.cpu_count()} cpus | python {platform.python_version()} | "
-           f"{seconds:g} s")
+    if seconds != CORE_SPEED_S:
+        return None
+    path = cache or cache_dir() / "core_speed.json"
+    key = (f"{platform.node()} | {cpu_model()} | {os.cpu_count()} cpus | python "
+           f"{platform.python_version()}")
+    known: dict[str, Any] = {}
     try:
-        known = json.loads(path.read_text(encoding="utf-8"))
-        best = float(known[key]) if isinstance(known, dict) and key in known else None
-    except (OSError, ValueError, TypeError):
-        known, best = {}, None
-    now = max(reading, default=None) if reading else None
-    if now is not None and (best is None or now > best):
-        best = now
+        loaded = json.loads(path.read_text(encoding="utf-8"))
+        known = loaded if isinstance(loaded, dict) else {}
+    except (OSError, ValueError):
+        pass
+    kept = known.get(key)
+    best = ([float(v) for v in kept] if isinstance(kept, list) and all(
+        isinstance(v, int | float) for v in kept) else None)
+    if reading and (best is None or len(best) != len(reading)):
+        best = list(reading)
+    elif reading and best is not None:
+        best = [max(a, b) for a, b in zip(best, reading, strict=True)]
+    else:
+        return best
+    if best != kept:
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             written = path.with_name(f"{path.name}.{os.getpid()}")
-            written.write_text(json.dumps({**(known if isinstance(known, dict) else {}),
-                                           key: best}, indent=1), encoding="utf-8")
+            written.write_text(json.dumps({**known, key: best}, indent=1), encoding="utf-8")
             os.replace(written, path)
         except OSError:
             pass  # a read-only cache: this run's readings still stand against each other
     return best
 
 
-def unsteady_text(readings: Iterable[Iterable[float] | None], seconds: float = CORE_SPEED_S,
-                  best: float | None = None) -> str | None:
+def fastest_of(readings: Iterable[Sequence[float] | None]) -> list[float] | None:
+    """Each core's fastest in `readings` (those of as many cores as the first), or None."""
+    taken = [list(r) for r in readings if r]
+    same = [r for r in taken if taken and len(r) == len(taken[0])]
+    return [max(values) for values in zip(*same, strict=True)] if same else None
+
+
+def unsteady_text(readings: Iterable[Sequence[float] | None], seconds: float = CORE_SPEED_S,
+                  best: Sequence[float] | None = None) -> str | None:
     """One line where more than SLOW_SHARE of the cores' `core_speed` readings ran more than
-    UNSTEADY below the fastest of them, or below `best` (`fastest_seen`), else None."""
-    speeds = [v for reading in readings if reading for v in reading]
-    if not speeds or (len(speeds) < 2 and best is None):
+    UNSTEADY below the same core's fastest (in `readings`, or in `best`, this machine's
+    `fastest_seen`), else None."""
+    taken = [list(reading) for reading in readings if reading]
+    cores = max((len(r) for r in taken), default=0)
+    fastest = [max([r[n] for r in taken if len(r) > n]
+                   + ([best[n]] if best and len(best) == cores else [])) for n in range(cores)]
+    speeds = [(v, fastest[n]) for r in taken for n, v in enumerate(r)]
+    if not speeds or (len(speeds) < 2 and not best):
         return None
-    fastest = max(speeds if best is None else [*speeds, best])
-    slow = [v for v in speeds if v < (1 - UNSTEADY) * fastest]
+    slow = [v for v, top in speeds if v < (1 - UNSTEADY) * top]
     if len(slow) <= SLOW_SHARE * len(speeds):
         return None
-    than = ("the fastest this machine has read" if best is not None and best > max(speeds)
-            else "the fastest")
+    than = ("its fastest on this machine" if best and len(best) == cores and any(
+        best[n] > max(r[n] for r in taken if len(r) > n) for n in range(cores))
+        else "its fastest")
     return (f"the cores were not steady: {len(slow)} of {len(speeds)} readings (a {seconds:g} s "
             f"loop on each core, before and after each option) ran over {UNSTEADY:.0%} below "
-            f"{than} ({min(speeds):.3g} against {fastest:.3g} M steps/s), with no steal to "
-            "show it; a peak measured in such a spell reads low: run it again (a machine idle "
-            "for minutes was often slow for its first minute here)")
+            f"{than} ({min(slow):.3g} against {max(top for _, top in speeds):.3g} M "
+            "steps/s); a peak measured in such a spell reads low, and steal need not show it: "
+            "run it again where the readings are steady")

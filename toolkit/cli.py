@@ -383,6 +383,10 @@ def loadgen(
     threads: Annotated[int | None, typer.Option(
         help="cores each option may use, split among its workers (default: physical cores)")
     ] = None,
+    spinning: Annotated[bool, typer.Option(
+        "--spinning", help="the workers' threads spin while waiting for work (ONNX Runtime's "
+        "intra-op pool, OpenMP's wait policy); off by default, as workers share the cores")
+    ] = False,
     optimization: OptimizationOption = None,
     session: SessionOption = None,
     input_data: InputDataOption = None,
@@ -426,7 +430,7 @@ def loadgen(
             duration_s=parse_duration(duration) if duration is not None else None,
             queries=queries,
             batch_sizes=_ints(batch_sizes, "--batch-sizes") or (), max_delay_ms=max_delay_ms,
-            longest_run_s=longest_run)
+            longest_run_s=longest_run, spinning=spinning)
         suite = loadgen_suite(settings, providers=_csv(providers, "--providers"),
                               threads=threads, timeout_s=timeout).replace(
             prices=_prices(price), need_qps=need_qps, optimization=optimization)

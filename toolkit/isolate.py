@@ -76,7 +76,8 @@ def run_child(
         spec_path = Path(tmp) / "spec.json"
         out_path = Path(tmp) / "records.jsonl"
         spec_path.write_text(json.dumps(dict(spec)), encoding="utf-8")
-        env = _child_env(threads, spinning=spec.get("task") != "scenario")
+        env = _child_env(threads, spinning=spec.get("task") != "scenario" or bool(
+            (spec.get("settings") or {}).get("spinning")))
         forked = _run_forked(spec, spec_path, out_path, log_path, workdir, timeout_s, env)
         if forked is not None:
             records, bad_input = _read_records(out_path)

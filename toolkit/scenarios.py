@@ -63,7 +63,9 @@ MLPERF_MIN_DURATION_S = 600.0
 PERCENTILE = {"server": 99.0, "offline": 99.0, "singlestream": 90.0, "multistream": 99.0}
 DEFAULT_BATCH = {"server": 8, "offline": 64, "singlestream": 1, "multistream": 8}
 PRECISION = 0.05  # the search stops when the highest good and lowest bad rates are this close
-MAX_POINTS = 24  # runs one search may make (doubling, bisecting, retries, confirmations)
+MAX_POINTS = 24  # runs one search may make (doubling, bisecting, retries, confirmations),
+# besides at most SLOW_RETRIES failed runs set aside in a slow spell of the cores
+SLOW_RETRIES = 3
 LOOK_PAST = 4.0  # a rate that failed unloaded: how far above it the search looks once more
 UNLOADED_P50_SHARE = 0.5  # a failed run whose median is below this share of the bound, and
 UNLOADED_COMPLETED = 0.97  # that answered this share of its scheduled rate, was not overloaded
@@ -187,7 +189,7 @@ def batches_of(settings: ScenarioSettings, variant: str) -> tuple[int, ...]:
 def default_timeout(settings: Sequence[ScenarioSettings]) -> float:
     """Seconds an option may take: 600, or room for a compliant search of 600 s runs."""
     if any(s.compliant for s in settings):
-        return MLPERF_MIN_DURATION_S * (MAX_POINTS + 2)
+        return MLPERF_MIN_DURATION_S * (MAX_POINTS + SLOW_RETRIES + 2)
     return 600.0
 
 
@@ -213,6 +215,10 @@ class ScenarioSettings:
     # server search: the longest one run may last at the lowest rate it tries (default
     # LONGEST_SERVER_RUN_S); `advise` allows a slow model's confirmations longer
     longest_run_s: float | None = None
+    # whether the workers' threads spin while they wait for work (ONNX Runtime's intra-op
+    # pool, OpenMP's wait policy): off by default, as workers share the cores; on, a worker of
+    # several threads answers sooner and takes cores from its neighbours
+    spinning: bool = False
     # A setting that does nothing in a scenario is refused rather than ignored.
 
     def __post_init__(self) -> None:
@@ -507,19 +513,27 @@ class Search:
         return max(good, key=lambda p: p["scheduled_qps"] or 0.0, default=None)
 
 
-SLOW_RETRIES = 3  # failed runs made again in one search, where a core read slow after them
+def slow_core(reading: Sequence[float], before: Sequence[Sequence[float]],
+              slow: float = 0.15) -> bool:
+    """Whether a core in `reading` ran more than `slow` below the same core's fastest in
+    `before` (earlier readings of the same cores): each core against itself, so cores of
+    unequal speed (performance and efficiency cores) are not slow for being unequal."""
+    return any(value < (1 - slow) * max((r[n] for r in before if len(r) > n), default=value)
+               for n, value in enumerate(reading))
 
 
 def again_when_slow(run: Callable[[float], LoadGenResult],
-                    read: Callable[[], Sequence[float] | None], speeds: list[float],
+                    read: Callable[[], Sequence[float] | None], speeds: list[Sequence[float]],
                     set_aside: list[dict[str, Any]], retries: int = SLOW_RETRIES, *,
-                    slow: float = 0.15) -> Callable[[float], LoadGenResult]:
+                    slow: float = 0.15, fits: Callable[[float], bool] = lambda rate: True
+                    ) -> Callable[[float], LoadGenResult]:
     """`run`, where a failed run is followed by a reading of each core's speed (`read`, as
-    `toolkit.busy.core_speed`); where a core read more than `slow` below the fastest of
-    `speeds` and the readings so far, the run goes to `set_aside` and is made again, up to
-    `retries` times in all. On a virtual machine a core can run at half speed for seconds
-    with no steal to show it: such a spell, not the option, failed that run. A pass is never
-    questioned (a slow spell only makes it harder)."""
+    `toolkit.busy.core_speed`); where a core read more than `slow` below its own fastest in
+    `speeds` (this option's readings so far), the run goes to `set_aside` and is made again
+    if it still `fits` the time left, up to `retries` times in all. On a virtual machine a
+    core can run at half speed for seconds with no steal to show it: such a spell, not the
+    option, failed that run. A pass is never questioned (a slow spell only makes it
+    harder)."""
 
     def steady(rate: float) -> LoadGenResult:
         result = run(rate)
@@ -527,9 +541,10 @@ def again_when_slow(run: Callable[[float], LoadGenResult],
             reading = read()
             if not reading:
                 break
-            speeds.extend(reading)
             result = dataclasses.replace(result, core_speed=tuple(reading))
-            if min(reading) >= (1 - slow) * max(speeds):
+            slowed = slow_core(reading, speeds, slow)
+            speeds.append(tuple(reading))
+            if not slowed or not fits(rate):
                 break
             set_aside.append(result.point(round(rate, 3)))
             result = run(rate)

@@ -231,6 +231,7 @@ class LoadSpec:
     warm: tuple[int, ...] = ()  # the row counts it is called at before it says ready
     optimization: str = "all"  # ONNX Runtime's graph optimisation level
     session: tuple[tuple[str, Any], ...] = ()  # and its other session options
+    spinning: bool = False  # its threads spin while waiting (ScenarioSettings.spinning)
 
 
 def _process_main(spec: LoadSpec, jobs: Any, answers: Any) -> None:
@@ -258,7 +259,8 @@ def load_predict(spec: LoadSpec) -> tuple[Predict, dict[str, Any]]:
 
     runner = RUNNERS[spec.runner].load(Path(spec.artifact),
                                        RunnerConfig(provider=spec.provider,
-                                                    threads=spec.threads, spinning=False,
+                                                    threads=spec.threads,
+                                                    spinning=spec.spinning,
                                                     optimization=spec.optimization,
                                                     session=spec.session))
     fixed_batch_fits(runner, max(spec.warm, default=1))
@@ -341,7 +343,11 @@ class ProcessPool(Pool):
         saved = dict(os.environ)
         try:  # each process's own BLAS and OpenMP pools: the threads of one worker
             os.environ.update({name: str(spec.threads) for name in THREAD_VARIABLES})
-            os.environ.update(NO_SPINNING)  # OpenMP's threads wait without spinning
+            if spec.spinning:  # OpenMP's threads spin while they wait, or they do not
+                for name in NO_SPINNING:
+                    os.environ.pop(name, None)
+            else:
+                os.environ.update(NO_SPINNING)
             for process in self._processes:
                 process.start()
         finally:

@@ -11,9 +11,9 @@ A suite names workloads, batch sizes, providers, the timing budget and parity to
     [parity]   rtol, atol
     [export]   opset
     [scenarios.server]  p99_ms, target_qps, queries, compliant, workers, batch_sizes,
-                        max_delay_ms: MLPerf LoadGen scenarios (also offline, singlestream,
-                        multistream, with duration_s for queries) run on every option after
-                        the timings
+                        max_delay_ms, spinning: MLPerf LoadGen scenarios (also offline,
+                        singlestream, multistream, with duration_s for queries) run on every
+                        option after the timings
 """
 
 from __future__ import annotations
@@ -196,7 +196,8 @@ TABLES: dict[str, dict[str, str]] = {  # the keys of each table, and what each m
 SCENARIO_KEYS: dict[str, str] = {
     "p99_ms": "a number", "target_qps": "a number", "duration_s": "a number",
     "queries": "a whole number", "compliant": "true or false", "workers": "a whole number",
-    "batch_sizes": "a list of whole numbers", "max_delay_ms": "a number"}
+    "batch_sizes": "a list of whole numbers", "max_delay_ms": "a number",
+    "spinning": "true or false"}
 
 
 def _fits(value: Any, kind: str) -> bool:

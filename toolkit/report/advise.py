@@ -12,6 +12,7 @@ from typing import Any
 
 from toolkit.advise import (
     CONFIRM_LONGEST_RUN_S,
+    SPINNING,
     Advice,
     Confirmed,
     changed_of,
@@ -168,7 +169,7 @@ def suite_toml(advice: Advice, config: Config) -> str:
              f"recipes = {json.dumps(['fp32'] + ([recipe] if recipe != 'fp32' else []))}",
              f'max_quality_drop = "{request.max_quality_drop}"',
              ""]
-    others = [(k, v) for k, v in config.session if k != "graph_optimization"]
+    others = [(k, v) for k, v in config.session if k not in ("graph_optimization", SPINNING)]
     if others:  # ONNX Runtime's other session options, as the suite's [session] names them
         lines += ["[session]", *(f"{k} = {json.dumps(v)}" for k, v in others), ""]
     lines += ["[scenarios.server]", f"p99_ms = {request.p99_ms:g}",
@@ -176,6 +177,8 @@ def suite_toml(advice: Advice, config: Config) -> str:
     if config.max_batch > 1:
         lines += [f"batch_sizes = [{config.max_batch}]",
                   f"max_delay_ms = {config.max_delay_ms:g}"]
+    if dict(config.session).get(SPINNING):
+        lines.append("spinning = true")
     if recipe != "fp32":
         lines.insert(1, f"# run's LoadGen scenarios serve the fp32 file; the {recipe} file is "
                      "timed and judged beside it")
@@ -195,6 +198,8 @@ def loadgen_command(advice: Advice, config: Config) -> str:
     if config.max_batch > 1:
         parts += [f"--batch-sizes {config.max_batch}", f"--max-delay-ms {config.max_delay_ms:g}"]
     changed = dict(changed_of(config.session, advice.optimization) if config.ort else ())
+    if changed.pop(SPINNING, False):
+        parts.append("--spinning")
     if "graph_optimization" in changed:
         parts.append(f"--optimization {changed.pop('graph_optimization')}")
     parts += [f"--session {k}={str(v).lower()}" for k, v in changed.items()]

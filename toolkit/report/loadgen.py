@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from toolkit.busy import CORE_SPEED_S, unsteady_text
+from toolkit.busy import CORE_SPEED_S, fastest_of, unsteady_text
 from toolkit.report.units import duration, significant
 from toolkit.results import Record
 from toolkit.scenarios import BATCHING
@@ -320,10 +320,10 @@ def loadgen_notes(served: Sequence[Served]) -> list[str]:
     for host in dict.fromkeys(s.host for s in served):
         speeds = [s.info["core_speed"] for s in served
                   if s.host == host and s.info.get("core_speed")]
-        seen = [speed["fastest_seen"] for speed in speeds if speed.get("fastest_seen")]
         unsteady = speeds and unsteady_text(
             [speed.get(when) for speed in speeds for when in ("before", "after")],
-            speeds[0].get("seconds", CORE_SPEED_S), max(seen, default=None))
+            speeds[0].get("seconds", CORE_SPEED_S),
+            fastest_of(speed.get("fastest_seen") for speed in speeds))
         if unsteady:
             notes.append(f"! {unsteady}" + (f" (on {host})" if host else ""))
     return notes

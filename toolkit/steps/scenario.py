@@ -118,8 +118,7 @@ def scenario_case(spec: ScenarioSpec) -> Iterator[Record]:
             continue
         try:
             info = _run(pool, settings, batch, Path(spec.logs) / f"b{batch}", spec.inputs,
-                        deadline, base["device"],
-                        [*(speed_before or ()), *filter(None, [busy.fastest_seen(None)])])
+                        deadline, base["device"], speed_before)
         finally:
             pool.close()
         speed_after = busy.core_speed()
@@ -127,8 +126,8 @@ def scenario_case(spec: ScenarioSpec) -> Iterator[Record]:
             info["core_speed"] = {
                 "before": speed_before, "after": speed_after,
                 "seconds": busy.core_speed_seconds(),
-                "fastest_seen": busy.fastest_seen([*(speed_before or ()),
-                                                   *(speed_after or ())])}
+                "fastest_seen": busy.fastest_seen(busy.fastest_of([speed_before,
+                                                                   speed_after]))}
         info.update(gil_switch_ms=sys.getswitchinterval() * 1e3,
                     workers=workers, threads_per_worker=threads, call=SERVING_CALL[spec.runner],
                     pool="processes" if isinstance(pool, ProcessPool) else "threads",
@@ -163,12 +162,13 @@ def _pool(spec: ScenarioSpec, settings: ScenarioSettings, runtime: str, workers:
     sizes = warm_sizes(max_batch, split)  # every worker warmed before the first LoadGen run
     if spec.variant.startswith("processes"):
         load = LoadSpec(spec.runner, spec.artifact, spec.inputs, call, spec.provider, threads,
-                        sizes, spec.optimization, tuple(sorted(spec.session.items())))
+                        sizes, spec.optimization, tuple(sorted(spec.session.items())),
+                        settings.spinning)
         pool = ProcessPool(load, workers, max_batch, delay, split,
                            start_timeout_s=spec.budget_s / 4)
         return pool, pool.settings
     config = RunnerConfig(provider=spec.provider, threads=threads,
-                          optimization=spec.optimization, spinning=False,
+                          optimization=spec.optimization, spinning=settings.spinning,
                           session=tuple(sorted(spec.session.items())))
     with np.load(spec.inputs) as archive:
         x = {name: archive[name] for name in archive.files}
@@ -184,9 +184,9 @@ def _pool(spec: ScenarioSpec, settings: ScenarioSettings, runtime: str, workers:
 def _run(pool: Pool, settings: ScenarioSettings, batch: int, logs: Path, inputs: str,
          deadline: float, device: str = "cpu", speeds: list[float] | None = None
          ) -> dict[str, Any]:
-    """The scenario's LoadGen run(s) on `pool`: a Server search, or one run. `speeds`: the
-    cores' speeds read so far (a failed server run made while a core read slow is made
-    again)."""
+    """The scenario's LoadGen run(s) on `pool`: a Server search, or one run. `speeds`: each
+    core's speed before the pool started (a failed search run after which a core reads
+    slower than that is made again)."""
     with np.load(inputs) as archive:
         rows = len(archive[archive.files[0]])
     per_query = probe(pool, batch if settings.scenario in ("offline", "multistream") else 1,
@@ -235,9 +235,6 @@ def _run(pool: Pool, settings: ScenarioSettings, batch: int, logs: Path, inputs:
         return result
 
     set_aside: list[dict[str, Any]] = []  # failed runs made again: a core read slow after them
-    run_steady = again_when_slow(run_long_enough, busy.core_speed, list(speeds or ()),
-                                 set_aside, slow=busy.UNSTEADY)
-
     held_back: list[str] = []  # why a run was not made: LoadGen would hold too many queries
 
     def fits(rate: float) -> bool:
@@ -253,6 +250,11 @@ def _run(pool: Pool, settings: ScenarioSettings, batch: int, logs: Path, inputs:
             seconds = settings.server_queries(rate) / max(rate, 1e-9)
         return time.monotonic() + 1.5 * seconds + 2.0 < deadline
 
+    # a failed run after which a core reads slow is made again; not with spinning threads,
+    # which would keep a core busy under the reading
+    run_steady = run_long_enough if settings.spinning else again_when_slow(
+        run_long_enough, busy.core_speed, [speeds] if speeds else [], set_aside,
+        slow=busy.UNSTEADY, fits=fits)
     info: dict[str, Any] = {"scenario": settings.scenario, "compliant": settings.compliant,
                             "probe_ms": per_query * 1e3, "logs": str(logs)}
     if full_call is not None:
