@@ -84,7 +84,8 @@ def test_unsteady_text_says_so_only_when_over_a_tenth_of_the_readings_ran_slow()
     assert unsteady_text(steady) is None  # 2 slow of 20
     assert unsteady_text([[14.0, 7.1], None, [13.9, 14.2]]) == (
         "the cores were not steady: 1 of 4 readings (a 0.25 s loop on each core, before and "
-        "after each option) ran over 15% below its fastest (7.1 against 14.2 M steps/s); a "
+        "after each option) ran over 15% below its fastest (at worst 7.1 against 14.2 M "
+        "steps/s); a "
         "peak measured in such a spell reads low, and steal need not show it: run it again "
         "where the readings are steady")
     assert unsteady_text([None, [14.0]]) is None

@@ -415,7 +415,8 @@ class Confirmed:
                    spread, tuple(info.get("failed_below_qps") or ()), reason, predicted,
                    (sum(1 for p in at_peak if p.get("valid")), len(at_peak)),
                    tuple(tuple(speed[w]) for w in ("before", "after") if speed.get(w)),
-                   tuple(speed["fastest_seen"]) if speed.get("fastest_seen") else None,
+                   tuple(speed["fastest_seen"]) if isinstance(  # a number, before 2026-12-02
+                       speed.get("fastest_seen"), list | tuple) else None,
                    speed.get("seconds", busy.CORE_SPEED_S))
 
 
@@ -494,7 +495,7 @@ def search(trials: Trials, request: Request, limits: Limits, cores: int, optimiz
     chosen = space(trials, request, cores, optimization)
     every = configurations(chosen)
     context = {"target": request.target, "p99_ms": request.p99_ms, "cores": cores,
-               "trials": trials.digest()}
+               "trials": trials.digest(), "serial_s": SERIAL_S}  # the model's constants too
     return run_search(chosen, evaluator(trials, request, cores, optimization), limits,
                       trials=min(TRIALS, len(every)), storage=f"sqlite:///{storage}",
                       seed=request.seed, seconds=seconds, context=context, progress=progress)

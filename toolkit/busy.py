@@ -169,13 +169,21 @@ def _cores() -> list[int]:
 
     cores = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else [
         -1] * (os.cpu_count() or 1)
-    try:
-        with open("/sys/fs/cgroup/cpu.max", encoding="ascii") as limit:
-            quota, period = limit.read().split()[:2]
+    try:  # this process's own cgroup (v2), else the root one a container sees as its own
+        with open("/proc/self/cgroup", encoding="ascii") as groups:
+            own = next((line.split("::", 1)[1].strip() for line in groups
+                        if line.startswith("0::")), "/")
+    except OSError:
+        own = "/"
+    for folder in dict.fromkeys([own, "/"]):
+        try:
+            with open(f"/sys/fs/cgroup{folder.rstrip('/')}/cpu.max", encoding="ascii") as limit:
+                quota, period = limit.read().split()[:2]
+        except (OSError, ValueError):
+            continue
         if quota != "max":
             cores = cores[:max(1, math.floor(int(quota) / int(period)))]
-    except (OSError, ValueError):
-        pass
+        break
     return cores
 
 
@@ -223,8 +231,8 @@ def fastest_seen(reading: Sequence[float] | None, seconds: float | None = None,
     if seconds != CORE_SPEED_S:
         return None
     path = cache or cache_dir() / "core_speed.json"
-    key = (f"{platform.node()} | {cpu_model()} | {os.cpu_count()} cpus | python "
-           f"{platform.python_version()}")
+    key = (f"{platform.node()} | {cpu_model()} | cores {','.join(map(str, _cores()))} | "
+           f"python {platform.python_version()}")
     known: dict[str, Any] = {}
     try:
         loaded = json.loads(path.read_text(encoding="utf-8"))
@@ -252,8 +260,9 @@ def fastest_seen(reading: Sequence[float] | None, seconds: float | None = None,
 
 
 def fastest_of(readings: Iterable[Sequence[float] | None]) -> list[float] | None:
-    """Each core's fastest in `readings` (those of as many cores as the first), or None."""
-    taken = [list(r) for r in readings if r]
+    """Each core's fastest in `readings` (those of as many cores as the first; anything not a
+    list of numbers left out), or None."""
+    taken = [list(r) for r in readings if isinstance(r, list | tuple) and r]
     same = [r for r in taken if taken and len(r) == len(taken[0])]
     return [max(values) for values in zip(*same, strict=True)] if same else None
 
@@ -270,14 +279,15 @@ def unsteady_text(readings: Iterable[Sequence[float] | None], seconds: float = C
     speeds = [(v, fastest[n]) for r in taken for n, v in enumerate(r)]
     if not speeds or (len(speeds) < 2 and not best):
         return None
-    slow = [v for v, top in speeds if v < (1 - UNSTEADY) * top]
+    slow = [(v, top) for v, top in speeds if v < (1 - UNSTEADY) * top]
     if len(slow) <= SLOW_SHARE * len(speeds):
         return None
+    slowest = min(slow, key=lambda pair: pair[0] / pair[1])
     than = ("its fastest on this machine" if best and len(best) == cores and any(
         best[n] > max(r[n] for r in taken if len(r) > n) for n in range(cores))
         else "its fastest")
     return (f"the cores were not steady: {len(slow)} of {len(speeds)} readings (a {seconds:g} s "
             f"loop on each core, before and after each option) ran over {UNSTEADY:.0%} below "
-            f"{than} ({min(slow):.3g} against {max(top for _, top in speeds):.3g} M "
-            "steps/s); a peak measured in such a spell reads low, and steal need not show it: "
-            "run it again where the readings are steady")
+            f"{than} (at worst {slowest[0]:.3g} against {slowest[1]:.3g} M steps/s); a peak "
+            "measured in such a spell reads low, and steal need not show it: run it again "
+            "where the readings are steady")
