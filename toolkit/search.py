@@ -224,7 +224,8 @@ def run_search(space: Space, evaluate: Callable[[Config], Outcome], limits: Limi
     elif held != identity:
         raise BadInputError(
             f"the study {study_name!r} in {storage} was made for another model, bound or set "
-            "of configurations: resume it with the same ones, or start a new one elsewhere")
+            "of configurations, or by a deploybench whose queueing model differs: resume it "
+            "with the same ones, or start a new one elsewhere")
     seen: dict[Config, Outcome] = {}
     for done in study.get_trials():
         if done.state == optuna.trial.TrialState.COMPLETE and "config" in done.user_attrs:
