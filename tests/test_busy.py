@@ -58,22 +58,32 @@ def test_a_report_names_what_was_busy_where_rounds_disagree():
 @pytest.mark.skipif(not hasattr(os, "sched_setaffinity"), reason="no way to pin a process "
                     "to a core on this OS")
 def test_core_speed_reads_every_core_and_a_busy_core_reads_slower():
+    """Two processes pinned to the first core leave its reading about a third of what it read
+    just before. The tests beside this one load the cores too, and move: three tries."""
     from toolkit.busy import _cores, core_speed
 
-    alone = core_speed(0.25)
-    assert alone is not None and len(alone) == len(_cores()) and all(v > 0 for v in alone)
-    # a process pinned to the first core spinning beside its reading leaves it about half
     first = _cores()[0]
-    hog = subprocess.Popen([sys.executable, "-c", "import os, time\n"
-                            f"os.sched_setaffinity(0, {{{first}}})\nend = time.time() + 3\n"
-                            "while time.time() < end: pass"])
-    try:
-        time.sleep(0.2)
-        shared = core_speed(0.25)
-    finally:
-        hog.kill()
-        hog.wait()
-    assert shared is not None and shared[0] < 0.8 * max(alone), (alone, shared)
+    hog = ("import os, time\n"
+           f"os.sched_setaffinity(0, {{{first}}})\nend = time.time() + 2\n"
+           "while time.time() < end: pass")
+    tries = []
+    for _ in range(3):
+        alone = core_speed(0.25)
+        assert alone is not None and len(alone) == len(_cores()) and all(v > 0 for v in alone)
+        hogs = [subprocess.Popen([sys.executable, "-c", hog]) for _ in range(2)]
+        try:
+            time.sleep(0.2)
+            shared = core_speed(0.25)
+        finally:
+            for process in hogs:
+                process.kill()
+                process.wait()
+        assert shared is not None
+        tries.append((alone, shared))
+        if shared[0] < 0.7 * alone[0]:
+            break
+    else:
+        raise AssertionError(f"the hogged core did not read slower: {tries}")
     assert core_speed(0) is None
 
 
