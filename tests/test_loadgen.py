@@ -5,7 +5,6 @@ test that fails or hangs, and resume."""
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -14,6 +13,7 @@ import numpy as np
 import pytest
 
 from tests.model_files import onnx_model
+from toolkit.busy import usable_cores
 from toolkit.plans.steps import Context, Scenario, Sources
 from toolkit.scenarios import ScenarioSettings
 from toolkit.suite import Case, Suite
@@ -95,7 +95,7 @@ def test_server_finds_each_options_peak_rate_under_the_bound(server_run):
             assert all(p["steal_percent"] is not None for p in points)
         # how fast each core ran a loop, before and after the option
         speed = info["core_speed"]
-        assert len(speed["before"]) == len(speed["after"]) == len(os.sched_getaffinity(0))
+        assert len(speed["before"]) == len(speed["after"]) == len(usable_cores())
         assert all(v > 0 for v in (*speed["before"], *speed["after"]))
         if not info["peak_qps"]:
             assert info["peak_kind"] == "none" and not any(p["valid"] for p in points)

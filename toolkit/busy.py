@@ -162,7 +162,7 @@ def core_speed_seconds() -> float:
         return CORE_SPEED_S
 
 
-def _cores() -> list[int]:
+def usable_cores() -> list[int]:
     """The cores this process may run on (-1 each where the OS does not say which), no more
     than a CPU quota (cgroup v2's cpu.max, as a container's --cpus sets) lets it use at once."""
     import math
@@ -200,7 +200,7 @@ def core_speed(seconds: float | None = None) -> list[float] | None:
     start = time.time() + 0.15  # every loop starts together, after the interpreters are up
     spinners: list[subprocess.Popen[str]] = []
     try:
-        for core in _cores():
+        for core in usable_cores():
             spinners.append(subprocess.Popen([sys.executable, "-c", _SPIN, str(core),
                                               repr(start), repr(seconds)],
                                              stdout=subprocess.PIPE, text=True))
@@ -231,8 +231,8 @@ def fastest_seen(reading: Sequence[float] | None, seconds: float | None = None,
     if seconds != CORE_SPEED_S:
         return None
     path = cache or cache_dir() / "core_speed.json"
-    key = (f"{platform.node()} | {cpu_model()} | cores {','.join(map(str, _cores()))} | "
-           f"python {platform.python_version()}")
+    cores = ",".join(map(str, usable_cores()))
+    key = f"{platform.node()} | {cpu_model()} | cores {cores} | python {platform.python_version()}"
     known: dict[str, Any] = {}
     try:
         loaded = json.loads(path.read_text(encoding="utf-8"))
