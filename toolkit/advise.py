@@ -58,14 +58,14 @@ TRIALS = 150  # configurations the search evaluates at most
 CONFIRM_BEST = 2  # the front's best configurations confirmed under LoadGen
 # A Python server's serial costs (`toolkit.queueing`), seconds a query and a call, by how the
 # option is served, fitted to `loadgen` and `advise` peaks of fast models (calls of 6-30 us)
-# on this project's 2-core machine on the afternoon of 2026-12-02 (at most 1.1% steal, runs of
-# at least 0.5 s): the unbatched peak is 1 / (query + call), a peak batching up to b is about
+# on this project's 2-core machine in a quieter spell of 2026-12-02 (at most 1.1% steal, runs
+# of at least 0.5 s): the unbatched peak is 1 / (query + call), a peak batching up to b is about
 # 1 / (query + call / b). Threads, from advise's confirmations of torch/digits-mlp served by
 # ONNX Runtime (2 workers: 22.1k unbatched, 52.5k batching 8; 1 worker of 2 threads batching
 # 16: 91.6k and 73.8k), least squares: 11.6 us and 33.8 us (so the model caps any peak at
 # 1 / 11.6 us = 86k, under the 91.6k seen once: it ranks, LoadGen measures). Processes, from
 # `loadgen` runs 2 and 3 of the 64-64-10 MLP and of digits-mlp (ONNX Runtime processes
-# 13.3-17.7k, +batching 33.8-37.2k, means solved): 23 us and 41 us. The morning's figures
+# 13.3-17.7k, +batching 33.8-37.2k, means solved): 23 us and 41 us. Earlier, noisier figures
 # (with 5-18% steal) fitted 26/53 and 31/99 us: the constants are this machine's.
 SERIAL_S = {"threads": (11.6e-6, 33.8e-6), "processes": (23e-6, 41e-6)}
 CONFIRM_TIMEOUT_S = (60.0, 600.0)  # each confirmation's timeout: its share of the budget, within
