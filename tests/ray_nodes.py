@@ -6,6 +6,7 @@ Each node offers one unit of the `deploybench` resource. Needs root and unshare.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import socket
@@ -98,14 +99,16 @@ def start_head(logs: Path, auth_mode: str = "disabled", **extra: str
          f"--ray-client-server-port={free_port()}", "--disable-usage-stats", "--block"],
         stdout=log.open("w"), stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
         env=environment(auth_mode, **extra), start_new_session=True, cwd="/")
-    try:
-        _wait_for(head, log, "Ray runtime started.", 90)
+    try:  # the address line, not "Ray runtime started.": it comes a few ms after that one
+        _wait_for(head, log, "ray start --address='", 90)
     except BaseException:
         stop(head)
         raise
-    for line in log.read_text().splitlines():  # "ray start --address='10.0.0.2:56309'"
-        if "ray start --address='" in line:
-            return line.split("--address='")[1].split("'")[0], head
+    for _ in range(50):  # "ray start --address='10.0.0.2:56309'", the whole of it
+        said = re.search(r"ray start --address='([^']+)'", log.read_text(errors="replace"))
+        if said:
+            return said.group(1), head
+        time.sleep(0.1)
     stop(head)
     raise RuntimeError(f"the head did not say its address:\n{log.read_text()[-2000:]}")
 
