@@ -128,8 +128,14 @@ def test_two_files_measured_side_by_side_gate_a_heavier_model(tmp_path, short_bu
     heavy = model_files.matmul_chain(tmp_path / "heavy.onnx", layers=20)
     common = ["--batch-sizes", "16,64", "--threads", "1", "--rounds", "3",
               "--history", str(tmp_path / "history.sqlite")]
-    same = runner.invoke(app, ["compare", str(base), str(twin), *common,
-                               "--out", str(tmp_path / "same")], terminal_width=250)
+    for attempt in range(2):  # the gate's false-alarm rate is up to 5% by design (Holm at
+        # 5% family-wise), more beside the other test worker: a second false alarm in a row
+        # (at most 1 in 400 where the noise model holds) fails
+        same = runner.invoke(app, ["compare", str(base), str(twin), *common,
+                                   "--out", str(tmp_path / f"same{attempt}")],
+                             terminal_width=250)
+        if same.exit_code != 1:
+            break
     assert same.exit_code == 0, same.output
     assert "0 regressed of 4" in same.output and "drift taken out" in same.output
     slower = runner.invoke(app, ["compare", str(base), str(heavy), *common,
