@@ -6,7 +6,8 @@ Three stages, each on the one executor, in one folder:
    recipes timed call by call at the batch sizes a batcher sends (1-16 rows), in fresh children,
    at each thread count per worker; each recipe's accuracy judged by the statistics rule
    (`--max-quality-drop`); each option's memory. Then ONNX Runtime's fp32 file again with each
-   of TRIAL_SESSIONS' session options (`trials/t<threads>-<option>/`).
+   of TRIAL_SESSIONS' session options (`trials/t<threads>-<option>/`), and with those that
+   were faster alone together (`together`).
 2. **Search** (`search.sqlite`): Optuna over every configuration of those options (workers,
    threads, batching and its delay, ONNX Runtime's session options); a configuration's rate
    within the bound comes from its measured service times fed to `toolkit.queueing` (Poisson
@@ -216,8 +217,10 @@ def _seconds(record: Record, times: Sequence[float] | None) -> list[float]:
     return [float(v) / 1e3 for v in times] if times is not None else [record.stats.p50_ms / 1e3]
 
 
-def read_session_trials(found: Trials, folders: Mapping[tuple[int, tuple[tuple[str, Any], ...]],
-                                                         Path]) -> None:
+Sessions = Mapping[tuple[int, tuple[tuple[str, Any], ...]], Path]  # (threads, changed): bench
+
+
+def read_session_trials(found: Trials, folders: Sessions) -> None:
     """ONNX Runtime fp32's service times with other session options (by threads and the
     options changed), into `found.sessions_s`; a series that failed is left out (the search
     then says it was not timed).
@@ -230,6 +233,24 @@ def read_session_trials(found: Trials, folders: Mapping[tuple[int, tuple[tuple[s
     control's, size by size (`found.session_drift`): what is compared is the option against
     the default timed beside it. Where the control was not timed, the options are left out."""
     option = option_name("onnxruntime", FP32)
+    timed = session_series(folders)
+    for (threads, changed), sizes in timed.items():
+        control = timed.get((threads, ()), {})
+        base = found.service_s.get((option, threads), {})
+        drift = {b: _median(base[b]) / _median(control[b]) for b in control
+                 if b in base and _median(control[b]) > 0}
+        if not changed or not drift:  # no control beside them: not compared at all
+            continue
+        found.session_drift[option, threads] = drift
+        overall = _median(list(drift.values()))  # a size the control missed
+        found.sessions_s[option, threads, changed] = {
+            b: [t * drift.get(b, overall) for t in seconds] for b, seconds in sizes.items()}
+
+
+def session_series(folders: Sessions) -> dict[tuple[int, tuple[tuple[str, Any], ...]],
+                                              dict[int, list[float]]]:
+    """ONNX Runtime's seconds a call, size by size, in each session bench of `folders` that
+    timed any (by threads and the options changed)."""
     timed: dict[tuple[int, tuple[tuple[str, Any], ...]], dict[int, list[float]]] = {}
     for (threads, changed), folder in sorted(folders.items(), key=str):
         path = folder / "results.json"
@@ -242,17 +263,23 @@ def read_session_trials(found: Trials, folders: Mapping[tuple[int, tuple[tuple[s
                     and record.variant == "run" and record.ok and record.stats is not None):
                 timed.setdefault((threads, changed), {})[record.batch_size or 1] = _seconds(
                     record, samples.get(str(index)))
-    for (threads, changed), sizes in timed.items():
-        control = timed.get((threads, ()), {})
-        base = found.service_s.get((option, threads), {})
-        drift = {b: _median(base[b]) / _median(control[b]) for b in control
-                 if b in base and _median(control[b]) > 0}
-        if not changed or not drift:  # no control beside them: not compared at all
-            continue
-        found.session_drift[option, threads] = drift
-        overall = _median(list(drift.values()))  # a size the control missed
-        found.sessions_s[option, threads, changed] = {
-            b: [t * drift.get(b, overall) for t in seconds] for b, seconds in sizes.items()}
+    return timed
+
+
+def together(folders: Sessions, threads: int) -> tuple[tuple[str, Any], ...]:
+    """The session options that, changed alone at `threads` threads a worker, were faster than
+    the control beside them (the median over the sizes of their medians' ratios below 1),
+    changed together: the one combination advise times (a greedy step, not every one of the
+    2^3). () where fewer than two were faster, or the control was not timed."""
+    timed = session_series({k: v for k, v in folders.items() if k[0] == threads})
+    control = timed.get((threads, ()), {})
+    faster = []
+    for (_, changed), sizes in sorted(timed.items()):
+        ratios = [_median(sizes[b]) / _median(control[b]) for b in sizes
+                  if b in control and _median(control[b]) > 0]
+        if len(changed) == 1 and ratios and _median(ratios) < 1.0:
+            faster.extend(changed)
+    return tuple(sorted(faster)) if len(faster) > 1 else ()
 
 
 def _median(values: Sequence[float]) -> float:
@@ -761,6 +788,16 @@ def _advise(request: Request, out_dir: Path, runner: Runner, started: float,
         return dataclasses.replace(suite, scenarios=(), budget=TRIAL_BUDGET,
                                    session=tuple(sorted(chosen.items())))
 
+    def time_session(threads: int, made: Any, changed: tuple[tuple[str, Any], ...],
+                     into: Path, what: str) -> bool:
+        """ONNX Runtime's fp32 file (`made`) benched with the session options `changed`."""
+        sessions[threads, changed] = into
+        say(f"trials: onnxruntime fp32 with {what}, {threads} "
+            f"thread{'s' * (threads > 1)} a worker ({into})")
+        return _stage(runner, into, "bench", lambda: trial_plan(
+            str(made.onnx), ModelRequest(Path(str(made.onnx)), input_data=Path(str(made.inputs))),
+            session_suite(threads, changed), into))
+
     command = "bench" if model is not None else "run"
     for threads, folder in folders.items():
         say(f"trials: every option and recipe timed at {', '.join(map(str, SIZES))} rows, "
@@ -772,7 +809,8 @@ def _advise(request: Request, out_dir: Path, runner: Runner, started: float,
     trials = read_trials(folders, SERVING_CALL,
                          lambda framework: NATIVE.get(framework))
     optimization = trial_suite(thread_counts[0]).optimization
-    sessions = {}  # ONNX Runtime fp32 again, with each of TRIAL_SESSIONS, on its ONNX file
+    # ONNX Runtime fp32 again, with each of TRIAL_SESSIONS, on its ONNX file
+    sessions: dict[tuple[int, tuple[tuple[str, Any], ...]], Path] = {}
     planned = out_dir / "trials" / "sessions.json"  # those timed, and those the budget left out
     if (out_dir / "search.sqlite").is_file() and not planned.is_file():
         raise BadInputError(f"--resume {out_dir}: made by an earlier deploybench advise, "
@@ -796,19 +834,18 @@ def _advise(request: Request, out_dir: Path, runner: Runner, started: float,
                 _finished(into) is None for into in group.values()):
             left_out += [into.name for into in group.values()]  # a thread count's all or none
         for changed, into in group.items():
-            if into.name in left_out:
-                continue
-            sessions[threads, changed] = into
-            what = (session_label(changed) if changed else
-                    "the default session options again (the others' control)")
-            say(f"trials: onnxruntime fp32 with {what}, {threads} "
-                f"thread{'s' * (threads > 1)} a worker ({into})")
-            if not _stage(runner, into, "bench",
-                          lambda t=threads, c=changed, m=made, f=into: trial_plan(
-                              str(m.onnx), ModelRequest(Path(str(m.onnx)),
-                                                        input_data=Path(str(m.inputs))),
-                              session_suite(t, c), f)):
+            if into.name not in left_out and not time_session(
+                    threads, made, changed, into, session_label(changed) if changed else
+                    "the default session options again (the others' control)"):
                 return None
+        both = together(sessions, threads)  # those faster alone, together
+        into = out_dir / "trials" / f"t{threads}-{session_slug(both)}"
+        if both and not planned.is_file() and elapsed_budget(
+                started, request.budget_s) <= 0 and _finished(into) is None:
+            left_out.append(into.name)
+        if both and into.name not in left_out and not time_session(
+                threads, made, both, into, f"{session_label(both)} (each faster alone)"):
+            return None
     if left_out:
         say(f"trials: the budget is spent; ONNX Runtime's session options not timed "
             f"({', '.join(left_out)}): raise --budget to search them")
