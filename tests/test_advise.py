@@ -292,6 +292,9 @@ def test_the_session_options_faster_alone_are_timed_together(tmp_path):
     assert adviser.full_session("all", both) in space.sessions[ORT]
     evaluate = adviser.evaluator(trials, adviser.Request("m.onnx", 5.0), cores=2)
     assert evaluate(config(ORT, workers=1, session=adviser.full_session("all", both))).rate > 0
+    untimed = evaluate(config(ORT, workers=1, session=adviser.full_session("all", (
+        ("graph_optimization", "basic"), ("memory_arena", False)))))
+    assert untimed.rate == 0 and "combination of the options faster alone" in untimed.why_not
 
 
 def test_session_options_timed_alone_are_searched_where_they_were_timed(tmp_path):
@@ -383,6 +386,15 @@ def test_a_damaged_request_file_is_named_when_resumed(tmp_path, stored):
 
 
 @pytest.mark.slow
+def ran_its_search(confirmed: dict) -> bool:
+    """Whether a confirmation's LoadGen search ran to its end (its record is there and ok)."""
+    from toolkit.results import read_results
+
+    path = Path(confirmed["folder"]) / "results.json"
+    return path.is_file() and any(r.phase == "scenario" and r.ok
+                                  for r in read_results(path)[1])
+
+
 def test_advise_on_an_onnx_file_confirms_its_pick_and_resumes(tmp_path):
     """The whole command on a 64-64-10 MLP: trials at one thread a worker, the search, LoadGen
     confirmations of the front's best and the defaults; the answer's files; then --resume of the
@@ -421,7 +433,7 @@ def test_advise_on_an_onnx_file_confirms_its_pick_and_resumes(tmp_path):
         assert result.exit_code == 1 and "none is recommended" in result.output
     assert "Which configuration should I deploy?" in (out / "advice.md").read_text()
     assert all(len(c["core_speed"]) == 2 for c in advice["confirmed"]  # before and after
-               if c["kind"] != "none" or not c["why_not"]), advice["confirmed"]
+               if ran_its_search(c)), advice["confirmed"]
     assert "<svg" in (out / "advice.html").read_text()
     runs = sorted(p.name for p in (out / "confirm").iterdir())
     spent = json.loads((out / adviser.SPENT_FILE).read_text())["spent_s"]
@@ -499,6 +511,76 @@ def test_the_budget_goes_on_across_resumes_and_a_spent_one_leaves_the_session_tr
     assert evaluated() == before
 
 
+def test_the_combination_is_timed_after_the_options_alone_and_a_spent_budget_leaves_it_out(
+        tmp_path, monkeypatch):
+    """advise's own wiring, with every bench written as the executor would: the two options
+    faster than the control alone are benched together after them, and that bench is searched;
+    where the budget was spent by then, it alone is left out, and a resume keeps it out."""
+    import numpy as np
+
+    from tests.test_loadgen import mlp
+    from toolkit.results import Record, ResultsFile
+    from toolkit.stats import Stats
+
+    model = mlp(tmp_path / "mlp.onnx")
+    ms = {"t1": 0.05, "t1-default": 0.05, "t1-graph_optimization-basic": 0.08,
+          "t1-memory_arena-off": 0.04, "t1-memory_pattern-off": 0.045,
+          "t1-memory_arena-off-memory_pattern-off": 0.03}
+    left = [1e6]  # the budget's seconds left, as advise reads them
+    monkeypatch.setattr(adviser, "elapsed_budget", lambda started, budget: left[0])
+    monkeypatch.setattr(adviser, "SEARCH_LEAST_S", 0.3)
+    monkeypatch.setattr(adviser, "TRIALS", 20)
+
+    def runner(started: list[str], spend_after: str) -> adviser.Runner:
+        def start(plan, folder: Path) -> bool:
+            started.append(folder.name)
+            folder.mkdir(parents=True, exist_ok=True)
+            if folder.name not in ms:
+                return False  # a confirmation: interrupted, so advise ends there
+            trial = ResultsFile(folder / "results.json", {
+                "command": "bench", "suite": Suite("bench", ("bench",)).to_dict(),
+                "request": {"path": str(model), "shapes": []}})
+            trial.append([Record("mlp", "onnx", "infer", runtime="onnxruntime", variant="run",
+                                 provider="cpu", batch_size=b, recipe="fp32", threads=1,
+                                 stats=Stats.from_ms([ms[folder.name] * b] * 60))
+                          for b in (1, 8, 16)])
+            trial.update_run(finished=True)
+            np.savez(folder / "inputs.npz", x=np.zeros((16, 64), np.float32))  # the sessions'
+            if folder.name == spend_after:
+                left[0] = 0.0
+            return True
+        return adviser.Runner(start, lambda f, c: False)
+
+    both = "t1-memory_arena-off-memory_pattern-off"
+    request = adviser.Request(str(model), 20.0, threads=(1,), recipes=("fp32",))
+    started: list[str] = []
+    assert adviser.advise(request, tmp_path / "a", runner(started, "")) is None
+    assert started[:6] == ["t1", "t1-default", "t1-graph_optimization-basic",
+                           "t1-memory_arena-off", "t1-memory_pattern-off", both]
+    assert both in json.loads((tmp_path / "a" / "trials" / "sessions.json").read_text())["timed"]
+    import optuna
+
+    study = optuna.load_study(study_name="advise",
+                              storage=f"sqlite:///{tmp_path / 'a' / 'search.sqlite'}")
+    chosen = next(t for t in study.get_trials() if f"session of {ORT}" in t.params)
+    assert any(choice.endswith("memory_arena=False memory_pattern=False")  # a choice of it
+               for choice in chosen.distributions[f"session of {ORT}"].choices)
+
+    # spent once the options alone were timed: the combination alone is left out, for good
+    left[0], started[:] = 1e6, []
+    said: list[str] = []
+    assert adviser.advise(request, tmp_path / "b", runner(started, "t1-memory_pattern-off"),
+                          say=said.append) is None
+    planned = json.loads((tmp_path / "b" / "trials" / "sessions.json").read_text())
+    assert planned["left_out"] == [both] and len(planned["timed"]) == 4
+    assert both not in started and any("the budget is spent" in line and both in line
+                                       for line in said)
+    left[0], started[:] = 1e6, []
+    assert adviser.advise(request, tmp_path / "b", runner(started, "")) is None
+    assert both not in started and json.loads(
+        (tmp_path / "b" / "trials" / "sessions.json").read_text()) == planned
+
+
 def test_advise_on_a_built_in_workload_times_native_and_onnx_and_their_session_options(
         tmp_path):
     """The whole command on torch/digits-mlp: the workload built and exported in its trial,
@@ -528,7 +610,7 @@ def test_advise_on_a_built_in_workload_times_native_and_onnx_and_their_session_o
     assert "default" in roles
     # the cores read before and after each confirmation that ran its search (one cut by its
     # timeout, or whose pool never started, has no record of the search to keep them in)
-    searched = [c for c in advice["confirmed"] if c["kind"] != "none" or not c["why_not"]]
+    searched = [c for c in advice["confirmed"] if ran_its_search(c)]
     assert all(len(c["core_speed"]) == 2 for c in searched), advice["confirmed"]
     assert searched or result.exit_code == 1, advice["confirmed"]
     picked = advice["pick"]

@@ -359,7 +359,10 @@ def evaluator(trials: Trials, request: Request, cores: int, optimization: str = 
             return Outcome(0.0, None, drop, None, refused or (
                 f"not timed at {config.threads} threads a worker" if not changed else
                 f"not timed with {session_label(changed)} at {config.threads} threads a "
-                f"worker (advise times other session options for {FP32} only)"))
+                "worker " + (f"(advise times other session options for {FP32} only)"
+                             if config.option != option_name("onnxruntime", FP32) else
+                             "(each thread count's combination of the options faster alone "
+                             "is its own, and the budget may have left some out)")))
         if config.max_batch > max(service):
             return Outcome(0.0, None, drop, None,
                            f"calls of more than {max(service)} rows were not timed (a fixed "
@@ -818,8 +821,8 @@ def _advise(request: Request, out_dir: Path, runner: Runner, started: float,
                             "new run (--out elsewhere)")
     # once decided (the file written), what was left out stays out, whatever the clock says
     # on a resume: the search's study rests on the session options that were timed
-    left_out: list[str] = (json.loads(planned.read_text())["left_out"] if planned.is_file()
-                           else [])
+    decided = json.loads(planned.read_text()) if planned.is_file() else None
+    left_out: list[str] = decided["left_out"] if decided else []
     keep_spent(out_dir, started)
     for threads, folder in folders.items():
         if (option_name("onnxruntime", FP32), threads) not in trials.service_s:
@@ -830,7 +833,7 @@ def _advise(request: Request, out_dir: Path, runner: Runner, started: float,
             continue
         group = {changed: out_dir / "trials" / f"t{threads}-{session_slug(changed)}"
                  for changed in TRIAL_SESSIONS}
-        if not planned.is_file() and elapsed_budget(started, request.budget_s) <= 0 and all(
+        if not decided and elapsed_budget(started, request.budget_s) <= 0 and all(
                 _finished(into) is None for into in group.values()):
             left_out += [into.name for into in group.values()]  # a thread count's all or none
         for changed, into in group.items():
@@ -840,9 +843,11 @@ def _advise(request: Request, out_dir: Path, runner: Runner, started: float,
                 return None
         both = together(sessions, threads)  # those faster alone, together
         into = out_dir / "trials" / f"t{threads}-{session_slug(both)}"
-        if both and not planned.is_file() and elapsed_budget(
+        if decided and into.name not in decided["timed"]:
+            both = ()  # left out, or decided before advise timed combinations: not timed now
+        if both and not decided and elapsed_budget(
                 started, request.budget_s) <= 0 and _finished(into) is None:
-            left_out.append(into.name)
+            left_out.append(into.name)  # the options alone were timed: the only one left out
         if both and into.name not in left_out and not time_session(
                 threads, made, both, into, f"{session_label(both)} (each faster alone)"):
             return None
