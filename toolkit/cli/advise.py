@@ -1,0 +1,168 @@
+"""`advise`: which configuration to deploy, searched and then confirmed under LoadGen."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from toolkit.cli.common import (
+    JOURNEY,
+    LIMITS,
+    OUTPUT,
+    SEARCH,
+    ClusterOption,
+    InputDataOption,
+    PlacementOption,
+    QualityDropOption,
+    ShapeOption,
+    TrustOption,
+    app,
+    backend_for,
+    err,
+    examples,
+    fail,
+    given_options,
+    out,
+    parse_ints,
+    progress_bar,
+    say,
+    split_csv,
+)
+from toolkit.errors import BadInputError, DeploybenchError
+from toolkit.report import terminal
+
+
+@app.command(rich_help_panel=JOURNEY, epilog=examples(
+    "deploybench advise torch/digits-mlp --p99-ms 5",
+    "deploybench advise model.onnx --p99-ms 50 --target-qps 2000 --price 0.10",
+    "deploybench advise --resume results/20261207T160000Z",
+))
+def advise(
+    ctx: typer.Context,
+    target: Annotated[str | None, typer.Argument(
+        help="a model file (as bench takes) or one built-in workload (torch/digits-mlp)",
+        show_default=False)] = None,
+    p99_ms: Annotated[float | None, typer.Option(
+        "--p99-ms", help="the latency bound in ms every configuration is judged by",
+        rich_help_panel=SEARCH)] = None,
+    threads: Annotated[str | None, typer.Option(
+        help="threads per worker to try, comma-separated (default: 1 and every core)",
+        rich_help_panel=SEARCH)] = None,
+    recipes: Annotated[str | None, typer.Option(
+        help="recipes to try: fp32 (always), int8-dynamic, int8-static, fp16, ort-offline "
+        "(default fp32,int8-dynamic,int8-static)", rich_help_panel=SEARCH)] = None,
+    budget: Annotated[str, typer.Option(
+        help="the wall time to plan for, e.g. 20m: the confirmations share what the trials "
+        "and the search leave, each 60-600 s (so a short budget is overrun, not cut)",
+        rich_help_panel=SEARCH)] = "20m",
+    max_quality_drop: QualityDropOption = None,
+    memory_mb: Annotated[float | None, typer.Option(
+        "--memory-mb", help="the most memory a configuration may take, summed over its "
+        "workers", rich_help_panel=LIMITS)] = None,
+    target_qps: Annotated[float | None, typer.Option(
+        "--target-qps", help="the rate the service must sustain: how many machines like this "
+        "one the pick needs", rich_help_panel=LIMITS)] = None,
+    price: Annotated[float | None, typer.Option(
+        "--price", help="USD per hour of a machine like this one: the pick's cost per "
+        "million predictions", rich_help_panel=LIMITS)] = None,
+    input_data: InputDataOption = None,
+    shape: ShapeOption = None,
+    trust_pickle: TrustOption = False,
+    cluster: ClusterOption = None,
+    placement: PlacementOption = "spread",
+    out_dir: Annotated[Path | None, typer.Option(
+        "--out", help="output folder (default results/<UTC time>)", rich_help_panel=OUTPUT)
+    ] = None,
+    resume: Annotated[Path | None, typer.Option(
+        help="finish an interrupted advise in this folder: finished trials and confirmations "
+        "are kept, the search's study goes on", rich_help_panel=OUTPUT)] = None,
+) -> None:
+    """Which configuration should I deploy? A search, confirmed under LoadGen.
+
+    Times each runtime and recipe call by call, searches workers, threads, batching and
+    session options for the highest rate within the p99 bound and the accuracy limit, then
+    confirms the best under LoadGen beside the best default and says what it costs. Exit
+    code 1 when no configuration held.
+    """
+    from toolkit import advise as adviser
+    from toolkit import executor
+    from toolkit.backends.cluster import ONE_NODE
+    from toolkit.report import advise as advice_report
+    from toolkit.results import default_out_dir, prepare_out_dir
+    from toolkit.scenarios import parse_duration
+
+    try:
+        if resume is not None:
+            refused = [name for name in given_options(ctx)
+                       if name not in ("--resume", "--trust-pickle")]
+            if refused:
+                raise BadInputError(f"--resume continues the advise stored in {resume}; drop "
+                                    f"{', '.join(refused)}")
+            request, where = adviser.load_request(resume)
+            folder = prepare_out_dir(resume)
+        else:
+            if target is None or p99_ms is None:
+                raise BadInputError("give a model file or a workload and --p99-ms, e.g. "
+                                    "deploybench advise torch/digits-mlp --p99-ms 5")
+            request = adviser.Request(
+                target, p99_ms, max_quality_drop or "1%", memory_mb, price, target_qps,
+                parse_duration(budget, "--budget"), parse_ints(threads, "--threads") or (),
+                tuple(dict.fromkeys(["fp32", *(split_csv(recipes, "--recipes") or [])]))
+                if recipes else adviser.DEFAULT_RECIPES,
+                tuple(shape or ()), str(input_data) if input_data else None)
+            adviser.resolve(request, trust_pickle)  # a bad target ends here, nothing written
+            where = {"address": cluster, "placement": placement} if cluster else None
+        # one study's trials and confirmations on one node: a machine of one kind, the one
+        # whose figures the answer gives (the node chosen is kept for --resume)
+        backend, _ = backend_for(where["address"] if where else None,
+                                 where["placement"] if where else "spread",
+                                 (where.get("node") or ONE_NODE) if where else None)
+        if resume is None:
+            folder = prepare_out_dir(out_dir or default_out_dir())
+            adviser.save_request(folder, request, where)
+    except DeploybenchError as exc:
+        raise fail(exc) from None
+
+    advice = None
+    try:
+        with progress_bar() as progress:
+            def start(plan: Any, into: Path) -> bool:
+                return not executor.start(plan, into, argv=sys.argv, progress=progress,
+                                          backend=backend, where=where).interrupted
+
+            def again(into: Path, command: str) -> bool:
+                plan, results = executor.reopen(into, command, trust_pickle=trust_pickle)
+                return not executor.execute(plan, results, progress, backend).interrupted
+
+            advice = adviser.advise(request, folder, adviser.Runner(start, again),
+                                    trust_pickle=trust_pickle, say=say)
+    except DeploybenchError as exc:
+        raise fail(exc) from None
+    except KeyboardInterrupt:
+        advice = None
+    finally:
+        chosen = getattr(backend, "node", None)
+        if where and chosen not in (None, ONE_NODE) and where.get("node") != chosen:
+            adviser.save_request(folder, request, {**where, "node": chosen})
+    if advice is None:
+        say(f"interrupted: finished trials and confirmations are kept; continue with "
+            f"deploybench advise --resume {folder}")
+        raise typer.Exit(130)
+    written = [adviser.write_advice(advice), *advice_report.write(advice)]
+    out.print(advice_report.headline(advice), highlight=False, markup=False, soft_wrap=True)
+    if advice.unsteady:
+        err.print(f"! {advice.unsteady}", highlight=False, markup=False, soft_wrap=True)
+    columns, rows = advice_report.confirmation_rows(advice)
+    terminal.table(out, columns, rows)
+    for line in advice_report.lost_lines(advice)[:6]:
+        out.print(f"  {line}", highlight=False, markup=False, soft_wrap=True)
+    if advice.pick is not None:
+        out.print(advice_report.loadgen_command(advice, advice.pick.config), highlight=False,
+                  markup=False, soft_wrap=True)
+    for path in written:
+        out.print(f"report:  {path}")
+    if advice.pick is None:
+        raise typer.Exit(1)
