@@ -6,7 +6,7 @@ STAMP := $(VENV)/.deploybench-installed
 SUITE ?= quick
 ARGS ?=
 
-.PHONY: setup run test lint clean
+.PHONY: setup run test lint docs clean
 
 setup: $(STAMP)
 
@@ -28,5 +28,10 @@ test: $(STAMP)
 lint: $(STAMP)
 	$(VENV)/bin/ruff check toolkit exporters tests benchmarks
 
+# the docs site, into site/ (the CLI reference is generated from the app; --strict: a broken
+# link or a page left out of the navigation fails)
+docs: $(STAMP)
+	$(VENV)/bin/mkdocs build --strict
+
 clean:
-	rm -rf results build *.egg-info
+	rm -rf results build site *.egg-info
