@@ -197,3 +197,27 @@ def test_a_suites_session_options_are_a_difference_a_comparison_names():
     assert environment_differences(old, default) == environment_differences(old, said) == []
     assert environment_differences(default, arena_off) == [
         "session: [] -> [['memory_arena', False]]"]
+
+
+def test_a_verdict_never_disagrees_with_the_interval_printed_beside_it():
+    """The test reads the fastest rounds and the interval the medians: on noisy runs with slow
+    processes the two can part, and then the verdict must step back, not the interval."""
+    rng = np.random.default_rng(7)
+    judged = 0
+    for trial in range(60):
+        sides: tuple[list[Record], list[Record]] = ([], [])
+        factor = (1.0, 1.15, 1.3, 1.6)[trial % 4]
+        for round_ in range(1, 5):
+            for case in range(6):
+                for side, times in zip(sides, (1.0, factor), strict=True):
+                    slowed = rng.uniform(1.2, 2.0) if rng.random() < 0.25 else 1.0
+                    centre = (case + 1) * times * slowed * rng.lognormal(0, 0.15)
+                    side.append(Record("m", "onnx", "infer", runtime="onnxruntime",
+                                       variant="run", provider="cpu", batch_size=2 ** case,
+                                       round=round_, stats=Stats.from_ms(
+                                           [centre * 0.99, centre, centre * 1.01])))
+        for row in compare(({}, sides[0]), ({}, sides[1])).rows:
+            judged += row.verdict in ("slower", "faster")
+            assert row.verdict != "slower" or row.low > 1, (trial, row)
+            assert row.verdict != "faster" or row.high < 1, (trial, row)
+    assert judged, "some cases are called slower or faster: the check above had work to do"

@@ -138,10 +138,13 @@ def test_two_files_measured_side_by_side_gate_a_heavier_model(tmp_path, short_bu
             break
     assert same.exit_code == 0, same.output
     assert "0 regressed of 4" in same.output and "drift taken out" in same.output
-    slower = runner.invoke(app, ["compare", str(base), str(heavy), *common,
+    slower = runner.invoke(app, ["compare", str(base), str(heavy), *common, "--format", "md",
                                  "--out", str(tmp_path / "slower")], terminal_width=250)
     assert slower.exit_code == 1, slower.output
-    assert "4 regressed of 4" in slower.output
+    # stdout is the pull-request comment alone; the run's own tables went to stderr
+    assert slower.stdout.startswith("### deploybench compare"), slower.stdout[:500]
+    assert "4 regressed of 4" in slower.stdout and "results:" not in slower.stdout
+    assert "results:" in slower.stderr
     run, records = read_results(tmp_path / "slower" / "results.json")
     assert run["workloads"] == {"base": "onnx/base-base", "new": "onnx/new-heavy"}
     before, after = pair.split(run, records)

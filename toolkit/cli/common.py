@@ -201,15 +201,17 @@ def resume_run(ctx: typer.Context, folder: Path, command: str, trust_pickle: boo
 
 
 def execute_and_report(
-    execute: Callable[[Callable[[int, int, str], None]], Any], history_path: Path | None
+    execute: Callable[[Callable[[int, int, str], None]], Any], history_path: Path | None,
+    shown_on: Console = out,
 ) -> Any:
-    """Run a plan (run and bench alike), then write the reports, show them, store the run in
-    the history; Ctrl-C keeps what finished and exits 130 with the command that resumes."""
+    """Run a plan (run and bench alike), then write the reports, show them (on `shown_on`:
+    stderr where stdout is kept for another answer), store the run in the history; Ctrl-C
+    keeps what finished and exits 130 with the command that resumes."""
     outcome = None
     try:
         with progress_bar() as progress:
             outcome = execute(progress)
-        _report_and_remember(outcome.results_path, history_path)
+        _report_and_remember(outcome.results_path, history_path, shown_on)
     except DeploybenchError as exc:
         raise fail(exc) from None
     except KeyboardInterrupt:  # outside the steps: before them, or while writing the reports
@@ -268,7 +270,8 @@ def with_session(suite: Any, given: list[str] | None) -> Any:
     return suite.replace(session=tuple(sorted({**dict(suite.session), **dict(parsed)}.items())))
 
 
-def _report_and_remember(results_path: Path, history_path: Path | None) -> None:
+def _report_and_remember(results_path: Path, history_path: Path | None,
+                         shown_on: Console) -> None:
     """Write the report files and show them, then store the run in the history: a history that
     cannot take it (read-only, locked, not a database) costs a warning, not the reports."""
     from toolkit.report import write_reports
@@ -278,16 +281,16 @@ def _report_and_remember(results_path: Path, history_path: Path | None) -> None:
     run, _ = read_results(results_path)
     for warning in run.get("input_warnings", []):
         warn(warning)
-    terminal.render(summaries, out)
-    out.print(f"results: {results_path}")
+    terminal.render(summaries, shown_on)
+    shown_on.print(f"results: {results_path}")
     for path in written:
-        out.print(f"report:  {path}")
+        shown_on.print(f"report:  {path}")
     try:
         run_id, database = history.remember(results_path, history_path)
     except DeploybenchError as exc:
         warn(f"the run was not stored in the history: {exc}")
         return
-    out.print(f"history: run {run_id} in {database}")
+    shown_on.print(f"history: run {run_id} in {database}")
 
 
 def _terminated(signum: int, frame: object) -> None:

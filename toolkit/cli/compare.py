@@ -19,6 +19,7 @@ from toolkit.cli.common import (
     TimeoutOption,
     TrustOption,
     app,
+    err,
     examples,
     execute_and_report,
     fail,
@@ -139,7 +140,8 @@ def compare(
             return executor.start(pair.plan_pair(*requests, suite, folder), folder,
                                   argv=sys.argv, progress=progress)
 
-        outcome = execute_and_report(execute, history_path)
+        # with --format md, stdout is the comment alone: the run's own tables go to stderr
+        outcome = execute_and_report(execute, history_path, err if fmt == "md" else out)
         try:
             run, records = read_results(outcome.results_path)
             before, after = pair.split(run, records)
@@ -171,7 +173,8 @@ def _show_comparison(result: Any, fmt: str, metric: str) -> None:
     from toolkit import compare as comparing
 
     if fmt == "md":
-        out.print(comparing.render_markdown(result), markup=False, highlight=False)
+        out.print(comparing.render_markdown(result), markup=False, highlight=False,
+                  soft_wrap=True)  # Markdown lines are never wrapped: a table row stays whole
         return
     for warning in result.warnings:
         warn(warning)
