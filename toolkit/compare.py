@@ -1,13 +1,13 @@
-"""Two runs side by side: per case, the ratio new/base of the medians over rounds, its 95%
-interval, and a verdict a CI gate can trust.
+"""Two runs compared case by case: a ratio with its interval and a verdict a CI gate can trust.
 
 Each run measured a case in R rounds (fresh processes). How much rounds vary is pooled over all
 the matched cases of both runs, per runtime where it has enough cases (`toolkit.stats.
 pooled_noise`); with t the threshold (`toolkit.stats.shift_test`):
 
     slower        the fastest round of NEW is slower than BASE's with significance (Holm over
-                  all matched cases, family-wise 5%), and both that ratio and the ratio of
-                  the medians are beyond 1 + t: significance and size judged apart
+                  all matched cases, family-wise 5%), both that ratio and the ratio of the
+                  medians are beyond 1 + t (significance and size judged apart), and the
+                  medians' 95% interval printed beside it lies above 1
     faster        the mirror image
     same          the ratio of medians is within 1 +/- t by an equivalence test (TOST at 5%
                   per case: `same` is a claim about that case, and never fails a gate)
@@ -243,9 +243,11 @@ def _verdicts(tests: list[tuple[str, Any]], threshold: float) -> dict[str, str]:
     faster = holm([t.p_faster for _, t in tests])
     found = {}
     for index, (case, test) in enumerate(tests):
-        found[case] = ("slower" if slower[index] < ALPHA
+        # the interval printed beside a verdict must agree with it: never `slower` beside an
+        # interval that holds 1 (the test reads the fastest rounds, the interval the medians)
+        found[case] = ("slower" if slower[index] < ALPHA and test.low > 1
                        and min(test.fastest, test.ratio) > 1 + threshold else
-                       "faster" if faster[index] < ALPHA
+                       "faster" if faster[index] < ALPHA and test.high < 1
                        and max(test.fastest, test.ratio) < 1 - threshold else
                        "same" if test.p_same < ALPHA else "inconclusive")
     return found
@@ -281,8 +283,8 @@ DRIFT_SHARE = 0.8  # cases moving the same way that make a common move worth a w
 
 def _drift(ratios: list[float], threshold: float) -> str:
     """A warning where (nearly) every case moved the same way by a similar amount: on a shared
-    machine runs made minutes apart drift together (seen here: identical runs 10-20% apart),
-    which the rounds inside one run cannot see, so such a move may be the machine."""
+    machine runs made minutes apart drift together, which the rounds inside one run cannot
+    see, so such a move may be the machine."""
     if len(ratios) < 2:  # one case: nothing to move along with
         return ""
     middle = median(ratios)
