@@ -139,7 +139,8 @@ def deploybench_peaks(model: Path, p99_ms: float, queries: int, out: Path
     done = subprocess.run(
         [sys.executable, "-m", "toolkit.cli", "loadgen", str(model), "--scenario", "server",
          "--p99-ms", str(p99_ms), "--queries", str(queries), "--providers", "cpu",
-         "--threads", str(WORKERS), "--out", str(out), "--history", str(out / "h.sqlite")],
+         "--workers", str(WORKERS), "--threads", "1", "--out", str(out),
+         "--history", str(out / "h.sqlite")],
         capture_output=True, text=True, timeout=1800)
     if done.returncode != 0:
         raise SystemExit(f"deploybench loadgen failed ({done.returncode}): {done.stderr[-2000:]}")

@@ -1,5 +1,6 @@
-"""Export with parity: try a framework's exporter methods in order, keep the first whose ONNX
-file ONNX Runtime loads and whose outputs match the native model's.
+"""Export with parity: a framework's exporter methods in order, the first that passes kept.
+
+A method passes when ONNX Runtime loads its file and its outputs match the native model's.
 
 Each method writes its own file; the kept one is renamed to the target, the others removed. A
 method whose file ONNX Runtime cannot load, or whose parity fails, is recorded with why, and the

@@ -1,5 +1,8 @@
-"""ONNX Runtime session settings in one place: the toolkit's runner, the export check and the
-offline-optimised recipe all open their sessions through `session_options` and `open_session`."""
+"""ONNX Runtime session settings in one place, for the runner, the export check and a recipe.
+
+The toolkit's runner, the export check and the offline-optimised recipe all open their sessions
+through `session_options` and `open_session`.
+"""
 
 from __future__ import annotations
 

@@ -99,7 +99,7 @@ def test_candidates_are_the_fronts_best_and_the_defaults_as_many_as_the_budget_l
 
 
 def test_the_headline_says_capacity_cost_and_the_gain_over_the_best_default(tmp_path):
-    request = adviser.Request("m.onnx", 5.0, price=0.10, target_qps=100_000.0)
+    request = adviser.Request("m.onnx", 5.0, price=0.10, need_qps=100_000.0)
     pick = confirmed(config(batch=16, delay=0.1), 33_700.0, "sustained")
     default = confirmed(config(batch=8, delay=0.5), 30_700.0, "sustained", "default")
     advice = adviser.Advice(request, "onnx/m", 2, "all", adviser.Trials(), [], [pick, default],
@@ -148,11 +148,19 @@ def test_the_configuration_written_out_is_a_suite_run_takes_and_code_that_sets_i
     import tomllib
 
     suite = parse_suite(tomllib.loads(advice_report.suite_toml(advice, chosen)))
-    assert suite.workloads == ("torch/digits-mlp",) and suite.threads == 2
+    # `threads` is a runtime's threads everywhere: the timings' at the top, each worker's in
+    # the scenario, so 2 workers x 1 thread reads workers = 2, threads = 1
+    assert suite.workloads == ("torch/digits-mlp",) and suite.threads == 1
     assert suite.recipes == ("fp32", "int8-dynamic") and suite.optimization == "all"
     (server,) = suite.scenarios
-    assert (server.workers, server.batch_sizes, server.max_delay_ms, server.p99_ms) == (
-        2, (8,), 0.5, 5.0)
+    assert (server.workers, server.threads, server.batch_sizes, server.max_delay_ms,
+            server.p99_ms) == (2, 1, (8,), 0.5, 5.0)
+    assert server.layout("cpu", 8) == (2, 1)
+    # the loadgen line pastes the same pool: --workers 2 --threads 1, as loadgen reads it
+    line = advice_report.loadgen_command(advice, chosen)
+    assert "--workers 2 --threads 1" in line
+    wide = advice_report.loadgen_command(advice, config(workers=1, threads=2))
+    assert "--workers 1 --threads 2" in wide
     code = advice_report.session_code(chosen, 1)
     assert "intra_op_num_threads = 1" in code and "ORT_ENABLE_ALL" in code
     namespace: dict = {}
@@ -463,10 +471,12 @@ def test_the_budget_goes_on_across_resumes_and_a_spent_one_leaves_the_session_tr
     (out / adviser.SPENT_FILE).write_text(json.dumps({"spent_s": 1e6}))
     monkeypatch.setattr(adviser, "SEARCH_LEAST_S", 0.3)  # a search cut short by the budget
     started: list[str] = []
+    confirmations = []
 
     def start(plan, folder: Path) -> bool:
         started.append(folder.name)
         if folder.name != "t1":
+            confirmations.append(plan)
             folder.mkdir(parents=True, exist_ok=True)  # as the executor makes it
             return False  # a confirmation: interrupted, so advise ends here
         folder.mkdir(parents=True, exist_ok=True)  # the plan made it
@@ -482,10 +492,16 @@ def test_the_budget_goes_on_across_resumes_and_a_spent_one_leaves_the_session_tr
 
     said: list[str] = []
     request = adviser.Request(str(model), 20.0, threads=(1,), recipes=("fp32",), budget_s=60)
-    result = adviser.advise(request, out, adviser.Runner(start, lambda f, c: False),
+    result = adviser.advise(request, out, adviser.StageRunner(start, lambda f, c: False),
                             say=said.append)
     assert result is None and started[0] == "t1" and all(
         name.startswith(("searched-", "default-")) for name in started[1:])
+    # a confirmation serves workers of the one thread each that was timed: `threads` is each
+    # worker's in its scenario, and a runtime's in its suite
+    (confirming,) = confirmations
+    (step,) = confirming.steps
+    assert step.settings.threads == 1 and confirming.suite.threads == 1
+    assert step.settings.layout("cpu", 64) == (step.settings.workers, 1)
     assert any("the budget is spent" in line for line in said)
     planned = json.loads((out / "trials" / "sessions.json").read_text())
     assert planned["timed"] == [] and len(planned["left_out"]) == len(adviser.TRIAL_SESSIONS)
@@ -505,7 +521,7 @@ def test_the_budget_goes_on_across_resumes_and_a_spent_one_leaves_the_session_tr
     before, started[:] = evaluated(), []
     assert 0 < before < 26  # of 26 configurations: cut by the budget
     (out / adviser.SPENT_FILE).write_text(json.dumps({"spent_s": 0.0}))
-    assert adviser.advise(request, out, adviser.Runner(start, lambda f, c: False)) is None
+    assert adviser.advise(request, out, adviser.StageRunner(start, lambda f, c: False)) is None
     assert started and all(name.startswith(("searched-", "default-")) for name in started)
     assert json.loads((out / "trials" / "sessions.json").read_text()) == planned
     assert evaluated() == before
@@ -531,7 +547,7 @@ def test_the_combination_is_timed_after_the_options_alone_and_a_spent_budget_lea
     monkeypatch.setattr(adviser, "SEARCH_LEAST_S", 0.3)
     monkeypatch.setattr(adviser, "TRIALS", 20)
 
-    def runner(started: list[str], spend_after: str) -> adviser.Runner:
+    def runner(started: list[str], spend_after: str) -> adviser.StageRunner:
         def start(plan, folder: Path) -> bool:
             started.append(folder.name)
             folder.mkdir(parents=True, exist_ok=True)
@@ -549,7 +565,7 @@ def test_the_combination_is_timed_after_the_options_alone_and_a_spent_budget_lea
             if folder.name == spend_after:
                 left[0] = 0.0
             return True
-        return adviser.Runner(start, lambda f, c: False)
+        return adviser.StageRunner(start, lambda f, c: False)
 
     both = "t1-memory_arena-off-memory_pattern-off"
     request = adviser.Request(str(model), 20.0, threads=(1,), recipes=("fp32",))
@@ -622,3 +638,36 @@ def test_advise_on_a_built_in_workload_times_native_and_onnx_and_their_session_o
         suite = parse_suite(tomllib.loads((out / "advice.md").read_text().split(
             "```toml\n")[1].split("```")[0]))
         assert suite.workloads == ("torch/digits-mlp",) and suite.scenarios[0].p99_ms == 20
+
+
+def test_a_confirmation_stored_before_threads_were_per_worker_resumes_with_its_pool(tmp_path):
+    """A confirmation folder made when the suite's `threads` were the pool's cores (workers x
+    threads) and its settings had no `threads`: replanned for --resume, the same pool."""
+    from toolkit.plans import replan
+    from toolkit.plans.advise import confirm_plan
+    from toolkit.plans.steps import Sources
+    from toolkit.scenarios import ScenarioSettings
+    from toolkit.suite import Case
+
+    settings = ScenarioSettings(p99_ms=5.0, workers=2, threads=3, queries=512)
+    plan = confirm_plan(Case("onnx/mlp", "onnxruntime", "cpu"), "per-worker", settings,
+                        Sources(onnx="m.onnx", inputs="i.npz"),
+                        Suite("bench", ("onnx/mlp",), threads=3, scenarios=(settings,)), "x")
+    stored = json.loads(json.dumps(plan.run))
+    stored["suite"]["threads"] = 6
+    del stored["suite"]["scenarios"][0]["threads"], stored["settings"]["threads"]
+    (step,) = replan(stored, tmp_path, tmp_path / "results.json").steps
+    assert step.settings.layout("cpu", 64) == (2, 3)
+    (step,) = replan(json.loads(json.dumps(plan.run)), tmp_path, tmp_path / "r.json").steps
+    assert step.settings == settings  # and one stored today, as it was
+
+
+def test_the_rate_a_service_must_sustain_is_need_qps_as_in_loadgen_and_old_requests_resume():
+    """`target_qps` is loadgen's rate to measure at; what advise's answer must sustain is
+    `need_qps` (--need-qps), also in an advise-request.json stored before it was renamed."""
+    request = adviser.Request("m.onnx", 5.0, need_qps=50_000.0)
+    assert adviser.Request.from_dict(json.loads(json.dumps(request.to_dict()))) == request
+    old = {k: v for k, v in request.to_dict().items() if k != "need_qps"}
+    assert adviser.Request.from_dict({**old, "target_qps": 50_000.0}) == request
+    with pytest.raises(BadInputError, match="--need-qps 0: give a number > 0"):
+        adviser.Request("m.onnx", 5.0, need_qps=0.0)

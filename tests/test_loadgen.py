@@ -62,7 +62,8 @@ def server_run(tmp_path_factory: pytest.TempPathFactory):
     # a bound well above this machine's tail jitter (two cores: p99 of 3-5 ms at any rate for
     # the batched worker processes), so each search ends at its load limit, quickly
     proc = loadgen(str(model), "--scenario", "server", "--p99-ms", "20", "--queries", "1024",
-                   "--threads", "2", "--out", str(out), "--history", str(root / "h.sqlite"))
+                   "--workers", "2", "--threads", "1", "--out", str(out),
+                   "--history", str(root / "h.sqlite"))
     return proc, out, model
 
 
@@ -82,7 +83,8 @@ def test_server_finds_each_options_peak_rate_under_the_bound(server_run):
         points = info["points"]
         assert points and info["peak_kind"] in ("sustained", "unconfirmed", "lower bound",
                                                 "none"), variant
-        assert info["workers"] == 2 and info["threads_per_worker"] == 1
+        assert info["workers"] == 2 and info["threads_per_worker"] == 1  # as asked
+        assert record["threads"] == 1  # a runtime's threads, as in run and bench
         assert info["pool"] == ("processes" if variant.startswith("processes") else "threads")
         assert record["settings"]["spinning"] is False
         assert info["gil_switch_ms"] == 0.5  # not Python's 5 ms: a floor under every p99
@@ -170,14 +172,66 @@ def test_a_loadgen_run_resumes_only_what_is_missing(server_run, tmp_path):
     payload = json.loads((copy / "results.json").read_text())
     dropped = payload["records"].pop()
     payload["run"]["interrupted"] = True
+    # as a run made before --threads was each worker's stored it: `--workers 2 --threads 2`,
+    # two cores shared by two workers
+    suite = payload["run"]["suite"]
+    suite["threads"] = 2
+    del suite["scenarios"][0]["threads"]
     (copy / "results.json").write_text(json.dumps(payload))
     proc = loadgen("--resume", str(copy), "--history", str(tmp_path / "h.sqlite"))
     assert proc.returncode == 0, proc.stderr[-3000:]
     again = records(copy)
     assert len(again) == 6 and again[-1]["variant"] == dropped["variant"]
     assert again[-1]["status"] == "ok" and again[-1]["info"]["points"]  # searched again
+    assert (again[-1]["info"]["workers"], again[-1]["info"]["threads_per_worker"]) == (2, 1)
     refused = loadgen("--resume", str(copy), "--scenario", "offline")
     assert refused.returncode == 2 and "drop --scenario" in refused.stderr
+
+
+@pytest.mark.parametrize(("args", "scenario", "provider", "pool"), [
+    (["--workers", "2", "--threads", "1"], "server", "cpu", (2, 1)),
+    (["--workers", "1", "--threads", "2"], "offline", "cpu", (1, 2)),
+    ([], "server", "cpu", (4, 1)),  # a worker per physical core, one thread each
+    ([], "offline", "cpu", (4, 1)),
+    ([], "singlestream", "cpu", (1, 4)),  # one query in flight: one worker, every core
+    ([], "server", "cuda", (1, 4)),  # one worker per GPU
+    (["--workers", "2"], "server", "cpu", (2, 2)),  # the cores shared among them
+    (["--threads", "2"], "server", "cpu", (2, 2)),  # as many workers as the cores hold
+])
+def test_loadgen_plans_each_option_as_workers_of_threads_each(tmp_path, monkeypatch, args,
+                                                               scenario, provider, pool):
+    """`--threads` is the threads each worker gets, as in run and bench: what the command
+    line gives becomes each Scenario step's pool (on a machine of 4 physical cores), and the
+    child's thread variables are the pool's cores in all."""
+    from typer.testing import CliRunner
+
+    from toolkit import executor
+    from toolkit.cli import app
+    from toolkit.isolate import ChildResult
+    from toolkit.plans import steps
+
+    children: list[tuple[dict, int]] = []
+
+    def child(spec, workdir, *, timeout_s, threads, name):
+        children.append((spec, threads))
+        return ChildResult([], "not run in this test")
+
+    planned = []
+    monkeypatch.setattr(steps, "run_child", child)
+    monkeypatch.setattr(steps, "default_threads", lambda: 4)
+    monkeypatch.setattr(executor, "start", lambda plan, out, **_: planned.append(plan))
+    model = mlp(tmp_path / "m.onnx")
+    result = CliRunner().invoke(app, ["loadgen", str(model), "--scenario", scenario,
+                                      "--providers", provider, *args,
+                                      "--out", str(tmp_path / "out")])
+    assert planned, result.output
+    (plan,) = planned
+    served = [s for s in plan.steps if isinstance(s, Scenario)]
+    assert served and all(s.case.provider == provider for s in served)
+    for step in served:
+        step.execute(Context(plan.suite, tmp_path / "out"))
+    assert {(spec["workers"], spec["threads"]) for spec, _ in children} == {pool}
+    assert {threads for _, threads in children} == {pool[0] * pool[1]}
 
 
 @pytest.mark.parametrize(("scenario", "check"), [

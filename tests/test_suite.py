@@ -1,7 +1,7 @@
 import pytest
 
 from toolkit.errors import BadInputError
-from toolkit.suite import cases, load_suite, parse_suite
+from toolkit.suite import Suite, cases, default_threads, load_suite, parse_suite
 
 
 def test_builtin_suites_load():
@@ -48,6 +48,10 @@ def test_cases_are_native_where_it_can_run_then_each_provider():
     ({"workloads": ["digits-mlp"], "scenarios": {"server": {"spinning": "yes"}}},
      "[scenarios.server] spinning = 'yes' is not true or false"),
     ({"workloads": ["digits-mlp"], "session": "fast"}, "session = 'fast' is not a table"),
+    ({"workloads": ["digits-mlp"], "scenarios": {"server": {"threads": 0}}},
+     "[scenarios.server]: --threads 0: give the threads each worker gets"),
+    ({"workloads": ["digits-mlp"], "scenarios": {"server": {"threads": "all"}}},
+     "[scenarios.server] threads = 'all' is not a whole number"),
 ])
 def test_bad_suites_name_the_value(raw, message):
     with pytest.raises(BadInputError) as info:
@@ -77,3 +81,46 @@ def test_missing_and_invalid_suite_files(tmp_path):
     bad.write_text("workloads = [")
     with pytest.raises(BadInputError, match="not valid TOML"):
         load_suite(str(bad))
+
+
+def test_threads_are_a_runtimes_at_the_top_and_each_workers_in_a_scenario():
+    """One meaning: the top-level `threads` is each timed runtime's and does not size a pool;
+    a [scenarios.NAME] table's is each worker's, beside its `workers`."""
+    suite = parse_suite({"workloads": ["digits-mlp"], "threads": 1, "scenarios": {
+        "server": {"workers": 2, "threads": 1}, "offline": {}, "singlestream": {"threads": 2}}})
+    server, offline, stream = suite.scenarios
+    assert suite.threads == 1
+    assert server.layout("cpu", 8) == (2, 1)
+    assert offline.layout("cpu", 8) == (8, 1)  # a worker per core, whatever the top says
+    assert stream.layout("cpu", 8) == (1, 2)
+    assert Suite.from_dict(suite.to_dict()) == suite
+
+
+def stored(threads: int, providers: tuple[str, ...] = ("cpu",), **scenario) -> dict:
+    """A suite's run section as results.json kept it before `threads` was each worker's: no
+    `threads` in its scenarios, whose workers shared the suite's `threads` cores."""
+    suite = parse_suite({"workloads": ["digits-mlp"], "threads": threads,
+                         "providers": list(providers),
+                         "scenarios": {scenario.pop("scenario", "server"): scenario}})
+    raw = suite.to_dict()
+    for entry in raw["scenarios"]:
+        del entry["threads"]
+    return raw
+
+
+@pytest.mark.parametrize(("raw", "provider", "pool"), [
+    (stored(4, workers=2), "cpu", (2, 2)),  # --workers 2 --threads 4 was 2 workers x 2
+    (stored(4, scenario="singlestream"), "cpu", (1, 4)),  # a stream: one worker, every core
+    (stored(3), "cpu", (3, 1)),  # --threads 3 was a worker per core of the 3, one thread each
+    (stored(default_threads(), ("cpu", "cuda")), "cuda", (1, default_threads())),
+    (stored(default_threads(), ("cpu", "cuda")), "cpu", (default_threads(), 1)),
+])
+def test_a_suite_stored_before_threads_were_per_worker_resumes_with_the_same_pools(raw, provider,
+                                                                                   pool):
+    (scenario,) = Suite.from_dict(raw).scenarios
+    assert scenario.layout(provider, default_threads()) == pool  # laid over this machine
+
+
+def test_a_cuda_suite_stored_on_other_cores_than_the_default_is_refused_with_why():
+    with pytest.raises(BadInputError, match="planned when --threads .* meant the cores"):
+        Suite.from_dict(stored(default_threads() + 1, ("cpu", "cuda")))

@@ -1,5 +1,7 @@
-"""`deploybench advise`: which runtime, recipe, threads, workers and batching serve a model at
-the highest sustained rate within a p99 bound, an accuracy limit and a memory limit.
+"""`deploybench advise`: the search for how to serve a model best, confirmed under LoadGen.
+
+Which runtime, recipe, threads, workers and batching serve a model at the highest sustained
+rate within a p99 bound, an accuracy limit and a memory limit.
 
 Three stages, each on the one executor, in one folder:
 1. **Trials** (`trials/t<threads>/`): the model's options (native runtime, ONNX Runtime) and
@@ -58,16 +60,9 @@ DELAYS_MS = (0.1, 0.5, 1.0)  # batching delays tried (those under half the bound
 TRIALS = 150  # configurations the search evaluates at most
 CONFIRM_BEST = 2  # the front's best configurations confirmed under LoadGen
 # A Python server's serial costs (`toolkit.queueing`), seconds a query and a call, by how the
-# option is served, fitted to `loadgen` and `advise` peaks of fast models (calls of 6-30 us)
-# on this project's 2-core machine in a quieter spell of 2026-12-02 (at most 1.1% steal, runs
-# of at least 0.5 s): the unbatched peak is 1 / (query + call), a peak batching up to b is about
-# 1 / (query + call / b). Threads, from advise's confirmations of torch/digits-mlp served by
-# ONNX Runtime (2 workers: 22.1k unbatched, 52.5k batching 8; 1 worker of 2 threads batching
-# 16: 91.6k and 73.8k), least squares: 11.6 us and 33.8 us (so the model caps any peak at
-# 1 / 11.6 us = 86k, under the 91.6k seen once: it ranks, LoadGen measures). Processes, from
-# `loadgen` runs 2 and 3 of the 64-64-10 MLP and of digits-mlp (ONNX Runtime processes
-# 13.3-17.7k, +batching 33.8-37.2k, means solved): 23 us and 41 us. Earlier, noisier figures
-# (with 5-18% steal) fitted 26/53 and 31/99 us: the constants are this machine's.
+# option is served: the unbatched peak is 1 / (query + call), a peak batching up to b about
+# 1 / (query + call / b), fitted to LoadGen peaks of fast models on one machine (the fit is in
+# the dated results under benchmarks/). They rank configurations; LoadGen measures the pick.
 SERIAL_S = {"threads": (11.6e-6, 33.8e-6), "processes": (23e-6, 41e-6)}
 CONFIRM_TIMEOUT_S = (60.0, 600.0)  # each confirmation's timeout: its share of the budget, within
 RUNS_PER_SEARCH = 14  # LoadGen runs a sustained-peak search takes, about
@@ -94,7 +89,7 @@ class Request:
     max_quality_drop: str = "1%"
     memory_mb: float | None = None
     price: float | None = None  # USD per hour of a machine like this one
-    target_qps: float | None = None
+    need_qps: float | None = None  # the rate the service must sustain (as loadgen's)
     budget_s: float = 1200.0
     threads: tuple[int, ...] = ()  # per worker (default: 1 and every core)
     recipes: tuple[str, ...] = DEFAULT_RECIPES
@@ -107,7 +102,7 @@ class Request:
         if not (self.p99_ms > 0 and math.isfinite(self.p99_ms)):
             raise BadInputError(f"--p99-ms {self.p99_ms:g}: give a bound in ms > 0, e.g. 5")
         for flag, value in (("--memory-mb", self.memory_mb), ("--price", self.price),
-                            ("--target-qps", self.target_qps)):
+                            ("--need-qps", self.need_qps)):
             if value is not None and not (value > 0 and math.isfinite(value)):
                 raise BadInputError(f"{flag} {value:g}: give a number > 0")
         if not self.budget_s > 0:
@@ -133,6 +128,8 @@ class Request:
         values = dict(raw)
         for name in ("threads", "recipes", "shapes"):
             values[name] = tuple(values.get(name) or ())
+        if "target_qps" in values:  # stored before advise's --target-qps became --need-qps
+            values["need_qps"] = values.pop("target_qps")
         return cls(**values)
 
 
@@ -226,12 +223,11 @@ def read_session_trials(found: Trials, folders: Sessions) -> None:
     then says it was not timed).
 
     The options' series are timed minutes after the trials they are set against, and the
-    machine's speed drifts in between (resnet18 here: the default session took 49.0 ms a
-    call in the trials, and 44.6 ms with the memory arena off hours later: the gap need not
-    be the option's). So the default session is timed again first among them
-    (`()`, the control), and each option's times are scaled by the trials' median over the
-    control's, size by size (`found.session_drift`): what is compared is the option against
-    the default timed beside it. Where the control was not timed, the options are left out."""
+    machine's speed drifts in between (a gap between them need not be the option's). So the
+    default session is timed again first among them (`()`, the control), and each option's
+    times are scaled by the trials' median over the control's, size by size
+    (`found.session_drift`): what is compared is the option against the default timed beside
+    it. Where the control was not timed, the options are left out."""
     option = option_name("onnxruntime", FP32)
     timed = session_series(folders)
     for (threads, changed), sizes in timed.items():
@@ -445,7 +441,7 @@ class Confirmed:
                    spread, tuple(info.get("failed_below_qps") or ()), reason, predicted,
                    (sum(1 for p in at_peak if p.get("valid")), len(at_peak)),
                    tuple(tuple(speed[w]) for w in ("before", "after") if speed.get(w)),
-                   tuple(speed["fastest_seen"]) if isinstance(  # a number, before 2026-12-02
+                   tuple(speed["fastest_seen"]) if isinstance(  # older records: a number
                        speed.get("fastest_seen"), list | tuple) else None,
                    speed.get("seconds", busy.CORE_SPEED_S))
 
@@ -627,7 +623,7 @@ class Advice:
             "confirmed": [c.to_dict() for c in self.confirmed],
             "pick": chosen.to_dict() if chosen else None,
             "default": default.to_dict() if default else None,
-            "machines": machines(self.request.target_qps, chosen.peak_qps if chosen else None),
+            "machines": machines(self.request.need_qps, chosen.peak_qps if chosen else None),
             "usd_per_million": usd_per_million(self.request.price,
                                                chosen.peak_qps if chosen else None),
         }
@@ -670,10 +666,10 @@ Progress = Callable[[int, int, str], None]
 
 
 @dataclass(frozen=True)
-class Runner:
-    """How `advise` runs a plan into a folder, or finishes one cut short there: the CLI's
-    executor with its progress bar and backend. `run(plan, folder)` returns whether the plan
-    finished (False: interrupted)."""
+class StageRunner:
+    """How `advise` runs a stage's plan into a folder, or finishes one cut short there: the
+    CLI's executor with its progress bar and backend. `start(plan, folder)` and
+    `resume(folder, command)` return whether the plan finished (False: interrupted)."""
 
     start: Callable[[Any, Path], bool]
     resume: Callable[[Path, str], bool]
@@ -688,7 +684,7 @@ def _finished(folder: Path) -> bool | None:
     return bool(run.get("finished")) and not run.get("interrupted")
 
 
-def _stage(runner: Runner, folder: Path, command: str, plan: Callable[[], Any]) -> bool:
+def _stage(runner: StageRunner, folder: Path, command: str, plan: Callable[[], Any]) -> bool:
     state = _finished(folder)
     if state is True:
         return True
@@ -731,7 +727,7 @@ def spent_before(folder: Path) -> float:
         return 0.0
 
 
-def advise(request: Request, out_dir: Path, runner: Runner, *, trust_pickle: bool = False,
+def advise(request: Request, out_dir: Path, runner: StageRunner, *, trust_pickle: bool = False,
            say: Callable[[str], None] = lambda line: None) -> Advice | None:
     """The three stages into `out_dir` (each skipped where it finished before: --resume); None
     when one was interrupted (what finished is kept). The budget's clock goes on from what
@@ -755,7 +751,7 @@ def keep_spent(folder: Path, started: float) -> None:
         os.replace(temporary, folder / SPENT_FILE)
 
 
-def _advise(request: Request, out_dir: Path, runner: Runner, started: float,
+def _advise(request: Request, out_dir: Path, runner: StageRunner, started: float,
             trust_pickle: bool, say: Callable[[str], None]) -> Advice | None:
     from toolkit.plans.advise import confirm_plan, serving_variant, trial_plan, trial_sources
     from toolkit.plans.model import ModelRequest, bench_suite
@@ -897,13 +893,13 @@ def _advise(request: Request, out_dir: Path, runner: Runner, started: float,
         guess = predicted.get(unspun(config)) or evaluate(unspun(config))
         settings = ScenarioSettings(
             scenario="server", p99_ms=request.p99_ms, workers=config.workers,
-            batch_sizes=(config.max_batch,) if batching else (),
+            threads=config.threads, batch_sizes=(config.max_batch,) if batching else (),
             max_delay_ms=config.max_delay_ms if batching else None,
             queries=confirm_queries(guess.rate), longest_run_s=CONFIRM_LONGEST_RUN_S,
             spinning=bool(dict(config.session).get(SPINNING)))
         session = dict(unspun(config).session)  # ONNX Runtime's (a native option has none)
         suite = dataclasses.replace(
-            Suite.from_dict(run["suite"]), threads=config.workers * config.threads,
+            Suite.from_dict(run["suite"]), threads=config.threads,
             timeout_s=timeout, scenarios=(settings,), rounds=1,
             optimization=session.pop("graph_optimization", optimization),
             session=tuple(sorted(session.items())))

@@ -121,13 +121,11 @@ def steal_percent(before: tuple[int, int] | None, after: tuple[int, int] | None)
     return round(100.0 * (after[0] - before[0]) / (after[1] - before[1]), 1)
 
 
-# A virtual machine's cores can run slower than they did a minute ago with no steal to show
-# it: on this project's 2-core VM, after a pause of a few minutes, a pure-Python loop took
-# twice its time for seconds at a stretch, on and off for about a minute (and one core read
-# 25% slow for a whole minute once), while /proc/stat counted no steal. A LoadGen run in such
-# a spell fails rates the option holds, so the first `loadgen` after a pause read 20-45% low.
-# So the serving steps time a short loop on every core before and after each option: the
-# figures say how fast the cores were, and the reports say when they were not steady.
+# A virtual machine's cores can run slower than they did a minute ago, for seconds at a
+# stretch, with no steal in /proc/stat to show it, and a LoadGen run in such a spell fails
+# rates the option holds. So the serving steps time a short loop on every core before and
+# after each option: the figures say how fast the cores were, and the reports say when they
+# were not steady.
 CORE_SPEED_S = 0.25  # each reading: this long on every core at once
 UNSTEADY = 0.15  # a reading more than this share below the fastest is slow
 SLOW_SHARE = 0.1  # more slow readings than this share: the cores were not steady

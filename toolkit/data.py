@@ -1,7 +1,10 @@
-"""Datasets: the seed article's synthetic sets and scikit-learn's bundled digits.
+"""Datasets: the seed examples' synthetic sets and scikit-learn's bundled digits.
 
-Nothing is downloaded: every set is generated from a fixed seed or ships with scikit-learn.
-Features are float32, as served; the layout (flat, NCHW, NHWC) is the consumer's choice.
+The seed examples are the three small models deploybench began from (`seed-linreg`,
+`seed-dense`, `seed-cnn`: a line fit, a dense network and a CNN on random data), each just
+enough to show the gap between training a model and serving it. Nothing is downloaded: every set
+is generated from a fixed seed or ships with scikit-learn. Features are float32, as served; the
+layout (flat, NCHW, NHWC) is the consumer's choice.
 """
 
 from __future__ import annotations
@@ -41,7 +44,7 @@ def seed_linreg() -> Dataset:
 
 
 def seed_dense() -> Dataset:
-    """1,000 x 10 random features with random binary labels (nothing to learn: the seed's demo)."""
+    """1,000 x 10 random features with random binary labels (nothing to learn: a seed example)."""
     rng = np.random.default_rng(SEED)
     x = rng.random((1100, 10)).astype(np.float32)
     y = rng.integers(0, 2, size=1100).astype(np.float32)
@@ -50,7 +53,7 @@ def seed_dense() -> Dataset:
 
 
 def seed_images() -> Dataset:
-    """1,000 random 1 x 28 x 28 images with random labels of 10 classes (the seed CNN's demo)."""
+    """1,000 random 1 x 28 x 28 images with random labels of 10 classes (seed-cnn's data)."""
     rng = np.random.default_rng(SEED)
     x = rng.random((1100, 1, 28, 28)).astype(np.float32)
     y = rng.integers(0, 10, size=1100).astype(np.int64)

@@ -1,6 +1,8 @@
-"""Energy counters where the machine exposes one: NVML's total energy of a GPU, RAPL's package
-energy of the CPU (/sys/class/powercap). Both count the whole device, every process on it, so
-a figure per prediction is the device's while the option served, not the option's alone.
+"""Energy counters where the machine exposes one: NVML's for a GPU, RAPL's for the CPU.
+
+NVML gives a GPU's total energy, RAPL the CPU package's (/sys/class/powercap). Both count the
+whole device, every process on it, so a figure per prediction is the device's while the option
+served, not the option's alone.
 
 `counter(device)` gives a reader of joules so far and what it reads, or None and why not: a
 record says which.

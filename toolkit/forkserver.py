@@ -1,12 +1,12 @@
 """A warm process that has imported a runtime once and forks a fresh child for each step.
 
-Importing TensorFlow takes about 10 s on this project's 2-core machine, PyTorch about 5 s, and
-a run starts a child per case per round: the quick suite spent over 100 s of its 300 s
-importing. A fork server imports the runtime once (`RUNNERS[name].import_framework`, the same
-call a measuring child times), then forks a child per step; the child runs `toolkit.worker`'s
-`main` as a spawned one would, with its own log, session and process group. What it does not
-redo is the import: a measuring child reports the import time the server measured
-(`toolkit.preloaded`, one figure for the run; its record says so).
+Importing TensorFlow or PyTorch takes seconds, and a run starts a child per case per round, so a
+suite could spend much of its time importing. A fork server imports the runtime once
+(`RUNNERS[name].import_framework`, the same call a measuring child times), then forks a child
+per step; the child runs `toolkit.worker`'s `main` as a spawned one would, with its own log,
+session and process group. What it does not redo is the import: a measuring child reports the
+import time the server measured (`toolkit.preloaded`, one figure for the run; its record says
+so).
 
 Protocol, one JSON object per line: the server says {"ready": ..., "import_seconds": s}; each
 request {"spec", "out", "log", "cwd"} is answered {"pid": p} when the child starts and

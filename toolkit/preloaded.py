@@ -1,6 +1,8 @@
-"""What a fork server imported before it forked this process (`toolkit.forkserver`), read by the
-step that reports an import time; empty in a spawned process. A module of its own, so the
-steps need not import the server's code."""
+"""What a fork server imported before it forked this process (`toolkit.forkserver`).
+
+Read by the step that reports an import time; empty in a spawned process. A module of its own,
+so the steps need not import the server's code.
+"""
 
 from __future__ import annotations
 

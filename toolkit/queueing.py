@@ -1,5 +1,6 @@
-"""What a serving path would do under Poisson arrivals, worked out from measured service times:
-the cheap trial of `deploybench advise`. Nothing here measures or sleeps.
+"""A queueing model of a serving path under Poisson arrivals, from measured service times.
+
+The cheap trial of `deploybench advise`. Nothing here measures or sleeps.
 
 A path is `workers` workers behind one dynamic batcher that behaves as `toolkit.serving`'s: when
 a worker is free it takes the oldest waiting query and what else arrives until `max_delay_s`
@@ -26,7 +27,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 QUERIES = 2048  # as a LoadGen server run of deploybench (toolkit.scenarios.SERVER_QUERIES)
-PRECISION = 0.02  # the peak search stops when good and bad rates are this close
+MODEL_BISECT_TO = 0.02  # `peak` bisects until good and bad rates are within this share
 
 
 @dataclass(frozen=True)
@@ -170,7 +171,7 @@ def peak(path: Path, bound_s: float, queries: int = QUERIES, seed: int = 0) -> t
             return 0.0, math.inf  # the tail alone breaks the bound
         rate /= 2
     bad = rate * 2
-    while bad - good > PRECISION * good:
+    while bad - good > MODEL_BISECT_TO * good:
         middle = (good + bad) / 2
         passed, tail = within(middle)
         if passed:

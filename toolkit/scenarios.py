@@ -1,8 +1,9 @@
-"""Serving under load, the parts that need no model: the settings of a LoadGen scenario, the
-serving paths (variants) an option is measured on, the peak search, and LoadGen's own log read
-back. The system under test is `toolkit.serving`; the step that joins them is
-`toolkit.steps.scenario`. LoadGen decides what the numbers mean (latency from a query's
-scheduled time, validity, early stopping); nothing here measures.
+"""Serving under load, the parts that need no model: scenario settings, the peak search, logs.
+
+The settings of a LoadGen scenario, the serving paths (variants) an option is measured on, the
+peak search, and LoadGen's own log read back. The system under test is `toolkit.serving`; the
+step that joins them is `toolkit.steps.scenario`. LoadGen decides what the numbers mean (latency
+from a query's scheduled time, validity, early stopping); nothing here measures.
 
     server        Poisson arrivals at a rate; the peak: the highest rate LoadGen calls VALID
                   (its p99 within the bound, enough queries), found by doubling then bisecting
@@ -30,25 +31,22 @@ LOADGEN_NAMES = {"server": "Server", "offline": "Offline", "singlestream": "Sing
 DEFAULT_P99_MS = 10.0
 DEFAULT_DURATION_S = 1.0  # offline and the streams: each run's minimum duration
 # A server run is sized by its query count, the same at every rate, so that LoadGen's early
-# stopping judges a slow option and a fast one alike: of 2048 queries it lets 10 (0.49%) be
-# over the bound at 99% confidence. Runs of one duration gave a 250 q/s option 512 queries,
-# with none allowed over, and a 20k q/s one 20,000, with about 170 allowed.
+# stopping judges a slow option and a fast one alike (of 2048 queries it lets 10, 0.49%, be
+# over the bound at 99% confidence); runs of one duration would give a fast option many more.
 SERVER_QUERIES = 2048
 # ... but at least this long: at a fast option's rates 2048 queries last milliseconds, too few
-# for an overloaded server's queue to grow past the bound. Seen here: ONNX Runtime batching a
-# 64-64-10 MLP passed twice at 116.8k q/s in runs of 17.6 ms while answering 94-97k q/s (p50
-# 3.5-4 ms, the queue growing); at 0.5 s a 3% overload at 100k q/s leaves 15 ms of backlog.
+# for an overloaded server's queue to grow past the bound, so an overloaded rate would pass.
 # Such runs have more queries, so early stopping lets a larger share be over the bound (about
 # 0.9% of 50,000 against 0.49% of 2048): the price of a run long enough to show overload.
 SHORTEST_SERVER_RUN_S = 0.5
 LONGEST_SERVER_RUN_S = 10.0  # the slowest rate a server search tries runs its queries this long
 # (a search that fails at every rate, its tail set by the machine rather than the load, would
-# otherwise halve down into runs of minutes: seen here, 245 s for one option at 1024 queries)
+# otherwise halve down into runs of minutes)
 # LoadGen's early stopping needs 459 queries, all within the bound, to call a p99 VALID: the
 # fewest a server run may have (--queries), and the fewest an offline or stream run gets.
 MIN_QUERIES = 512
 # MultiStream's early stopping judges its p99 over queries of several samples and asks for
-# 662 at least ("Need to process at least 662 queries", seen here at 512).
+# 662 at least (LoadGen: "Need to process at least 662 queries").
 MIN_QUERIES_BY_SCENARIO = {"multistream": 662, "offline": 1}
 
 
@@ -62,7 +60,8 @@ MLPERF_MIN_DURATION_S = 600.0
 # The percentile each scenario's latency is judged by (MLPerf's metric).
 PERCENTILE = {"server": 99.0, "offline": 99.0, "singlestream": 90.0, "multistream": 99.0}
 DEFAULT_BATCH = {"server": 8, "offline": 64, "singlestream": 1, "multistream": 8}
-PRECISION = 0.05  # the search stops when the highest good and lowest bad rates are this close
+BISECT_TO = 0.05  # the peak search bisects until the lowest bad rate is within this share of
+# the highest good one
 MAX_POINTS = 24  # runs one search may make (doubling, bisecting, retries, confirmations),
 # besides at most SLOW_RETRIES failed runs set aside in a slow spell of the cores
 SLOW_RETRIES = 3
@@ -72,10 +71,9 @@ UNLOADED_COMPLETED = 0.97  # that answered this share of its scheduled rate, was
 
 
 # LoadGen makes every query of a run before the run starts and holds them all (loadgen.cc,
-# GenerateQueries), and hands an offline run's samples to Python in one list. Measured here: a
-# single-stream run of 2M queries took 630 MB more than one of a handful (about 320 bytes a
-# query), an offline run of 2.2M samples 1.1 GB more (about 500 bytes a sample). A stream run
-# is given queries for twice its minimum duration at the expected latency, a server run its
+# GenerateQueries), and hands an offline run's samples to Python in one list: the bytes below
+# are what a query and a sample took, measured (the dated results under benchmarks/). A stream
+# run is given queries for twice its minimum duration at the expected latency, a server run its
 # duration at the target rate (a short server run: its --queries), an offline run 1.1 x its
 # duration x the expected rate in samples. A run that would take more than this is not made: a
 # compliant (600 s) stream run of a 6 us model would make 400M queries.
@@ -207,8 +205,11 @@ class ScenarioSettings:
     duration_s: float | None = None
     queries: int | None = None
     compliant: bool = False  # MLPerf's own minimum duration and query counts
-    workers: int | None = None  # default: --threads (server, offline on the CPU), 1 (streams,
-    # and one per GPU on CUDA)
+    # the pool: `workers` workers of `threads` threads each (`layout` fills in what is not
+    # given); by default a worker per physical core of one thread each (server and offline on
+    # the CPU), or one worker with every core (the streams; on CUDA, one worker per GPU)
+    workers: int | None = None
+    threads: int | None = None
     batch_sizes: tuple[int, ...] = ()  # server: the batching maximum; offline: per call;
     # multistream: samples per query; default DEFAULT_BATCH
     max_delay_ms: float | None = None  # batching: the longest a query waits (default bound/10)
@@ -255,6 +256,9 @@ class ScenarioSettings:
                                 "lowest rate to bound; leave --longest-run out")
         if self.workers is not None and self.workers < 1:
             raise BadInputError(f"--workers {self.workers}: give a whole number >= 1")
+        if self.threads is not None and self.threads < 1:
+            raise BadInputError(f"--threads {self.threads}: give the threads each worker gets, "
+                                "a whole number >= 1")
         if self.max_delay_ms is not None and not (self.max_delay_ms >= 0
                                                   and math.isfinite(self.max_delay_ms)):
             raise BadInputError(f"--max-delay-ms {self.max_delay_ms:g}: give a number >= 0")
@@ -276,8 +280,8 @@ class ScenarioSettings:
                                 "leave --max-delay-ms out")
         if self.scenario in STREAMS and self.workers not in (None, 1):
             raise BadInputError(f"--workers {self.workers}: {self.scenario} has one query in "
-                                "flight, so one worker (with every --threads); leave --workers "
-                                "out")
+                                "flight, so one worker (with every core, or --threads of them); "
+                                "leave --workers out")
         if self.compliant and self.scenario == "multistream" and sizes != (8,):
             raise BadInputError("--compliant: MLPerf's multistream queries are 8 samples; leave "
                                 "--batch-sizes out")
@@ -303,6 +307,17 @@ class ScenarioSettings:
                 f"--duration (duration_s) {self.run_s:g} s cannot run within --timeout "
                 f"(timeout_s) {timeout_s:g} s: give a timeout of at least "
                 f"{2 * self.run_s + 30:g} s, or a shorter duration")
+
+    def layout(self, provider: str, cores: int) -> tuple[int, int]:
+        """The pool on a machine of `cores` physical cores: (workers, threads each). What was
+        given stands; without `workers`, one worker (the streams: one query in flight; CUDA:
+        one per GPU) or as many as `cores` holds at `threads` each (one by default); without
+        `threads`, each worker's share of `cores` (at least one)."""
+        workers = self.workers
+        if workers is None:
+            alone = self.scenario in STREAMS or provider != "cpu"
+            workers = 1 if alone else max(1, cores // (self.threads or 1))
+        return workers, self.threads if self.threads is not None else max(1, cores // workers)
 
     @property
     def run_s(self) -> float:
@@ -474,17 +489,18 @@ def _invalid_reason(values: Mapping[str, Any], errors: Sequence[str]) -> str:
     return "; ".join(reasons + list(errors)) or "LoadGen called the run INVALID"
 
 
-CONFIRM = 2  # runs a peak rate must pass, all of them, to count as sustained
+CONFIRMATION_RUNS = 2  # runs a peak rate must pass, all of them, to count as sustained
 
 
 @dataclass
-class Search:
+class PeakSearch:
     """The points a peak search tried, and the highest rate that was good.
 
     `kind` says what `peak_qps` is: `sustained` (a higher rate failed, and the peak passed
-    CONFIRM runs), `unconfirmed` (the search ran out of runs before confirming it), `lower
-    bound` (every rate tried was valid: the peak is higher), `cut` (a run would not have fit in
-    the time left), or `none` (no rate was valid). Only a sustained peak may be picked."""
+    CONFIRMATION_RUNS runs), `unconfirmed` (the search ran out of runs before confirming it),
+    `lower bound` (every rate tried was valid: the peak is higher), `cut` (a run would not have
+    fit in the time left), or `none` (no rate was valid). Only a sustained peak may be
+    picked."""
 
     points: list[dict[str, Any]] = field(default_factory=list)
     peak_qps: float | None = None  # the scheduled rate of the best good point
@@ -554,19 +570,20 @@ def again_when_slow(run: Callable[[float], LoadGenResult],
 
 
 def search_peak(run_at: Callable[[float], LoadGenResult], start_qps: float, *,
-                precision: float = PRECISION, max_points: int = MAX_POINTS,
+                bisect_to: float = BISECT_TO, max_points: int = MAX_POINTS,
                 floor_qps: float = 1.0, fits: Callable[[float], bool] = lambda rate: True,
-                confirm: int = CONFIRM, bound_ms: float | None = None) -> Search:
+                confirmation_runs: int = CONFIRMATION_RUNS, bound_ms: float | None = None
+                ) -> PeakSearch:
     """The highest rate whose runs `run_at` calls valid: double from `start_qps` until a rate
     fails (or halve, down to `floor_qps`, until one passes), then bisect between the best good
-    and the lowest bad rate until they are within `precision` of each other, as LoadGen's
+    and the lowest bad rate until they are within `bisect_to` of each other, as LoadGen's
     FindPeakPerformance does. Guards against one noisy run, which near a limit both passes
     and fails at random: a failed run is run again, and a rate is bad only when it fails two
     of two (or of three, where the second passed), so one blip in the doubling does not cap
-    the search; and the peak must pass `confirm` runs, more than it failed. A peak that fails
-    its confirmation becomes the lowest bad rate and the search goes on below it (from the
-    next good rate down, else a step of twice the precision at a time). A rate whose run does
-    not `fit` in the time left ends the search.
+    the search; and the peak must pass `confirmation_runs` runs, more than it failed. A peak
+    that fails its confirmation becomes the lowest bad rate and the search goes on below it
+    (from the next good rate down, else a step of twice `bisect_to` at a time). A rate whose
+    run does not `fit` in the time left ends the search.
 
     p99 need not rise with the rate: a serving path whose hand-overs wait for an idle core to
     wake has its worst tail at low load, and is within the bound once busy. So once per search,
@@ -575,7 +592,7 @@ def search_peak(run_at: Callable[[float], LoadGenResult], start_qps: float, *,
     LOOK_PAST times that rate (where a run there fits, below any rate already refused), and
     climbs from there if it passes. The failed rates below the
     peak are kept in `failed_below`."""
-    search = Search()
+    search = PeakSearch()
     good: float | None = None
     bad: float | None = None
     rate = start_qps
@@ -636,10 +653,10 @@ def search_peak(run_at: Callable[[float], LoadGenResult], start_qps: float, *,
         rate = max(rate / 2, floor_qps)
 
     def held(target: float) -> bool:
-        return passes.get(target, 0) >= confirm and passes[target] > fails.get(target, 0)
+        return passes.get(target, 0) >= confirmation_runs and passes[target] > fails.get(target, 0)
 
     while good is not None and bad is not None and room():
-        if (bad - good) > precision * good:
+        if (bad - good) > bisect_to * good:
             middle = (good + bad) / 2
             passed = attempt(middle)
             if passed:
@@ -655,7 +672,7 @@ def search_peak(run_at: Callable[[float], LoadGenResult], start_qps: float, *,
             good = max(lower) if lower else None
             rate = bad
             while good is None and rate > floor_qps and room():  # step down, a notch a rate
-                rate = max(rate * (1 - 2 * precision), floor_qps)
+                rate = max(rate * (1 - 2 * bisect_to), floor_qps)
                 passed = attempt(rate)
                 if passed is None:
                     break

@@ -1,8 +1,10 @@
-"""The serving decision as a search: which option, recipe, threads, workers, batching and ONNX
-Runtime session options serve a model at the highest rate within a p99 bound, an accuracy
-limit and a memory limit. Optuna proposes configurations; `evaluate` says what one would do
-(in `advise`, measured service times fed to `toolkit.queueing`; in the tests, a recorded
-table); the study lives in SQLite so a resumed search goes on where it stopped.
+"""The serving decision as a search over configurations (Optuna), kept in SQLite.
+
+Which option, recipe, threads, workers, batching and ONNX Runtime session options serve a
+model at the highest rate within a p99 bound, an accuracy limit and a memory limit. Optuna
+proposes configurations; `evaluate` says what one would do (in `advise`, measured service
+times fed to `toolkit.queueing`; in the tests, a recorded table); the study lives in SQLite so
+a resumed search goes on where it stopped.
 
 Two objectives, as the answer needs them: the rate (higher) and the accuracy given up (lower);
 the p99 bound is inside the rate (the highest rate within it), the accuracy and memory limits
@@ -208,9 +210,8 @@ def run_search(space: Space, evaluate: Callable[[Config], Outcome], limits: Limi
     unseen_draw = random.Random(seed)
     every = configurations(space)
     # a quarter of the trials drawn at random before TPE models them, each choice modelled on
-    # its own: over the recorded table (tests/test_search.py, 117 trials) this came within 10%
-    # of the best allowed configuration in 18 of 20 seeds; on an earlier recording TPE's
-    # defaults (10 random, multivariate) did in 8 of 12, settling early on a lesser corner
+    # its own: TPE's defaults (10 random, multivariate) settle early on a lesser corner of the
+    # recorded table (tests/test_search.py checks that this comes within 10% of the best)
     sampler = optuna.samplers.TPESampler(seed=seed, n_startup_trials=max(10, trials // 4))
     study = optuna.create_study(directions=["maximize", "minimize"], sampler=sampler,
                                 storage=storage, study_name=study_name, load_if_exists=True)

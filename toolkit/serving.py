@@ -1,5 +1,6 @@
-"""A system under test for MLPerf LoadGen: a pool of workers serving one option, behind the
-two callbacks LoadGen calls (`issue_queries`, `flush_queries`).
+"""A system under test for MLPerf LoadGen: a pool of workers serving one option.
+
+The pool stands behind the two callbacks LoadGen calls (`issue_queries`, `flush_queries`).
 
 Workers are threads (ONNX Runtime, which releases the GIL while it runs: one session shared by
 all, or one each) or processes (a native runtime, which holds the GIL for much of a call: each
@@ -38,7 +39,7 @@ log = logging.getLogger(__name__)
 Predict = Callable[[Sequence[int]], Any]  # sample indices -> the model's answer for those rows
 
 
-@dataclass(slots=True)  # not frozen: a frozen dataclass's __init__ costs a query 1 us more
+@dataclass(slots=True)  # not frozen: a frozen dataclass's __init__ costs every query more
 class Job:
     ids: tuple[int, ...]  # LoadGen's response ids
     indices: tuple[int, ...]  # the rows of the inputs they ask for
@@ -301,11 +302,11 @@ def rows_predict(runner: Any, call: str, x: dict[str, np.ndarray]) -> Predict:
             feeds = tuple(runner.feed(dict(arrays)).items())  # by the session's input names
     if feeds:
         # ONNX Runtime's plain call, as a server makes it: the feed built here, not through
-        # prepare (which builds a call to time many times: 1-3 us more on every query)
+        # prepare (which builds a call to time many times: microseconds more on every query)
         run = runner.session.run
 
         def predict(indices: Sequence[int]) -> Any:
-            if len(indices) == 1:  # one row: a view, no copy (a 6 us model feels 5 us of copy)
+            if len(indices) == 1:  # one row: a view (a copy costs as much as a fast call)
                 row = indices[0]
                 return run(None, {name: array[row:row + 1] for name, array in feeds})
             chosen = np.asarray(indices, dtype=np.int64)
@@ -316,7 +317,7 @@ def rows_predict(runner: Any, call: str, x: dict[str, np.ndarray]) -> Predict:
     def predict(indices: Sequence[int]) -> Any:
         if fixed is not None and len(indices) < fixed:
             indices = [*indices, *[indices[-1]] * (fixed - len(indices))]
-        if len(indices) == 1:  # one row: a view, no copy (a 6 us model feels 5 us of copy)
+        if len(indices) == 1:  # one row: a view (a copy costs as much as a fast call)
             row = int(indices[0])
             return prepare(call, {name: array[row:row + 1] for name, array in arrays})()
         chosen = np.asarray(indices, dtype=np.int64)
@@ -334,7 +335,7 @@ class ProcessPool(Pool):
         context = multiprocessing.get_context("spawn")
         self.settings: dict[str, Any] = {}
         # SimpleQueue, not Queue: put writes the pipe itself, where Queue hands each item to
-        # a feeder thread (two more wake-ups per query; p99 at 2,000 q/s 4-7 ms against 4-5)
+        # a feeder thread (two more wake-ups per query, and a longer p99)
         self._jobs = context.SimpleQueue()
         self._answers = context.SimpleQueue()
         self._processes = [context.Process(target=_process_main, daemon=True,

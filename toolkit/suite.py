@@ -7,13 +7,19 @@ A suite names workloads, batch sizes, providers, the timing budget and parity to
     batch_sizes = [1, 64]
     providers = ["cpu", "cuda"]                              # ONNX Runtime execution providers
     rounds = 4                                               # fresh processes per case
+    threads = 2                                   # threads every runtime gets in the timings
     [timing]   warmup, min_iterations, min_seconds, max_seconds
     [parity]   rtol, atol
     [export]   opset
-    [scenarios.server]  p99_ms, target_qps, queries, compliant, workers, batch_sizes,
+    [scenarios.server]  p99_ms, target_qps, queries, compliant, workers, threads, batch_sizes,
                         max_delay_ms, spinning: MLPerf LoadGen scenarios (also offline,
                         singlestream, multistream, with duration_s for queries) run on every
                         option after the timings
+
+`threads` means one thing everywhere: the threads a runtime gets. At the top it is each timed
+runtime's; in a [scenarios.NAME] table it is each worker's, and the scenario's pool is `workers`
+x `threads` (by default a worker per physical core of one thread each: the top-level `threads`
+does not size a pool).
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import tomllib
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -38,7 +45,7 @@ from toolkit.recipes import (
 )
 from toolkit.runners import NATIVE, RUNNERS
 from toolkit.runners.onnxruntime import PROVIDERS
-from toolkit.scenarios import SCENARIOS, ScenarioSettings
+from toolkit.scenarios import SCENARIOS, STREAMS, ScenarioSettings
 from toolkit.timing import Budget
 
 SUITES_DIR = Path(__file__).resolve().parent.parent / "benchmarks" / "suites"
@@ -122,8 +129,9 @@ class Suite:
         """The inverse of dataclasses.asdict (as stored in results.json's run section)."""
         values = dict(raw)
         values["budget"] = Budget(**values.get("budget", {}))
-        values["scenarios"] = tuple(ScenarioSettings.from_dict(s)
-                                    for s in values.get("scenarios", ()))
+        values["scenarios"] = tuple(ScenarioSettings.from_dict(stored_scenario(
+            s, values.get("threads", 1), values.get("providers", ("cpu",))))
+            for s in values.get("scenarios", ()))
         for key in ("workloads", "batch_sizes", "providers", "recipes"):
             if key in values:
                 values[key] = tuple(values[key])
@@ -147,6 +155,31 @@ def default_threads() -> int:
     import psutil
 
     return psutil.cpu_count(logical=False) or os.cpu_count() or 1
+
+
+def stored_scenario(stored: Mapping[str, Any], cores: int,
+                    providers: Sequence[str] = ("cpu",)) -> dict[str, Any]:
+    """A scenario as results.json keeps it, in today's terms. One with no `threads` was stored
+    when its pools' workers shared the suite's `threads` (`cores`): it gets the same pools, each
+    worker's threads given. A CUDA option then had one worker with them all, which only the
+    default layout gives again: where `cores` are not this machine's, BadInputError."""
+    values = dict(stored)
+    if "threads" in values:
+        return values
+    scenario, workers = values.get("scenario", "server"), values.get("workers")
+    if workers:
+        values["threads"] = max(1, cores // workers)
+    elif scenario in STREAMS:
+        values["threads"] = cores
+    elif all(p == "cpu" for p in providers):
+        values.update(workers=cores, threads=1)
+    elif cores != default_threads():
+        raise BadInputError(
+            f"its [scenarios.{scenario}] was planned when --threads {cores} meant the cores an "
+            "option's workers share (a CUDA option had one worker with them all), and this "
+            f"machine has {default_threads()}: start a new run, where --workers and --threads "
+            "(the threads each worker gets) give the pool")
+    return values
 
 
 def load_suite(name_or_path: str) -> Suite:
@@ -196,8 +229,8 @@ TABLES: dict[str, dict[str, str]] = {  # the keys of each table, and what each m
 SCENARIO_KEYS: dict[str, str] = {
     "p99_ms": "a number", "target_qps": "a number", "duration_s": "a number",
     "queries": "a whole number", "compliant": "true or false", "workers": "a whole number",
-    "batch_sizes": "a list of whole numbers", "max_delay_ms": "a number",
-    "spinning": "true or false"}
+    "threads": "a whole number", "batch_sizes": "a list of whole numbers",
+    "max_delay_ms": "a number", "spinning": "true or false"}
 
 
 def _fits(value: Any, kind: str) -> bool:

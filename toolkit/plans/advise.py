@@ -1,7 +1,9 @@
-"""`advise`'s planners: its trials (a built-in workload's or a model file's cases timed at the
-batch sizes a serving path sends, with their recipes) and its confirmations (one configuration
-under LoadGen Server, from the trials' files). Both run on the one executor, so a trial or a
-confirmation that was cut short resumes like any other run.
+"""`advise`'s planners: its trials, and its confirmations of one configuration under LoadGen.
+
+The trials are a built-in workload's or a model file's cases timed at the batch sizes a serving
+path sends, with their recipes; a confirmation is one configuration under LoadGen Server, from
+the trials' files. Both run on the one executor, so a trial or a confirmation that was cut
+short resumes like any other run.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from toolkit.plans.run import plan_suite
 from toolkit.plans.steps import Scenario, Sources, build_label, derive_label
 from toolkit.results import Record
 from toolkit.scenarios import BATCHING, ScenarioSettings
-from toolkit.suite import Case, Suite
+from toolkit.suite import Case, Suite, stored_scenario
 
 
 def trial_plan(target: str, request: ModelRequest | None, suite: Suite, out_dir: Path) -> Plan:
@@ -51,7 +53,8 @@ def replan_confirm(stored: Mapping[str, Any], suite: Suite, out_dir: Path,
     """A confirmation's plan, made again from its results.json."""
     try:
         case = Case(**stored["case"])
-        settings = ScenarioSettings.from_dict(stored["settings"])
+        settings = ScenarioSettings.from_dict(stored_scenario(stored["settings"], suite.threads,
+                                                              suite.providers))
         sources = Sources(**stored["sources"])
         return confirm_plan(case, str(stored["variant"]), settings, sources, suite,
                             str(stored["name"]))

@@ -1,5 +1,7 @@
-"""`loadgen`'s planner: every option of a built-in workload or a model file under LoadGen's
-scenarios: the build first, then one Scenario step per option and serving path."""
+"""`loadgen`'s planner: every option of a workload or a model file under LoadGen's scenarios.
+
+The build first, then one Scenario step per option and serving path.
+"""
 
 from __future__ import annotations
 
@@ -23,8 +25,11 @@ MODEL_SUFFIXES = (".onnx", ".keras", ".pt", ".pt2", ".pth", ".joblib", ".pkl", "
 
 def loadgen_suite(settings: ScenarioSettings, *, providers: list[str] | None = None,
                   threads: int | None = None, timeout_s: float | None = None) -> Suite:
-    """The settings of one `loadgen`: one scenario, one round, a timeout that fits it."""
-    suite = bench_suite(providers=providers, threads=threads, rounds=1,
+    """The settings of one `loadgen`: one scenario, one round, a timeout that fits it;
+    `threads` (--threads) is the threads each worker gets (`ScenarioSettings.threads`)."""
+    if threads is not None:
+        settings = dataclasses.replace(settings, threads=threads)
+    suite = bench_suite(providers=providers, rounds=1,
                         timeout_s=timeout_s if timeout_s is not None
                         else default_timeout([settings]))
     return suite.replace(name="loadgen", scenarios=(settings,))

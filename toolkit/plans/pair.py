@@ -1,10 +1,10 @@
 """`compare BASE.onnx NEW.onnx`'s planner: two model files measured side by side in one run.
 
-Two runs made minutes apart drift apart on a shared machine (seen here: identical runs 10-20%
-apart, and more than 1.3x once), which the rounds inside each run cannot see. Measured in one
-run, each round of a case on BASE sits next to the same round on NEW, and the order flips every
-round (base, new; new, base; ...), so a slow spell or a drift of the machine falls on both alike
-and a comparison of the pairs of rounds (`toolkit.compare`, `paired`) cancels it.
+Two runs made minutes apart drift apart on a shared machine, by more than the changes a
+comparison looks for, which the rounds inside each run cannot see. Measured in one run, each
+round of a case on BASE sits next to the same round on NEW, and the order flips every round
+(base, new; new, base; ...), so a slow spell or a drift of the machine falls on both alike and a
+comparison of the pairs of rounds (`toolkit.compare`, `paired`) cancels it.
 
 Both files are fed the same rows: the same --input-data, or data generated from the same seed
 for the inputs each declares. Their workloads are called `base-<stem>` and `new-<stem>`.

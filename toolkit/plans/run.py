@@ -1,5 +1,6 @@
-"""`run`'s planner: a suite's workloads built, their recipes made, their cases measured in rounds
-and served under the suite's LoadGen scenarios.
+"""`run`'s planner: a suite's workloads built, recipes made, cases measured in rounds and served.
+
+The cases are served under the suite's LoadGen scenarios after their timings.
 
 Each case is measured in `suite.rounds` rounds, fresh processes scheduled round-robin across all
 cases (round 1 of every case, then round 2, ...), so a slow spell of the machine is spread over

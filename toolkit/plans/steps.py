@@ -34,7 +34,7 @@ from toolkit.recipes import BY_QUALITY, CPU_ONLY, CUDA_ONLY, FP32, HARDWARE_SPEC
 from toolkit.results import Record
 from toolkit.runners.onnxruntime import PROVIDERS as ORT_PROVIDERS
 from toolkit.scenarios import ScenarioSettings, batches_of
-from toolkit.suite import Case, Suite
+from toolkit.suite import Case, Suite, default_threads
 
 BUILD_PHASES = ("train", "export", "parity")
 
@@ -312,7 +312,7 @@ class Derive(StepDefaults):
 
 def _flops_per_row(path: str | None) -> int | None:
     """Counted once per file in this process: each measuring child would otherwise import onnx
-    for it (1.3 s here, most of an ONNX Runtime child's start). None where it cannot be."""
+    for it (most of an ONNX Runtime child's start). None where it cannot be."""
     try:
         found = os.stat(path) if path else None
     except OSError:
@@ -504,14 +504,17 @@ class Scenario(CaseStep):
                                         batch_size=None) for r in self.expects(suite)[:1]]
         name = slug(case.workload, case.runner, case.provider, self.variant,
                     self.settings.scenario)
+        # the pool is laid over the physical cores of the machine that serves (a node's own)
+        workers, threads = self.settings.layout(case.provider, default_threads())
         spec = {"task": "scenario", **identity(case.workload), "runner": case.runner,
                 "artifact": artifact, "inputs": sources.inputs, "provider": case.provider,
                 "variant": self.variant, "settings": self.settings.to_dict(),
-                "logs": str(context.out_dir / "loadgen" / name), "threads": suite.threads,
-                "optimization": suite.optimization, "session": dict(suite.session),
+                "logs": str(context.out_dir / "loadgen" / name), "workers": workers,
+                "threads": threads, "optimization": suite.optimization,
+                "session": dict(suite.session),
                 "budget_s": max(suite.timeout_s * 0.9 - 15.0, suite.timeout_s / 2)}
         child = run_child(spec, context.out_dir, timeout_s=suite.timeout_s,
-                          threads=suite.threads, name=f"loadgen-{name}")
+                          threads=workers * threads, name=f"loadgen-{name}")
         return fill_missing(self.expects(suite), child.records,
                             child.failure or "the child ended without serving it (see its log)")
 

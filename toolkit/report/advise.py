@@ -1,6 +1,8 @@
-"""`advise`'s answer in words, as the terminal, advice.md and advice.html show it: the one-line
-recommendation, the confirmations side by side, why the others lost, the Pareto chart, and the
-chosen configuration as code and TOML to paste."""
+"""`advise`'s answer in words, as the terminal, advice.md and advice.html show it.
+
+The one-line recommendation, the confirmations side by side, why the others lost, the Pareto
+chart, and the chosen configuration as code and TOML to paste.
+"""
 
 from __future__ import annotations
 
@@ -56,9 +58,9 @@ def headline(advice: Advice) -> str:
     if chosen.failed_below_qps:
         line += (f"; it missed the bound at {_qps(min(chosen.failed_below_qps))}, below its "
                  "peak: keep each machine busy")
-    need = machines(request.target_qps, chosen.peak_qps)
+    need = machines(request.need_qps, chosen.peak_qps)
     if need:
-        line += f"; {need} machine{'s' * (need > 1)} like this for {_qps(request.target_qps)}"
+        line += f"; {need} machine{'s' * (need > 1)} like this for {_qps(request.need_qps)}"
     cost = usd_per_million(request.price, chosen.peak_qps)
     if cost is not None:
         line += f"; ${cost:.4g} per million at ${request.price:g}/h"
@@ -164,7 +166,7 @@ def suite_toml(advice: Advice, config: Config) -> str:
              'name = "advice"',
              f'workloads = ["{advice.workload}"]',
              'providers = ["cpu"]',
-             f"threads = {config.workers * config.threads}",
+             f"threads = {config.threads}",
              f'optimization = "{dict(config.session).get("graph_optimization", "all")}"',
              f"recipes = {json.dumps(['fp32'] + ([recipe] if recipe != 'fp32' else []))}",
              f'max_quality_drop = "{request.max_quality_drop}"',
@@ -173,7 +175,7 @@ def suite_toml(advice: Advice, config: Config) -> str:
     if others:  # ONNX Runtime's other session options, as the suite's [session] names them
         lines += ["[session]", *(f"{k} = {json.dumps(v)}" for k, v in others), ""]
     lines += ["[scenarios.server]", f"p99_ms = {request.p99_ms:g}",
-              f"workers = {config.workers}"]
+              f"workers = {config.workers}", f"threads = {config.threads}"]
     if config.max_batch > 1:
         lines += [f"batch_sizes = [{config.max_batch}]",
                   f"max_delay_ms = {config.max_delay_ms:g}"]
@@ -194,7 +196,7 @@ def loadgen_command(advice: Advice, config: Config) -> str:
     request = advice.request
     parts = ["deploybench loadgen", request.target, "--scenario server",
              f"--p99-ms {request.p99_ms:g}", "--providers cpu",
-             f"--workers {config.workers}", f"--threads {config.workers * config.threads}"]
+             f"--workers {config.workers}", f"--threads {config.threads}"]
     if config.max_batch > 1:
         parts += [f"--batch-sizes {config.max_batch}", f"--max-delay-ms {config.max_delay_ms:g}"]
     changed = dict(changed_of(config.session, advice.optimization) if config.ort else ())

@@ -1,5 +1,7 @@
-"""report.html: one self-contained page (inline CSS and SVG charts; nothing fetched) for the
-people who choose how a model is served."""
+"""report.html: one self-contained page (inline CSS and SVG charts; nothing fetched).
+
+For the people who choose how a model is served.
+"""
 
 from __future__ import annotations
 

@@ -1,6 +1,9 @@
-"""Serving under load in the reports: a workload's options under MLPerf LoadGen (its `scenario`
-records), as one table per scenario that the terminal, Markdown and HTML reports render, and
-the pick for sustained load (the highest rate within the p99 bound)."""
+"""Serving under load in the reports: one table per LoadGen scenario, and the pick.
+
+A workload's options under MLPerf LoadGen (its `scenario` records), as one table per scenario
+that the terminal, Markdown and HTML reports render, and the pick for sustained load (the
+highest rate within the p99 bound).
+"""
 
 from __future__ import annotations
 
@@ -61,7 +64,7 @@ class Served:
 
     @property
     def peak_kind(self) -> str:
-        """What the peak is (`toolkit.scenarios.Search.kind`); files made before the search
+        """What the peak is (`toolkit.scenarios.PeakSearch.kind`); files made before the search
         confirmed its peaks say nothing, and are taken as they were reported."""
         return str(self.info.get("peak_kind", "sustained"))
 

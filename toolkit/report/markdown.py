@@ -1,5 +1,7 @@
-"""report.md: the environment, then per workload its headline and options table
-(`toolkit.report.table`), for PRs and wikis."""
+"""report.md: the environment, then per workload its headline and options table, for PRs.
+
+The table is `toolkit.report.table`'s; the page reads well in PRs and wikis.
+"""
 
 from __future__ import annotations
 

@@ -1,5 +1,7 @@
-"""The HTML report's charts, drawn with matplotlib to inline SVG (text kept as text, no fonts
-fetched, nothing external)."""
+"""The HTML report's charts, drawn with matplotlib to inline SVG.
+
+Text is kept as text, no fonts are fetched, nothing is external.
+"""
 
 from __future__ import annotations
 

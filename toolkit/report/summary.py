@@ -118,8 +118,10 @@ class WorkloadSummary:
         return measured[0] if measured else (self.batch_sizes or [1])[0]
 
     def headline(self) -> str:
-        """The seed article's point, quantified for this workload, at the smallest batch size
-        that was measured: against the idiomatic call, and against the best native call."""
+        """The gap between training and serving, quantified for this workload: how long
+        training took against one prediction, at the smallest batch size that was measured,
+        and how much faster the best option is than the idiomatic call and the best native
+        call."""
         batch = self.headline_batch()
         best = self.fastest(batch)
         what = "one prediction" if batch == 1 else f"one call of {batch} rows"

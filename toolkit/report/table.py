@@ -1,6 +1,8 @@
-"""The options table of one workload, built once and rendered by the terminal, Markdown and HTML
-reports: one row per option that was timed, one column per batch size, then the throughput and
-compute at the largest batch size and the parity verdict."""
+"""The options table of one workload, built once for the terminal, Markdown and HTML reports.
+
+One row per option that was timed, one column per batch size, then the throughput and compute
+at the largest batch size and the parity verdict.
+"""
 
 from __future__ import annotations
 

@@ -1,5 +1,7 @@
-"""The terminal view: per workload its options table (`toolkit.report.table`) and headline,
-rendered with rich."""
+"""The terminal view: per workload its options table and headline, rendered with rich.
+
+The table is `toolkit.report.table`'s.
+"""
 
 from __future__ import annotations
 

@@ -1,5 +1,7 @@
-"""The build steps a child runs: a built-in workload (train, save, export, parity) or a user's
-native model file (load, fit its inputs, export, parity).
+"""The build steps a child runs: a built-in workload's, or a user's native model file's.
+
+A built-in workload is trained, saved, exported and checked for parity; a user's native model
+file is loaded, its inputs fitted, then exported and checked.
 
 Each yields records as it goes, so the worker can write them out before anything later fails.
 What a framework knows about its own models (their outputs, their input) comes from that

@@ -1,5 +1,7 @@
-"""The derive step a child runs: an ONNX recipe (int8, fp16, offline-optimised) made from the
-exported fp32 file, then its accuracy against the native model on the held-out rows.
+"""The derive step a child runs: an ONNX recipe (int8, fp16, offline-optimised) and its accuracy.
+
+The recipe is made from the exported fp32 file, then judged against the native model on the
+held-out rows.
 
 The recipes are in `toolkit.recipes`; making them is ONNX Runtime's own quantization tools,
 onnxconverter-common's float16 conversion and ORT's optimized_model_filepath.

@@ -1,5 +1,7 @@
-"""The scenario step a child runs: one option (a runtime on a provider, served one way) under
-MLPerf LoadGen, in one scenario, at each of the scenario's batch sizes.
+"""The scenario step a child runs: one option, served one way, under MLPerf LoadGen.
+
+The option is a runtime on a provider served by a pool of workers; it runs in one scenario, at
+each of the scenario's batch sizes.
 
 The option becomes a system under test (`toolkit.serving`); LoadGen issues the queries, times
 them from their scheduled moment and says whether each run is VALID. For Server without a
@@ -60,10 +62,10 @@ SERVING_CALL = {"onnxruntime": "run", "native_torch": "inference_mode",
 PROBE_SECONDS = 0.3
 RESIZE = 2  # runs made again, sized from what LoadGen measured, when one ended too soon
 NO_AUDIT_CONFIG = "no-audit.config"  # the audit config LoadGen is given: never there
-# How long a Python thread here may hold the GIL while another waits for it (Python's default
-# is 5 ms). LoadGen's issuing thread, the batcher, the answer reader and thread workers all
-# need it for every query: at 5 ms, one waiting behind another put a floor of 3-5 ms under
-# the p99 at every rate, whatever the load.
+# How long a Python thread in a serving child may hold the GIL while another waits for it
+# (Python's default is 5 ms). LoadGen's issuing thread, the batcher, the answer reader and
+# thread workers all need it for every query: at 5 ms, one waiting behind another puts a floor
+# of milliseconds under the p99 at every rate, whatever the load.
 GIL_SWITCH_S = 0.0005
 
 
@@ -78,7 +80,8 @@ class ScenarioSpec:
     variant: str  # shared, per-worker, processes; +batching
     settings: dict[str, Any]  # ScenarioSettings.to_dict()
     logs: str  # the folder this option's LoadGen logs go to
-    threads: int = 1  # the cores the option may use in all (workers x threads per worker)
+    workers: int = 1  # the pool (`ScenarioSettings.layout`): this many workers ...
+    threads: int = 1  # ... of this many threads each
     optimization: str = "all"
     session: dict[str, Any] = field(default_factory=dict)  # ONNX Runtime's other options
     budget_s: float = 540.0  # a search starts no run that would end after this (the timeout)
@@ -91,10 +94,7 @@ def scenario_case(spec: ScenarioSpec) -> Iterator[Record]:
 
     settings = ScenarioSettings.from_dict(spec.settings)
     runtime = RUNNERS[spec.runner].runtime
-    # a GPU is one device, not a core per worker: one worker per GPU unless --workers says
-    workers = settings.workers or (1 if settings.scenario in STREAMS or spec.provider != "cpu"
-                                   else spec.threads)
-    threads = max(1, spec.threads // workers)
+    workers, threads = spec.workers, spec.threads
     deadline = time.monotonic() + spec.budget_s
     sys.setswitchinterval(GIL_SWITCH_S)
     base: dict[str, Any] = {
@@ -366,8 +366,8 @@ def capacity_of(pool: Pool, scenario: str, per_query: float, rows: int
     A query alone waits out the batcher's delay, so `per_query` says little of what a batching
     pool holds: a full batch sent at once (one call) does. Started from that, a search begins
     in the busy range instead of climbing through the idle one, where each hand-over waits for
-    a sleeping core and the tail is at its worst (torch threads+batching: 0.7-1.0k q/s found
-    that way, 14k from the full batch, on this project's 2-core machine)."""
+    a sleeping core and the tail is at its worst (a batching pool's peak can then be found an
+    order of magnitude low)."""
     capacity = pool.workers / per_query
     if scenario != "server" or not pool.batching:
         return capacity, None

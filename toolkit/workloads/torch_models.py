@@ -7,7 +7,7 @@ from torch import nn
 
 
 class SeedCNN(nn.Module):
-    """The seed article's small CNN for 1 x 28 x 28 images."""
+    """seed-cnn's small CNN for 1 x 28 x 28 images (a seed example: `toolkit.data`)."""
 
     def __init__(self, classes: int = 10) -> None:
         super().__init__()
