@@ -22,7 +22,7 @@ app = typer.Typer(
     help="How should I serve this model? Measured answers, from one call to a fleet.\n\n"
     "The journey: run a suite or bench your own model file (native against ONNX Runtime), "
     "compare two versions in CI, serve each option under load with loadgen, and ask advise "
-    "which configuration to deploy. Docs: docs/index.md, or make docs.",
+    "which configuration to deploy. Each command's --help has examples.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -133,9 +133,12 @@ HistoryOption = Annotated[Path | None, typer.Option(
 ProvidersOption = Annotated[str | None, typer.Option(
     "--providers", help="cpu, cuda, tensorrt, comma-separated (default cpu; one not usable "
     "here is skipped, with why)", rich_help_panel=MEASURE)]
+SuiteProvidersOption = Annotated[str | None, typer.Option(
+    "--providers", help="cpu, cuda, tensorrt, comma-separated (default: the suite's; one not "
+    "usable here is skipped, with why)", rich_help_panel=MEASURE)]
 ShapeOption = Annotated[list[str] | None, typer.Option(
-    "--shape", help="NAME=DIMS, one row's shape without the batch dimension, e.g. "
-    "input=3x224x224; repeat for several inputs", rich_help_panel=LOAD)]
+    "--shape", help="[NAME=]DIMS, one row's shape without the batch dimension, e.g. "
+    "3x224x224 or input=3x224x224; repeat for several inputs", rich_help_panel=LOAD)]
 InputDataOption = Annotated[Path | None, typer.Option(
     "--input-data", help=".npy, .npz (one array per input name) or .csv; generated otherwise",
     rich_help_panel=LOAD)]

@@ -91,7 +91,8 @@ def compare(
 
     Each case gets the ratio of medians new/base with its 95% interval and a verdict: slower,
     faster, same or inconclusive. Exit code 1 when a case is slower beyond the threshold with
-    confidence, or failed or lost its parity in NEW; 0 otherwise. Two model files are measured
+    confidence, or failed or lost its parity in NEW (with --fail-on inconclusive, also a case
+    it could not judge); 0 otherwise. Two model files are measured
     in one run, their rounds alternating, so the machine's drift drops out: the way to catch a
     small regression on a shared machine.
     """

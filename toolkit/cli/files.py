@@ -74,7 +74,7 @@ def export(
 
 @app.command(rich_help_panel=TOOLS, epilog=examples(
     "deploybench inspect model.onnx",
-    "deploybench export model.pt2 --out model.onnx && deploybench inspect model.onnx",
+    "deploybench export m.pt2 --shape 3x224x224 --out m.onnx && deploybench inspect m.onnx",
 ))
 def inspect(path: Annotated[Path, typer.Argument(help="an .onnx file")]) -> None:
     """Show an ONNX file's inputs, outputs, opsets, operators and batch dimension."""

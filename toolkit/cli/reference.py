@@ -55,8 +55,7 @@ def _command(command: Any, ctx: Any) -> list[str]:
         if param.param_type_name == "option" and not param.hidden:
             panels.setdefault(getattr(param, "rich_help_panel", None) or OPTIONS, []).append(param)
     for panel, options in panels.items():
-        lines += [f"**{panel}**", "", "| option | type | default | what |",
-                  "| --- | --- | --- | --- |"]
+        lines += [f"**{panel}**", "", "| option | type | what |", "| --- | --- | --- |"]
         lines += [_option(option, ctx) for option in options]
         lines.append("")
     if examples(command):
@@ -69,8 +68,8 @@ def _option(option: Any, ctx: Any) -> str:
     shown_as = option.get_help_record(ctx)[0]  # "--threads <int>", as --help shows it
     kind = "flag" if option.is_flag else shown_as.split()[-1].strip("<>")
     default = option.default
-    shown = "" if default in (None, False, ()) or callable(default) else f"`{default}`"
-    return f"| {names} | {kind} | {shown} | {_text(option.help or '')} |"
+    shown = "" if default in (None, False, ()) or callable(default) else f" (default `{default}`)"
+    return f"| {names} | {kind} | {_text(option.help or '')}{shown} |"
 
 
 def _text(text: str) -> str:

@@ -26,6 +26,7 @@ from toolkit.cli.common import (
     RoundsOption,
     SessionOption,
     ShapeOption,
+    SuiteProvidersOption,
     ThreadsOption,
     TimeoutOption,
     TrustOption,
@@ -56,7 +57,7 @@ def run(
     workloads_: Annotated[str | None, typer.Option(
         "--workloads", help="only these, e.g. digits-mlp or torch/seed-cnn",
         rich_help_panel=MEASURE)] = None,
-    providers: ProvidersOption = None,
+    providers: SuiteProvidersOption = None,
     batch_sizes: Annotated[str | None, typer.Option(
         help="e.g. 1,8,64,512", rich_help_panel=MEASURE)] = None,
     threads: ThreadsOption = None,
