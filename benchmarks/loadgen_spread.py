@@ -1,15 +1,17 @@
-"""Does a LoadGen peak hold from run to run? The same `deploybench loadgen` command, run
-several times in a row, and each option's sustained peak set beside its others.
+"""Does a LoadGen figure hold from run to run? The same `deploybench loadgen` command, run
+several times in a row, and each option's figure set beside its others.
 
-The serving goal: on a quiet machine, each option's peak within +/-15% of its mean over 3
-runs, and options whose peaks differ by more than that (mean peaks over 30% apart: their
-+/-15% bands do not meet) in the same order in every run. The
-goal only means something on a quiet machine, so each run also says how steady the cores were
-(their `core_speed` readings around each option, against this machine's fastest) and the most
-steal LoadGen's runs saw.
+`loadgen` searches every option in rounds and gives each a median over them with the machine's
+effect per round taken out. Across runs, the machine's overall speed still moves every option
+alike, so each run's medians are divided by their geometric mean over the options: what stays
+is where each option stands against the others, which is what a serving decision rests on. The
+goal: each option's normalised median within +/-15% of its mean over the runs, and no two
+options whose medians differ by 1.3x or more in a different order in any run. Each run also
+says how steady the cores were (their `core_speed` readings against this machine's fastest)
+and the most steal LoadGen's runs saw: the goal holds on a noisy machine or it does not hold.
 
     python benchmarks/loadgen_spread.py [MODEL.onnx] [--runs 3] [--p99-ms 5] [--pause-s 0]
-                                        [--keep DIR] [--loadgen-args "--workers 2 ..."]
+                                        [--keep DIR] [--loadgen-args "--rounds 3 ..."]
 
 Without a model, the 64-64-10 MLP of `benchmarks/loadgen_ceiling.py` is made.
 """
@@ -29,8 +31,10 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from toolkit import busy  # noqa: E402
+from toolkit.rounds import OptionPeaks, normalised, peaks_over_rounds  # noqa: E402
 
-SPREAD = 0.15  # each option's peaks within +/-15% of their mean
+SPREAD = 0.15  # each option's normalised median within +/-15% of its mean over the runs
+ORDERED = 1.3  # options whose medians differ by this much must keep their order
 
 
 def mlp(path: Path) -> Path:
@@ -50,11 +54,22 @@ def one_run(model: Path, p99_ms: float, extra: list[str], out: Path) -> dict:
     return json.loads((out / "results.json").read_text())
 
 
-def peaks_of(results: dict) -> dict[str, tuple[float | None, str]]:
-    """Each option's peak and its kind (only a `sustained` one counts)."""
-    return {(f"{r['variant']} (max {r['batch_size']})" if r["variant"].endswith("+batching")
-             else r["variant"]): (r["info"].get("peak_qps"), r["info"].get("peak_kind", "none"))
-            for r in results["records"] if r["phase"] == "scenario" and r["status"] == "ok"}
+def option_of(record: dict) -> str:
+    variant = record["variant"]
+    return f"{variant} (max {record['batch_size']})" if variant.endswith("+batching") else variant
+
+
+def figures_of(results: dict) -> dict[str, OptionPeaks]:
+    """Each option's figure over the run's rounds (`toolkit.rounds`), as the reports give it."""
+    peaks: dict[str, dict[int, float | None]] = {}
+    for r in results["records"]:
+        if r["phase"] != "scenario":
+            continue
+        info = r.get("info") or {}
+        sustained = r["status"] == "ok" and info.get("peak_kind", "none") == "sustained"
+        peaks.setdefault(option_of(r), {})[r.get("round") or 1] = (
+            info.get("peak_qps") if sustained else None)
+    return {o.option: o for o in peaks_over_rounds(peaks).options}
 
 
 def machine_of(results: dict) -> tuple[str, bool]:
@@ -82,20 +97,17 @@ def machine_of(results: dict) -> tuple[str, bool]:
             f"the core's fastest{stolen}"), steady
 
 
-def kept_order(runs: list[dict[str, tuple[float | None, str]]]) -> list[str]:
-    """Pairs of options whose mean peaks are over 2 x SPREAD apart (their bands do not meet),
+def broken_order(runs: list[dict[str, float]]) -> list[str]:
+    """Pairs of options whose medians, on the mean over the runs, differ by ORDERED or more,
     and whose order some run reversed."""
-    means = {}
-    for option in runs[0]:
-        seen = [run.get(option, (None, ""))[0] for run in runs]
-        if all(seen):
-            means[option] = statistics.mean(seen)
+    means = {option: statistics.geometric_mean([run[option] for run in runs])
+             for option in runs[0] if all(run.get(option) for run in runs)}
     broken = []
     names = sorted(means, key=means.get)
     for low_index, low in enumerate(names):
         for high in names[low_index + 1:]:
-            if means[high] > means[low] * (1 + 2 * SPREAD) and any(
-                    run[low][0] >= run[high][0] for run in runs):
+            if means[high] >= means[low] * ORDERED and any(run[low] >= run[high]
+                                                            for run in runs):
                 broken.append(f"{low} < {high}")
     return broken
 
@@ -118,39 +130,52 @@ def main() -> None:
         root = args.keep or Path(tmp)
         root.mkdir(parents=True, exist_ok=True)
         model = args.model or mlp(root / "mlp.onnx")
-        runs, machines = [], []
+        runs: list[dict[str, OptionPeaks]] = []
+        machines = []
         for n in range(1, args.runs + 1):
             time.sleep(args.pause_s)
             started = time.perf_counter()
             results = one_run(model, args.p99_ms, shlex.split(args.loadgen_args),
                               root / f"run{n}")
-            runs.append(peaks_of(results))
+            runs.append(figures_of(results))
             said, steady = machine_of(results)
             machines.append(steady)
             print(f"run {n}: {time.perf_counter() - started:.0f} s; {said}"
                   f"{'' if steady else ' (not steady)'}", flush=True)
-    print(f"\nmodel {model.name}, p99 <= {args.p99_ms:g} ms, {args.runs} runs; sustained peaks, "
-          f"q/s (the goal: each within +/-{SPREAD:.0%} of its mean)")
+    medians = [{o: f.median for o, f in run.items() if f.median} for run in runs]
+    scaled = [normalised(run) for run in medians]
+    print(f"\nmodel {model.name}, p99 <= {args.p99_ms:g} ms, {args.runs} runs; each option's "
+          "median over its rounds [95% interval], q/s; then the median over the run's "
+          "geometric mean over options (the goal: within "
+          f"+/-{SPREAD:.0%} of its mean over the runs)")
     within = []
     for option in runs[0]:
-        seen = [run.get(option, (None, "none")) for run in runs]
-        peaks = [peak for peak, kind in seen if peak and kind == "sustained"]
-        cells = "  ".join(f"{peak / 1e3:6.2f}k" if peak and kind == "sustained" else
-                          f"{'(' + kind + ')':>7s}" for peak, kind in seen)
-        if len(peaks) == len(seen):
-            mean = statistics.mean(peaks)
-            spread = max(abs(p / mean - 1) for p in peaks)
+        cells = "  ".join(_cell(run.get(option)) for run in runs)
+        seen = [run.get(option) for run in scaled]
+        if all(seen):
+            mean = statistics.mean(seen)
+            spread = max(abs(v / mean - 1) for v in seen)
             within.append(spread <= SPREAD)
-            verdict = f"+/-{spread:.0%} {'within' if spread <= SPREAD else 'OUTSIDE'}"
+            shares = " ".join(f"{v:.2f}" for v in seen)
+            verdict = f"{shares}  +/-{spread:.0%} {'within' if spread <= SPREAD else 'OUTSIDE'}"
         else:
             within.append(False)
-            verdict = "not sustained in every run"
-        print(f"  {option:32s} {cells}   {verdict}")
-    broken = kept_order(runs)
+            verdict = "no figure in every run"
+        print(f"  {option:28s} {cells}   {verdict}")
+    broken = broken_order(medians)
     print(f"{sum(within)} of {len(within)} options within +/-{SPREAD:.0%}; "
-          + ("the order kept" if not broken else f"the order broken: {'; '.join(broken)}"))
+          + ("no two options 1.3x apart swapped" if not broken else
+             f"swapped: {'; '.join(broken)}"))
     if not all(machines):
-        print("the machine was not steady in every run (see above): the goal is for a quiet one")
+        print("the machine was not steady in every run (see above)")
+
+
+def _cell(figure: OptionPeaks | None) -> str:
+    if figure is None or figure.median is None:
+        return f"{'(none)':>22s}"
+    if figure.kind == "interval":
+        return f"{figure.median / 1e3:6.2f}k [{figure.low / 1e3:.1f}, {figure.high / 1e3:.1f}]"
+    return f"{figure.median / 1e3:6.2f}k ({figure.kind})"
 
 
 if __name__ == "__main__":

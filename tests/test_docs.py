@@ -6,7 +6,6 @@ import ast
 import html
 import io
 import re
-import shutil
 import subprocess
 import sys
 import tokenize
@@ -15,6 +14,7 @@ from pathlib import Path
 import pytest
 import typer.main
 
+from tests.browser import chromium, inked_share
 from toolkit.cli import app
 from toolkit.cli.reference import examples
 
@@ -109,22 +109,10 @@ def test_the_measured_results_are_part_of_the_site(site):
 
 
 def test_the_home_page_renders_in_a_real_browser(site, tmp_path):
-    browser = shutil.which("chromium") or shutil.which("chromium-browser")
-    if browser is None:
-        pytest.skip("Chromium is not installed (.ci/run installs Debian's chromium)")
-    matplotlib_image = pytest.importorskip("matplotlib.image")
-    flags = [browser, "--headless", "--no-sandbox", "--disable-gpu",
-             "--disable-background-networking", "--disable-component-update", "--disable-sync",
-             "--no-first-run", f"--user-data-dir={tmp_path / 'profile'}"]
     home = (site / "index.html").as_uri()
-    dom = subprocess.run([*flags, "--dump-dom", home], capture_output=True, text=True,
-                         timeout=120, check=False).stdout
+    dom = subprocess.run([*chromium(tmp_path / "profile"), "--dump-dom", home],
+                         capture_output=True, text=True, timeout=120, check=False).stdout
     for text in ("deploybench", "Getting started", "Gating CI with compare", "Command line"):
         assert text in dom, f"the rendered home page lacks {text!r}"
-    shot = tmp_path / "home.png"
-    subprocess.run([*flags, "--window-size=1200,900", f"--screenshot={shot}", home],
-                   capture_output=True, timeout=120, check=False)
-    assert shot.exists(), "Chromium wrote no screenshot"
-    pixels = matplotlib_image.imread(str(shot))[..., :3]
-    inked = (pixels.mean(axis=2) < 0.9).mean()
+    inked = inked_share(home, tmp_path / "home.png", tmp_path / "profile2", "1200,900")
     assert inked > 0.02, f"the page looks blank ({inked:.1%} of pixels are not white)"

@@ -62,15 +62,36 @@ def server_run(tmp_path_factory: pytest.TempPathFactory):
     # a bound well above this machine's tail jitter (two cores: p99 of 3-5 ms at any rate for
     # the batched worker processes), so each search ends at its load limit, quickly
     proc = loadgen(str(model), "--scenario", "server", "--p99-ms", "20", "--queries", "1024",
-                   "--workers", "2", "--threads", "1", "--out", str(out),
+                   "--workers", "2", "--threads", "1", "--rounds", "2", "--out", str(out),
                    "--history", str(root / "h.sqlite"))
     return proc, out, model
+
+
+def test_each_option_is_searched_once_a_round_the_order_flipping(server_run):
+    proc, out, _ = server_run
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    served = records(out)
+    first = [r["variant"] for r in served if r["round"] == 1]
+    second = [r["variant"] for r in served if r["round"] == 2]
+    assert len(first) == 6 and second == first[::-1]
+    peaks = {r["variant"]: r["info"] for r in served if r["round"] == 1}
+    for record in served:
+        if record["round"] != 2 or record["status"] != "ok":
+            continue
+        before = peaks[record["variant"]]
+        if before.get("peak_kind") == "sustained":  # the second search starts from it
+            assert record["info"]["search_started_at_qps"] == before["peak_qps"]
+    # the reports give each option's rounds and its figure over them, with the machine's
+    # speed in each round read off every option
+    markdown = (out / "report.md").read_text()
+    assert "each round" in markdown and "[95% interval]" in markdown
+    assert "served in 2 rounds" in proc.stdout
 
 
 def test_server_finds_each_options_peak_rate_under_the_bound(server_run):
     proc, out, _ = server_run
     assert proc.returncode == 0, proc.stderr[-3000:]
-    found = {r["variant"]: r for r in records(out)}
+    found = {r["variant"]: r for r in records(out) if r["round"] == 1}
     assert set(found) == {"shared", "per-worker", "processes", "shared+batching",
                           "per-worker+batching", "processes+batching"}
     # the unbatched thread pools find a peak here; the batched process and per-worker pools
@@ -181,7 +202,8 @@ def test_a_loadgen_run_resumes_only_what_is_missing(server_run, tmp_path):
     proc = loadgen("--resume", str(copy), "--history", str(tmp_path / "h.sqlite"))
     assert proc.returncode == 0, proc.stderr[-3000:]
     again = records(copy)
-    assert len(again) == 6 and again[-1]["variant"] == dropped["variant"]
+    assert len(again) == 12 and again[-1]["variant"] == dropped["variant"]
+    assert again[-1]["round"] == dropped["round"] == 2
     assert again[-1]["status"] == "ok" and again[-1]["info"]["points"]  # searched again
     assert (again[-1]["info"]["workers"], again[-1]["info"]["threads_per_worker"]) == (2, 1)
     refused = loadgen("--resume", str(copy), "--scenario", "offline")
@@ -232,6 +254,28 @@ def test_loadgen_plans_each_option_as_workers_of_threads_each(tmp_path, monkeypa
         step.execute(Context(plan.suite, tmp_path / "out"))
     assert {(spec["workers"], spec["threads"]) for spec, _ in children} == {pool}
     assert {threads for _, threads in children} == {pool[0] * pool[1]}
+
+
+@pytest.mark.parametrize(("settings", "rounds"), [
+    ({}, 3), ({"rounds": 2}, 2), ({"target_qps": 100.0}, 1), ({"scenario": "offline"}, 1)])
+def test_a_server_search_is_planned_in_rounds_the_order_flipping(settings, rounds):
+    from toolkit.plans.run import scenario_steps
+
+    suite = Suite("t", ("onnx/mlp",), providers=("cpu",), threads=1,
+                  scenarios=(ScenarioSettings(**settings),))
+    steps = [s for s in scenario_steps(suite, "onnx/mlp", "build", None)
+             if isinstance(s, Scenario)]
+    options = len(steps) // rounds
+    assert [s.round for s in steps] == [r for r in range(1, rounds + 1) for _ in range(options)]
+    first = [s.variant for s in steps if s.round == 1]
+    for step in steps:
+        mine = [s.variant for s in steps if s.round == step.round]
+        assert mine == (first if step.round % 2 else first[::-1])
+        if step.round > 1:  # after its own round before, on the machine of its first
+            assert step.previous in step.needs and step.pin.endswith(
+                f"{step.variant} loadgen {step.settings.scenario}")
+            assert step.label.endswith(f"round {step.round}")
+    assert len({s.label for s in steps}) == len(steps)
 
 
 @pytest.mark.parametrize(("scenario", "check"), [
@@ -288,6 +332,8 @@ def test_the_other_scenarios_give_their_figure(server_run, tmp_path, scenario, c
     (["--session", "memory_arena=no"], "--session memory_arena=no: give NAME=true or NAME="),
     (["--session", "spinning=true"], "NAME one of memory_arena, memory_pattern"),
     (["--optimization", "max"], "unknown graph optimisation level 'max'"),
+    (["--rounds", "0"], "--rounds 0: give a whole number >= 1"),
+    (["--target-qps", "100", "--rounds", "2"], "--rounds: only a server search"),
 ])
 def test_bad_input_is_one_line_and_exit_2(server_run, tmp_path, args, message):
     _, _, model = server_run

@@ -5,12 +5,11 @@ from __future__ import annotations
 
 import csv
 import json
-import shutil
-import subprocess
 from pathlib import Path
 
 import pytest
 
+from tests.browser import inked_share
 from toolkit.report import write_reports
 from toolkit.report.csv import COLUMNS
 
@@ -80,20 +79,6 @@ def test_two_machines_merge_with_the_machine_named(results, tmp_path):
 
 
 def test_the_html_report_renders_in_a_real_browser(results, tmp_path):
-    browser = shutil.which("chromium") or shutil.which("chromium-browser")
-    if browser is None:
-        pytest.skip("Chromium is not installed (.ci/run installs Debian's chromium)")
-    matplotlib_image = pytest.importorskip("matplotlib.image")
     _, (page,) = write_reports(results, tmp_path, ["html"])
-    shot = tmp_path / "shot.png"
-    subprocess.run(
-        [browser, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-         "--disable-component-update", "--disable-sync", "--no-first-run",
-         f"--user-data-dir={tmp_path / 'profile'}", "--window-size=1200,1600",
-         f"--screenshot={shot}", page.as_uri()],
-        capture_output=True, timeout=120, check=False,
-    )
-    assert shot.exists(), "Chromium wrote no screenshot"
-    pixels = matplotlib_image.imread(str(shot))[..., :3]
-    inked = (pixels.mean(axis=2) < 0.9).mean()
+    inked = inked_share(page.as_uri(), tmp_path / "shot.png", tmp_path / "profile")
     assert inked > 0.02, f"the page looks blank ({inked:.1%} of pixels are not white)"

@@ -896,7 +896,7 @@ def _advise(request: Request, out_dir: Path, runner: StageRunner, started: float
             threads=config.threads, batch_sizes=(config.max_batch,) if batching else (),
             max_delay_ms=config.max_delay_ms if batching else None,
             queries=confirm_queries(guess.rate), longest_run_s=CONFIRM_LONGEST_RUN_S,
-            spinning=bool(dict(config.session).get(SPINNING)))
+            spinning=bool(dict(config.session).get(SPINNING)), rounds=1)  # one search each
         session = dict(unspun(config).session)  # ONNX Runtime's (a native option has none)
         suite = dataclasses.replace(
             Suite.from_dict(run["suite"]), threads=config.threads,

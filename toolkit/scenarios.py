@@ -60,6 +60,15 @@ MLPERF_MIN_DURATION_S = 600.0
 # The percentile each scenario's latency is judged by (MLPerf's metric).
 PERCENTILE = {"server": 99.0, "offline": 99.0, "singlestream": 90.0, "multistream": 99.0}
 DEFAULT_BATCH = {"server": 8, "offline": 64, "singlestream": 1, "multistream": 8}
+# rounds of a server search: three give a median, and the machine's effect in each round can be
+# read off all the options
+DEFAULT_ROUNDS = 3
+# a later round's search starts at the option's last sustained peak and moves by this factor
+# (not by 2: the peak is near, and the steps bisected away cost runs)
+HINTED_STEP = 1.25
+# with rounds, each search bisects to this: the figure is the median over the rounds, whose
+# spread the interval shows, so a round's search need not be as fine as a lone one's
+ROUNDS_BISECT_TO = 0.10
 BISECT_TO = 0.05  # the peak search bisects until the lowest bad rate is within this share of
 # the highest good one
 MAX_POINTS = 24  # runs one search may make (doubling, bisecting, retries, confirmations),
@@ -220,6 +229,10 @@ class ScenarioSettings:
     # pool, OpenMP's wait policy): off by default, as workers share the cores; on, a worker of
     # several threads answers sooner and takes cores from its neighbours
     spinning: bool = False
+    # server search: every option searched once per round, the options' order flipping from
+    # round to round, so all meet the same spells of the machine (default DEFAULT_ROUNDS;
+    # one elsewhere: a figure of another scenario is one run, not a search)
+    rounds: int | None = None
     # A setting that does nothing in a scenario is refused rather than ignored.
 
     def __post_init__(self) -> None:
@@ -256,6 +269,11 @@ class ScenarioSettings:
                                 "lowest rate to bound; leave --longest-run out")
         if self.workers is not None and self.workers < 1:
             raise BadInputError(f"--workers {self.workers}: give a whole number >= 1")
+        if self.rounds is not None and not (isinstance(self.rounds, int) and self.rounds >= 1):
+            raise BadInputError(f"--rounds {self.rounds}: give a whole number >= 1")
+        if self.rounds not in (None, 1) and not self.searched:
+            raise BadInputError("--rounds: only a server search (no --target-qps) is made in "
+                                "rounds; leave --rounds out")
         if self.threads is not None and self.threads < 1:
             raise BadInputError(f"--threads {self.threads}: give the threads each worker gets, "
                                 "a whole number >= 1")
@@ -362,6 +380,23 @@ class ScenarioSettings:
         return (f"each LoadGen run lasted {self.run_s:g} s, not MLPerf's "
                 f"{MLPERF_MIN_DURATION_S:g} s: a short run; its verdict holds for that run "
                 "only (--compliant applies MLPerf's minimum duration and query counts)")
+
+    @property
+    def searched(self) -> bool:
+        """Whether each option's figure is a server search's peak (not a run at a rate)."""
+        return self.scenario == "server" and self.target_qps is None
+
+    @property
+    def bisect_to(self) -> float:
+        """How close a search's highest good and lowest bad rates must come."""
+        return BISECT_TO if self.round_count == 1 else ROUNDS_BISECT_TO
+
+    @property
+    def round_count(self) -> int:
+        """How many rounds each option is searched in."""
+        if self.rounds is not None:
+            return self.rounds
+        return DEFAULT_ROUNDS if self.searched else 1
 
     def to_dict(self) -> dict[str, Any]:
         return {**dataclasses.asdict(self), "batch_sizes": list(self.batch_sizes)}
@@ -572,10 +607,11 @@ def again_when_slow(run: Callable[[float], LoadGenResult],
 def search_peak(run_at: Callable[[float], LoadGenResult], start_qps: float, *,
                 bisect_to: float = BISECT_TO, max_points: int = MAX_POINTS,
                 floor_qps: float = 1.0, fits: Callable[[float], bool] = lambda rate: True,
-                confirmation_runs: int = CONFIRMATION_RUNS, bound_ms: float | None = None
-                ) -> PeakSearch:
+                confirmation_runs: int = CONFIRMATION_RUNS, bound_ms: float | None = None,
+                step: float = 2.0) -> PeakSearch:
     """The highest rate whose runs `run_at` calls valid: double from `start_qps` until a rate
-    fails (or halve, down to `floor_qps`, until one passes), then bisect between the best good
+    fails (or halve, down to `floor_qps`, until one passes; `step` times, where the start is
+    known to be near the peak), then bisect between the best good
     and the lowest bad rate until they are within `bisect_to` of each other, as LoadGen's
     FindPeakPerformance does. Guards against one noisy run, which near a limit both passes
     and fails at random: a failed run is run again, and a rate is bad only when it fails two
@@ -638,7 +674,7 @@ def search_peak(run_at: Callable[[float], LoadGenResult], start_qps: float, *,
             good = rate
             if bad is not None:
                 break
-            rate *= 2
+            rate *= step
             continue
         if (not looked and unloaded(rate) and room() and fits(rate * LOOK_PAST)
                 and (bad is None or rate * LOOK_PAST < bad)):
@@ -650,7 +686,7 @@ def search_peak(run_at: Callable[[float], LoadGenResult], start_qps: float, *,
         bad = rate
         if good is not None or rate <= floor_qps:
             break
-        rate = max(rate / 2, floor_qps)
+        rate = max(rate / step, floor_qps)
 
     def held(target: float) -> bool:
         return passes.get(target, 0) >= confirmation_runs and passes[target] > fails.get(target, 0)

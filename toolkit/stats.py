@@ -174,7 +174,9 @@ T975 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2
         2.056, 2.052, 2.048, 2.045, 2.042)
 
 
-def _order_variance(table: Sequence[float], k: int) -> float:
+def order_variance(table: Sequence[float], k: int) -> float:
+    """The variance of an order statistic (MIN_VARIANCE, MEDIAN_VARIANCE) of `k` draws, in
+    units of one draw's."""
     return table[min(k, len(table)) - 1]
 
 
@@ -285,7 +287,7 @@ class Estimate:
         middle = median(medians)
         if noise is not None and middle > 0:
             sigma, multiplier = moderated(noise, medians)
-            half = multiplier * sigma * math.sqrt(_order_variance(MEDIAN_VARIANCE, len(medians)))
+            half = multiplier * sigma * math.sqrt(order_variance(MEDIAN_VARIANCE, len(medians)))
             return cls(middle, middle * math.exp(-half), middle * math.exp(half), len(medians),
                        spread, "interval")
         if len(medians) == 1:
@@ -323,12 +325,12 @@ def shift_test(base: Sequence[float], new: Sequence[float], noise: Noise,
     normal = NormalDist()
     nb, nn = len(base), len(new)
     d_min = math.log(min(new)) - math.log(min(base))
-    se_min = noise.sigma * math.sqrt(_order_variance(MIN_VARIANCE, nb)
-                                     + _order_variance(MIN_VARIANCE, nn))
+    se_min = noise.sigma * math.sqrt(order_variance(MIN_VARIANCE, nb)
+                                     + order_variance(MIN_VARIANCE, nn))
     d_med = math.log(median(new)) - math.log(median(base))
     sigma, multiplier = moderated(noise, base, new)
-    se_med = sigma * math.sqrt(_order_variance(MEDIAN_VARIANCE, nb)
-                               + _order_variance(MEDIAN_VARIANCE, nn))
+    se_med = sigma * math.sqrt(order_variance(MEDIAN_VARIANCE, nb)
+                               + order_variance(MEDIAN_VARIANCE, nn))
     se_min = se_min or 1e-12  # no noise at all: the values decide
     se_med = se_med or 1e-12
     # the equivalence test at the interval's width: its standard error widened by t over z
@@ -370,7 +372,7 @@ def rounds_needed(noise: Noise, cases: int, change: float = 1.3, alpha: float = 
     normal = NormalDist()
     needed = normal.inv_cdf(1 - alpha / max(cases, 1)) + normal.inv_cdf(power)
     for k in range(2, most + 1):
-        if math.log(change) / (noise.sigma * math.sqrt(2 * _order_variance(MIN_VARIANCE, k))) \
+        if math.log(change) / (noise.sigma * math.sqrt(2 * order_variance(MIN_VARIANCE, k))) \
                 >= needed:
             return k
     return None

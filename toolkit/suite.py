@@ -159,11 +159,13 @@ def default_threads() -> int:
 
 def stored_scenario(stored: Mapping[str, Any], cores: int,
                     providers: Sequence[str] = ("cpu",)) -> dict[str, Any]:
-    """A scenario as results.json keeps it, in today's terms. One with no `threads` was stored
+    """A scenario as results.json keeps it, in today's terms. One with no `rounds` was searched
+    once. One with no `threads` was stored
     when its pools' workers shared the suite's `threads` (`cores`): it gets the same pools, each
     worker's threads given. A CUDA option then had one worker with them all, which only the
     default layout gives again: where `cores` are not this machine's, BadInputError."""
     values = dict(stored)
+    values.setdefault("rounds", 1)  # stored before searches came in rounds: it had one
     if "threads" in values:
         return values
     scenario, workers = values.get("scenario", "server"), values.get("workers")
@@ -230,7 +232,7 @@ SCENARIO_KEYS: dict[str, str] = {
     "p99_ms": "a number", "target_qps": "a number", "duration_s": "a number",
     "queries": "a whole number", "compliant": "true or false", "workers": "a whole number",
     "threads": "a whole number", "batch_sizes": "a list of whole numbers",
-    "max_delay_ms": "a number", "spinning": "true or false"}
+    "max_delay_ms": "a number", "spinning": "true or false", "rounds": "a whole number"}
 
 
 def _fits(value: Any, kind: str) -> bool:

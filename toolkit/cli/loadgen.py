@@ -89,6 +89,9 @@ def loadgen(
         "--longest-run", help="server search: the longest one run may last at the lowest rate "
         "it tries, in seconds (default 10; a slow model needs more)", rich_help_panel=SEARCH)
     ] = None,
+    rounds: Annotated[int | None, typer.Option(
+        help="server search: each option searched once a round, the order flipping, the "
+        "machine's effect per round taken out (default 3)", rich_help_panel=SEARCH)] = None,
     compliant: Annotated[bool, typer.Option(
         "--compliant", help="MLPerf's own minimum duration (600 s per run), query counts and "
         "seeds; the default --timeout grows to fit", rich_help_panel=SEARCH)] = False,
@@ -118,8 +121,10 @@ def loadgen(
     """Serve each option under MLPerf LoadGen: the peak rate within a p99 bound.
 
     Server (default): the highest Poisson arrival rate whose p99 holds the bound, confirmed
-    by repeated runs. Offline: samples per second. Single- and multistream: a latency
-    percentile. Each option is a pool of workers x threads, with and without a batcher.
+    by repeated runs, searched in rounds (the options' order flipping each round) and given
+    as a median with its interval. Offline: samples per second. Single- and multistream: a
+    latency percentile. Each option is a pool of workers x threads, with and without a
+    batcher.
     """
     from toolkit import executor
     from toolkit.plans.loadgen import loadgen_request, loadgen_suite, plan_loadgen
@@ -138,7 +143,8 @@ def loadgen(
             duration_s=parse_duration(duration) if duration is not None else None,
             queries=queries,
             batch_sizes=parse_ints(batch_sizes, "--batch-sizes") or (),
-            max_delay_ms=max_delay_ms, longest_run_s=longest_run, spinning=spinning)
+            max_delay_ms=max_delay_ms, longest_run_s=longest_run, spinning=spinning,
+            rounds=rounds)
         suite = loadgen_suite(settings, providers=split_csv(providers, "--providers"),
                               threads=threads, timeout_s=timeout).replace(
             prices=parse_prices(price), need_qps=need_qps, optimization=optimization)

@@ -71,21 +71,28 @@ def in_rounds(steps: Sequence[Measure], rounds: int) -> list[Step]:
 def scenario_steps(suite: Suite, key: str, after: str | None,
                    sources: Sources | None = None) -> list[Step]:
     """Every scenario of the suite for every fp32 option of a workload, each serving path of
-    it; skipped records that say how to install LoadGen where it is missing."""
+    it, in each of the scenario's rounds; skipped records that say how to install LoadGen
+    where it is missing."""
     planned = [c for c in cases(suite, key) if c.recipe == FP32]
     steps: list[Step] = []
     missing = loadgen_missing() if suite.scenarios else None
     for settings in suite.scenarios:
-        for case in planned:
-            for variant in variants(case.runner, settings.scenario):
+        options = [(case, variant) for case in planned
+                   for variant in variants(case.runner, settings.scenario)]
+        if missing:
+            for case, variant in options:
                 step = Scenario(case, variant, settings, after, sources)
-                if missing:
-                    records = tuple(dataclasses.replace(r, status="skipped", reason=missing,
-                                                        batch_size=None)
-                                    for r in step.expects(suite)[:1])
-                    steps.append(Skipped(step.label, f"{key}: skipped ({missing})", records))
-                else:
-                    steps.append(step)
+                records = tuple(dataclasses.replace(r, status="skipped", reason=missing,
+                                                    batch_size=None, round=None)
+                                for r in step.expects(suite)[:1])
+                steps.append(Skipped(step.label, f"{key}: skipped ({missing})", records))
+            continue
+        # every option once a round, the order flipping from round to round (as compare's
+        # side-by-side rounds), so each meets the machine's spells early and late alike
+        for round_ in range(1, settings.round_count + 1):
+            order = options if round_ % 2 else options[::-1]
+            steps += [Scenario(case, variant, settings, after, sources, round_)
+                      for case, variant in order]
     return steps
 
 

@@ -465,58 +465,87 @@ class Measure(CaseStep):
 @dataclass(frozen=True)
 class Scenario(CaseStep):
     """One option under LoadGen in one scenario, served one way (`variant`: shared,
-    per-worker, processes; +batching), in a child; its files come as a Measure step's do."""
+    per-worker, processes; +batching), in a child; its files come as a Measure step's do. A
+    server search is made in rounds (`round`): a later round runs where the first did, after
+    the round before it, and starts its search from that round's sustained peak."""
 
     case: Case
     variant: str
     settings: ScenarioSettings
     after: str | None = None
     sources: Sources | None = None
+    round: int = 1
 
     per_node: ClassVar[bool] = True
 
     @property
     def label(self) -> str:
-        return f"{self.case.label} {self.variant} loadgen {self.settings.scenario}"
+        return scenario_label(self.case, self.variant, self.settings, self.round)
 
     @property
     def what(self) -> str:
+        rounds = self.settings.round_count
         return (f"{self.case.workload}: {self.case.runner} {self.variant} on "
-                f"{self.case.provider}, LoadGen {self.settings.scenario}")
+                f"{self.case.provider}, LoadGen {self.settings.scenario}"
+                + (f", round {self.round} of {rounds}" if rounds > 1 else ""))
+
+    @property
+    def previous(self) -> str | None:
+        """The same option's round before this one."""
+        if self.round == 1:
+            return None
+        return scenario_label(self.case, self.variant, self.settings, self.round - 1)
 
     @property
     def needs(self) -> tuple[str, ...]:
-        return (self.after,) if self.after else ()
+        return tuple(n for n in (self.after, self.previous) if n)
+
+    @property
+    def pin(self) -> str | None:
+        return scenario_label(self.case, self.variant, self.settings, 1) if self.round > 1 \
+            else None
 
     def expects(self, suite: Suite) -> list[Record]:
         case = self.case
         return [Record(**identity(case.workload), phase="scenario", runtime=case.runtime,
                        provider=case.provider, variant=self.variant, batch_size=b,
-                       info={"scenario": self.settings.scenario})
+                       round=self.round, info={"scenario": self.settings.scenario})
                 for b in batches_of(self.settings, self.variant)]
 
     def execute(self, context: Context) -> list[Record]:
         suite, case = context.suite, self.case
+        before = context.done.get(self.previous or "", [])
+        if self.previous and not any(r.ok for r in before):
+            return []  # the option could not be served at all: not tried again
         sources = Sources.from_records(context.done.get(self.after or "", []), self.sources)
         artifact = _artifact(case, sources)
         if artifact is None or sources.inputs is None:
             return [dataclasses.replace(r, status="skipped", reason=_no_artifact(case),
                                         batch_size=None) for r in self.expects(suite)[:1]]
         name = slug(case.workload, case.runner, case.provider, self.variant,
-                    self.settings.scenario)
+                    self.settings.scenario, f"r{self.round}" if self.round > 1 else "")
         # the pool is laid over the physical cores of the machine that serves (a node's own)
         workers, threads = self.settings.layout(case.provider, default_threads())
+        # where the last round sustained a peak, this round's search starts from it
+        start = {str(r.batch_size): r.info["peak_qps"] for r in before
+                 if r.ok and r.info.get("peak_kind") == "sustained" and r.info.get("peak_qps")}
         spec = {"task": "scenario", **identity(case.workload), "runner": case.runner,
                 "artifact": artifact, "inputs": sources.inputs, "provider": case.provider,
                 "variant": self.variant, "settings": self.settings.to_dict(),
                 "logs": str(context.out_dir / "loadgen" / name), "workers": workers,
                 "threads": threads, "optimization": suite.optimization,
-                "session": dict(suite.session),
+                "session": dict(suite.session), "round": self.round, "start_qps": start,
                 "budget_s": max(suite.timeout_s * 0.9 - 15.0, suite.timeout_s / 2)}
         child = run_child(spec, context.out_dir, timeout_s=suite.timeout_s,
                           threads=workers * threads, name=f"loadgen-{name}")
         return fill_missing(self.expects(suite), child.records,
                             child.failure or "the child ended without serving it (see its log)")
+
+
+def scenario_label(case: Case, variant: str, settings: ScenarioSettings, round_: int) -> str:
+    """A Scenario step's label; the first round's is the label of a search made once."""
+    label = f"{case.label} {variant} loadgen {settings.scenario}"
+    return label if round_ == 1 else f"{label} round {round_}"
 
 
 @dataclass(frozen=True)

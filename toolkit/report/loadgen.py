@@ -7,6 +7,7 @@ highest rate within the p99 bound).
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -15,6 +16,7 @@ from typing import Any
 from toolkit.busy import CORE_SPEED_S, fastest_of, unsteady_text
 from toolkit.report.units import duration, significant
 from toolkit.results import Record
+from toolkit.rounds import OptionPeaks, peaks_over_rounds
 from toolkit.scenarios import BATCHING
 
 CAPTIONS = {
@@ -45,6 +47,12 @@ class Served:
     price_per_hour: float | None = None  # USD per hour of the machine that served it
     need_qps: float | None = None  # the rate the service must sustain
     host: str = ""  # the machine that served it
+    # a search made in rounds: every round's record (`record` is the one nearest the median)
+    # and the figure over them, each round's machine effect out (`toolkit.rounds`)
+    rounds: tuple[Record, ...] = ()
+    over_rounds: OptionPeaks | None = None
+    unsettled: tuple[str, ...] = ()  # the options whose order against this one is not settled
+    slow_rounds: tuple[int, ...] = ()  # rounds whose cores read slow around this option
 
     @property
     def info(self) -> dict[str, Any]:
@@ -56,6 +64,10 @@ class Served:
 
     @property
     def peak_qps(self) -> float | None:
+        """The sustained peak; over rounds, the median of the rounds' peaks with each round's
+        machine effect out."""
+        if self.over_rounds is not None:
+            return self.over_rounds.median
         return self.info.get("peak_qps")
 
     @property
@@ -70,7 +82,11 @@ class Served:
 
     @property
     def sustained(self) -> bool:
-        """A peak that may be picked: bracketed by a failing rate and confirmed."""
+        """A peak that may be picked: bracketed by a failing rate and confirmed (over rounds:
+        in most of them)."""
+        if self.over_rounds is not None:
+            return (self.over_rounds.median is not None
+                    and 2 * self.over_rounds.sustained_rounds > len(self.rounds))
         return self.peak_qps is not None and self.peak_kind == "sustained"
 
     @property
@@ -107,6 +123,76 @@ def served_label(record: Record, host: str = "") -> str:
     return label + (f" @{host}" if host else "")
 
 
+def combine_rounds(served: Sequence[Served]) -> list[Served]:
+    """One Served per option and scenario from its rounds' records, and, for the options of
+    one server search table (a bound, a machine), the figures over rounds with each round's
+    machine effect out and the orders their intervals do not settle (`toolkit.rounds`)."""
+    groups: dict[tuple[str, str, Any, str], list[Served]] = {}
+    for s in served:
+        groups.setdefault((s.label, s.scenario, s.bound, s.host), []).append(s)
+    combined = []
+    for found in groups.values():
+        if len(found) == 1 and found[0].record.round in (None, 1):
+            combined.append(found[0])
+            continue
+        ok = [s for s in found if s.record.ok] or found
+        combined.append(dataclasses.replace(ok[0], rounds=tuple(s.record for s in found)))
+    tables: dict[tuple[Any, str], list[int]] = {}
+    for index, s in enumerate(combined):
+        if s.rounds and s.searched:
+            tables.setdefault((s.bound, s.host), []).append(index)
+    for indices in tables.values():
+        peaks = {combined[i].label: {r.round or 1: _round_peak(r) for r in combined[i].rounds}
+                 for i in indices}
+        result = peaks_over_rounds(peaks)
+        figures = {o.option: o for o in result.options}
+        for i in indices:
+            s = combined[i]
+            figure = figures[s.label]
+            middle = _nearest(s.rounds, figure.median)
+            combined[i] = dataclasses.replace(
+                s, record=middle or s.record, over_rounds=figure,
+                unsettled=tuple(o.option for o in result.unsettled_with(figure)),
+                slow_rounds=tuple(r.round or 1 for r in s.rounds if _slow(r)))
+    return combined
+
+
+def round_effects_line(served: Sequence[Served]) -> str | None:
+    """The machine's speed in each round of a search made in rounds, against the run's mean,
+    as read off every option (`toolkit.rounds`)."""
+    rounded = [s for s in served if s.over_rounds is not None and s.rounds]
+    if not rounded:
+        return None
+    peaks = {s.label: {r.round or 1: _round_peak(r) for r in s.rounds} for s in rounded}
+    effects = peaks_over_rounds(peaks).effects
+    rounds = len(effects)
+    return (f"served in {rounds} rounds, the options' order flipping each round; the machine "
+            "served at " + ", ".join(f"{e:.2f}x" for _, e in sorted(effects.items()))
+            + " of its mean in rounds " + ", ".join(str(r) for r in sorted(effects))
+            + " (read off every option, and taken out of each option's figure)")
+
+
+def _round_peak(record: Record) -> float | None:
+    info = record.info
+    if not record.ok or info.get("peak_kind", "sustained") != "sustained":
+        return None
+    return info.get("peak_qps")
+
+
+def _nearest(records: Sequence[Record], figure: float | None) -> Record | None:
+    """The round whose sustained peak is nearest the figure (its latencies are shown)."""
+    found = [r for r in records if _round_peak(r)]
+    if not found or figure is None:
+        return None
+    return min(found, key=lambda r: abs(math.log((_round_peak(r) or 1.0) / figure)))
+
+
+def _slow(record: Record) -> bool:
+    speed = record.info.get("core_speed") or {}
+    return bool(unsteady_text([speed.get("before"), speed.get("after")],
+                              speed.get("seconds", CORE_SPEED_S), speed.get("fastest_seen")))
+
+
 @dataclass(frozen=True)
 class LoadGenTable:
     scenario: str
@@ -125,6 +211,11 @@ def loadgen_tables(served: Sequence[Served]) -> list[LoadGenTable]:
             chosen = [s for s in ran if s.bound == bound]
             columns, rows = _SCENARIO_TABLES[scenario](chosen)
             caption = CAPTIONS[scenario]
+            if scenario == "server" and any(s.over_rounds is not None for s in chosen):
+                caption += (" In rounds: each option searched once a round, the order "
+                            "flipping each round; its figure is the median of its rounds' "
+                            "peaks with the machine's effect in each round taken out, and a "
+                            "95% interval; * a round whose cores read slow.")
             if scenario == "server" and not any(s.searched for s in chosen):
                 caption = ("Server at the rate --target-qps set: Poisson arrivals; VALID when "
                            "the p99 is within the bound with enough queries for LoadGen's "
@@ -167,6 +258,10 @@ def _server(chosen: list[Served]) -> tuple[tuple[str, ...], list[tuple[str, ...]
     need = next((s.need_qps for s in chosen if s.need_qps), None)
     priced = any(s.price_per_hour for s in chosen)
     metered = any(s.info.get("joules_per_query") for s in chosen)
+    rounded = any(s.over_rounds is not None for s in chosen)
+    if rounded:
+        columns = (columns[0], f"peak rate, p99 ≤ {bound:g} ms [95% interval]",
+                   "each round", *columns[2:])
     columns += ((f"machines for {_qps(need)}",) if need else ()) + (
         ("USD per 1M",) if priced else ()) + (("energy per prediction",) if metered else ())
     rows = []
@@ -174,7 +269,10 @@ def _server(chosen: list[Served]) -> tuple[tuple[str, ...], list[tuple[str, ...]
         info = s.info
         latency = info.get("latency_ms", {})
         rate = _qps(s.peak_qps) if s.searched else _qps(info.get("scheduled_qps"))
-        if s.searched and s.peak_qps is None:
+        each: tuple[str, ...] = (_each_round(s),) if rounded else ()
+        if s.over_rounds is not None:
+            rate = _over_rounds(s)
+        elif s.searched and s.peak_qps is None:
             rate = "none valid"
         elif s.searched and not s.sustained:
             rate = f"{'>= ' if s.peak_kind == 'lower bound' else ''}{rate} ({s.peak_kind})"
@@ -187,10 +285,41 @@ def _server(chosen: list[Served]) -> tuple[tuple[str, ...], list[tuple[str, ...]
         extra = ((str(s.machines_needed or "-"),) if need else ()) + (
             (_usd(s.usd_per_million),) if priced else ()) + (
             (_joules(info.get("joules_per_query")),) if metered else ())
-        rows.append((s.label, rate, _ms(latency.get("p50")), p99,
-                     _valid(info), duration(s.record.seconds or 0.0, 2), _workers(info),
+        took = sum(r.seconds or 0.0 for r in s.rounds) if s.rounds else s.record.seconds
+        rows.append((s.label, rate, *each, _ms(latency.get("p50")), p99,
+                     _valid(info), duration(took or 0.0, 2), _workers(info),
                      str(info.get("sessions", "")), *extra))
     return columns, rows
+
+
+def _over_rounds(s: Served) -> str:
+    """`23.6k q/s [21.0k, 26.4k]`, or why the rounds give no figure."""
+    figure = s.over_rounds
+    assert figure is not None
+    if figure.median is None:
+        return "none sustained"
+    text = _qps(figure.median)
+    if figure.kind == "interval":
+        text += f" [{_qps(figure.low, '')}, {_qps(figure.high, '')}]".replace(" ]", "]") \
+            .replace(" ,", ",")
+    elif figure.kind == "range":
+        text += f" (range {_qps(figure.low, '')}-{_qps(figure.high, '')})".replace(" -", "-") \
+            .replace(" )", ")")
+    if not s.sustained:
+        text += f" (sustained in {figure.sustained_rounds} of {len(s.rounds)} rounds)"
+    return text
+
+
+def _each_round(s: Served) -> str:
+    """Each round's own sustained peak, `*` where the cores read slow around it."""
+    if not s.rounds:
+        return "-"
+    cells = []
+    for record in sorted(s.rounds, key=lambda r: r.round or 1):
+        peak = _round_peak(record)
+        mark = "*" if (record.round or 1) in s.slow_rounds else ""
+        cells.append((_qps(peak, "").strip() if peak else "-") + mark)
+    return " / ".join(cells)
 
 
 def _usd(value: float | None) -> str:
@@ -243,6 +372,8 @@ class Pick:
 
     @property
     def figure(self) -> str:
+        if self.pick is not None and self.pick.over_rounds is not None:
+            return _over_rounds(self.pick)
         return _qps(self.pick.peak_qps) if self.pick else "-"
 
     @property
@@ -257,7 +388,11 @@ class Pick:
                      f"{_qps(self.pick.need_qps)}")
         if self.pick.usd_per_million is not None:
             text += f", {_usd(self.pick.usd_per_million)} per million predictions"
-        if self.others:
+        tied = [o for o in self.others if o.label in self.pick.unsettled]
+        if tied:
+            text += (f"; not ranked above {', '.join(o.label for o in tied[:3])}"
+                     f"{' and more' if len(tied) > 3 else ''}: their intervals meet")
+        elif self.others:
             text += f" (next: {_qps(self.others[0].peak_qps)} with {self.others[0].label})"
         return text
 
@@ -306,8 +441,10 @@ def loadgen_lines(served: Sequence[Served]) -> list[str]:
 
 
 def loadgen_notes(served: Sequence[Served]) -> list[str]:
-    """Why an option was not served, and each option's warnings, once."""
-    notes = []
+    """The rounds' machine effects, why an option was not served, and each option's warnings
+    (of every round), once."""
+    effects = round_effects_line(served)
+    notes = [effects] if effects else []
     for s in served:
         if not s.record.ok:
             notes.append(f"{s.label} {s.scenario} {s.record.status}: {s.record.reason}")
@@ -315,14 +452,15 @@ def loadgen_notes(served: Sequence[Served]) -> list[str]:
             notes.append(f"{s.label} {s.scenario}: INVALID ({s.info['reason']})")
     seen: set[str] = set()
     for s in served:
-        unmeasured = s.info.get("energy_unmeasured")
-        for warning in (*s.record.warnings, *([unmeasured] if unmeasured else [])):
-            if warning not in seen:
-                seen.add(warning)
-                notes.append(f"! {warning}")
+        for record in s.rounds or (s.record,):
+            unmeasured = record.info.get("energy_unmeasured")
+            for warning in (*record.warnings, *([unmeasured] if unmeasured else [])):
+                if warning not in seen:
+                    seen.add(warning)
+                    notes.append(f"! {warning}")
     for host in dict.fromkeys(s.host for s in served):
-        speeds = [s.info["core_speed"] for s in served
-                  if s.host == host and s.info.get("core_speed")]
+        speeds = [r.info["core_speed"] for s in served if s.host == host
+                  for r in s.rounds or (s.record,) if r.info.get("core_speed")]
         unsteady = speeds and unsteady_text(
             [speed.get(when) for speed in speeds for when in ("before", "after")],
             speeds[0].get("seconds", CORE_SPEED_S),

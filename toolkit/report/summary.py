@@ -14,7 +14,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 from toolkit.recipes import BY_QUALITY, FP32
-from toolkit.report.loadgen import Served, loadgen_lines, served_label
+from toolkit.report.loadgen import Served, combine_rounds, loadgen_lines, served_label
 from toolkit.report.units import duration, rate, ratio
 from toolkit.results import Parity, Record
 from toolkit.stats import Estimate, Noise, Stats, median, pooled_by
@@ -191,6 +191,8 @@ def summarise(
                             record.recipe, peak=(peaks or {}).get(host))
             summary.options.append(option)
         _accumulate(option, record)
+    for summary in summaries.values():  # a search's rounds, one option with its figure
+        summary.served = combine_rounds(summary.served)
     noises = _noises(list(summaries.values()))
     for summary in summaries.values():
         _finish(summary, loads, noises, busy or {})

@@ -29,6 +29,7 @@ from toolkit.errors import ProviderUnavailableError
 from toolkit.results import Record
 from toolkit.scenarios import (
     BATCHING,
+    HINTED_STEP,
     LOADGEN_NAMES,
     MLPERF_MIN_DURATION_S,
     PERCENTILE,
@@ -85,6 +86,10 @@ class ScenarioSpec:
     optimization: str = "all"
     session: dict[str, Any] = field(default_factory=dict)  # ONNX Runtime's other options
     budget_s: float = 540.0  # a search starts no run that would end after this (the timeout)
+    round: int = 1  # which round of the option's server search this is
+    # each batch size's sustained peak in the round before (str(batch) -> q/s): where this
+    # round's search starts, moving by HINTED_STEP
+    start_qps: dict[str, float] = field(default_factory=dict)
 
 
 def scenario_case(spec: ScenarioSpec) -> Iterator[Record]:
@@ -100,7 +105,7 @@ def scenario_case(spec: ScenarioSpec) -> Iterator[Record]:
     base: dict[str, Any] = {
         "workload": spec.workload, "framework": spec.framework, "runtime": runtime,
         "provider": spec.provider, "device": "cpu" if spec.provider == "cpu" else "cuda:0",
-        "variant": spec.variant, "threads": threads, "phase": "scenario"}
+        "variant": spec.variant, "threads": threads, "phase": "scenario", "round": spec.round}
     batching = spec.variant.endswith(BATCHING)
     for batch in batches_of(settings, spec.variant):
         started = time.perf_counter()
@@ -118,7 +123,8 @@ def scenario_case(spec: ScenarioSpec) -> Iterator[Record]:
             continue
         try:
             info = _run(pool, settings, batch, Path(spec.logs) / f"b{batch}", spec.inputs,
-                        deadline, base["device"], speed_before)
+                        deadline, base["device"], speed_before,
+                        spec.start_qps.get(str(batch)))
         finally:
             pool.close()
         speed_after = busy.core_speed()
@@ -182,11 +188,12 @@ def _pool(spec: ScenarioSpec, settings: ScenarioSettings, runtime: str, workers:
 
 
 def _run(pool: Pool, settings: ScenarioSettings, batch: int, logs: Path, inputs: str,
-         deadline: float, device: str = "cpu", speeds: list[float] | None = None
-         ) -> dict[str, Any]:
+         deadline: float, device: str = "cpu", speeds: list[float] | None = None,
+         last_peak: float | None = None) -> dict[str, Any]:
     """The scenario's LoadGen run(s) on `pool`: a Server search, or one run. `speeds`: each
     core's speed before the pool started (a failed search run after which a core reads
-    slower than that is made again)."""
+    slower than that is made again); `last_peak`: the sustained peak of the round before,
+    where the search starts."""
     with np.load(inputs) as archive:
         rows = len(archive[archive.files[0]])
     per_query = probe(pool, batch if settings.scenario in ("offline", "multistream") else 1,
@@ -251,8 +258,10 @@ def _run(pool: Pool, settings: ScenarioSettings, batch: int, logs: Path, inputs:
         return time.monotonic() + 1.5 * seconds + 2.0 < deadline
 
     # a failed run after which a core reads slow is made again; not with spinning threads,
-    # which would keep a core busy under the reading
-    run_steady = run_long_enough if settings.spinning else again_when_slow(
+    # which would keep a core busy under the reading, nor in rounds, whose median outvotes a
+    # slow spell (and the reading after every failed run would cost each round's search)
+    run_steady = run_long_enough if settings.spinning or settings.round_count > 1 \
+        else again_when_slow(
         run_long_enough, busy.core_speed, [speeds] if speeds else [], set_aside,
         slow=busy.UNSTEADY, fits=fits)
     info: dict[str, Any] = {"scenario": settings.scenario, "compliant": settings.compliant,
@@ -274,8 +283,12 @@ def _run(pool: Pool, settings: ScenarioSettings, batch: int, logs: Path, inputs:
                         loadgen_runs=0, samples_per_s=None, percentile=99.0)
             return info
         floor = 1.0 if settings.compliant else settings.query_count / settings.longest_s
-        search = search_peak(run_steady, max(capacity / 2, floor), floor_qps=floor,
-                             fits=fits, bound_ms=None if settings.compliant else bound)
+        start, step = ((last_peak, HINTED_STEP) if last_peak and last_peak > floor
+                       else (max(capacity / 2, floor), 2.0))
+        info["search_started_at_qps"] = start
+        search = search_peak(run_steady, start, floor_qps=floor, fits=fits,
+                             bound_ms=None if settings.compliant else bound, step=step,
+                             bisect_to=settings.bisect_to)
         info.update(points=search.points, peak_qps=search.peak_qps, peak_kind=search.kind,
                     confirming_p99_ms=[p["latency_ms"].get("p99")
                                        for p in search.confirming],
