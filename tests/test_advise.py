@@ -671,3 +671,20 @@ def test_the_rate_a_service_must_sustain_is_need_qps_as_in_loadgen_and_old_reque
     assert adviser.Request.from_dict({**old, "target_qps": 50_000.0}) == request
     with pytest.raises(BadInputError, match="--need-qps 0: give a number > 0"):
         adviser.Request("m.onnx", 5.0, need_qps=0.0)
+
+
+def test_the_search_chart_has_numbered_axes_with_units(tmp_path):
+    assert advice_report.ticks(76_573) == [0, 20_000, 40_000, 60_000]
+    assert advice_report.ticks(76_573, 10) == [0, 10_000, 20_000, 30_000, 40_000, 50_000,
+                                               60_000, 70_000]
+    assert advice_report.ticks(5.0, 5) == [0, 1, 2, 3, 4, 5]
+    assert advice_report.ticks(0.0) == [0.0]
+    request = adviser.Request("m.onnx", 5.0)
+    tried = [Tried(config(batch=16, delay=0.1), Outcome(33_000.0, 3.1, 0.0))]
+    advice = adviser.Advice(request, "onnx/m", 2, "all", adviser.Trials(), tried,
+                            [confirmed(config(batch=16, delay=0.1), 36_000.0, "sustained")],
+                            tmp_path)
+    svg = advice_report.chart_svg(advice)
+    assert "queries per second" in svg and "p99 at that rate (ms)" in svg
+    for label in (">0<", ">10k<", ">30k<", ">5<"):  # the axes' numbers (top: 37.8k q/s)
+        assert label in svg, label

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import html
 import json
+import math
 from collections import Counter
 from collections.abc import Sequence
 from typing import Any
@@ -215,6 +216,21 @@ def loadgen_command(advice: Advice, config: Config) -> str:
     return " ".join(parts) + note
 
 
+def ticks(top: float, most: int = 6) -> list[float]:
+    """Round axis values from 0 to `top`: steps of 1, 2 or 5 times a power of ten, at most
+    `most` of them past 0."""
+    if top <= 0:
+        return [0.0]
+    raw = top / most
+    power = 10 ** math.floor(math.log10(raw))
+    step = next(m * power for m in (1, 2, 5, 10) if m * power >= raw)
+    return [n * step for n in range(int(top / step + 1e-9) + 1)]
+
+
+def _tick_text(value: float) -> str:
+    return f"{value / 1e3:g}k" if value >= 1e3 else f"{value:g}"
+
+
 def chart_svg(advice: Advice, width: int = 640, height: int = 360) -> str:
     """The Pareto chart: each configuration tried, its predicted rate against its p99, by
     recipe; within the limits filled, beyond them hollow; the confirmed ringed, at their
@@ -226,7 +242,7 @@ def chart_svg(advice: Advice, width: int = 640, height: int = 360) -> str:
     top = max(max(p[0] for p in points),
               max((c.peak_qps or 0.0 for c in advice.confirmed), default=0.0)) * 1.05
     bound = advice.request.p99_ms
-    left, bottom, right, upper = 60, height - 40, width - 20, 20
+    left, bottom, right, upper = 64, height - 44, width - 20, 20
     colours = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e"]
     recipes = sorted({p[2] for p in points})
 
@@ -240,11 +256,20 @@ def chart_svg(advice: Advice, width: int = 640, height: int = 360) -> str:
              'font-family="sans-serif" font-size="11">',
              f'<line x1="{left}" y1="{bottom}" x2="{right}" y2="{bottom}" stroke="#333"/>',
              f'<line x1="{left}" y1="{upper}" x2="{left}" y2="{bottom}" stroke="#333"/>',
-             f'<text x="{(left + right) / 2}" y="{height - 8}" text-anchor="middle">rate within '
-             f'the bound (q/s; up to {top:,.0f})</text>',
+             f'<text x="{(left + right) / 2}" y="{height - 6}" text-anchor="middle">rate within '
+             'the bound (queries per second)</text>',
              f'<text x="14" y="{(upper + bottom) / 2}" transform="rotate(-90 14 '
-             f'{(upper + bottom) / 2})" text-anchor="middle">p99 there (ms; top: {bound:g})'
-             '</text>']
+             f'{(upper + bottom) / 2})" text-anchor="middle">p99 at that rate (ms)</text>']
+    for value in ticks(top):  # numbered axes, with a light grid
+        parts += [f'<line x1="{x(value):.1f}" y1="{upper}" x2="{x(value):.1f}" y2="{bottom}" '
+                  'stroke="#eee"/>',
+                  f'<text x="{x(value):.1f}" y="{bottom + 16}" text-anchor="middle">'
+                  f'{_tick_text(value)}</text>']
+    for value in ticks(bound, 5):
+        parts += [f'<line x1="{left}" y1="{y(value):.1f}" x2="{right}" y2="{y(value):.1f}" '
+                  'stroke="#eee"/>',
+                  f'<text x="{left - 6}" y="{y(value) + 4:.1f}" text-anchor="end">'
+                  f'{_tick_text(value)}</text>']
     for rate, p99, recipe, why in points:
         colour = colours[recipes.index(recipe) % len(colours)]
         fill = colour if why is None or why.startswith("dominated") else "none"
