@@ -68,56 +68,96 @@ def test_candidates_are_the_fronts_best_and_the_defaults_as_many_as_the_budget_l
     # default), then the other default
     assert chosen == [(front[0].config, "searched"), (batched, "default"),
                       (unbatched, "default")]
-    # a budget that fits two searches: the pick's and the one it must beat, never fewer
-    tight = adviser.candidates(lost + front, [unbatched, batched], rate,
-                               budget_s=adviser.confirm_seconds(30e3) * 2.5, best=2)
-    assert tight == chosen[:2]
-    assert adviser.candidates(front, [unbatched, batched], rate, budget_s=0.0) == chosen[:2]
-    # where the front's fastest is the default, it alone is what must be confirmed
+    # every default is confirmed, whatever the budget: the one the pick is set against is
+    # chosen among them by the same rounds
+    assert adviser.candidates(lost + front, [unbatched, batched], rate, budget_s=0.0,
+                              best=2) == chosen
+    # where the front's fastest is a default, it is confirmed as one
     alone = adviser.candidates([Tried(unbatched, Outcome(31.0, 90.0, 0.0))],
                                [unbatched, batched], lambda c: 31.0 if c == unbatched else 3.7,
                                budget_s=0.0)
-    assert alone == [(unbatched, "default")]
+    assert alone == [(unbatched, "default"), (batched, "default")]
     # a default predicted at no rate is still confirmed, and does not use up the budget
     blocked = adviser.candidates(front, [unbatched, batched],
                                  lambda c: 0.0 if c in (unbatched, batched) else 30e3,
                                  budget_s=1200.0, best=2)
     assert [c for c, _ in blocked] == [front[0].config, unbatched, batched]
     # a front's fastest of several threads a worker is also confirmed with them spinning
-    # (after the pair that must be, as the budget lets), its search sized from its own rate
+    # (after those that must be, as the budget lets), its search sized from its own rate
     wide = Tried(config(threads=2, workers=1, batch=16, delay=0.1), Outcome(30e3, 2.0, 0.0))
     spinning = adviser.spun(wide.config)
     assert dict(spinning.session)["spinning"] is True and adviser.unspun(spinning) == wide.config
     assert adviser.candidates([wide, *front], [unbatched, batched], rate, best=2) == [
-        (wide.config, "searched"), (batched, "default"), (spinning, "searched"),
-        (front[0].config, "searched"), (unbatched, "default")]
-    assert adviser.candidates([wide], [batched], rate, budget_s=0.0) == [
-        (wide.config, "searched"), (batched, "default")]
+        (wide.config, "searched"), (batched, "default"), (unbatched, "default"),
+        (spinning, "searched"), (front[0].config, "searched")]
+    # the budget is for every round of each: one that fits the spinning one's first round
+    # alone, past those that must be, leaves it out
+    must = sum(min(adviser.confirm_seconds(rate(c)), adviser.CONFIRM_TIMEOUT_S[1]) * (
+        1 + (adviser.CONFIRM_ROUNDS - 1) * adviser.LATER_ROUND_SHARE)
+        for c in (wide.config, batched, unbatched))
+    assert adviser.candidates([wide, *front], [unbatched, batched], rate, best=2,
+                              budget_s=must + adviser.confirm_seconds(30e3) * 1.1) == [
+        (wide.config, "searched"), (batched, "default"), (unbatched, "default")]
     # a slow model's runs are shorter (fewer queries) but its search still takes minutes
     assert adviser.confirm_queries(40.0) == 512 and adviser.confirm_queries(30e3) == 2048
     assert 200 < adviser.confirm_seconds(40.0) < 400
 
 
+def rounds_of(cfg: Config, peaks: list[float | None], role: str = "searched",
+              predicted: float | None = None) -> list[adviser.Confirmed]:
+    """A configuration confirmed in rounds 1, 2, ... at these peaks (None: none sustained)."""
+    return [dataclasses.replace(
+        confirmed(cfg, peak, "sustained" if peak else "none", role), round=n,
+        predicted=Outcome(predicted or peak or 0.0, 2.0, 0.0)) for n, peak in
+        enumerate(peaks, 1)]
+
+
 def test_the_headline_says_capacity_cost_and_the_gain_over_the_best_default(tmp_path):
+    """Three rounds, the second at half speed: the pick's figure is its median with the
+    rounds' effects out, and its gain over the best default a paired ratio with its
+    interval; where the rounds do not show it faster, the headline says so."""
     request = adviser.Request("m.onnx", 5.0, price=0.10, need_qps=100_000.0)
-    pick = confirmed(config(batch=16, delay=0.1), 33_700.0, "sustained")
-    default = confirmed(config(batch=8, delay=0.5), 30_700.0, "sustained", "default")
-    advice = adviser.Advice(request, "onnx/m", 2, "all", adviser.Trials(), [], [pick, default],
-                            tmp_path)
+    pick = rounds_of(config(batch=16, delay=0.1), [45e3, 22e3, 46e3])
+    default = rounds_of(config(batch=8, delay=0.5), [30e3, 15.5e3, 30.5e3], "default")
+    other = rounds_of(config(), [12e3, 6.2e3, 12.1e3], "default")
+    advice = adviser.Advice(request, "onnx/m", 2, "all", adviser.Trials(), [],
+                            [*pick, *default, *other], tmp_path)
     line = advice_report.headline(advice)
     assert line.startswith("serve m.onnx as onnxruntime fp32, 2 workers x 1 thread, batching "
                            "up to 16 within 0.1 ms")
-    assert "33.7k q/s per machine" in line and "confirmed 2/2" in line
-    assert "3 machines like this for 100k q/s" in line  # ceil(100k / 33.7k)
-    assert "$0.0008243 per million at $0.1/h" in line  # 0.10 / (33.7k x 3600) x 1e6
-    assert "1.10x" in line
+    chosen = advice.pick
+    assert chosen is not None and chosen.rounds == tuple(pick)
+    # the half-speed round is taken out (the figure is at the rounds' mean speed): the rounds
+    # agree, so the interval is narrow where the raw peaks spread 2x
+    assert chosen.peak_qps is not None and 30e3 < chosen.peak_qps < 40e3
+    assert chosen.low_qps is not None and chosen.high_qps is not None
+    assert chosen.low_qps < chosen.peak_qps < chosen.high_qps < 1.15 * chosen.low_qps
+    assert "per machine over 3 rounds" in line and "confirmed 6/6" in line
+    assert f"{-(-100_000 // chosen.peak_qps):.0f} machines like this for 100k q/s" in line
+    versus = advice.versus
+    assert versus is not None and versus.faster and versus.rounds == 3
+    assert 1.4 < versus.ratio < 1.6 and versus.low < versus.ratio < versus.high
+    assert f"{versus.text()} the best default" in line and "3 paired rounds" in line
+    assert advice.default is not None and advice.default.rounds == tuple(default)
+    assert advice.to_dict()["versus_default"]["rounds"] == 3
+    # a pick the rounds do not set above the default: not called faster
+    close = rounds_of(config(batch=16, delay=0.1), [31e3, 15e3, 31e3])
+    near = rounds_of(config(batch=8, delay=0.5), [30e3, 15.5e3, 30.5e3], "default")
+    tied = adviser.Advice(request, "onnx/m", 2, "all", adviser.Trials(), [],
+                          [*close, *near, *other], tmp_path)
+    assert tied.versus is not None and not tied.versus.faster
+    assert "not shown faster than the best default" in advice_report.headline(tied)
     none = adviser.Advice(request, "onnx/m", 2, "all", adviser.Trials(), [],
                           [confirmed(config(), 9e3, "unconfirmed")], tmp_path)
     assert "none is recommended" in advice_report.headline(none)
+    # a configuration that sustained a peak in only one of its three rounds does not hold
+    once = adviser.Advice(request, "onnx/m", 2, "all", adviser.Trials(), [],
+                          rounds_of(config(), [30e3, None, None]), tmp_path)
+    assert once.pick is None and "1 of its 3 rounds" in advice_report.headline(once)
     assert advice.unsteady is None and "Beware" not in advice_report.markdown(advice)
     # a confirmation whose cores read half speed: the answer says so
-    slowed = dataclasses.replace(default, core_speed=((7.0, 14.0), (13.8, 14.1)))
-    advice.confirmed[1] = slowed
+    slowed = dataclasses.replace(default[0], core_speed=((7.0, 14.0), (13.8, 14.1)))
+    advice.confirmed[3] = slowed
     assert "Beware: the cores were not steady: 1 of 4 readings" in advice_report.markdown(advice)
 
 
@@ -418,7 +458,8 @@ def test_advise_on_an_onnx_file_confirms_its_pick_and_resumes(tmp_path):
     args = ["advise", str(model), "--p99-ms", "20", "--threads", "1", "--recipes", "fp32",
             "--budget", "4m", "--out", str(out)]
     result = CliRunner().invoke(app, args)
-    assert result.exit_code in (0, 1), result.output
+    # a 64-64-10 MLP holds thousands of queries a second within 20 ms: a pick must be confirmed
+    assert result.exit_code == 0, result.output
     advice = json.loads((out / "advice.json").read_text())
     assert advice["trials"]["options"] == [ORT]
     assert {c["role"] for c in advice["confirmed"]} >= {"default"}
@@ -434,11 +475,21 @@ def test_advise_on_an_onnx_file_confirms_its_pick_and_resumes(tmp_path):
             if t["config"]["option"] == ORT} > {json.dumps(dict(adviser.full_session("all")),
                                                            sort_keys=True)}
     picked = advice["pick"]
-    if picked is not None:  # only a sustained peak: else the command exits 1 saying so
-        assert picked["kind"] == "sustained" and picked["peak_qps"] > 0
-        assert result.exit_code == 0 and "serve " in result.output
-    else:
-        assert result.exit_code == 1 and "none is recommended" in result.output
+    assert picked["sustained"] and picked["peak_qps"] > 0 and "serve " in result.output
+    # every configuration confirmed in the same three rounds, the order flipping each round
+    assert {h["folder"] for h in advice["held"]} >= {picked["folder"]}
+    assert all(sorted(h["rounds"]) == ["1", "2", "3"] for h in advice["held"])
+    assert len(advice["round_effects"]) == 3
+    order = [json.dumps(c["config"], sort_keys=True) for c in advice["confirmed"]]
+    held = len(advice["held"])
+    assert order[held:2 * held] == order[:held][::-1]
+    # the pick set against the best default round by round, unless it is that default
+    assert (advice["versus_default"] is None) == (picked["folder"] == advice["default"]["folder"])
+    if advice["versus_default"] is not None:
+        versus = advice["versus_default"]
+        assert versus["low"] <= versus["ratio"] <= versus["high"] and versus["rounds"] >= 2
+        assert "paired rounds" in result.output
+    assert advice["model_error"] is not None and "the queueing model's error" in result.output
     assert "Which configuration should I deploy?" in (out / "advice.md").read_text()
     assert all(len(c["core_speed"]) == 2 for c in advice["confirmed"]  # before and after
                if ran_its_search(c)), advice["confirmed"]

@@ -14,9 +14,13 @@ Three stages, each on the one executor, in one folder:
    threads, batching and its delay, ONNX Runtime's session options); a configuration's rate
    within the bound comes from its measured service times fed to `toolkit.queueing` (Poisson
    arrivals, the batcher, the workers), which is a model, not a measurement.
-3. **Confirmation** (`confirm/<role>-<hash>/`): the front's best few and the best default
-   option under LoadGen Server, one after another in this run, each with the sustained-peak
-   search of `loadgen`. Only a confirmed sustained peak may be picked.
+3. **Confirmation** (`confirm/<role>-<hash>[-r<round>]/`): the front's best few and the
+   default options under LoadGen Server, each with the sustained-peak search of `loadgen`, in
+   CONFIRM_ROUNDS interleaved rounds (the order flipping each round: pick, default; default,
+   pick; ...). Each configuration's figure is the median of its rounds with the machine's
+   effect per round taken out (`toolkit.rounds`); the pick is set against the best default
+   round by round, as a ratio with its interval. Only a configuration that sustained a peak
+   in most of its rounds may be picked.
 
 `advice.json` keeps what each stage found; `--resume` finishes what an interrupted run left.
 """
@@ -25,6 +29,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import hashlib
 import json
 import math
@@ -33,12 +38,13 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from toolkit import busy
 from toolkit.errors import BadInputError
 from toolkit.recipes import FP32, ONNX_RECIPES, QualityRule
 from toolkit.results import Record, read_results, read_samples
+from toolkit.rounds import OptionPeaks, PairedRatio, RoundPeaks, paired_ratio, peaks_over_rounds
 from toolkit.scenarios import SHORTEST_SERVER_RUN_S
 from toolkit.search import (
     Config,
@@ -59,6 +65,11 @@ DEFAULT_RECIPES = (FP32, "int8-dynamic", "int8-static")
 DELAYS_MS = (0.1, 0.5, 1.0)  # batching delays tried (those under half the bound)
 TRIALS = 150  # configurations the search evaluates at most
 CONFIRM_BEST = 2  # the front's best configurations confirmed under LoadGen
+# rounds each confirmed configuration is searched in, interleaved: three give a median, an
+# interval, and a ratio to the best default from the rounds both met the same machine in
+CONFIRM_ROUNDS = 3
+LATER_ROUND_SHARE = 0.5  # a later round's search costs about this share of the first's (it
+# starts from the last sustained peak and bisects coarser)
 # A Python server's serial costs (`toolkit.queueing`), seconds a query and a call, by how the
 # option is served: the unbatched peak is 1 / (query + call), a peak batching up to b about
 # 1 / (query + call / b), fitted to LoadGen peaks of fast models on one machine (the fit is in
@@ -411,6 +422,7 @@ class Confirmed:
     core_speed: tuple[tuple[float, ...], ...] = ()  # each core's speed, before and after
     fastest_seen: tuple[float, ...] | None = None  # each core's fastest on this machine
     core_speed_s: float = busy.CORE_SPEED_S  # how long each reading spun
+    round: int = 1  # which of the confirmations' rounds
 
     @property
     def sustained(self) -> bool:
@@ -424,10 +436,11 @@ class Confirmed:
 
     @classmethod
     def from_record(cls, config: Config, role: str, folder: Path, record: Record | None,
-                    predicted: Outcome | None) -> Confirmed:
+                    predicted: Outcome | None, round_: int = 1) -> Confirmed:
         if record is None:
             return cls(config, role, str(folder), None, "none", None,
-                       why_not="the confirmation made no record", predicted=predicted)
+                       why_not="the confirmation made no record", predicted=predicted,
+                       round=round_)
         info = record.info
         spread = tuple(v for v in info.get("confirming_p99_ms") or () if v is not None)
         reason = None if record.ok else (record.reason or record.status)
@@ -443,7 +456,115 @@ class Confirmed:
                    tuple(tuple(speed[w]) for w in ("before", "after") if speed.get(w)),
                    tuple(speed["fastest_seen"]) if isinstance(  # older records: a number
                        speed.get("fastest_seen"), list | tuple) else None,
-                   speed.get("seconds", busy.CORE_SPEED_S))
+                   speed.get("seconds", busy.CORE_SPEED_S), round_)
+
+
+@dataclass(frozen=True)
+class Held:
+    """One confirmed configuration over its rounds: `figure` its rounds' sustained peaks with
+    each round's machine effect out (`toolkit.rounds`: the median and its interval). It holds
+    (`sustained`) where most of its rounds sustained a peak; `peak_qps` is then the median.
+    Read as a Confirmed is (the report and `pick` take either)."""
+
+    config: Config
+    role: str
+    rounds: tuple[Confirmed, ...]
+    figure: OptionPeaks | None = None
+
+    @property
+    def sustained(self) -> bool:
+        held = sum(1 for c in self.rounds if c.sustained)
+        return held * 2 > len(self.rounds) and self.peak_qps is not None
+
+    @property
+    def peak_qps(self) -> float | None:
+        return self.figure.median if self.figure else None
+
+    @property
+    def low_qps(self) -> float | None:
+        return self.figure.low if self.figure and self.figure.kind != "one round" else None
+
+    @property
+    def high_qps(self) -> float | None:
+        return self.figure.high if self.figure and self.figure.kind != "one round" else None
+
+    @property
+    def kind(self) -> str:
+        if self.sustained:
+            return "sustained"
+        return next((c.kind for c in self.rounds if not c.sustained), "none")
+
+    @property
+    def why_not(self) -> str | None:
+        if self.sustained:
+            return None
+        reasons = list(dict.fromkeys(c.why_not for c in self.rounds if c.why_not))
+        held = sum(1 for c in self.rounds if c.sustained)
+        return "; ".join(reasons) or (f"sustained a peak in {held} of its {len(self.rounds)} "
+                                      "rounds")
+
+    @property
+    def predicted(self) -> Outcome | None:
+        return self.rounds[0].predicted
+
+    @property
+    def folder(self) -> str:
+        return self.rounds[0].folder
+
+    @property
+    def p99_ms(self) -> float | None:
+        """The p99 at the peak of the round nearest the median."""
+        nearest = self._nearest()
+        return nearest.p99_ms if nearest else None
+
+    @property
+    def failed_below_qps(self) -> tuple[float, ...]:
+        return tuple(sorted({r for c in self.rounds if c.sustained
+                             for r in c.failed_below_qps}))
+
+    @property
+    def runs_at_peak(self) -> tuple[int, int]:
+        return (sum(c.runs_at_peak[0] for c in self.rounds),
+                sum(c.runs_at_peak[1] for c in self.rounds))
+
+    def _nearest(self) -> Confirmed | None:
+        held = [c for c in self.rounds if c.sustained]
+        middle = self.peak_qps
+        if not held or middle is None:
+            return None
+        return min(held, key=lambda c: abs(math.log((c.peak_qps or 1.0) / middle)))
+
+    def peaks(self) -> dict[int, float | None]:
+        """Each round's sustained peak (None where it sustained none)."""
+        return {c.round: c.peak_qps if c.sustained else None for c in self.rounds}
+
+    def to_dict(self) -> dict[str, Any]:
+        figure = self.figure
+        return {"config": self.config.to_dict(), "role": self.role, "folder": self.folder,
+                "sustained": self.sustained, "peak_qps": self.peak_qps,
+                "low_qps": self.low_qps, "high_qps": self.high_qps,
+                "interval": figure.kind if figure else "none",
+                "rounds": {str(r): p for r, p in sorted(self.peaks().items())},
+                "adjusted": {str(r): round(p, 1) for r, p in sorted(
+                    figure.adjusted.items())} if figure else {},
+                "p99_ms": self.p99_ms, "why_not": self.why_not,
+                "predicted": self.predicted.__dict__ if self.predicted else None}
+
+
+def held_over_rounds(confirmed: Sequence[Confirmed]) -> tuple[list[Held], RoundPeaks]:
+    """The confirmations grouped by configuration (in the order first confirmed), each with its
+    figure over the rounds, and the rounds' effects read off them all."""
+    groups: dict[tuple[Config, str], list[Confirmed]] = {}
+    for c in confirmed:
+        groups.setdefault((c.config, c.role), []).append(c)
+    keys = {key: confirm_folder(*key) for key in groups}
+    result = peaks_over_rounds({keys[key]: {c.round: c.peak_qps if c.sustained else None
+                                             for c in found}
+                                for key, found in groups.items()})
+    figures = {o.option: o for o in result.options}
+    return ([Held(config, role, tuple(sorted(found, key=lambda c: c.round)),
+                  figures.get(keys[config, role]))
+             for (config, role), found in groups.items()], result)
 
 
 SPINNING = "spinning"  # a confirmation-only session choice: the workers' threads spin
@@ -465,24 +586,25 @@ def unspun(config: Config) -> Config:
 
 def candidates(tried: Sequence[Tried], default: Sequence[Config],
                rate: Callable[[Config], float], budget_s: float | None = None,
-               best: int = CONFIRM_BEST) -> list[tuple[Config, str]]:
-    """What is confirmed, in order: the front's fastest and the default predicted fastest (the
-    pick and what it must beat: always), then the front's fastest with its threads spinning
-    (where it is ONNX Runtime with several threads a worker), the front's next (up to `best`
-    in all) and the other defaults, as many as `budget_s` seconds let finish (each search
-    estimated from its predicted `rate`). A configuration that is a default is confirmed as
-    one."""
+               best: int = CONFIRM_BEST, rounds: int = CONFIRM_ROUNDS
+               ) -> list[tuple[Config, str]]:
+    """What is confirmed, in order: the front's fastest and every default (the pick, and what
+    it must beat, chosen among the defaults by the same rounds: always), then the front's
+    fastest with its threads spinning (where it is ONNX Runtime with several threads a
+    worker) and the front's next (up to `best` in all), as many as `budget_s` seconds let
+    finish in `rounds` rounds (each search estimated from its predicted `rate`). A
+    configuration that is a default is confirmed as one."""
     front = [t.config for t in tried if t.why_lost is None][:best]
     defaults = sorted(default, key=lambda c: -rate(c))
     spinning = [spun(c) for c in front[:1] if c.ort and c.threads > 1]
     chosen: list[tuple[Config, str]] = []
     spent = 0.0
-    for n, config in enumerate([*front[:1], *defaults[:1], *spinning, *front[1:],
-                                *defaults[1:]]):
+    for n, config in enumerate([*front[:1], *defaults, *spinning, *front[1:]]):
         if any(config == c for c, _ in chosen):
             continue
-        need = min(confirm_seconds(rate(unspun(config))), CONFIRM_TIMEOUT_S[1])  # its cap
-        must = n < len(front[:1]) + len(defaults[:1])
+        first = min(confirm_seconds(rate(unspun(config))), CONFIRM_TIMEOUT_S[1])  # its cap
+        need = first * (1 + (rounds - 1) * LATER_ROUND_SHARE)
+        must = n < len(front[:1]) + len(defaults)
         if not must and budget_s is not None and spent + need > budget_s:
             continue
         chosen.append((config, "default" if config in defaults else "searched"))
@@ -499,7 +621,10 @@ def confirm_seconds(rate: float) -> float:
     return RUNS_PER_SEARCH * (1.5 * queries / rate + 1.0) + 15.0
 
 
-def pick(confirmed: Sequence[Confirmed], limits: Limits) -> Confirmed | None:
+Confirmation = TypeVar("Confirmation", Confirmed, Held)
+
+
+def pick(confirmed: Sequence[Confirmation], limits: Limits) -> Confirmation | None:
     """The confirmed configuration with the highest sustained peak within the limits; None when
     no configuration was confirmed (nothing unconfirmed is ever recommended)."""
     allowed = [c for c in confirmed if c.sustained and (
@@ -508,7 +633,7 @@ def pick(confirmed: Sequence[Confirmed], limits: Limits) -> Confirmed | None:
     return max(allowed, key=lambda c: c.peak_qps or 0.0, default=None)
 
 
-def best_default(confirmed: Sequence[Confirmed]) -> Confirmed | None:
+def best_default(confirmed: Sequence[Confirmation]) -> Confirmation | None:
     """The best of the defaults confirmed (a default the search also put forward counts)."""
     held = [c for c in confirmed if c.sustained and c.role == "default"]
     return max(held, key=lambda c: c.peak_qps or 0.0, default=None)
@@ -527,6 +652,22 @@ def search(trials: Trials, request: Request, limits: Limits, cores: int, optimiz
                       seed=request.seed, seconds=seconds, context=context, progress=progress)
 
 
+def model_errors(held: Sequence[Held]) -> dict[str, float]:
+    """Each held configuration's predicted rate over its confirmed median, minus one (0.25: the
+    queueing model said 25% more than LoadGen held), by label."""
+    return {h.config.label(): h.predicted.rate / h.peak_qps - 1.0 for h in held
+            if h.sustained and h.peak_qps and h.predicted and h.predicted.rate > 0}
+
+
+def model_error(held: Sequence[Held]) -> float | None:
+    """The median of the model's absolute errors over the held configurations."""
+    errors = sorted(abs(e) for e in model_errors(held).values())
+    if not errors:
+        return None
+    middle = len(errors) // 2
+    return errors[middle] if len(errors) % 2 else (errors[middle - 1] + errors[middle]) / 2
+
+
 def machines(need_qps: float | None, peak_qps: float | None) -> int | None:
     if not need_qps or not peak_qps:
         return None
@@ -539,11 +680,11 @@ def usd_per_million(price: float | None, peak_qps: float | None) -> float | None
     return price / (peak_qps * 3600) * 1e6
 
 
-def confirm_folder(config: Config, role: str) -> str:
-    """A confirmation's folder, named by what it serves (so a resumed run finds each
-    configuration's own, whatever order the candidates come in)."""
+def confirm_folder(config: Config, role: str, round_: int = 1) -> str:
+    """A confirmation's folder, named by what it serves and its round (so a resumed run finds
+    each configuration's own, whatever order the candidates come in)."""
     digest = hashlib.sha256(json.dumps(config.to_dict(), sort_keys=True).encode()).hexdigest()
-    return f"{role}-{digest[:10]}"
+    return f"{role}-{digest[:10]}" + (f"-r{round_}" if round_ > 1 else "")
 
 
 def confirm_queries(rate: float) -> int:
@@ -580,9 +721,27 @@ class Advice:
     def limits(self) -> Limits:
         return limits_of(self.request)
 
+    @functools.cached_property
+    def over_rounds(self) -> tuple[list[Held], RoundPeaks]:
+        return held_over_rounds(self.confirmed)
+
     @property
-    def pick(self) -> Confirmed | None:
-        return pick(self.confirmed, self.limits)
+    def held(self) -> list[Held]:
+        """Each confirmed configuration over its rounds, in the order first confirmed."""
+        return self.over_rounds[0]
+
+    @property
+    def pick(self) -> Held | None:
+        return pick(self.held, self.limits)
+
+    @property
+    def versus(self) -> PairedRatio | None:
+        """The pick's peak over the best default's, round by round (None where the pick is
+        that default, or they sustained no round together)."""
+        chosen, default = self.pick, self.default
+        if chosen is None or default is None or chosen is default:
+            return None
+        return paired_ratio(chosen.peaks(), default.peaks(), self.over_rounds[1].noise)
 
     @property
     def unsteady(self) -> str | None:
@@ -593,11 +752,11 @@ class Advice:
             busy.fastest_of(c.fastest_seen for c in self.confirmed))
 
     @property
-    def default(self) -> Confirmed | None:
-        return best_default(self.confirmed)
+    def default(self) -> Held | None:
+        return best_default(self.held)
 
     def to_dict(self) -> dict[str, Any]:
-        chosen, default = self.pick, self.default
+        chosen, default, versus = self.pick, self.default, self.versus
         return {
             "request": self.request.to_dict(), "workload": self.workload, "cores": self.cores,
             "optimization": self.optimization, "budget_used_s": round(self.budget_used_s, 1),
@@ -621,8 +780,14 @@ class Advice:
             "tried": [{"config": t.config.to_dict(), "outcome": t.outcome.__dict__,
                        "why_lost": t.why_lost} for t in self.tried],
             "confirmed": [c.to_dict() for c in self.confirmed],
+            "held": [h.to_dict() for h in self.held],
+            "round_effects": {str(r): round(e, 4) for r, e in sorted(
+                self.over_rounds[1].effects.items())},
             "pick": chosen.to_dict() if chosen else None,
             "default": default.to_dict() if default else None,
+            "versus_default": dataclasses.asdict(versus) if versus else None,
+            "model_errors": {k: round(v, 4) for k, v in model_errors(self.held).items()},
+            "model_error": model_error(self.held),
             "machines": machines(self.request.need_qps, chosen.peak_qps if chosen else None),
             "usd_per_million": usd_per_million(self.request.price,
                                                chosen.peak_qps if chosen else None),
@@ -878,15 +1043,20 @@ def _advise(request: Request, out_dir: Path, runner: StageRunner, started: float
     chosen = candidates(tried, defaults(trials, request, cores, optimization), rate,
                         elapsed_budget(started, request.budget_s))
     confirmed: list[Confirmed] = []
-    for index, (config, role) in enumerate(chosen):
-        left = len(chosen) - index
+    # every configuration once a round, the order flipping from round to round (pick,
+    # default; default, pick; ...), so each meets the machine's spells early and late alike
+    stages = [(round_, config, role) for round_ in range(1, CONFIRM_ROUNDS + 1)
+              for config, role in (chosen if round_ % 2 else chosen[::-1])]
+    last: dict[Config, Confirmed] = {}
+    for index, (round_, config, role) in enumerate(stages):
+        left = sum(1 if r == 1 else LATER_ROUND_SHARE for r, _, _ in stages[index:])
         # room for its search within 60-600 s (a short budget is overrun), or its share of
         # what is left where that is more
         timeout = max(elapsed_budget(started, request.budget_s) / left,
                       min(max(2 * confirm_seconds(rate(unspun(config))), CONFIRM_TIMEOUT_S[0]),
                           CONFIRM_TIMEOUT_S[1]))
         runner_name, recipe = trials.cases[config.option]
-        folder = out_dir / "confirm" / confirm_folder(config, role)
+        folder = out_dir / "confirm" / confirm_folder(config, role, round_)
         run, records = read_results(folders[config.threads] / "results.json")
         sources = trial_sources(run, records, folders[config.threads], trials.workload, recipe)
         batching = config.max_batch > 1
@@ -896,7 +1066,7 @@ def _advise(request: Request, out_dir: Path, runner: StageRunner, started: float
             threads=config.threads, batch_sizes=(config.max_batch,) if batching else (),
             max_delay_ms=config.max_delay_ms if batching else None,
             queries=confirm_queries(guess.rate), longest_run_s=CONFIRM_LONGEST_RUN_S,
-            spinning=bool(dict(config.session).get(SPINNING)), rounds=1)  # one search each
+            spinning=bool(dict(config.session).get(SPINNING)), rounds=CONFIRM_ROUNDS)
         session = dict(unspun(config).session)  # ONNX Runtime's (a native option has none)
         suite = dataclasses.replace(
             Suite.from_dict(run["suite"]), threads=config.threads,
@@ -904,14 +1074,20 @@ def _advise(request: Request, out_dir: Path, runner: StageRunner, started: float
             optimization=session.pop("graph_optimization", optimization),
             session=tuple(sorted(session.items())))
         case = Case(trials.workload, runner_name, "cpu", recipe)
-        say(f"confirming under LoadGen ({role}): {config.label()} ({folder})")
+        before = last.get(config)  # a later round starts its search from the last peak
+        start = {str(config.max_batch if batching else 1): before.peak_qps} \
+            if before is not None and before.sustained and before.peak_qps else {}
+        say(f"confirming under LoadGen ({role}, round {round_} of {CONFIRM_ROUNDS}): "
+            f"{config.label()} ({folder})")
         if not _stage(runner, folder, "advise-confirm",
-                      lambda c=case, s=settings, src=sources, st=suite, n=folder.name, b=config:
-                      confirm_plan(c, serving_variant(c.runtime, b.max_batch), s, src, st, n)):
+                      lambda c=case, s=settings, src=sources, st=suite, n=folder.name, b=config,
+                      r=round_, q=start: confirm_plan(c, serving_variant(c.runtime, b.max_batch),
+                                                      s, src, st, n, r, q)):
             return None
         _, made = read_results(folder / "results.json")
         record = next((r for r in made if r.phase == "scenario"), None)
-        confirmed.append(Confirmed.from_record(config, role, folder, record, guess))
+        last[config] = Confirmed.from_record(config, role, folder, record, guess, round_)
+        confirmed.append(last[config])
     advice = Advice(request, trials.workload, cores, optimization, trials, tried, confirmed,
                     out_dir, time.monotonic() - started)
     return advice

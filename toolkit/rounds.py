@@ -7,7 +7,9 @@ the options of each one's log deviation from its own mean, `toolkit.stats.round_
 `compare` does for side-by-side rounds) and divided out. Each option's figure is then the
 median of its rounds with a 95% interval from the variation pooled over the options and
 moderated by its own (`toolkit.stats.moderated`). Two options are ranked only where their
-intervals do not meet; elsewhere their order is not settled, and the reports say so.
+intervals do not meet; elsewhere their order is not settled, and the reports say so. Two
+options met in the same rounds are also set against each other round by round
+(`paired_ratio`): the ratio of their peaks in each round, where the machine's effect cancels.
 
 The work is done on seconds per query (1 / peak), where a slow spell makes a value larger, as
 it makes a round's time larger in a timing: the statistics in `toolkit.stats` assume that.
@@ -22,12 +24,19 @@ from dataclasses import dataclass
 
 from toolkit.stats import (
     MEDIAN_VARIANCE,
+    PRIOR_DF,
+    Noise,
     median,
     moderated,
     order_variance,
     pooled_noise,
     round_effects,
+    t975,
 )
+
+# options met in two rounds or more that the machine's effect in a round is read off: one
+# option alone would have all its own variation read as the machine's
+EFFECT_FROM_OPTIONS = 2
 
 
 @dataclass(frozen=True)
@@ -58,6 +67,7 @@ class RoundPeaks:
 
     options: tuple[OptionPeaks, ...]
     effects: dict[int, float]
+    noise: Noise | None = None  # the variation of one round's peak, pooled over the options
 
     def ranked(self) -> list[OptionPeaks]:
         """The options with a figure, highest median first."""
@@ -87,7 +97,8 @@ def peaks_over_rounds(peaks: Mapping[str, Mapping[int, float | None]]) -> RoundP
     rounds = sorted({r for found in peaks.values() for r in found})
     # the machine's move in a round, read off the options with two rounds or more: an option
     # with one says nothing of how it moves
-    effects = round_effects([found for found in per_query.values() if len(found) >= 2])
+    repeated = [found for found in per_query.values() if len(found) >= 2]
+    effects = round_effects(repeated) if len(repeated) >= EFFECT_FROM_OPTIONS else {}
     adjusted = {option: {r: t / math.exp(effects.get(r, 0.0)) for r, t in found.items()}
                 for option, found in per_query.items()}
     noise = pooled_noise(list(found.values()) for found in adjusted.values())
@@ -112,7 +123,59 @@ def peaks_over_rounds(peaks: Mapping[str, Mapping[int, float | None]]) -> RoundP
         options.append(OptionPeaks(option, dict(peaks[option]),
                                    {r: 1 / t for r, t in found.items()}, figure, low, high,
                                    kind or "none"))
-    return RoundPeaks(tuple(options), {r: 1 / math.exp(effects.get(r, 0.0)) for r in rounds})
+    return RoundPeaks(tuple(options), {r: 1 / math.exp(effects.get(r, 0.0)) for r in rounds},
+                      noise)
+
+
+@dataclass(frozen=True)
+class PairedRatio:
+    """One option's peak over another's, round by round: `ratio` the geometric mean of the
+    rounds' ratios, `low`..`high` its 95% interval (`kind` "interval"), or the one round's
+    ratio ("one round"); `rounds` the rounds both sustained a peak in."""
+
+    ratio: float
+    low: float
+    high: float
+    rounds: int
+    kind: str
+
+    @property
+    def faster(self) -> bool:
+        """Whether the rounds show the first option faster: its interval lies above 1."""
+        return self.kind == "interval" and self.low > 1.0
+
+    def text(self) -> str:
+        if self.kind != "interval":
+            return f"{self.ratio:.2f}x (one round)"
+        return (f"{self.ratio:.2f}x [{self.low:.2f}, {self.high:.2f}], {self.rounds} paired "
+                "rounds")
+
+
+def paired_ratio(first: Mapping[int, float | None], second: Mapping[int, float | None],
+                 noise: Noise | None = None) -> PairedRatio | None:
+    """`first`'s peak over `second`'s from the rounds both sustained one in (`{round: q/s}`):
+    in a round both met the same spell of the machine, so its ratio holds whatever the
+    machine did. The interval is Student's t on the rounds' log ratios, their variation
+    moderated by `noise` (one round's variation, pooled over a run's options: a difference of
+    two rounds varies twice as much) as `toolkit.stats.moderated` does. None where no round
+    has both."""
+    both = [(peak, second.get(r)) for r, peak in sorted(first.items())]
+    logs = [math.log(a / b) for a, b in both if a and b and a > 0 and b > 0]
+    if not logs:
+        return None
+    mean = math.fsum(logs) / len(logs)
+    if len(logs) == 1:
+        return PairedRatio(math.exp(mean), math.exp(mean), math.exp(mean), 1, "one round")
+    df = len(logs) - 1
+    own = math.fsum((x - mean) ** 2 for x in logs) / df
+    if noise is not None:
+        variance = (PRIOR_DF * 2 * noise.sigma ** 2 + own * df) / (PRIOR_DF + df)
+        multiplier = t975(PRIOR_DF + df)
+    else:
+        variance, multiplier = own, t975(df)
+    half = multiplier * math.sqrt(variance / len(logs))
+    return PairedRatio(math.exp(mean), math.exp(mean - half), math.exp(mean + half), len(logs),
+                       "interval")
 
 
 def normalised(figures: Mapping[str, float]) -> dict[str, float]:

@@ -161,6 +161,8 @@ def advise(
         err.print(f"! {advice.unsteady}", highlight=False, markup=False, soft_wrap=True)
     columns, rows = advice_report.confirmation_rows(advice)
     terminal.table(out, columns, rows)
+    for line in advice_report.notes(advice):
+        out.print(f"  {line}", highlight=False, markup=False, soft_wrap=True)
     for line in advice_report.lost_lines(advice)[:6]:
         out.print(f"  {line}", highlight=False, markup=False, soft_wrap=True)
     if advice.pick is not None:

@@ -39,12 +39,17 @@ def serving_variant(runtime: str, max_batch: int) -> str:
 
 
 def confirm_plan(case: Case, variant: str, settings: ScenarioSettings, sources: Sources,
-                 suite: Suite, name: str) -> Plan:
-    """One configuration under LoadGen: a Scenario step reading the trials' files."""
-    step = Scenario(case, variant, settings, None, sources)
+                 suite: Suite, name: str, round_: int = 1,
+                 start_qps: Mapping[str, float] | None = None) -> Plan:
+    """One configuration under LoadGen in one round of the confirmations: a Scenario step
+    reading the trials' files, its search started from `start_qps` (the configuration's
+    sustained peak in the round before, by batch size) where given."""
+    start = tuple(sorted((start_qps or {}).items()))
+    step = Scenario(case, variant, settings, None, sources, round_, start)
     run = {"command": "advise-confirm", "suite": suite.to_dict(), "name": name,
            "case": dataclasses.asdict(case), "variant": variant,
-           "settings": settings.to_dict(), "sources": _sources_dict(sources)}
+           "settings": settings.to_dict(), "sources": _sources_dict(sources),
+           "round": round_, "start_qps": dict(start)}
     return Plan(suite, [step], run)
 
 
@@ -57,7 +62,8 @@ def replan_confirm(stored: Mapping[str, Any], suite: Suite, out_dir: Path,
                                                               suite.providers))
         sources = Sources(**stored["sources"])
         return confirm_plan(case, str(stored["variant"]), settings, sources, suite,
-                            str(stored["name"]))
+                            str(stored["name"]), int(stored.get("round", 1)),
+                            {str(k): float(v) for k, v in (stored.get("start_qps") or {}).items()})
     except (KeyError, TypeError, ValueError) as exc:
         raise BadInputError(f"--resume {out_dir}: its confirmation is not stored as advise "
                             f"writes it ({exc})") from None

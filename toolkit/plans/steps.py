@@ -467,7 +467,9 @@ class Scenario(CaseStep):
     """One option under LoadGen in one scenario, served one way (`variant`: shared,
     per-worker, processes; +batching), in a child; its files come as a Measure step's do. A
     server search is made in rounds (`round`): a later round runs where the first did, after
-    the round before it, and starts its search from that round's sustained peak."""
+    the round before it, and starts its search from that round's sustained peak. A round made
+    in a plan of its own (advise's confirmations) is given that peak (`start_qps`: batch size,
+    q/s) and needs no step before it."""
 
     case: Case
     variant: str
@@ -475,6 +477,7 @@ class Scenario(CaseStep):
     after: str | None = None
     sources: Sources | None = None
     round: int = 1
+    start_qps: tuple[tuple[str, float], ...] | None = None
 
     per_node: ClassVar[bool] = True
 
@@ -491,8 +494,8 @@ class Scenario(CaseStep):
 
     @property
     def previous(self) -> str | None:
-        """The same option's round before this one."""
-        if self.round == 1:
+        """The same option's round before this one, in this plan."""
+        if self.round == 1 or self.start_qps is not None:
             return None
         return scenario_label(self.case, self.variant, self.settings, self.round - 1)
 
@@ -502,7 +505,7 @@ class Scenario(CaseStep):
 
     @property
     def pin(self) -> str | None:
-        return scenario_label(self.case, self.variant, self.settings, 1) if self.round > 1 \
+        return scenario_label(self.case, self.variant, self.settings, 1) if self.previous \
             else None
 
     def expects(self, suite: Suite) -> list[Record]:
@@ -527,8 +530,9 @@ class Scenario(CaseStep):
         # the pool is laid over the physical cores of the machine that serves (a node's own)
         workers, threads = self.settings.layout(case.provider, default_threads())
         # where the last round sustained a peak, this round's search starts from it
-        start = {str(r.batch_size): r.info["peak_qps"] for r in before
-                 if r.ok and r.info.get("peak_kind") == "sustained" and r.info.get("peak_qps")}
+        start = dict(self.start_qps or ()) or {
+            str(r.batch_size): r.info["peak_qps"] for r in before
+            if r.ok and r.info.get("peak_kind") == "sustained" and r.info.get("peak_qps")}
         spec = {"task": "scenario", **identity(case.workload), "runner": case.runner,
                 "artifact": artifact, "inputs": sources.inputs, "provider": case.provider,
                 "variant": self.variant, "settings": self.settings.to_dict(),

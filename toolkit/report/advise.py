@@ -1,7 +1,8 @@
 """`advise`'s answer in words, as the terminal, advice.md and advice.html show it.
 
-The one-line recommendation, the confirmations side by side, why the others lost, the Pareto
-chart, and the chosen configuration as code and TOML to paste.
+The one-line recommendation; the confirmed configurations side by side (each one's median peak
+over its rounds with its interval, beside what the model predicted); the search's chart; why
+the others lost (folded away in the page); the chosen configuration as code and TOML to paste.
 """
 
 from __future__ import annotations
@@ -17,10 +18,12 @@ from toolkit.advise import (
     CONFIRM_LONGEST_RUN_S,
     SPINNING,
     Advice,
-    Confirmed,
+    Held,
     changed_of,
     confirm_queries,
     machines,
+    model_error,
+    model_errors,
     usd_per_million,
 )
 from toolkit.scenarios import SERVER_QUERIES
@@ -39,23 +42,37 @@ def _ms(value: float | None) -> str:
     return "-" if value is None else f"{value:.3g} ms"
 
 
-def _runs(c: Confirmed) -> str:
+def _runs(c: Held) -> str:
     passed, made = c.runs_at_peak
     return f"confirmed {passed}/{made}" if made else "confirmed"
+
+
+def _figure(c: Held) -> str:
+    """A held configuration's median peak with its interval (or range) over its rounds."""
+    if c.peak_qps is None:
+        return "none valid"
+    if c.low_qps is None or c.high_qps is None:
+        return f"{_qps(c.peak_qps)} (one round)"
+    return f"{_qps(c.peak_qps)} [{_bare(c.low_qps)}, {_bare(c.high_qps)}]"
+
+
+def _bare(value: float) -> str:
+    """A rate without its unit (an interval's bounds, after the figure that has it)."""
+    return _qps(value).removesuffix(" q/s")
 
 
 def headline(advice: Advice) -> str:
     """The recommendation in one line, or why there is none."""
     chosen, request = advice.pick, advice.request
     if chosen is None:
-        why = "; ".join(f"{c.config.label()}: {c.why_not or c.kind}" for c in advice.confirmed)
+        why = "; ".join(f"{c.config.label()}: {c.why_not or c.kind}" for c in advice.held)
         return (f"no configuration of {request.target} was confirmed within p99 <= "
                 f"{request.p99_ms:g} ms under LoadGen, so none is recommended"
                 + (f" ({why})" if why else ""))
     drop = chosen.predicted.quality_drop if chosen.predicted else 0.0
-    line = (f"serve {request.target} as {chosen.config.label()}: {_qps(chosen.peak_qps)} per "
-            f"machine at p99 {_ms(chosen.p99_ms)} (VALID, {_runs(chosen)})"
-            + (f", accuracy -{drop:.3g}" if drop else ", accuracy as fp32"))
+    line = (f"serve {request.target} as {chosen.config.label()}: {_figure(chosen)} per "
+            f"machine over {len(chosen.rounds)} rounds, at p99 {_ms(chosen.p99_ms)} (VALID, "
+            f"{_runs(chosen)})" + (f", accuracy -{drop:.3g}" if drop else ", accuracy as fp32"))
     if chosen.failed_below_qps:
         line += (f"; it missed the bound at {_qps(min(chosen.failed_below_qps))}, below its "
                  "peak: keep each machine busy")
@@ -65,31 +82,64 @@ def headline(advice: Advice) -> str:
     cost = usd_per_million(request.price, chosen.peak_qps)
     if cost is not None:
         line += f"; ${cost:.4g} per million at ${request.price:g}/h"
-    default = advice.default
-    if default is not None and default is not chosen:
-        line += (f" (best default, {default.config.label()}: {_qps(default.peak_qps)}, "
-                 f"{chosen.peak_qps / default.peak_qps:.2f}x)") if default.peak_qps else ""
-    elif default is chosen:
+    default, versus = advice.default, advice.versus
+    if default is chosen:
         line += " (a default: the search found nothing faster that held)"
+    elif default is not None and versus is not None and versus.faster:
+        line += (f" ({versus.text()} the best default, {default.config.label()}: "
+                 f"{_qps(default.peak_qps)})")
+    elif default is not None and versus is not None:
+        line += (f"; not shown faster than the best default, {default.config.label()} "
+                 f"({_qps(default.peak_qps)}): {versus.text()}, so either serves as well")
+    elif default is not None:
+        line += f" (best default, {default.config.label()}: {_qps(default.peak_qps)})"
     return line
 
 
 def confirmation_rows(advice: Advice) -> tuple[tuple[str, ...], list[tuple[str, ...]]]:
-    columns = ("configuration", "put forward as", "predicted", "sustained peak under LoadGen",
-               "p99 there", "verdict")
+    """Each confirmed configuration: its rounds' peaks, their median and interval with each
+    round's machine effect out, what the model predicted, and its verdict."""
+    columns = ("configuration", "put forward as", "sustained peak (median [95%])", "each round",
+               "predicted", "p99 there", "verdict")
     rows = []
-    for c in advice.confirmed:
-        peak = _qps(c.peak_qps) if c.peak_qps is not None else "none valid"
+    chosen = advice.pick
+    for c in sorted(advice.held, key=lambda h: (h is not chosen, -(h.peak_qps or 0.0))):
+        figure = _figure(c)
         if c.peak_qps is not None and not c.sustained:
-            peak += f" ({c.kind}: not picked)"
+            figure += f" ({c.kind}: not picked)"
         if c.failed_below_qps:
-            peak += f" (failed at {_qps(min(c.failed_below_qps))})"
-        verdict = ("picked" if c is advice.pick else
+            figure += f" (failed at {_qps(min(c.failed_below_qps))})"
+        rounds = ", ".join(_qps(r.peak_qps) if r.sustained else
+                           ("-" if r.peak_qps is None else f"{_qps(r.peak_qps)} ({r.kind})")
+                           for r in c.rounds)
+        verdict = ("picked" if c is chosen else
                    c.why_not or ("held" if c.sustained else "not sustained"))
         rows.append((c.config.label(), "the search" if c.role == "searched" else "a default",
-                     _qps(c.predicted.rate if c.predicted else None), peak, _ms(c.p99_ms),
-                     verdict))
+                     figure, rounds, _qps(c.predicted.rate if c.predicted else None),
+                     _ms(c.p99_ms), verdict))
     return columns, rows
+
+
+def rounds_line(advice: Advice) -> str | None:
+    """The machine's speed in each confirming round, read off every configuration."""
+    effects = advice.over_rounds[1].effects
+    if len(effects) < 2:
+        return None
+    return ("confirmed in " + str(len(effects)) + " rounds, the order flipping each round; the "
+            "machine served at " + ", ".join(f"{e:.2f}x" for _, e in sorted(effects.items()))
+            + " of its mean in rounds " + ", ".join(str(r) for r in sorted(effects))
+            + " (taken out of each configuration's median)")
+
+
+def model_line(advice: Advice) -> str | None:
+    """The queueing model's error over the held configurations."""
+    errors = model_errors(advice.held)
+    middle = model_error(advice.held)
+    if middle is None:
+        return None
+    return (f"the queueing model's error over the {len(errors)} held configuration"
+            f"{'s' * (len(errors) > 1)}: median {middle:.0%} (predicted over held: "
+            + ", ".join(f"{1 + e:.2f}x" for e in errors.values()) + ")")
 
 
 def lost_lines(advice: Advice) -> list[str]:
@@ -240,7 +290,7 @@ def chart_svg(advice: Advice, width: int = 640, height: int = 360) -> str:
     if not points:
         return "<p>No configuration had a rate within the bound to chart.</p>"
     top = max(max(p[0] for p in points),
-              max((c.peak_qps or 0.0 for c in advice.confirmed), default=0.0)) * 1.05
+              max((c.peak_qps or 0.0 for c in advice.held), default=0.0)) * 1.05
     bound = advice.request.p99_ms
     left, bottom, right, upper = 64, height - 44, width - 20, 20
     colours = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e"]
@@ -276,13 +326,13 @@ def chart_svg(advice: Advice, width: int = 640, height: int = 360) -> str:
         parts.append(f'<circle cx="{x(rate):.1f}" cy="{y(p99):.1f}" r="3" fill="{fill}" '
                      f'stroke="{colour}"><title>{html.escape(recipe)} {rate:,.0f} q/s, p99 '
                      f'{p99:.3g} ms{"; " + html.escape(why) if why else ""}</title></circle>')
-    for c in advice.confirmed:
+    for c in advice.held:
         if c.peak_qps is None or c.p99_ms is None:
             continue
         parts.append(f'<circle cx="{x(c.peak_qps):.1f}" cy="{y(c.p99_ms):.1f}" r="7" '
                      f'fill="none" stroke="#000" stroke-width="2"><title>confirmed: '
-                     f'{html.escape(c.config.label())} {c.peak_qps:,.0f} q/s ({c.kind})'
-                     '</title></circle>')
+                     f'{html.escape(c.config.label())} {c.peak_qps:,.0f} q/s, the median of '
+                     f'its rounds ({c.kind})</title></circle>')
     for n, recipe in enumerate(recipes):
         colour = colours[n % len(colours)]
         parts.append(f'<circle cx="{right - 120}" cy="{upper + 12 + 14 * n}" r="4" '
@@ -293,11 +343,78 @@ def chart_svg(advice: Advice, width: int = 640, height: int = 360) -> str:
     return "\n".join(parts)
 
 
+def intervals_svg(advice: Advice, width: int = 640) -> str:
+    """The confirmed configurations side by side, one line each: the median of its rounds'
+    sustained peaks (a dot) and its 95% interval (a bar), each round's peak (ticks), and
+    what the queueing model predicted (a hollow diamond), on one numbered rate axis."""
+    chosen = advice.pick
+    held = sorted(advice.held, key=lambda h: (h is not chosen, -(h.peak_qps or 0.0)))
+    if not held:
+        return ""
+    top = max([h.high_qps or h.peak_qps or 0.0 for h in held]
+              + [r.peak_qps or 0.0 for h in held for r in h.rounds]
+              + [h.predicted.rate if h.predicted else 0.0 for h in held]) * 1.05
+    if top <= 0:
+        return ""
+    left, right, row = 250, width - 20, 26
+    height = 40 + row * len(held)
+    bottom = 14 + row * len(held)
+
+    def x(rate: float) -> float:
+        return left + (right - left) * rate / top
+
+    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+             'font-family="sans-serif" font-size="11">',
+             f'<line x1="{left}" y1="{bottom}" x2="{right}" y2="{bottom}" stroke="#333"/>']
+    for value in ticks(top):
+        parts += [f'<line x1="{x(value):.1f}" y1="6" x2="{x(value):.1f}" y2="{bottom}" '
+                  'stroke="#eee"/>',
+                  f'<text x="{x(value):.1f}" y="{bottom + 14}" text-anchor="middle">'
+                  f'{_tick_text(value)}</text>']
+    parts.append(f'<text x="{(left + right) / 2}" y="{height - 4}" text-anchor="middle">'
+                 'sustained peak under LoadGen (queries per second); diamond: predicted</text>')
+    for n, h in enumerate(held):
+        y = 14 + row * n + row / 2 - 4
+        role = "picked" if h is chosen else ("default" if h.role == "default" else "searched")
+        label = html.escape(f"{role}: {h.config.label()}")
+        parts.append(f'<text x="{left - 8}" y="{y + 4:.1f}" text-anchor="end">'
+                     f'{label[:46]}<title>{label}</title></text>')
+        colour = "#1f77b4" if h.sustained else "#999"
+        if h.low_qps is not None and h.high_qps is not None:
+            parts.append(f'<line x1="{x(h.low_qps):.1f}" y1="{y:.1f}" x2="{x(h.high_qps):.1f}" '
+                         f'y2="{y:.1f}" stroke="{colour}" stroke-width="4" opacity="0.5"/>')
+        for r in h.rounds:
+            if r.peak_qps is not None and r.sustained:
+                parts.append(f'<line x1="{x(r.peak_qps):.1f}" y1="{y - 6:.1f}" '
+                             f'x2="{x(r.peak_qps):.1f}" y2="{y + 6:.1f}" stroke="{colour}">'
+                             f'<title>round {r.round}: {r.peak_qps:,.0f} q/s</title></line>')
+        if h.peak_qps is not None:
+            parts.append(f'<circle cx="{x(h.peak_qps):.1f}" cy="{y:.1f}" r="4" '
+                         f'fill="{colour}"><title>median {h.peak_qps:,.0f} q/s</title>'
+                         '</circle>')
+        if h.predicted and h.predicted.rate > 0:
+            px = x(h.predicted.rate)
+            parts.append(f'<polygon points="{px:.1f},{y - 5:.1f} {px + 5:.1f},{y:.1f} '
+                         f'{px:.1f},{y + 5:.1f} {px - 5:.1f},{y:.1f}" fill="none" '
+                         f'stroke="#d62728"><title>predicted {h.predicted.rate:,.0f} q/s'
+                         '</title></polygon>')
+    parts.append("</svg>")
+    return "\n".join(parts)
+
+
+def notes(advice: Advice) -> list[str]:
+    """The lines under the confirmations: the rounds' machine effects and the model's error."""
+    return [line for line in (rounds_line(advice), model_line(advice)) if line]
+
+
 def markdown(advice: Advice) -> str:
     chosen = advice.pick
     lines = ["# Which configuration should I deploy?", "", headline(advice), ""]
     columns, rows = confirmation_rows(advice)
     lines += _md_table(columns, rows) + [""]
+    below = notes(advice)
+    if below:
+        lines += [f"- {line}" for line in below] + [""]
     lines += ["## What the search tried", ""] + [f"- {line}" for line in lost_lines(advice)]
     if chosen is not None:
         threads = chosen.config.threads
@@ -311,13 +428,17 @@ def markdown(advice: Advice) -> str:
 
 def _caveat(advice: Advice) -> str:
     beware = f"Beware: {advice.unsteady}. " if advice.unsteady else ""
+    rounds = max((len(h.rounds) for h in advice.held), default=1)
     return beware + (
         f"Predicted rates come from each option's measured service times (1-16 rows a call) "
         f"fed to a queueing model of the serving path; only the LoadGen peaks are "
         f"measurements, each the highest rate that held p99 <= {advice.request.p99_ms:g} ms "
         f"in 2 runs (of 2,048 queries or 0.5 s, fewer for a slow model to fit the budget). "
-        f"Everything ran on this machine ({advice.cores} cores), one configuration after "
-        f"another, in {advice.budget_used_s:,.0f} s.")
+        f"Each configuration was searched in {rounds} round{'s' * (rounds > 1)}, the "
+        f"configurations' order flipping each round; its figure is the median of its rounds "
+        f"with each round's machine effect out, and the pick is set against the best default "
+        f"round by round. Everything ran on this machine ({advice.cores} cores), in "
+        f"{advice.budget_used_s:,.0f} s.")
 
 
 def _md_table(columns: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
@@ -329,12 +450,19 @@ def _md_table(columns: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str
 
 
 def html_page(advice: Advice) -> str:
+    """The answer first: the headline, the confirmed configurations side by side (chart and
+    table), the rounds and the model's error; then the search's chart, the configuration to
+    paste, and the configurations that lost, folded away."""
     chosen = advice.pick
     columns, rows = confirmation_rows(advice)
     table = ("<table><tr>" + "".join(f"<th>{html.escape(c)}</th>" for c in columns) + "</tr>"
              + "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>"
                        for row in rows) + "</table>")
-    lost = "".join(f"<li>{html.escape(line)}</li>" for line in lost_lines(advice))
+    lost = lost_lines(advice)
+    listed = "".join(f"<li>{html.escape(line)}</li>" for line in lost[1:])
+    folded = (f"<details><summary>{html.escape(lost[0])}</summary><ul>{listed}</ul></details>"
+              if listed else f"<p>{html.escape(lost[0])}</p>")
+    below = "".join(f"<p>{html.escape(line)}</p>" for line in notes(advice))
     paste = ""
     if chosen is not None:
         paste = ("<h2>The configuration to paste</h2><pre>"
@@ -343,11 +471,12 @@ def html_page(advice: Advice) -> str:
                  + html.escape(loadgen_command(advice, chosen.config)) + "</pre>")
     style = ("body{font-family:sans-serif;max-width:60em;margin:2em auto}table{border-collapse:"
              "collapse}td,th{border:1px solid #ccc;padding:4px 8px;text-align:left}"
-             "pre{background:#f4f4f4;padding:8px}")
+             "pre{background:#f4f4f4;padding:8px}summary{cursor:pointer}")
     return (f"<!doctype html><html><head><meta charset='utf-8'><title>deploybench advise: "
             f"{html.escape(advice.request.target)}</title><style>{style}</style></head><body>"
             f"<h1>Which configuration should I deploy?</h1><p><b>{html.escape(headline(advice))}"
-            f"</b></p>{table}<h2>The search</h2>{chart_svg(advice)}<ul>{lost}</ul>{paste}"
+            f"</b></p><h2>The confirmed configurations</h2>{intervals_svg(advice)}{table}"
+            f"{below}<h2>The search</h2>{chart_svg(advice)}{folded}{paste}"
             f"<p>{html.escape(_caveat(advice))}</p></body></html>\n")
 
 
