@@ -72,9 +72,11 @@ LATER_ROUND_SHARE = 0.5  # a later round's search costs about this share of the 
 # starts from the last sustained peak and bisects coarser)
 # A Python server's serial costs (`toolkit.queueing`), seconds a query and a call, by how the
 # option is served: the unbatched peak is 1 / (query + call), a peak batching up to b about
-# 1 / (query + call / b), fitted to LoadGen peaks of fast models on one machine (the fit is in
-# the dated results under benchmarks/). They rank configurations; LoadGen measures the pick.
+# 1 / (query + call / b). Measured on the machine that serves (`toolkit.calibrate`); these,
+# fitted by hand to LoadGen peaks on one machine (benchmarks/results/advise.md), stand in only
+# where that measurement fails.
 SERIAL_S = {"threads": (11.6e-6, 33.8e-6), "processes": (23e-6, 41e-6)}
+SERIAL_FILE = "serial-costs.json"  # the costs a run's search used: a resume uses them again
 CONFIRM_TIMEOUT_S = (60.0, 600.0)  # each confirmation's timeout: its share of the budget, within
 RUNS_PER_SEARCH = 14  # LoadGen runs a sustained-peak search takes, about
 CONFIRM_RUN_S = 10.0  # a confirming run of a slow model lasts about this long
@@ -348,7 +350,8 @@ def space(trials: Trials, request: Request, cores: int, optimization: str) -> Sp
                            for option, chosen in timed.items()})
 
 
-def evaluator(trials: Trials, request: Request, cores: int, optimization: str = "all"
+def evaluator(trials: Trials, request: Request, cores: int, optimization: str = "all",
+              serial_s: Mapping[str, Sequence[float]] = SERIAL_S
               ) -> Callable[[Config], Outcome]:
     """A configuration's rate within the bound, from its measured service times fed to the
     queueing model; its accuracy given up; its memory (the sum over its workers: that of the
@@ -374,7 +377,7 @@ def evaluator(trials: Trials, request: Request, cores: int, optimization: str = 
             return Outcome(0.0, None, drop, None,
                            f"calls of more than {max(service)} rows were not timed (a fixed "
                            "batch dimension, or they failed)")
-        query_s, call_s = SERIAL_S["threads" if config.ort else "processes"]
+        query_s, call_s = serial_s["threads" if config.ort else "processes"]
         path = ServingPath(service_s=service, workers=config.workers,
                            max_batch=config.max_batch,
                            max_delay_s=(config.max_delay_ms or 0.0) / 1e3,
@@ -641,13 +644,15 @@ def best_default(confirmed: Sequence[Confirmation]) -> Confirmation | None:
 
 def search(trials: Trials, request: Request, limits: Limits, cores: int, optimization: str,
            storage: Path, seconds: float | None,
-           progress: Callable[[int, Config, Outcome], None] | None = None) -> list[Tried]:
+           progress: Callable[[int, Config, Outcome], None] | None = None,
+           serial_s: Mapping[str, Sequence[float]] = SERIAL_S) -> list[Tried]:
     """The search over the trials (its study in `storage`, so a resumed run continues it)."""
     chosen = space(trials, request, cores, optimization)
     every = configurations(chosen)
     context = {"target": request.target, "p99_ms": request.p99_ms, "cores": cores,
-               "trials": trials.digest(), "serial_s": SERIAL_S}  # the model's constants too
-    return run_search(chosen, evaluator(trials, request, cores, optimization), limits,
+               "trials": trials.digest(),  # and the model's serial costs, as measured here
+               "serial_s": {k: list(v) for k, v in sorted(serial_s.items())}}
+    return run_search(chosen, evaluator(trials, request, cores, optimization, serial_s), limits,
                       trials=min(TRIALS, len(every)), storage=f"sqlite:///{storage}",
                       seed=request.seed, seconds=seconds, context=context, progress=progress)
 
@@ -716,6 +721,7 @@ class Advice:
     confirmed: list[Confirmed]
     folder: Path
     budget_used_s: float = 0.0
+    serial: dict[str, Any] = field(default_factory=dict)  # the model's serial costs, and whence
 
     @property
     def limits(self) -> Limits:
@@ -788,6 +794,9 @@ class Advice:
             "versus_default": dataclasses.asdict(versus) if versus else None,
             "model_errors": {k: round(v, 4) for k, v in model_errors(self.held).items()},
             "model_error": model_error(self.held),
+            "serial_costs": {**self.serial, "costs": {
+                k: [round(v * 1e6, 2) for v in costs] for k, costs in
+                self.serial.get("costs", {}).items()}, "unit": "us"} if self.serial else None,
             "machines": machines(self.request.need_qps, chosen.peak_qps if chosen else None),
             "usd_per_million": usd_per_million(self.request.price,
                                                chosen.peak_qps if chosen else None),
@@ -878,6 +887,33 @@ def resolve(request: Request, trust_pickle: bool = False) -> Any:
             raise BadInputError(f"{request.target}: names {len(chosen)} workloads; advise one: "
                                 f"{', '.join(w.key for w in chosen)}")
     return model
+
+
+def serial_costs_of(out_dir: Path, cores: int, say: Callable[[str], None]) -> dict[str, Any]:
+    """The serial costs the search models each pool kind with: those a run in `out_dir` used
+    before (a resumed study rests on the same), else this machine's (`toolkit.calibrate`,
+    measured once and cached), else SERIAL_S where they cannot be measured (said). Kept in
+    `out_dir` as {"costs": {kind: [query_s, call_s]}, "source": ..., "peaks": ...}."""
+    from toolkit.calibrate import serial_costs
+
+    path = out_dir / SERIAL_FILE
+    with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
+        stored = json.loads(path.read_text(encoding="utf-8"))
+        return {**stored, "costs": {str(k): (float(q), float(c))
+                                    for k, (q, c) in stored["costs"].items()}}
+    try:
+        measured = serial_costs(cores, say=say)
+        found: dict[str, Any] = {"costs": {**SERIAL_S, **measured.by_kind()},
+                                 "source": f"measured on this machine {measured.measured_at}",
+                                 "peaks": measured.peaks, "machine": measured.machine}
+    except RuntimeError as exc:
+        say(f"search: the serial costs could not be measured here ({exc}); the model uses "
+            "those fitted by hand on another machine")
+        found = {"costs": dict(SERIAL_S), "source": f"fitted by hand (not measured: {exc})"}
+    path.write_text(json.dumps({**found, "costs": {k: list(v) for k, v in
+                                                   found["costs"].items()}}, indent=1) + "\n",
+                    encoding="utf-8")
+    return found
 
 
 SPENT_FILE = "advise-spent.json"  # the budget's seconds the runs in a folder have spent
@@ -1024,6 +1060,8 @@ def _advise(request: Request, out_dir: Path, runner: StageRunner, started: float
     if not trials.options:
         why = "; ".join(f"{o}: {w}" for o, w in trials.refused.items()) or "no option was timed"
         raise BadInputError(f"{request.target}: no option could be timed ({why})")
+    serial = serial_costs_of(out_dir, cores, say)
+    keep_spent(out_dir, started)
     say(f"search: {len(trials.options)} options, the rate within p99 <= {request.p99_ms:g} ms "
         "of each configuration from its service times (a queueing model)")
     limits = limits_of(request)
@@ -1032,10 +1070,10 @@ def _advise(request: Request, out_dir: Path, runner: StageRunner, started: float
     searched = (out_dir / "confirm").is_dir()
     tried = search(trials, request, limits, cores, optimization, out_dir / "search.sqlite",
                    0.0 if searched else max(elapsed_budget(started, request.budget_s),
-                                            SEARCH_LEAST_S))
+                                            SEARCH_LEAST_S), serial_s=serial["costs"])
     keep_spent(out_dir, started)
     predicted = {t.config: t.outcome for t in tried}
-    evaluate = evaluator(trials, request, cores, optimization)
+    evaluate = evaluator(trials, request, cores, optimization, serial["costs"])
 
     def rate(config: Config) -> float:
         return (predicted.get(config) or evaluate(config)).rate
@@ -1089,7 +1127,7 @@ def _advise(request: Request, out_dir: Path, runner: StageRunner, started: float
         last[config] = Confirmed.from_record(config, role, folder, record, guess, round_)
         confirmed.append(last[config])
     advice = Advice(request, trials.workload, cores, optimization, trials, tried, confirmed,
-                    out_dir, time.monotonic() - started)
+                    out_dir, time.monotonic() - started, serial)
     return advice
 
 

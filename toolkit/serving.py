@@ -97,6 +97,10 @@ class Pool(abc.ABC):
     """Workers behind LoadGen's callbacks. `split` is how a query's samples become jobs: one job
     per `split` samples (offline: the batch size; multistream: the whole query)."""
 
+    # seconds each query's intake spins, holding the GIL, before it is queued: a known serial
+    # cost for the calibration's test to find (`toolkit.calibrate`); never set when serving
+    intake_delay_s: float = 0.0
+
     def __init__(self, workers: int, max_batch: int, max_delay_s: float, split: int = 1) -> None:
         self.workers = workers
         self.max_batch = max_batch
@@ -154,6 +158,8 @@ class Pool(abc.ABC):
         put = self._incoming.put if self.batching else self.put
         now = time.perf_counter()
         if step == 1:  # a job a sample (the server scenario): the per-query path, kept short
+            if self.intake_delay_s > 0:
+                put = _spinning_first(put, self.intake_delay_s)
             for sample in samples:
                 put(Job((sample.id,), (sample.index,), now))
             return
@@ -188,6 +194,17 @@ def warm(predict: Predict, sizes: Sequence[int], rows: int) -> None:
 def warm_sizes(max_batch: int, split: int) -> tuple[int, ...]:
     """The row counts a worker is sent: every size the batcher can form, else the split."""
     return tuple(range(1, max_batch + 1)) if max_batch > 1 else (split,)
+
+
+def _spinning_first(put: Callable[[Job], None], seconds: float) -> Callable[[Job], None]:
+    """`put`, after spinning `seconds` (the GIL held throughout, as a real intake holds it)."""
+    def slow_put(job: Job) -> None:
+        until = time.perf_counter() + seconds
+        while time.perf_counter() < until:
+            pass
+        put(job)
+
+    return slow_put
 
 
 class ThreadPool(Pool):

@@ -2,6 +2,7 @@
 
     build       a built-in workload: train, save, export, parity   (toolkit.steps.build)
     build_file  a user's native model file: load, export, parity    (toolkit.steps.build)
+    calibrate   a pool kind flooded under LoadGen: its serial costs  (toolkit.steps.calibrate)
     derive      an ONNX recipe (int8, fp16, offline) and its accuracy (toolkit.steps.derive)
     measure     one artifact in one runtime on one provider         (toolkit.steps.measure)
     scenario    one option served by a pool of workers under LoadGen (toolkit.steps.scenario)
@@ -16,6 +17,7 @@ from typing import Any
 
 from toolkit.results import Record
 from toolkit.steps.build import BuildFileSpec, BuildSpec, build, build_file
+from toolkit.steps.calibrate import CalibrateSpec, calibrate
 from toolkit.steps.derive import DeriveSpec, derive
 from toolkit.steps.measure import MeasureSpec, measure_case
 from toolkit.steps.scenario import ScenarioSpec, scenario_case
@@ -23,6 +25,7 @@ from toolkit.steps.scenario import ScenarioSpec, scenario_case
 TASKS: dict[str, tuple[type[Any], Callable[[Any], Iterator[Record]]]] = {
     "build": (BuildSpec, build),
     "build_file": (BuildFileSpec, build_file),
+    "calibrate": (CalibrateSpec, calibrate),
     "derive": (DeriveSpec, derive),
     "measure": (MeasureSpec, measure_case),
     "scenario": (ScenarioSpec, scenario_case),
@@ -39,5 +42,5 @@ def run_task(spec: dict[str, Any]) -> Iterator[Record]:
     return function(spec_type(**values))
 
 
-__all__ = ["TASKS", "BuildFileSpec", "BuildSpec", "DeriveSpec", "MeasureSpec", "ScenarioSpec",
-           "run_task"]
+__all__ = ["TASKS", "BuildFileSpec", "BuildSpec", "CalibrateSpec", "DeriveSpec", "MeasureSpec",
+           "ScenarioSpec", "run_task"]

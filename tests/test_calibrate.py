@@ -1,0 +1,111 @@
+"""The serial costs of serving: the fit, a measurement that finds a known intake cost with the
+real LoadGen and ONNX Runtime, and the cache."""
+
+from __future__ import annotations
+
+import json
+import logging
+
+import pytest
+
+from toolkit import calibrate
+from toolkit.calibrate import SerialCosts
+from toolkit.scenarios import loadgen_missing
+
+needs_loadgen = pytest.mark.skipif(loadgen_missing() is not None,
+                                   reason=loadgen_missing() or "")
+
+
+def test_fit_recovers_the_costs_the_peaks_were_made_from():
+    for query, call, batch in ((10e-6, 30e-6, 16), (25e-6, 5e-6, 8), (0.0, 40e-6, 16)):
+        found = calibrate.fit(1 / (query + call), 1 / (query + call / batch), batch)
+        assert found == pytest.approx((query, call), abs=1e-12)
+
+
+def test_fit_clamps_each_cost_at_zero():
+    # batching no faster than one at a time: every second is intake
+    assert calibrate.fit(1000.0, 900.0) == pytest.approx((1e-3, 0.0))
+    # batching over `batch` times faster than one at a time: every second is the call
+    assert calibrate.fit(1000.0, 20_000.0) == pytest.approx((0.0, 1e-3))
+    with pytest.raises(ValueError):
+        calibrate.fit(0.0, 1000.0)
+
+
+def costs(machine: str) -> SerialCosts:
+    return SerialCosts(threads=(10e-6, 30e-6), processes=(20e-6, 40e-6),
+                       peaks={"threads": {"1": 25_000.0, "16": 80_000.0},
+                              "processes": {"1": 16_000.0, "16": 45_000.0}},
+                       floods={"threads": {"1": 30_000.0, "16": 95_000.0},
+                               "processes": {"1": 19_000.0, "16": 52_000.0}},
+                       machine=machine, measured_at="2000-01-01T00:00:00+00:00")
+
+
+def test_serial_costs_read_back_as_written_and_in_the_shape_advise_uses():
+    known = costs("m")
+    assert SerialCosts.from_dict(json.loads(json.dumps(known.to_dict()))) == known
+    assert known.by_kind() == {"threads": (10e-6, 30e-6), "processes": (20e-6, 40e-6)}
+    with pytest.raises(ValueError):
+        SerialCosts.from_dict({"threads": "fast"})
+
+
+def test_the_cached_costs_of_this_machine_are_returned_without_measuring(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    key = calibrate.machine_key(2)
+    calibrate.cache_path().parent.mkdir(parents=True)
+    calibrate.cache_path().write_text(json.dumps({key: costs(key).to_dict()}))
+    monkeypatch.setattr(calibrate, "measure", lambda cores: pytest.fail("measured again"))
+    said: list[str] = []
+    assert calibrate.serial_costs(2, say=said.append) == costs(key)
+    assert not said
+
+
+def test_a_cache_that_cannot_be_written_costs_a_warning(tmp_path, monkeypatch, caplog):
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(blocker / "cache"))
+    monkeypatch.setattr(calibrate, "measure", lambda cores: costs("m"))  # the cache, not a run
+    with caplog.at_level(logging.WARNING, logger="toolkit.calibrate"):
+        assert calibrate.serial_costs(2) == costs("m")
+    assert "not cached" in caplog.text
+
+
+@needs_loadgen
+def test_a_damaged_cache_is_measured_again_then_read_back(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    calibrate.cache_path().parent.mkdir(parents=True)
+    calibrate.cache_path().write_text("{not json")
+    measure = calibrate.measure
+    calls: list[int] = []
+
+    def short(cores: int) -> SerialCosts:  # both pool kinds, for real, in short floods
+        calls.append(cores)
+        return measure(cores, queries=2000, workdir=tmp_path / "work")
+
+    monkeypatch.setattr(calibrate, "measure", short)
+    said: list[str] = []
+    first = calibrate.serial_costs(2, say=said.append)
+    assert calls == [2] and len(said) == 1 and "calibrating" in said[0]
+    assert set(first.by_kind()) == {"threads", "processes"}
+    assert all(rate > 0 for rates in first.floods.values() for rate in rates.values())
+    # a peak held within the bound is below what a flood completes, give or take the noise
+    assert all(first.peaks[k][b] < 1.3 * first.floods[k][b] for k in first.peaks
+               for b in first.peaks[k])
+    assert calibrate.serial_costs(2, say=said.append) == first
+    assert calls == [2] and len(said) == 1  # read back, not measured again
+
+
+@needs_loadgen
+def test_a_known_intake_cost_is_found_in_the_query_cost_not_the_call_cost(tmp_path):
+    """Each query's intake made 200 us slower: the fitted query cost grows by about that, the
+    call cost does not, and unbatched the pool answers fewer than 1 / 200 us a second."""
+    delay = 200e-6
+    plain = calibrate.measure(2, kinds=("threads",), queries=5000, workdir=tmp_path / "plain")
+    slowed = calibrate.measure(2, kinds=("threads",), queries=5000, intake_delay_s=delay,
+                               workdir=tmp_path / "slowed")
+    assert plain.threads is not None and slowed.threads is not None
+    assert plain.processes is None and set(slowed.by_kind()) == {"threads"}
+    (query, call), (slow_query, slow_call) = plain.threads, slowed.threads
+    figures = f"plain {plain.threads}, slowed {slowed.threads}, peaks {slowed.peaks}"
+    assert 0.5 * delay <= slow_query - query <= 2 * delay + 50e-6, figures
+    assert slow_call < call + 0.5 * delay, figures
+    assert slowed.peaks["threads"]["1"] < 1 / delay, figures
