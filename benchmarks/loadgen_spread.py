@@ -12,8 +12,13 @@ and the most steal LoadGen's runs saw: the goal holds on a noisy machine or it d
 
     python benchmarks/loadgen_spread.py [MODEL.onnx] [--runs 3] [--p99-ms 5] [--pause-s 0]
                                         [--keep DIR] [--loadgen-args "--rounds 3 ..."]
+    python benchmarks/loadgen_spread.py --advise torch/digits-mlp [--runs 3] [--p99-ms 5]
 
-Without a model, the 64-64-10 MLP of `benchmarks/loadgen_ceiling.py` is made.
+Without a model, the 64-64-10 MLP of `benchmarks/loadgen_ceiling.py` is made. With `--advise`,
+`deploybench advise` runs instead, and each run's pick, its median and interval, its paired
+ratio to the best default with that ratio's interval, and the queueing model's error are set
+side by side; the goal: the ratios' intervals overlap, and the picks share a pool kind and
+batching choice or lie within each other's intervals.
 """
 
 from __future__ import annotations
@@ -112,6 +117,76 @@ def broken_order(runs: list[dict[str, float]]) -> list[str]:
     return broken
 
 
+def advise_run(target: str, p99_ms: float, out: Path) -> dict:
+    done = subprocess.run(
+        [sys.executable, "-m", "toolkit.cli", "advise", target, "--p99-ms", str(p99_ms),
+         "--out", str(out)], capture_output=True, text=True, timeout=7200)
+    if done.returncode not in (0, 1) or not (out / "advice.json").is_file():
+        raise SystemExit(f"deploybench advise failed ({done.returncode}): {done.stderr[-2000:]}")
+    return json.loads((out / "advice.json").read_text())
+
+
+def advise_machine(advice: dict) -> str:
+    """How slow the cores read in a run's confirmations, against the fastest seen in it."""
+    taken = [r for c in advice["confirmed"] for r in c.get("core_speed") or ()]
+    if not taken:
+        return "the cores were not read"
+    cores = len(taken[0])
+    top = [max(r[n] for r in taken if len(r) > n) for n in range(cores)]
+    slow = sum(v < (1 - busy.UNSTEADY) * top[n] for r in taken for n, v in enumerate(r))
+    return (f"{slow} of {sum(map(len, taken))} core readings over {busy.UNSTEADY:.0%} below "
+            "the fastest of the run")
+
+
+def pick_kind(pick: dict) -> str:
+    """The choice the runs must agree on: the pool kind and whether it batches."""
+    config = pick["config"]
+    pool = "threads" if config["option"].startswith("onnxruntime") else "processes"
+    return f"{pool}, {'batching' if config['max_batch'] > 1 else 'no batching'}"
+
+
+def spread_of_advice(target: str, p99_ms: float, runs: int, root: Path, pause_s: float
+                     ) -> None:
+    found = []
+    for n in range(1, runs + 1):
+        time.sleep(pause_s)
+        started = time.perf_counter()
+        advice = advise_run(target, p99_ms, root / f"advise{n}")
+        found.append(advice)
+        print(f"advise run {n}: {time.perf_counter() - started:.0f} s; "
+              f"{advise_machine(advice)}", flush=True)
+    print(f"\nadvise {target}, p99 <= {p99_ms:g} ms, {runs} runs: the pick, its median [95%] "
+          "over its rounds, its ratio to the best default [95%] over the paired rounds, the "
+          "model's median error over the held configurations")
+    ratios, picks = [], []
+    for n, advice in enumerate(found, 1):
+        pick, versus = advice["pick"], advice["versus_default"]
+        if pick is None:
+            print(f"  run {n}: no pick")
+            continue
+        picks.append(pick)
+        label = pick_kind(pick)
+        low, high = pick["low_qps"] or pick["peak_qps"], pick["high_qps"] or pick["peak_qps"]
+        ratio = ("the pick is the best default" if versus is None else
+                 f"{versus['ratio']:.2f}x [{versus['low']:.2f}, {versus['high']:.2f}]")
+        if versus is not None:
+            ratios.append((versus["low"], versus["high"]))
+        error = advice.get("model_error")
+        print(f"  run {n}: {label}: {pick['peak_qps'] / 1e3:.1f}k [{low / 1e3:.1f}, "
+              f"{high / 1e3:.1f}]; {ratio}; model error "
+              + (f"{error:.0%}" if error is not None else "-"))
+    overlap = not ratios or max(lo for lo, _ in ratios) <= min(hi for _, hi in ratios)
+    kinds = {pick_kind(p) for p in picks}
+    within = all(max(p["low_qps"] or 0 for p in picks) <= (q["high_qps"] or 0)
+                 for q in picks) if picks else False
+    errors = sorted(a["model_error"] for a in found if a.get("model_error") is not None)
+    print(f"ratios' intervals {'overlap' if overlap else 'DO NOT overlap'}; picks "
+          + ("of one kind" if len(kinds) == 1 else f"of {len(kinds)} kinds") + ", "
+          + ("within each other's intervals" if within else "NOT within each other's intervals")
+          + (f"; model error over the runs {', '.join(f'{e:.0%}' for e in errors)}"
+             if errors else ""))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("model", nargs="?", type=Path)
@@ -123,9 +198,17 @@ def main() -> None:
                         "in this folder (default: a temporary one, removed)")
     parser.add_argument("--loadgen-args", default="",
                         help="more `deploybench loadgen` flags, as one string")
+    parser.add_argument("--advise", metavar="TARGET",
+                        help="run `deploybench advise TARGET` instead, and compare its answers")
     args = parser.parse_args()
     if args.runs < 2:
         parser.error(f"--runs {args.runs}: a spread needs at least 2 runs")
+    if args.advise:
+        with tempfile.TemporaryDirectory() as tmp:
+            root = args.keep or Path(tmp)
+            root.mkdir(parents=True, exist_ok=True)
+            spread_of_advice(args.advise, args.p99_ms, args.runs, root, args.pause_s)
+        return
     with tempfile.TemporaryDirectory() as tmp:
         root = args.keep or Path(tmp)
         root.mkdir(parents=True, exist_ok=True)
