@@ -102,6 +102,9 @@ def peaks_over_rounds(peaks: Mapping[str, Mapping[int, float | None]]) -> RoundP
     adjusted = {option: {r: t / math.exp(effects.get(r, 0.0)) for r, t in found.items()}
                 for option, found in per_query.items()}
     noise = pooled_noise(list(found.values()) for found in adjusted.values())
+    if noise is not None and effects:  # the effects were read off these same peaks, which
+        # leaves them varying less than a round does: by (k - 1) / k over k options
+        noise = Noise(noise.sigma * math.sqrt(len(repeated) / (len(repeated) - 1)), noise.cases)
     options = []
     for option, found in adjusted.items():
         times = list(found.values())
