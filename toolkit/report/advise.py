@@ -16,16 +16,13 @@ from typing import Any
 
 from toolkit.advise import (
     CONFIRM_LONGEST_RUN_S,
-    SPINNING,
     Advice,
-    Held,
     changed_of,
     confirm_queries,
     machines,
-    model_error,
-    model_errors,
     usd_per_million,
 )
+from toolkit.confirmations import SPINNING, Held, model_error, model_errors
 from toolkit.scenarios import SERVER_QUERIES
 from toolkit.search import Config
 
@@ -86,11 +83,12 @@ def headline(advice: Advice) -> str:
     if default is chosen:
         line += " (a default: the search found nothing faster that held)"
     elif default is not None and versus is not None and versus.faster:
-        line += (f" ({versus.text()} the best default, {default.config.label()}: "
-                 f"{_qps(default.peak_qps)})")
+        line += (f"; {versus.text()} the best default {versus.over} (the best default: "
+                 f"{default.config.label()}, {_qps(default.peak_qps)})")
     elif default is not None and versus is not None:
-        line += (f"; not shown faster than the best default, {default.config.label()} "
-                 f"({_qps(default.peak_qps)}): {versus.text()}, so either serves as well")
+        line += (f"; not shown faster than the best default: {versus.text()} {versus.over}, "
+                 f"so either serves as well (the best default: {default.config.label()}, "
+                 f"{_qps(default.peak_qps)})")
     elif default is not None:
         line += f" (best default, {default.config.label()}: {_qps(default.peak_qps)})"
     return line
