@@ -137,7 +137,7 @@ def test_the_headline_says_capacity_cost_and_the_gain_over_the_best_default(tmp_
     versus = advice.versus
     assert versus is not None and versus.faster and versus.rounds == 3
     assert 1.4 < versus.ratio < 1.6 and versus.low < versus.ratio < versus.high
-    assert f"{versus.text()} the best default" in line and "3 paired rounds" in line
+    assert f"{versus.text()} the best default over 3 paired rounds" in line
     assert advice.default is not None and advice.default.rounds == tuple(default)
     assert advice.to_dict()["versus_default"]["rounds"] == 3
     # a pick the rounds do not set above the default: not called faster
@@ -646,49 +646,6 @@ def test_the_combination_is_timed_after_the_options_alone_and_a_spent_budget_lea
     assert adviser.advise(request, tmp_path / "b", runner(started, "")) is None
     assert both not in started and json.loads(
         (tmp_path / "b" / "trials" / "sessions.json").read_text()) == planned
-
-
-def test_advise_on_a_built_in_workload_times_native_and_onnx_and_their_session_options(
-        tmp_path):
-    """The whole command on torch/digits-mlp: the workload built and exported in its trial,
-    native torch and ONNX Runtime timed, ONNX Runtime's session options timed on the exported
-    file (each by its own bench, read back), searched, and the pair that must be confirmed
-    confirmed under LoadGen, each with the cores' speed read around it."""
-    pytest.importorskip("mlperf_loadgen")
-    pytest.importorskip("torch")
-    from typer.testing import CliRunner
-
-    from toolkit.cli import app
-    from toolkit.results import read_results
-
-    out = tmp_path / "advice"
-    result = CliRunner().invoke(app, ["advise", "torch/digits-mlp", "--p99-ms", "20",
-                                      "--threads", "1", "--recipes", "fp32", "--budget", "3m",
-                                      "--out", str(out)])
-    assert result.exit_code in (0, 1), result.output
-    advice = json.loads((out / "advice.json").read_text())
-    assert advice["workload"] == "torch/digits-mlp"
-    assert set(advice["trials"]["options"]) == {ORT, "native_torch fp32"}
-    _, records = read_results(out / "trials" / "t1-memory_pattern-off" / "results.json")
-    timed = [r for r in records if r.phase == "infer" and r.ok]
-    assert timed and all(r.settings["memory_pattern"] is False for r in timed)
-    assert {t["config"]["option"] for t in advice["tried"]} == {ORT, "native_torch fp32"}
-    roles = [c["role"] for c in advice["confirmed"]]
-    assert "default" in roles
-    # the cores read before and after each confirmation that ran its search (one cut by its
-    # timeout, or whose pool never started, has no record of the search to keep them in)
-    searched = [c for c in advice["confirmed"] if ran_its_search(c)]
-    assert all(len(c["core_speed"]) == 2 for c in searched), advice["confirmed"]
-    assert searched or result.exit_code == 1, advice["confirmed"]
-    picked = advice["pick"]
-    assert (result.exit_code == 0) == (picked is not None), result.output
-    if picked is not None:
-        assert "serve torch/digits-mlp as " in result.output
-        import tomllib
-
-        suite = parse_suite(tomllib.loads((out / "advice.md").read_text().split(
-            "```toml\n")[1].split("```")[0]))
-        assert suite.workloads == ("torch/digits-mlp",) and suite.scenarios[0].p99_ms == 20
 
 
 def test_a_confirmation_stored_before_threads_were_per_worker_resumes_with_its_pool(tmp_path):

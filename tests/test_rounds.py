@@ -76,7 +76,7 @@ def test_the_paired_ratio_covers_the_true_gain_and_a_half_speed_round_does_not_m
 def test_a_paired_ratio_uses_the_rounds_both_sustained_and_says_one_round_is_one():
     both = paired_ratio({1: 20e3, 2: None, 3: 22e3}, {1: 10e3, 2: 12e3, 3: None})
     assert both is not None and both.kind == "one round" and both.ratio == pytest.approx(2.0)
-    assert not both.faster and "one round" in both.text()
+    assert not both.faster and "one round" in both.text() and both.over == "over 1 paired round"
     assert paired_ratio({1: 20e3}, {2: 10e3}) is None
     # two rounds and no pooled variation: Student's t on their own, wide
     alone = paired_ratio({1: 20e3, 2: 24e3}, {1: 10e3, 2: 10e3})

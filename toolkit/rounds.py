@@ -148,10 +148,15 @@ class PairedRatio:
         return self.kind == "interval" and self.low > 1.0
 
     def text(self) -> str:
+        """"1.62x [1.26, 2.08]", or "1.10x (one round)"."""
         if self.kind != "interval":
             return f"{self.ratio:.2f}x (one round)"
-        return (f"{self.ratio:.2f}x [{self.low:.2f}, {self.high:.2f}], {self.rounds} paired "
-                "rounds")
+        return f"{self.ratio:.2f}x [{self.low:.2f}, {self.high:.2f}]"
+
+    @property
+    def over(self) -> str:
+        """"over 3 paired rounds"."""
+        return f"over {self.rounds} paired round{'s' * (self.rounds > 1)}"
 
 
 def paired_ratio(first: Mapping[int, float | None], second: Mapping[int, float | None],
