@@ -213,7 +213,9 @@ def serial_costs(cores: int, refresh: bool = False,
     known[key] = costs.to_dict()
     try:
         cache.parent.mkdir(parents=True, exist_ok=True)
-        cache.write_text(json.dumps(known, indent=1), encoding="utf-8")
+        written = cache.with_name(f"{cache.name}.{os.getpid()}.tmp")  # whole or not at all: two
+        written.write_text(json.dumps(known, indent=1), encoding="utf-8")  # runs may race
+        os.replace(written, cache)
     except OSError as exc:  # a read-only home: the figures stand, they are measured again later
         log.warning("the serial costs are not cached: %s cannot be written (%s); set "
                     "XDG_CACHE_HOME to a writable folder", cache, exc.strerror or exc)
