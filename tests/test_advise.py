@@ -132,7 +132,7 @@ def test_the_headline_says_capacity_cost_and_the_gain_over_the_best_default(tmp_
     assert chosen.peak_qps is not None and 30e3 < chosen.peak_qps < 40e3
     assert chosen.low_qps is not None and chosen.high_qps is not None
     assert chosen.low_qps < chosen.peak_qps < chosen.high_qps < 1.15 * chosen.low_qps
-    assert "per machine over 3 rounds" in line and "confirmed 6/6" in line
+    assert "per machine over 3 rounds" in line and "6 of 6 runs at its peaks VALID" in line
     assert f"{-(-100_000 // chosen.peak_qps):.0f} machines like this for 100k q/s" in line
     versus = advice.versus
     assert versus is not None and versus.faster and versus.rounds == 3
@@ -489,7 +489,17 @@ def test_advise_on_an_onnx_file_confirms_its_pick_and_resumes(tmp_path):
         versus = advice["versus_default"]
         assert versus["low"] <= versus["ratio"] <= versus["high"] and versus["rounds"] >= 2
         assert "paired rounds" in result.output
-    assert advice["model_error"] is not None and "the queueing model's error" in result.output
+    assert advice["model_error"] is not None and "the queueing model's median error" in \
+        result.output
+    # the calibration's trivial model confirmed beside them, unbatched and batching, never
+    # picked; where both held, the serial costs at these rounds' speed and the model with them
+    controls = [h for h in advice["held"] if h["role"] == "control"]
+    assert sorted(h["config"]["max_batch"] for h in controls) == [1, 16]
+    assert picked["config"]["option"] != adviser.CONTROL
+    if all(h["sustained"] for h in controls):
+        assert advice["in_rounds"]["model_error"] is not None
+        assert set(advice["in_rounds"]["costs_us"]) >= {"threads"}
+        assert "at these rounds' speed" in result.output
     assert "Which configuration should I deploy?" in (out / "advice.md").read_text()
     assert all(len(c["core_speed"]) == 2 for c in advice["confirmed"]  # before and after
                if ran_its_search(c)), advice["confirmed"]

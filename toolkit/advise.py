@@ -38,7 +38,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from toolkit import busy
 from toolkit.confirmations import (
@@ -71,6 +71,9 @@ from toolkit.search import (
 )
 from toolkit.timing import Budget
 
+if TYPE_CHECKING:
+    from toolkit.plans.steps import Sources
+
 SIZES = (1, 2, 4, 8, 16)  # the call sizes timed: what a batcher of up to 16 sends
 # Each trial series: enough calls for a tail (the queueing model draws from them), kept short
 TRIAL_BUDGET = Budget(warmup=5, min_iterations=100, min_seconds=0.2, max_seconds=2.0, blocks=3)
@@ -90,6 +93,10 @@ LATER_ROUND_SHARE = 0.5  # a later round's search costs about this share of the 
 # where that measurement fails.
 SERIAL_S = {"threads": (11.6e-6, 33.8e-6), "processes": (23e-6, 41e-6)}
 SERIAL_FILE = "serial-costs.json"  # the costs a run's search used: a resume uses them again
+# the calibration's trivial model, confirmed beside the candidates in every round (unbatched and
+# batching, in a pool of threads): the serial costs at the machine's speed in these rounds
+CONTROL = "onnxruntime control"
+CONTROL_WORKLOAD = "onnx/serial-control"
 CONFIRM_TIMEOUT_S = (60.0, 600.0)  # each confirmation's timeout: its share of the budget, within
 RUNS_PER_SEARCH = 14  # LoadGen runs a sustained-peak search takes, about
 CONFIRM_RUN_S = 10.0  # a confirming run of a slow model lasts about this long
@@ -514,6 +521,7 @@ class Advice:
     folder: Path
     budget_used_s: float = 0.0
     serial: dict[str, Any] = field(default_factory=dict)  # the model's serial costs, and whence
+    in_rounds: dict[str, Any] = field(default_factory=dict)  # the same fitted to the controls
 
     @property
     def limits(self) -> Limits:
@@ -586,6 +594,12 @@ class Advice:
             "versus_default": dataclasses.asdict(versus) if versus else None,
             "model_errors": {k: round(v, 4) for k, v in model_errors(self.held).items()},
             "model_error": model_error(self.held),
+            "in_rounds": {**self.in_rounds, "costs_us": {
+                k: [round(v * 1e6, 2) for v in c] for k, c in self.in_rounds["costs"].items()},
+                "costs": None, "model_errors": {k: round(v, 4) for k, v in model_errors(
+                    self.held, self.in_rounds["predicted"]).items()},
+                "model_error": model_error(self.held, self.in_rounds["predicted"])}
+            if self.in_rounds else None,
             "serial_costs": {**self.serial, "costs": {
                 k: [round(v * 1e6, 2) for v in costs] for k, costs in
                 self.serial.get("costs", {}).items()}, "unit": "us"} if self.serial else None,
@@ -708,6 +722,50 @@ def serial_costs_of(out_dir: Path, cores: int, say: Callable[[str], None]) -> di
     return found
 
 
+def controls(cores: int) -> list[Config]:
+    """The calibration's trivial model as `toolkit.calibrate` serves it: a pool of threads,
+    a worker per core, unbatched and batching up to 16."""
+    from toolkit.steps.calibrate import FLOOD_DELAY_MS, FLOOD_MAX_BATCH
+
+    session = full_session("all")
+    return [Config(CONTROL, 1, cores, 1, None, session),
+            Config(CONTROL, 1, cores, FLOOD_MAX_BATCH, FLOOD_DELAY_MS, session)]
+
+
+def control_sources(out_dir: Path) -> Sources:
+    """The trivial model and its rows, written once into the run's folder."""
+    from toolkit.calibrate import trivial_model
+    from toolkit.plans.steps import Sources
+
+    folder = out_dir / "control"
+    model, inputs = folder / "relu.onnx", folder / "inputs.npz"
+    if not (model.is_file() and inputs.is_file()):
+        folder.mkdir(parents=True, exist_ok=True)
+        trivial_model(folder)
+    return Sources(onnx=str(model), inputs=str(inputs))
+
+
+def in_rounds(advice: Advice) -> dict[str, Any]:
+    """The threads pool's serial costs fitted to the controls' medians over these rounds, and
+    each held configuration of ONNX Runtime predicted again with them: the model at the
+    machine's speed in the rounds its predictions are set against. {} where a control did not
+    hold."""
+    from toolkit.calibrate import fit
+    from toolkit.steps.calibrate import FLOOD_MAX_BATCH
+
+    held = {h.config.max_batch: h for h in advice.held if h.role == "control" and h.sustained}
+    one, many = held.get(1), held.get(FLOOD_MAX_BATCH)
+    if one is None or many is None or not one.peak_qps or not many.peak_qps:
+        return {}
+    costs = {**advice.serial.get("costs", SERIAL_S),
+             "threads": fit(one.peak_qps, many.peak_qps)}
+    evaluate = evaluator(advice.trials, advice.request, advice.cores, advice.optimization,
+                         costs)
+    return {"costs": costs, "peaks": {"1": one.peak_qps, str(FLOOD_MAX_BATCH): many.peak_qps},
+            "predicted": {h.config.label(): evaluate(unspun(h.config)).rate
+                          for h in advice.held if h.role != "control" and h.config.ort}}
+
+
 SPENT_FILE = "advise-spent.json"  # the budget's seconds the runs in a folder have spent
 SEARCH_LEAST_S = 10.0  # the search's time when the budget is spent: the trials are paid for
 
@@ -750,6 +808,7 @@ def _advise(request: Request, out_dir: Path, runner: StageRunner, started: float
     from toolkit.plans.model import ModelRequest, bench_suite
     from toolkit.runners import NATIVE
     from toolkit.scenarios import ScenarioSettings, loadgen_missing
+    from toolkit.steps.calibrate import CALIBRATION_P99_MS
     from toolkit.steps.scenario import SERVING_CALL
     from toolkit.suite import Case, Suite, build_suite, default_threads
 
@@ -872,6 +931,8 @@ def _advise(request: Request, out_dir: Path, runner: StageRunner, started: float
 
     chosen = candidates(tried, defaults(trials, request, cores, optimization), rate,
                         elapsed_budget(started, request.budget_s))
+    control = control_sources(out_dir)
+    chosen += [(config, "control") for config in controls(cores)]
     confirmed: list[Confirmed] = []
     # every configuration once a round, the order flipping from round to round (pick,
     # default; default, pick; ...), so each meets the machine's spells early and late alike
@@ -885,17 +946,25 @@ def _advise(request: Request, out_dir: Path, runner: StageRunner, started: float
         timeout = max(elapsed_budget(started, request.budget_s) / left,
                       min(max(2 * confirm_seconds(rate(unspun(config))), CONFIRM_TIMEOUT_S[0]),
                           CONFIRM_TIMEOUT_S[1]))
-        runner_name, recipe = trials.cases[config.option]
         folder = out_dir / "confirm" / confirm_folder(config, role, round_)
-        run, records = read_results(folders[config.threads] / "results.json")
-        sources = trial_sources(run, records, folders[config.threads], trials.workload, recipe)
         batching = config.max_batch > 1
-        guess = predicted.get(unspun(config)) or evaluate(unspun(config))
+        if role == "control":
+            runner_name, recipe = "onnxruntime", FP32
+            run, _ = read_results(next(iter(folders.values())) / "results.json")
+            sources, guess = control, None
+        else:
+            runner_name, recipe = trials.cases[config.option]
+            run, records = read_results(folders[config.threads] / "results.json")
+            sources = trial_sources(run, records, folders[config.threads], trials.workload,
+                                    recipe)
+            guess = predicted.get(unspun(config)) or evaluate(unspun(config))
         settings = ScenarioSettings(
-            scenario="server", p99_ms=request.p99_ms, workers=config.workers,
+            scenario="server", p99_ms=CALIBRATION_P99_MS if role == "control" else request.p99_ms,
+            workers=config.workers,
             threads=config.threads, batch_sizes=(config.max_batch,) if batching else (),
             max_delay_ms=config.max_delay_ms if batching else None,
-            queries=confirm_queries(guess.rate), longest_run_s=CONFIRM_LONGEST_RUN_S,
+            queries=confirm_queries(guess.rate if guess else 0.0),
+            longest_run_s=CONFIRM_LONGEST_RUN_S,
             spinning=bool(dict(config.session).get(SPINNING)), rounds=CONFIRM_ROUNDS)
         session = dict(unspun(config).session)  # ONNX Runtime's (a native option has none)
         suite = dataclasses.replace(
@@ -903,7 +972,8 @@ def _advise(request: Request, out_dir: Path, runner: StageRunner, started: float
             timeout_s=timeout, scenarios=(settings,), rounds=1,
             optimization=session.pop("graph_optimization", optimization),
             session=tuple(sorted(session.items())))
-        case = Case(trials.workload, runner_name, "cpu", recipe)
+        case = Case(CONTROL_WORKLOAD if role == "control" else trials.workload, runner_name,
+                    "cpu", recipe)
         before = last.get(config)  # a later round starts its search from the last peak
         start = {str(config.max_batch if batching else 1): before.peak_qps} \
             if before is not None and before.sustained and before.peak_qps else {}
@@ -920,6 +990,7 @@ def _advise(request: Request, out_dir: Path, runner: StageRunner, started: float
         confirmed.append(last[config])
     advice = Advice(request, trials.workload, cores, optimization, trials, tried, confirmed,
                     out_dir, time.monotonic() - started, serial)
+    advice.in_rounds = in_rounds(advice)
     return advice
 
 

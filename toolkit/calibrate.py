@@ -138,7 +138,7 @@ def measure(cores: int, *, intake_delay_s: float = 0.0, kinds: Sequence[str] = K
     if unknown or cores < 1:
         raise ValueError(f"kinds {unknown} (known: {', '.join(KINDS)}), cores {cores}")
     folder = Path(tempfile.mkdtemp(prefix="deploybench-calibrate-"))
-    model, inputs = _trivial_model(folder)
+    model, inputs = trivial_model(folder)
     served = {kind: _served(kind, cores, model, inputs, workdir or folder, queries,
                             intake_delay_s)
               for kind in kinds}
@@ -151,7 +151,7 @@ def measure(cores: int, *, intake_delay_s: float = 0.0, kinds: Sequence[str] = K
                        machine_key(cores), datetime.now(UTC).isoformat(timespec="seconds"))
 
 
-def _trivial_model(folder: Path) -> tuple[Path, Path]:
+def trivial_model(folder: Path) -> tuple[Path, Path]:
     """One Relu on float [N, 4] (next to nothing to compute), and rows for it."""
     model, inputs = folder / "relu.onnx", folder / "inputs.npz"
     model.write_bytes(environment._tiny_model())

@@ -13,7 +13,7 @@ import dataclasses
 import hashlib
 import json
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -210,7 +210,7 @@ Confirmation = TypeVar("Confirmation", Confirmed, Held)
 def pick(confirmed: Sequence[Confirmation], limits: Limits) -> Confirmation | None:
     """The confirmed configuration with the highest sustained peak within the limits; None when
     no configuration was confirmed (nothing unconfirmed is ever recommended)."""
-    allowed = [c for c in confirmed if c.sustained and (
+    allowed = [c for c in confirmed if c.sustained and c.role != "control" and (
         c.predicted is None or limits.breaks(dataclasses.replace(
             c.predicted, rate=c.peak_qps or 0.0)) is None)]
     return max(allowed, key=lambda c: c.peak_qps or 0.0, default=None)
@@ -222,16 +222,22 @@ def best_default(confirmed: Sequence[Confirmation]) -> Confirmation | None:
     return max(held, key=lambda c: c.peak_qps or 0.0, default=None)
 
 
-def model_errors(held: Sequence[Held]) -> dict[str, float]:
+def model_errors(held: Sequence[Held], predicted: Mapping[str, float] | None = None
+                 ) -> dict[str, float]:
     """Each held configuration's predicted rate over its confirmed median, minus one (0.25: the
-    queueing model said 25% more than LoadGen held), by label."""
-    return {h.config.label(): h.predicted.rate / h.peak_qps - 1.0 for h in held
-            if h.sustained and h.peak_qps and h.predicted and h.predicted.rate > 0}
+    queueing model said 25% more than LoadGen held), by label; with `predicted` (by label),
+    those predictions instead, for the configurations it has."""
+    rates = {h.config.label(): h.predicted.rate for h in held if h.predicted}
+    if predicted is not None:
+        rates = {k: v for k, v in predicted.items() if k in rates}
+    return {h.config.label(): rates[h.config.label()] / h.peak_qps - 1.0 for h in held
+            if h.sustained and h.peak_qps and rates.get(h.config.label(), 0.0) > 0}
 
 
-def model_error(held: Sequence[Held]) -> float | None:
+def model_error(held: Sequence[Held], predicted: Mapping[str, float] | None = None
+                ) -> float | None:
     """The median of the model's absolute errors over the held configurations."""
-    errors = sorted(abs(e) for e in model_errors(held).values())
+    errors = sorted(abs(e) for e in model_errors(held, predicted).values())
     if not errors:
         return None
     middle = len(errors) // 2

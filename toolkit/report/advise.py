@@ -41,7 +41,7 @@ def _ms(value: float | None) -> str:
 
 def _runs(c: Held) -> str:
     passed, made = c.runs_at_peak
-    return f"confirmed {passed}/{made}" if made else "confirmed"
+    return f"{passed} of {made} runs at its peaks VALID" if made else "VALID"
 
 
 def _figure(c: Held) -> str:
@@ -62,14 +62,15 @@ def headline(advice: Advice) -> str:
     """The recommendation in one line, or why there is none."""
     chosen, request = advice.pick, advice.request
     if chosen is None:
-        why = "; ".join(f"{c.config.label()}: {c.why_not or c.kind}" for c in advice.held)
+        why = "; ".join(f"{c.config.label()}: {c.why_not or c.kind}" for c in _candidates(advice))
         return (f"no configuration of {request.target} was confirmed within p99 <= "
                 f"{request.p99_ms:g} ms under LoadGen, so none is recommended"
                 + (f" ({why})" if why else ""))
     drop = chosen.predicted.quality_drop if chosen.predicted else 0.0
     line = (f"serve {request.target} as {chosen.config.label()}: {_figure(chosen)} per "
-            f"machine over {len(chosen.rounds)} rounds, at p99 {_ms(chosen.p99_ms)} (VALID, "
-            f"{_runs(chosen)})" + (f", accuracy -{drop:.3g}" if drop else ", accuracy as fp32"))
+            f"machine over {len(chosen.rounds)} rounds, at p99 {_ms(chosen.p99_ms)} "
+            f"({_runs(chosen)})" + (f", accuracy -{drop:.3g}" if drop else
+                                    ", no accuracy lost against fp32"))
     if chosen.failed_below_qps:
         line += (f"; it missed the bound at {_qps(min(chosen.failed_below_qps))}, below its "
                  "peak: keep each machine busy")
@@ -87,7 +88,8 @@ def headline(advice: Advice) -> str:
                  f"{default.config.label()}, {_qps(default.peak_qps)})")
     elif default is not None and versus is not None:
         line += (f"; not shown faster than the best default: {versus.text()} {versus.over}, "
-                 f"so either serves as well (the best default: {default.config.label()}, "
+                 f"which the rounds cannot tell from 1, so the default serves as well as far "
+                 f"as they show (the best default: {default.config.label()}, "
                  f"{_qps(default.peak_qps)})")
     elif default is not None:
         line += f" (best default, {default.config.label()}: {_qps(default.peak_qps)})"
@@ -97,11 +99,12 @@ def headline(advice: Advice) -> str:
 def confirmation_rows(advice: Advice) -> tuple[tuple[str, ...], list[tuple[str, ...]]]:
     """Each confirmed configuration: its rounds' peaks, their median and interval with each
     round's machine effect out, what the model predicted, and its verdict."""
-    columns = ("configuration", "put forward as", "sustained peak (median [95%])", "each round",
-               "predicted", "p99 there", "verdict")
+    columns = ("configuration", "put forward as",
+               "sustained peak, the machine's speed out: median [95%]", "each round, as measured",
+               "predicted (over held)", "p99 there", "verdict")
     rows = []
     chosen = advice.pick
-    for c in sorted(advice.held, key=lambda h: (h is not chosen, -(h.peak_qps or 0.0))):
+    for c in sorted(_candidates(advice), key=lambda h: (h is not chosen, -(h.peak_qps or 0.0))):
         figure = _figure(c)
         if c.peak_qps is not None and not c.sustained:
             figure += f" ({c.kind}: not picked)"
@@ -112,9 +115,14 @@ def confirmation_rows(advice: Advice) -> tuple[tuple[str, ...], list[tuple[str, 
                            for r in c.rounds)
         verdict = ("picked" if c is chosen else
                    c.why_not or ("held" if c.sustained else "not sustained"))
+        predicted = _qps(c.predicted.rate if c.predicted else None)
+        if c.predicted and c.predicted.rate > 0 and c.sustained and c.peak_qps:
+            predicted += f" ({c.predicted.rate / c.peak_qps:.2f}x)"
+        again = (advice.in_rounds.get("predicted") or {}).get(c.config.label())
+        if again and c.sustained and c.peak_qps:
+            predicted += f"; at these rounds' speed {_qps(again)} ({again / c.peak_qps:.2f}x)"
         rows.append((c.config.label(), "the search" if c.role == "searched" else "a default",
-                     figure, rounds, _qps(c.predicted.rate if c.predicted else None),
-                     _ms(c.p99_ms), verdict))
+                     figure, rounds, predicted, _ms(c.p99_ms), verdict))
     return columns, rows
 
 
@@ -124,20 +132,38 @@ def rounds_line(advice: Advice) -> str | None:
     if len(effects) < 2:
         return None
     return ("confirmed in " + str(len(effects)) + " rounds, the order flipping each round; the "
-            "machine served at " + ", ".join(f"{e:.2f}x" for _, e in sorted(effects.items()))
-            + " of its mean in rounds " + ", ".join(str(r) for r in sorted(effects))
-            + " (taken out of each configuration's median)")
+            "machine's speed against its mean over them: " + ", ".join(
+                f"{e:.2f}x" for _, e in sorted(effects.items()))
+            + " in rounds " + ", ".join(str(r) for r in sorted(effects))
+            + " (read off every configuration; each round's peaks are divided by it before the "
+            "median)")
+
+
+def _candidates(advice: Advice) -> list[Held]:
+    """The configurations confirmed as answers: not the calibration's controls."""
+    return [h for h in advice.held if h.role != "control"]
 
 
 def model_line(advice: Advice) -> str | None:
-    """The queueing model's error over the held configurations."""
+    """The queueing model's error over the held configurations: with the serial costs it
+    searched with, and with those fitted to the controls in these rounds."""
     errors = model_errors(advice.held)
     middle = model_error(advice.held)
     if middle is None:
         return None
-    return (f"the queueing model's error over the {len(errors)} held configuration"
-            f"{'s' * (len(errors) > 1)}: median {middle:.0%} (predicted over held: "
-            + ", ".join(f"{1 + e:.2f}x" for e in errors.values()) + ")")
+    over = sum(1 for e in errors.values() if e > 0)
+    line = (f"the queueing model's median error over the {len(errors)} held configuration"
+            f"{'s' * (len(errors) > 1)}: {middle:.0%}; it predicted more than held for {over} "
+            f"of them (each one's predicted over held is in the table)")
+    if advice.in_rounds:
+        again = model_error(advice.held, advice.in_rounds["predicted"])
+        query, call = advice.in_rounds["costs"]["threads"]
+        line += (f". The calibration's trivial model, confirmed in the same rounds, read the "
+                 f"threads pool's serial costs as {query * 1e6:.1f} us a query and "
+                 f"{call * 1e6:.1f} us a call at these rounds' speed; with them the model's "
+                 f"median error over the ONNX Runtime configurations is "
+                 + (f"{again:.0%}" if again is not None else "-"))
+    return line
 
 
 def lost_lines(advice: Advice) -> list[str]:
@@ -288,7 +314,7 @@ def chart_svg(advice: Advice, width: int = 640, height: int = 360) -> str:
     if not points:
         return "<p>No configuration had a rate within the bound to chart.</p>"
     top = max(max(p[0] for p in points),
-              max((c.peak_qps or 0.0 for c in advice.held), default=0.0)) * 1.05
+              max((c.peak_qps or 0.0 for c in _candidates(advice)), default=0.0)) * 1.05
     bound = advice.request.p99_ms
     left, bottom, right, upper = 64, height - 44, width - 20, 20
     colours = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e"]
@@ -324,7 +350,7 @@ def chart_svg(advice: Advice, width: int = 640, height: int = 360) -> str:
         parts.append(f'<circle cx="{x(rate):.1f}" cy="{y(p99):.1f}" r="3" fill="{fill}" '
                      f'stroke="{colour}"><title>{html.escape(recipe)} {rate:,.0f} q/s, p99 '
                      f'{p99:.3g} ms{"; " + html.escape(why) if why else ""}</title></circle>')
-    for c in advice.held:
+    for c in _candidates(advice):
         if c.peak_qps is None or c.p99_ms is None:
             continue
         parts.append(f'<circle cx="{x(c.peak_qps):.1f}" cy="{y(c.p99_ms):.1f}" r="7" '
@@ -341,12 +367,25 @@ def chart_svg(advice: Advice, width: int = 640, height: int = 360) -> str:
     return "\n".join(parts)
 
 
+def _short(config: Config, optimization: str) -> str:
+    """A configuration in a few words for a chart's row: "int8-dynamic 2x1, batch 16 in 0.1
+    ms, memory_pattern off"."""
+    text = (f"{config.option.split()[-1]} {config.workers}x{config.threads}, "
+            + (f"batch {config.max_batch} in {config.max_delay_ms:g} ms"
+               if config.max_batch > 1 else "no batching"))
+    if not config.ort:
+        text = f"{config.option.split()[0]} " + text
+    changed = changed_of(config.session, optimization) if config.ort else ()
+    return text + "".join(f", {k} {'on' if v is True else 'off' if v is False else v}"
+                          for k, v in changed)
+
+
 def intervals_svg(advice: Advice, width: int = 640) -> str:
     """The confirmed configurations side by side, one line each: the median of its rounds'
     sustained peaks (a dot) and its 95% interval (a bar), each round's peak (ticks), and
     what the queueing model predicted (a hollow diamond), on one numbered rate axis."""
     chosen = advice.pick
-    held = sorted(advice.held, key=lambda h: (h is not chosen, -(h.peak_qps or 0.0)))
+    held = sorted(_candidates(advice), key=lambda h: (h is not chosen, -(h.peak_qps or 0.0)))
     if not held:
         return ""
     top = max([h.high_qps or h.peak_qps or 0.0 for h in held]
@@ -354,7 +393,7 @@ def intervals_svg(advice: Advice, width: int = 640) -> str:
               + [h.predicted.rate if h.predicted else 0.0 for h in held]) * 1.05
     if top <= 0:
         return ""
-    left, right, row = 250, width - 20, 26
+    left, right, row = 300, width - 20, 26
     height = 40 + row * len(held)
     bottom = 14 + row * len(held)
 
@@ -370,13 +409,14 @@ def intervals_svg(advice: Advice, width: int = 640) -> str:
                   f'<text x="{x(value):.1f}" y="{bottom + 14}" text-anchor="middle">'
                   f'{_tick_text(value)}</text>']
     parts.append(f'<text x="{(left + right) / 2}" y="{height - 4}" text-anchor="middle">'
-                 'sustained peak under LoadGen (queries per second); diamond: predicted</text>')
+                 'sustained peak under LoadGen (q/s): dot, the median; bar, its 95% interval; '
+                 'ticks, each round; diamond, predicted</text>')
     for n, h in enumerate(held):
         y = 14 + row * n + row / 2 - 4
         role = "picked" if h is chosen else ("default" if h.role == "default" else "searched")
-        label = html.escape(f"{role}: {h.config.label()}")
         parts.append(f'<text x="{left - 8}" y="{y + 4:.1f}" text-anchor="end">'
-                     f'{label[:46]}<title>{label}</title></text>')
+                     f'{html.escape(f"{role}: {_short(h.config, advice.optimization)}")}'
+                     f'<title>{html.escape(h.config.label())}</title></text>')
         colour = "#1f77b4" if h.sustained else "#999"
         if h.low_qps is not None and h.high_qps is not None:
             parts.append(f'<line x1="{x(h.low_qps):.1f}" y1="{y:.1f}" x2="{x(h.high_qps):.1f}" '
@@ -408,6 +448,8 @@ def notes(advice: Advice) -> list[str]:
 def markdown(advice: Advice) -> str:
     chosen = advice.pick
     lines = ["# Which configuration should I deploy?", "", headline(advice), ""]
+    if advice.unsteady:
+        lines += [f"Beware: {advice.unsteady}.", ""]
     columns, rows = confirmation_rows(advice)
     lines += _md_table(columns, rows) + [""]
     below = notes(advice)
@@ -425,14 +467,13 @@ def markdown(advice: Advice) -> str:
 
 
 def _caveat(advice: Advice) -> str:
-    beware = f"Beware: {advice.unsteady}. " if advice.unsteady else ""
     rounds = max((len(h.rounds) for h in advice.held), default=1)
-    return beware + (
+    return (
         f"Predicted rates come from each option's measured service times (1-16 rows a call) "
         f"fed to a queueing model of the serving path; only the LoadGen peaks are "
         f"measurements, each the highest rate that held p99 <= {advice.request.p99_ms:g} ms "
         f"in 2 runs (of 2,048 queries or 0.5 s, fewer for a slow model to fit the budget). "
-        f"Each configuration was searched in {rounds} round{'s' * (rounds > 1)}, the "
+        f"Each configuration was confirmed in {rounds} round{'s' * (rounds > 1)}, the "
         f"configurations' order flipping each round; its figure is the median of its rounds "
         f"with each round's machine effect out, and the pick is set against the best default "
         f"round by round. Everything ran on this machine ({advice.cores} cores), in "
@@ -467,13 +508,14 @@ def html_page(advice: Advice) -> str:
                  + html.escape(session_code(chosen.config, chosen.config.threads))
                  + "</pre><pre>" + html.escape(suite_toml(advice, chosen.config)) + "</pre><pre>"
                  + html.escape(loadgen_command(advice, chosen.config)) + "</pre>")
+    beware = f"<p><b>Beware: {html.escape(advice.unsteady)}.</b></p>" if advice.unsteady else ""
     style = ("body{font-family:sans-serif;max-width:60em;margin:2em auto}table{border-collapse:"
              "collapse}td,th{border:1px solid #ccc;padding:4px 8px;text-align:left}"
              "pre{background:#f4f4f4;padding:8px}summary{cursor:pointer}")
     return (f"<!doctype html><html><head><meta charset='utf-8'><title>deploybench advise: "
             f"{html.escape(advice.request.target)}</title><style>{style}</style></head><body>"
             f"<h1>Which configuration should I deploy?</h1><p><b>{html.escape(headline(advice))}"
-            f"</b></p><h2>The confirmed configurations</h2>{intervals_svg(advice)}{table}"
+            f"</b></p>{beware}<h2>The confirmed configurations</h2>{intervals_svg(advice)}{table}"
             f"{below}<h2>The search</h2>{chart_svg(advice)}{folded}{paste}"
             f"<p>{html.escape(_caveat(advice))}</p></body></html>\n")
 
