@@ -16,9 +16,10 @@ and the most steal LoadGen's runs saw: the goal holds on a noisy machine or it d
 
 Without a model, the 64-64-10 MLP of `benchmarks/loadgen_ceiling.py` is made. With `--advise`,
 `deploybench advise` runs instead, and each run's pick, its median and interval, its paired
-ratio to the best default with that ratio's interval, and the queueing model's error are set
-side by side; the goal: the ratios' intervals overlap, and the picks share a pool kind and
-batching choice or lie within each other's intervals.
+ratio to the best default with that ratio's interval, and the queueing model's error (with the
+cached serial costs, and with those its own rounds measured) are set side by side. The goal:
+the ratios' intervals overlap, and the picks share a pool kind and batching choice or lie
+within each other's intervals.
 """
 
 from __future__ import annotations
@@ -172,19 +173,26 @@ def spread_of_advice(target: str, p99_ms: float, runs: int, root: Path, pause_s:
         if versus is not None:
             ratios.append((versus["low"], versus["high"]))
         error = advice.get("model_error")
+        again = (advice.get("in_rounds") or {}).get("model_error")
         print(f"  run {n}: {label}: {pick['peak_qps'] / 1e3:.1f}k [{low / 1e3:.1f}, "
               f"{high / 1e3:.1f}]; {ratio}; model error "
-              + (f"{error:.0%}" if error is not None else "-"))
+              + (f"{error:.0%}" if error is not None else "-")
+              + (f" ({again:.0%} with the serial costs of the run's own rounds)"
+                 if again is not None else ""))
     overlap = not ratios or max(lo for lo, _ in ratios) <= min(hi for _, hi in ratios)
     kinds = {pick_kind(p) for p in picks}
     within = all(max(p["low_qps"] or 0 for p in picks) <= (q["high_qps"] or 0)
                  for q in picks) if picks else False
     errors = sorted(a["model_error"] for a in found if a.get("model_error") is not None)
+    again = sorted(a["in_rounds"]["model_error"] for a in found
+                   if (a.get("in_rounds") or {}).get("model_error") is not None)
     print(f"ratios' intervals {'overlap' if overlap else 'DO NOT overlap'}; picks "
           + ("of one kind" if len(kinds) == 1 else f"of {len(kinds)} kinds") + ", "
           + ("within each other's intervals" if within else "NOT within each other's intervals")
           + (f"; model error over the runs {', '.join(f'{e:.0%}' for e in errors)}"
-             if errors else ""))
+             if errors else "")
+          + (f" ({', '.join(f'{e:.0%}' for e in again)} with each run's own serial costs)"
+             if again else ""))
 
 
 def main() -> None:
