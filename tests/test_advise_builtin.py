@@ -27,7 +27,7 @@ def test_advise_on_a_built_in_workload_times_native_and_onnx_and_their_session_o
     out = tmp_path / "advice"
     result = CliRunner().invoke(app, ["advise", "torch/digits-mlp", "--p99-ms", "20",
                                       "--threads", "1", "--recipes", "fp32", "--budget", "3m",
-                                      "--out", str(out)])
+                                      "--no-controls", "--out", str(out)])
     assert result.exit_code in (0, 1), result.output
     advice = json.loads((out / "advice.json").read_text())
     assert advice["workload"] == "torch/digits-mlp"
@@ -45,6 +45,8 @@ def test_advise_on_a_built_in_workload_times_native_and_onnx_and_their_session_o
     assert searched or result.exit_code == 1, advice["confirmed"]
     picked = advice["pick"]
     assert (result.exit_code == 0) == (picked is not None), result.output
+    # --no-controls: the calibration's trivial model is not confirmed beside them
+    assert all(h["role"] != "control" for h in advice["held"]) and advice["in_rounds"] is None
     if picked is not None:
         assert "serve torch/digits-mlp as " in result.output
         import tomllib

@@ -130,6 +130,7 @@ class Request:
     input_data: str | None = None
     cores: int = 0  # the cores a configuration may use (default: the physical cores)
     seed: int = 0
+    controls: bool = True  # the calibration's trivial model confirmed in every round too
 
     def __post_init__(self) -> None:
         if not (self.p99_ms > 0 and math.isfinite(self.p99_ms)):
@@ -594,12 +595,7 @@ class Advice:
             "versus_default": dataclasses.asdict(versus) if versus else None,
             "model_errors": {k: round(v, 4) for k, v in model_errors(self.held).items()},
             "model_error": model_error(self.held),
-            "in_rounds": {**self.in_rounds, "costs_us": {
-                k: [round(v * 1e6, 2) for v in c] for k, c in self.in_rounds["costs"].items()},
-                "costs": None, "model_errors": {k: round(v, 4) for k, v in model_errors(
-                    self.held, self.in_rounds["predicted"]).items()},
-                "model_error": model_error(self.held, self.in_rounds["predicted"])}
-            if self.in_rounds else None,
+            "in_rounds": self._in_rounds_dict(),
             "serial_costs": {**self.serial, "costs": {
                 k: [round(v * 1e6, 2) for v in costs] for k, costs in
                 self.serial.get("costs", {}).items()}, "unit": "us"} if self.serial else None,
@@ -607,6 +603,19 @@ class Advice:
             "usd_per_million": usd_per_million(self.request.price,
                                                chosen.peak_qps if chosen else None),
         }
+
+
+    def _in_rounds_dict(self) -> dict[str, Any] | None:
+        """The serial costs the controls gave in these rounds (us), and the model with them."""
+        if not self.in_rounds:
+            return None
+        predicted = self.in_rounds["predicted"]
+        return {"costs_us": {k: [round(v * 1e6, 2) for v in costs]
+                             for k, costs in self.in_rounds["costs"].items()},
+                "peaks": self.in_rounds["peaks"], "predicted": predicted,
+                "model_errors": {k: round(v, 4) for k, v in
+                                 model_errors(self.held, predicted).items()},
+                "model_error": model_error(self.held, predicted)}
 
 
 REQUEST_FILE = "advise-request.json"  # what was asked, and where it ran: what --resume reads
@@ -931,8 +940,8 @@ def _advise(request: Request, out_dir: Path, runner: StageRunner, started: float
 
     chosen = candidates(tried, defaults(trials, request, cores, optimization), rate,
                         elapsed_budget(started, request.budget_s))
-    control = control_sources(out_dir)
-    chosen += [(config, "control") for config in controls(cores)]
+    control = control_sources(out_dir) if request.controls else None
+    chosen += [(config, "control") for config in controls(cores) if request.controls]
     confirmed: list[Confirmed] = []
     # every configuration once a round, the order flipping from round to round (pick,
     # default; default, pick; ...), so each meets the machine's spells early and late alike
@@ -949,6 +958,7 @@ def _advise(request: Request, out_dir: Path, runner: StageRunner, started: float
         folder = out_dir / "confirm" / confirm_folder(config, role, round_)
         batching = config.max_batch > 1
         if role == "control":
+            assert control is not None
             runner_name, recipe = "onnxruntime", FP32
             run, _ = read_results(next(iter(folders.values())) / "results.json")
             sources, guess = control, None

@@ -59,6 +59,10 @@ def advise(
         help="the wall time to plan for, e.g. 20m: the confirmations share what the trials "
         "and the search leave, each 60-600 s (so a short budget is overrun, not cut)",
         rich_help_panel=SEARCH)] = "20m",
+    controls: Annotated[bool, typer.Option(
+        "--controls/--no-controls", help="confirm the calibration's trivial model in every "
+        "round too, so the model's error is also given at these rounds' speed (about a minute)",
+        rich_help_panel=SEARCH)] = True,
     max_quality_drop: QualityDropOption = None,
     memory_mb: Annotated[float | None, typer.Option(
         "--memory-mb", help="the most memory a configuration may take, summed over its "
@@ -116,7 +120,8 @@ def advise(
                 parse_duration(budget, "--budget"), parse_ints(threads, "--threads") or (),
                 tuple(dict.fromkeys(["fp32", *(split_csv(recipes, "--recipes") or [])]))
                 if recipes else adviser.DEFAULT_RECIPES,
-                tuple(shape or ()), str(input_data) if input_data else None)
+                tuple(shape or ()), str(input_data) if input_data else None,
+                controls=controls)
             adviser.resolve(request, trust_pickle)  # a bad target ends here, nothing written
             where = {"address": cluster, "placement": placement} if cluster else None
         # one study's trials and confirmations on one node: a machine of one kind, the one
