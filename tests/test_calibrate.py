@@ -14,6 +14,9 @@ from toolkit.scenarios import loadgen_missing
 
 needs_loadgen = pytest.mark.skipif(loadgen_missing() is not None,
                                    reason=loadgen_missing() or "")
+# the measurements' bound: a CI machine running another test beside this one cannot hold the
+# 5 ms of a calibration at any rate (its scheduler hands a core over in slices of several ms)
+BUSY_P99_MS = 25.0
 
 
 def test_fit_recovers_the_costs_the_peaks_were_made_from():
@@ -79,7 +82,8 @@ def test_a_damaged_cache_is_measured_again_then_read_back(tmp_path, monkeypatch)
 
     def short(cores: int) -> SerialCosts:  # for real, one pool kind, in short floods
         calls.append(cores)
-        return measure(cores, kinds=("threads",), queries=2000, workdir=tmp_path / "work")
+        return measure(cores, kinds=("threads",), queries=2000, workdir=tmp_path / "work",
+                       p99_ms=BUSY_P99_MS)
 
     monkeypatch.setattr(calibrate, "measure", short)
     said: list[str] = []
@@ -102,9 +106,10 @@ def test_a_known_intake_cost_is_found_in_the_query_cost_not_the_call_cost(tmp_pa
     stretches) find the query cost grown by more than half of it, and unbatched the pool holds
     fewer than 1 / 200 us a second."""
     delay = 200e-6
-    plain = calibrate.measure(2, kinds=("threads",), queries=5000, workdir=tmp_path / "plain")
+    plain = calibrate.measure(2, kinds=("threads",), queries=5000, workdir=tmp_path / "plain",
+                              p99_ms=BUSY_P99_MS)
     slowed = calibrate.measure(2, kinds=("threads",), queries=5000, intake_delay_s=delay,
-                               workdir=tmp_path / "slowed")
+                               workdir=tmp_path / "slowed", p99_ms=BUSY_P99_MS)
     assert plain.threads is not None and slowed.threads is not None
     assert plain.processes is None and set(slowed.by_kind()) == {"threads"}
     figures = f"plain {plain}, slowed {slowed}"

@@ -115,22 +115,25 @@ def fit(unbatched_qps: float, batched_qps: float, batch: int = FLOOD_MAX_BATCH
     return query, call
 
 
-def machine_key(cores: int) -> str:
-    """What the costs depend on: the CPU, the pool's size, and the software in the path."""
+def machine_key(cores: int, p99_ms: float = CALIBRATION_P99_MS) -> str:
+    """What the costs depend on: the CPU, the pool's size, the software in the path, and the
+    bound the peaks were held within."""
     versions = environment.versions()
     runtime = versions.get("onnxruntime") or versions.get("onnxruntime-gpu") or "none"
     return (f"{environment.cpu_model()} | {os.cpu_count()} cpus | {cores} cores used | "
             f"python {platform.python_version()} | onnxruntime {runtime} | "
             f"loadgen {'missing' if loadgen_missing() else 'present'} | peaks within p99 "
-            f"{CALIBRATION_P99_MS:g} ms")
+            f"{p99_ms:g} ms")
 
 
 def measure(cores: int, *, intake_delay_s: float = 0.0, kinds: Sequence[str] = KINDS,
-            queries: int = FLOOD_QUERIES, workdir: Path | None = None) -> SerialCosts:
+            queries: int = FLOOD_QUERIES, workdir: Path | None = None,
+            p99_ms: float = CALIBRATION_P99_MS) -> SerialCosts:
     """Each pool kind of `cores` workers (one thread each) flooded unbatched and batching, in a
-    child per kind, and its costs fitted; `intake_delay_s` adds a known cost to each query's
-    intake (the test's yardstick). The children's logs go under `workdir` (else a temporary
-    folder, kept only where a flood fails); RuntimeError where one fails."""
+    child per kind, and its costs fitted to its peaks within `p99_ms`; `intake_delay_s` adds a
+    known cost to each query's intake (the test's yardstick). The children's logs go under
+    `workdir` (else a temporary folder, kept only where a flood fails); RuntimeError where one
+    fails."""
     missing = loadgen_missing()
     if missing:
         raise RuntimeError(f"the serial costs cannot be measured: {missing}")
@@ -140,7 +143,7 @@ def measure(cores: int, *, intake_delay_s: float = 0.0, kinds: Sequence[str] = K
     folder = Path(tempfile.mkdtemp(prefix="deploybench-calibrate-"))
     model, inputs = trivial_model(folder)
     served = {kind: _served(kind, cores, model, inputs, workdir or folder, queries,
-                            intake_delay_s)
+                            intake_delay_s, p99_ms)
               for kind in kinds}
     shutil.rmtree(folder, ignore_errors=True)  # kept where a flood failed: its log says why
     peaks = {kind: found["peak_qps"] for kind, found in served.items()}
@@ -148,7 +151,7 @@ def measure(cores: int, *, intake_delay_s: float = 0.0, kinds: Sequence[str] = K
               peaks.items()}
     return SerialCosts(fitted.get("threads"), fitted.get("processes"), peaks,
                        {kind: found["completed_qps"] for kind, found in served.items()},
-                       machine_key(cores), datetime.now(UTC).isoformat(timespec="seconds"))
+                       machine_key(cores, p99_ms), datetime.now(UTC).isoformat(timespec="seconds"))
 
 
 def trivial_model(folder: Path) -> tuple[Path, Path]:
@@ -161,12 +164,12 @@ def trivial_model(folder: Path) -> tuple[Path, Path]:
 
 
 def _served(kind: str, cores: int, model: Path, inputs: Path, workdir: Path, queries: int,
-            intake_delay_s: float) -> dict[str, dict[str, float]]:
+            intake_delay_s: float, p99_ms: float) -> dict[str, dict[str, float]]:
     """{"peak_qps": {"1": q/s, "16": q/s}, "completed_qps": {...}}: the kind's sustained
     peaks within the bound and its floods' rates, unbatched and batching, from one child."""
     spec = CalibrateSpec(pool=kind, artifact=str(model), inputs=str(inputs),
                          logs=str(workdir / "loadgen" / kind), workers=cores, queries=queries,
-                         intake_delay_s=intake_delay_s, budget_s=CHILD_TIMEOUT_S)
+                         intake_delay_s=intake_delay_s, budget_s=CHILD_TIMEOUT_S, p99_ms=p99_ms)
     child = run_child({"task": "calibrate", **dataclasses.asdict(spec)}, workdir,
                       timeout_s=CHILD_TIMEOUT_S, threads=1, name=f"calibrate-{kind}")
     if child.failure:

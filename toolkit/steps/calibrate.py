@@ -6,14 +6,15 @@ GIL) busy from its first query to its last; with a model that costs next to noth
 it completes is what those serial parts let through when they never wait. Served within a p99
 bound they do wait (each query wakes the threads it passes), and cost more: so from the flood's
 rate the sustained-peak search of `loadgen` finds the highest rate held within
-CALIBRATION_P99_MS, and `toolkit.calibrate` fits the advisor's two serial costs to those peaks,
-unbatched and batching.
+CALIBRATION_P99_MS (or the spec's bound), and `toolkit.calibrate` fits the advisor's two serial
+costs to those peaks, unbatched and batching.
 """
 
 from __future__ import annotations
 
 import statistics
 import sys
+import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,7 +24,13 @@ import numpy as np
 
 from toolkit import busy
 from toolkit.results import Record
-from toolkit.scenarios import BATCHING, ScenarioSettings, search_peak
+from toolkit.scenarios import (
+    BATCHING,
+    LONGEST_SERVER_RUN_S,
+    SERVER_QUERIES,
+    ScenarioSettings,
+    search_peak,
+)
 from toolkit.serving import Job, Pool
 from toolkit.steps.scenario import GIL_SWITCH_S, ScenarioSpec, _pool, run_loadgen
 
@@ -36,6 +43,9 @@ FLOOD_MAX_BATCH = 16
 FLOOD_DELAY_MS = 0.5  # the batcher's delay: short, as a flood's backlog fills batches anyway
 CALIBRATION_P99_MS = 5.0  # the bound the trivial model's peaks are held within
 PEAK_BISECT_TO = 0.10  # as a round of `loadgen`'s search
+# the search's lowest rate, as `loadgen`'s: slower runs of its queries would outlast the child
+PEAK_FLOOR_QPS = SERVER_QUERIES / LONGEST_SERVER_RUN_S
+DEADLINE_MARGIN_S = 20.0  # the child stops searching this long before its timeout
 # the pool kinds the advisor models, as the scenario step's variants that build them
 POOL_VARIANTS = {"threads": "per-worker", "processes": "processes"}
 
@@ -50,6 +60,7 @@ class CalibrateSpec:
     queries: int = FLOOD_QUERIES
     intake_delay_s: float = 0.0  # a known cost added to each query's intake (`Pool`)
     budget_s: float = 240.0  # the child's timeout: a worker process may take a quarter to load
+    p99_ms: float = CALIBRATION_P99_MS  # the bound the peaks are held within
 
 
 def calibrate(spec: CalibrateSpec) -> Iterator[Record]:
@@ -57,6 +68,7 @@ def calibrate(spec: CalibrateSpec) -> Iterator[Record]:
     if spec.pool not in POOL_VARIANTS:
         raise ValueError(f"unknown pool kind {spec.pool!r}; known: {', '.join(POOL_VARIANTS)}")
     sys.setswitchinterval(GIL_SWITCH_S)  # as a serving child runs
+    deadline = time.monotonic() + spec.budget_s - DEADLINE_MARGIN_S
     with np.load(spec.inputs) as archive:
         rows = len(archive[archive.files[0]])
     for batch in (1, FLOOD_MAX_BATCH):
@@ -76,7 +88,7 @@ def calibrate(spec: CalibrateSpec) -> Iterator[Record]:
             info = _flood(pool, settings, batch, rows, Path(spec.logs) / variant, spec.queries,
                           calls)
             info.update(_peak(pool, batch, rows, Path(spec.logs) / variant / "peak",
-                              info["completed_qps"]))
+                              info["completed_qps"], spec.p99_ms, deadline))
         finally:
             pool.close()
         yield Record(workload="calibrate", framework="onnx", phase="scenario",
@@ -139,10 +151,12 @@ def _flood(pool: Pool, settings: ScenarioSettings, batch: int, rows: int, logs: 
             "queries_per_run": queries, "logs": str(logs)}
 
 
-def _peak(pool: Pool, batch: int, rows: int, logs: Path, flood_qps: float) -> dict[str, Any]:
-    """The highest rate the pool holds within CALIBRATION_P99_MS (the search of `loadgen`),
-    started below the flood's rate; RuntimeError where none is sustained."""
-    settings = ScenarioSettings(scenario="server", p99_ms=CALIBRATION_P99_MS,
+def _peak(pool: Pool, batch: int, rows: int, logs: Path, flood_qps: float, bound_ms: float,
+          deadline: float) -> dict[str, Any]:
+    """The highest rate the pool holds within `bound_ms` (the search of `loadgen`), started
+    below the flood's rate, no lower than PEAK_FLOOR_QPS and with no run that would end past
+    `deadline` (time.monotonic); RuntimeError where none is sustained."""
+    settings = ScenarioSettings(scenario="server", p99_ms=bound_ms,
                                 max_delay_ms=FLOOD_DELAY_MS, batch_sizes=(batch,))
     runs = [0]
 
@@ -153,10 +167,17 @@ def _peak(pool: Pool, batch: int, rows: int, logs: Path, flood_qps: float) -> di
             raise RuntimeError(f"the model failed while served: {pool.errors[0]}")
         return result
 
-    found = search_peak(run_at, 0.5 * flood_qps, bound_ms=CALIBRATION_P99_MS,
-                        bisect_to=PEAK_BISECT_TO)
+    def fits(rate: float) -> bool:
+        return time.monotonic() + 1.5 * settings.server_queries(rate) / rate + 2.0 < deadline
+
+    floor = min(PEAK_FLOOR_QPS, 0.5 * flood_qps)
+    found = search_peak(run_at, max(0.5 * flood_qps, floor), bound_ms=bound_ms,
+                        bisect_to=PEAK_BISECT_TO, floor_qps=floor, fits=fits)
     if found.peak_qps is None:  # one that passed once but ran out of runs still says the rate
-        raise RuntimeError(f"the trivial model held no rate within p99 <= "
-                           f"{CALIBRATION_P99_MS:g} ms ({found.kind}; logs: {logs})")
+        cut = "" if found.cut_at is None else \
+            f", out of time before a run at {found.cut_at:,.0f} q/s"
+        raise RuntimeError(f"the trivial model held no rate from {floor:,.0f} q/s up within "
+                           f"p99 <= {bound_ms:g} ms ({found.kind}{cut}): the machine is too "
+                           f"busy to calibrate on; logs: {logs}")
     return {"peak_qps": found.peak_qps, "peak_kind": found.kind, "peak_runs": runs[0],
-            "p99_bound_ms": CALIBRATION_P99_MS}
+            "p99_bound_ms": bound_ms}
