@@ -93,8 +93,8 @@ LATER_ROUND_SHARE = 0.5  # a later round's search costs about this share of the 
 # where that measurement fails.
 SERIAL_S = {"threads": (11.6e-6, 33.8e-6), "processes": (23e-6, 41e-6)}
 SERIAL_FILE = "serial-costs.json"  # the costs a run's search used: a resume uses them again
-# the calibration's trivial model, confirmed beside the candidates in every round (unbatched and
-# batching, in a pool of threads): the serial costs at the machine's speed in these rounds
+# the calibration's trivial model, confirmed beside the candidates in every round (unbatched, in
+# a pool of threads): the machine's speed in these rounds against the calibration's
 CONTROL = "onnxruntime control"
 CONTROL_WORKLOAD = "onnx/serial-control"
 CONFIRM_TIMEOUT_S = (60.0, 600.0)  # each confirmation's timeout: its share of the budget, within
@@ -522,7 +522,7 @@ class Advice:
     folder: Path
     budget_used_s: float = 0.0
     serial: dict[str, Any] = field(default_factory=dict)  # the model's serial costs, and whence
-    in_rounds: dict[str, Any] = field(default_factory=dict)  # the same fitted to the controls
+    in_rounds: dict[str, Any] = field(default_factory=dict)  # the same at the control's speed
 
     @property
     def limits(self) -> Limits:
@@ -606,13 +606,14 @@ class Advice:
 
 
     def _in_rounds_dict(self) -> dict[str, Any] | None:
-        """The serial costs the controls gave in these rounds (us), and the model with them."""
+        """The machine's speed in these rounds as the control read it, and the model at it."""
         if not self.in_rounds:
             return None
         predicted = self.in_rounds["predicted"]
-        return {"costs_us": {k: [round(v * 1e6, 2) for v in costs]
-                             for k, costs in self.in_rounds["costs"].items()},
-                "peaks": self.in_rounds["peaks"], "predicted": predicted,
+        return {"speed": round(self.in_rounds["speed"], 4),
+                "control_qps": round(self.in_rounds["control_qps"], 1),
+                "calibrated_qps": round(self.in_rounds["calibrated_qps"], 1),
+                "predicted": {k: round(v, 1) for k, v in predicted.items()},
                 "model_errors": {k: round(v, 4) for k, v in
                                  model_errors(self.held, predicted).items()},
                 "model_error": model_error(self.held, predicted)}
@@ -732,13 +733,9 @@ def serial_costs_of(out_dir: Path, cores: int, say: Callable[[str], None]) -> di
 
 
 def controls(cores: int) -> list[Config]:
-    """The calibration's trivial model as `toolkit.calibrate` serves it: a pool of threads,
-    a worker per core, unbatched and batching up to 16."""
-    from toolkit.steps.calibrate import FLOOD_DELAY_MS, FLOOD_MAX_BATCH
-
-    session = full_session("all")
-    return [Config(CONTROL, 1, cores, 1, None, session),
-            Config(CONTROL, 1, cores, FLOOD_MAX_BATCH, FLOOD_DELAY_MS, session)]
+    """The calibration's trivial model as `toolkit.calibrate` serves it unbatched: a pool of
+    threads, a worker per core (whose peak there is 1 / (query + call))."""
+    return [Config(CONTROL, 1, cores, 1, None, full_session("all"))]
 
 
 def control_sources(out_dir: Path) -> Sources:
@@ -755,24 +752,18 @@ def control_sources(out_dir: Path) -> Sources:
 
 
 def in_rounds(advice: Advice) -> dict[str, Any]:
-    """The threads pool's serial costs fitted to the controls' medians over these rounds, and
-    each held configuration of ONNX Runtime predicted again with them: the model at the
-    machine's speed in the rounds its predictions are set against. {} where a control did not
-    hold."""
-    from toolkit.calibrate import fit
-    from toolkit.steps.calibrate import FLOOD_MAX_BATCH
-
-    held = {h.config.max_batch: h for h in advice.held if h.role == "control" and h.sustained}
-    one, many = held.get(1), held.get(FLOOD_MAX_BATCH)
-    if one is None or many is None or not one.peak_qps or not many.peak_qps:
+    """The machine's speed in these rounds against the calibration's: the control's median
+    peak over the one the threads pool's serial costs give it (1 / (query + call)); and each
+    held configuration's prediction scaled by it. {} where the control did not hold."""
+    control = next((h for h in advice.held if h.role == "control" and h.sustained
+                    and h.peak_qps), None)
+    if control is None or control.peak_qps is None:
         return {}
-    costs = {**advice.serial.get("costs", SERIAL_S),
-             "threads": fit(one.peak_qps, many.peak_qps)}
-    evaluate = evaluator(advice.trials, advice.request, advice.cores, advice.optimization,
-                         costs)
-    return {"costs": costs, "peaks": {"1": one.peak_qps, str(FLOOD_MAX_BATCH): many.peak_qps},
-            "predicted": {h.config.label(): evaluate(unspun(h.config)).rate
-                          for h in advice.held if h.role != "control" and h.config.ort}}
+    query, call = advice.serial.get("costs", SERIAL_S)["threads"]
+    speed = control.peak_qps * (query + call)
+    return {"speed": speed, "control_qps": control.peak_qps, "calibrated_qps": 1 / (query + call),
+            "predicted": {h.config.label(): h.predicted.rate * speed for h in advice.held
+                          if h.role != "control" and h.predicted and h.predicted.rate > 0}}
 
 
 SPENT_FILE = "advise-spent.json"  # the budget's seconds the runs in a folder have spent

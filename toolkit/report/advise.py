@@ -145,8 +145,8 @@ def _candidates(advice: Advice) -> list[Held]:
 
 
 def model_line(advice: Advice) -> str | None:
-    """The queueing model's error over the held configurations: with the serial costs it
-    searched with, and with those fitted to the controls in these rounds."""
+    """The queueing model's error over the held configurations: as it searched, and scaled to
+    the machine's speed in these rounds as the control read it."""
     errors = model_errors(advice.held)
     middle = model_error(advice.held)
     if middle is None:
@@ -157,12 +157,11 @@ def model_line(advice: Advice) -> str | None:
             f"of them (each one's predicted over held is in the table)")
     if advice.in_rounds:
         again = model_error(advice.held, advice.in_rounds["predicted"])
-        query, call = advice.in_rounds["costs"]["threads"]
-        line += (f". The calibration's trivial model, confirmed in the same rounds, read the "
-                 f"threads pool's serial costs as {query * 1e6:.1f} us a query and "
-                 f"{call * 1e6:.1f} us a call at these rounds' speed; with them the model's "
-                 f"median error over the ONNX Runtime configurations is "
-                 + (f"{again:.0%}" if again is not None else "-"))
+        line += (f". The calibration's trivial model, confirmed in the same rounds, held "
+                 f"{_qps(advice.in_rounds['control_qps'])} where the calibration gives it "
+                 f"{_qps(advice.in_rounds['calibrated_qps'])}: the machine ran at "
+                 f"{advice.in_rounds['speed']:.2f}x the calibration's speed; at that speed the "
+                 f"model's median error is " + (f"{again:.0%}" if again is not None else "-"))
     return line
 
 
