@@ -17,7 +17,8 @@ and the most steal LoadGen's runs saw: the goal holds on a noisy machine or it d
 Without a model, the 64-64-10 MLP of `benchmarks/loadgen_ceiling.py` is made. With `--advise`,
 `deploybench advise` runs instead, and each run's pick, its median and interval, its paired
 ratio to the best default with that ratio's interval, and the queueing model's error (with the
-cached serial costs, and with those its own rounds measured) are set side by side. The goal:
+cached serial costs, and scaled to the machine's speed in its own rounds as its control read
+it) are set side by side. The goal:
 the ratios' intervals overlap, and the picks share a pool kind and batching choice or lie
 within each other's intervals.
 """
@@ -177,7 +178,7 @@ def spread_of_advice(target: str, p99_ms: float, runs: int, root: Path, pause_s:
         print(f"  run {n}: {label}: {pick['peak_qps'] / 1e3:.1f}k [{low / 1e3:.1f}, "
               f"{high / 1e3:.1f}]; {ratio}; model error "
               + (f"{error:.0%}" if error is not None else "-")
-              + (f" ({again:.0%} with the serial costs of the run's own rounds)"
+              + (f" ({again:.0%} at the speed of the run's own rounds)"
                  if again is not None else ""))
     overlap = not ratios or max(lo for lo, _ in ratios) <= min(hi for _, hi in ratios)
     kinds = {pick_kind(p) for p in picks}
@@ -191,7 +192,7 @@ def spread_of_advice(target: str, p99_ms: float, runs: int, root: Path, pause_s:
           + ("within each other's intervals" if within else "NOT within each other's intervals")
           + (f"; model error over the runs {', '.join(f'{e:.0%}' for e in errors)}"
              if errors else "")
-          + (f" ({', '.join(f'{e:.0%}' for e in again)} with each run's own serial costs)"
+          + (f" ({', '.join(f'{e:.0%}' for e in again)} at each run's own rounds' speed)"
              if again else ""))
 
 

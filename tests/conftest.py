@@ -13,10 +13,17 @@ from pathlib import Path
 
 import pytest
 
-# Runs made by the tests keep their history (and peak cache) away from the user's own; the
-# folder goes when the session ends.
+# Runs made by the tests keep their history away from the user's own; the folder goes when
+# the session ends.
 os.environ["XDG_DATA_HOME"] = tempfile.mkdtemp(prefix="deploybench-test-data-")
 atexit.register(shutil.rmtree, os.environ["XDG_DATA_HOME"], ignore_errors=True)
+# And every cache (the FLOP peak, the cores' fastest readings, the serial costs): the tests
+# measure under load, and what they saw must not be what the user's later runs read. The test
+# processes of one session share the first one's (made once: a calibration is a minute).
+if "DEPLOYBENCH_TEST_CACHE" not in os.environ:
+    os.environ["DEPLOYBENCH_TEST_CACHE"] = tempfile.mkdtemp(prefix="deploybench-test-cache-")
+    atexit.register(shutil.rmtree, os.environ["DEPLOYBENCH_TEST_CACHE"], ignore_errors=True)
+os.environ["XDG_CACHE_HOME"] = os.environ["DEPLOYBENCH_TEST_CACHE"]
 # A serving step's core-speed readings before and after each option: short in the tests (what
 # they read is tested in test_busy with the default length)
 os.environ.setdefault("DEPLOYBENCH_CORE_SPEED_S", "0.02")

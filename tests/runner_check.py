@@ -34,10 +34,10 @@ def torch_model(directory: Path) -> tuple[Path, dict[str, np.ndarray]]:
 
     torch.manual_seed(0)
     model = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.ReLU(), torch.nn.Linear(8, 3))
-    torch.save(model, directory / "m.pth")
+    torch.jit.save(torch.jit.script(model), directory / "m.pt")  # a .pth holds weights only
     with torch.no_grad():
         expected = model(torch.from_numpy(X)).numpy()
-    return directory / "m.pth", {"inference_mode": expected, "no_grad": expected}
+    return directory / "m.pt", {"inference_mode": expected, "no_grad": expected}
 
 
 def keras_model(directory: Path) -> tuple[Path, dict[str, np.ndarray]]:

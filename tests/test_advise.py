@@ -46,6 +46,18 @@ def test_nothing_unconfirmed_is_recommended():
     assert adviser.best_default(options) is held
 
 
+def test_threads_of_one_process_share_its_memory_and_processes_do_not():
+    trials = adviser.Trials()
+    trials.memory_mb = {(ORT, 1): 300.0, ("native torch fp32", 1): 300.0}
+    trials.shared_mb = {(ORT, 1): 200.0, ("native torch fp32", 1): 200.0}
+    threads = config(workers=2)  # ONNX Runtime: a pool of threads, a session each
+    processes = Config("native torch fp32", 1, 2, 1, None)
+    assert adviser.memory_of(trials, threads) == 200.0 + 2 * 100.0
+    assert adviser.memory_of(trials, processes) == 2 * 300.0
+    trials.shared_mb = {}  # trials from before the load's memory was kept: the sum, as before
+    assert adviser.memory_of(trials, threads) == 600.0
+
+
 def test_the_pick_keeps_to_the_memory_limit():
     big = confirmed(config(), 30_000.0, "sustained", memory=900.0)
     small = confirmed(config(workers=1), 18_000.0, "sustained", memory=400.0)

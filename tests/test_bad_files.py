@@ -15,9 +15,10 @@ import pytest
 
 from tests import model_files
 from toolkit import history
+from toolkit.cli import app
 
 CliRunner = pytest.importorskip("typer.testing").CliRunner
-app = pytest.importorskip("toolkit.cli").app
+
 runner = CliRunner()
 
 

@@ -12,11 +12,12 @@ import pytest
 
 from tests import model_files
 from tests.children import Children
+from toolkit.cli import app
 from toolkit.environment import missing_framework
 from toolkit.timing import Budget
 
 CliRunner = pytest.importorskip("typer.testing").CliRunner
-app = pytest.importorskip("toolkit.cli").app
+
 runner = CliRunner()
 HERE = Path(__file__).parent
 TINY = Budget(warmup=1, min_iterations=3, min_seconds=0.0, max_seconds=0.2)

@@ -8,11 +8,12 @@ import sys
 import pytest
 
 from tests.conftest import cuda_usable, write_suite
+from toolkit.cli import app
 from toolkit.environment import no_nvidia_gpu
 from toolkit.results import SCHEMA
 
 CliRunner = pytest.importorskip("typer.testing").CliRunner
-app = pytest.importorskip("toolkit.cli").app
+
 runner = CliRunner()
 
 

@@ -10,12 +10,13 @@ import numpy as np
 import pytest
 
 from toolkit import history
+from toolkit.cli import app
 from toolkit.compare import compare
 from toolkit.results import Record, ResultsFile, read_results
 from toolkit.stats import Stats
 
 CliRunner = pytest.importorskip("typer.testing").CliRunner
-app = pytest.importorskip("toolkit.cli").app
+
 runner = CliRunner()
 RUN = {"suite": {"name": "synthetic", "threads": 1}, "environment": {"cpu": "test cpu"}}
 CASES = [("digits-mlp", "torch", "native", "inference_mode"),

@@ -17,11 +17,12 @@ import pytest
 
 from tests import model_files
 from toolkit import executor
+from toolkit.cli import app
 from toolkit.plans import model as bench
 from toolkit.timing import Budget
 
 CliRunner = pytest.importorskip("typer.testing").CliRunner
-app = pytest.importorskip("toolkit.cli").app
+
 SHORT = Budget(warmup=5, warmup_seconds=0.02, min_iterations=30, min_seconds=0.06,
                max_seconds=1.0, blocks=3)
 

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from tests import model_files
+from toolkit.cli import app
 from toolkit.compare import compare
 from toolkit.plans import pair
 from toolkit.plans.model import ModelRequest, bench_suite
@@ -18,7 +19,7 @@ from toolkit.stats import Stats
 from toolkit.timing import Budget
 
 CliRunner = pytest.importorskip("typer.testing").CliRunner
-app = pytest.importorskip("toolkit.cli").app
+
 runner = CliRunner()
 
 

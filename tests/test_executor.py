@@ -105,6 +105,24 @@ def test_fill_missing_keeps_what_was_made_and_fails_only_the_rest():
         (1, "ok", None), (2, "failed", 2)]
 
 
+def test_a_variant_that_failed_early_does_not_hide_one_never_timed():
+    """A child that named two variants in its first calls, failed one at every batch size and
+    died while timing the other: the other gets a failed record at each size; a size skipped
+    for all variants (a fixed batch) stays as the child said."""
+    expected = Measure(Case("sklearn/toy", "onnxruntime", "cpu")).expects(SUITE)
+    made = [Record("toy", "sklearn", "first_inference", variant="run"),
+            Record("toy", "sklearn", "first_inference", variant="iobinding", status="failed"),
+            *(Record("toy", "sklearn", "infer", batch_size=b, variant="iobinding",
+                     status="failed", reason="its first call failed") for b in (1, 2))]
+    filled = fill_missing(expected, made, "killed")
+    added = [(r.variant, r.batch_size, r.reason) for r in filled[len(made):]]
+    assert added == [("run", 1, "killed"), ("run", 2, "killed")]
+    fixed = [*made[:2], Record("toy", "sklearn", "infer", batch_size=1, variant="run"),
+             Record("toy", "sklearn", "infer", batch_size=2, variant="run", status="skipped")]
+    assert [(r.variant, r.batch_size) for r in fill_missing(expected, fixed, "killed")[4:]] \
+        == [("iobinding", 1)]
+
+
 def test_later_rounds_need_the_first_and_run_where_it_ran():
     suite = parse_suite({"workloads": ["sklearn/seed-linreg"], "providers": ["cpu"],
                          "rounds": 3, "recipes": ["fp32", "ort-offline"]})

@@ -7,10 +7,11 @@ import sqlite3
 import pytest
 
 from toolkit import history
+from toolkit.cli import app
 from toolkit.errors import BadInputError
 
 CliRunner = pytest.importorskip("typer.testing").CliRunner
-app = pytest.importorskip("toolkit.cli").app
+
 runner = CliRunner()
 
 

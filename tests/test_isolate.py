@@ -10,6 +10,7 @@ import time
 import numpy as np
 import pytest
 
+from toolkit.digests import sha256
 from toolkit.isolate import run_child
 from toolkit.plans.steps import Context, Measure, Sources
 from toolkit.suite import Case, parse_suite
@@ -75,7 +76,8 @@ def test_a_crashed_case_becomes_failed_records_and_the_next_case_runs(tmp_path):
     case = Case("sklearn/seed-linreg", "native_sklearn", "cpu")
 
     def built(path):
-        return Sources(native=str(path), inputs=str(inputs))
+        return Sources(native=str(path), inputs=str(inputs),  # as a build records it
+                       digests={"artifact": sha256(path)})
 
     failed = Measure(case, sources=built(crash)).execute(Context(suite, tmp_path))
     assert [(r.status, r.batch_size) for r in failed] == [("failed", 1), ("failed", 2)]

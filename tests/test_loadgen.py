@@ -14,6 +14,7 @@ import pytest
 
 from tests.model_files import onnx_model
 from toolkit.busy import usable_cores
+from toolkit.digests import sha256
 from toolkit.plans.steps import Context, Scenario, Sources
 from toolkit.scenarios import ScenarioSettings
 from toolkit.suite import Case, Suite
@@ -392,7 +393,8 @@ def test_a_worker_process_that_dies_fails_its_option_instead_of_hanging(tmp_path
     np.savez(inputs, input=np.ones((16, 3), np.float32))
     step = Scenario(Case("sklearn/dies", "native_sklearn", "cpu"), "processes",
                     ScenarioSettings(queries=512), None,
-                    Sources(native=str(model), inputs=str(inputs)))
+                    Sources(native=str(model), inputs=str(inputs),
+                            digests={"artifact": sha256(model)}))  # as its build records
     made = step.execute(Context(Suite("t", ("sklearn/dies",), threads=1, timeout_s=120),
                                 tmp_path))
     assert [r.status for r in made] == ["failed"]

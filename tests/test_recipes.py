@@ -11,6 +11,7 @@ import pytest
 
 from exporters.parity import judge_quality
 from tests import model_files
+from toolkit.cli import app
 from toolkit.environment import missing_framework
 from toolkit.errors import BadInputError
 from toolkit.recipes import QualityRule, parse_recipes
@@ -19,7 +20,7 @@ from toolkit.stats import Stats
 from toolkit.timing import Budget
 
 CliRunner = pytest.importorskip("typer.testing").CliRunner
-app = pytest.importorskip("toolkit.cli").app
+
 TINY = Budget(warmup=1, warmup_seconds=0, min_iterations=3, min_seconds=0, max_seconds=0.3)
 HERE = Path(__file__).parent
 

@@ -10,11 +10,12 @@ from pathlib import Path
 import pytest
 
 from tests.browser import inked_share
+from toolkit.cli import app
 from toolkit.report import write_reports
 from toolkit.report.csv import COLUMNS
 
 CliRunner = pytest.importorskip("typer.testing").CliRunner
-app = pytest.importorskip("toolkit.cli").app
+
 runner = CliRunner()
 
 

@@ -215,8 +215,8 @@ def test_native_torch_on_cuda_synchronises_and_reports_memory(tmp_path):
     from toolkit.runners.native_torch import TorchRunner
 
     model = torch.nn.Sequential(torch.nn.Linear(3, 4))
-    torch.save(model, tmp_path / "m.pth")  # a pickled module: .pth (.pt is TorchScript)
-    runner = TorchRunner.load(tmp_path / "m.pth", RunnerConfig("cuda"))
+    torch.jit.save(torch.jit.script(model), tmp_path / "m.pt")  # a .pth holds weights only
+    runner = TorchRunner.load(tmp_path / "m.pt", RunnerConfig("cuda"))
     assert runner.device == "cuda:0"
     out = runner.prepare("inference_mode", {"input": np.ones((2, 3), dtype=np.float32)})()
     assert out.is_cuda and tuple(out.shape) == (2, 4)

@@ -56,7 +56,7 @@ from toolkit.confirmations import (
 )
 from toolkit.errors import BadInputError
 from toolkit.recipes import FP32, ONNX_RECIPES, QualityRule
-from toolkit.results import Record, read_results, read_samples
+from toolkit.results import Record, read_results, read_samples, write_atomic
 from toolkit.rounds import PairedRatio, RoundPeaks, paired_ratio
 from toolkit.scenarios import SHORTEST_SERVER_RUN_S
 from toolkit.search import (
@@ -181,6 +181,9 @@ class Trials:
     # again beside the other session options (their times are scaled by it)
     session_drift: dict[tuple[str, int], dict[int, float]] = field(default_factory=dict)
     memory_mb: dict[tuple[str, int], float] = field(default_factory=dict)
+    # by option and threads: the process's memory before the model was loaded (what the
+    # workers of one process share)
+    shared_mb: dict[tuple[str, int], float] = field(default_factory=dict)
     quality_drop: dict[str, float] = field(default_factory=dict)
     refused: dict[str, str] = field(default_factory=dict)  # option -> why it was not timed
     inaccurate: dict[str, str] = field(default_factory=dict)  # option -> its accuracy verdict
@@ -226,6 +229,9 @@ def read_trials(folders: Mapping[int, Path], serving_call: Mapping[str, str],
             option = option_name(runner, record.recipe)
             if record.phase == "parity" and record.recipe != FP32 and record.parity:
                 _judge(found, option, record)
+            before = record.info.get("rss_before_load_mb")
+            if record.phase == "load" and isinstance(before, int | float) and before > 0:
+                found.shared_mb[(option, threads)] = float(before)
             if record.phase != "infer" or record.variant not in ("", serving_call.get(runner)):
                 continue  # "": a skipped or crashed case's records name no call
             found.cases[option] = (runner, record.recipe)
@@ -371,12 +377,25 @@ def space(trials: Trials, request: Request, cores: int, optimization: str) -> Sp
                            for option, chosen in timed.items()})
 
 
+def memory_of(trials: Trials, config: Config) -> float | None:
+    """A configuration's memory (MB): a pool of processes holds a whole process per worker; the
+    workers of ONNX Runtime's pool are threads of one process, each with a session of its own,
+    so they share what the process held before the model was loaded."""
+    memory = trials.memory_mb.get((config.option, config.threads))
+    if not memory:
+        return None
+    shared = trials.shared_mb.get((config.option, config.threads)) if config.ort else None
+    if shared is None or shared >= memory:
+        return memory * config.workers
+    return shared + (memory - shared) * config.workers
+
+
 def evaluator(trials: Trials, request: Request, cores: int, optimization: str = "all",
               serial_s: Mapping[str, Sequence[float]] = SERIAL_S
               ) -> Callable[[Config], Outcome]:
     """A configuration's rate within the bound, from its measured service times fed to the
-    queueing model; its accuracy given up; its memory (the sum over its workers: that of the
-    default session options, more than the memory arena off takes)."""
+    queueing model; its accuracy given up; its memory (`memory_of`: that of the default
+    session options, more than the memory arena off takes)."""
     from toolkit.queueing import Path as ServingPath
     from toolkit.queueing import peak
 
@@ -405,9 +424,8 @@ def evaluator(trials: Trials, request: Request, cores: int, optimization: str = 
                            threads_per_worker=config.threads, cores=cores,
                            overhead_s=query_s, call_overhead_s=call_s)
         rate, p99 = peak(path, request.p99_ms / 1e3, seed=request.seed)
-        memory = trials.memory_mb.get((config.option, config.threads))
         return Outcome(round(rate, 1), p99 * 1e3 if math.isfinite(p99) else None, drop,
-                       memory * config.workers if memory else None)
+                       memory_of(trials, config))
 
     return evaluate
 
@@ -648,7 +666,7 @@ def load_request(folder: Path) -> tuple[Request, dict[str, Any] | None]:
 
 def limits_of(request: Request) -> Limits:
     """The accuracy limit is each recipe's verdict under the rule (a recipe that fails it is
-    refused with why); the memory limit, the sum over a configuration's workers."""
+    refused with why); the memory limit, over all of a configuration's workers (`memory_of`)."""
     return Limits(max_quality_drop=1.0, memory_mb=request.memory_mb)
 
 
@@ -997,6 +1015,6 @@ def _advise(request: Request, out_dir: Path, runner: StageRunner, started: float
 
 def write_advice(advice: Advice) -> Path:
     path = advice.folder / "advice.json"
-    path.write_text(json.dumps(advice.to_dict(), indent=1, default=str) + "\n",
-                    encoding="utf-8")
+    text = json.dumps(advice.to_dict(), indent=1, default=str) + "\n"
+    write_atomic(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
     return path

@@ -12,14 +12,16 @@ costs are solved from the two peaks.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import fcntl
 import json
 import logging
 import os
 import platform
 import shutil
 import tempfile
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -202,7 +204,27 @@ def serial_costs(cores: int, refresh: bool = False,
     kept in the cache folder, keyed by `machine_key`; `refresh` measures again. `say` hears one
     line before a measurement."""
     cache = cache_path()
-    key = machine_key(cores)
+    with _measuring_alone(cache):  # two runs at once: the second waits, then reads the first's
+        return _serial_costs(cache, machine_key(cores), cores, refresh, say)
+
+
+@contextlib.contextmanager
+def _measuring_alone(cache: Path) -> Iterator[None]:
+    """One measurement at a time on this machine (two would slow each other down); where the
+    cache's folder cannot be written, no lock, and the measurement goes on."""
+    try:
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        handle = open(cache.with_name(f"{cache.name}.lock"), "a")  # noqa: SIM115
+    except OSError:
+        yield
+        return
+    with handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        yield
+
+
+def _serial_costs(cache: Path, key: str, cores: int, refresh: bool,
+                  say: Callable[[str], None]) -> SerialCosts:
     known = _read(cache)
     if not refresh and key in known:
         try:

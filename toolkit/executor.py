@@ -11,6 +11,7 @@ step's own rule (`fill_missing`). The run's exit code is decided here too (`RunO
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 from collections.abc import Callable, Mapping, Sequence
@@ -21,7 +22,7 @@ from typing import Any
 from toolkit import busy, environment
 from toolkit.backends import Backend, Finished
 from toolkit.backends.local import LocalBackend
-from toolkit.errors import BadInputError
+from toolkit.errors import BadInputError, StorageError
 from toolkit.plans import Plan, replan
 from toolkit.plans.steps import Context, Skipped, Step, fill_missing
 from toolkit.results import Record, ResultsFile, now, prepare_out_dir
@@ -154,7 +155,9 @@ def execute(plan: Plan, results: ResultsFile, progress: Progress | None = None,
         return RunOutcome(results.path, results.records, True, command)
     except BaseException as exc:  # what finished stays, marked as not finished cleanly
         backend.cancel()
-        results.update_run(finished=now(), interrupted=True, error=f"{type(exc).__name__}: {exc}")
+        with contextlib.suppress(OSError, StorageError):  # a full disk: the last file stands
+            results.update_run(finished=now(), interrupted=True,
+                               error=f"{type(exc).__name__}: {exc}")
         raise
     results.update_run(finished=now())
     return RunOutcome(results.path, results.records, False, command)

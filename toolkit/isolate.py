@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from toolkit import forking
+from toolkit.errors import STORAGE_EXIT, STORAGE_SAID, StorageError
 from toolkit.results import Record
 
 
@@ -56,13 +57,16 @@ def _child_env(threads: int, spinning: bool = True) -> dict[str, str]:
     return env
 
 
-def _tail(path: Path, lines: int = 6) -> str:
+def _log_lines(path: Path) -> list[str]:
     try:
         text = path.read_text(encoding="utf-8", errors="replace")
     except OSError:
-        return ""
-    kept = [line for line in text.splitlines() if line.strip()]
-    return " | ".join(kept[-lines:])
+        return []
+    return [line for line in text.splitlines() if line.strip()]
+
+
+def _tail(path: Path, lines: int = 6) -> str:
+    return " | ".join(_log_lines(path)[-lines:])
 
 
 def run_child(
@@ -164,6 +168,14 @@ def _kill(child: subprocess.Popen[bytes]) -> None:
 
 
 def _describe_exit(code: int, log_path: Path) -> str:
+    """Why a child ended with `code`; StorageError where it could not write for want of space
+    (the run stops there, and --resume makes the step again)."""
+    if code == STORAGE_EXIT:
+        said = [line for line in _log_lines(log_path) if line.startswith(STORAGE_SAID)]
+        raise StorageError(said[-1][len(STORAGE_SAID):] if said else
+                           f"a child could not write its files: the disk under "
+                           f"{log_path.parent.parent} or the temporary folder is full or "
+                           f"read-only; free space there, then --resume goes on")
     if code < 0:
         try:
             name = signal.Signals(-code).name

@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from toolkit.errors import BadInputError
+from toolkit.errors import BadInputError, storage_error
 from toolkit.recipes import FP32
 from toolkit.stats import Stats, percentile
 
@@ -309,18 +309,24 @@ def _upgrade(record: dict[str, Any], version: int) -> dict[str, Any]:
 
 def write_atomic(path: Path, write: Callable[[Path], None]) -> None:
     """`write(tmp)` fills a temporary file beside `path`, which then replaces `path` in one
-    step. The file gets the permissions the user's umask gives a new file (not mkstemp's 0600:
-    a teammate must be able to read a results folder)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    os.close(fd)
-    tmp = Path(name)
+    step: a full disk, or a kill, leaves the last complete file (StorageError where the disk is
+    full or read-only). The file gets the permissions the user's umask gives a new file (not
+    mkstemp's 0600: a teammate must be able to read a results folder)."""
+    tmp: Path | None = None
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, name = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+        os.close(fd)
+        tmp = Path(name)
         write(tmp)
         os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
+    except BaseException as exc:
+        if tmp is not None:
+            tmp.unlink(missing_ok=True)
+        found = storage_error(path, exc) if isinstance(exc, OSError) else None
+        if found is not None:
+            raise found from None
         raise
 
 
@@ -366,6 +372,17 @@ class ResultsFile:
         return results
 
     def append(self, records: Iterable[Record]) -> None:
+        """Add `records` and rewrite the files; where they cannot be written (a full disk),
+        neither the files nor this object keep them (their step is made again on --resume)."""
+        kept, samples = len(self.records), dict(self._samples)
+        try:
+            self._append(records)
+        except BaseException:
+            del self.records[kept:]
+            self._samples = samples
+            raise
+
+    def _append(self, records: Iterable[Record]) -> None:
         added = False
         for record in records:
             if record.stats is not None and record.stats.samples_ms:
@@ -389,10 +406,10 @@ class ResultsFile:
             rows.append(row)
         text = json.dumps({"schema": SCHEMA, "run": self.run, "records": rows}, indent=1,
                           default=str) + "\n"
-        write_atomic(self.path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
-        if samples and self._samples:
+        if samples and self._samples:  # first: results.json never names samples not written
             arrays = dict(self._samples)
             write_atomic(self.samples_path, lambda tmp: _savez(tmp, arrays))
+        write_atomic(self.path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
 
 
 def _array(samples_ms: tuple[float, ...]) -> np.ndarray:

@@ -14,12 +14,14 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import os
 import re
 import tempfile
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
+from toolkit.digests import TamperedError, sha256
 from toolkit.results import Record
 
 SHIPPED = "shipped"  # where a node keeps files from outside the run's folder
@@ -36,14 +38,6 @@ def expand(paths: Iterable[str]) -> list[Path]:
         elif path.is_dir():
             out += sorted(p for p in path.rglob("*") if p.is_file())
     return out
-
-
-def digest_of(path: Path) -> str:
-    hasher = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            hasher.update(block)
-    return hasher.hexdigest()
 
 
 class Store:
@@ -63,7 +57,7 @@ class Store:
             key = (str(path), stat.st_size, stat.st_mtime_ns)
             digest = self._by_stat.get(key)
             if digest is None:
-                digest = digest_of(path)
+                digest = sha256(path)
                 self._by_stat[key] = digest
             if digest not in self._refs:
                 self._refs[digest] = self._put(path.read_bytes())
@@ -77,12 +71,15 @@ def node_root(run_key: str, node_id: str) -> Path:
 
 
 class NodeFolder:
-    """A node's side: its copies of the driver's files (`cas/` by digest, placed under `run/`)."""
+    """A node's side: its copies of the driver's files (`cas/` by digest, placed under `run/`),
+    in a folder only its user can enter (0700). A copy found there is used only where its
+    content still hashes to the digest it is filed under."""
 
     def __init__(self, root: Path) -> None:
         self.root = root
         self.run = root / "run"
         self.cas = root / "cas"
+        private(root)
         self.run.mkdir(parents=True, exist_ok=True)
         self.cas.mkdir(parents=True, exist_ok=True)
 
@@ -100,13 +97,15 @@ class NodeFolder:
         mapping = {driver_out: str(self.run)}
         for driver_path, (digest, reference) in files.items():
             stored = self.cas / digest
-            if not stored.is_file():
-                _write(stored, get(reference))
+            if not (stored.is_file() and sha256(stored) == digest):  # missing, or not its own
+                data = get(reference)
+                if hashlib.sha256(data).hexdigest() != digest:
+                    raise TamperedError(f"{driver_path}: the copy this node was sent does not "
+                                        f"hash to its digest {digest[:16]}...: not used")
+                _write(stored, data)
             target = self.local_path(driver_path, driver_out, digest)
-            placed = self.root / "placed" / hashlib.sha1(str(target).encode()).hexdigest()
-            if not target.is_file() or not placed.is_file() or placed.read_text() != digest:
-                _write(target, stored.read_bytes())  # new, or the driver's file has changed
-                _write(placed, digest.encode())
+            if not (target.is_file() and sha256(target) == digest):  # new, or changed
+                _write(target, stored.read_bytes())
             mapping.setdefault(driver_path, str(target))
         return mapping
 
@@ -118,6 +117,18 @@ class NodeFolder:
         """The files under `run/` that are new or changed since `before`, by relative path."""
         return {name: (self.run / name).read_bytes() for name, stat in self.snapshot().items()
                 if before.get(name) != stat}
+
+
+def private(root: Path) -> None:
+    """`root` made (or found) as a folder of this user's that no one else can enter: a node's
+    copies are loaded, so another user of the node must not be able to plant one."""
+    root.mkdir(parents=True, exist_ok=True, mode=0o700)
+    if root.stat().st_uid != os.getuid():
+        raise TamperedError(f"{root}: this node folder belongs to another user; remove it, or "
+                            f"set TMPDIR to a folder of your own")
+    for folder in (root, root.parent):  # the run's folder of nodes too: none may add one
+        if folder.stat().st_uid == os.getuid():
+            folder.chmod(0o700)
 
 
 def _shipped(path: Path, run: Path) -> bool:

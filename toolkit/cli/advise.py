@@ -66,8 +66,9 @@ def advise(
         rich_help_panel=SEARCH)] = True,
     max_quality_drop: QualityDropOption = None,
     memory_mb: Annotated[float | None, typer.Option(
-        "--memory-mb", help="the most memory a configuration may take, summed over its "
-        "workers", rich_help_panel=LIMITS)] = None,
+        "--memory-mb", help="the most memory a configuration may take, all its workers "
+        "together (threads of one process share what it held before the model loaded)",
+        rich_help_panel=LIMITS)] = None,
     need_qps: Annotated[float | None, typer.Option(
         "--need-qps", help="the rate the service must sustain: how many machines like this "
         "one the pick needs", rich_help_panel=LIMITS)] = None,

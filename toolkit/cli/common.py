@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import sqlite3
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -15,7 +16,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from exporters.session import parse_session
 from toolkit import history
-from toolkit.errors import BadInputError, DeploybenchError
+from toolkit.errors import BadInputError, DeploybenchError, storage_error
 from toolkit.report import terminal
 
 app = typer.Typer(
@@ -312,6 +313,21 @@ def main() -> None:
         code = app(standalone_mode=False)
     except typer.Abort:  # Ctrl-C where no step was running
         code = 130
+    except DeploybenchError as exc:  # one a command let through: a disk that filled mid-run
+        error(str(exc))
+        code = 2
+    except OSError as exc:
+        found = storage_error(exc.filename or "a file", exc)
+        if found is None:
+            raise
+        error(str(found))
+        code = 2
+    except sqlite3.OperationalError as exc:  # the history's database on a full disk
+        if not any(word in str(exc) for word in ("full", "readonly")):
+            raise
+        error(f"the history could not be written ({exc}): free space, or give --history "
+              f"another file; the run's results.json is kept")
+        code = 2
     except Exception as exc:
         # typer's parser errors (its vendored click's UsageError): exit code 2, a message
         ctx = getattr(exc, "ctx", None)

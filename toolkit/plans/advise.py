@@ -72,7 +72,7 @@ def replan_confirm(stored: Mapping[str, Any], suite: Suite, out_dir: Path,
 def _sources_dict(sources: Sources) -> dict[str, Any]:
     return {"native": sources.native, "onnx": sources.onnx, "inputs": sources.inputs,
             "reference": dict(sources.reference) if sources.reference else None,
-            "calibration": sources.calibration}
+            "calibration": sources.calibration, "digests": dict(sources.digests)}
 
 
 def trial_sources(run: Mapping[str, Any], records: Sequence[Record], folder: Path,

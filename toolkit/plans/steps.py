@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any, ClassVar, Protocol
 
 from toolkit import environment
+from toolkit.digests import check, follow, stamp
 from toolkit.errors import BadInputError
 from toolkit.isolate import run_child
 from toolkit.recipes import BY_QUALITY, CPU_ONLY, CUDA_ONLY, FP32, HARDWARE_SPECIFIC, ONNX_RECIPES
@@ -37,6 +38,7 @@ from toolkit.scenarios import ScenarioSettings, batches_of
 from toolkit.suite import Case, Suite, default_threads
 
 BUILD_PHASES = ("train", "export", "parity")
+FIRST_CALLS = ("first_inference", "compile")  # a measuring child's first call of each variant
 
 
 @dataclass(frozen=True)
@@ -104,12 +106,32 @@ class StepDefaults:
 
 
 def fill_missing(expected: Sequence[Record], made: Sequence[Record], why: str) -> list[Record]:
-    """`made`, and a `failed` record (with `why`) for each expected one it lacks: a record is
-    matched by its phase and batch size, so the report says what is missing and --resume knows
-    the step did not finish cleanly."""
-    seen = {(r.phase, r.batch_size) for r in made}
-    return [*made, *(dataclasses.replace(r, status="failed", reason=why) for r in expected
-                     if (r.phase, r.batch_size) not in seen)]
+    """`made`, and a `failed` record (with `why`) for each expected one it lacks, so the report
+    says what is missing and --resume knows the step did not finish cleanly. A record is
+    matched by its phase, its batch size and its variant: the template's where it names one (a
+    scenario's pool); else, for timings, each variant the child named in its first calls (its
+    runner's variants: one that failed early must not hide another never timed), unless a
+    skipped record settles that batch size for all of them."""
+    seen = {(r.phase, r.variant, r.batch_size) for r in made}
+    named = list(dict.fromkeys(r.variant for r in made if r.variant and r.phase in FIRST_CALLS))
+    out = list(made)
+    for template in expected:
+        if template.variant or template.phase != "infer" or not named:
+            if template.variant:
+                found = (template.phase, template.variant, template.batch_size) in seen
+            else:
+                found = any((r.phase, r.batch_size) == (template.phase, template.batch_size)
+                            for r in made)
+            if not found:
+                out.append(dataclasses.replace(template, status="failed", reason=why))
+            continue
+        if any((r.phase, r.batch_size, r.status) == ("infer", template.batch_size, "skipped")
+               for r in made):
+            continue
+        out += [dataclasses.replace(template, variant=variant, status="failed", reason=why)
+                for variant in named
+                if ("infer", variant, template.batch_size) not in seen]
+    return out
 
 
 def _child_missing(failure: str | None) -> str:
@@ -172,7 +194,8 @@ class Build(StepDefaults):
                 "rtol": suite.rtol, "atol": suite.atol, "threads": suite.threads}
         child = run_child(spec, context.out_dir, timeout_s=suite.timeout_s,
                           threads=suite.threads, name=f"build-{slug(self.workload)}")
-        return fill_missing(self.expects(suite), child.records, _child_missing(child.failure))
+        return stamp(fill_missing(self.expects(suite), child.records,
+                                  _child_missing(child.failure)))
 
 
 @dataclass(frozen=True)
@@ -215,24 +238,28 @@ class BuildFile(StepDefaults):
                           threads=suite.threads, name=f"build-{self.path.name}")
         if child.bad_input:
             raise BadInputError(f"{self.path}: {child.bad_input}")
-        return fill_missing(self.expects(suite), child.records, _child_missing(child.failure))
+        return stamp(fill_missing(self.expects(suite), child.records,
+                                  _child_missing(child.failure)))
 
 
 @dataclass(frozen=True)
 class Sources:
     """What a measuring step reads: the files and inputs, and the native outputs on those
-    inputs that an ONNX session is checked against (absent for an ONNX file run as it is)."""
+    inputs that an ONNX session is checked against (absent for an ONNX file run as it is); and
+    the SHA-256 the run recorded for each file when it was made, by role (`toolkit.digests`)."""
 
     native: str | None = None
     onnx: str | None = None
     inputs: str | None = None
     reference: Mapping[str, Any] | None = None  # path, score_output, task, judged_from
     calibration: str | None = None
+    digests: Mapping[str, str | None] = field(default_factory=dict)
 
     @classmethod
     def from_records(cls, records: Sequence[Record], given: Sources | None = None) -> Sources:
         """What `records` (a build's, then a recipe's: later ones win) say, over `given`."""
         found: dict[str, Any] = {}
+        digests: dict[str, str | None] = dict(given.digests) if given is not None else {}
         if given is not None:
             found.update({"artifact": given.native, "onnx": given.onnx, "inputs": given.inputs,
                           "calibration": given.calibration})
@@ -242,16 +269,23 @@ class Sources:
                 found.update({k: v for k, v in record.info.items() if k in (
                     "artifact", "onnx", "inputs", "reference", "score_output", "task",
                     "calibration", "judged_from")})
+                digests = follow(digests, record)
         reference = ({"path": found["reference"], "score_output": found.get("score_output", 0),
                       "task": found.get("task", "regression"),
                       "judged_from": found.get("judged_from", 0)}
                      if "reference" in found and "onnx" in found
                      else given.reference if given is not None else None)
         return cls(found.get("artifact"), found.get("onnx"), found.get("inputs"), reference,
-                   found.get("calibration"))
+                   found.get("calibration"), digests)
 
     def files(self) -> tuple[str, ...]:
         return tuple(p for p in (self.native, self.onnx, self.inputs, self.calibration) if p)
+
+    def check(self) -> None:
+        """TamperedError where a file is not what the run made (`toolkit.digests.check`)."""
+        check({"artifact": self.native, "onnx": self.onnx, "inputs": self.inputs,
+               "calibration": self.calibration,
+               "reference": (self.reference or {}).get("path")}, self.digests)
 
 
 @dataclass(frozen=True)
@@ -294,6 +328,7 @@ class Derive(StepDefaults):
             return [dataclasses.replace(r, status="skipped",
                                         reason="no fp32 ONNX file: export failed")
                     for r in self.expects(suite)]
+        sources.check()
         reference = sources.reference or {}
         directory = context.out_dir / "artifacts" / slug(self.workload)
         spec = {"task": "derive", **identity(self.workload), "recipe": self.recipe,
@@ -307,7 +342,8 @@ class Derive(StepDefaults):
         child = run_child(spec, context.out_dir, timeout_s=suite.timeout_s,
                           threads=suite.threads,
                           name=slug("derive", self.workload, self.recipe))
-        return fill_missing(self.expects(suite), child.records, _child_missing(child.failure))
+        return stamp(fill_missing(self.expects(suite), child.records,
+                                  _child_missing(child.failure)))
 
 
 def _flops_per_row(path: str | None) -> int | None:
@@ -414,9 +450,11 @@ class Measure(CaseStep):
         if self.derived is not None:  # the recipe's file, never the fp32 one under its label
             derived = [r for r in context.done.get(self.derived, [])
                        if r.phase == "export" and r.ok]
+            made = Sources.from_records(derived, sources) if derived else None
             sources = dataclasses.replace(
-                sources, onnx=derived[0].info.get("onnx") if derived else None,
-                reference=Sources.from_records(derived, sources).reference if derived else None)
+                sources, onnx=made.onnx if made else None,
+                reference=made.reference if made else None,
+                digests=made.digests if made else sources.digests)
         return self._measure(context, sources)
 
     def _skip_reason(self, sources: Sources) -> str | None:
@@ -441,6 +479,7 @@ class Measure(CaseStep):
         if why is not None:
             return [dataclasses.replace(r, status="skipped", reason=why, round=None)
                     for r in self.expects(suite)]
+        sources.check()
         judged = sources.reference and (case.runtime == "onnxruntime" or case.recipe != FP32)
         spec = {"task": "measure", **identity(case.workload), "runner": case.runner,
                 "artifact": _artifact(case, sources), "inputs": sources.inputs,
@@ -525,6 +564,7 @@ class Scenario(CaseStep):
         if artifact is None or sources.inputs is None:
             return [dataclasses.replace(r, status="skipped", reason=_no_artifact(case),
                                         batch_size=None) for r in self.expects(suite)[:1]]
+        sources.check()
         name = slug(case.workload, case.runner, case.provider, self.variant,
                     self.settings.scenario, f"r{self.round}" if self.round > 1 else "")
         # the pool is laid over the physical cores of the machine that serves (a node's own)

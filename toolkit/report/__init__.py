@@ -10,7 +10,7 @@ from typing import Any
 from toolkit.busy import busy_text
 from toolkit.errors import BadInputError
 from toolkit.report.summary import Peak, WorkloadSummary, summarise
-from toolkit.results import Record, read_results
+from toolkit.results import Record, read_results, write_atomic
 
 FORMATS = ("html", "md", "csv")
 
@@ -90,7 +90,8 @@ def write_reports(
     written = []
     for fmt in formats:
         path = target / f"report.{fmt}"
-        path.write_text(writers[fmt](), encoding="utf-8")
+        text = writers[fmt]()
+        write_atomic(path, lambda tmp, text=text: tmp.write_text(text, encoding="utf-8"))
         written.append(path)
     return summaries, written
 

@@ -23,6 +23,7 @@ from toolkit.advise import (
     usd_per_million,
 )
 from toolkit.confirmations import SPINNING, Held, model_error, model_errors
+from toolkit.results import write_atomic
 from toolkit.scenarios import SERVER_QUERIES
 from toolkit.search import Config
 
@@ -524,6 +525,6 @@ def write(advice: Advice) -> list[Any]:
     written = []
     for name, text in (("advice.md", markdown(advice)), ("advice.html", html_page(advice))):
         path = advice.folder / name
-        path.write_text(text, encoding="utf-8")
+        write_atomic(path, lambda tmp, text=text: tmp.write_text(text, encoding="utf-8"))
         written.append(path)
     return written

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pickle
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -103,8 +104,10 @@ class TorchRunner:
 
 
 def load_module(path: Path) -> Any:
-    """A torch model from a file: `.pt2` (torch.export), `.pt` (TorchScript), `.pth` (a whole
-    pickled module, as deploybench's own build step writes: trusted, it made it)."""
+    """A torch model from a file: `.pt2` (torch.export), `.pt` (TorchScript), `.pth` (the
+    weights of a built-in module, as deploybench's own build step writes them: loaded with
+    `weights_only=True`, so the file can carry no code that runs, and the module is rebuilt
+    from `toolkit.workloads.torch_models`)."""
     import torch
 
     suffix = path.suffix.lower()
@@ -114,8 +117,10 @@ def load_module(path: Path) -> Any:
         elif suffix == ".pt":
             model = torch.jit.load(str(path), map_location="cpu")
         else:
-            model = torch.load(path, weights_only=False, map_location="cpu")
-    except (RuntimeError, ValueError, OSError) as exc:
+            from toolkit.workloads.torch_models import rebuilt
+
+            model = rebuilt(torch.load(path, weights_only=True, map_location="cpu"), path)
+    except (RuntimeError, ValueError, OSError, pickle.UnpicklingError) as exc:
         what = {".pt2": "a torch.export (.pt2) file", ".pt": "a TorchScript (.pt) file"}.get(
             suffix, "a torch model file")
         first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__

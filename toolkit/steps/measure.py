@@ -89,6 +89,7 @@ def measure_case(spec: MeasureSpec) -> Iterator[Record]:
         imported = {"import_seconds": preloaded, "import_measured": "once, by the fork server"}
     loaded: list[Runner] = []
     path = Path(spec.artifact)
+    before_load = peak_rss_mb()  # the process without the model: what workers in it share
     try:
         load_seconds = time_once(lambda: loaded.append(runner_cls.load(path, config)))
     except ProviderUnavailableError as exc:
@@ -114,7 +115,8 @@ def measure_case(spec: MeasureSpec) -> Iterator[Record]:
     if spec.reference is not None:
         base["parity"] = session_parity(runner, x, Reference(**spec.reference))
     yield Record(**base, phase="load", seconds=load_seconds, peak_rss_mb=load_rss,
-                 info={**imported, "artifact_bytes": _size(path)})
+                 info={**imported, "artifact_bytes": _size(path),
+                       "rss_before_load_mb": before_load})
     working = []
     for record in firsts:
         yield dataclasses.replace(record, parity=base.get("parity"))

@@ -1,4 +1,5 @@
-"""PyTorch workloads: trained with Adam and cross-entropy, saved as whole modules (`.pt`)."""
+"""PyTorch workloads: trained with Adam and cross-entropy, saved as weights (`.pth`) that load
+without unpickling code (`weights_only=True`), the module rebuilt from `torch_models`."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from toolkit.workloads.base import Workload
 
 class TorchWorkload(Workload):
     framework = "torch"
-    artifact_suffix = ".pth"  # a whole pickled module; user files are .pt (TorchScript), .pt2
+    artifact_suffix = ".pth"  # {MODULE_KEY: name, "state_dict": weights}; user files: .pt, .pt2
 
     def __init__(
         self,
@@ -62,8 +63,10 @@ class TorchWorkload(Workload):
     def save(self, model: Any, directory: Path) -> Path:
         import torch
 
+        from toolkit.workloads.torch_models import MODULE_KEY
+
         path = directory / f"model{self.artifact_suffix}"
-        torch.save(model, path)
+        torch.save({MODULE_KEY: self.name, "state_dict": model.state_dict()}, path)
         return path
 
 

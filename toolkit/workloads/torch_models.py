@@ -56,5 +56,18 @@ def resnet18() -> nn.Module:
     return build(weights=None, num_classes=10)
 
 
+MODULE_KEY = "deploybench_module"  # a built-in's saved weights name the module they fit
+
 MODELS = {"seed-cnn": SeedCNN, "digits-mlp": DigitsMLP, "digits-cnn": DigitsCNN,
           "digits-resnet18": resnet18}
+
+
+def rebuilt(saved: object, path: object) -> nn.Module:
+    """The built-in module a `.pth` of weights names, with those weights; ValueError for a file
+    that is not one."""
+    if not (isinstance(saved, dict) and saved.get(MODULE_KEY) in MODELS
+            and isinstance(saved.get("state_dict"), dict)):
+        raise ValueError(f"{path} holds no deploybench module's weights")
+    model = MODELS[saved[MODULE_KEY]]()
+    model.load_state_dict(saved["state_dict"])
+    return model.eval()
