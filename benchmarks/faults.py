@@ -248,11 +248,12 @@ def tampered(folder: Path) -> tuple[bool, str]:
     wait_for(lambda: steps_done(out) >= 1)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
-    models = sorted((out / "artifacts").rglob("model.joblib"))
-    if not models:
+    built = [r["info"]["artifact"] for r in records(out)
+             if r["phase"] == "train" and r["status"] == "ok"]
+    if not built:
         return False, "no model was built before the kill"
     marker = folder / "the-pickle-ran"
-    models[0].write_bytes(_planted(marker))
+    Path(built[0]).write_bytes(_planted(marker))
     resumed = cli("run", "--resume", str(out))
     why = one_error_line(resumed)
     held = resumed.returncode == 2 and why is None and not marker.exists()

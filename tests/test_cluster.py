@@ -80,8 +80,8 @@ def assert_all_home(records: list[Record], out: Path, children: int) -> None:
     named = files_named(records)
     assert all(Path(p).exists() for p in named), [p for p in named
                                                              if not Path(p).exists()]
-    assert not [p for p in named if "deploybench-nodes" in p]
-    assert not [r.reason for r in records if "deploybench-nodes" in r.reason]
+    assert not [p for p in named if "deploybench-nodes-" in p]
+    assert not [r.reason for r in records if "deploybench-nodes-" in r.reason]
     logs = list(out.rglob("logs/*.log"))
     assert len(logs) >= children, sorted(str(p.relative_to(out)) for p in logs)
 

@@ -109,14 +109,18 @@ def test_a_file_is_checked_against_the_digest_of_its_role(tmp_path):
     kept = digests.follow({}, made[0])
     assert kept == {"artifact": digests.sha256(weights), "onnx": digests.sha256(onnx)}
     files = {"artifact": str(weights), "onnx": str(onnx)}
-    digests.check(files, kept)  # as made: nothing to say
+    digests.check(files, kept, tmp_path)  # as made: nothing to say
     onnx.write_bytes(b"changed")
     with pytest.raises(digests.TamperedError, match="model.onnx"):
-        digests.check(files, kept)
-    # an ONNX file with no digest recorded (a folder from before them) is read; a pickle is not
-    digests.check({"onnx": str(onnx)}, {})
-    with pytest.raises(digests.TamperedError, match="no SHA-256 was recorded"):
-        digests.check({"artifact": str(weights)}, {})
+        digests.check(files, kept, tmp_path)
+    # an ONNX file with no digest recorded (a folder from before them) is read; a pickle is not,
+    # named as it is or by a path relative to the run's folder (where the child would read it)
+    digests.check({"onnx": str(onnx)}, {}, tmp_path)
+    for named in (str(weights), "model.pth"):
+        with pytest.raises(digests.TamperedError, match="no SHA-256 was recorded"):
+            digests.check({"artifact": named}, {}, tmp_path)
+    with pytest.raises(digests.TamperedError, match="not found"):  # never checked: never read
+        digests.check({"artifact": "elsewhere/model.pth"}, kept, tmp_path)
     # a later record that names another file for a role without a digest drops the old one
     later = Record(workload="w", framework="torch", phase="export",
                    info={"onnx": str(tmp_path / "other.onnx")})

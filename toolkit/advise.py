@@ -628,7 +628,7 @@ class Advice:
         if not self.in_rounds:
             return None
         predicted = self.in_rounds["predicted"]
-        return {"speed": round(self.in_rounds["speed"], 4),
+        return {"speed": self.in_rounds["speed"],
                 "control_qps": round(self.in_rounds["control_qps"], 1),
                 "calibrated_qps": round(self.in_rounds["calibrated_qps"], 1),
                 "predicted": {k: round(v, 1) for k, v in predicted.items()},
@@ -641,9 +641,9 @@ REQUEST_FILE = "advise-request.json"  # what was asked, and where it ran: what -
 
 
 def save_request(folder: Path, request: Request, cluster: Mapping[str, Any] | None) -> None:
-    (folder / REQUEST_FILE).write_text(json.dumps(
-        {"request": request.to_dict(), "cluster": dict(cluster) if cluster else None},
-        indent=1) + "\n", encoding="utf-8")
+    text = json.dumps({"request": request.to_dict(),
+                       "cluster": dict(cluster) if cluster else None}, indent=1) + "\n"
+    write_atomic(folder / REQUEST_FILE, lambda tmp: tmp.write_text(text, encoding="utf-8"))
 
 
 def load_request(folder: Path) -> tuple[Request, dict[str, Any] | None]:
@@ -744,9 +744,9 @@ def serial_costs_of(out_dir: Path, cores: int, say: Callable[[str], None]) -> di
         say(f"search: the serial costs could not be measured here ({exc}); the model uses "
             "those fitted by hand on another machine")
         found = {"costs": dict(SERIAL_S), "source": f"fitted by hand (not measured: {exc})"}
-    path.write_text(json.dumps({**found, "costs": {k: list(v) for k, v in
-                                                   found["costs"].items()}}, indent=1) + "\n",
-                    encoding="utf-8")
+    text = json.dumps({**found, "costs": {k: list(v) for k, v in found["costs"].items()}},
+                      indent=1) + "\n"
+    write_atomic(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
     return found
 
 
@@ -921,9 +921,9 @@ def _advise(request: Request, out_dir: Path, runner: StageRunner, started: float
         say(f"trials: the budget is spent; ONNX Runtime's session options not timed "
             f"({', '.join(left_out)}): raise --budget to search them")
     if not planned.is_file():
-        planned.write_text(json.dumps({"timed": sorted(p.name for p in sessions.values()),
-                                       "left_out": left_out}, indent=1) + "\n",
-                           encoding="utf-8")
+        text = json.dumps({"timed": sorted(p.name for p in sessions.values()),
+                           "left_out": left_out}, indent=1) + "\n"
+        write_atomic(planned, lambda tmp: tmp.write_text(text, encoding="utf-8"))
     keep_spent(out_dir, started)
     read_session_trials(trials, sessions)
     if not trials.options:

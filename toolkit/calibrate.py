@@ -204,14 +204,15 @@ def serial_costs(cores: int, refresh: bool = False,
     kept in the cache folder, keyed by `machine_key`; `refresh` measures again. `say` hears one
     line before a measurement."""
     cache = cache_path()
-    with _measuring_alone(cache):  # two runs at once: the second waits, then reads the first's
+    with _measuring_alone(cache, say):  # two at once: the second waits, reads the first's
         return _serial_costs(cache, machine_key(cores), cores, refresh, say)
 
 
 @contextlib.contextmanager
-def _measuring_alone(cache: Path) -> Iterator[None]:
+def _measuring_alone(cache: Path, say: Callable[[str], None]) -> Iterator[None]:
     """One measurement at a time on this machine (two would slow each other down); where the
-    cache's folder cannot be written, no lock, and the measurement goes on."""
+    lock cannot be had (a cache folder not writable, a filesystem without locks), none, and
+    the measurement goes on."""
     try:
         cache.parent.mkdir(parents=True, exist_ok=True)
         handle = open(cache.with_name(f"{cache.name}.lock"), "a")  # noqa: SIM115
@@ -219,7 +220,14 @@ def _measuring_alone(cache: Path) -> Iterator[None]:
         yield
         return
     with handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                say("waiting for another run's calibration of the serial costs to finish")
+                fcntl.flock(handle, fcntl.LOCK_EX)
+        except OSError as exc:  # ENOLCK on some network filesystems
+            log.debug("no lock on %s: %s", handle.name, exc)
         yield
 
 

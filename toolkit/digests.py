@@ -58,16 +58,25 @@ def follow(digests: Mapping[str, str | None], record: Record) -> dict[str, str |
                           for role in ROLES if role in record.info}}
 
 
-def check(files: Mapping[str, str | None], digests: Mapping[str, str | None]) -> None:
+def check(files: Mapping[str, str | None], digests: Mapping[str, str | None],
+          folder: Path) -> None:
     """TamperedError for the first file (by role) whose content is not its recorded digest, or
-    that is a pickle with none recorded; files that are missing are left to the step."""
+    that is a pickle with none recorded or that cannot be found; a relative path is read from
+    `folder` (the run's, where the child runs), and other missing files are left to the step."""
     for role, name in files.items():
-        path = Path(name) if name else None
-        if path is None or not path.is_file():
+        if not name:
+            continue
+        path = Path(name) if Path(name).is_absolute() else folder / name
+        pickle = path.suffix.lower() in PICKLES
+        if not path.is_file():
+            if pickle:
+                raise TamperedError(f"{name}: not found, and a pickle is loaded only where "
+                                    f"its SHA-256 can be checked first; run it again into a "
+                                    f"new folder")
             continue
         expected = digests.get(role)
         if expected is None:
-            if path.suffix.lower() in PICKLES:
+            if pickle:
                 raise TamperedError(
                     f"{path}: no SHA-256 was recorded for it when it was made (a folder from "
                     f"before deploybench recorded them, or one edited since), and loading a "

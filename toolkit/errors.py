@@ -45,13 +45,15 @@ STORAGE_EXIT = 4  # a child's exit code where it could not write for want of spa
 STORAGE_SAID = "deploybench storage: "  # the line a child leaves in its log, before that exit
 
 
-def storage_error(path: Path | str, exc: OSError) -> StorageError | None:
-    """The one line for a write to `path` that failed with `exc`, where the disk is to blame;
-    None for any other failure."""
+def storage_error(path: Path | str | None, exc: OSError) -> StorageError | None:
+    """The one line for a write to `path` (None: not known) that failed with `exc`, where the
+    disk is to blame; None for any other failure."""
     if exc.errno not in STORAGE_ERRNOS:
         return None
-    folder = Path(path).parent
-    fix = ("make it writable or give another folder" if exc.errno == errno.EROFS
-           else "free space there")
-    return StorageError(f"cannot write {path}: {exc.strerror or exc} ({folder}: {fix}); what "
-                        f"finished before is kept, and --resume goes on from it")
+    where = f"cannot write {path}" if path else "a write failed"
+    folder = f"{Path(path).parent}: " if path else ""
+    fix = {errno.EROFS: "make it writable or write elsewhere",
+           errno.EFBIG: "a file grew past the size this process may write (ulimit -f)",
+           }.get(exc.errno, "free space there")
+    return StorageError(f"{where}: {exc.strerror or exc} ({folder}{fix}); what was written "
+                        f"before stands (a run goes on from it with --resume)")

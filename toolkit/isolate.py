@@ -95,13 +95,15 @@ def run_child(
             )
             try:
                 code = child.wait(timeout=timeout_s)
-                failure = None if code == 0 else _describe_exit(code, log_path)
+                failure = None
             except subprocess.TimeoutExpired:
                 _kill(child)
                 failure = f"timed out after {timeout_s:g} s (raise --timeout); log: {log_path}"
             except BaseException:  # Ctrl-C: do not leave the child running
                 _kill(child)
                 raise
+            if failure is None and code != 0:  # out of the try: it ended, nothing to kill
+                failure = _describe_exit(code, log_path)
         records, bad_input = _read_records(out_path)
     if bad_input:
         failure = bad_input

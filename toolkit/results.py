@@ -365,7 +365,10 @@ class ResultsFile:
         run, records = read_results(path)
         results = cls(path, run)
         results.records = records
-        results._samples = read_samples(path)
+        # only the samples of records results.json holds: where its write failed after the
+        # samples' (a full disk), the arrays of the records it lost would be taken for others'
+        results._samples = {key: array for key, array in read_samples(path).items()
+                            if key.isdigit() and int(key) < len(records)}
         for index, record in enumerate(records):  # schema 1 kept the samples inline
             if record.stats is not None and record.stats.samples_ms:
                 results._samples.setdefault(str(index), _array(record.stats.samples_ms))
@@ -408,7 +411,7 @@ class ResultsFile:
                           default=str) + "\n"
         if samples and self._samples:  # first: results.json never names samples not written
             arrays = dict(self._samples)
-            write_atomic(self.samples_path, lambda tmp: _savez(tmp, arrays))
+            write_atomic(self.samples_path, lambda tmp: save_npz(tmp, arrays))
         write_atomic(self.path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
 
 
@@ -417,7 +420,7 @@ def _array(samples_ms: tuple[float, ...]) -> np.ndarray:
     return np.asarray(samples_ms, dtype=np.float32)
 
 
-def _savez(path: Path, arrays: Mapping[str, np.ndarray]) -> None:
+def save_npz(path: Path, arrays: Mapping[str, np.ndarray]) -> None:
     with path.open("wb") as handle:  # a file object: np.savez would add ".npz" to a name
         np.savez(handle, **arrays)
 

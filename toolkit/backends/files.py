@@ -16,6 +16,7 @@ import dataclasses
 import hashlib
 import os
 import re
+import stat
 import tempfile
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
@@ -66,8 +67,10 @@ class Store:
 
 
 def node_root(run_key: str, node_id: str) -> Path:
-    """A node's folder for one run (one per node, so two nodes on one machine keep apart)."""
-    return Path(tempfile.gettempdir()) / "deploybench-nodes" / run_key / node_id[:12]
+    """A node's folder for one run (one per node, so two nodes on one machine keep apart),
+    under a folder of the node's user's own."""
+    return (Path(tempfile.gettempdir()) / f"deploybench-nodes-{os.getuid()}" / run_key
+            / node_id[:12])
 
 
 class NodeFolder:
@@ -120,14 +123,17 @@ class NodeFolder:
 
 
 def private(root: Path) -> None:
-    """`root` made (or found) as a folder of this user's that no one else can enter: a node's
-    copies are loaded, so another user of the node must not be able to plant one."""
-    root.mkdir(parents=True, exist_ok=True, mode=0o700)
-    if root.stat().st_uid != os.getuid():
-        raise TamperedError(f"{root}: this node folder belongs to another user; remove it, or "
-                            f"set TMPDIR to a folder of your own")
-    for folder in (root, root.parent):  # the run's folder of nodes too: none may add one
-        if folder.stat().st_uid == os.getuid():
+    """`root` made (or found) as a folder only this user can enter, as are the two folders above
+    it (the user's folder of runs, and the run's): a node's copies are loaded, so another user
+    of the node must not be able to plant one, nor make a folder on the way first."""
+    chain = [root.parent.parent, root.parent, root]
+    for folder in chain:
+        folder.mkdir(exist_ok=True, mode=0o700)
+        found = folder.lstat()
+        if found.st_uid != os.getuid() or not stat.S_ISDIR(found.st_mode):
+            raise TamperedError(f"{folder}: this node folder is not a folder of this user's; "
+                                f"remove it, or set TMPDIR to a folder of your own")
+        if stat.S_IMODE(found.st_mode) != 0o700:
             folder.chmod(0o700)
 
 

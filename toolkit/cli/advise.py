@@ -61,8 +61,8 @@ def advise(
         rich_help_panel=SEARCH)] = "20m",
     controls: Annotated[bool, typer.Option(
         "--controls/--no-controls", help="confirm the calibration's trivial model in every "
-        "round too, so the model's error is also given at these rounds' speed (about half a "
-        "minute)",
+        "round too, so the model's error is also given at these rounds' speed (a search a "
+        "round)",
         rich_help_panel=SEARCH)] = True,
     max_quality_drop: QualityDropOption = None,
     memory_mb: Annotated[float | None, typer.Option(

@@ -317,7 +317,7 @@ def main() -> None:
         error(str(exc))
         code = 2
     except OSError as exc:
-        found = storage_error(exc.filename or "a file", exc)
+        found = storage_error(exc.filename, exc)
         if found is None:
             raise
         error(str(found))

@@ -26,7 +26,7 @@ from toolkit.plans.base import Plan
 from toolkit.plans.run import in_rounds, with_recipes
 from toolkit.plans.steps import BuildFile, Context, Sources, Step, build_label
 from toolkit.recipes import NATIVE_RECIPES
-from toolkit.results import Record, prepare_out_dir
+from toolkit.results import Record, prepare_out_dir, save_npz, write_atomic
 from toolkit.suite import Suite, cases
 
 
@@ -169,12 +169,12 @@ def prepare_model(request: ModelRequest, suite: Suite, out_dir: Path,
         return Planned(key, suite, build, build_label(key), None, checked.warnings)
     assert checked.data is not None
     inputs = out_dir / "inputs.npz"
-    if not (keep_inputs and inputs.is_file()):
-        np.savez(inputs, **checked.data)
+    if not (keep_inputs and inputs.is_file()):  # whole or not at all: a resume reuses it
+        write_atomic(inputs, lambda tmp: save_npz(tmp, checked.data))
     calibration = None
     if checked.calibration is not None:
         calibration = out_dir / "calibration.npz"
-        np.savez(calibration, **checked.calibration)
+        write_atomic(calibration, lambda tmp: save_npz(tmp, checked.calibration))
     sources = Sources(onnx=str(request.path.resolve()), inputs=str(inputs),
                       calibration=str(calibration) if calibration else None)
     return Planned(key, suite, [], None, sources, checked.warnings)

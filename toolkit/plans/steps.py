@@ -281,11 +281,12 @@ class Sources:
     def files(self) -> tuple[str, ...]:
         return tuple(p for p in (self.native, self.onnx, self.inputs, self.calibration) if p)
 
-    def check(self) -> None:
-        """TamperedError where a file is not what the run made (`toolkit.digests.check`)."""
+    def check(self, folder: Path) -> None:
+        """TamperedError where a file is not what the run made (`toolkit.digests.check`);
+        `folder`: the run's, which relative paths are read from."""
         check({"artifact": self.native, "onnx": self.onnx, "inputs": self.inputs,
                "calibration": self.calibration,
-               "reference": (self.reference or {}).get("path")}, self.digests)
+               "reference": (self.reference or {}).get("path")}, self.digests, folder)
 
 
 @dataclass(frozen=True)
@@ -328,13 +329,16 @@ class Derive(StepDefaults):
             return [dataclasses.replace(r, status="skipped",
                                         reason="no fp32 ONNX file: export failed")
                     for r in self.expects(suite)]
-        sources.check()
+        sources.check(context.out_dir)
         reference = sources.reference or {}
         directory = context.out_dir / "artifacts" / slug(self.workload)
         spec = {"task": "derive", **identity(self.workload), "recipe": self.recipe,
                 "source": sources.onnx, "out_dir": str(directory), "inputs": sources.inputs,
                 "calibration": sources.calibration or sources.inputs,
-                "reference": reference.get("path", str(directory / "reference.npz")),
+                # an ONNX file's own outputs, one file a recipe: two made at once (on two
+                # cluster nodes) never write one path
+                "reference": reference.get("path",
+                                           str(directory / f"reference.{self.recipe}.npz")),
                 "score_output": reference.get("score_output", 0),
                 "output_task": reference.get("task", ""),
                 "max_quality_drop": suite.max_quality_drop,
@@ -452,7 +456,7 @@ class Measure(CaseStep):
                        if r.phase == "export" and r.ok]
             made = Sources.from_records(derived, sources) if derived else None
             sources = dataclasses.replace(
-                sources, onnx=made.onnx if made else None,
+                sources, onnx=derived[0].info.get("onnx") if derived else None,
                 reference=made.reference if made else None,
                 digests=made.digests if made else sources.digests)
         return self._measure(context, sources)
@@ -479,7 +483,7 @@ class Measure(CaseStep):
         if why is not None:
             return [dataclasses.replace(r, status="skipped", reason=why, round=None)
                     for r in self.expects(suite)]
-        sources.check()
+        sources.check(context.out_dir)
         judged = sources.reference and (case.runtime == "onnxruntime" or case.recipe != FP32)
         spec = {"task": "measure", **identity(case.workload), "runner": case.runner,
                 "artifact": _artifact(case, sources), "inputs": sources.inputs,
@@ -564,7 +568,7 @@ class Scenario(CaseStep):
         if artifact is None or sources.inputs is None:
             return [dataclasses.replace(r, status="skipped", reason=_no_artifact(case),
                                         batch_size=None) for r in self.expects(suite)[:1]]
-        sources.check()
+        sources.check(context.out_dir)
         name = slug(case.workload, case.runner, case.provider, self.variant,
                     self.settings.scenario, f"r{self.round}" if self.round > 1 else "")
         # the pool is laid over the physical cores of the machine that serves (a node's own)

@@ -158,8 +158,11 @@ def model_line(advice: Advice) -> str | None:
             f"of them (each one's predicted over held is in the table)")
     if advice.in_rounds:
         again = model_error(advice.held, advice.in_rounds["predicted"])
+        measured = str(advice.serial.get("source", "")).startswith("measured")
+        given = ("the calibration gives it" if measured else
+                 "the serial costs fitted by hand give it (not measured here)")
         line += (f". The calibration's trivial model, confirmed in the same rounds, held "
-                 f"{_qps(advice.in_rounds['control_qps'])} where the calibration gives it "
+                 f"{_qps(advice.in_rounds['control_qps'])} where {given} "
                  f"{_qps(advice.in_rounds['calibrated_qps'])}: the machine ran at "
                  f"{advice.in_rounds['speed']:.2f}x the calibration's speed; at that speed the "
                  f"model's median error is " + (f"{again:.0%}" if again is not None else "-"))
