@@ -3,6 +3,7 @@ real LoadGen and ONNX Runtime, and the cache."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 
@@ -56,17 +57,44 @@ def test_the_cached_costs_of_this_machine_are_returned_without_measuring(tmp_pat
     key = calibrate.machine_key(2)
     calibrate.cache_path().parent.mkdir(parents=True)
     calibrate.cache_path().write_text(json.dumps({key: costs(key).to_dict()}))
-    monkeypatch.setattr(calibrate, "measure", lambda cores: pytest.fail("measured again"))
+    monkeypatch.setattr(calibrate, "measure", lambda cores, **_: pytest.fail("measured again"))
     said: list[str] = []
     assert calibrate.serial_costs(2, say=said.append) == costs(key)
     assert not said
+
+
+def test_only_the_pool_kinds_the_cache_lacks_are_measured_and_kept_beside_it(tmp_path,
+                                                                             monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    key = calibrate.machine_key(2)
+    known = costs(key)
+    threads_only = dataclasses.replace(known, processes=None,
+                                       peaks={"threads": known.peaks["threads"]},
+                                       floods={"threads": known.floods["threads"]})
+    calibrate.cache_path().parent.mkdir(parents=True)
+    calibrate.cache_path().write_text(json.dumps({key: threads_only.to_dict()}))
+    asked: list[tuple[str, ...]] = []
+
+    def processes(cores: int, kinds=calibrate.KINDS) -> SerialCosts:  # the cache's logic only
+        asked.append(tuple(kinds))
+        return dataclasses.replace(known, threads=None,
+                                   peaks={"processes": known.peaks["processes"]},
+                                   floods={"processes": known.floods["processes"]})
+
+    monkeypatch.setattr(calibrate, "measure", processes)
+    assert calibrate.serial_costs(2, kinds=("threads",)) == threads_only and asked == []
+    said: list[str] = []
+    both = calibrate.serial_costs(2, say=said.append)
+    assert asked == [("processes",)] and "processes pool" in said[0]
+    assert both.by_kind() == known.by_kind() and both.peaks == known.peaks
+    assert calibrate.serial_costs(2) == both and asked == [("processes",)]  # read back
 
 
 def test_a_cache_that_cannot_be_written_costs_a_warning(tmp_path, monkeypatch, caplog):
     blocker = tmp_path / "not-a-folder"
     blocker.write_text("")
     monkeypatch.setenv("XDG_CACHE_HOME", str(blocker / "cache"))
-    monkeypatch.setattr(calibrate, "measure", lambda cores: costs("m"))  # the cache, not a run
+    monkeypatch.setattr(calibrate, "measure", lambda cores, **_: costs("m"))  # the cache only
     with caplog.at_level(logging.WARNING, logger="toolkit.calibrate"):
         assert calibrate.serial_costs(2) == costs("m")
     assert "not cached" in caplog.text
@@ -80,21 +108,22 @@ def test_a_damaged_cache_is_measured_again_then_read_back(tmp_path, monkeypatch)
     measure = calibrate.measure
     calls: list[int] = []
 
-    def short(cores: int) -> SerialCosts:  # for real, one pool kind, in short floods
+    def short(cores: int, kinds=calibrate.KINDS) -> SerialCosts:  # for real, short floods
+        assert tuple(kinds) == ("threads",)
         calls.append(cores)
         return measure(cores, kinds=("threads",), queries=2000, workdir=tmp_path / "work",
                        p99_ms=BUSY_P99_MS)
 
     monkeypatch.setattr(calibrate, "measure", short)
     said: list[str] = []
-    first = calibrate.serial_costs(2, say=said.append)
+    first = calibrate.serial_costs(2, say=said.append, kinds=("threads",))
     assert calls == [2] and len(said) == 1 and "calibrating" in said[0]
     assert set(first.by_kind()) == {"threads"}
     assert all(rate > 0 for rates in first.floods.values() for rate in rates.values())
     # a peak held within the bound is below what a flood completes, give or take the noise
     assert all(first.peaks[k][b] < 1.3 * first.floods[k][b] for k in first.peaks
                for b in first.peaks[k])
-    assert calibrate.serial_costs(2, say=said.append) == first
+    assert calibrate.serial_costs(2, say=said.append, kinds=("threads",)) == first
     assert calls == [2] and len(said) == 1  # read back, not measured again
 
 

@@ -723,11 +723,13 @@ def resolve(request: Request, trust_pickle: bool = False) -> Any:
     return model
 
 
-def serial_costs_of(out_dir: Path, cores: int, say: Callable[[str], None]) -> dict[str, Any]:
+def serial_costs_of(out_dir: Path, cores: int, say: Callable[[str], None],
+                    kinds: Sequence[str] = ("threads", "processes")) -> dict[str, Any]:
     """The serial costs the search models each pool kind with: those a run in `out_dir` used
-    before (a resumed study rests on the same), else this machine's (`toolkit.calibrate`,
-    measured once and cached), else SERIAL_S where they cannot be measured (said). Kept in
-    `out_dir` as {"costs": {kind: [query_s, call_s]}, "source": ..., "peaks": ...}."""
+    before (a resumed study rests on the same), else this machine's for the pool `kinds` its
+    options are served by (`toolkit.calibrate`, measured once and cached), else SERIAL_S where
+    they cannot be measured (said). Kept in `out_dir` as {"costs": {kind: [query_s, call_s]},
+    "source": ..., "peaks": ...}."""
     from toolkit.calibrate import serial_costs
 
     path = out_dir / SERIAL_FILE
@@ -736,9 +738,12 @@ def serial_costs_of(out_dir: Path, cores: int, say: Callable[[str], None]) -> di
         return {**stored, "costs": {str(k): (float(q), float(c))
                                     for k, (q, c) in stored["costs"].items()}}
     try:
-        measured = serial_costs(cores, say=say)
+        measured = serial_costs(cores, say=say, kinds=kinds)
         found: dict[str, Any] = {"costs": {**SERIAL_S, **measured.by_kind()},
-                                 "source": f"measured on this machine {measured.measured_at}",
+                                 "source": f"measured on this machine {measured.measured_at}"
+                                 + ("" if set(measured.by_kind()) >= set(SERIAL_S) else
+                                    f" ({', '.join(sorted(measured.by_kind()))} pool; the "
+                                    f"other fitted by hand, unused here)"),
                                  "peaks": measured.peaks, "machine": measured.machine}
     except RuntimeError as exc:
         say(f"search: the serial costs could not be measured here ({exc}); the model uses "
@@ -929,7 +934,11 @@ def _advise(request: Request, out_dir: Path, runner: StageRunner, started: float
     if not trials.options:
         why = "; ".join(f"{o}: {w}" for o, w in trials.refused.items()) or "no option was timed"
         raise BadInputError(f"{request.target}: no option could be timed ({why})")
-    serial = serial_costs_of(out_dir, cores, say)
+    # ONNX Runtime's options are served by a pool of threads, the native ones by processes
+    kinds = [kind for kind, wanted in (
+        ("threads", any(o.startswith("onnxruntime") for o in trials.options)),
+        ("processes", any(not o.startswith("onnxruntime") for o in trials.options))) if wanted]
+    serial = serial_costs_of(out_dir, cores, say, kinds)
     keep_spent(out_dir, started)
     say(f"search: {len(trials.options)} options, the rate within p99 <= {request.p99_ms:g} ms "
         "of each configuration from its service times (a queueing model)")

@@ -199,13 +199,15 @@ def cache_path() -> Path:
 
 
 def serial_costs(cores: int, refresh: bool = False,
-                 say: Callable[[str], None] = lambda line: None) -> SerialCosts:
-    """This machine's serial costs with pools of `cores` workers: measured once (`measure`) and
-    kept in the cache folder, keyed by `machine_key`; `refresh` measures again. `say` hears one
-    line before a measurement."""
+                 say: Callable[[str], None] = lambda line: None,
+                 kinds: Sequence[str] = KINDS) -> SerialCosts:
+    """This machine's serial costs with pools of `cores` workers, for the pool `kinds` asked
+    (at least): measured once (`measure`, only the kinds the cache lacks) and kept in the cache
+    folder, keyed by `machine_key`; `refresh` measures them again. `say` hears one line before
+    a measurement."""
     cache = cache_path()
     with _measuring_alone(cache, say):  # two at once: the second waits, reads the first's
-        return _serial_costs(cache, machine_key(cores), cores, refresh, say)
+        return _serial_costs(cache, machine_key(cores), cores, refresh, say, kinds)
 
 
 @contextlib.contextmanager
@@ -232,17 +234,22 @@ def _measuring_alone(cache: Path, say: Callable[[str], None]) -> Iterator[None]:
 
 
 def _serial_costs(cache: Path, key: str, cores: int, refresh: bool,
-                  say: Callable[[str], None]) -> SerialCosts:
+                  say: Callable[[str], None], kinds: Sequence[str]) -> SerialCosts:
     known = _read(cache)
+    cached = None
     if not refresh and key in known:
         try:
-            return SerialCosts.from_dict(known[key])
+            cached = SerialCosts.from_dict(known[key])
         except ValueError as exc:
             log.warning("the cached serial costs in %s are damaged (%s): measuring again",
                         cache, exc)
-    say(f"calibrating the serving model's serial costs on this machine (about {ESTIMATE_S} s, "
-        f"once; cached in {cache})")
-    costs = measure(cores)
+    missing = [k for k in kinds if cached is None or k not in cached.by_kind()]
+    if cached is not None and not missing:
+        return cached
+    seconds = ESTIMATE_S * len(missing) // len(KINDS)
+    say(f"calibrating the serving model's serial costs on this machine ({', '.join(missing)} "
+        f"pool; about {seconds} s, once; cached in {cache})")
+    costs = _merged(cached, measure(cores, kinds=missing))
     known[key] = costs.to_dict()
     try:
         cache.parent.mkdir(parents=True, exist_ok=True)
@@ -253,6 +260,17 @@ def _serial_costs(cache: Path, key: str, cores: int, refresh: bool,
         log.warning("the serial costs are not cached: %s cannot be written (%s); set "
                     "XDG_CACHE_HOME to a writable folder", cache, exc.strerror or exc)
     return costs
+
+
+def _merged(cached: SerialCosts | None, measured: SerialCosts) -> SerialCosts:
+    """The kinds just `measured`, and the others as `cached` had them."""
+    if cached is None:
+        return measured
+    fresh = measured.by_kind()
+    return dataclasses.replace(
+        measured, threads=fresh.get("threads", cached.threads),
+        processes=fresh.get("processes", cached.processes),
+        peaks={**cached.peaks, **measured.peaks}, floods={**cached.floods, **measured.floods})
 
 
 def _read(cache: Path) -> dict[str, Any]:
