@@ -31,6 +31,13 @@ def test_run_writes_every_format(results):
         assert (results.parent / name).exists()
 
 
+def test_a_run_folder_stands_for_its_results_file(results, tmp_path):
+    done = CliRunner().invoke(app, ["report", str(results.parent), "--format", "md",
+                                    "--out", str(tmp_path)])
+    assert done.exit_code == 0, done.output
+    assert (tmp_path / "report.md").is_file() and not (tmp_path / "report.html").exists()
+
+
 def test_csv_has_one_row_per_record_with_stable_columns(results, tmp_path):
     _, (path,) = write_reports(results, tmp_path, ["csv"])
     with path.open() as handle:

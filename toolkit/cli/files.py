@@ -109,8 +109,8 @@ def inspect(path: Annotated[Path, typer.Argument(help="an .onnx file")]) -> None
 ))
 def report(
     results: Annotated[list[Path], typer.Argument(
-        help="results.json files; several (e.g. a CPU host and a GPU host) merge into one "
-        "report with the machine named on each option")],
+        help="results.json files (or the run folders holding them); several (e.g. a CPU host "
+        "and a GPU host) merge into one report with the machine named on each option")],
     formats: Annotated[str | None, typer.Option(
         "--format", help="html, md, csv, comma-separated (default: all)")] = None,
     out_dir: Annotated[Path | None, typer.Option(
@@ -119,6 +119,9 @@ def report(
     """Write the HTML, Markdown and CSV reports of one or more results files."""
     from toolkit.report import parse_formats, write_reports
 
+    # a run's folder stands for its results.json
+    results = [path / "results.json" if (path / "results.json").is_file() else path
+               for path in results]
     try:
         _, written = write_reports(results, out_dir, parse_formats(formats))
     except DeploybenchError as exc:
