@@ -66,6 +66,7 @@ DEFAULT_ROUNDS = 3
 # a later round's search starts at the option's last sustained peak and moves by this factor
 # (not by 2: the peak is near, and the steps bisected away cost runs)
 HINTED_STEP = 1.25
+FAR_BELOW = 1 / 8  # a last peak under this share of the probe's capacity: left by doubling
 # with rounds, each search bisects to this: the figure is the median over the rounds, whose
 # spread the interval shows, so a round's search need not be as fine as a lone one's
 ROUNDS_BISECT_TO = 0.10

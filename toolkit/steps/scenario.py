@@ -29,6 +29,7 @@ from toolkit.errors import ProviderUnavailableError
 from toolkit.results import Record
 from toolkit.scenarios import (
     BATCHING,
+    FAR_BELOW,
     HINTED_STEP,
     LOADGEN_NAMES,
     MLPERF_MIN_DURATION_S,
@@ -283,7 +284,11 @@ def _run(pool: Pool, settings: ScenarioSettings, batch: int, logs: Path, inputs:
                         loadgen_runs=0, samples_per_s=None, percentile=99.0)
             return info
         floor = 1.0 if settings.compliant else settings.query_count / settings.longest_s
-        start, step = ((last_peak, HINTED_STEP) if last_peak and last_peak > floor
+        # a last peak far below what the probe says the pool can do (a round in a slow spell)
+        # is started from, but left by doubling: in steps of HINTED_STEP the search ran out of
+        # runs before it reached the pool's peak
+        start, step = ((last_peak, HINTED_STEP if last_peak >= capacity * FAR_BELOW else 2.0)
+                       if last_peak and last_peak > floor
                        else (max(capacity / 2, floor), 2.0))
         info["search_started_at_qps"] = start
         search = search_peak(run_steady, start, floor_qps=floor, fits=fits,
