@@ -14,8 +14,15 @@ With --side-by-side, each pair is measured in one run instead (`deploybench comp
 of two model files: rounds alternating, the machine's drift in each round taken out), which
 is how a small regression can be caught on a machine whose separate runs drift apart.
 
+With --suite quick, each pair is two separate runs of a whole suite (`deploybench run --suite
+quick`: all three frameworks, the suite's own rounds), nothing changed between them: the false
+alarms a CI gate comparing two runs of the default suite would raise, and every verdict checked
+against the interval printed beside it. --keep DIR keeps the runs, and a run already whole in
+DIR is reused, so the verdicts of kept runs can be computed again by later code.
+
     python benchmarks/compare_noise.py [--framework onnx|torch] [--pairs 5] [--rounds 4]
                                        [--batch-sizes 1,64] [--side-by-side]
+    python benchmarks/compare_noise.py --suite quick [--pairs 20] [--keep DIR]
 """
 
 from __future__ import annotations
@@ -89,6 +96,62 @@ def verdicts(base: Path, new: Path) -> tuple[int, list[str], list[float]]:
             [r.ratio for r in result.rows])
 
 
+def suite_run(suite: str, out: Path) -> Path:
+    """`deploybench run --suite SUITE` into `out` (reused where a whole run is there)."""
+    results, done_mark = out / "results.json", out / "benchmark-done"
+    if done_mark.exists():
+        return results
+    shutil.rmtree(out, ignore_errors=True)
+    cli = [sys.executable, "-m", "toolkit.cli", "run", "--suite", suite, "--out", str(out),
+           "--history", str(out.parent / "history.sqlite")]
+    done = subprocess.run(cli, capture_output=True, text=True, timeout=1800)
+    if done.returncode != 0:
+        raise SystemExit(f"run failed ({done.returncode}): {done.stderr[-2000:]}")
+    done_mark.write_text("exit 0\n")
+    return results
+
+
+def contradicted(row) -> bool:
+    """A verdict its own printed interval contradicts: `slower` whose interval holds 1 (or
+    reaches below it), `faster` likewise."""
+    return ((row.verdict == "slower" and row.low <= 1)
+            or (row.verdict == "faster" and row.high >= 1))
+
+
+def main_suite(args: argparse.Namespace) -> None:
+    keep = Path(args.keep) if args.keep else None
+    with tempfile.TemporaryDirectory(prefix="deploybench-noise-") as tmp:
+        root = keep or Path(tmp)
+        root.mkdir(parents=True, exist_ok=True)
+        start = time.perf_counter()
+        alarms, slow_cases, fast_cases, cases, against = 0, 0, 0, 0, 0
+        for pair_index in range(args.pairs):
+            base = suite_run(args.suite, root / f"p{pair_index}-base")
+            twin = suite_run(args.suite, root / f"p{pair_index}-twin")
+            result = compare(read_results(base), read_results(twin))
+            code = 1 if result.fails() else 0
+            slower = [r for r in result.rows if r.verdict == "slower"]
+            faster = [r for r in result.rows if r.verdict == "faster"]
+            wrong = [r for r in result.rows if contradicted(r)]
+            alarms += code
+            slow_cases += len(slower)
+            fast_cases += len(faster)
+            cases += len(result.rows)
+            against += len(wrong)
+            ratios = [r.ratio for r in result.rows]
+            print(f"pair {pair_index + 1}: exit {code}; {len(slower)} slower, {len(faster)} "
+                  f"faster of {len(result.rows)} cases; ratios {min(ratios):.2f}-"
+                  f"{max(ratios):.2f}; noise {result.noise.sigma if result.noise else 0:.1%}"
+                  + "".join(f"\n  slower: {r.case} {r.ratio:.2f} [{r.low:.2f}, {r.high:.2f}]"
+                            for r in slower)
+                  + "".join(f"\n  AGAINST ITS INTERVAL: {r.case} {r.verdict} "
+                            f"[{r.low:.2f}, {r.high:.2f}]" for r in wrong), flush=True)
+        print(f"identical {args.suite}-suite pairs, separate runs: gate failed {alarms} of "
+              f"{args.pairs} pairs; {slow_cases} of {cases} cases slower, {fast_cases} faster; "
+              f"{against} verdicts against their interval")
+        print(f"wall time {time.perf_counter() - start:.0f} s")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--framework", choices=("onnx", "torch"), default="onnx")
@@ -98,7 +161,13 @@ def main() -> None:
     parser.add_argument("--side-by-side", action="store_true",
                         help="measure each pair side by side in one run (compare A B of two "
                              "model files) instead of as separate benches")
+    parser.add_argument("--suite", help="pairs of identical separate runs of this suite "
+                                        "(quick, full or a .toml) instead of one model")
+    parser.add_argument("--keep", help="with --suite: keep the runs in this folder (and reuse "
+                                       "the whole runs already there)")
     args = parser.parse_args()
+    if args.suite:
+        return main_suite(args)
     if args.side_by_side:
         return main_side_by_side(args)
 

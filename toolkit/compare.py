@@ -1,13 +1,16 @@
 """Two runs compared case by case: a ratio with its interval and a verdict a CI gate can trust.
 
 Each run measured a case in R rounds (fresh processes). How much rounds vary is pooled over all
-the matched cases of both runs, per runtime where it has enough cases (`toolkit.stats.
-pooled_noise`); with t the threshold (`toolkit.stats.shift_test`):
+the matched cases of both runs, per runtime where it has 8 matched cases or more (`toolkit.
+stats.pooled_by`), and moderated by the case's own rounds (`toolkit.stats.moderated_df`). From
+that one standard error of the ratio of the medians, and one Student's t, come the 95% interval
+printed beside the verdict and the test the verdict is decided on; with t the threshold
+(`toolkit.stats.shift_test`):
 
-    slower        the fastest round of NEW is slower than BASE's with significance (Holm over
-                  all matched cases, family-wise 5%), both that ratio and the ratio of the
-                  medians are beyond 1 + t (significance and size judged apart), and the
-                  medians' 95% interval printed beside it lies above 1
+    slower        the ratio of NEW's median to BASE's is above 1 with significance (Holm over
+                  all matched cases, family-wise 5% two-sided, so each test is at least as
+                  strict as the 95% interval: that interval lies above 1), and beyond 1 + t
+                  (significance and size judged apart)
     faster        the mirror image
     same          the ratio of medians is within 1 +/- t by an equivalence test (TOST at 5%
                   per case: `same` is a claim about that case, and never fails a gate)
@@ -232,23 +235,24 @@ def _noises(cases: list[tuple[str, list[float], list[float]]]) -> dict[str, Nois
     groups: dict[str, list[list[float]]] = {}
     for engine, b, n in cases:
         groups.setdefault(engine, []).extend([b, n])
-    return pooled_by(groups)
+    return pooled_by(groups, series_per_case=2)  # counted by matched cases
 
 
 def _verdicts(tests: list[tuple[str, Any]], threshold: float) -> dict[str, str]:
-    """Verdicts from the tests' p-values, Holm-corrected over all the cases tested."""
+    """Verdicts from the tests' p-values, Holm-corrected over all the cases tested, each
+    direction at ALPHA / 2: the same t and standard error as the interval printed beside it,
+    at least as strict, so a verdict never disagrees with its interval (the interval's own
+    bound is checked too: its table of t's quantiles is rounded)."""
     if not tests:
         return {}
     slower = holm([t.p_slower for _, t in tests])
     faster = holm([t.p_faster for _, t in tests])
     found = {}
     for index, (case, test) in enumerate(tests):
-        # the interval printed beside a verdict must agree with it: never `slower` beside an
-        # interval that holds 1 (the test reads the fastest rounds, the interval the medians)
-        found[case] = ("slower" if slower[index] < ALPHA and test.low > 1
-                       and min(test.fastest, test.ratio) > 1 + threshold else
-                       "faster" if faster[index] < ALPHA and test.high < 1
-                       and max(test.fastest, test.ratio) < 1 - threshold else
+        found[case] = ("slower" if slower[index] < ALPHA / 2 and test.low > 1
+                       and test.ratio > 1 + threshold else
+                       "faster" if faster[index] < ALPHA / 2 and test.high < 1
+                       and test.ratio < 1 - threshold else
                        "same" if test.p_same < ALPHA else "inconclusive")
     return found
 

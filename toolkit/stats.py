@@ -10,13 +10,13 @@ of 3 values gives their range, which covers the true median about 75% of the tim
 variation between rounds is borrowed from all the cases of a run (`pooled_noise`): on a log
 scale, where a machine's noise is about the same share of every case's time, each case without
 its slowest round, and from a low percentile of the cases' variances: a slow process in a few
-cases' rounds cannot move it. A comparison's test of "slower" uses that pooled variation with
-the known variance of the minimum of k normal values. A case's interval (and a comparison's
-interval and equivalence test) uses it moderated by the case's own spread (`moderated`, as
-limma does), so a case with a slow round gets a wider interval rather than a wrong one. Slow
-processes only ever slow a round down, so whether a case got slower is tested on the fastest
-round of each run, which a slow process reaches only when it slowed every round
-(`benchmarks/compare_sim.py` measures what that buys).
+cases' rounds cannot move it. That pooled variation, moderated by the case's own spread
+(`moderated`, as limma does, the pool weighing as many degrees of freedom as it has cases, at
+most PRIOR_DF), gives a case's interval, and a comparison's interval, its test of "slower" or
+"faster" and its equivalence test, all three from one standard error and one Student's t: a
+case with a slow round gets a wider interval and a weaker test rather than a wrong one, and a
+verdict can never disagree with the interval printed beside it
+(`benchmarks/compare_sim.py` measures the false alarms and the detections).
 """
 
 from __future__ import annotations
@@ -138,12 +138,9 @@ def median(values: Sequence[float]) -> float:
     return percentile(sorted(values), 50)
 
 
-# The variance of the minimum and of the median of k independent standard normal values, for
-# k = 1, 2, ... (order statistics; integrated numerically; beyond the table the last value,
-# which overstates the variance, so errs on the side of no verdict).
-MIN_VARIANCE = (1.0, 0.6817, 0.5595, 0.4917, 0.4475, 0.4159, 0.3919, 0.3729, 0.3574, 0.3443,
-                0.3332, 0.3236, 0.3152, 0.3077, 0.301, 0.295, 0.2895, 0.2845, 0.2799, 0.2757,
-                0.2718, 0.2681, 0.2647, 0.2615, 0.2585, 0.2557, 0.253, 0.2505, 0.2481, 0.2458)
+# The variance of the median of k independent standard normal values, for k = 1, 2, ... (order
+# statistics; integrated numerically; beyond the table the last value, which overstates the
+# variance, so errs on the side of no verdict).
 MEDIAN_VARIANCE = (1.0, 0.5, 0.4487, 0.2981, 0.2868, 0.2145, 0.2104, 0.1682, 0.1661, 0.1383,
                    0.1372, 0.1174)
 POOL_QUANTILE = 0.4  # which percentile of the cases' variances the pooled variation is read at
@@ -162,6 +159,12 @@ TRIMMED_AT_QUANTILE = (0.2997, 0.3952, 0.4608, 0.5079, 0.5473, 0.5762, 0.6041, 0
                        0.6427, 0.6603, 0.6753, 0.6873, 0.6992, 0.7092, 0.7198, 0.7285, 0.7364,
                        0.7447, 0.7513, 0.7581, 0.7639, 0.7704, 0.7754, 0.7807, 0.786, 0.7897,
                        0.7937)
+# the mean variance of the lowest k - 1 of k standard normal values, k = 4 .. 30 (simulated,
+# 400 000 draws per k): a case's own variance without its slowest round, divided by this, is
+# the variance its rounds would have without slow processes
+TRIMMED_MEAN = (0.631, 0.6683, 0.694, 0.7145, 0.7338, 0.7481, 0.7617, 0.7738, 0.7847, 0.7936,
+                0.8015, 0.8098, 0.817, 0.8223, 0.8276, 0.8341, 0.8383, 0.8439, 0.848, 0.8518,
+                0.855, 0.8584, 0.8625, 0.8648, 0.8677, 0.8709, 0.874)
 MIN_POOLED = 3  # cases with rounds a pooled variation needs
 Z95 = 1.959964
 # how much the pooled variation weighs against a case's own, in degrees of freedom (the prior
@@ -175,7 +178,7 @@ T975 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2
 
 
 def order_variance(table: Sequence[float], k: int) -> float:
-    """The variance of an order statistic (MIN_VARIANCE, MEDIAN_VARIANCE) of `k` draws, in
+    """The variance of an order statistic (MEDIAN_VARIANCE) of `k` draws, in
     units of one draw's."""
     return table[min(k, len(table)) - 1]
 
@@ -224,6 +227,48 @@ def pooled_noise(groups: Iterable[Sequence[float]]) -> Noise | None:
     return Noise(math.sqrt(percentile(sorted(scaled), POOL_QUANTILE * 100)), len(scaled))
 
 
+def t_sf(t: float, df: float) -> float:
+    """P(T > t) for Student's t with `df` degrees of freedom: half the regularised incomplete
+    beta function I_x(df/2, 1/2) at x = df / (df + t^2) (Numerical Recipes' continued
+    fraction, to 1e-12)."""
+    if df <= 0:
+        raise ValueError("degrees of freedom must be positive")
+    if math.isinf(t):
+        return 0.0 if t > 0 else 1.0
+    tail = 0.5 * _beta_regularised(df / (df + t * t), df / 2, 0.5)
+    return tail if t >= 0 else 1.0 - tail
+
+
+def _beta_regularised(x: float, a: float, b: float) -> float:
+    if x <= 0.0:
+        return 0.0
+    if x >= 1.0:
+        return 1.0
+    front = math.exp(math.lgamma(a + b) - math.lgamma(a) - math.lgamma(b)
+                     + a * math.log(x) + b * math.log1p(-x))
+    if x < (a + 1) / (a + b + 2):
+        return front * _beta_fraction(x, a, b) / a
+    return 1.0 - front * _beta_fraction(1.0 - x, b, a) / b
+
+
+def _beta_fraction(x: float, a: float, b: float) -> float:
+    tiny = 1e-300
+    c, d = 1.0, 1.0 - (a + b) * x / (a + 1)
+    d = 1.0 / (d if abs(d) > tiny else tiny)
+    found = d
+    for m in range(1, 300):
+        for numerator in (m * (b - m) * x / ((a + 2 * m - 1) * (a + 2 * m)),
+                          -(a + m) * (a + b + m) * x / ((a + 2 * m) * (a + 2 * m + 1))):
+            d = 1.0 + numerator * d
+            d = 1.0 / (d if abs(d) > tiny else tiny)
+            c = 1.0 + numerator / c
+            c = c if abs(c) > tiny else tiny
+            found *= c * d
+        if abs(c * d - 1.0) < 1e-12:
+            break
+    return found
+
+
 def t975(df: float) -> float:
     """The 97.5th percentile of Student's t with `df` degrees of freedom (beyond the table, the
     normal's with a first-order correction: within 0.2% there)."""
@@ -234,31 +279,52 @@ def t975(df: float) -> float:
 
 
 def moderated(noise: Noise, *cases: Sequence[float]) -> tuple[float, float]:
-    """One case's variation between rounds, moderated (limma, Smyth 2004): the pooled variance
-    with PRIOR_DF degrees of freedom and the case's own (its runs' log round medians about
-    their own means) with theirs, averaged by those weights; with the multiplier of a 95%
-    interval, Student's t at the degrees of freedom of both. Returns (sigma, multiplier)."""
+    """One case's variation between rounds, moderated (limma, Smyth 2004), and the multiplier
+    of its 95% interval (Student's t at its degrees of freedom): (sigma, multiplier). See
+    `moderated_df`."""
+    sigma, df = moderated_df(noise, *cases)
+    return sigma, t975(df)
+
+
+def moderated_df(noise: Noise, *cases: Sequence[float]) -> tuple[float, int]:
+    """The pooled variance, weighing as many degrees of freedom as the pool has cases (at most
+    PRIOR_DF: a pool read off two matched cases says little more than they do), and the case's
+    own (its runs' log round medians about their own means; from TRIMMED_FROM rounds without
+    the slowest, which a slow process moves, rescaled by TRIMMED_MEAN) with theirs, averaged by
+    those weights: (sigma, the degrees of freedom of both)."""
     own, df = 0.0, 0
     for values in cases:
-        logs = [math.log(v) for v in values if v > 0]
-        if len(logs) >= 2:
+        logs = sorted(math.log(v) for v in values if v > 0)
+        if len(logs) >= TRIMMED_FROM:
+            at = TRIMMED_MEAN[min(len(logs) - TRIMMED_FROM, len(TRIMMED_MEAN) - 1)]
+            own += _variance(logs[:-1]) / at * (len(logs) - 2)
+            df += len(logs) - 2
+        elif len(logs) >= 2:
             own += _variance(logs) * (len(logs) - 1)
             df += len(logs) - 1
-    variance = (PRIOR_DF * noise.sigma ** 2 + own) / (PRIOR_DF + df)
-    return math.sqrt(variance), t975(PRIOR_DF + df)
+    prior = max(1, min(PRIOR_DF, noise.cases))
+    variance = (prior * noise.sigma ** 2 + own) / (prior + df)
+    return math.sqrt(variance), prior + df
 
 
 POOL_PER_RUNTIME = 8  # cases a runtime needs for a variation of its own (else the run's)
 
 
-def pooled_by(groups: Mapping[str, Sequence[Sequence[float]]]) -> dict[str, Noise | None]:
+def pooled_by(groups: Mapping[str, Sequence[Sequence[float]]],
+              series_per_case: int = 1) -> dict[str, Noise | None]:
     """The pooled variation of the whole run (key "") and of each group (a runtime: Keras'
     tf.function moves more between processes than ONNX Runtime) with POOL_PER_RUNTIME cases of
-    rounds of its own, else the run's."""
-    everything = pooled_noise([case for cases in groups.values() for case in cases])
+    rounds of its own, else the run's. `series_per_case`: how many of the series given make one
+    case (2 where a comparison gives each matched case's base and new), so that `Noise.cases`
+    and POOL_PER_RUNTIME count cases, not series."""
+    def counted(noise: Noise | None) -> Noise | None:
+        return noise if noise is None else Noise(noise.sigma,
+                                                 max(1, noise.cases // series_per_case))
+
+    everything = counted(pooled_noise([case for cases in groups.values() for case in cases]))
     found: dict[str, Noise | None] = {"": everything}
     for name, cases in groups.items():
-        own = pooled_noise(cases)
+        own = counted(pooled_noise(cases))
         found[name] = own if own is not None and own.cases >= POOL_PER_RUNTIME else everything
     return found
 
@@ -304,45 +370,39 @@ class Estimate:
 class ShiftTest:
     """new / base for one case, from the round medians of both runs and the pooled noise.
 
-    `ratio` is the ratio of the medians over rounds, `low`..`high` its 95% interval;
-    `fastest` the ratio of the fastest rounds. `p_slower` (`p_faster`) is the one-sided p-value
-    of "no change" against slower (faster), from the fastest rounds; `p_same` is the p-value
-    of the equivalence test (TOST: two one-sided tests that the ratio of medians lies within
+    `ratio` is the ratio of the medians over rounds, `low`..`high` its 95% interval. All three
+    p-values come from that same difference of medians, standard error and Student's t
+    (`moderated_df`): `p_slower` (`p_faster`) is the one-sided p-value of "no change" against
+    slower (faster), so `p_slower < 0.025` is the interval lying above 1; `p_same` is the
+    p-value of the equivalence test (TOST: two one-sided tests that the ratio lies within
     1 +/- threshold; small: the same).
     """
 
     ratio: float
     low: float
     high: float
-    fastest: float
     p_slower: float
     p_faster: float
     p_same: float
+    df: int = 0
 
 
 def shift_test(base: Sequence[float], new: Sequence[float], noise: Noise,
                threshold: float) -> ShiftTest:
-    normal = NormalDist()
     nb, nn = len(base), len(new)
-    d_min = math.log(min(new)) - math.log(min(base))
-    se_min = noise.sigma * math.sqrt(order_variance(MIN_VARIANCE, nb)
-                                     + order_variance(MIN_VARIANCE, nn))
     d_med = math.log(median(new)) - math.log(median(base))
-    sigma, multiplier = moderated(noise, base, new)
+    sigma, df = moderated_df(noise, base, new)
     se_med = sigma * math.sqrt(order_variance(MEDIAN_VARIANCE, nb)
-                               + order_variance(MEDIAN_VARIANCE, nn))
-    se_min = se_min or 1e-12  # no noise at all: the values decide
-    se_med = se_med or 1e-12
-    # the equivalence test at the interval's width: its standard error widened by t over z
-    # (slightly stricter than Student's t at one-sided 5%, which a table here does not hold)
-    se_same = se_med * multiplier / Z95
-    below = 1 - normal.cdf((d_med - math.log(1 - threshold)) / se_same)
-    above = normal.cdf((d_med - math.log(1 + threshold)) / se_same)
+                               + order_variance(MEDIAN_VARIANCE, nn)) or 1e-12  # none: the
+    # values decide
+    multiplier = t975(df)
+    below = t_sf((d_med - math.log(1 - threshold)) / se_med, df)
+    above = t_sf((math.log(1 + threshold) - d_med) / se_med, df)
     return ShiftTest(
         ratio=math.exp(d_med), low=math.exp(d_med - multiplier * se_med),
-        high=math.exp(d_med + multiplier * se_med), fastest=math.exp(d_min),
-        p_slower=1 - normal.cdf(d_min / se_min), p_faster=normal.cdf(d_min / se_min),
-        p_same=max(below, above))
+        high=math.exp(d_med + multiplier * se_med),
+        p_slower=t_sf(d_med / se_med, df), p_faster=t_sf(-d_med / se_med, df),
+        p_same=max(below, above), df=df)
 
 
 def round_effects(series: Sequence[Mapping[int, float]]) -> dict[int, float]:
@@ -367,13 +427,17 @@ def round_effects(series: Sequence[Mapping[int, float]]) -> dict[int, float]:
 def rounds_needed(noise: Noise, cases: int, change: float = 1.3, alpha: float = 0.05,
                   power: float = 0.95, most: int = 30) -> int | None:
     """The fewest rounds per run at which a case `change` times slower is called slower with
-    `power`, among `cases` cases at family-wise `alpha`, at this noise (None: more than
-    `most`)."""
+    `power`, among `cases` cases at family-wise `alpha` (two-sided, as `shift_test`'s verdicts
+    are read), at this noise (None: more than `most`). A normal approximation of the median
+    test, widened by Student's t over the normal at the degrees of freedom of both runs' own
+    rounds and the pool's; the case's own slow rounds, which widen its test, are not in it, so
+    it errs towards too few."""
     normal = NormalDist()
-    needed = normal.inv_cdf(1 - alpha / max(cases, 1)) + normal.inv_cdf(power)
+    needed = normal.inv_cdf(1 - alpha / 2 / max(cases, 1)) + normal.inv_cdf(power)
     for k in range(2, most + 1):
-        if math.log(change) / (noise.sigma * math.sqrt(2 * order_variance(MIN_VARIANCE, k))) \
-                >= needed:
+        widened = t975(min(PRIOR_DF, noise.cases) + 2 * (k - 1)) / Z95
+        se = noise.sigma * math.sqrt(2 * order_variance(MEDIAN_VARIANCE, k))
+        if math.log(change) >= needed * widened * se:
             return k
     return None
 
