@@ -4,8 +4,10 @@ whether anything was measured."""
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 
+import numpy as np
 import pytest
 
 from toolkit import executor
@@ -14,7 +16,7 @@ from toolkit.backends.local import LocalBackend
 from toolkit.plans import Plan
 from toolkit.plans.run import plan_suite
 from toolkit.plans.steps import Context, Measure, StepDefaults, fill_missing
-from toolkit.results import Record
+from toolkit.results import LOST, Record, ResultsFile, read_results, read_samples
 from toolkit.stats import Stats
 from toolkit.suite import Case, Suite, parse_suite
 
@@ -29,6 +31,7 @@ class Toy(StepDefaults):
     after: tuple[str, ...] = ()
     timed: bool = True
     seen: list = field(default_factory=list, compare=False)
+    ms: float = 1.0  # its timing's median
 
     @property
     def what(self) -> str:
@@ -43,7 +46,7 @@ class Toy(StepDefaults):
 
     def execute(self, context: Context) -> list[Record]:
         self.seen.append((self.label, sorted(context.done)))
-        stats = Stats.from_ms([1.0, 1.1, 0.9]) if self.timed else None
+        stats = Stats.from_ms([self.ms, self.ms * 1.1, self.ms * 0.9]) if self.timed else None
         return [Record("toy", "sklearn", "infer", batch_size=1, stats=stats,
                        status="ok" if self.timed else "skipped", reason="" if self.timed
                        else "not here")]
@@ -95,6 +98,44 @@ def test_what_a_crashed_task_did_not_make_becomes_failed_by_the_steps_rule(tmp_p
     assert [(r.status, r.batch_size, r.step) for r in outcome.records] == [
         ("failed", 1, "a"), ("failed", 2, "a")]
     assert "worker died" in outcome.records[0].reason and outcome.exit_code == 1
+
+
+def test_a_step_lost_with_its_machine_runs_again_on_resume_and_samples_stay_with_theirs(
+        tmp_path):
+    """A task that died with its node (records marked LOST, as the cluster backend marks them)
+    is made again by --resume; the steps after it keep their own raw samples."""
+    class NodeDiesUnderB(LocalBackend):
+        def __init__(self, dies: bool) -> None:
+            super().__init__()
+            self.dies = dies
+
+        def wait(self):
+            step, context = self._started.pop(0)
+            if step.label == "b" and self.dies:
+                made = fill_missing(step.expects(context.suite), [], "the Ray task failed")
+                return [Finished(step, [dataclasses.replace(r, info={LOST: True})
+                                        for r in made])]
+            return [Finished(step, step.execute(context))]
+
+    plan = Plan(SUITE, [Toy("a", ms=1.0), Toy("b", ms=2.0), Toy("c", ms=3.0)],
+                {"command": "run"})
+    out = tmp_path / "out"
+    first = executor.start(plan, out, backend=NodeDiesUnderB(dies=True))
+    assert [r.status for r in first.records if r.step == "b"] == ["failed", "failed"]
+    resumed = executor.execute(plan, ResultsFile.reopen(out / "results.json"),
+                               backend=NodeDiesUnderB(dies=False))
+    assert [(r.step, r.status) for r in resumed.records] == [("a", "ok"), ("c", "ok"),
+                                                              ("b", "ok")]
+    run, records = read_results(out / "results.json")
+    samples = read_samples(out / "results.json")
+    medians = {r.step: float(np.median(samples[str(i)])) for i, r in enumerate(records)}
+    assert medians == pytest.approx({"a": 1.0, "b": 2.0, "c": 3.0})
+    # a lost step not in the plan any more (its node not back) keeps its failed records
+    again = ResultsFile.reopen(out / "results.json")
+    again.append([dataclasses.replace(r, step="gone", status="failed", info={LOST: True},
+                                      stats=None) for r in records[:1]])
+    executor.execute(plan, again, backend=NodeDiesUnderB(dies=False))
+    assert [r.step for r in read_results(out / "results.json")[1]].count("gone") == 1
 
 
 def test_fill_missing_keeps_what_was_made_and_fails_only_the_rest():

@@ -25,7 +25,7 @@ from toolkit.backends.local import LocalBackend
 from toolkit.errors import BadInputError, StorageError
 from toolkit.plans import Plan, replan
 from toolkit.plans.steps import Context, Skipped, Step, fill_missing
-from toolkit.results import Record, ResultsFile, now, prepare_out_dir
+from toolkit.results import LOST, Record, ResultsFile, now, prepare_out_dir
 
 log = logging.getLogger(__name__)
 Progress = Callable[[int, int, str], None]  # (steps done, steps in all, what runs now)
@@ -117,12 +117,13 @@ def execute(plan: Plan, results: ResultsFile, progress: Progress | None = None,
     report = progress or (lambda done, total, what: None)
     backend = backend or LocalBackend()
     command = str(results.run.get("command", "run"))
-    done: dict[str, list[Record]] = {}
-    for record in results.records:
-        done.setdefault(record.step, []).append(record)
     running: dict[str, Step] = {}
     try:
         steps = backend.prepare(plan.steps, results)
+        _again_if_lost(results, {s.label for s in steps})
+        done: dict[str, list[Record]] = {}
+        for record in results.records:
+            done.setdefault(record.step, []).append(record)
         waiting = _Queue(steps, done)
         waiting.grow(plan, done)
         while waiting or running:
@@ -160,7 +161,21 @@ def execute(plan: Plan, results: ResultsFile, progress: Progress | None = None,
                                error=f"{type(exc).__name__}: {exc}")
         raise
     results.update_run(finished=now())
+    try:
+        backend.finish()
+    except Exception as exc:  # the results are whole: what is left elsewhere is only a copy
+        log.warning("could not clean up after the run: %s", exc)
     return RunOutcome(results.path, results.records, False, command)
+
+
+def _again_if_lost(results: ResultsFile, planned: set[str]) -> None:
+    """The records of planned steps whose task died with its machine (`LOST`), not of the
+    case, taken out so the steps run again (a node not back keeps its failed records)."""
+    lost = {r.step for r in results.records if r.info.get(LOST) and r.step in planned}
+    if lost:
+        dropped = results.drop_steps(lost)
+        log.info("%d step(s) lost with a node or worker run again (%d records replaced)",
+                 len(lost), dropped)
 
 
 def _records(finished: Finished, plan: Plan) -> list[Record]:

@@ -345,6 +345,11 @@ def _umask() -> int:
     return mask
 
 
+# A record's info key: its step's task was lost with the machine it ran on (a cluster node that
+# died, a crashed Ray worker), not ended by the case itself: --resume runs that step again.
+LOST = "lost"
+
+
 class ResultsFile:
     """results.json of one run (and samples.npz beside it): records are added as each step
     finishes and the files rewritten."""
@@ -396,6 +401,23 @@ class ResultsFile:
             self.records.append(record)
         self.save(samples=added)
 
+    def drop_steps(self, labels: Iterable[str]) -> int:
+        """Take the records of the steps `labels` out (their step runs again), the samples of
+        the records kept following them to their new places; how many were dropped."""
+        gone = set(labels)
+        kept, samples = [], {}
+        for index, record in enumerate(self.records):
+            if record.step in gone:
+                continue
+            if str(index) in self._samples:
+                samples[str(len(kept))] = self._samples[str(index)]
+            kept.append(record)
+        dropped = len(self.records) - len(kept)
+        if dropped:
+            self.records, self._samples = kept, samples
+            self.save(samples=True)
+        return dropped
+
     def update_run(self, **values: Any) -> None:
         self.run.update(values)
         self.save(samples=False)
@@ -412,6 +434,8 @@ class ResultsFile:
         if samples and self._samples:  # first: results.json never names samples not written
             arrays = dict(self._samples)
             write_atomic(self.samples_path, lambda tmp: save_npz(tmp, arrays))
+        elif samples:  # none left (`drop_steps`): an old file's arrays would be others'
+            self.samples_path.unlink(missing_ok=True)
         write_atomic(self.path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
 
 

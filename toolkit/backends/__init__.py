@@ -47,5 +47,9 @@ class Backend(Protocol):
     def cancel(self) -> None:
         """Stop what runs (each step's own cleanup kills its child)."""
 
+    def finish(self) -> None:
+        """The run ended with every step done: remove what the backend kept for it elsewhere
+        (a cluster node's copies). Not called on an interrupt: --resume reuses them."""
+
 
 __all__ = ["Backend", "Finished"]

@@ -36,10 +36,17 @@ from typing import Any
 
 from toolkit import environment
 from toolkit.backends import Finished
-from toolkit.backends.files import NodeFolder, Store, node_root, receive, relocate
+from toolkit.backends.files import (
+    NodeFolder,
+    Store,
+    node_root,
+    receive,
+    relocate,
+    remove_node_folders,
+)
 from toolkit.errors import BadInputError, DeploybenchError
 from toolkit.plans.steps import Context, OnNode, Step, fill_missing, on_every_node
-from toolkit.results import Record, ResultsFile
+from toolkit.results import LOST, Record, ResultsFile
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +55,8 @@ PLACEMENTS = ("spread", "each-node")
 MISSING = "--cluster needs Ray: install it with pip install 'deploybench[cluster]'"
 ARTIFACT_KEYS = ("artifact", "onnx", "inputs", "reference", "calibration")
 CANCEL_WAIT_S = 20.0  # how long cancelled tasks get to kill their children
+FINISH_WAIT_S = 60.0  # how long the nodes get to remove their folders of a finished run
+KEEP_VARIABLE = "DEPLOYBENCH_KEEP_NODE_FOLDERS"  # set (to 1): a run's node folders stay
 WAIT_VARIABLE = "RAY_gcs_server_port_wait_time_s"
 
 
@@ -269,8 +278,7 @@ class ClusterBackend:
     def prepare(self, steps: Sequence[Step], results: ResultsFile) -> list[Step]:
         self.open(self._threads(steps, results), dict(results.run.get("environment") or {}))
         self._out_dir = results.path.parent
-        self._run_key = hashlib.sha1(
-            f"{socket.gethostname()}:{self._out_dir}".encode()).hexdigest()[:12]
+        self._run_key = run_key(self._out_dir)
         if self.node == ONE_NODE:
             import ray
 
@@ -343,9 +351,10 @@ class ClusterBackend:
                     raise cause from None
                 text = str(cause).strip().splitlines()
                 why = (f"the Ray task failed: {type(cause).__name__}: "
-                       f"{text[-1] if text else ''}")
+                       f"{text[-1] if text else ''} (--resume runs it again)")
                 where = {"name": step.node} if isinstance(step, OnNode) else {}
-                made = fill_missing(step.expects(context.suite), [], why)
+                made = [dataclasses.replace(r, info={**r.info, LOST: True})
+                        for r in fill_missing(step.expects(context.suite), [], why)]
                 out.append(Finished(step, self._stamp(made, where)))
                 continue
             receive(files, self._out_dir)
@@ -361,6 +370,35 @@ class ClusterBackend:
                 "placement": self.placement}
         return [dataclasses.replace(r, info={**r.info, "node": node}) for r in records]
 
+    def finish(self) -> None:
+        """Every node's folder of this run removed (the run is whole in the driver's folder),
+        unless $DEPLOYBENCH_KEEP_NODE_FOLDERS is set; a node that does not answer keeps its
+        copy, with a warning (each is private to its user, and a later run checks every file
+        it reuses by digest)."""
+        if os.environ.get(KEEP_VARIABLE) or not self._run_key or self._store is None:
+            return
+        import ray
+        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+        task = _remote(remove_node_folders)
+        references = {task.options(resources={RESOURCE: 1}, num_cpus=0, max_retries=0,
+                                   scheduling_strategy=NodeAffinitySchedulingStrategy(
+                                       node.node_id, soft=False)).remote(self._run_key): node
+                      for node in self._nodes}
+        ready, left = ray.wait(list(references), num_returns=len(references),
+                               timeout=FINISH_WAIT_S)
+        failed = list(left)
+        for reference in ready:
+            try:
+                ray.get(reference)
+            except Exception:  # the node is gone: nothing of it to remove from here
+                failed.append(reference)
+        if failed:
+            log.warning("the node folders of this run (%s) could not be removed on %s; they "
+                        "are private to you, remove them by hand",
+                        node_root(self._run_key, "").parent,
+                        ", ".join(references[r].name for r in failed))
+
     def cancel(self) -> None:
         """Cancel without force: the task gets KeyboardInterrupt, so the step kills its child;
         then wait a little for that to happen."""
@@ -375,6 +413,12 @@ class ClusterBackend:
                 log.debug("could not cancel a task", exc_info=True)
         ray.wait(list(self._pending), num_returns=len(self._pending), timeout=CANCEL_WAIT_S)
         self._pending.clear()
+
+
+def run_key(out_dir: Path) -> str:
+    """The name of a run's folders on the nodes: from the driver's host and results folder, so
+    a resumed run finds its copies again and two drivers' runs keep apart."""
+    return hashlib.sha1(f"{socket.gethostname()}:{out_dir}".encode()).hexdigest()[:12]
 
 
 @functools.cache

@@ -12,10 +12,12 @@ path.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import os
 import re
+import shutil
 import stat
 import tempfile
 from collections.abc import Callable, Iterable, Mapping
@@ -71,6 +73,20 @@ def node_root(run_key: str, node_id: str) -> Path:
     under a folder of the node's user's own."""
     return (Path(tempfile.gettempdir()) / f"deploybench-nodes-{os.getuid()}" / run_key
             / node_id[:12])
+
+
+def remove_node_folders(run_key: str) -> int:
+    """On a node: remove every node folder of the run `run_key` there (one per node of it on
+    this machine), and the run's folder; how many were removed."""
+    run = node_root(run_key, "x").parent
+    if not run.is_dir() or run.is_symlink() or run.lstat().st_uid != os.getuid():
+        return 0
+    found = [p for p in run.iterdir() if p.is_dir() and not p.is_symlink()]
+    for folder in found:
+        shutil.rmtree(folder, ignore_errors=True)
+    with contextlib.suppress(OSError):  # a node of this run still writing: left to it
+        run.rmdir()
+    return len(found)
 
 
 class NodeFolder:

@@ -31,3 +31,6 @@ class LocalBackend:
 
     def cancel(self) -> None:
         self._started.clear()
+
+    def finish(self) -> None:
+        """Nothing kept elsewhere: the run's files are its folder."""
