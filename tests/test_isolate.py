@@ -54,6 +54,30 @@ def test_crashing_child_becomes_a_reason(tmp_path, name, call, args, expected):
     assert (tmp_path / "logs" / f"{name}.log").exists()
 
 
+@pytest.mark.parametrize("oom_killer", [False, True])
+def test_a_killed_child_says_whether_the_out_of_memory_killer_killed_it(tmp_path, monkeypatch,
+                                                                         oom_killer):
+    """The kernel's count of out-of-memory kills, read when the child starts and when it has
+    ended, tells a kill for memory from another's (here the child sends itself SIGKILL; the
+    count is made to move where the test says the killer ran)."""
+    import signal
+
+    from toolkit import isolate
+
+    if isolate.oom_kills() is None:
+        pytest.skip("this system does not count the kernel's out-of-memory kills")
+    if oom_killer:
+        counts = iter([5, 6])
+        monkeypatch.setattr(isolate, "oom_kills", lambda: next(counts))
+    path, inputs = artifact(tmp_path, "killed", signal.raise_signal, signal.SIGKILL)
+    result = run_child(measure_spec(path, inputs), tmp_path, timeout_s=60, threads=1,
+                       name="killed")
+    assert result.failure is not None and "killed by SIGKILL" in result.failure
+    said = "by the kernel's out-of-memory killer: the machine"
+    assert (said in result.failure) == oom_killer, result.failure
+    assert ("not by the kernel's out-of-memory killer" in result.failure) != oom_killer
+
+
 def test_hanging_child_is_killed_at_its_timeout(tmp_path):
     path, inputs = artifact(tmp_path, "hang", time.sleep, 60)
     start = time.monotonic()

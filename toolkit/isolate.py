@@ -69,6 +69,23 @@ def _tail(path: Path, lines: int = 6) -> str:
     return " | ".join(_log_lines(path)[-lines:])
 
 
+VMSTAT = Path("/proc/vmstat")
+
+
+def oom_kills() -> int | None:
+    """How many processes the kernel's out-of-memory killer has killed since boot (Linux's
+    `oom_kill` in /proc/vmstat, a memory cgroup's limit counted too); None where it is not
+    kept."""
+    try:
+        for line in VMSTAT.read_text().splitlines():
+            name, _, value = line.partition(" ")
+            if name == "oom_kill":
+                return int(value)
+    except (OSError, ValueError):
+        pass
+    return None
+
+
 def run_child(
     spec: Mapping[str, Any], workdir: Path, *, timeout_s: float, threads: int, name: str
 ) -> ChildResult:
@@ -82,7 +99,9 @@ def run_child(
         spec_path.write_text(json.dumps(dict(spec)), encoding="utf-8")
         env = _child_env(threads, spinning=spec.get("task") != "scenario" or bool(
             (spec.get("settings") or {}).get("spinning")))
-        forked = _run_forked(spec, spec_path, out_path, log_path, workdir, timeout_s, env)
+        killed_before = oom_kills()
+        forked = _run_forked(spec, spec_path, out_path, log_path, workdir, timeout_s, env,
+                             killed_before)
         if forked is not None:
             records, bad_input = _read_records(out_path)
             return ChildResult(records, bad_input or forked.failure, bad_input)
@@ -103,7 +122,7 @@ def run_child(
                 _kill(child)
                 raise
             if failure is None and code != 0:  # out of the try: it ended, nothing to kill
-                failure = _describe_exit(code, log_path)
+                failure = _describe_exit(code, log_path, killed_before)
         records, bad_input = _read_records(out_path)
     if bad_input:
         failure = bad_input
@@ -116,7 +135,8 @@ class _Ended:
 
 
 def _run_forked(spec: Mapping[str, Any], spec_path: Path, out_path: Path, log_path: Path,
-                workdir: Path, timeout_s: float, env: Mapping[str, str]) -> _Ended | None:
+                workdir: Path, timeout_s: float, env: Mapping[str, str],
+                killed_before: int | None = None) -> _Ended | None:
     """The step run in a child forked from a server that holds its runtime's import
     (`toolkit.forkserver`); None where no server can take it (then it is spawned)."""
     runner = forking.runner_of(spec)
@@ -152,7 +172,7 @@ def _run_forked(spec: Mapping[str, Any], spec_path: Path, out_path: Path, log_pa
     # may already be another process's: only the group is signalled.
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pid, signal.SIGKILL)
-    return _Ended(None if code == 0 else _describe_exit(code, log_path))
+    return _Ended(None if code == 0 else _describe_exit(code, log_path, killed_before))
 
 
 def _kill_group(pid: int) -> None:
@@ -169,9 +189,11 @@ def _kill(child: subprocess.Popen[bytes]) -> None:
     child.wait()
 
 
-def _describe_exit(code: int, log_path: Path) -> str:
+def _describe_exit(code: int, log_path: Path, killed_before: int | None = None) -> str:
     """Why a child ended with `code`; StorageError where it could not write for want of space
-    (the run stops there, and --resume makes the step again)."""
+    (the run stops there, and --resume makes the step again). `killed_before`: the kernel's
+    count of out-of-memory kills when the child started (`oom_kills`), which tells a SIGKILL
+    for memory from another's."""
     if code == STORAGE_EXIT:
         said = [line for line in _log_lines(log_path) if line.startswith(STORAGE_SAID)]
         raise StorageError(said[-1][len(STORAGE_SAID):] if said else
@@ -185,11 +207,22 @@ def _describe_exit(code: int, log_path: Path) -> str:
             name = f"signal {-code}"
         what = f"child process killed by {name}"
         if name == "SIGKILL":
-            what += " (out of memory?)"
+            what += _why_killed(killed_before, oom_kills())
     else:
         what = f"child process exited with code {code}"
     tail = _tail(log_path)
     return f"{what}: {tail} (log: {log_path})" if tail else f"{what} (log: {log_path})"
+
+
+def _why_killed(before: int | None, after: int | None) -> str:
+    if before is None or after is None:
+        return " (out of memory? this system does not count the kernel's out-of-memory kills)"
+    if after > before:
+        return (" by the kernel's out-of-memory killer: the machine, or the memory limit of "
+                "the container or cgroup it ran in, ran out of memory (a smaller batch size, "
+                "fewer workers, or more memory)")
+    return (" (not by the kernel's out-of-memory killer, which killed nothing meanwhile: "
+            "another process, a memory watchdog or a person sent it)")
 
 
 def _read_records(path: Path) -> tuple[list[Record], str | None]:
