@@ -2,15 +2,16 @@
 
 Every fault runs the real console script on tiny inputs (a one-Relu ONNX model, a suite of two
 scikit-learn workloads) in a folder of its own, injects the fault (a signal to the driver or
-to a measuring child, a file that cannot grow, a file changed in the results folder, two runs
-at once), then checks what must hold: an exit code, one `error:` line and no traceback, a
-whole results.json, no process left behind, and `--resume` finishing with nothing measured
-twice. Prints a table: fault, what must happen, what happened, held or not.
+to a measuring child, a file that cannot grow, a memory limit, a cluster node killed, a file
+changed in the results folder, two runs at once), then checks what must hold: an exit code,
+one `error:` line and no traceback, a whole results.json, no process left behind, and
+`--resume` finishing with nothing measured twice. Prints a table: fault, what must happen,
+what happened, held or not (or why it could not be injected on this machine).
 
     python benchmarks/faults.py [--only NAME[,NAME]] [--keep DIR]
 
-A Ray node killed mid-run, and a child killed for memory (which takes a memory cgroup to do
-for real), are not injected here; the first is tested in tests/test_cluster.py.
+The memory fault needs a memory cgroup this user can make (root, cgroup v1 or v2); the node
+fault needs root, `unshare` and Ray (`deploybench[cluster]`), as tests/test_cluster.py does.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # tests.model_files
 
-from tests.model_files import relu  # noqa: E402
+from tests.model_files import onnx_model, relu  # noqa: E402
 
 CLI = [sys.executable, "-m", "toolkit.cli"]
 SUITE = """name = "faults"
@@ -55,7 +56,8 @@ STEPS = 10  # the suite's steps: 2 builds and 2 rounds of 2 cases each per workl
 class Fault:
     name: str
     must: str  # what must happen
-    inject: Callable[[Path], tuple[bool, str]]  # (held, what happened), in a folder of its own
+    inject: Callable[[Path], tuple[bool | None, str]]  # (held, what happened), in a folder
+    # of its own; held None: it could not be injected here, and why
 
 
 def cli(*args: str, timeout: float = 600, **kwargs) -> subprocess.CompletedProcess:
@@ -272,6 +274,125 @@ def _planted(marker: Path) -> bytes:
     return pickle.dumps(Planted())
 
 
+def _memory_cgroup(folder: Path, limit: int) -> tuple[Path | None, str]:
+    """A memory cgroup of `limit` bytes for this fault (v1 or v2), or None and why not."""
+    for root, limit_file, usage_file in (
+            (Path("/sys/fs/cgroup/memory"), "memory.limit_in_bytes", "memory.usage_in_bytes"),
+            (Path("/sys/fs/cgroup"), "memory.max", "cgroup.controllers")):
+        if not (root / usage_file).exists() or (
+                usage_file == "cgroup.controllers"
+                and "memory" not in (root / usage_file).read_text().split()):
+            continue
+        group = root / f"deploybench-fault-{os.getpid()}"
+        try:
+            group.mkdir(exist_ok=True)
+            (group / limit_file).write_text(str(limit))
+            return group, ""
+        except OSError as exc:
+            with_error = f"cannot make a memory cgroup under {root}: {exc.strerror}"
+            if group.exists():
+                group.rmdir()
+            return None, with_error
+    return None, "no memory cgroup hierarchy (cgroup v1 memory or v2) is mounted"
+
+
+def hog(path: Path, side: int = 32768) -> Path:
+    """y = x + the sum of a side x side float32 tensor of ones, made when it runs (4 GB)."""
+    from onnx import TensorProto, helper
+
+    shape = helper.make_tensor("shape", TensorProto.INT64, [2], [side, side])
+    one = helper.make_tensor("one", TensorProto.FLOAT, [1], [1.0])
+    return onnx_model(path, [
+        helper.make_node("ConstantOfShape", ["shape"], ["big"], value=one),
+        helper.make_node("ReduceSum", ["big"], ["total"], keepdims=0),
+        helper.make_node("Add", ["x", "total"], ["y"])],
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 4])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 4])], [shape])
+
+
+def memory_killed(folder: Path) -> tuple[bool | None, str]:
+    """`bench` of a model that needs 4 GB to run, in a memory cgroup of 1.5 GB: the kernel's
+    out-of-memory killer kills the child that runs it."""
+    group, why = _memory_cgroup(folder, 1_500_000_000)
+    if group is None:
+        return None, why
+    try:
+        model, out = hog(folder / "hog.onnx"), folder / "bench"
+        procs = group / "cgroup.procs"
+        run = subprocess.run(
+            [*CLI, "bench", str(model), "--rounds", "1", "--batch-sizes", "1", "--out",
+             str(out)], capture_output=True, text=True, timeout=600,
+            preexec_fn=lambda: procs.write_text(str(os.getpid())))
+        said = [r.get("reason") or "" for r in records(out) if r["status"] == "failed"]
+        oom = [r for r in said if "out-of-memory killer: the machine" in r]
+        held = (bool(oom) and run.returncode in (0, 1) and "Traceback" not in run.stderr)
+        return held, (f"exit {run.returncode}; {len(oom)} of {len(said)} failed records say "
+                      f"the out-of-memory killer killed the child" + (
+                          f" ({oom[0][:90]}...)" if oom else
+                          f" ({said[0][:120] if said else run.stderr[-200:]})"))
+    finally:
+        for _ in range(50):  # its processes gone, the group can go
+            try:
+                group.rmdir()
+                break
+            except OSError:
+                time.sleep(0.1)
+
+
+def node_killed(folder: Path) -> tuple[bool | None, str]:
+    """A run on two Ray nodes (each measuring every case), the second node killed while it
+    measures: its cases fail with the reason and the driver finishes; the node back, --resume
+    measures them again."""
+    from tests import ray_nodes
+
+    why = ray_nodes.why_not()
+    if why:
+        return None, why
+    suite, out, logs = folder / "suite.toml", folder / "driver" / "run", folder / "logs"
+    out.parent.mkdir(parents=True)
+    suite.write_text(SUITE)
+    checkout = Path(__file__).resolve().parent.parent
+    masked = [out.parent, checkout / "toolkit", checkout / "exporters"]
+    env = ray_nodes.environment()
+    address, head = ray_nodes.start_head(logs)
+    node = ray_nodes.start_hidden_node(address, masked, logs)
+    try:
+        proc = subprocess.Popen([*CLI, "run", "--suite", str(suite), "--out", str(out),
+                                 "--cluster", address, "--placement", "each-node"],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                env=env)
+        on_b = lambda: any((r.get("info") or {}).get("node", {}).get("name") == "node-b"  # noqa: E731
+                           and r["phase"] == "infer" for r in _records_or_none(out))
+        reached = wait_for(on_b, 300)
+        ray_nodes.stop(node)  # kill -9 of every process of the node
+        _, stderr = proc.communicate(timeout=600)
+        lost = [r for r in _records_or_none(out) if (r.get("info") or {}).get("lost")]
+        node = ray_nodes.start_hidden_node(address, masked, logs)
+        resumed = subprocess.run([*CLI, "run", "--resume", str(out)], capture_output=True,
+                                 text=True, timeout=600, env=env)
+        after = _records_or_none(out)
+        left = [r for r in after if (r.get("info") or {}).get("lost")]
+        b_ok = [r for r in after if r["status"] == "ok" and r["phase"] == "infer"
+                and (r.get("info") or {}).get("node", {}).get("name") == "node-b"]
+        held = (reached and proc.returncode in (0, 1) and bool(lost) and all(
+            "--resume runs it again" in r["reason"] for r in lost) and resumed.returncode == 0
+            and not left and bool(b_ok) and "Traceback" not in stderr + resumed.stderr)
+        return held, (f"exit {proc.returncode}; {len(lost)} records of node-b's lost steps "
+                      f"failed with the reason ({(lost[0]['reason'][:70] + '...') if lost else ''}"
+                      f"); node-b back, --resume exit {resumed.returncode}: {len(left)} lost "
+                      f"left, {len(b_ok)} timings on node-b")
+    finally:
+        ray_nodes.stop(node)
+        ray_nodes.stop(head)
+
+
+def _records_or_none(out: Path) -> list[dict]:
+    try:
+        return records(out)
+    except (OSError, ValueError, KeyError):
+        return []
+
+
 def truncated(folder: Path) -> tuple[bool, str]:
     model, out = relu(folder / "relu.onnx"), folder / "bench"
     made = cli("bench", str(model), "--rounds", "1", "--out", str(out))
@@ -321,6 +442,11 @@ FAULTS = [
     Fault("samples", "a corrupt samples.npz: report (which reads results.json only) writes "
           "the reports; --resume, which adds to it, is one error line, exit 2",
           corrupt_samples),
+    Fault("memory", "a child killed by the kernel for memory (a 4 GB model in a 1.5 GB "
+          "cgroup): its records failed saying the out-of-memory killer killed it, no "
+          "traceback", memory_killed),
+    Fault("node-kill", "a Ray node killed mid-run: its cases failed with the reason, the "
+          "driver finishes; the node back, --resume measures them again", node_killed),
 ]
 
 
@@ -345,17 +471,17 @@ def main() -> None:
         except Exception as exc:  # the harness failed: say so in the table
             held, what = False, f"the injection failed: {type(exc).__name__}: {exc}"
         seconds = time.monotonic() - started
-        print(f"{fault.name}: {'held' if held else 'NOT HELD'} ({seconds:.0f} s): {what}",
-              flush=True)
+        shown = "not injected here" if held is None else "held" if held else "NOT HELD"
+        print(f"{fault.name}: {shown} ({seconds:.0f} s): {what}", flush=True)
         rows.append((fault, held, what, seconds))
     print("\n| fault | what must happen | what happened | held | s |")
     print("| --- | --- | --- | --- | --- |")
     for fault, held, what, seconds in rows:
-        print(f"| {fault.name} | {fault.must} | {what} | {'yes' if held else 'NO'} | "
-              f"{seconds:.0f} |")
+        shown = "not injected" if held is None else "yes" if held else "NO"
+        print(f"| {fault.name} | {fault.must} | {what} | {shown} | {seconds:.0f} |")
     if not args.keep:
         shutil.rmtree(root, ignore_errors=True)
-    raise SystemExit(0 if all(held for _, held, _, _ in rows) else 1)
+    raise SystemExit(0 if all(held is not False for _, held, _, _ in rows) else 1)
 
 
 if __name__ == "__main__":
