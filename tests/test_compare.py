@@ -11,7 +11,7 @@ import pytest
 
 from toolkit import history
 from toolkit.cli import app
-from toolkit.compare import compare
+from toolkit.compare import compare, render_markdown, summary_line
 from toolkit.results import Record, ResultsFile, read_results
 from toolkit.stats import Stats
 
@@ -25,16 +25,20 @@ CASES = [("digits-mlp", "torch", "native", "inference_mode"),
 
 
 def write_run(path: Path, seed: int, slower: dict[tuple[str, str], float] | None = None,
-              rounds: int = 3, between: float = 0.03) -> Path:
+              rounds: int = 3, between: float = 0.03, state: float = 0.0,
+              machine: float = 1.0) -> Path:
     """A results.json of `rounds` rounds per case: each round's samples are fresh draws (10%
     noise, heavy right tail) around a median that itself moves by `between` from round to
-    round, as process placement moves it; `slower` multiplies a (workload, variant) case."""
+    round, as process placement moves it; `slower` multiplies a (workload, variant) case.
+    `state`: the machine's speed in each round, moving every case of that round alike (log sd);
+    `machine`: the whole run's."""
     rng = np.random.default_rng(seed)
     results = ResultsFile(path, RUN)
     for round_ in range(1, rounds + 1):
+        speed = machine * rng.lognormal(0, state) if state else machine
         for index, (workload, framework, runtime, variant) in enumerate(CASES):
             for batch in (1, 64):
-                factor = (slower or {}).get((workload, variant), 1.0)
+                factor = (slower or {}).get((workload, variant), 1.0) * speed
                 centre = 0.05 * (index + 1) * batch ** 0.5 * factor * rng.lognormal(0, between)
                 samples = centre * rng.lognormal(0.0, 0.1, size=200)
                 results.append([Record(workload, framework, "infer", runtime=runtime,
@@ -177,14 +181,46 @@ def test_an_edited_or_newer_results_file_is_one_error_line(tmp_path, change, nee
         assert str(bad) in lines[0]
 
 
-def test_every_case_moving_together_is_warned_as_possible_drift(tmp_path):
-    base = write_run(tmp_path / "a.json", seed=1)
-    new = write_run(tmp_path / "b.json", seed=2, slower={(case[0], case[3]): 1.15
-                                                         for case in CASES})
-    result = compare(read_results(base), read_results(new))
-    assert any("moved the same way" in w for w in result.warnings), result.warnings
-    quiet = compare(read_results(base), read_results(write_run(tmp_path / "c.json", seed=3)))
-    assert not any("moved the same way" in w for w in quiet.warnings)
+def test_separate_runs_judge_every_case_together_against_the_machines_drift(tmp_path):
+    """Two separate runs on a machine whose speed moves 10% from round to round inside a run,
+    and as much from one run to the next: the gate stays quiet (each case is judged against
+    the common move, which the drift explains); every case 1.5x slower on a steady machine
+    fails the gate as one finding, every case together; one case 2x slower among the rest is
+    that case."""
+    rng = np.random.default_rng(11)
+    alarms = 0
+    for pair in range(20):
+        base, drifted = (write_run(tmp_path / f"{pair}{side}.json", seed=100 * pair + side,
+                                   state=0.10, rounds=4, machine=rng.lognormal(0, 0.10))
+                         for side in (1, 2))
+        result = compare(read_results(base), read_results(drifted))
+        assert result.common is not None and not result.regressed
+        alarms += result.fails()
+    assert alarms <= 2
+    cli = runner.invoke(app, ["compare", str(base), str(drifted)], terminal_width=250)
+    assert "all cases together: every case together moved" in cli.output
+    assert "÷ common move" in cli.output
+
+    steady = write_run(tmp_path / "c.json", seed=3, state=0.01, rounds=4)
+    slower = write_run(tmp_path / "d.json", seed=4, state=0.01, rounds=4, machine=1.5)
+    everything = compare(read_results(steady), read_results(slower))
+    assert everything.common.verdict == "slower" and everything.common.low > 1
+    assert everything.fails() and not everything.regressed
+    assert "every case together slower" in summary_line(everything)
+    assert "All cases together:** every case together moved 1.5" in render_markdown(everything)
+
+    one = write_run(tmp_path / "e.json", seed=5, state=0.01, rounds=4,
+                    slower={("digits-mlp", "run"): 2.0})
+    alone = compare(read_results(steady), read_results(one))
+    assert {r.case for r in alone.regressed} == {
+        c for c in (r.case for r in alone.rows) if "digits-mlp onnxruntime run" in c}
+    assert alone.common.verdict in ("same", "inconclusive")
+    # too few cases to read the machine's drift off: judged as before, with the warning
+    few = [r for r in read_results(steady)[1] if r.batch_size == 1][:9]
+    moved = [r for r in read_results(write_run(tmp_path / "f.json", seed=6, rounds=4,
+                                                machine=1.2))[1] if r.batch_size == 1][:9]
+    judged = compare(({}, few), ({}, moved))
+    assert judged.common is None and any("moved the same way" in w for w in judged.warnings)
 
 
 def test_a_suites_session_options_are_a_difference_a_comparison_names():
@@ -217,7 +253,8 @@ def test_a_verdict_never_disagrees_with_the_interval_printed_beside_it():
                                        variant="run", provider="cpu", batch_size=2 ** case,
                                        round=round_, stats=Stats.from_ms(
                                            [centre * 0.99, centre, centre * 1.01])))
-        for row in compare(({}, sides[0]), ({}, sides[1])).rows:
+        result = compare(({}, sides[0]), ({}, sides[1]))
+        for row in [*result.rows, result.common]:
             judged += row.verdict in ("slower", "faster")
             assert row.verdict != "slower" or row.low > 1, (trial, row)
             assert row.verdict != "faster" or row.high < 1, (trial, row)

@@ -2,19 +2,30 @@
 
 Each run measured a case in R rounds (fresh processes). How much rounds vary is pooled over all
 the matched cases of both runs, per runtime where it has 8 matched cases or more (`toolkit.
-stats.pooled_by`), and moderated by the case's own rounds (`toolkit.stats.moderated_df`). From
-that one standard error of the ratio of the medians, and one Student's t, come the 95% interval
-printed beside the verdict and the test the verdict is decided on; with t the threshold
-(`toolkit.stats.shift_test`):
+stats.pooled_by`), and moderated by the case's own rounds (`toolkit.stats.moderated_df`). A case
+is read off its fastest round in each run (a shared machine only ever slows a round down). From
+that one standard error of the ratio of the fastest rounds, and one Student's t, come the 95%
+interval printed beside the verdict and the test the verdict is decided on; with t the
+threshold (`toolkit.stats.shift_test`):
 
-    slower        the ratio of NEW's median to BASE's is above 1 with significance (Holm over
-                  all matched cases, family-wise 5% two-sided, so each test is at least as
+    slower        the ratio of NEW's fastest round to BASE's is above 1 with significance (Holm
+                  over all matched cases, family-wise 5% two-sided, so each test is at least as
                   strict as the 95% interval: that interval lies above 1), and beyond 1 + t
                   (significance and size judged apart)
     faster        the mirror image
-    same          the ratio of medians is within 1 +/- t by an equivalence test (TOST at 5%
+    same          the ratio is within 1 +/- t by an equivalence test (TOST at 5%
                   per case: `same` is a claim about that case, and never fails a gate)
     inconclusive  none of these: not a regression, unless --fail-on inconclusive
+
+Two separate runs drift apart as a whole on a shared machine (10-20% a minute apart here), which
+the rounds inside each run cannot see and which would move every case's test alike. So, with
+MIN_PAIRED_CASES matched cases or more, they are judged on two levels (`CommonMove`): every case
+together, the median over the cases of their log ratios (the runs' common move), against how much
+the machine's state moved from round to round inside the runs (`toolkit.stats.round_effects`
+of each run, a round being a span of time in which each case ran once), taken as shared by a
+whole run; and each case against that common move. A change of a few cases shows in them; a
+change of every case, in the common move, and fails the gate where the machine's drift cannot
+explain it.
 
 Two model files measured side by side in one run (`compare BASE.onnx NEW.onnx`, planned by
 `toolkit.plans.pair`, `paired`): round r of every case on BASE and on NEW ran in one span of
@@ -50,6 +61,8 @@ from toolkit.stats import (
     round_effects,
     rounds_needed,
     shift_test,
+    t975,
+    t_sf,
 )
 
 METRICS = ("p50", "mean", "p90", "p99", "min")
@@ -60,9 +73,10 @@ ALPHA = 0.05
 @dataclass(frozen=True)
 class Row:
     case: str
-    base_ms: float
+    base_ms: float  # each run's fastest round (of the metric)
     new_ms: float
-    ratio: float  # new / base: above 1 is slower
+    ratio: float  # new / base of the fastest rounds (in separate runs, over the common move):
+    # above 1 is slower
     low: float  # the ratio's 95% interval (equal to ratio where no noise could be pooled)
     high: float
     rounds: tuple[int, int]  # (base, new)
@@ -73,6 +87,28 @@ class Row:
     def weak(self) -> bool:
         """Judged without a variation between processes (one round everywhere)."""
         return not self.judged
+
+
+@dataclass(frozen=True)
+class CommonMove:
+    """Every case of two separate runs together: the median over the matched cases of new/base,
+    with its 95% interval from the machine's round-to-round drift inside the runs (taken as
+    shared by a whole run: twice one round's state variance) and the spread of the cases about
+    it, and a verdict by the same rule as a case's; each case's row is then new/base divided by
+    `ratio`."""
+
+    ratio: float
+    low: float
+    high: float
+    verdict: str
+    drift: float  # the machine's state from round to round inside the runs (log sd)
+    rounds: int  # the rounds whose effects were read, both runs together
+
+    def text(self) -> str:
+        return (f"every case together moved {self.ratio:.2f}x [{self.low:.2f}, {self.high:.2f}]"
+                f" ({self.verdict}; the machine moved {self.drift:.0%} from round to round "
+                f"inside the runs, and separate runs drift apart by as much); each case is "
+                f"judged against that common move")
 
 
 @dataclass(frozen=True)
@@ -89,17 +125,19 @@ class Comparison:
     advice: str = ""  # how many rounds would catch a 1.3x change at this noise
     drift: str = ""  # every case moved together: the machine, or the change, cannot be told
     paired: bool = False  # measured side by side: the machine's move in each round taken out
+    common: CommonMove | None = None  # separate runs: every case together, judged on its own
 
     @property
     def regressed(self) -> list[Row]:
         return [r for r in self.rows if r.verdict == "slower"]
 
     def fails(self, fail_on: str = "slower") -> bool:
-        """Whether the gate fails: a case slower, failed or wrong in NEW (or, with
-        fail_on="inconclusive", a case that could not be judged)."""
+        """Whether the gate fails: a case (or every case together) slower, failed or wrong in
+        NEW (or, with fail_on="inconclusive", a case that could not be judged)."""
         inconclusive = fail_on == "inconclusive" and any(r.verdict == "inconclusive"
                                                          for r in self.rows)
-        return bool(self.regressed or self.failed or inconclusive)
+        together = self.common is not None and self.common.verdict == "slower"
+        return bool(self.regressed or self.failed or inconclusive or together)
 
     @property
     def warnings(self) -> list[str]:
@@ -173,6 +211,10 @@ def compare(base: tuple[Mapping[str, Any], list[Record]],
     corrected = paired and len(matched) >= MIN_PAIRED_CASES
     if corrected:
         matched = _without_round_effects(matched, before, after, field)
+    common = None if paired else _common_move(matched, before, after, field, threshold)
+    if common is not None:  # each case judged against every case's move together
+        matched = [(case, b, [x / common.ratio for x in n], b_stats, n_stats)
+                   for case, b, n, b_stats, n_stats in matched]
     engines = {r.case.key: r.case.engine for r in (*base[1], *new[1]) if r.timed}
     noises = _noises([(engines.get(case, ""), b, n) for case, b, n, _, _ in matched])
     if corrected:  # each round's effect took a share of every series' own noise with it
@@ -185,12 +227,13 @@ def compare(base: tuple[Mapping[str, Any], list[Record]],
     rows = []
     for case, b, n, b_stats, n_stats in matched:
         test = tests.get(case)
+        fastest = tuple(min(getattr(s, field) for s in side) for side in (b_stats, n_stats))
         if test is not None:
-            rows.append(Row(case, median(b), median(n), test.ratio, test.low, test.high,
+            rows.append(Row(case, *fastest, test.ratio, test.low, test.high,
                             (len(b), len(n)), verdicts[case]))
         else:
-            ratio = median(n) / median(b)
-            rows.append(Row(case, median(b), median(n), ratio, ratio, ratio, (len(b), len(n)),
+            ratio = min(n) / min(b)
+            rows.append(Row(case, *fastest, ratio, ratio, ratio, (len(b), len(n)),
                             _unjudged(b_stats, n_stats, ratio, threshold), judged=False))
     noise = noises.get("")
     return Comparison(rows, sorted(before.keys() - after.keys()),
@@ -198,8 +241,44 @@ def compare(base: tuple[Mapping[str, Any], list[Record]],
                       environment_differences(base[0], new[0]), threshold, metric, missing,
                       failed_in_new(base[1], new[1]), noise,
                       _advice(noise, len(matched), [r.rounds for r in rows], paired),
-                      "" if corrected else _few_to_pair(paired, len(matched)) or _drift(
-                          [r.ratio for r in rows], threshold), corrected)
+                      "" if corrected or common else _few_to_pair(paired, len(matched)) or
+                      _drift([r.ratio for r in rows], threshold), corrected, common)
+
+
+def _common_move(matched: list[Matched], before: dict[str, dict[int, Stats]],
+                 after: dict[str, dict[int, Stats]], field: str, threshold: float
+                 ) -> CommonMove | None:
+    """Every case of two separate runs together (see `CommonMove`); None where the runs have
+    too few cases, or rounds, to read the machine's drift off them."""
+    if len(matched) < MIN_PAIRED_CASES:
+        return None
+    effects = []
+    for side in (before, after):
+        series = [{r: getattr(s, field) for r, s in side[case].items()} for case, *_ in matched]
+        if sum(len(found) >= 2 for found in series) < MIN_PAIRED_CASES:
+            return None
+        found = round_effects(series)
+        if len(found) < 2:
+            return None
+        effects.append(list(found.values()))
+    df = sum(len(found) - 1 for found in effects)
+    state = math.fsum(x * x for found in effects for x in found) / df  # centred in each run
+    logs = [math.log(min(n) / min(b)) for _, b, n, _, _ in matched]
+    middle = median(logs)
+    spread = math.fsum((x - middle) ** 2 for x in logs) / (len(logs) - 1)
+    # a run's state taken as shared by all its rounds (separate runs minutes apart), and the
+    # median of the cases' ratios, whose variance is pi/2 that of their mean
+    se = math.sqrt(2 * state + math.pi / 2 * spread / len(logs)) or 1e-12
+    multiplier = t975(df)
+    low, high = math.exp(middle - multiplier * se), math.exp(middle + multiplier * se)
+    p_slower, p_faster = t_sf(middle / se, df), t_sf(-middle / se, df)
+    p_same = max(t_sf((middle - math.log(1 - threshold)) / se, df),
+                 t_sf((math.log(1 + threshold) - middle) / se, df))
+    ratio = math.exp(middle)
+    verdict = ("slower" if p_slower < ALPHA / 2 and low > 1 and ratio > 1 + threshold else
+               "faster" if p_faster < ALPHA / 2 and high < 1 and ratio < 1 - threshold else
+               "same" if p_same < ALPHA else "inconclusive")
+    return CommonMove(ratio, low, high, verdict, math.sqrt(state), df + len(effects))
 
 
 def _few_to_pair(paired: bool, cases: int) -> str:
@@ -365,10 +444,15 @@ def summary_line(result: Comparison) -> str:
     failed = f"; {len(result.failed)} failed in new" if result.failed else ""
     varied = "rounds vary, drift taken out," if result.paired else "rounds vary"
     noise = (f", {varied} by {result.noise.sigma:.1%}" if result.noise is not None else "")
-    return (f"{counts['slower']} regressed of {len(result.rows)} matched cases ("
+    together, against = "", ""
+    if result.common is not None:
+        together = (f"every case together {result.common.verdict} "
+                    f"({result.common.ratio:.2f}x); ")
+        against = ", each case against that common move"
+    return (f"{together}{counts['slower']} regressed of {len(result.rows)} matched cases ("
             f"{counts['faster']} faster, {counts['same']} same, {counts['inconclusive']} "
             f"inconclusive{failed}; threshold {result.threshold:.0%} on {result.metric}, 95% "
-            f"intervals{noise}, Holm-corrected)")
+            f"intervals{noise}{against}, Holm-corrected)")
 
 
 def render_markdown(result: Comparison) -> str:
@@ -378,7 +462,12 @@ def render_markdown(result: Comparison) -> str:
     lines += [f"**Warning:** {w}" for w in result.warnings]
     if result.warnings:
         lines.append("")
-    lines += ["| case | base | new | new/base [95% interval] | verdict |", "|---|---|---|---|---|"]
+    if result.common is not None:
+        mark = " ❗" if result.common.verdict == "slower" else ""
+        lines += [f"**All cases together:** {result.common.text()}{mark}.", ""]
+    header = "new/base ÷ common move" if result.common is not None else "new/base"
+    lines += [f"| case | base | new | {header} [95% interval] | verdict |",
+              "|---|---|---|---|---|"]
     for row in result.rows:
         mark = " ❗" if row.verdict == "slower" else ""
         lines.append(f"| {row.case} | {duration(row.base_ms / 1e3)} | "

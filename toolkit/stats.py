@@ -12,10 +12,11 @@ scale, where a machine's noise is about the same share of every case's time, eac
 its slowest round, and from a low percentile of the cases' variances: a slow process in a few
 cases' rounds cannot move it. That pooled variation, moderated by the case's own spread
 (`moderated`, as limma does, the pool weighing as many degrees of freedom as it has cases, at
-most PRIOR_DF), gives a case's interval, and a comparison's interval, its test of "slower" or
-"faster" and its equivalence test, all three from one standard error and one Student's t: a
-case with a slow round gets a wider interval and a weaker test rather than a wrong one, and a
-verdict can never disagree with the interval printed beside it
+most PRIOR_DF; the case's own without its slowest round), gives a case's interval, and a
+comparison's interval, its test of "slower" or "faster" and its equivalence test, all three
+from one standard error and one Student's t, so a verdict can never disagree with the interval
+printed beside it. A comparison reads each case's fastest round in each run: slow processes
+and slow spells only ever slow a round down, so the fastest is the round they spared
 (`benchmarks/compare_sim.py` measures the false alarms and the detections).
 """
 
@@ -138,9 +139,12 @@ def median(values: Sequence[float]) -> float:
     return percentile(sorted(values), 50)
 
 
-# The variance of the median of k independent standard normal values, for k = 1, 2, ... (order
-# statistics; integrated numerically; beyond the table the last value, which overstates the
-# variance, so errs on the side of no verdict).
+# The variance of the minimum and of the median of k independent standard normal values, for
+# k = 1, 2, ... (order statistics; integrated numerically; beyond the table the last value,
+# which overstates the variance, so errs on the side of no verdict).
+MIN_VARIANCE = (1.0, 0.6817, 0.5595, 0.4917, 0.4475, 0.4159, 0.3919, 0.3729, 0.3574, 0.3443,
+                0.3332, 0.3236, 0.3152, 0.3077, 0.301, 0.295, 0.2895, 0.2845, 0.2799, 0.2757,
+                0.2718, 0.2681, 0.2647, 0.2615, 0.2585, 0.2557, 0.253, 0.2505, 0.2481, 0.2458)
 MEDIAN_VARIANCE = (1.0, 0.5, 0.4487, 0.2981, 0.2868, 0.2145, 0.2104, 0.1682, 0.1661, 0.1383,
                    0.1372, 0.1174)
 POOL_QUANTILE = 0.4  # which percentile of the cases' variances the pooled variation is read at
@@ -178,7 +182,7 @@ T975 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2
 
 
 def order_variance(table: Sequence[float], k: int) -> float:
-    """The variance of an order statistic (MEDIAN_VARIANCE) of `k` draws, in
+    """The variance of an order statistic (MIN_VARIANCE, MEDIAN_VARIANCE) of `k` draws, in
     units of one draw's."""
     return table[min(k, len(table)) - 1]
 
@@ -370,9 +374,11 @@ class Estimate:
 class ShiftTest:
     """new / base for one case, from the round medians of both runs and the pooled noise.
 
-    `ratio` is the ratio of the medians over rounds, `low`..`high` its 95% interval. All three
-    p-values come from that same difference of medians, standard error and Student's t
-    (`moderated_df`): `p_slower` (`p_faster`) is the one-sided p-value of "no change" against
+    `ratio` is the ratio of the fastest rounds (a shared machine only ever slows a round down,
+    by a slow process or a slow spell: the fastest round is the one it spared), `low`..`high`
+    its 95% interval, from the moderated variance (`moderated_df`) and the variance of the
+    fastest of k normal values. All three p-values come from that same ratio, standard error
+    and Student's t: `p_slower` (`p_faster`) is the one-sided p-value of "no change" against
     slower (faster), so `p_slower < 0.025` is the interval lying above 1; `p_same` is the
     p-value of the equivalence test (TOST: two one-sided tests that the ratio lies within
     1 +/- threshold; small: the same).
@@ -390,19 +396,17 @@ class ShiftTest:
 def shift_test(base: Sequence[float], new: Sequence[float], noise: Noise,
                threshold: float) -> ShiftTest:
     nb, nn = len(base), len(new)
-    d_med = math.log(median(new)) - math.log(median(base))
+    d = math.log(min(new)) - math.log(min(base))
     sigma, df = moderated_df(noise, base, new)
-    se_med = sigma * math.sqrt(order_variance(MEDIAN_VARIANCE, nb)
-                               + order_variance(MEDIAN_VARIANCE, nn)) or 1e-12  # none: the
-    # values decide
+    se = sigma * math.sqrt(order_variance(MIN_VARIANCE, nb)
+                           + order_variance(MIN_VARIANCE, nn)) or 1e-12  # none: values decide
     multiplier = t975(df)
-    below = t_sf((d_med - math.log(1 - threshold)) / se_med, df)
-    above = t_sf((math.log(1 + threshold) - d_med) / se_med, df)
+    below = t_sf((d - math.log(1 - threshold)) / se, df)
+    above = t_sf((math.log(1 + threshold) - d) / se, df)
     return ShiftTest(
-        ratio=math.exp(d_med), low=math.exp(d_med - multiplier * se_med),
-        high=math.exp(d_med + multiplier * se_med),
-        p_slower=t_sf(d_med / se_med, df), p_faster=t_sf(-d_med / se_med, df),
-        p_same=max(below, above), df=df)
+        ratio=math.exp(d), low=math.exp(d - multiplier * se), high=math.exp(d + multiplier * se),
+        p_slower=t_sf(d / se, df), p_faster=t_sf(-d / se, df), p_same=max(below, above),
+        df=df)
 
 
 def round_effects(series: Sequence[Mapping[int, float]]) -> dict[int, float]:
@@ -428,15 +432,15 @@ def rounds_needed(noise: Noise, cases: int, change: float = 1.3, alpha: float = 
                   power: float = 0.95, most: int = 30) -> int | None:
     """The fewest rounds per run at which a case `change` times slower is called slower with
     `power`, among `cases` cases at family-wise `alpha` (two-sided, as `shift_test`'s verdicts
-    are read), at this noise (None: more than `most`). A normal approximation of the median
-    test, widened by Student's t over the normal at the degrees of freedom of both runs' own
-    rounds and the pool's; the case's own slow rounds, which widen its test, are not in it, so
-    it errs towards too few."""
+    are read), at this noise (None: more than `most`). A normal approximation of the
+    fastest-round test, widened by Student's t over the normal at the degrees of freedom of
+    both runs' own rounds and the pool's; the case's own slow rounds, which widen its test, are
+    not in it, so it errs towards too few."""
     normal = NormalDist()
     needed = normal.inv_cdf(1 - alpha / 2 / max(cases, 1)) + normal.inv_cdf(power)
     for k in range(2, most + 1):
         widened = t975(min(PRIOR_DF, noise.cases) + 2 * (k - 1)) / Z95
-        se = noise.sigma * math.sqrt(2 * order_variance(MEDIAN_VARIANCE, k))
+        se = noise.sigma * math.sqrt(2 * order_variance(MIN_VARIANCE, k))
         if math.log(change) >= needed * widened * se:
             return k
     return None

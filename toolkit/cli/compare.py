@@ -89,12 +89,14 @@ def compare(
 ) -> None:
     """Gate a change: compare two runs, or two model files measured side by side.
 
-    Each case gets the ratio of medians new/base with its 95% interval and a verdict: slower,
-    faster, same or inconclusive. Exit code 1 when a case is slower beyond the threshold with
-    confidence, or failed or lost its parity in NEW (with --fail-on inconclusive, also a case
-    it could not judge); 0 otherwise. Two model files are measured
-    in one run, their rounds alternating, so the machine's drift drops out: the way to catch a
-    small regression on a shared machine.
+    Each case gets the ratio new/base of its fastest rounds with its 95% interval and a verdict:
+    slower, faster, same or inconclusive. Two separate runs are also judged as a whole (every
+    case together, against the machine's drift), and each case against that common move. Exit
+    code 1 when a case, or every case together, is slower beyond the threshold with confidence,
+    or a case failed or lost its parity in NEW (with --fail-on inconclusive, also a case it
+    could not judge); 0 otherwise. Two model files are measured in one run, their rounds
+    alternating, so the machine's drift drops out: the way to catch a small regression on a
+    shared machine.
     """
     from toolkit import compare as comparing
     from toolkit.plans import pair
@@ -179,7 +181,12 @@ def _show_comparison(result: Any, fmt: str, metric: str) -> None:
         return
     for warning in result.warnings:
         warn(warning)
-    out.print(console.compare_table(result.rows, metric, comparing.interval_text))
+    if result.common is not None:
+        style = "red" if result.common.verdict == "slower" else ""
+        out.print("all cases together: " + result.common.text(), style=style, markup=False,
+                  highlight=False)
+    out.print(console.compare_table(result.rows, metric, comparing.interval_text,
+                                    "new/base ÷ common move" if result.common else "new/base"))
     for title, cases in (("only in base", result.only_base), ("only in new", result.only_new)):
         if cases:
             out.print(f"{title}: {', '.join(cases)}", markup=False, highlight=False)

@@ -10,10 +10,12 @@ from rich.table import Table
 from toolkit.report.units import duration
 
 
-def compare_table(rows: Sequence[Any], metric: str, interval: Any) -> Table:
-    """compare's rows (`toolkit.compare.Row`): base and new figures, the ratio with its
-    interval (`interval(row)` writes it), the verdict; slower in red, faster in green."""
-    table = Table("case", f"base {metric}", f"new {metric}", "new/base [95% interval]",
+def compare_table(rows: Sequence[Any], metric: str, interval: Any,
+                  ratio: str = "new/base") -> Table:
+    """compare's rows (`toolkit.compare.Row`): base and new figures, the ratio (`ratio` names
+    it) with its interval (`interval(row)` writes it), the verdict; slower in red, faster in
+    green."""
+    table = Table("case", f"base {metric}", f"new {metric}", f"{ratio} [95% interval]",
                   "verdict")
     for row in rows:
         style = "red" if row.verdict == "slower" else "green" if row.verdict == "faster" else ""
