@@ -21,7 +21,7 @@ from tests import model_files, ray_nodes
 from tests.conftest import write_suite
 from toolkit import executor
 from toolkit.backends.cluster import ClusterBackend, disconnect, run_key
-from toolkit.backends.files import node_root
+from toolkit.backends.files import run_root
 from toolkit.errors import BadInputError
 from toolkit.plans.model import ModelRequest, bench_suite, plan_model
 from toolkit.plans.run import plan_suite
@@ -108,7 +108,7 @@ def test_bench_of_a_model_file_runs_on_a_host_that_cannot_see_it(hosts):
     assert all(env["peak_gflops"] > 0 and env["peak_threads"] == 1
                for env in run["nodes"].values())  # each node's own peak, measured there
     # the run is whole on the driver: the nodes' copies of it are gone
-    assert not node_root(run_key(out), "").parent.exists()
+    assert not run_root(run_key(out)).exists()
 
 
 def test_run_each_node_builds_once_and_measures_everywhere(hosts):
@@ -248,7 +248,7 @@ def test_a_stopped_cluster_run_leaves_no_child_and_resumes_without_a_shared_disk
     assert not alive, [p.cmdline() for p in alive]  # cancelled without force: child killed
     kept = json.loads((out / "results.json").read_text())
     assert kept["run"]["interrupted"] is True
-    copies = node_root(run_key(out), "").parent
+    copies = run_root(run_key(out))
     assert copies.is_dir()  # kept for --resume, which checks each by digest before reuse
     again = subprocess.run([*command, "--resume", str(out)], capture_output=True, text=True,
                            timeout=300, env=env)

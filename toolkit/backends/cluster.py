@@ -43,6 +43,7 @@ from toolkit.backends.files import (
     receive,
     relocate,
     remove_node_folders,
+    run_root,
 )
 from toolkit.errors import BadInputError, DeploybenchError
 from toolkit.plans.steps import Context, OnNode, Step, fill_missing, on_every_node
@@ -396,7 +397,7 @@ class ClusterBackend:
         if failed:
             log.warning("the node folders of this run (%s) could not be removed on %s; they "
                         "are private to you, remove them by hand",
-                        node_root(self._run_key, "").parent,
+                        run_root(self._run_key),
                         ", ".join(references[r].name for r in failed))
 
     def cancel(self) -> None:

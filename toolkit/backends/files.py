@@ -68,17 +68,21 @@ class Store:
         return out
 
 
+def run_root(run_key: str) -> Path:
+    """The folder of one run's node folders on this machine, under a folder of the node's
+    user's own."""
+    return Path(tempfile.gettempdir()) / f"deploybench-nodes-{os.getuid()}" / run_key
+
+
 def node_root(run_key: str, node_id: str) -> Path:
-    """A node's folder for one run (one per node, so two nodes on one machine keep apart),
-    under a folder of the node's user's own."""
-    return (Path(tempfile.gettempdir()) / f"deploybench-nodes-{os.getuid()}" / run_key
-            / node_id[:12])
+    """A node's folder for one run (one per node, so two nodes on one machine keep apart)."""
+    return run_root(run_key) / node_id[:12]
 
 
 def remove_node_folders(run_key: str) -> int:
     """On a node: remove every node folder of the run `run_key` there (one per node of it on
     this machine), and the run's folder; how many were removed."""
-    run = node_root(run_key, "x").parent
+    run = run_root(run_key)
     if not run.is_dir() or run.is_symlink() or run.lstat().st_uid != os.getuid():
         return 0
     found = [p for p in run.iterdir() if p.is_dir() and not p.is_symlink()]
