@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import re
 
 import pytest
 
@@ -118,18 +119,33 @@ def test_a_damaged_cache_is_measured_again_then_read_back(tmp_path, monkeypatch)
     assert calls == [2] and len(said) == 1  # read back, not measured again
 
 
+# steal (%) during a flood past which a 0.2 ms cost cannot be read: at 34% the batched flood
+# of the slowed pool ran at a third of its rate and the fit put 0.5 ms into the call cost
+HEAVY_STEAL = 20.0
+
+
 @needs_loadgen
-def test_a_known_intake_cost_is_found_in_the_query_cost_not_the_call_cost(tmp_path):
+def test_a_known_intake_cost_is_found_in_the_query_cost_not_the_call_cost(tmp_path, caplog):
     """Each query's intake made 200 us slower. The floods (what the serial parts let through,
     robust to a busy machine) put about that into the query cost and not into the call cost;
     the peaks within the bound (what the costs are fitted to, whose tail a busy machine
     stretches) find the query cost grown by more than half of it, and unbatched the pool holds
-    fewer than 1 / 200 us a second."""
+    fewer than 1 / 200 us a second. Where the hypervisor took more than HEAVY_STEAL of the CPU
+    during a flood (calibrate warns how much), both are measured again; twice: skipped, why
+    said."""
     delay = 200e-6
-    plain = calibrate.measure(2, kinds=("threads",), queries=5000, workdir=tmp_path / "plain",
-                              p99_ms=BUSY_P99_MS)
-    slowed = calibrate.measure(2, kinds=("threads",), queries=5000, intake_delay_s=delay,
-                               workdir=tmp_path / "slowed", p99_ms=BUSY_P99_MS)
+    for attempt in range(2):  # the hypervisor's steal stretches every cost: measured again
+        caplog.clear()
+        plain = calibrate.measure(2, kinds=("threads",), queries=5000,
+                                  workdir=tmp_path / f"plain{attempt}", p99_ms=BUSY_P99_MS)
+        slowed = calibrate.measure(2, kinds=("threads",), queries=5000, intake_delay_s=delay,
+                                   workdir=tmp_path / f"slowed{attempt}", p99_ms=BUSY_P99_MS)
+        stolen = [r.getMessage() for r in caplog.records if (found := re.search(
+            r"hypervisor took ([\d.]+)%", r.getMessage())) and float(found[1]) > HEAVY_STEAL]
+        if not stolen:
+            break
+    else:
+        pytest.skip(f"the machine cannot read a 0.2 ms cost now: {stolen[0]}")
     assert plain.threads is not None and slowed.threads is not None
     assert plain.processes is None and set(slowed.by_kind()) == {"threads"}
     figures = f"plain {plain}, slowed {slowed}"
