@@ -198,7 +198,7 @@ def test_separate_runs_judge_every_case_together_against_the_machines_drift(tmp_
         alarms += result.fails()
     assert alarms <= 2
     cli = runner.invoke(app, ["compare", str(base), str(drifted)], terminal_width=250)
-    assert "all cases together: every case together moved" in cli.output
+    assert "every case together moved" in cli.output
     assert "÷ common move" in cli.output
 
     steady = write_run(tmp_path / "c.json", seed=3, state=0.01, rounds=4)
@@ -207,7 +207,7 @@ def test_separate_runs_judge_every_case_together_against_the_machines_drift(tmp_
     assert everything.common.verdict == "slower" and everything.common.low > 1
     assert everything.fails() and not everything.regressed
     assert "every case together slower" in summary_line(everything)
-    assert "All cases together:** every case together moved 1.5" in render_markdown(everything)
+    assert "**Every case together** moved 1.5" in render_markdown(everything)
 
     one = write_run(tmp_path / "e.json", seed=5, state=0.01, rounds=4,
                     slower={("digits-mlp", "run"): 2.0})

@@ -105,10 +105,11 @@ class CommonMove:
     rounds: int  # the rounds whose effects were read, both runs together
 
     def text(self) -> str:
-        return (f"every case together moved {self.ratio:.2f}x [{self.low:.2f}, {self.high:.2f}]"
-                f" ({self.verdict}; the machine moved {self.drift:.0%} from round to round "
-                f"inside the runs, and separate runs drift apart by as much); each case is "
-                f"judged against that common move")
+        """What follows "every case together": the move, its interval, the verdict, and why."""
+        return (f"moved {self.ratio:.2f}x [{self.low:.2f}, {self.high:.2f}]: {self.verdict} "
+                f"(the machine moved {self.drift:.0%} from round to round inside the runs, and "
+                f"separate runs drift apart by as much); each case below is judged against "
+                f"that common move")
 
 
 @dataclass(frozen=True)
@@ -265,7 +266,8 @@ def _common_move(matched: list[Matched], before: dict[str, dict[int, Stats]],
     state = math.fsum(x * x for found in effects for x in found) / df  # centred in each run
     logs = [math.log(min(n) / min(b)) for _, b, n, _, _ in matched]
     middle = median(logs)
-    spread = math.fsum((x - middle) ** 2 for x in logs) / (len(logs) - 1)
+    spread = (1.4826 * median([abs(x - middle) for x in logs])) ** 2  # robust to the cases
+    # that did change
     # a run's state taken as shared by all its rounds (separate runs minutes apart), and the
     # median of the cases' ratios, whose variance is pi/2 that of their mean
     se = math.sqrt(2 * state + math.pi / 2 * spread / len(logs)) or 1e-12
@@ -451,8 +453,8 @@ def summary_line(result: Comparison) -> str:
         against = ", each case against that common move"
     return (f"{together}{counts['slower']} regressed of {len(result.rows)} matched cases ("
             f"{counts['faster']} faster, {counts['same']} same, {counts['inconclusive']} "
-            f"inconclusive{failed}; threshold {result.threshold:.0%} on {result.metric}, 95% "
-            f"intervals{noise}{against}, Holm-corrected)")
+            f"inconclusive{failed}; threshold {result.threshold:.0%} on {result.metric}, "
+            f"fastest rounds, 95% intervals{noise}{against}, Holm-corrected)")
 
 
 def render_markdown(result: Comparison) -> str:
@@ -464,10 +466,10 @@ def render_markdown(result: Comparison) -> str:
         lines.append("")
     if result.common is not None:
         mark = " ❗" if result.common.verdict == "slower" else ""
-        lines += [f"**All cases together:** {result.common.text()}{mark}.", ""]
+        lines += [f"**Every case together** {result.common.text()}{mark}.", ""]
     header = "new/base ÷ common move" if result.common is not None else "new/base"
-    lines += [f"| case | base | new | {header} [95% interval] | verdict |",
-              "|---|---|---|---|---|"]
+    lines += [f"| case | base (fastest round) | new (fastest round) | {header} [95% interval] "
+              "| verdict |", "|---|---|---|---|---|"]
     for row in result.rows:
         mark = " ❗" if row.verdict == "slower" else ""
         lines.append(f"| {row.case} | {duration(row.base_ms / 1e3)} | "

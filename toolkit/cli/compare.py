@@ -183,7 +183,7 @@ def _show_comparison(result: Any, fmt: str, metric: str) -> None:
         warn(warning)
     if result.common is not None:
         style = "red" if result.common.verdict == "slower" else ""
-        out.print("all cases together: " + result.common.text(), style=style, markup=False,
+        out.print("every case together " + result.common.text(), style=style, markup=False,
                   highlight=False)
     out.print(console.compare_table(result.rows, metric, comparing.interval_text,
                                     "new/base ÷ common move" if result.common else "new/base"))
@@ -192,4 +192,5 @@ def _show_comparison(result: Any, fmt: str, metric: str) -> None:
             out.print(f"{title}: {', '.join(cases)}", markup=False, highlight=False)
     for line in result.failed:
         out.print(f"failed in new: {line}", style="red", markup=False, highlight=False)
-    out.print(comparing.summary_line(result), markup=False, highlight=False)
+    out.print(comparing.summary_line(result), markup=False, highlight=False,
+              soft_wrap=True)  # one line, for a CI log's grep

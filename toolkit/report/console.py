@@ -12,9 +12,9 @@ from toolkit.report.units import duration
 
 def compare_table(rows: Sequence[Any], metric: str, interval: Any,
                   ratio: str = "new/base") -> Table:
-    """compare's rows (`toolkit.compare.Row`): base and new figures, the ratio (`ratio` names
-    it) with its interval (`interval(row)` writes it), the verdict; slower in red, faster in
-    green."""
+    """compare's rows (`toolkit.compare.Row`): base and new figures (each run's fastest
+    round), the ratio (`ratio` names it) with its interval (`interval(row)` writes it), the
+    verdict; slower in red, faster in green."""
     table = Table("case", f"base {metric}", f"new {metric}", f"{ratio} [95% interval]",
                   "verdict")
     for row in rows:
