@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 STARTUP_TIMEOUT_S = 300.0  # a server whose import takes longer is given up: children spawn
-FORKED_TASKS = ("build", "build_file", "derive", "measure", "scenario")
+FORKED_TASKS = ("build", "build_file", "derive", "measure", "scenario", "lockstep")
 
 
 def runner_of(spec: Mapping[str, Any]) -> str | None:
@@ -33,6 +33,9 @@ def runner_of(spec: Mapping[str, Any]) -> str | None:
         return None
     if task in ("measure", "scenario"):
         return str(spec.get("runner"))
+    if task == "lockstep":  # one runtime for every option, or a spawned child
+        runners = {str(o.get("runner")) for o in spec.get("options") or ()}
+        return runners.pop() if len(runners) == 1 else None
     if task == "derive":
         return "onnxruntime"
     framework = spec.get("framework") or str(spec.get("workload", "")).split("/", 1)[0]

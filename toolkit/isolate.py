@@ -86,6 +86,15 @@ def oom_kills() -> int | None:
     return None
 
 
+def _spinning(spec: Mapping[str, Any]) -> bool:
+    """Whether the child's runtimes may spin-wait: not a serving child's (a spinning thread
+    would take a core from the pool's other threads), unless its settings ask for it."""
+    task = spec.get("task")
+    if task == "lockstep":
+        return any((o.get("settings") or {}).get("spinning") for o in spec.get("options") or ())
+    return task != "scenario" or bool((spec.get("settings") or {}).get("spinning"))
+
+
 def run_child(
     spec: Mapping[str, Any], workdir: Path, *, timeout_s: float, threads: int, name: str
 ) -> ChildResult:
@@ -97,8 +106,7 @@ def run_child(
         spec_path = Path(tmp) / "spec.json"
         out_path = Path(tmp) / "records.jsonl"
         spec_path.write_text(json.dumps(dict(spec)), encoding="utf-8")
-        env = _child_env(threads, spinning=spec.get("task") != "scenario" or bool(
-            (spec.get("settings") or {}).get("spinning")))
+        env = _child_env(threads, spinning=_spinning(spec))
         killed_before = oom_kills()
         forked = _run_forked(spec, spec_path, out_path, log_path, workdir, timeout_s, env,
                              killed_before)

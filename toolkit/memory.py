@@ -31,6 +31,19 @@ def peak_rss_mb() -> float | None:
     return peak / 1024 / 1024 if sys.platform == "darwin" else peak / 1024
 
 
+def available_memory_bytes() -> int | None:
+    """The memory this machine can give without swapping (MemAvailable in /proc/meminfo);
+    None where it cannot be read."""
+    try:
+        with open("/proc/meminfo", encoding="ascii") as meminfo:
+            for line in meminfo:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
 def gpu_memory_mb(runner: Any) -> float | None:
     """This process's GPU memory as the driver sees it (NVML), else what the runtime reports."""
     if runner.device == "cpu":

@@ -18,6 +18,7 @@ from toolkit.plans.steps import (
     BUILD_PHASES,
     Build,
     Derive,
+    Lockstep,
     Measure,
     Scenario,
     Skipped,
@@ -28,7 +29,7 @@ from toolkit.plans.steps import (
 )
 from toolkit.recipes import FP32, ONNX_RECIPES
 from toolkit.results import Record
-from toolkit.scenarios import loadgen_missing, variants
+from toolkit.scenarios import ScenarioSettings, loadgen_missing, variants
 from toolkit.suite import Case, Suite, cases
 
 
@@ -88,12 +89,25 @@ def scenario_steps(suite: Suite, key: str, after: str | None,
                 steps.append(Skipped(step.label, f"{key}: skipped ({missing})", records))
             continue
         # every option once a round, the order flipping from round to round (as compare's
-        # side-by-side rounds), so each meets the machine's spells early and late alike
+        # side-by-side rounds), so each meets the machine's spells early and late alike; a
+        # searched server's options on one provider take turns within the round (Lockstep)
         for round_ in range(1, settings.round_count + 1):
             order = options if round_ % 2 else options[::-1]
-            steps += [Scenario(case, variant, settings, after, sources, round_)
-                      for case, variant in order]
+            if not side_by_side(settings, order):
+                steps += [Scenario(case, variant, settings, after, sources, round_)
+                          for case, variant in order]
+                continue
+            providers = dict.fromkeys(case.provider for case, _ in order)
+            steps += [Lockstep(tuple((c, v) for c, v in order if c.provider == provider),
+                               settings, after, sources, round_) for provider in providers]
     return steps
+
+
+def side_by_side(settings: ScenarioSettings, options: Sequence[tuple[Case, str]]) -> bool:
+    """Whether the options' searches take turns within each round (`Lockstep`): a server search
+    in rounds, of two options or more. One round alone keeps the searches one after another,
+    each with its own retries after a run the cores read slow under."""
+    return settings.searched and settings.round_count > 1 and len(options) > 1
 
 
 def _skipped(suite: Suite, key: str, planned: list[Case], reason: str) -> list[Step]:

@@ -31,6 +31,7 @@ from toolkit import environment
 from toolkit.digests import check, follow, stamp
 from toolkit.errors import BadInputError
 from toolkit.isolate import run_child
+from toolkit.memory import available_memory_bytes
 from toolkit.recipes import BY_QUALITY, CPU_ONLY, CUDA_ONLY, FP32, HARDWARE_SPECIFIC, ONNX_RECIPES
 from toolkit.results import Record
 from toolkit.runners.onnxruntime import PROVIDERS as ORT_PROVIDERS
@@ -569,25 +570,178 @@ class Scenario(CaseStep):
             return [dataclasses.replace(r, status="skipped", reason=_no_artifact(case),
                                         batch_size=None) for r in self.expects(suite)[:1]]
         sources.check(context.out_dir)
-        name = slug(case.workload, case.runner, case.provider, self.variant,
-                    self.settings.scenario, f"r{self.round}" if self.round > 1 else "")
-        # the pool is laid over the physical cores of the machine that serves (a node's own)
-        workers, threads = self.settings.layout(case.provider, default_threads())
-        # where the last round sustained a peak, this round's search starts from it
-        start = dict(self.start_qps or ()) or {
-            str(r.batch_size): r.info["peak_qps"] for r in before
-            if r.ok and r.info.get("peak_kind") == "sustained" and r.info.get("peak_qps")}
-        spec = {"task": "scenario", **identity(case.workload), "runner": case.runner,
-                "artifact": artifact, "inputs": sources.inputs, "provider": case.provider,
-                "variant": self.variant, "settings": self.settings.to_dict(),
-                "logs": str(context.out_dir / "loadgen" / name), "workers": workers,
-                "threads": threads, "optimization": suite.optimization,
-                "session": dict(suite.session), "round": self.round, "start_qps": start,
-                "budget_s": max(suite.timeout_s * 0.9 - 15.0, suite.timeout_s / 2)}
-        child = run_child(spec, context.out_dir, timeout_s=suite.timeout_s,
-                          threads=workers * threads, name=f"loadgen-{name}")
+        spec = scenario_spec(case, self.variant, self.settings, self.round, artifact, sources,
+                             context, dict(self.start_qps or ()) or last_peaks(before))
+        name = Path(spec["logs"]).name
+        child = run_child({"task": "scenario", **spec}, context.out_dir,
+                          timeout_s=suite.timeout_s, threads=spec["workers"] * spec["threads"],
+                          name=f"loadgen-{name}")
         return fill_missing(self.expects(suite), child.records,
                             child.failure or "the child ended without serving it (see its log)")
+
+
+def scenario_spec(case: Case, variant: str, settings: ScenarioSettings, round_: int,
+                  artifact: str, sources: Sources, context: Context,
+                  start: dict[str, float]) -> dict[str, Any]:
+    """A scenario child's spec (`toolkit.steps.scenario.ScenarioSpec`) for one option."""
+    suite = context.suite
+    name = slug(case.workload, case.runner, case.provider, variant, settings.scenario,
+                f"r{round_}" if round_ > 1 else "")
+    # the pool is laid over the physical cores of the machine that serves (a node's own)
+    workers, threads = settings.layout(case.provider, default_threads())
+    return {**identity(case.workload), "runner": case.runner, "artifact": artifact,
+            "inputs": sources.inputs, "provider": case.provider, "variant": variant,
+            "settings": settings.to_dict(), "logs": str(context.out_dir / "loadgen" / name),
+            "workers": workers, "threads": threads, "optimization": suite.optimization,
+            "session": dict(suite.session), "round": round_, "start_qps": start,
+            "budget_s": max(suite.timeout_s * 0.9 - 15.0, suite.timeout_s / 2)}
+
+
+def last_peaks(before: Sequence[Record]) -> dict[str, float]:
+    """Each batch size's sustained peak in an option's round before (str(batch) -> q/s): where
+    its next round's search starts."""
+    return {str(r.batch_size): r.info["peak_qps"] for r in before
+            if r.ok and r.info.get("peak_kind") == "sustained" and r.info.get("peak_qps")}
+
+
+# Several options' pools are made at once in a lockstep round: where their files, copied into
+# each session or process (and a runtime's working memory, taken as as much again), would
+# take more than this share of the memory available, the options are searched one after another
+LOCKSTEP_MEMORY_SHARE = 0.25
+
+
+@dataclass(frozen=True)
+class Lockstep(StepDefaults):
+    """One round of several options' server searches (one workload on one provider), side by
+    side in one child: every search's LoadGen runs take turns (`toolkit.lockstep`), so a spell
+    of the machine meets every option at the same step of its search. A later round runs where
+    the first did, after the round before it, and each search starts from its option's peak in
+    that round. Where the options' pools would not fit in memory at once, each is searched in
+    a child of its own, one after another, as a Scenario step does."""
+
+    options: tuple[tuple[Case, str], ...]  # (case, variant)
+    settings: ScenarioSettings
+    after: str | None = None
+    sources: Sources | None = None
+    round: int = 1
+
+    per_node: ClassVar[bool] = True
+
+    @property
+    def label(self) -> str:
+        return lockstep_label(self.options[0][0], self.settings, self.round)
+
+    @property
+    def what(self) -> str:
+        case = self.options[0][0]
+        return (f"{case.workload}: {len(self.options)} options on {case.provider} searched "
+                f"side by side, LoadGen {self.settings.scenario}, round {self.round} of "
+                f"{self.settings.round_count}")
+
+    @property
+    def gpu(self) -> bool:
+        return self.options[0][0].provider != "cpu"
+
+    def reads(self) -> tuple[str, ...]:
+        return self.sources.files() if self.sources else ()
+
+    @property
+    def previous(self) -> str | None:
+        if self.round == 1:
+            return None
+        return lockstep_label(self.options[0][0], self.settings, self.round - 1)
+
+    @property
+    def needs(self) -> tuple[str, ...]:
+        return tuple(n for n in (self.after, self.previous) if n)
+
+    @property
+    def pin(self) -> str | None:
+        return lockstep_label(self.options[0][0], self.settings, 1) if self.previous else None
+
+    def _option(self, case: Case, variant: str) -> Scenario:
+        return Scenario(case, variant, self.settings, self.after, self.sources, self.round)
+
+    def expects(self, suite: Suite) -> list[Record]:
+        return [r for case, variant in self.options
+                for r in self._option(case, variant).expects(suite)]
+
+    def execute(self, context: Context) -> list[Record]:
+        suite = context.suite
+        before = context.done.get(self.previous or "", [])
+        sources = Sources.from_records(context.done.get(self.after or "", []), self.sources)
+        records: list[Record] = []
+        specs: list[dict[str, Any]] = []
+        expected: list[Record] = []
+        for case, variant in self.options:
+            step = self._option(case, variant)
+            mine = [r for r in before if (r.runtime, r.provider, r.variant) == (
+                case.runtime, case.provider, variant)]
+            if self.previous and not any(r.ok for r in mine):
+                continue  # the option could not be served at all: not tried again
+            artifact = _artifact(case, sources)
+            if artifact is None or sources.inputs is None:
+                records += [dataclasses.replace(r, status="skipped", reason=_no_artifact(case),
+                                                batch_size=None)
+                            for r in step.expects(suite)[:1]]
+                continue
+            specs.append(scenario_spec(case, variant, self.settings, self.round, artifact,
+                                       sources, context, last_peaks(mine)))
+            expected += step.expects(suite)
+        if not specs:
+            return records
+        sources.check(context.out_dir)
+        threads = specs[0]["workers"] * specs[0]["threads"]
+        too_big = _too_big_together(specs, context.out_dir)
+        if too_big or len(specs) == 1:
+            made: list[Record] = []
+            for spec in specs:  # one after another, as Scenario steps
+                child = run_child({"task": "scenario", **spec}, context.out_dir,
+                                  timeout_s=suite.timeout_s, threads=threads,
+                                  name=f"loadgen-{Path(spec['logs']).name}")
+                made += [dataclasses.replace(r, warnings=(*r.warnings, too_big))
+                         if too_big and r.ok else r for r in child.records]
+            return records + fill_missing(expected, made,
+                                          "the child ended without serving it (see its log)")
+        name = slug(self.options[0][0].workload, self.options[0][0].provider,
+                    self.settings.scenario, "lockstep", f"r{self.round}")
+        child = run_child({"task": "lockstep", "options": specs,
+                           "budget_s": sum(spec["budget_s"] for spec in specs)},
+                          context.out_dir, timeout_s=suite.timeout_s * len(specs),
+                          threads=threads, name=f"loadgen-{name}")
+        return records + fill_missing(expected, child.records, child.failure or
+                                      "the child ended without serving it (see its log)")
+
+
+def lockstep_label(case: Case, settings: ScenarioSettings, round_: int) -> str:
+    """A Lockstep step's label: the workload's options on one provider in one round."""
+    return (f"{case.workload} {case.provider} loadgen {settings.scenario} side by side "
+            f"round {round_}")
+
+
+def _too_big_together(specs: Sequence[dict[str, Any]], folder: Path) -> str | None:
+    """Why the options' pools would not fit in memory at once (each file counted once per
+    session or process that loads it, and as much again for the runtime's working memory);
+    None where they fit or the memory available cannot be read."""
+    available = available_memory_bytes()
+    if available is None:
+        return None
+    needed = 0
+    for spec in specs:
+        path = Path(spec["artifact"])
+        path = path if path.is_absolute() else folder / path
+        try:
+            size = path.stat().st_size if path.is_file() else sum(
+                p.stat().st_size for p in path.rglob("*") if p.is_file())
+        except OSError:
+            continue
+        copies = 1 if spec["variant"].startswith("shared") else spec["workers"]
+        needed += 2 * size * copies
+    if needed <= LOCKSTEP_MEMORY_SHARE * available:
+        return None
+    return (f"searched one option after another, not side by side: their pools would take "
+            f"about {needed / 2**30:.1f} GiB at once, over a quarter of the "
+            f"{available / 2**30:.1f} GiB available")
 
 
 def scenario_label(case: Case, variant: str, settings: ScenarioSettings, round_: int) -> str:

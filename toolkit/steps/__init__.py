@@ -6,6 +6,7 @@
     derive      an ONNX recipe (int8, fp16, offline) and its accuracy (toolkit.steps.derive)
     measure     one artifact in one runtime on one provider         (toolkit.steps.measure)
     scenario    one option served by a pool of workers under LoadGen (toolkit.steps.scenario)
+    lockstep    a round of several options' server searches, taking turns (the same module)
 
 Each task is a spec (a dataclass, sent as JSON) and a function that yields records.
 """
@@ -20,7 +21,7 @@ from toolkit.steps.build import BuildFileSpec, BuildSpec, build, build_file
 from toolkit.steps.calibrate import CalibrateSpec, calibrate
 from toolkit.steps.derive import DeriveSpec, derive
 from toolkit.steps.measure import MeasureSpec, measure_case
-from toolkit.steps.scenario import ScenarioSpec, scenario_case
+from toolkit.steps.scenario import LockstepSpec, ScenarioSpec, scenario_case, scenario_lockstep
 
 TASKS: dict[str, tuple[type[Any], Callable[[Any], Iterator[Record]]]] = {
     "build": (BuildSpec, build),
@@ -29,6 +30,7 @@ TASKS: dict[str, tuple[type[Any], Callable[[Any], Iterator[Record]]]] = {
     "derive": (DeriveSpec, derive),
     "measure": (MeasureSpec, measure_case),
     "scenario": (ScenarioSpec, scenario_case),
+    "lockstep": (LockstepSpec, scenario_lockstep),
 }
 
 
@@ -42,5 +44,5 @@ def run_task(spec: dict[str, Any]) -> Iterator[Record]:
     return function(spec_type(**values))
 
 
-__all__ = ["TASKS", "BuildFileSpec", "BuildSpec", "CalibrateSpec", "DeriveSpec", "MeasureSpec",
-           "ScenarioSpec", "run_task"]
+__all__ = ["TASKS", "BuildFileSpec", "BuildSpec", "CalibrateSpec", "DeriveSpec", "LockstepSpec",
+           "MeasureSpec", "ScenarioSpec", "run_task"]

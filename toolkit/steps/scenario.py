@@ -12,12 +12,14 @@ results folder (`loadgen/...`).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import statistics
 import sys
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -96,56 +98,164 @@ class ScenarioSpec:
 def scenario_case(spec: ScenarioSpec) -> Iterator[Record]:
     """One record per batch size: LoadGen's verdict and figures, and for a Server search every
     rate it tried."""
-    from toolkit.runners import RUNNERS
-
     settings = ScenarioSettings.from_dict(spec.settings)
-    runtime = RUNNERS[spec.runner].runtime
-    workers, threads = spec.workers, spec.threads
     deadline = time.monotonic() + spec.budget_s
     sys.setswitchinterval(GIL_SWITCH_S)
-    base: dict[str, Any] = {
-        "workload": spec.workload, "framework": spec.framework, "runtime": runtime,
-        "provider": spec.provider, "device": "cpu" if spec.provider == "cpu" else "cuda:0",
-        "variant": spec.variant, "threads": threads, "phase": "scenario", "round": spec.round}
-    batching = spec.variant.endswith(BATCHING)
+    base = _base(spec, settings)
     for batch in batches_of(settings, spec.variant):
         started = time.perf_counter()
         speed_before = busy.core_speed()  # how fast the cores were, before and after
-        try:
-            pool, applied = _pool(spec, settings, runtime, workers, threads, batch, batching)
-        except ProviderUnavailableError as exc:
-            yield Record(**base, batch_size=batch, status="skipped", reason=str(exc),
-                         info={"scenario": settings.scenario})
+        made = _made(spec, settings, base, batch)
+        if isinstance(made, Record):
+            yield made
             continue
-        except RuntimeError as exc:  # a worker that cannot load or warm the model (the pools
-            # say so as RuntimeError, whatever the runtime raised)
-            yield Record(**base, batch_size=batch, status="failed", reason=str(exc),
-                         info={"scenario": settings.scenario})
-            continue
+        pool, applied = made
         try:
             info = _run(pool, settings, batch, Path(spec.logs) / f"b{batch}", spec.inputs,
                         deadline, base["device"], speed_before,
                         spec.start_qps.get(str(batch)))
         finally:
             pool.close()
-        speed_after = busy.core_speed()
-        if speed_before or speed_after:  # M steps/s of a pure-Python loop on each core
-            info["core_speed"] = {
-                "before": speed_before, "after": speed_after,
-                "seconds": busy.core_speed_seconds(),
-                "fastest_seen": busy.fastest_seen(busy.fastest_of([speed_before,
-                                                                   speed_after]))}
-        info.update(gil_switch_ms=sys.getswitchinterval() * 1e3,
-                    workers=workers, threads_per_worker=threads, call=SERVING_CALL[spec.runner],
-                    pool="processes" if isinstance(pool, ProcessPool) else "threads",
-                    sessions=_sessions(spec.variant, runtime, workers),
-                    max_batch=batch if batching else None,
-                    max_delay_ms=settings.delay_ms if batching else None)
-        warnings = [w for w in (settings.short if info.get("loadgen_runs") else None,
-                                info.pop("warning", None)) if w]
-        yield Record(**base, batch_size=batch, seconds=time.perf_counter() - started,
-                     settings=applied, throughput_rows_s=info.get("samples_per_s"),
-                     warnings=tuple(warnings), info=info)
+        yield _record(spec, settings, base, batch, pool, applied, info, started,
+                      (speed_before, busy.core_speed()))
+
+
+@dataclass(frozen=True)
+class LockstepSpec:
+    """A round of several options' server searches, in lockstep (`scenario_lockstep`)."""
+
+    options: list[dict[str, Any]]  # a ScenarioSpec's fields (no "task") for each option
+    budget_s: float = 540.0  # no search starts a run that would end after this
+
+
+@dataclass
+class _Searched:
+    """One option at one batch size in a lockstep round: its pool, and what its search gave."""
+
+    spec: ScenarioSpec
+    settings: ScenarioSettings
+    base: dict[str, Any]
+    batch: int
+    pool: Pool
+    applied: dict[str, Any]
+    info: dict[str, Any] | None = None
+    error: str | None = None
+
+    @property
+    def name(self) -> str:
+        return f"{self.spec.variant} b{self.batch}"
+
+
+def scenario_lockstep(spec: LockstepSpec) -> Iterator[Record]:
+    """One round of every option's server search, the searches side by side: each option's
+    pool is made and warmed first, then each search runs in a thread of its own and every probe
+    and LoadGen run waits its turn (`toolkit.lockstep.Turns`), so step k of every search falls
+    in one short span of the machine's time. Records as `scenario_case` makes them, with
+    `info["lockstep"]`: how many searches shared the round. A search that raises fails its own
+    record only."""
+    from toolkit.lockstep import Turns
+
+    deadline = time.monotonic() + spec.budget_s
+    sys.setswitchinterval(GIL_SWITCH_S)
+    started = time.perf_counter()
+    speed_before = busy.core_speed()
+    searched: list[_Searched] = []
+    try:
+        for fields in spec.options:
+            option = ScenarioSpec(**fields)
+            settings = ScenarioSettings.from_dict(option.settings)
+            base = _base(option, settings)
+            for batch in batches_of(settings, option.variant):
+                made = _made(option, settings, base, batch)
+                if isinstance(made, Record):
+                    yield made
+                    continue
+                searched.append(_Searched(option, settings, base, batch, *made))
+        turns = Turns([s.name for s in searched])
+
+        def search(entry: _Searched) -> None:
+            with turns.member(entry.name):
+                try:
+                    entry.info = _run(
+                        entry.pool, entry.settings, entry.batch,
+                        Path(entry.spec.logs) / f"b{entry.batch}", entry.spec.inputs, deadline,
+                        entry.base["device"], speed_before,
+                        entry.spec.start_qps.get(str(entry.batch)),
+                        gate=lambda: turns.turn(entry.name))
+                except Exception as exc:  # this option's record fails; the others go on
+                    entry.error = f"{type(exc).__name__}: {exc}"
+
+        threads = [threading.Thread(target=search, args=(entry,), daemon=True,
+                                    name=f"search {entry.name}") for entry in searched]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    finally:
+        for entry in searched:
+            entry.pool.close()
+    speeds = (speed_before, busy.core_speed())
+    for entry in searched:
+        if entry.info is None:
+            yield Record(**entry.base, batch_size=entry.batch, status="failed",
+                         reason=entry.error or "the search ended without a figure",
+                         settings=entry.applied, info={"scenario": entry.settings.scenario})
+            continue
+        entry.info["lockstep"] = len(searched)
+        yield _record(entry.spec, entry.settings, entry.base, entry.batch, entry.pool,
+                      entry.applied, entry.info, started, speeds)
+
+
+def _base(spec: ScenarioSpec, settings: ScenarioSettings) -> dict[str, Any]:
+    """The fields every record of the option shares."""
+    from toolkit.runners import RUNNERS
+
+    return {"workload": spec.workload, "framework": spec.framework,
+            "runtime": RUNNERS[spec.runner].runtime, "provider": spec.provider,
+            "device": "cpu" if spec.provider == "cpu" else "cuda:0", "variant": spec.variant,
+            "threads": spec.threads, "phase": "scenario", "round": spec.round}
+
+
+def _made(spec: ScenarioSpec, settings: ScenarioSettings, base: dict[str, Any], batch: int
+          ) -> tuple[Pool, dict[str, Any]] | Record:
+    """The option's pool at `batch`, warmed, and the runtime's settings; or the record that
+    says why it could not be made."""
+    try:
+        return _pool(spec, settings, base["runtime"], spec.workers, spec.threads, batch,
+                     spec.variant.endswith(BATCHING))
+    except ProviderUnavailableError as exc:
+        return Record(**base, batch_size=batch, status="skipped", reason=str(exc),
+                      info={"scenario": settings.scenario})
+    except RuntimeError as exc:  # a worker that cannot load or warm the model (the pools
+        # say so as RuntimeError, whatever the runtime raised)
+        return Record(**base, batch_size=batch, status="failed", reason=str(exc),
+                      info={"scenario": settings.scenario})
+
+
+def _record(spec: ScenarioSpec, settings: ScenarioSettings, base: dict[str, Any], batch: int,
+            pool: Pool, applied: dict[str, Any], info: dict[str, Any], started: float,
+            speeds: tuple[list[float] | None, list[float] | None]) -> Record:
+    """The option's record at `batch`, from what its search or run gave (`info`) and the
+    cores' speeds before and after."""
+    speed_before, speed_after = speeds
+    if speed_before or speed_after:  # M steps/s of a pure-Python loop on each core
+        info["core_speed"] = {
+            "before": speed_before, "after": speed_after,
+            "seconds": busy.core_speed_seconds(),
+            "fastest_seen": busy.fastest_seen(busy.fastest_of([speed_before, speed_after]))}
+    batching = spec.variant.endswith(BATCHING)
+    info.update(gil_switch_ms=sys.getswitchinterval() * 1e3,
+                workers=spec.workers, threads_per_worker=spec.threads,
+                call=SERVING_CALL[spec.runner],
+                pool="processes" if isinstance(pool, ProcessPool) else "threads",
+                sessions=_sessions(spec.variant, base["runtime"], spec.workers),
+                max_batch=batch if batching else None,
+                max_delay_ms=settings.delay_ms if batching else None)
+    warnings = [w for w in (settings.short if info.get("loadgen_runs") else None,
+                            info.pop("warning", None)) if w]
+    return Record(**base, batch_size=batch, seconds=time.perf_counter() - started,
+                  settings=applied, throughput_rows_s=info.get("samples_per_s"),
+                  warnings=tuple(warnings), info=info)
 
 
 def _sessions(variant: str, runtime: str, workers: int) -> str:
@@ -190,17 +300,21 @@ def _pool(spec: ScenarioSpec, settings: ScenarioSettings, runtime: str, workers:
 
 def _run(pool: Pool, settings: ScenarioSettings, batch: int, logs: Path, inputs: str,
          deadline: float, device: str = "cpu", speeds: list[float] | None = None,
-         last_peak: float | None = None) -> dict[str, Any]:
+         last_peak: float | None = None,
+         gate: Callable[[], AbstractContextManager[Any]] = contextlib.nullcontext
+         ) -> dict[str, Any]:
     """The scenario's LoadGen run(s) on `pool`: a Server search, or one run. `speeds`: each
     core's speed before the pool started (a failed search run after which a core reads
     slower than that is made again); `last_peak`: the sustained peak of the round before,
-    where the search starts."""
+    where the search starts; `gate`: what each probe and LoadGen run waits in (its turn,
+    where options are searched in lockstep: `toolkit.lockstep`)."""
     with np.load(inputs) as archive:
         rows = len(archive[archive.files[0]])
-    per_query = probe(pool, batch if settings.scenario in ("offline", "multistream") else 1,
-                      rows)
+    with gate():
+        per_query = probe(pool, batch if settings.scenario in ("offline", "multistream")
+                          else 1, rows)
+        capacity, full_call = capacity_of(pool, settings.scenario, per_query, rows)
     bound = settings.bound_ms
-    capacity, full_call = capacity_of(pool, settings.scenario, per_query, rows)
     runs: list[int] = []
     meter, no_meter = energy.counter(device)
 
@@ -208,14 +322,15 @@ def _run(pool: Pool, settings: ScenarioSettings, batch: int, logs: Path, inputs:
                expected_s: float | None = None) -> LoadGenResult:
         runs.append(len(runs) + 1)
         folder = logs / f"{len(runs):02d}"
-        before = meter.read() if meter else 0.0
-        ticks = busy.cpu_ticks()
-        result = run_loadgen(pool, settings, rate, expected_s or per_query, batch, rows, folder,
-                             queries)
-        result = dataclasses.replace(result, steal_percent=busy.steal_percent(
-            ticks, busy.cpu_ticks()))
-        if meter:
-            result = dataclasses.replace(result, joules=meter.read() - before)
+        with gate():
+            before = meter.read() if meter else 0.0
+            ticks = busy.cpu_ticks()
+            result = run_loadgen(pool, settings, rate, expected_s or per_query, batch, rows,
+                                 folder, queries)
+            result = dataclasses.replace(result, steal_percent=busy.steal_percent(
+                ticks, busy.cpu_ticks()))
+            if meter:
+                result = dataclasses.replace(result, joules=meter.read() - before)
         if pool.errors:
             raise RuntimeError(f"the model failed while serving: {pool.errors[0]}")
         return result
