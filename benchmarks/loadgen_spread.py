@@ -28,6 +28,7 @@ from __future__ import annotations
 import argparse
 import json
 import shlex
+import shutil
 import statistics
 import subprocess
 import sys
@@ -51,6 +52,12 @@ def mlp(path: Path) -> Path:
 
 
 def one_run(model: Path, p99_ms: float, extra: list[str], out: Path) -> dict:
+    """A run's results; a run kept whole in `out` before (`--keep`, marked done) is read
+    again instead of made, so a series can be judged later or made by another driver."""
+    done_mark = out / "benchmark-done"
+    if done_mark.exists():
+        return json.loads((out / "results.json").read_text())
+    shutil.rmtree(out, ignore_errors=True)
     done = subprocess.run(
         [sys.executable, "-m", "toolkit.cli", "loadgen", str(model), "--scenario", "server",
          "--p99-ms", str(p99_ms), "--providers", "cpu", *extra, "--out", str(out),
@@ -58,6 +65,7 @@ def one_run(model: Path, p99_ms: float, extra: list[str], out: Path) -> dict:
         capture_output=True, text=True, timeout=3600)
     if done.returncode not in (0, 1) or not (out / "results.json").is_file():
         raise SystemExit(f"deploybench loadgen failed ({done.returncode}): {done.stderr[-2000:]}")
+    done_mark.write_text(f"{time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())}\n")
     return json.loads((out / "results.json").read_text())
 
 
@@ -204,7 +212,8 @@ def main() -> None:
     parser.add_argument("--pause-s", type=float, default=0.0,
                         help="seconds to wait idle before each run")
     parser.add_argument("--keep", type=Path, help="keep every run's results and LoadGen logs "
-                        "in this folder (default: a temporary one, removed)")
+                        "in this folder (default: a temporary one, removed); runs kept there "
+                        "whole before are read again, not made")
     parser.add_argument("--loadgen-args", default="",
                         help="more `deploybench loadgen` flags, as one string")
     parser.add_argument("--advise", metavar="TARGET",

@@ -15,7 +15,7 @@ import pytest
 from tests.model_files import onnx_model
 from toolkit.busy import usable_cores
 from toolkit.digests import sha256
-from toolkit.plans.steps import Context, Scenario, Sources
+from toolkit.plans.steps import Context, Lockstep, Scenario, Sources
 from toolkit.scenarios import ScenarioSettings
 from toolkit.suite import Case, Suite
 
@@ -75,6 +75,9 @@ def test_each_option_is_searched_once_a_round_the_order_flipping(server_run):
     first = [r["variant"] for r in served if r["round"] == 1]
     second = [r["variant"] for r in served if r["round"] == 2]
     assert len(first) == 6 and second == first[::-1]
+    # each round's six searches ran side by side in one child, taking turns
+    assert {r["info"]["lockstep"] for r in served if r["status"] == "ok"} == {6}
+    assert len({r["step"] for r in served}) == 2
     peaks = {r["variant"]: r["info"] for r in served if r["round"] == 1}
     for record in served:
         if record["round"] != 2 or record["status"] != "ok":
@@ -192,7 +195,10 @@ def test_a_loadgen_run_resumes_only_what_is_missing(server_run, tmp_path):
     copy = tmp_path / "copy"
     shutil.copytree(out, copy)
     payload = json.loads((copy / "results.json").read_text())
-    dropped = payload["records"].pop()
+    # a step's records are written together: the last step (round 2, every option) not made
+    last = payload["records"][-1]["step"]
+    dropped = [r for r in payload["records"] if r["step"] == last]
+    payload["records"] = [r for r in payload["records"] if r["step"] != last]
     payload["run"]["interrupted"] = True
     # as a run made before --threads was each worker's stored it: `--workers 2 --threads 2`,
     # two cores shared by two workers
@@ -203,10 +209,13 @@ def test_a_loadgen_run_resumes_only_what_is_missing(server_run, tmp_path):
     proc = loadgen("--resume", str(copy), "--history", str(tmp_path / "h.sqlite"))
     assert proc.returncode == 0, proc.stderr[-3000:]
     again = records(copy)
-    assert len(again) == 12 and again[-1]["variant"] == dropped["variant"]
-    assert again[-1]["round"] == dropped["round"] == 2
-    assert again[-1]["status"] == "ok" and again[-1]["info"]["points"]  # searched again
-    assert (again[-1]["info"]["workers"], again[-1]["info"]["threads_per_worker"]) == (2, 1)
+    redone = again[-len(dropped):]
+    assert len(again) == 12 and len(dropped) == 6
+    assert [r["variant"] for r in redone] == [r["variant"] for r in dropped]
+    assert {r["round"] for r in redone} == {2}
+    ok = [r for r in redone if r["status"] == "ok"]
+    assert ok and all(r["info"]["points"] for r in ok)  # searched again
+    assert {(r["info"]["workers"], r["info"]["threads_per_worker"]) for r in ok} == {(2, 1)}
     refused = loadgen("--resume", str(copy), "--scenario", "offline")
     assert refused.returncode == 2 and "drop --scenario" in refused.stderr
 
@@ -249,11 +258,13 @@ def test_loadgen_plans_each_option_as_workers_of_threads_each(tmp_path, monkeypa
                                       "--out", str(tmp_path / "out")])
     assert planned, result.output
     (plan,) = planned
-    served = [s for s in plan.steps if isinstance(s, Scenario)]
-    assert served and all(s.case.provider == provider for s in served)
+    served = [s for s in plan.steps if isinstance(s, (Scenario, Lockstep))]
+    assert served and all(case.provider == provider for s in served
+                          for case, _ in options_of(s))
     for step in served:
         step.execute(Context(plan.suite, tmp_path / "out"))
-    assert {(spec["workers"], spec["threads"]) for spec, _ in children} == {pool}
+    specs = [option for spec, _ in children for option in spec.get("options", [spec])]
+    assert specs and {(spec["workers"], spec["threads"]) for spec in specs} == {pool}
     assert {threads for _, threads in children} == {pool[0] * pool[1]}
 
 
@@ -265,18 +276,28 @@ def test_a_server_search_is_planned_in_rounds_the_order_flipping(settings, round
     suite = Suite("t", ("onnx/mlp",), providers=("cpu",), threads=1,
                   scenarios=(ScenarioSettings(**settings),))
     steps = [s for s in scenario_steps(suite, "onnx/mlp", "build", None)
-             if isinstance(s, Scenario)]
-    options = len(steps) // rounds
-    assert [s.round for s in steps] == [r for r in range(1, rounds + 1) for _ in range(options)]
-    first = [s.variant for s in steps if s.round == 1]
-    for step in steps:
-        mine = [s.variant for s in steps if s.round == step.round]
-        assert mine == (first if step.round % 2 else first[::-1])
-        if step.round > 1:  # after its own round before, on the machine of its first
-            assert step.previous in step.needs and step.pin.endswith(
-                f"{step.variant} loadgen {step.settings.scenario}")
-            assert step.label.endswith(f"round {step.round}")
+             if isinstance(s, (Scenario, Lockstep))]
+    # a server search in rounds: a step per round, its options' searches side by side;
+    # else a step per option
+    assert all(isinstance(s, Lockstep if rounds > 1 else Scenario) for s in steps)
+    served = [(s.round, variant, s) for s in steps for _, variant in options_of(s)]
+    options = len(served) // rounds
+    assert [r for r, _, _ in served] == [r for r in range(1, rounds + 1) for _ in range(options)]
+    first = [v for r, v, _ in served if r == 1]
+    assert len(first) >= 3  # every pool kind, with and without batching where it serves
+    for round_, _, step in served:
+        mine = [v for r, v, _ in served if r == round_]
+        assert mine == (first if round_ % 2 else first[::-1])
+        if round_ > 1:  # after its own round before, on the machine of its first
+            assert step.previous in step.needs
+            assert step.pin == step.label.replace(f"round {round_}", "round 1")
+            assert step.label.endswith(f"round {round_}")
     assert len({s.label for s in steps}) == len(steps)
+
+
+def options_of(step) -> list[tuple[Case, str]]:
+    """The (case, variant) options a Scenario or Lockstep step serves."""
+    return list(step.options) if isinstance(step, Lockstep) else [(step.case, step.variant)]
 
 
 @pytest.mark.parametrize(("scenario", "check"), [
@@ -376,6 +397,44 @@ def test_a_system_under_test_that_fails_or_hangs_costs_that_option_only(server_r
     assert [r.status for r in fine] == ["ok"] and fine[0].info["samples_per_s"] > 0
 
 
+def test_a_lockstep_round_alternates_its_searches_and_a_failing_option_costs_itself(
+        server_run, tmp_path):
+    """Three options in one lockstep child: the one whose rows the model cannot take fails
+    alone; the other two are searched, their LoadGen runs taking turns."""
+    from toolkit.steps.scenario import LockstepSpec, scenario_lockstep
+
+    _, _, model = server_run
+    good = tmp_path / "good.npz"
+    np.savez(good, x=np.ones((32, 64), np.float32))
+    bad = tmp_path / "bad.npz"
+    np.savez(bad, x=np.ones((32, 7), np.float32))
+    settings = ScenarioSettings(queries=512, p99_ms=20, rounds=2).to_dict()
+
+    def option(variant: str, inputs: Path) -> dict:
+        return {"workload": "onnx/mlp", "framework": "onnx", "runner": "onnxruntime",
+                "artifact": str(model), "inputs": str(inputs), "provider": "cpu",
+                "variant": variant, "settings": settings, "logs": str(tmp_path / variant),
+                "workers": 2, "threads": 1}
+
+    made = list(scenario_lockstep(LockstepSpec(
+        [option("shared", good), option("processes", bad), option("per-worker", good)],
+        budget_s=120)))
+    by_variant = {r.variant: r for r in made}
+    assert by_variant["processes"].status == "failed"
+    assert "warm-up" in by_variant["processes"].reason
+    searched = [by_variant[v] for v in ("shared", "per-worker")]
+    assert all(r.status == "ok" and r.info["lockstep"] == 2 and r.info["points"]
+               for r in searched)
+    # each LoadGen run's log, in the order written: the two searches alternate until the one
+    # that ends first has made its last run
+    runs = sorted((p.stat().st_mtime_ns, p.parts[-4]) for p in tmp_path.glob(
+        "*/b1/*/mlperf_log_detail.txt"))
+    order = [variant for _, variant in runs]
+    assert len(order) == sum(r.info["loadgen_runs"] for r in searched)
+    ends = min(len(order) - 1 - order[::-1].index(v) for v in ("shared", "per-worker"))
+    assert all(order[i] != order[i + 1] for i in range(ends)), order
+
+
 @pytest.mark.parametrize(("after", "said"), [
     (0, "a worker process exited (code 3) before it was ready"),  # on its warm-up calls
     (10, "a worker process died (exit code 3) while serving"),  # once queries come
@@ -444,7 +503,10 @@ def test_a_suite_can_hold_scenarios(tmp_path):
         ("server", 5, (8,)), ("offline", None, (32,))]
     assert Suite.from_dict(json.loads(json.dumps(suite.to_dict()))) == suite
     labels = [s.label for s in plan_suite(suite).steps]
-    assert "torch/digits-mlp onnxruntime cpu shared+batching loadgen server" in labels
+    # the server search in rounds: a step a round, every option of the provider side by side
+    assert "torch/digits-mlp cpu loadgen server side by side round 3" in labels
+    (first,) = [s for s in plan_suite(suite).steps if s.label.endswith("side by side round 1")]
+    assert ("native_torch", "processes+batching") in {(c.runner, v) for c, v in first.options}
     assert "torch/digits-mlp native_torch cpu processes loadgen offline" in labels
     assert load_suite("full").scenarios  # run --suite full includes serving under load
     for text, message in (("[scenarios.burst]\n", "[scenarios.burst] is not a scenario"),

@@ -1,7 +1,8 @@
 """Serving peaks over interleaved rounds: each round's machine effect out, a median per option.
 
-`loadgen` searches every option once per round, the options' order flipping from round to
-round, so every option meets the same spells of the machine. A round is one span of time, so
+`loadgen` searches every option once per round, the searches side by side with their LoadGen
+runs taking turns (`toolkit.lockstep`) and the options' order flipping from round to round, so
+every option meets the same spells of the machine. A round is one span of time, so
 how much the machine moved every option in it can be read off all of them (the median over
 the options of each one's log deviation from its own mean, `toolkit.stats.round_effects`, as
 `compare` does for side-by-side rounds) and divided out. Each option's figure is then the

@@ -230,8 +230,9 @@ class ScenarioSettings:
     # pool, OpenMP's wait policy): off by default, as workers share the cores; on, a worker of
     # several threads answers sooner and takes cores from its neighbours
     spinning: bool = False
-    # server search: every option searched once per round, the options' order flipping from
-    # round to round, so all meet the same spells of the machine (default DEFAULT_ROUNDS;
+    # server search: every option searched once per round, the options' searches side by side
+    # (their runs taking turns) and their order flipping from round to round, so all meet the
+    # same spells of the machine (default DEFAULT_ROUNDS;
     # one elsewhere: a figure of another scenario is one run, not a search)
     rounds: int | None = None
     # A setting that does nothing in a scenario is refused rather than ignored.

@@ -90,8 +90,9 @@ def loadgen(
         "it tries, in seconds (default 10; a slow model needs more)", rich_help_panel=SEARCH)
     ] = None,
     rounds: Annotated[int | None, typer.Option(
-        help="server search: each option searched once a round, the order flipping, the "
-        "machine's effect per round taken out (default 3)", rich_help_panel=SEARCH)] = None,
+        help="server search: each option searched once a round, the searches side by side "
+        "taking turns, the order flipping, the machine's effect per round taken out "
+        "(default 3)", rich_help_panel=SEARCH)] = None,
     compliant: Annotated[bool, typer.Option(
         "--compliant", help="MLPerf's own minimum duration (600 s per run), query counts and "
         "seeds; the default --timeout grows to fit", rich_help_panel=SEARCH)] = False,
@@ -121,7 +122,7 @@ def loadgen(
     """Serve each option under MLPerf LoadGen: the peak rate within a p99 bound.
 
     Server (default): the highest Poisson arrival rate whose p99 holds the bound, confirmed
-    by repeated runs, searched in rounds (the options' order flipping each round) and given
+    by repeated runs, searched in rounds (the options side by side, taking turns) and given
     as a median with its interval. Offline: samples per second. Single- and multistream: a
     latency percentile. Each option is a pool of workers x threads, with and without a
     batcher.

@@ -1,6 +1,7 @@
 """`loadgen`'s planner: every option of a workload or a model file under LoadGen's scenarios.
 
-The build first, then one Scenario step per option and serving path.
+The build first, then one Scenario step per option and serving path; a server search in
+rounds, one Lockstep step per round and provider, its options' searches side by side.
 """
 
 from __future__ import annotations

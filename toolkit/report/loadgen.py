@@ -166,10 +166,19 @@ def round_effects_line(served: Sequence[Served]) -> str | None:
     peaks = {s.label: {r.round or 1: _round_peak(r) for r in s.rounds} for s in rounded}
     effects = peaks_over_rounds(peaks).effects
     rounds = len(effects)
-    return (f"served in {rounds} rounds, the options' order flipping each round; the machine "
+    how = ("the options searched side by side, their LoadGen runs taking turns, the order "
+           "flipping each round" if side_by_side(rounded) else
+           "the options' order flipping each round")
+    return (f"served in {rounds} rounds, {how}; the machine "
             "served at " + ", ".join(f"{e:.2f}x" for _, e in sorted(effects.items()))
             + " of its mean in rounds " + ", ".join(str(r) for r in sorted(effects))
             + " (read off every option, and taken out of each option's figure)")
+
+
+def side_by_side(served: Sequence[Served]) -> bool:
+    """Whether the options' searches took turns within each round (`toolkit.lockstep`)."""
+    return any((r.info.get("lockstep") or 0) > 1 for s in served for r in s.rounds or
+               (s.record,))
 
 
 def _round_peak(record: Record) -> float | None:
@@ -212,8 +221,11 @@ def loadgen_tables(served: Sequence[Served]) -> list[LoadGenTable]:
             columns, rows = _SCENARIO_TABLES[scenario](chosen)
             caption = CAPTIONS[scenario]
             if scenario == "server" and any(s.over_rounds is not None for s in chosen):
-                caption += (" In rounds: each option searched once a round, the order "
-                            "flipping each round; its figure is the median of its rounds' "
+                caption += (" In rounds: each option searched once a round, "
+                            + ("the searches side by side, their LoadGen runs taking turns, "
+                               if side_by_side(chosen) else "")
+                            + "the order flipping each round; its figure is the median of "
+                            "its rounds' "
                             "peaks with the machine's effect in each round taken out, and a "
                             "95% interval; * a round whose cores read slow.")
             if scenario == "server" and not any(s.searched for s in chosen):
