@@ -52,10 +52,12 @@ def mlp(path: Path) -> Path:
 
 
 def one_run(model: Path, p99_ms: float, extra: list[str], out: Path) -> dict:
-    """A run's results; a run kept whole in `out` before (`--keep`, marked done) is read
-    again instead of made, so a series can be judged later or made by another driver."""
+    """A run's results; a run kept whole in `out` before (`--keep`, marked done with the same
+    model and flags) is read again instead of made, so a series can be judged later or made by
+    another driver."""
     done_mark = out / "benchmark-done"
-    if done_mark.exists():
+    asked = json.dumps({"model": str(model), "p99_ms": p99_ms, "args": extra})
+    if done_mark.exists() and done_mark.read_text().splitlines()[-1:] == [asked]:
         return json.loads((out / "results.json").read_text())
     shutil.rmtree(out, ignore_errors=True)
     done = subprocess.run(
@@ -65,7 +67,7 @@ def one_run(model: Path, p99_ms: float, extra: list[str], out: Path) -> dict:
         capture_output=True, text=True, timeout=3600)
     if done.returncode not in (0, 1) or not (out / "results.json").is_file():
         raise SystemExit(f"deploybench loadgen failed ({done.returncode}): {done.stderr[-2000:]}")
-    done_mark.write_text(f"{time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())}\n")
+    done_mark.write_text(f"{time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())}\n{asked}\n")
     return json.loads((out / "results.json").read_text())
 
 

@@ -445,16 +445,18 @@ def test_a_damaged_request_file_is_named_when_resumed(tmp_path, stored):
         adviser.load_request(tmp_path)
 
 
-@pytest.mark.slow
 def ran_its_search(confirmed: dict) -> bool:
-    """Whether a confirmation's LoadGen search ran to its end (its record is there and ok)."""
+    """Whether a confirmation's LoadGen search ran to its end (its record, in its round's
+    results, is there and ok)."""
     from toolkit.results import read_results
 
-    path = Path(confirmed["folder"]) / "results.json"
-    return path.is_file() and any(r.phase == "scenario" and r.ok
+    logs = Path(confirmed["folder"])  # confirm/round-N/loadgen/<tag>
+    path = logs.parents[1] / "results.json"
+    return path.is_file() and any(r.phase == "scenario" and r.ok and r.info["tag"] == logs.name
                                   for r in read_results(path)[1])
 
 
+@pytest.mark.slow
 def test_advise_on_an_onnx_file_confirms_its_pick_and_resumes(tmp_path):
     """The whole command on a 64-64-10 MLP: trials at one thread a worker, the search, LoadGen
     confirmations of the front's best and the defaults; the answer's files; then --resume of the
@@ -495,6 +497,14 @@ def test_advise_on_an_onnx_file_confirms_its_pick_and_resumes(tmp_path):
     order = [json.dumps(c["config"], sort_keys=True) for c in advice["confirmed"]]
     held = len(advice["held"])
     assert order[held:2 * held] == order[:held][::-1]
+    # each round one run, every configuration side by side in it, taking turns
+    assert sorted(p.name for p in (out / "confirm").iterdir()) == ["round-1", "round-2",
+                                                                   "round-3"]
+    _, round_two = read_results(out / "confirm" / "round-2" / "results.json")
+    searched = [r for r in round_two if r.phase == "scenario" and r.ok]
+    assert searched and {r.info["lockstep"] for r in searched} == {held}
+    assert {r.info["tag"] for r in round_two} == {Path(c["folder"]).name
+                                                  for c in advice["confirmed"]}
     # the pick set against the best default round by round, unless it is that default
     assert (advice["versus_default"] is None) == (picked["folder"] == advice["default"]["folder"])
     if advice["versus_default"] is not None:
@@ -573,14 +583,16 @@ def test_the_budget_goes_on_across_resumes_and_a_spent_one_leaves_the_session_tr
     request = adviser.Request(str(model), 20.0, threads=(1,), recipes=("fp32",), budget_s=60)
     result = adviser.advise(request, out, adviser.StageRunner(start, lambda f, c: False),
                             say=said.append)
-    assert result is None and started[0] == "t1" and all(
-        name.startswith(("searched-", "default-")) for name in started[1:])
+    assert result is None and started == ["t1", "round-1"]
     # a confirmation serves workers of the one thread each that was timed: `threads` is each
-    # worker's in its scenario, and a runtime's in its suite
+    # worker's in its scenario, and a runtime's in its suite; the round holds every one
     (confirming,) = confirmations
     (step,) = confirming.steps
-    assert step.settings.threads == 1 and confirming.suite.threads == 1
-    assert step.settings.layout("cpu", 64) == (step.settings.workers, 1)
+    assert len(step.confirmations) >= 2 and confirming.suite.threads == 1
+    for confirmation in step.confirmations:
+        assert confirmation.settings.threads == 1 and confirmation.suite.threads == 1
+        assert confirmation.settings.layout("cpu", 64) == (confirmation.settings.workers, 1)
+        assert confirmation.tag.startswith(("searched-", "default-", "control-"))
     assert any("the budget is spent" in line for line in said)
     planned = json.loads((out / "trials" / "sessions.json").read_text())
     assert planned["timed"] == [] and len(planned["left_out"]) == len(adviser.TRIAL_SESSIONS)
@@ -601,7 +613,7 @@ def test_the_budget_goes_on_across_resumes_and_a_spent_one_leaves_the_session_tr
     assert 0 < before < 26  # of 26 configurations: cut by the budget
     (out / adviser.SPENT_FILE).write_text(json.dumps({"spent_s": 0.0}))
     assert adviser.advise(request, out, adviser.StageRunner(start, lambda f, c: False)) is None
-    assert started and all(name.startswith(("searched-", "default-")) for name in started)
+    assert started == ["round-1"]
     assert json.loads((out / "trials" / "sessions.json").read_text()) == planned
     assert evaluated() == before
 
@@ -696,6 +708,61 @@ def test_a_confirmation_stored_before_threads_were_per_worker_resumes_with_its_p
     assert step.settings.layout("cpu", 64) == (2, 3)
     (step,) = replan(json.loads(json.dumps(plan.run)), tmp_path, tmp_path / "r.json").steps
     assert step.settings == settings  # and one stored today, as it was
+
+
+def test_a_round_of_confirmations_serves_every_configuration_side_by_side_and_resumes(
+        tmp_path, monkeypatch):
+    """A round is one step: one lockstep child whose options keep their own pool, threads,
+    session options, graph optimisation, start and tag; its plan is made again from its
+    results.json as it was; a configuration the child left no record for fails alone."""
+    from tests.test_loadgen import mlp
+    from toolkit.isolate import ChildResult
+    from toolkit.plans import replan, steps
+    from toolkit.plans.advise import confirm_round_plan
+    from toolkit.plans.steps import Confirmation, Context, Sources
+    from toolkit.results import Record
+    from toolkit.scenarios import ScenarioSettings
+    from toolkit.suite import Case
+
+    model = mlp(tmp_path / "m.onnx")
+    sources = Sources(onnx=str(model), inputs=str(tmp_path / "i.npz"))
+    case = Case("onnx/mlp", "onnxruntime", "cpu")
+    one = ScenarioSettings(p99_ms=5.0, workers=2, threads=1, queries=512, rounds=3)
+    two = ScenarioSettings(p99_ms=5.0, workers=1, threads=2, batch_sizes=(16,),
+                           max_delay_ms=0.1, queries=512, rounds=3)
+    base = Suite("bench", ("onnx/mlp",), threads=1, timeout_s=60)
+    confirmations = [
+        Confirmation("default-aaa", case, "per-worker", one, sources,
+                     dataclasses.replace(base, scenarios=(one,))),
+        Confirmation("searched-bbb", case, "per-worker+batching", two, sources,
+                     dataclasses.replace(base, threads=2, timeout_s=90, optimization="basic",
+                                         session=(("memory_arena", False),),
+                                         scenarios=(two,)), (("16", 40_000.0),))]
+    plan = confirm_round_plan(confirmations, 2)
+    again = replan(json.loads(json.dumps(plan.run)), tmp_path, tmp_path / "results.json")
+    assert again.steps == plan.steps and again.suite.timeout_s == 150
+    children = []
+
+    def child(spec, workdir, *, timeout_s, threads, name):
+        children.append((spec, timeout_s))
+        made = spec["options"][1]  # the child made the second one's record only
+        return ChildResult([Record("onnx/mlp", "onnx", "scenario", runtime="onnxruntime",
+                                   variant=made["variant"], provider="cpu", batch_size=16,
+                                   round=2, info={"tag": made["tag"], "peak_qps": 1.0})], None)
+
+    monkeypatch.setattr(steps, "run_child", child)
+    monkeypatch.setattr(steps, "available_memory_bytes", lambda: 2**40)
+    (step,) = plan.steps
+    records = step.execute(Context(plan.suite, tmp_path))
+    ((spec, timeout),) = children
+    assert spec["task"] == "lockstep" and timeout == 150
+    first, second = spec["options"]
+    assert (first["workers"], first["threads"], first["tag"]) == (2, 1, "default-aaa")
+    assert (second["workers"], second["threads"], second["optimization"], second["session"],
+            second["start_qps"]) == (1, 2, "basic", {"memory_arena": False}, {"16": 40_000.0})
+    assert second["logs"] == str(tmp_path / "loadgen" / "searched-bbb")
+    by_tag = {r.info["tag"]: r for r in records}
+    assert by_tag["searched-bbb"].status == "ok" and by_tag["default-aaa"].status == "failed"
 
 
 def test_the_rate_a_service_must_sustain_is_need_qps_as_in_loadgen_and_old_requests_resume():

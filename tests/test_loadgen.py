@@ -4,6 +4,7 @@ test that fails or hangs, and resume."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import subprocess
 import sys
@@ -218,6 +219,16 @@ def test_a_loadgen_run_resumes_only_what_is_missing(server_run, tmp_path):
     assert {(r["info"]["workers"], r["info"]["threads_per_worker"]) for r in ok} == {(2, 1)}
     refused = loadgen("--resume", str(copy), "--scenario", "offline")
     assert refused.returncode == 2 and "drop --scenario" in refused.stderr
+    # a folder whose rounds an earlier deploybench served one step per option: refused, not
+    # served twice
+    payload = json.loads((copy / "results.json").read_text())
+    old = next(r for r in payload["records"] if r["phase"] == "scenario")
+    old["step"] = "onnx/mlp onnxruntime cpu shared loadgen server"
+    payload["run"]["interrupted"] = True
+    (copy / "results.json").write_text(json.dumps(payload))
+    older = loadgen("--resume", str(copy))
+    assert older.returncode == 2 and "one step per option" in older.stderr
+    assert "Traceback" not in older.stderr and len(older.stderr.strip().splitlines()) == 1
 
 
 @pytest.mark.parametrize(("args", "scenario", "provider", "pool"), [
@@ -266,6 +277,54 @@ def test_loadgen_plans_each_option_as_workers_of_threads_each(tmp_path, monkeypa
     specs = [option for spec, _ in children for option in spec.get("options", [spec])]
     assert specs and {(spec["workers"], spec["threads"]) for spec in specs} == {pool}
     assert {threads for _, threads in children} == {pool[0] * pool[1]}
+
+
+def test_options_too_big_to_hold_at_once_are_searched_one_after_another(tmp_path,
+                                                                        monkeypatch):
+    """A round's options go to one lockstep child where their pools fit in memory together;
+    where they would take over a quarter of what is available, each goes to a child of its
+    own, one after another, and the reason names the memory."""
+    from toolkit.isolate import ChildResult
+    from toolkit.plans import steps
+
+    model = mlp(tmp_path / "m.onnx")
+    inputs = tmp_path / "in.npz"
+    np.savez(inputs, x=np.ones((16, 64), np.float32))
+    tasks: list[str] = []
+
+    def child(spec, workdir, *, timeout_s, threads, name):
+        tasks.append(spec["task"])
+        return ChildResult([], "not run in this test")
+
+    monkeypatch.setattr(steps, "run_child", child)
+    case = Case("onnx/mlp", "onnxruntime", "cpu")
+    step = Lockstep(((case, "shared"), (case, "per-worker")), ScenarioSettings(), None,
+                    Sources(onnx=str(model), inputs=str(inputs)))
+    context = Context(Suite("t", ("onnx/mlp",), threads=1), tmp_path)
+    monkeypatch.setattr(steps, "default_threads", lambda: 2)
+    monkeypatch.setattr(steps, "available_memory_bytes", lambda: 2**40)
+    made = step.execute(context)
+    assert tasks == ["lockstep"] and len(made) == 2  # each option's record, failed here
+    size = model.stat().st_size  # shared: 1 session; per-worker: 2; each counted twice
+    monkeypatch.setattr(steps, "available_memory_bytes", lambda: 4 * 6 * size - 1)
+    tasks.clear()
+    made = step.execute(context)
+    assert tasks == ["scenario", "scenario"] and len(made) == 2
+    specs = [{"artifact": str(model), "variant": v, "workers": 2,
+              "settings": ScenarioSettings().to_dict()} for v in ("shared", "per-worker")]
+    said = steps._too_big_together(specs, tmp_path)
+    assert said and "one option after another" in said and "over a quarter" in said
+    # a worker process counts its runtime's imports too, and a batching option a pool per size
+    processes = [{**specs[0], "variant": "processes+batching",
+                  "settings": ScenarioSettings(batch_sizes=(4, 8)).to_dict()}]
+    monkeypatch.setattr(steps, "available_memory_bytes",
+                        lambda: 4 * 2 * 2 * steps.WORKER_PROCESS_BYTES)
+    assert steps._too_big_together(processes, tmp_path)
+    monkeypatch.setattr(steps, "available_memory_bytes",
+                        lambda: 4 * 2 * (2 * steps.WORKER_PROCESS_BYTES + 4 * size))
+    assert steps._too_big_together(processes, tmp_path) is None
+    monkeypatch.setattr(steps, "available_memory_bytes", lambda: None)
+    assert steps._too_big_together(specs, tmp_path) is None  # unknown: side by side
 
 
 @pytest.mark.parametrize(("settings", "rounds"), [
@@ -399,8 +458,12 @@ def test_a_system_under_test_that_fails_or_hangs_costs_that_option_only(server_r
 
 def test_a_lockstep_round_alternates_its_searches_and_a_failing_option_costs_itself(
         server_run, tmp_path):
-    """Three options in one lockstep child: the one whose rows the model cannot take fails
-    alone; the other two are searched, their LoadGen runs taking turns."""
+    """Options of two runtimes in one lockstep child, two of them the same variant: the one
+    whose rows its model cannot take fails alone; the others are searched, their LoadGen runs
+    taking turns."""
+    import joblib
+    from sklearn.linear_model import LinearRegression
+
     from toolkit.steps.scenario import LockstepSpec, scenario_lockstep
 
     _, _, model = server_run
@@ -408,31 +471,85 @@ def test_a_lockstep_round_alternates_its_searches_and_a_failing_option_costs_its
     np.savez(good, x=np.ones((32, 64), np.float32))
     bad = tmp_path / "bad.npz"
     np.savez(bad, x=np.ones((32, 7), np.float32))
+    rows = np.random.default_rng(0).normal(size=(32, 64)).astype(np.float32)
+    linear = tmp_path / "linear.joblib"
+    joblib.dump(LinearRegression().fit(rows, rows[:, 0]), linear)
+    native = tmp_path / "native.npz"
+    np.savez(native, input=rows)
     settings = ScenarioSettings(queries=512, p99_ms=20, rounds=2).to_dict()
 
-    def option(variant: str, inputs: Path) -> dict:
-        return {"workload": "onnx/mlp", "framework": "onnx", "runner": "onnxruntime",
-                "artifact": str(model), "inputs": str(inputs), "provider": "cpu",
-                "variant": variant, "settings": settings, "logs": str(tmp_path / variant),
-                "workers": 2, "threads": 1}
+    def option(name: str, variant: str, inputs: Path, runner: str = "onnxruntime") -> dict:
+        return {"workload": "onnx/mlp", "framework": "onnx", "runner": runner,
+                "artifact": str(linear if runner != "onnxruntime" else model),
+                "inputs": str(inputs), "provider": "cpu", "variant": variant,
+                "settings": settings, "logs": str(tmp_path / name), "workers": 2, "threads": 1}
 
     made = list(scenario_lockstep(LockstepSpec(
-        [option("shared", good), option("processes", bad), option("per-worker", good)],
-        budget_s=120)))
-    by_variant = {r.variant: r for r in made}
-    assert by_variant["processes"].status == "failed"
-    assert "warm-up" in by_variant["processes"].reason
-    searched = [by_variant[v] for v in ("shared", "per-worker")]
+        [option("ort-processes", "processes", bad), option("shared", "shared", good),
+         option("sklearn-processes", "processes", native, "native_sklearn")], budget_s=120)))
+    by_option = {(r.runtime, r.variant): r for r in made}
+    failed = by_option["onnxruntime", "processes"]
+    assert failed.status == "failed" and "warm-up" in failed.reason
+    searched = [by_option["onnxruntime", "shared"], by_option["native", "processes"]]
     assert all(r.status == "ok" and r.info["lockstep"] == 2 and r.info["points"]
-               for r in searched)
+               for r in searched), [r.reason for r in searched]
+    assert all(len(r.info["core_speed"]["after"] or ()) >= 1 for r in searched
+               if r.info.get("core_speed"))
     # each LoadGen run's log, in the order written: the two searches alternate until the one
     # that ends first has made its last run
     runs = sorted((p.stat().st_mtime_ns, p.parts[-4]) for p in tmp_path.glob(
         "*/b1/*/mlperf_log_detail.txt"))
-    order = [variant for _, variant in runs]
+    order = [name for _, name in runs]
     assert len(order) == sum(r.info["loadgen_runs"] for r in searched)
-    ends = min(len(order) - 1 - order[::-1].index(v) for v in ("shared", "per-worker"))
+    ends = min(len(order) - 1 - order[::-1].index(v) for v in ("shared", "sklearn-processes"))
     assert all(order[i] != order[i + 1] for i in range(ends)), order
+
+
+def test_a_record_is_missing_by_its_runtime_variant_and_tag_and_an_unserved_one_comes_again(
+        tmp_path, monkeypatch):
+    """Two runtimes' `processes` options in one round: the child made one's record, so the
+    other's is filled in as failed and marked unmade, and the next round serves it again."""
+    from toolkit.isolate import ChildResult
+    from toolkit.plans import steps
+    from toolkit.plans.steps import fill_missing
+    from toolkit.results import Record
+
+    ort, torch = Case("t/m", "onnxruntime", "cpu"), Case("t/m", "native_torch", "cpu")
+    settings = ScenarioSettings()
+    templates = [*Scenario(ort, "processes", settings).expects(Suite("t", ("t/m",))),
+                 *Scenario(torch, "processes", settings).expects(Suite("t", ("t/m",)))]
+    made = [dataclasses.replace(templates[0], status="ok")]
+    filled = fill_missing(templates, made, "killed")
+    assert [(r.runtime, r.status) for r in filled] == [("onnxruntime", "ok"), ("native", "failed")]
+    tagged = [dataclasses.replace(t, info={**t.info, "tag": tag})
+              for t, tag in zip(templates[:1] * 2, ("a", "b"), strict=True)]
+    assert [r.info["tag"] for r in fill_missing(tagged, [
+        dataclasses.replace(tagged[0], status="ok")], "killed")] == ["a", "b"]
+
+    model = mlp(tmp_path / "m.onnx")
+    inputs = tmp_path / "in.npz"
+    np.savez(inputs, x=np.ones((16, 64), np.float32))
+    served: list[list[str]] = []
+
+    def child(spec, workdir, *, timeout_s, threads, name):
+        served.append([o["variant"] for o in spec["options"]])
+        first = spec["options"][0]
+        return ChildResult([Record("onnx/mlp", "onnx", "scenario", runtime="onnxruntime",
+                                   variant=first["variant"], provider="cpu", batch_size=1,
+                                   round=first["round"], info={"peak_qps": 1.0})], "killed")
+
+    monkeypatch.setattr(steps, "run_child", child)
+    monkeypatch.setattr(steps, "available_memory_bytes", lambda: 2**40)
+    case = Case("onnx/mlp", "onnxruntime", "cpu")
+    sources = Sources(onnx=str(model), inputs=str(inputs))
+    options = ((case, "shared"), (case, "per-worker"))
+    context = Context(Suite("t", ("onnx/mlp",), threads=1), tmp_path)
+    first = Lockstep(options, settings, None, sources, 1).execute(context)
+    assert [(r.variant, r.status, r.info.get("unmade")) for r in first] == [
+        ("shared", "ok", None), ("per-worker", "failed", True)]
+    second = Lockstep(options[::-1], settings, None, sources, 2)
+    second.execute(Context(context.suite, tmp_path, {second.previous: first}))
+    assert served == [["shared", "per-worker"], ["per-worker", "shared"]]
 
 
 @pytest.mark.parametrize(("after", "said"), [

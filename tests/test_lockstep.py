@@ -42,6 +42,7 @@ def test_turns_go_round_the_members_in_order_one_at_a_time():
     take_turns(turns, {"a": 3, "b": 3, "c": 3})
     assert turns.taken == ["a", "b", "c"] * 3
     assert turns.members == ()
+    assert all(turns.held[m] >= 3 * 0.002 for m in "abc")  # each one's own turns, counted
 
 
 def test_a_member_that_ends_or_raises_leaves_the_rotation_and_the_others_go_on():

@@ -827,8 +827,14 @@ def keep_spent(folder: Path, started: float) -> None:
 
 def _advise(request: Request, out_dir: Path, runner: StageRunner, started: float,
             trust_pickle: bool, say: Callable[[str], None]) -> Advice | None:
-    from toolkit.plans.advise import confirm_plan, serving_variant, trial_plan, trial_sources
+    from toolkit.plans.advise import (
+        confirm_round_plan,
+        serving_variant,
+        trial_plan,
+        trial_sources,
+    )
     from toolkit.plans.model import ModelRequest, bench_suite
+    from toolkit.plans.steps import Confirmation
     from toolkit.runners import NATIVE
     from toolkit.scenarios import ScenarioSettings, loadgen_missing
     from toolkit.steps.calibrate import CALIBRATION_P99_MS
@@ -961,61 +967,73 @@ def _advise(request: Request, out_dir: Path, runner: StageRunner, started: float
     control = control_sources(out_dir) if request.controls else None
     chosen += [(config, "control") for config in controls(cores) if request.controls]
     confirmed: list[Confirmed] = []
-    # every configuration once a round, the order flipping from round to round (pick,
-    # default; default, pick; ...), so each meets the machine's spells early and late alike
+    # every configuration once a round, side by side (their LoadGen runs taking turns), the
+    # order flipping from round to round (pick, default; default, pick; ...), so each meets
+    # the machine's spells at the same steps as the others
     stages = [(round_, config, role) for round_ in range(1, CONFIRM_ROUNDS + 1)
               for config, role in (chosen if round_ % 2 else chosen[::-1])]
     last: dict[Config, Confirmed] = {}
-    for index, (round_, config, role) in enumerate(stages):
-        left = sum(1 if r == 1 else LATER_ROUND_SHARE for r, _, _ in stages[index:])
-        # room for its search within 60-600 s (a short budget is overrun), or its share of
-        # what is left where that is more
-        timeout = max(elapsed_budget(started, request.budget_s) / left,
-                      min(max(2 * confirm_seconds(rate(unspun(config))), CONFIRM_TIMEOUT_S[0]),
-                          CONFIRM_TIMEOUT_S[1]))
-        folder = out_dir / "confirm" / confirm_folder(config, role, round_)
-        batching = config.max_batch > 1
-        if role == "control":
-            assert control is not None
-            runner_name, recipe = "onnxruntime", FP32
-            run, _ = read_results(next(iter(folders.values())) / "results.json")
-            sources, guess = control, None
-        else:
-            runner_name, recipe = trials.cases[config.option]
-            run, records = read_results(folders[config.threads] / "results.json")
-            sources = trial_sources(run, records, folders[config.threads], trials.workload,
-                                    recipe)
-            guess = predicted.get(unspun(config)) or evaluate(unspun(config))
-        settings = ScenarioSettings(
-            scenario="server", p99_ms=CALIBRATION_P99_MS if role == "control" else request.p99_ms,
-            workers=config.workers,
-            threads=config.threads, batch_sizes=(config.max_batch,) if batching else (),
-            max_delay_ms=config.max_delay_ms if batching else None,
-            queries=confirm_queries(guess.rate if guess else 0.0),
-            longest_run_s=CONFIRM_LONGEST_RUN_S,
-            spinning=bool(dict(config.session).get(SPINNING)), rounds=CONFIRM_ROUNDS)
-        session = dict(unspun(config).session)  # ONNX Runtime's (a native option has none)
-        suite = dataclasses.replace(
-            Suite.from_dict(run["suite"]), threads=config.threads,
-            timeout_s=timeout, scenarios=(settings,), rounds=1,
-            optimization=session.pop("graph_optimization", optimization),
-            session=tuple(sorted(session.items())))
-        case = Case(CONTROL_WORKLOAD if role == "control" else trials.workload, runner_name,
-                    "cpu", recipe)
-        before = last.get(config)  # a later round starts its search from the last peak
-        start = {str(config.max_batch if batching else 1): before.peak_qps} \
-            if before is not None and before.sustained and before.peak_qps else {}
-        say(f"confirming under LoadGen ({role}, round {round_} of {CONFIRM_ROUNDS}): "
-            f"{config.label()} ({folder})")
-        if not _stage(runner, folder, "advise-confirm",
-                      lambda c=case, s=settings, src=sources, st=suite, n=folder.name, b=config,
-                      r=round_, q=start: confirm_plan(c, serving_variant(c.runtime, b.max_batch),
-                                                      s, src, st, n, r, q)):
+    for round_ in range(1, CONFIRM_ROUNDS + 1):
+        order = chosen if round_ % 2 else chosen[::-1]
+        first = stages.index((round_, *order[0]))
+        left = sum(1 if r == 1 else LATER_ROUND_SHARE for r, _, _ in stages[first:])
+        share = elapsed_budget(started, request.budget_s) / left
+        made: list[Confirmation] = []
+        guesses: dict[Config, Outcome | None] = {}
+        for config, role in order:
+            # room for its search within 60-600 s (a short budget is overrun), or its share
+            # of what is left where that is more
+            timeout = max(share, min(max(2 * confirm_seconds(rate(unspun(config))),
+                                         CONFIRM_TIMEOUT_S[0]), CONFIRM_TIMEOUT_S[1]))
+            batching = config.max_batch > 1
+            if role == "control":
+                assert control is not None
+                runner_name, recipe = "onnxruntime", FP32
+                run, _ = read_results(next(iter(folders.values())) / "results.json")
+                sources, guess = control, None
+            else:
+                runner_name, recipe = trials.cases[config.option]
+                run, records = read_results(folders[config.threads] / "results.json")
+                sources = trial_sources(run, records, folders[config.threads],
+                                        trials.workload, recipe)
+                guess = predicted.get(unspun(config)) or evaluate(unspun(config))
+            guesses[config] = guess
+            settings = ScenarioSettings(
+                scenario="server",
+                p99_ms=CALIBRATION_P99_MS if role == "control" else request.p99_ms,
+                workers=config.workers, threads=config.threads,
+                batch_sizes=(config.max_batch,) if batching else (),
+                max_delay_ms=config.max_delay_ms if batching else None,
+                queries=confirm_queries(guess.rate if guess else 0.0),
+                longest_run_s=CONFIRM_LONGEST_RUN_S,
+                spinning=bool(dict(config.session).get(SPINNING)), rounds=CONFIRM_ROUNDS)
+            session = dict(unspun(config).session)  # ONNX Runtime's (a native option has none)
+            suite = dataclasses.replace(
+                Suite.from_dict(run["suite"]), threads=config.threads,
+                timeout_s=timeout, scenarios=(settings,), rounds=1,
+                optimization=session.pop("graph_optimization", optimization),
+                session=tuple(sorted(session.items())))
+            case = Case(CONTROL_WORKLOAD if role == "control" else trials.workload,
+                        runner_name, "cpu", recipe)
+            before = last.get(config)  # a later round starts its search from the last peak
+            start = ((str(config.max_batch if batching else 1), before.peak_qps),) \
+                if before is not None and before.sustained and before.peak_qps else ()
+            made.append(Confirmation(confirm_folder(config, role), case,
+                                     serving_variant(runner_name, config.max_batch),
+                                     settings, sources, suite, start))
+        folder = out_dir / "confirm" / f"round-{round_}"
+        say(f"confirming under LoadGen, round {round_} of {CONFIRM_ROUNDS}, side by side "
+            f"({folder}): " + "; ".join(f"{role} {config.label()}" for config, role in order))
+        if not _stage(runner, folder, "advise-confirm-round",
+                      lambda m=made, r=round_: confirm_round_plan(m, r)):
             return None
-        _, made = read_results(folder / "results.json")
-        record = next((r for r in made if r.phase == "scenario"), None)
-        last[config] = Confirmed.from_record(config, role, folder, record, guess, round_)
-        confirmed.append(last[config])
+        _, records = read_results(folder / "results.json")
+        tagged = {r.info.get("tag"): r for r in records if r.phase == "scenario"}
+        for (config, role), confirmation in zip(order, made, strict=True):
+            last[config] = Confirmed.from_record(
+                config, role, folder / "loadgen" / confirmation.tag,
+                tagged.get(confirmation.tag), guesses[config], round_)
+            confirmed.append(last[config])
     advice = Advice(request, trials.workload, cores, optimization, trials, tried, confirmed,
                     out_dir, time.monotonic() - started, serial)
     advice.in_rounds = in_rounds(advice)

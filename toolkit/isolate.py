@@ -88,10 +88,12 @@ def oom_kills() -> int | None:
 
 def _spinning(spec: Mapping[str, Any]) -> bool:
     """Whether the child's runtimes may spin-wait: not a serving child's (a spinning thread
-    would take a core from the pool's other threads), unless its settings ask for it."""
+    would take a core from the pool's other threads), unless its settings ask for it (in a
+    lockstep round, every option's: ONNX Runtime's spinning is set per session anyway)."""
     task = spec.get("task")
     if task == "lockstep":
-        return any((o.get("settings") or {}).get("spinning") for o in spec.get("options") or ())
+        options = spec.get("options") or ()
+        return bool(options) and all((o.get("settings") or {}).get("spinning") for o in options)
     return task != "scenario" or bool((spec.get("settings") or {}).get("spinning"))
 
 

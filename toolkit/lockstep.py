@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
+import time
 from collections.abc import Iterator, Sequence
 
 
@@ -27,6 +28,7 @@ class Turns:
         self._busy = False
         self._changed = threading.Condition()
         self.taken: list[str] = []  # each turn's member, in the order they were given
+        self.held: dict[str, float] = dict.fromkeys(members, 0.0)  # seconds in its turns
 
     @property
     def members(self) -> tuple[str, ...]:
@@ -43,10 +45,12 @@ class Turns:
                                    and self._order[self._next] == member)
             self._busy = True
             self.taken.append(member)
+        began = time.perf_counter()
         try:
             yield
         finally:
             with self._changed:
+                self.held[member] += time.perf_counter() - began
                 self._busy = False
                 self._next = (self._order.index(member) + 1) % len(self._order)
                 self._changed.notify_all()

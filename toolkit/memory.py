@@ -32,16 +32,29 @@ def peak_rss_mb() -> float | None:
 
 
 def available_memory_bytes() -> int | None:
-    """The memory this machine can give without swapping (MemAvailable in /proc/meminfo);
-    None where it cannot be read."""
+    """The memory this process can still be given without swapping: MemAvailable in
+    /proc/meminfo, or less where its memory cgroup's limit leaves less (a container); None
+    where neither can be read."""
+    found: list[int] = []
     try:
         with open("/proc/meminfo", encoding="ascii") as meminfo:
             for line in meminfo:
                 if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
+                    found.append(int(line.split()[1]) * 1024)
     except (OSError, ValueError, IndexError):
         pass
-    return None
+    for limit, usage in (("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory.current"),
+                         ("/sys/fs/cgroup/memory/memory.limit_in_bytes",
+                          "/sys/fs/cgroup/memory/memory.usage_in_bytes")):
+        try:
+            with open(limit, encoding="ascii") as cap, open(usage, encoding="ascii") as used:
+                text = cap.read().strip()
+                if text != "max" and int(text) < 2**60:  # v1 says "no limit" as a huge number
+                    found.append(max(0, int(text) - int(used.read().strip())))
+            break
+        except (OSError, ValueError):
+            continue
+    return min(found) if found else None
 
 
 def gpu_memory_mb(runner: Any) -> float | None:

@@ -92,13 +92,15 @@ def loadgen(
     rounds: Annotated[int | None, typer.Option(
         help="server search: each option searched once a round, the searches side by side "
         "taking turns, the order flipping, the machine's effect per round taken out "
-        "(default 3)", rich_help_panel=SEARCH)] = None,
+        "(default 3; 1: one search per option, one after another)",
+        rich_help_panel=SEARCH)] = None,
     compliant: Annotated[bool, typer.Option(
         "--compliant", help="MLPerf's own minimum duration (600 s per run), query counts and "
         "seeds; the default --timeout grows to fit", rich_help_panel=SEARCH)] = False,
     timeout: Annotated[float | None, typer.Option(
         help="seconds one option (all its LoadGen runs) may take (600; with --compliant "
-        "9600)", rich_help_panel=SEARCH)] = None,
+        "9600); a round searched side by side has its options' seconds together",
+        rich_help_panel=SEARCH)] = None,
     need_qps: Annotated[float | None, typer.Option(
         "--need-qps", help="the rate the service must sustain: how many machines like this "
         "one each option needs at its sustained peak", rich_help_panel=LIMITS)] = None,

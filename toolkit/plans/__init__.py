@@ -4,7 +4,9 @@
     bench    a user's model file (`toolkit.plans.model.plan_model`)
     loadgen  a workload or model file under LoadGen scenarios (`toolkit.plans.loadgen`)
     compare  two model files measured side by side, rounds alternating (`toolkit.plans.pair`)
-    advise-confirm  one configuration `advise` chose, under LoadGen (`toolkit.plans.advise`)
+    advise-confirm-round  a round of the configurations `advise` chose, side by side under
+                          LoadGen (`toolkit.plans.advise`)
+    advise-confirm  one configuration under LoadGen (folders of an earlier advise)
 
 A plan is labelled steps (`toolkit.plans.steps`) with explicit inputs; the one executor
 (`toolkit.executor`) runs any plan, on any backend. Each plan's `run` section names its command;
@@ -27,11 +29,13 @@ from toolkit.suite import Suite
 Replanner = Callable[[Mapping[str, Any], Suite, Path, bool], Plan]
 
 PLANNERS: dict[str, Replanner] = {
-    "run": lambda stored, suite, out_dir, trust: run.plan_suite(suite),
+    "run": lambda stored, suite, out_dir, trust: run.served_as_planned(run.plan_suite(suite),
+                                                                       out_dir),
     "bench": model.replan,
     "loadgen": loadgen.replan,
     "compare": pair.replan,
     "advise-confirm": advise.replan_confirm,
+    "advise-confirm-round": advise.replan_confirm_round,
 }
 
 

@@ -2,7 +2,8 @@
 
 The trials are a built-in workload's or a model file's cases timed at the batch sizes a serving
 path sends, with their recipes; a confirmation is one configuration under LoadGen Server, from
-the trials' files. Both run on the one executor, so a trial or a confirmation that was cut
+the trials' files, made in rounds, each round every configuration side by side
+(`confirm_round_plan`). Both run on the one executor, so a trial or a confirmation that was cut
 short resumes like any other run.
 """
 
@@ -17,7 +18,14 @@ from toolkit.errors import BadInputError
 from toolkit.plans.base import Plan
 from toolkit.plans.model import ModelRequest, plan_model
 from toolkit.plans.run import plan_suite
-from toolkit.plans.steps import Scenario, Sources, build_label, derive_label
+from toolkit.plans.steps import (
+    Confirmation,
+    ConfirmRound,
+    Scenario,
+    Sources,
+    build_label,
+    derive_label,
+)
 from toolkit.results import Record
 from toolkit.scenarios import BATCHING, ScenarioSettings
 from toolkit.suite import Case, Suite, stored_scenario
@@ -51,6 +59,40 @@ def confirm_plan(case: Case, variant: str, settings: ScenarioSettings, sources: 
            "settings": settings.to_dict(), "sources": _sources_dict(sources),
            "round": round_, "start_qps": dict(start)}
     return Plan(suite, [step], run)
+
+
+def confirm_round_plan(confirmations: Sequence[Confirmation], round_: int) -> Plan:
+    """One round of the confirmations: every configuration side by side in one step
+    (`ConfirmRound`), each reading the trials' files with its own suite, its search started
+    from its sustained peak in the round before where it has one."""
+    suite = dataclasses.replace(confirmations[0].suite,
+                                timeout_s=sum(c.suite.timeout_s for c in confirmations))
+    run = {"command": "advise-confirm-round", "suite": suite.to_dict(), "round": round_,
+           "confirmations": [{"tag": c.tag, "case": dataclasses.asdict(c.case),
+                              "variant": c.variant, "settings": c.settings.to_dict(),
+                              "sources": _sources_dict(c.sources), "suite": c.suite.to_dict(),
+                              "start_qps": dict(c.start_qps)} for c in confirmations]}
+    return Plan(suite, [ConfirmRound(tuple(confirmations), round_)], run)
+
+
+def replan_confirm_round(stored: Mapping[str, Any], suite: Suite, out_dir: Path,
+                         trust_pickle: bool) -> Plan:
+    """A round of confirmations' plan, made again from its results.json."""
+    try:
+        made = []
+        for raw in stored["confirmations"]:
+            own = Suite.from_dict(raw["suite"])
+            settings = ScenarioSettings.from_dict(stored_scenario(raw["settings"], own.threads,
+                                                                  own.providers))
+            made.append(Confirmation(
+                str(raw["tag"]), Case(**raw["case"]), str(raw["variant"]), settings,
+                Sources(**raw["sources"]), own,
+                tuple(sorted((str(k), float(v)) for k, v in (raw.get("start_qps") or {})
+                             .items()))))
+        return confirm_round_plan(made, int(stored["round"]))
+    except (KeyError, TypeError, ValueError, IndexError) as exc:
+        raise BadInputError(f"--resume {out_dir}: its confirmations are not stored as advise "
+                            f"writes them ({exc})") from None
 
 
 def replan_confirm(stored: Mapping[str, Any], suite: Suite, out_dir: Path,

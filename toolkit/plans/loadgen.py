@@ -15,7 +15,7 @@ from toolkit import environment, workloads
 from toolkit.errors import BadInputError
 from toolkit.plans.base import Plan
 from toolkit.plans.model import ModelRequest, Planned, bench_suite, prepare_model, stored_request
-from toolkit.plans.run import scenario_steps
+from toolkit.plans.run import scenario_steps, served_as_planned
 from toolkit.plans.steps import Build, build_label
 from toolkit.results import prepare_out_dir
 from toolkit.scenarios import ScenarioSettings, default_timeout, loadgen_missing
@@ -87,8 +87,9 @@ def replan(stored: Mapping[str, Any], suite: Suite, out_dir: Path, trust_pickle:
     request = (stored_request(stored, trust_pickle) if stored.get("request") is not None
                else None)
     try:
-        return plan_loadgen(str(stored.get("target", "")), suite, out_dir, request=request,
+        plan = plan_loadgen(str(stored.get("target", "")), suite, out_dir, request=request,
                             keep_inputs=True)
     except BadInputError as exc:
         raise BadInputError(f"--resume {out_dir}: the model it serves cannot be used now: "
                             f"{exc}") from None
+    return served_as_planned(plan, out_dir)

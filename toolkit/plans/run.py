@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Sequence
+from pathlib import Path
 
 from toolkit import environment, workloads
+from toolkit.errors import BadInputError
 from toolkit.plans.base import Plan
 from toolkit.plans.steps import (
     BUILD_PHASES,
@@ -28,7 +30,7 @@ from toolkit.plans.steps import (
     identity,
 )
 from toolkit.recipes import FP32, ONNX_RECIPES
-from toolkit.results import Record
+from toolkit.results import Record, read_results
 from toolkit.scenarios import ScenarioSettings, loadgen_missing, variants
 from toolkit.suite import Case, Suite, cases
 
@@ -93,21 +95,23 @@ def scenario_steps(suite: Suite, key: str, after: str | None,
         # searched server's options on one provider take turns within the round (Lockstep)
         for round_ in range(1, settings.round_count + 1):
             order = options if round_ % 2 else options[::-1]
-            if not side_by_side(settings, order):
-                steps += [Scenario(case, variant, settings, after, sources, round_)
-                          for case, variant in order]
-                continue
-            providers = dict.fromkeys(case.provider for case, _ in order)
-            steps += [Lockstep(tuple((c, v) for c, v in order if c.provider == provider),
-                               settings, after, sources, round_) for provider in providers]
+            for provider in dict.fromkeys(case.provider for case, _ in order):
+                mine = tuple((c, v) for c, v in order if c.provider == provider)
+                if side_by_side(settings, mine):
+                    steps.append(Lockstep(mine, settings, after, sources, round_))
+                else:
+                    steps += [Scenario(case, variant, settings, after, sources, round_)
+                              for case, variant in mine]
     return steps
 
 
 def side_by_side(settings: ScenarioSettings, options: Sequence[tuple[Case, str]]) -> bool:
     """Whether the options' searches take turns within each round (`Lockstep`): a server search
-    in rounds, of two options or more. One round alone keeps the searches one after another,
-    each with its own retries after a run the cores read slow under."""
-    return settings.searched and settings.round_count > 1 and len(options) > 1
+    in rounds, of two options or more, on the CPU. One round alone keeps the searches one
+    after another, each with its own retries after a run the cores read slow under; a GPU's
+    options too, each pool holding device memory of its own."""
+    return (settings.searched and settings.round_count > 1 and len(options) > 1
+            and all(case.provider == "cpu" for case, _ in options))
 
 
 def _skipped(suite: Suite, key: str, planned: list[Case], reason: str) -> list[Step]:
@@ -120,3 +124,22 @@ def _skipped(suite: Suite, key: str, planned: list[Case], reason: str) -> list[S
                    batch_size=b, recipe=case.recipe, status="skipped", reason=reason)
             for b in suite.batch_sizes)))
     return steps
+
+
+def served_as_planned(plan: Plan, out_dir: Path) -> Plan:
+    """`plan`, made again for --resume; BadInputError where the run's serving records came
+    from steps it does not have (an earlier deploybench searched a round's options one step
+    each): resumed, its rounds would be served twice."""
+    path = out_dir / "results.json"
+    if not path.is_file():
+        return plan
+    labels = {step.label for step in plan.steps}
+    served = {r.step.split(" @", 1)[0] for r in read_results(path)[1]
+              if r.phase == "scenario" and r.step}
+    unknown = sorted(served - labels)
+    if unknown:
+        raise BadInputError(
+            f"--resume {out_dir}: its serving was planned by an earlier deploybench, one step "
+            f"per option ({unknown[0]!r}); finish it with that version, or start a new run "
+            "(--out elsewhere)")
+    return plan

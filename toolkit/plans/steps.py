@@ -110,16 +110,19 @@ def fill_missing(expected: Sequence[Record], made: Sequence[Record], why: str) -
     """`made`, and a `failed` record (with `why`) for each expected one it lacks, so the report
     says what is missing and --resume knows the step did not finish cleanly. A record is
     matched by its phase, its batch size and its variant: the template's where it names one (a
-    scenario's pool); else, for timings, each variant the child named in its first calls (its
+    scenario's pool, with its runtime and its `tag`, as several options of a lockstep round
+    share one child); else, for timings, each variant the child named in its first calls (its
     runner's variants: one that failed early must not hide another never timed), unless a
     skipped record settles that batch size for all of them."""
     seen = {(r.phase, r.variant, r.batch_size) for r in made}
+    served = {(r.phase, r.runtime, r.variant, r.batch_size, r.info.get("tag")) for r in made}
     named = list(dict.fromkeys(r.variant for r in made if r.variant and r.phase in FIRST_CALLS))
     out = list(made)
     for template in expected:
         if template.variant or template.phase != "infer" or not named:
             if template.variant:
-                found = (template.phase, template.variant, template.batch_size) in seen
+                found = (template.phase, template.runtime, template.variant,
+                         template.batch_size, template.info.get("tag")) in served
             else:
                 found = any((r.phase, r.batch_size) == (template.phase, template.batch_size)
                             for r in made)
@@ -608,6 +611,10 @@ def last_peaks(before: Sequence[Record]) -> dict[str, float]:
 # each session or process (and a runtime's working memory, taken as as much again), would
 # take more than this share of the memory available, the options are searched one after another
 LOCKSTEP_MEMORY_SHARE = 0.25
+UNMADE = "unmade"  # info key: a record filled in for an option its lockstep child never served
+# what a worker process holds before its model: its runtime's imports (torch's the largest),
+# taken as this much
+WORKER_PROCESS_BYTES = 256 * 2**20
 
 
 @dataclass(frozen=True)
@@ -677,7 +684,7 @@ class Lockstep(StepDefaults):
             step = self._option(case, variant)
             mine = [r for r in before if (r.runtime, r.provider, r.variant) == (
                 case.runtime, case.provider, variant)]
-            if self.previous and not any(r.ok for r in mine):
+            if self.previous and not any(r.ok or r.info.get(UNMADE) for r in mine):
                 continue  # the option could not be served at all: not tried again
             artifact = _artifact(case, sources)
             if artifact is None or sources.inputs is None:
@@ -691,26 +698,126 @@ class Lockstep(StepDefaults):
         if not specs:
             return records
         sources.check(context.out_dir)
-        threads = specs[0]["workers"] * specs[0]["threads"]
-        too_big = _too_big_together(specs, context.out_dir)
-        if too_big or len(specs) == 1:
-            made: list[Record] = []
-            for spec in specs:  # one after another, as Scenario steps
-                child = run_child({"task": "scenario", **spec}, context.out_dir,
-                                  timeout_s=suite.timeout_s, threads=threads,
-                                  name=f"loadgen-{Path(spec['logs']).name}")
-                made += [dataclasses.replace(r, warnings=(*r.warnings, too_big))
-                         if too_big and r.ok else r for r in child.records]
-            return records + fill_missing(expected, made,
-                                          "the child ended without serving it (see its log)")
         name = slug(self.options[0][0].workload, self.options[0][0].provider,
                     self.settings.scenario, "lockstep", f"r{self.round}")
-        child = run_child({"task": "lockstep", "options": specs,
-                           "budget_s": sum(spec["budget_s"] for spec in specs)},
-                          context.out_dir, timeout_s=suite.timeout_s * len(specs),
-                          threads=threads, name=f"loadgen-{name}")
-        return records + fill_missing(expected, child.records, child.failure or
-                                      "the child ended without serving it (see its log)")
+        return records + serve_side_by_side(specs, [suite.timeout_s] * len(specs), expected,
+                                            context.out_dir, name)
+
+
+def serve_side_by_side(specs: Sequence[dict[str, Any]], timeouts: Sequence[float],
+                       expected: Sequence[Record], folder: Path, name: str) -> list[Record]:
+    """Scenario children's specs (`scenario_spec`) searched side by side in one lockstep
+    child (`toolkit.steps.scenario.scenario_lockstep`), or, where their pools would not fit in
+    memory at once or there is one, each in a child of its own, one after another (each
+    record that holds says why). `timeouts`: each option's seconds; `expected`: the records
+    the options must leave (`fill_missing`)."""
+    threads = max(spec["workers"] * spec["threads"] for spec in specs)
+    too_big = _too_big_together(specs, folder)
+    if too_big or len(specs) == 1:
+        made: list[Record] = []
+        for spec, timeout in zip(specs, timeouts, strict=True):
+            child = run_child({"task": "scenario", **spec}, folder, timeout_s=timeout,
+                              threads=spec["workers"] * spec["threads"],
+                              name=f"loadgen-{Path(spec['logs']).name}")
+            made += [dataclasses.replace(r, warnings=(*r.warnings, too_big))
+                     if too_big and r.ok else r for r in child.records]
+        return fill_missing(expected, made, "the child ended without serving it (see its log)")
+    child = run_child({"task": "lockstep", "options": list(specs),
+                       "budget_s": sum(spec["budget_s"] for spec in specs)},
+                      folder, timeout_s=sum(timeouts), threads=threads, name=f"loadgen-{name}")
+    filled = fill_missing(expected, child.records, child.failure or
+                          "the child ended without serving it (see its log)")
+    # those the child did not make may have been cut off by another option's hang or death:
+    # the next round tries them again (UNMADE)
+    made = [*filled[:len(child.records)],
+            *(dataclasses.replace(r, info={**r.info, UNMADE: True})
+              for r in filled[len(child.records):])]
+    # in the options' order (the child wrote each as its search ended), so the reports list
+    # them as planned
+    planned = {_option_key(r): n for n, r in reversed(list(enumerate(expected)))}
+    return sorted(made, key=lambda r: planned.get(_option_key(r), len(planned)))
+
+
+def _option_key(record: Record) -> tuple[Any, ...]:
+    return record.runtime, record.variant, record.batch_size, record.info.get("tag")
+
+
+
+@dataclass(frozen=True)
+class Confirmation:
+    """One configuration in a round of `advise`'s confirmations: an option served one way,
+    with the suite that sets its threads, ONNX Runtime session options, graph optimisation
+    and timeout. `tag` names it: its records say it in `info["tag"]`, and its LoadGen logs go
+    to `loadgen/<tag>`."""
+
+    tag: str
+    case: Case
+    variant: str
+    settings: ScenarioSettings
+    sources: Sources
+    suite: Suite
+    start_qps: tuple[tuple[str, float], ...] = ()  # where its search starts, by batch size
+
+    def scenario(self, round_: int) -> Scenario:
+        return Scenario(self.case, self.variant, self.settings, None, self.sources, round_,
+                        self.start_qps)
+
+    def expects(self, round_: int) -> list[Record]:
+        return [dataclasses.replace(r, info={**r.info, "tag": self.tag})
+                for r in self.scenario(round_).expects(self.suite)]
+
+
+@dataclass(frozen=True)
+class ConfirmRound(StepDefaults):
+    """One round of `advise`'s confirmations: every configuration's server search side by side
+    in one child, their LoadGen runs taking turns (as a Lockstep round of `loadgen`), so the
+    pick, the defaults and the control meet the machine's spells at the same steps and their
+    ratios in the round hold whatever the machine did."""
+
+    confirmations: tuple[Confirmation, ...]
+    round: int = 1
+
+    @property
+    def label(self) -> str:
+        return f"advise confirmations round {self.round}"
+
+    @property
+    def what(self) -> str:
+        return (f"{len(self.confirmations)} configurations under LoadGen side by side, "
+                f"round {self.round}")
+
+    def reads(self) -> tuple[str, ...]:
+        return tuple(dict.fromkeys(f for c in self.confirmations for f in c.sources.files()))
+
+    def expects(self, suite: Suite) -> list[Record]:
+        return [r for c in self.confirmations for r in c.expects(self.round)]
+
+    def execute(self, context: Context) -> list[Record]:
+        records: list[Record] = []
+        specs: list[dict[str, Any]] = []
+        timeouts: list[float] = []
+        expected: list[Record] = []
+        for confirmation in self.confirmations:
+            artifact = _artifact(confirmation.case, confirmation.sources)
+            if artifact is None or confirmation.sources.inputs is None:
+                records += [dataclasses.replace(r, status="skipped", batch_size=None,
+                                                reason=_no_artifact(confirmation.case))
+                            for r in confirmation.expects(self.round)[:1]]
+                continue
+            confirmation.sources.check(context.out_dir)
+            own = Context(confirmation.suite, context.out_dir, context.done)
+            spec = scenario_spec(confirmation.case, confirmation.variant, confirmation.settings,
+                                 self.round, artifact, confirmation.sources, own,
+                                 dict(confirmation.start_qps))
+            spec.update(tag=confirmation.tag,
+                        logs=str(context.out_dir / "loadgen" / confirmation.tag))
+            specs.append(spec)
+            timeouts.append(confirmation.suite.timeout_s)
+            expected += confirmation.expects(self.round)
+        if not specs:
+            return records
+        return records + serve_side_by_side(specs, timeouts, expected, context.out_dir,
+                                            f"confirm-r{self.round}")
 
 
 def lockstep_label(case: Case, settings: ScenarioSettings, round_: int) -> str:
@@ -720,9 +827,10 @@ def lockstep_label(case: Case, settings: ScenarioSettings, round_: int) -> str:
 
 
 def _too_big_together(specs: Sequence[dict[str, Any]], folder: Path) -> str | None:
-    """Why the options' pools would not fit in memory at once (each file counted once per
-    session or process that loads it, and as much again for the runtime's working memory);
-    None where they fit or the memory available cannot be read."""
+    """Why the options' pools would not fit in memory at once: each file (with the files
+    beside it: ONNX external data) counted once per session or process that loads it and as
+    much again for the runtime's working memory, a pool per batch size, each worker process's
+    imports; None where they fit or the memory available cannot be read."""
     available = available_memory_bytes()
     if available is None:
         return None
@@ -733,10 +841,15 @@ def _too_big_together(specs: Sequence[dict[str, Any]], folder: Path) -> str | No
         try:
             size = path.stat().st_size if path.is_file() else sum(
                 p.stat().st_size for p in path.rglob("*") if p.is_file())
+            if path.is_file() and path.suffix == ".onnx":  # its external data, if any
+                size += sum(p.stat().st_size for p in path.parent.glob(f"{path.stem}*.data"))
         except OSError:
             continue
+        processes = spec["variant"].startswith("processes")
         copies = 1 if spec["variant"].startswith("shared") else spec["workers"]
-        needed += 2 * size * copies
+        pools = len(batches_of(ScenarioSettings.from_dict(spec["settings"]), spec["variant"]))
+        needed += pools * (2 * size * copies
+                           + (WORKER_PROCESS_BYTES * spec["workers"] if processes else 0))
     if needed <= LOCKSTEP_MEMORY_SHARE * available:
         return None
     return (f"searched one option after another, not side by side: their pools would take "

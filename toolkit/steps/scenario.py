@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import queue
 import statistics
 import sys
 import threading
@@ -93,6 +94,7 @@ class ScenarioSpec:
     # each batch size's sustained peak in the round before (str(batch) -> q/s): where this
     # round's search starts, moving by HINTED_STEP
     start_qps: dict[str, float] = field(default_factory=dict)
+    tag: str = ""  # what its records say in info["tag"] (advise: which configuration it is)
 
 
 def scenario_case(spec: ScenarioSpec) -> Iterator[Record]:
@@ -140,19 +142,21 @@ class _Searched:
     applied: dict[str, Any]
     info: dict[str, Any] | None = None
     error: str | None = None
+    closed: bool = False  # its pool was closed when its search ended
 
     @property
-    def name(self) -> str:
-        return f"{self.spec.variant} b{self.batch}"
+    def name(self) -> str:  # unique in the round: two runtimes may serve one variant
+        return f"{self.spec.tag or self.spec.runner} {self.spec.variant} b{self.batch}"
 
 
 def scenario_lockstep(spec: LockstepSpec) -> Iterator[Record]:
     """One round of every option's server search, the searches side by side: each option's
     pool is made and warmed first, then each search runs in a thread of its own and every probe
     and LoadGen run waits its turn (`toolkit.lockstep.Turns`), so step k of every search falls
-    in one short span of the machine's time. Records as `scenario_case` makes them, with
-    `info["lockstep"]`: how many searches shared the round. A search that raises fails its own
-    record only."""
+    in one short span of the machine's time. Records as `scenario_case` makes them, each as
+    soon as its search ends (a child that dies later keeps them), with `info["lockstep"]`: how
+    many searches shared the round. A search that raises fails its own record only; one whose
+    worker process dies, or that hangs, ends the child, as it would end its own."""
     from toolkit.lockstep import Turns
 
     deadline = time.monotonic() + spec.budget_s
@@ -172,6 +176,7 @@ def scenario_lockstep(spec: LockstepSpec) -> Iterator[Record]:
                     continue
                 searched.append(_Searched(option, settings, base, batch, *made))
         turns = Turns([s.name for s in searched])
+        ended: queue.SimpleQueue[Record] = queue.SimpleQueue()
 
         def search(entry: _Searched) -> None:
             with turns.member(entry.name):
@@ -184,26 +189,36 @@ def scenario_lockstep(spec: LockstepSpec) -> Iterator[Record]:
                         gate=lambda: turns.turn(entry.name))
                 except Exception as exc:  # this option's record fails; the others go on
                     entry.error = f"{type(exc).__name__}: {exc}"
+                with turns.turn(entry.name):  # between the others' runs, not under them
+                    entry.pool.close()
+                    entry.closed = True
+                    speed_after = busy.core_speed()
+            ended.put(_ended(entry, len(searched), started, turns.held[entry.name],
+                             (speed_before, speed_after)))
 
         threads = [threading.Thread(target=search, args=(entry,), daemon=True,
                                     name=f"search {entry.name}") for entry in searched]
         for thread in threads:
             thread.start()
-        for thread in threads:
-            thread.join()
+        for _ in threads:
+            yield ended.get()
     finally:
         for entry in searched:
-            entry.pool.close()
-    speeds = (speed_before, busy.core_speed())
-    for entry in searched:
-        if entry.info is None:
-            yield Record(**entry.base, batch_size=entry.batch, status="failed",
-                         reason=entry.error or "the search ended without a figure",
-                         settings=entry.applied, info={"scenario": entry.settings.scenario})
-            continue
-        entry.info["lockstep"] = len(searched)
-        yield _record(entry.spec, entry.settings, entry.base, entry.batch, entry.pool,
-                      entry.applied, entry.info, started, speeds)
+            if not entry.closed:
+                entry.pool.close()
+
+
+def _ended(entry: _Searched, sharing: int, started: float, held: float,
+           speeds: tuple[list[float] | None, list[float] | None]) -> Record:
+    """A lockstep search's record, once it ended."""
+    if entry.info is None:
+        return Record(**entry.base, batch_size=entry.batch, status="failed",
+                      reason=entry.error or "the search ended without a figure",
+                      settings=entry.applied, info=_said(entry.spec, entry.settings))
+    # its own figure's cost: the seconds its probe and runs held the turn, not the round's
+    entry.info.update(lockstep=sharing, round_s=time.perf_counter() - started)
+    return _record(entry.spec, entry.settings, entry.base, entry.batch, entry.pool,
+                   entry.applied, entry.info, time.perf_counter() - held, speeds)
 
 
 def _base(spec: ScenarioSpec, settings: ScenarioSettings) -> dict[str, Any]:
@@ -225,11 +240,16 @@ def _made(spec: ScenarioSpec, settings: ScenarioSettings, base: dict[str, Any], 
                      spec.variant.endswith(BATCHING))
     except ProviderUnavailableError as exc:
         return Record(**base, batch_size=batch, status="skipped", reason=str(exc),
-                      info={"scenario": settings.scenario})
+                      info=_said(spec, settings))
     except RuntimeError as exc:  # a worker that cannot load or warm the model (the pools
         # say so as RuntimeError, whatever the runtime raised)
         return Record(**base, batch_size=batch, status="failed", reason=str(exc),
-                      info={"scenario": settings.scenario})
+                      info=_said(spec, settings))
+
+
+def _said(spec: ScenarioSpec, settings: ScenarioSettings) -> dict[str, Any]:
+    """The info of a record with no figures: its scenario, and its tag where it has one."""
+    return {"scenario": settings.scenario, **({"tag": spec.tag} if spec.tag else {})}
 
 
 def _record(spec: ScenarioSpec, settings: ScenarioSettings, base: dict[str, Any], batch: int,
@@ -251,6 +271,8 @@ def _record(spec: ScenarioSpec, settings: ScenarioSettings, base: dict[str, Any]
                 sessions=_sessions(spec.variant, base["runtime"], spec.workers),
                 max_batch=batch if batching else None,
                 max_delay_ms=settings.delay_ms if batching else None)
+    if spec.tag:
+        info["tag"] = spec.tag
     warnings = [w for w in (settings.short if info.get("loadgen_runs") else None,
                             info.pop("warning", None)) if w]
     return Record(**base, batch_size=batch, seconds=time.perf_counter() - started,
