@@ -348,7 +348,7 @@ def test_a_server_search_is_planned_in_rounds_the_order_flipping(settings, round
         mine = [v for r, v, _ in served if r == round_]
         assert mine == (first if round_ % 2 else first[::-1])
         if round_ > 1:  # after its own round before, on the machine of its first
-            assert step.previous in step.needs
+            assert step.previous in step.needs and step.pin in step.needs
             assert step.pin == step.label.replace(f"round {round_}", "round 1")
             assert step.label.endswith(f"round {round_}")
     assert len({s.label for s in steps}) == len(steps)

@@ -16,8 +16,9 @@ Three stages, each on the one executor, in one folder:
    arrivals, the batcher, the workers), which is a model, not a measurement.
 3. **Confirmation** (`confirm/<role>-<hash>[-r<round>]/`): the front's best few and the
    default options under LoadGen Server, each with the sustained-peak search of `loadgen`, in
-   CONFIRM_ROUNDS interleaved rounds (the order flipping each round: pick, default; default,
-   pick; ...). Each configuration's figure is the median of its rounds with the machine's
+   CONFIRM_ROUNDS interleaved rounds, each round's configurations side by side in one child
+   (their LoadGen runs taking turns) and their order flipping each round (pick, default;
+   default, pick; ...). Each configuration's figure is the median of its rounds with the machine's
    effect per round taken out (`toolkit.rounds`); the pick is set against the best default
    round by round, as a ratio with its interval. Only a configuration that sustained a peak
    in most of its rounds may be picked.

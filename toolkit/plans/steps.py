@@ -547,8 +547,8 @@ class Scenario(CaseStep):
         return scenario_label(self.case, self.variant, self.settings, self.round - 1)
 
     @property
-    def needs(self) -> tuple[str, ...]:
-        return tuple(n for n in (self.after, self.previous) if n)
+    def needs(self) -> tuple[str, ...]:  # its first round's too: where it runs is read off it
+        return tuple(dict.fromkeys(n for n in (self.after, self.previous, self.pin) if n))
 
     @property
     def pin(self) -> str | None:
@@ -659,8 +659,8 @@ class Lockstep(StepDefaults):
         return lockstep_label(self.options[0][0], self.settings, self.round - 1)
 
     @property
-    def needs(self) -> tuple[str, ...]:
-        return tuple(n for n in (self.after, self.previous) if n)
+    def needs(self) -> tuple[str, ...]:  # its first round's too: where it runs is read off it
+        return tuple(dict.fromkeys(n for n in (self.after, self.previous, self.pin) if n))
 
     @property
     def pin(self) -> str | None:

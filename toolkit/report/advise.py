@@ -132,7 +132,8 @@ def rounds_line(advice: Advice) -> str | None:
     effects = advice.over_rounds[1].effects
     if len(effects) < 2:
         return None
-    return ("confirmed in " + str(len(effects)) + " rounds, the order flipping each round; the "
+    return ("confirmed in " + str(len(effects)) + " rounds, side by side, the order flipping "
+            "each round; the "
             "machine's speed against its mean over them: " + ", ".join(
                 f"{e:.2f}x" for _, e in sorted(effects.items()))
             + " in rounds " + ", ".join(str(r) for r in sorted(effects))
@@ -477,7 +478,8 @@ def _caveat(advice: Advice) -> str:
         f"measurements, each the highest rate that held p99 <= {advice.request.p99_ms:g} ms "
         f"in 2 runs (of 2,048 queries or 0.5 s, fewer for a slow model to fit the budget). "
         f"Each configuration was confirmed in {rounds} round{'s' * (rounds > 1)}, the "
-        f"configurations' order flipping each round; its figure is the median of its rounds "
+        f"configurations side by side (their LoadGen runs taking turns), their order "
+        f"flipping each round; its figure is the median of its rounds "
         f"with each round's machine effect out, and the pick is set against the best default "
         f"round by round. Everything ran on this machine ({advice.cores} cores), in "
         f"{advice.budget_used_s:,.0f} s.")
