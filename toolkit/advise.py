@@ -14,7 +14,8 @@ Three stages, each on the one executor, in one folder:
    threads, batching and its delay, ONNX Runtime's session options); a configuration's rate
    within the bound comes from its measured service times fed to `toolkit.queueing` (Poisson
    arrivals, the batcher, the workers), which is a model, not a measurement.
-3. **Confirmation** (`confirm/<role>-<hash>[-r<round>]/`): the front's best few and the
+3. **Confirmation** (`confirm/round-<N>/`, a candidate's logs in `loadgen/<role>-<hash>/`
+   there): the front's best few and the
    default options under LoadGen Server, each with the sustained-peak search of `loadgen`, in
    CONFIRM_ROUNDS interleaved rounds, each round's configurations side by side in one child
    (their LoadGen runs taking turns) and their order flipping each round (pick, default;
@@ -974,7 +975,7 @@ def _advise(request: Request, out_dir: Path, runner: StageRunner, started: float
     stages = [(round_, config, role) for round_ in range(1, CONFIRM_ROUNDS + 1)
               for config, role in (chosen if round_ % 2 else chosen[::-1])]
     last: dict[Config, Confirmed] = {}
-    for round_ in range(1, CONFIRM_ROUNDS + 1):
+    for round_ in range(1, CONFIRM_ROUNDS + 1 if chosen else 1):  # nothing chosen: no round
         order = chosen if round_ % 2 else chosen[::-1]
         first = stages.index((round_, *order[0]))
         left = sum(1 if r == 1 else LATER_ROUND_SHARE for r, _, _ in stages[first:])

@@ -245,7 +245,9 @@ def model_error(held: Sequence[Held], predicted: Mapping[str, float] | None = No
 
 
 def confirm_folder(config: Config, role: str, round_: int = 1) -> str:
-    """A confirmation's folder, named by what it serves and its round (so a resumed run finds
-    each configuration's own, whatever order the candidates come in)."""
+    """A confirmation's name, from what it serves (its role and a digest of its
+    configuration): the tag its records carry in a round side by side and the folder of its
+    LoadGen logs there, so a resumed run finds each configuration's own, whatever order the
+    candidates come in; `round_` > 1 names a folder of an earlier advise, one per round."""
     digest = hashlib.sha256(json.dumps(config.to_dict(), sort_keys=True).encode()).hexdigest()
     return f"{role}-{digest[:10]}" + (f"-r{round_}" if round_ > 1 else "")
