@@ -92,6 +92,17 @@ def no_nvidia_gpu() -> str | None:
             "/proc/driver/nvidia)")
 
 
+def usable_cores() -> int:
+    """The machine's physical cores (logical ones where that cannot be told), no more than
+    this process may run on (a node started under `taskset -c 0` has one)."""
+    import psutil
+
+    cores = psutil.cpu_count(logical=False) or os.cpu_count() or 1
+    if hasattr(os, "sched_getaffinity"):
+        cores = min(cores, len(os.sched_getaffinity(0)) or cores)
+    return cores
+
+
 def gpus() -> list[str]:
     """GPU names from nvidia-smi; empty where there is none (or no driver)."""
     if shutil.which("nvidia-smi") is None:
@@ -168,6 +179,7 @@ def describe(with_providers: bool = True, peak_threads: int | None = None) -> di
         "instruction_set": instruction_set(),
         "physical_cores": psutil.cpu_count(logical=False),
         "logical_cores": os.cpu_count(),
+        "usable_cores": usable_cores(),  # physical ones this process may run on
         "memory_gb": round(psutil.virtual_memory().total / 2**30, 1),
         "gpus": gpus(),
         "versions": versions(),

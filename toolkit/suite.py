@@ -149,12 +149,10 @@ class Suite:
 
 
 def default_threads() -> int:
-    """The machine's physical cores (logical ones where that cannot be told)."""
-    import os
+    """The cores a run uses by default: the physical ones this process may run on."""
+    from toolkit.environment import usable_cores
 
-    import psutil
-
-    return psutil.cpu_count(logical=False) or os.cpu_count() or 1
+    return usable_cores()
 
 
 def stored_scenario(stored: Mapping[str, Any], cores: int,
