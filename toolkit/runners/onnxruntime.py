@@ -15,6 +15,7 @@ import io
 import os
 import re
 import tempfile
+import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -32,11 +33,16 @@ PROVIDERS = {
 }
 
 
+# Held while fd 2 or sys.stdout is captured: two threads capturing at once (advise runs a kind
+# of node in each) would restore each other's sinks, and leave the process writing into one.
+CAPTURING = threading.RLock()
+
+
 @contextlib.contextmanager
 def captured_stderr() -> Iterator[list[str]]:
     """Capture what native code writes to fd 2 while the block runs; lines land in the list."""
     lines: list[str] = []
-    with tempfile.TemporaryFile(mode="w+b") as sink:
+    with CAPTURING, tempfile.TemporaryFile(mode="w+b") as sink:
         saved = os.dup(2)
         os.dup2(sink.fileno(), 2)
         try:
@@ -53,7 +59,7 @@ def captured_stderr() -> Iterator[list[str]]:
 def captured_output() -> Iterator[list[str]]:
     """What ORT says while the block runs: native stderr, and Python-level prints to stdout."""
     printed = io.StringIO()
-    with captured_stderr() as lines, contextlib.redirect_stdout(printed):
+    with CAPTURING, captured_stderr() as lines, contextlib.redirect_stdout(printed):
         yield lines
     lines.extend(printed.getvalue().splitlines())
 
