@@ -28,6 +28,7 @@ import logging
 import os
 import signal
 import socket
+import threading
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -52,6 +53,7 @@ from toolkit.results import LOST, Record, ResultsFile
 log = logging.getLogger(__name__)
 
 RESOURCE = "deploybench"
+KIND_RESOURCE = "deploybench-kind-"  # + NAME: the node's kind, as `advise` groups the nodes
 PLACEMENTS = ("spread", "each-node")
 MISSING = "--cluster needs Ray: install it with pip install 'deploybench[cluster]'"
 ARTIFACT_KEYS = ("artifact", "onnx", "inputs", "reference", "calibration")
@@ -59,6 +61,7 @@ CANCEL_WAIT_S = 20.0  # how long cancelled tasks get to kill their children
 FINISH_WAIT_S = 60.0  # how long the nodes get to remove their folders of a finished run
 KEEP_VARIABLE = "DEPLOYBENCH_KEEP_NODE_FOLDERS"  # set (to 1): a run's node folders stay
 WAIT_VARIABLE = "RAY_gcs_server_port_wait_time_s"
+STOP_POLL_S = 0.5  # how often a backend told to stop from another thread looks
 
 
 @dataclass(frozen=True)
@@ -67,6 +70,7 @@ class Node:
     host: str  # hostname, or the node's address where that is all Ray knows
     gpus: float
     name: str = ""  # its label: the host, with the start of its node id where hosts repeat
+    kind: str = ""  # NAME of its `deploybench-kind-NAME` resource, where it offers one
 
 
 ONE_NODE = "one"  # a backend's `node`: every step on one node, chosen when the cluster opens
@@ -185,14 +189,22 @@ def nodes() -> list[Node]:
     import ray
 
     found = sorted((n.get("NodeManagerHostname") or n.get("NodeManagerAddress", "?"),
-                    n["NodeID"], float(n.get("Resources", {}).get("GPU", 0)))
+                    n["NodeID"], float(n.get("Resources", {}).get("GPU", 0)),
+                    kind_named(n.get("Resources", {})))
                    for n in ray.nodes()
                    if n.get("Alive") and RESOURCE in n.get("Resources", {}))
-    hosts = [host for host, _, _ in found]
+    hosts = [host for host, _, _, _ in found]
     # A node's label is its hostname, stable across restarts; where hosts repeat, the start of
     # its node id, stable for the life of the cluster (numbering them would swap labels).
-    return [Node(node_id, host, gpus, host if hosts.count(host) == 1 else f"{host}-{node_id[:6]}")
-            for host, node_id, gpus in found]
+    return [Node(node_id, host, gpus, host if hosts.count(host) == 1 else f"{host}-{node_id[:6]}",
+                 kind) for host, node_id, gpus, kind in found]
+
+
+def kind_named(resources: Mapping[str, Any]) -> str:
+    """The NAME of a node's `deploybench-kind-NAME` resource ("" where it offers none; the
+    first by name where it offers several)."""
+    return next((key.removeprefix(KIND_RESOURCE) for key in sorted(resources)
+                 if key.startswith(KIND_RESOURCE) and len(key) > len(KIND_RESOURCE)), "")
 
 
 def disconnect() -> None:
@@ -262,6 +274,58 @@ class ClusterBackend:
         self._store: Store | None = None
         self._run_key = ""
         self._out_dir = Path(".")
+        # set from another thread (advise runs a kind of node in each): the run stops as on
+        # Ctrl-C, at the next step's end or within STOP_POLL_S
+        self.stop: threading.Event | None = None
+
+    @property
+    def nodes(self) -> list[Node]:
+        """The cluster's nodes that offer the resource (after `open`)."""
+        return list(self._nodes)
+
+    @property
+    def environments(self) -> dict[str, Mapping[str, Any]]:
+        """Each node's environment, by label, described on the node (after `open`)."""
+        return dict(self._envs)
+
+    def kept_to(self, node: str) -> ClusterBackend:
+        """A backend of this opened cluster that keeps every step on `node` (its label),
+        sharing what `open` found (the nodes are not described again: that would wait for
+        every node's unit, each busy with another kind's steps)."""
+        import ray
+
+        other = ClusterBackend(self.address, "spread", node)
+        other._nodes, other._ids, other._envs = list(self._nodes), dict(self._ids), dict(
+            self._envs)
+        other._store = Store(ray.put)
+        return other
+
+    def call(self, function: Any, *args: Any) -> Any:
+        """`function(*args)` run as a task on the node this backend keeps to, holding its
+        `deploybench` unit (so no step measures beside it); what it returns or raises."""
+        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+        if self.node not in self._ids:
+            raise BadInputError(f"--cluster {self.address}: the node {self.node!r} is not in "
+                                f"the cluster (its nodes: {', '.join(sorted(self._ids))})")
+        reference = _remote(function).options(
+            resources={RESOURCE: 1}, num_cpus=0, max_retries=0,
+            scheduling_strategy=NodeAffinitySchedulingStrategy(self._ids[self.node], soft=False)
+        ).remote(*args)
+        return self._get(reference)
+
+    def _get(self, reference: Any) -> Any:
+        import ray
+
+        while not ray.wait([reference], timeout=STOP_POLL_S)[0]:
+            if self.stop is not None and self.stop.is_set():
+                ray.cancel(reference, force=False)
+                raise KeyboardInterrupt
+        try:
+            return ray.get(reference)
+        except Exception as exc:
+            cause = getattr(exc, "cause", None) or exc
+            raise cause from None
 
     def open(self, threads: int, driver: Mapping[str, Any]) -> None:
         """Join the cluster, describe its nodes (each measuring its own peak at `threads`) and
@@ -340,7 +404,11 @@ class ClusterBackend:
     def wait(self) -> list[Finished]:
         import ray
 
-        ready, _ = ray.wait(list(self._pending), num_returns=1)
+        ready: list[Any] = []
+        while not ready:
+            ready, _ = ray.wait(list(self._pending), num_returns=1, timeout=STOP_POLL_S)
+            if not ready and self.stop is not None and self.stop.is_set():
+                raise KeyboardInterrupt  # the executor cancels what runs, as on Ctrl-C
         out = []
         for reference in ready:
             step, context = self._pending.pop(reference)
@@ -385,7 +453,7 @@ class ClusterBackend:
         references = {task.options(resources={RESOURCE: 1}, num_cpus=0, max_retries=0,
                                    scheduling_strategy=NodeAffinitySchedulingStrategy(
                                        node.node_id, soft=False)).remote(self._run_key): node
-                      for node in self._nodes}
+                      for node in self._nodes if self.node in (None, node.name)}
         ready, left = ray.wait(list(references), num_returns=len(references),
                                timeout=FINISH_WAIT_S)
         failed = list(left)
