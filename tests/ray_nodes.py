@@ -87,15 +87,15 @@ def environment(auth_mode: str = "disabled", **extra: str) -> dict[str, str]:
     return env
 
 
-def start_head(logs: Path, auth_mode: str = "disabled", **extra: str
-               ) -> tuple[str, subprocess.Popen]:
-    """A head node offering the resource; `auth_mode="token"` with RAY_AUTH_TOKEN in `extra`
-    for one that wants a token."""
+def start_head(logs: Path, auth_mode: str = "disabled", resources: str = RESOURCES,
+               **extra: str) -> tuple[str, subprocess.Popen]:
+    """A head node offering the resource (and any other of `resources`, JSON);
+    `auth_mode="token"` with RAY_AUTH_TOKEN in `extra` for one that wants a token."""
     logs.mkdir(parents=True, exist_ok=True)
     log = logs / f"head-{auth_mode}.log"
     head = subprocess.Popen(
         [RAY, "start", "--head", f"--port={free_port()}", "--num-cpus=1",
-         f"--resources={RESOURCES}", "--include-dashboard=false",
+         f"--resources={resources}", "--include-dashboard=false",
          f"--ray-client-server-port={free_port()}", "--disable-usage-stats", "--block"],
         stdout=log.open("w"), stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
         env=environment(auth_mode, **extra), start_new_session=True, cwd="/")
@@ -113,14 +113,18 @@ def start_head(logs: Path, auth_mode: str = "disabled", **extra: str
     raise RuntimeError(f"the head did not say its address:\n{log.read_text()[-2000:]}")
 
 
-def start_hidden_node(address: str, masked: list[Path], logs: Path) -> subprocess.Popen:
-    """node-b: its own hostname, and an empty tmpfs over each folder of `masked`."""
+def start_hidden_node(address: str, masked: list[Path], logs: Path, resources: str = RESOURCES,
+                      cpus: str | None = None) -> subprocess.Popen:
+    """node-b: its own hostname, and an empty tmpfs over each folder of `masked`; `resources`
+    (JSON) it offers; `cpus`: the only CPUs it may run on (`taskset -c`), as a smaller
+    machine."""
     for folder in masked:
         folder.mkdir(parents=True, exist_ok=True)
     log = logs / "node-b.log"
     mounts = " && ".join(f"mount -t tmpfs tmpfs {folder}" for folder in masked)
     script = (f"mount --make-rprivate / && hostname node-b && {mounts} && "
-              f"exec {RAY} start --address={address} --num-cpus=1 --resources='{RESOURCES}' "
+              f"exec {f'taskset -c {cpus} ' if cpus else ''}{RAY} start --address={address} "
+              f"--num-cpus=1 --resources='{resources}' "
               "--disable-usage-stats --block")
     node = subprocess.Popen(["unshare", "--mount", "--uts", "sh", "-c", script],
                             stdout=log.open("w"), stderr=subprocess.STDOUT,

@@ -133,6 +133,8 @@ class Request:
     cores: int = 0  # the cores a configuration may use (default: the physical cores)
     seed: int = 0
     controls: bool = True  # the calibration's trivial model confirmed in every round too
+    # USD per hour by kind of node (`toolkit.kinds`): advise across a cluster's kinds
+    prices: tuple[tuple[str, float], ...] = ()
 
     def __post_init__(self) -> None:
         if not (self.p99_ms > 0 and math.isfinite(self.p99_ms)):
@@ -141,6 +143,9 @@ class Request:
                             ("--need-qps", self.need_qps)):
             if value is not None and not (value > 0 and math.isfinite(value)):
                 raise BadInputError(f"{flag} {value:g}: give a number > 0")
+        for kind, usd in self.prices:
+            if not (usd > 0 and math.isfinite(usd)):
+                raise BadInputError(f"--price {kind}={usd:g}: give USD per hour > 0")
         if not self.budget_s > 0:
             raise BadInputError(f"--budget {self.budget_s:g} s: give a duration such as 20m")
         QualityRule.parse(self.max_quality_drop)  # a bad rule ends here, in one line
@@ -157,13 +162,15 @@ class Request:
 
     def to_dict(self) -> dict[str, Any]:
         return {**dataclasses.asdict(self), "threads": list(self.threads),
-                "recipes": list(self.recipes), "shapes": list(self.shapes)}
+                "recipes": list(self.recipes), "shapes": list(self.shapes),
+                "prices": [list(p) for p in self.prices]}
 
     @classmethod
     def from_dict(cls, raw: Mapping[str, Any]) -> Request:
         values = dict(raw)
         for name in ("threads", "recipes", "shapes"):
             values[name] = tuple(values.get(name) or ())
+        values["prices"] = tuple((str(k), float(v)) for k, v in values.get("prices") or ())
         if "target_qps" in values:  # stored before advise's --target-qps became --need-qps
             values["need_qps"] = values.pop("target_qps")
         return cls(**values)
@@ -683,6 +690,9 @@ class StageRunner:
 
     start: Callable[[Any, Path], bool]
     resume: Callable[[Path, str], bool]
+    # the serving machine's serial costs (cores, pool kinds): None for `toolkit.calibrate` in
+    # this process; on a cluster, a task on the node the stages run on
+    serial_costs: Callable[[int, Sequence[str]], Any] | None = None
 
 
 def _finished(folder: Path) -> bool | None:
@@ -726,12 +736,14 @@ def resolve(request: Request, trust_pickle: bool = False) -> Any:
 
 
 def serial_costs_of(out_dir: Path, cores: int, say: Callable[[str], None],
-                    kinds: Sequence[str] = ("threads", "processes")) -> dict[str, Any]:
+                    kinds: Sequence[str] = ("threads", "processes"),
+                    measure: Callable[[int, Sequence[str]], Any] | None = None
+                    ) -> dict[str, Any]:
     """The serial costs the search models each pool kind with: those a run in `out_dir` used
-    before (a resumed study rests on the same), else this machine's for the pool `kinds` its
-    options are served by (`toolkit.calibrate`, measured once and cached), else SERIAL_S where
-    they cannot be measured (said). Kept in `out_dir` as {"costs": {kind: [query_s, call_s]},
-    "source": ..., "peaks": ...}."""
+    before (a resumed study rests on the same), else the serving machine's for the pool `kinds`
+    its options are served by (`measure`, by default `toolkit.calibrate` here: measured once
+    and cached), else SERIAL_S where they cannot be measured (said). Kept in `out_dir` as
+    {"costs": {kind: [query_s, call_s]}, "source": ..., "peaks": ...}."""
     from toolkit.calibrate import serial_costs
 
     path = out_dir / SERIAL_FILE
@@ -740,9 +752,11 @@ def serial_costs_of(out_dir: Path, cores: int, say: Callable[[str], None],
         return {**stored, "costs": {str(k): (float(q), float(c))
                                     for k, (q, c) in stored["costs"].items()}}
     try:
-        measured = serial_costs(cores, say=say, kinds=kinds)
+        measured = (measure(cores, tuple(kinds)) if measure is not None else
+                    serial_costs(cores, say=say, kinds=kinds))
         found: dict[str, Any] = {"costs": {**SERIAL_S, **measured.by_kind()},
-                                 "source": f"measured on this machine {measured.measured_at}"
+                                 "source": f"measured on the serving machine "
+                                           f"{measured.measured_at}"
                                  + ("" if set(measured.by_kind()) >= set(SERIAL_S) else
                                     f" ({', '.join(sorted(measured.by_kind()))} pool; the "
                                     f"other fitted by hand, unused here)"),
@@ -946,7 +960,7 @@ def _advise(request: Request, out_dir: Path, runner: StageRunner, started: float
     kinds = [kind for kind, wanted in (
         ("threads", any(o.startswith("onnxruntime") for o in trials.options)),
         ("processes", any(not o.startswith("onnxruntime") for o in trials.options))) if wanted]
-    serial = serial_costs_of(out_dir, cores, say, kinds)
+    serial = serial_costs_of(out_dir, cores, say, kinds, runner.serial_costs)
     keep_spent(out_dir, started)
     say(f"search: {len(trials.options)} options, the rate within p99 <= {request.p99_ms:g} ms "
         "of each configuration from its service times (a queueing model)")

@@ -210,6 +210,11 @@ def serial_costs(cores: int, refresh: bool = False,
         return _serial_costs(cache, machine_key(cores), cores, refresh, say, kinds)
 
 
+def quiet_serial_costs(cores: int, kinds: Sequence[str] = KINDS) -> SerialCosts:
+    """`serial_costs` as a task on a cluster node runs it: nothing said (no one hears a node)."""
+    return serial_costs(cores, kinds=kinds)
+
+
 @contextlib.contextmanager
 def _measuring_alone(cache: Path, say: Callable[[str], None]) -> Iterator[None]:
     """One measurement at a time on this machine (two would slow each other down); where the

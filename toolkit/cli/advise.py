@@ -27,6 +27,7 @@ from toolkit.cli.common import (
     given_options,
     out,
     parse_ints,
+    parse_prices,
     progress_bar,
     say,
     split_csv,
@@ -37,7 +38,8 @@ from toolkit.report import terminal
 
 @app.command(rich_help_panel=JOURNEY, epilog=examples(
     "deploybench advise torch/digits-mlp --p99-ms 5",
-    "deploybench advise model.onnx --p99-ms 50 --need-qps 2000 --price 0.10",
+    "deploybench advise model.onnx --p99-ms 5 --need-qps 100000 --cluster auto --price "
+    "big=0.20 --price small=0.05",
     "deploybench advise --resume results/20261207T160000Z",
 ))
 def advise(
@@ -70,19 +72,21 @@ def advise(
         "together (threads of one process share what it held before the model loaded)",
         rich_help_panel=LIMITS)] = None,
     need_qps: Annotated[float | None, typer.Option(
-        "--need-qps", help="the rate the service must sustain: how many machines like this "
-        "one the pick needs", rich_help_panel=LIMITS)] = None,
-    price: Annotated[float | None, typer.Option(
-        "--price", help="USD per hour of a machine like this one: the pick's cost per "
-        "million predictions (one price: advise serves on one machine)",
-        rich_help_panel=LIMITS)] = None,
+        "--need-qps", "--target-qps", help="the rate the service must sustain: how many "
+        "machines the pick needs (with --cluster: each kind's, and its cost per million "
+        "there)", rich_help_panel=LIMITS)] = None,
+    price: Annotated[list[str] | None, typer.Option(
+        "--price", help="USD per hour of a machine like this one (0.10): the pick's cost per "
+        "million predictions; with --cluster, of a kind of node (KIND=0.10; repeat): the "
+        "kinds ranked by it", show_default=False, rich_help_panel=LIMITS)] = None,
     input_data: InputDataOption = None,
     shape: ShapeOption = None,
     trust_pickle: TrustOption = False,
     cluster: ClusterOption = None,
     placement: Annotated[str, typer.Option(
-        help="with --cluster: spread only (each-node is refused: advise keeps every stage on "
-        "one node, whose figures the answer gives)", rich_help_panel=WHERE)] = "spread",
+        help="with --cluster: spread only (each-node is refused: each kind of node is advised "
+        "on one of its nodes, whose figures the answer gives)", rich_help_panel=WHERE
+    )] = "spread",
     out_dir: Annotated[Path | None, typer.Option(
         "--out", help="output folder (default results/<UTC time>)", rich_help_panel=OUTPUT)
     ] = None,
@@ -90,15 +94,16 @@ def advise(
         help="finish an interrupted advise in this folder: finished trials and confirmations "
         "are kept, the search's study goes on", rich_help_panel=OUTPUT)] = None,
 ) -> None:
-    """Which configuration should I deploy? A search, confirmed under LoadGen.
+    """Which configuration to deploy, and on which machine: searched, then confirmed.
 
     Times each runtime and recipe call by call, searches workers, threads, batching and
     session options for the highest rate within the p99 bound and the accuracy limit, then
-    confirms the best under LoadGen beside the best default and says what it costs. Exit
-    code 1 when no configuration held.
+    confirms the best under LoadGen beside the best default and says what it costs. With
+    --cluster, every kind of node (its deploybench-kind-NAME resource, else its CPU, cores,
+    memory and GPUs) is advised on one of its nodes, and the kinds are ranked by cost per
+    million queries at --need-qps. Exit code 1 when no configuration held.
     """
     from toolkit import advise as adviser
-    from toolkit import executor
     from toolkit.backends.cluster import ONE_NODE
     from toolkit.report import advise as advice_report
     from toolkit.results import default_out_dir, prepare_out_dir
@@ -113,19 +118,36 @@ def advise(
                                     f"{', '.join(refused)}")
             request, where = adviser.load_request(resume)
             folder = prepare_out_dir(resume)
+            if where and "kinds" in where:
+                across_kinds(request, where, folder, trust_pickle, resumed=True)
+                return
         else:
             if target is None or p99_ms is None:
                 raise BadInputError("give a model file or a workload and --p99-ms, e.g. "
                                     "deploybench advise torch/digits-mlp --p99-ms 5")
+            prices = parse_prices(price) or ()
+            named = [f"{k}={v:g}" for k, v in prices if k]
+            if named and cluster is None:
+                raise BadInputError(f"--price {named[0]}: a price by kind of node needs "
+                                    "--cluster; for this machine give --price USD_PER_HOUR")
+            if len(prices) > 1 and cluster is None:
+                raise BadInputError("--price: give one price for this machine, or prices by "
+                                    "kind with --cluster")
             request = adviser.Request(
-                target, p99_ms, max_quality_drop or "1%", memory_mb, price, need_qps,
+                target, p99_ms, max_quality_drop or "1%", memory_mb,
+                prices[0][1] if prices and cluster is None else None, need_qps,
                 parse_duration(budget, "--budget"), parse_ints(threads, "--threads") or (),
                 tuple(dict.fromkeys(["fp32", *(split_csv(recipes, "--recipes") or [])]))
                 if recipes else adviser.DEFAULT_RECIPES,
                 tuple(shape or ()), str(input_data) if input_data else None,
-                controls=controls)
+                controls=controls, prices=prices if cluster else ())
             adviser.resolve(request, trust_pickle)  # a bad target ends here, nothing written
             where = {"address": cluster, "placement": placement} if cluster else None
+            if where is not None:
+                backend_for(cluster, placement, ONE_NODE)  # each-node, or no Ray: refused
+                across_kinds(request, where, out_dir or default_out_dir(), trust_pickle,
+                             resumed=False)
+                return
         # one study's trials and confirmations on one node: a machine of one kind, the one
         # whose figures the answer gives (the node chosen is kept for --resume)
         backend, _ = backend_for(where["address"] if where else None,
@@ -140,15 +162,8 @@ def advise(
     advice = None
     try:
         with progress_bar() as progress:
-            def start(plan: Any, into: Path) -> bool:
-                return not executor.start(plan, into, argv=sys.argv, progress=progress,
-                                          backend=backend, where=where).interrupted
-
-            def again(into: Path, command: str) -> bool:
-                plan, results = executor.reopen(into, command, trust_pickle=trust_pickle)
-                return not executor.execute(plan, results, progress, backend).interrupted
-
-            advice = adviser.advise(request, folder, adviser.StageRunner(start, again),
+            advice = adviser.advise(request, folder,
+                                    stage_runner(backend, where, progress, trust_pickle),
                                     trust_pickle=trust_pickle, say=say)
     except DeploybenchError as exc:
         raise fail(exc) from None
@@ -178,4 +193,120 @@ def advise(
     for path in written:
         out.print(f"report:  {path}")
     if advice.pick is None:
+        raise typer.Exit(1)
+
+
+def stage_runner(backend: Any, where: dict[str, Any] | None, progress: Any, trust_pickle: bool,
+                 serial_costs: Any = None) -> Any:
+    """How advise runs its stages: the executor, on `backend`, with the progress bar."""
+    from toolkit import executor
+    from toolkit.advise import StageRunner
+
+    def start(plan: Any, into: Path) -> bool:
+        return not executor.start(plan, into, argv=sys.argv, progress=progress,
+                                  backend=backend, where=where).interrupted
+
+    def again(into: Path, command: str) -> bool:
+        plan, results = executor.reopen(into, command, trust_pickle=trust_pickle)
+        return not executor.execute(plan, results, progress, backend).interrupted
+
+    return StageRunner(start, again, serial_costs)
+
+
+def across_kinds(request: Any, where: dict[str, Any], folder: Path, trust_pickle: bool,
+                 resumed: bool) -> None:
+    """`advise --cluster`: every kind of node advised on one of its nodes (`toolkit.kinds`),
+    side by side where they are different hosts, and the kinds ranked by cost per million."""
+    import dataclasses
+    import threading
+    import time
+
+    from toolkit import advise as adviser
+    from toolkit import environment, kinds
+    from toolkit.backends.cluster import ClusterBackend
+    from toolkit.calibrate import quiet_serial_costs
+    from toolkit.report import advise as advice_report
+    from toolkit.report import kinds as kinds_report
+    from toolkit.results import prepare_out_dir
+    from toolkit.runners.onnxruntime import CAPTURING
+
+    address = str(where["address"])
+    cluster = ClusterBackend(address, "spread")
+    say(f"cluster {address}: joining it, and describing each node on it")
+    cluster.open(1, environment.describe(with_providers=False))
+    if resumed:
+        plans = kinds.replan_kinds(where["kinds"], cluster.nodes, cluster.environments)
+        new = sorted({p.kind for p in kinds.plan_kinds(cluster.nodes, cluster.environments)}
+                     - {p.kind for p in plans})
+        if new:
+            say(f"kinds that joined since the run started are not advised: {', '.join(new)}")
+    else:
+        plans = kinds.plan_kinds(cluster.nodes, cluster.environments)
+        prices = kinds.prices_by_kind(request.prices, [p.kind for p in plans])
+        request = dataclasses.replace(request, prices=tuple(sorted(prices.items())))
+        folder = prepare_out_dir(folder)
+        adviser.save_request(folder, request, {"address": address, "placement": "spread",
+                                               "kinds": {p.kind: p.to_dict() for p in plans}})
+    shares = {p.host: sum(1 for q in plans if q.host == p.host) for p in plans}
+    for plan in plans:
+        say(f"kind {plan.kind}: {len(plan.nodes)} node{'s' * (len(plan.nodes) > 1)} "
+            f"({', '.join(plan.nodes)}), advised on {plan.node} ({plan.cores} "
+            f"core{'s' * (plan.cores > 1)} usable)"
+            + (" - no node of it is in the cluster now" if plan.gone else "")
+            + ("" if shares[plan.host] == 1 else
+               f", one after another with the other kinds on host {plan.host}"))
+    stop = threading.Event()
+    started = time.monotonic() - adviser.spent_before(folder)
+    try:
+        with progress_bar() as progress:
+            def work(plan: kinds.KindPlan) -> kinds.Study:
+                into = folder / kinds.KINDS_FOLDER / kinds.folder_name(plan.kind)
+                asked = kinds.kind_request(request, plan, shares[plan.host])
+                kept = {"address": address, "placement": "spread", "node": plan.node,
+                        "kind": plan.kind}
+                into.mkdir(parents=True, exist_ok=True)
+                adviser.save_request(into, asked, kept)
+
+                def tell(line: str) -> None:
+                    with CAPTURING:  # not into another thread's capture of fd 2
+                        say(f"[{plan.kind}] {line}")
+
+                def shown(done: int, total: int, label: str) -> None:
+                    progress(done, total, f"{plan.kind}: {label}")
+
+                if plan.gone:  # its finished stages are read back; the others refused
+                    def refuse(*_: Any) -> Any:
+                        raise BadInputError(kinds.gone_why(plan))
+
+                    runner = adviser.StageRunner(refuse, refuse, refuse)
+                else:
+                    backend = cluster.kept_to(plan.node)
+                    backend.stop = stop
+                    runner = stage_runner(backend, kept, shown, trust_pickle, serial_costs=(
+                        lambda cores, pools: backend.call(quiet_serial_costs, cores, pools)))
+                return kinds.study_of(
+                    plan, asked, into, runner,
+                    lambda r, f, s: adviser.advise(r, f, s, trust_pickle=trust_pickle,
+                                                   say=tell))
+
+            studies, interrupted = kinds.advise_side_by_side(plans, work, stop)
+    finally:
+        adviser.keep_spent(folder, started)
+    fleet = kinds.Fleet(request, folder, address, studies, time.monotonic() - started)
+    for study in studies:  # each kind's own answer, in its folder
+        if study.advice is not None:
+            adviser.write_advice(study.advice)
+            advice_report.write(study.advice)
+    written = kinds_report.write(fleet)
+    out.print(kinds_report.headline(fleet), highlight=False, markup=False, soft_wrap=True)
+    terminal.table(out, kinds_report.COLUMNS, kinds_report.rows(fleet))
+    for line in kinds_report.kind_lines(fleet):
+        out.print(f"  {line}", highlight=False, markup=False, soft_wrap=True)
+    for path in written:
+        out.print(f"report:  {path}")
+    if interrupted:
+        say(f"interrupted: each kind's finished trials and confirmations are kept; continue "
+            f"with deploybench advise --resume {folder}")
+        raise typer.Exit(130)
+    if fleet.best is None:
         raise typer.Exit(1)

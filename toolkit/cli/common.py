@@ -265,6 +265,21 @@ def progress_bar() -> Iterator[Callable[[int, int, str], None]]:
             bar.stop()
 
 
+def parse_prices(given: list[str] | None) -> tuple[tuple[str, float], ...] | None:
+    """--price 3.5 (the machine that ran) or --price NODE=2.1, as (name, USD per hour)."""
+    if not given:
+        return None
+    prices = []
+    for text in given:
+        name, _, value = text.rpartition("=")
+        try:
+            prices.append((name.strip(), float(value)))
+        except ValueError:
+            raise BadInputError(f"--price {text!r}: give USD per hour, e.g. --price 3.5, or a "
+                                "node's as --price node-b=2.1") from None
+    return tuple(prices)
+
+
 def with_session(suite: Any, given: list[str] | None) -> Any:
     """`suite` with the --session options on top of its own [session] (a name given on both,
     the command line's)."""

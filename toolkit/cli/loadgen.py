@@ -29,6 +29,7 @@ from toolkit.cli.common import (
     examples,
     execute_and_report,
     parse_ints,
+    parse_prices,
     resume_run,
     split_csv,
     with_session,
@@ -159,18 +160,3 @@ def loadgen(
                               argv=sys.argv, progress=progress, backend=backend, where=where)
 
     execute_and_report(execute, history_path)
-
-
-def parse_prices(given: list[str] | None) -> tuple[tuple[str, float], ...] | None:
-    """--price 3.5 (the machine that ran) or --price NODE=2.1, as (name, USD per hour)."""
-    if not given:
-        return None
-    prices = []
-    for text in given:
-        name, _, value = text.rpartition("=")
-        try:
-            prices.append((name.strip(), float(value)))
-        except ValueError:
-            raise BadInputError(f"--price {text!r}: give USD per hour, e.g. --price 3.5, or a "
-                                "node's as --price node-b=2.1") from None
-    return tuple(prices)

@@ -481,7 +481,7 @@ def _caveat(advice: Advice) -> str:
         f"configurations side by side (their LoadGen runs taking turns), their order "
         f"flipping each round; its figure is the median of its rounds "
         f"with each round's machine effect out, and the pick is set against the best default "
-        f"round by round. Everything ran on this machine ({advice.cores} cores), in "
+        f"round by round. Everything ran on one machine ({advice.cores} cores), in "
         f"{advice.budget_used_s:,.0f} s.")
 
 

@@ -1,0 +1,359 @@
+"""Which machine should serve it: `advise` across the kinds of node in a cluster.
+
+A cluster's nodes are grouped into kinds. A node's kind is the NAME of the resource
+`deploybench-kind-NAME` it was started with (`ray start --resources '{"deploybench": 1,
+"deploybench-kind-big": 1}'`), else what its environment says of it (`derived_kind`: CPU
+model, usable cores, memory, GPUs). Each kind is advised on one of its nodes, as a whole
+`advise` study in a folder of its own (`kinds/<kind>/`: trials, calibration, search, paired
+confirmations). Kinds whose nodes are on different hosts are advised side by side, a thread
+each; kinds that share a host, one after another (each with its share of the budget).
+
+The kinds are then ranked by cost per million queries at the rate the service needs
+(`--need-qps`): the machines a kind needs at its pick's confirmed peak, times its price
+(`--price KIND=USD_PER_HOUR`); the same with the peak's interval gives the cost's interval, and
+two kinds whose cost intervals overlap are a tie. A kind with no price is ranked after the
+priced ones, by peak per core.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+import re
+import threading
+from collections.abc import Callable, Collection, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from toolkit.errors import BadInputError, DeploybenchError
+
+if TYPE_CHECKING:
+    from toolkit.advise import Advice, Request
+    from toolkit.confirmations import Held
+
+log = logging.getLogger(__name__)
+
+KINDS_FOLDER = "kinds"  # each kind's study: <run>/kinds/<kind>/
+
+
+def derived_kind(env: Mapping[str, Any]) -> str:
+    """A kind's name from what a node says of itself: its CPU model, usable cores, memory and
+    GPUs, e.g. `intel-xeon-platinum-8375c-2core-24gb` (a name `--price` can take)."""
+    cpu = re.sub(r"\((?:R|TM)\)|\bCPU\b|\bProcessor\b|@.*$|\b\d+-Core\b", " ",
+                 str(env.get("cpu") or "cpu"), flags=re.IGNORECASE)
+    name = _slug(cpu)[:40].strip("-") or "cpu"
+    cores = env.get("usable_cores") or env.get("physical_cores") or env.get("logical_cores")
+    name += f"-{cores}core" if cores else ""
+    memory = env.get("memory_gb")
+    name += f"-{round(float(memory))}gb" if memory else ""
+    gpus = [str(g) for g in env.get("gpus") or []]
+    if gpus:
+        name += f"-{len(gpus)}x-{_slug(gpus[0].split(',')[0])[:24].strip('-')}"
+    return name
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
+
+
+def folder_name(kind: str) -> str:
+    """A kind's folder under kinds/ (a resource's NAME may hold any character)."""
+    return re.sub(r"[^A-Za-z0-9._-]", "_", kind) or "_"
+
+
+@dataclass(frozen=True)
+class KindPlan:
+    """A kind of node and where it is advised: on `node`, one of its `nodes` (labels)."""
+
+    kind: str
+    nodes: tuple[str, ...]
+    node: str
+    host: str  # the chosen node's hostname: kinds on one host are advised one after another
+    cores: int  # usable on the chosen node
+    facts: Mapping[str, Any] = field(default_factory=dict)  # CPU, memory, GPUs (as described)
+    gone: bool = False  # on a resume: no node of this kind is in the cluster now
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"nodes": list(self.nodes), "node": self.node, "host": self.host,
+                "cores": self.cores, "facts": dict(self.facts)}
+
+    @classmethod
+    def from_dict(cls, kind: str, raw: Mapping[str, Any]) -> KindPlan:
+        return cls(kind, tuple(str(n) for n in raw["nodes"]), str(raw["node"]),
+                   str(raw["host"]), int(raw["cores"]), dict(raw.get("facts") or {}))
+
+
+def _facts(env: Mapping[str, Any]) -> dict[str, Any]:
+    return {key: env.get(key) for key in ("cpu", "usable_cores", "physical_cores",
+                                          "memory_gb", "gpus", "hostname")}
+
+
+def plan_kinds(nodes: Sequence[Any], envs: Mapping[str, Mapping[str, Any]]) -> list[KindPlan]:
+    """The cluster's kinds (`nodes`: `toolkit.backends.cluster.Node`s; `envs`: each one's
+    environment by label), each to be advised on its first node by label."""
+    grouped: dict[str, list[str]] = {}
+    for node in nodes:
+        env = envs.get(node.name, {})
+        grouped.setdefault(node.kind or derived_kind(env), []).append(node.name)
+    plans = []
+    for kind, labels in sorted(grouped.items()):
+        chosen = sorted(labels)[0]
+        env = envs.get(chosen, {})
+        plans.append(KindPlan(kind, tuple(sorted(labels)), chosen,
+                              str(env.get("hostname") or chosen),
+                              int(env.get("usable_cores") or env.get("physical_cores") or 1),
+                              _facts(env)))
+    return plans
+
+
+def replan_kinds(stored: Mapping[str, Any], nodes: Sequence[Any],
+                 envs: Mapping[str, Mapping[str, Any]]) -> list[KindPlan]:
+    """A resumed run's kinds, as stored, each on a node of its kind in the cluster now (the
+    one it was advised on where it is still there); `gone` where none is."""
+    now = {plan.kind: plan for plan in plan_kinds(nodes, envs)}
+    plans = []
+    for kind, raw in sorted(stored.items()):
+        before = KindPlan.from_dict(kind, raw)
+        found = now.get(kind)
+        if found is None:
+            plans.append(dataclasses.replace(before, gone=True))
+        else:
+            node = before.node if before.node in found.nodes else found.node
+            plans.append(dataclasses.replace(before, nodes=found.nodes, node=node,
+                                             host=str(envs.get(node, {}).get("hostname")
+                                                      or node)))
+    return plans
+
+
+def prices_by_kind(given: Sequence[tuple[str, float]], kinds: Collection[str]
+                   ) -> dict[str, float]:
+    """--price KIND=USD as {kind: USD per hour}; a bare --price USD where the cluster has one
+    kind. BadInputError naming a kind no node has (with the cluster's kinds), or a bare price
+    where there are several."""
+    prices: dict[str, float] = {}
+    for name, usd in given:
+        if not name and len(kinds) == 1:
+            name = next(iter(kinds))
+        elif not name:
+            raise BadInputError(f"--price {usd:g}: the cluster has {len(kinds)} kinds of node "
+                                f"({', '.join(sorted(kinds))}); give each one's as --price "
+                                "KIND=USD_PER_HOUR")
+        if name not in kinds:
+            raise BadInputError(f"--price {name}={usd:g}: no node of the cluster is of kind "
+                                f"{name!r} (its kinds: {', '.join(sorted(kinds))}); name one "
+                                "of those, or start its nodes with ray start --resources "
+                                f"'{{\"deploybench\": 1, \"deploybench-kind-{name}\": 1}}'")
+        prices[name] = usd
+    return prices
+
+
+def kind_request(request: Request, plan: KindPlan, share: int = 1) -> Request:
+    """What a kind's study is asked: the request on its node's cores (thread counts above
+    them brought down to them), its price, and `share` of the budget's wall time (the kinds
+    advised one after another on one host split it)."""
+    threads = tuple(sorted({min(t, plan.cores) for t in request.threads}))
+    return dataclasses.replace(request, cores=plan.cores, threads=threads,
+                               price=dict(request.prices).get(plan.kind), prices=(),
+                               budget_s=request.budget_s / max(1, share))
+
+
+@dataclass
+class Study:
+    """One kind's study: its Advice, or why there is none (`why`; `interrupted`)."""
+
+    plan: KindPlan
+    price: float | None = None
+    advice: Advice | None = None
+    why: str | None = None
+    interrupted: bool = False
+
+    @property
+    def pick(self) -> Held | None:
+        return self.advice.pick if self.advice is not None else None
+
+    @property
+    def folder(self) -> str:
+        return f"{KINDS_FOLDER}/{folder_name(self.plan.kind)}"
+
+
+def cost_per_million(price: float | None, need_qps: float | None, peak_qps: float | None
+                     ) -> float | None:
+    """USD per million queries: at `need_qps`, the machines it takes at `peak_qps` each
+    (whole machines) times `price` an hour, over the queries an hour brings; without a rate
+    needed, one machine kept at its peak."""
+    if not price or not peak_qps or peak_qps <= 0:
+        return None
+    if need_qps:
+        return math.ceil(need_qps / peak_qps) * price / (need_qps * 3600) * 1e6
+    return price / (peak_qps * 3600) * 1e6
+
+
+@dataclass(frozen=True)
+class Ranked:
+    """A kind's place in the answer: its pick's cost per million (with the interval its peak's
+    interval gives), the machines it needs, its peak per core, the kinds it ties with."""
+
+    study: Study
+    cost: float | None
+    cost_low: float | None
+    cost_high: float | None
+    machines: tuple[int, int, int] | None  # at the peak; at its interval's high and low ends
+    per_core: float | None
+    ties: tuple[str, ...] = ()
+
+    @property
+    def kind(self) -> str:
+        return self.study.plan.kind
+
+
+def _ranked(study: Study, need_qps: float | None) -> Ranked:
+    held = study.pick
+    if held is None or not held.peak_qps:
+        return Ranked(study, None, None, None, None, None)
+    peak = held.peak_qps
+    low = held.low_qps if held.low_qps and held.low_qps > 0 else peak
+    high = held.high_qps or peak
+    machines = (tuple(math.ceil(need_qps / rate) for rate in (peak, high, low))
+                if need_qps else None)
+    return Ranked(study, cost_per_million(study.price, need_qps, peak),
+                  cost_per_million(study.price, need_qps, high),
+                  cost_per_million(study.price, need_qps, low),
+                  machines,  # type: ignore[arg-type]
+                  peak / max(1, study.plan.cores))
+
+
+def rank(studies: Sequence[Study], need_qps: float | None) -> list[Ranked]:
+    """The kinds, cheapest first: those priced by cost per million (each with the kinds whose
+    cost interval overlaps its own: its ties), then those with no price by peak per core,
+    then those with no pick."""
+    ranked = [_ranked(s, need_qps) for s in studies]
+    priced = sorted((r for r in ranked if r.cost is not None),
+                    key=lambda r: (r.cost, r.cost_high, r.kind))
+    unpriced = sorted((r for r in ranked if r.cost is None and r.per_core is not None),
+                      key=lambda r: (-(r.per_core or 0.0), r.kind))
+    none = sorted((r for r in ranked if r.per_core is None), key=lambda r: r.kind)
+    tied = [dataclasses.replace(r, ties=tuple(
+        o.kind for o in priced if o is not r and _overlap(r, o))) for r in priced]
+    return [*tied, *unpriced, *none]
+
+
+def _overlap(a: Ranked, b: Ranked) -> bool:
+    assert a.cost_low is not None and a.cost_high is not None
+    assert b.cost_low is not None and b.cost_high is not None
+    return a.cost_low <= b.cost_high and b.cost_low <= a.cost_high
+
+
+def separation(first: Ranked, other: Ranked) -> str:
+    """What would tell two tied kinds apart: the price below which `first` is cheaper for
+    certain (its interval's top under the other's bottom), or the other's price above which."""
+    assert first.study.price and other.study.price
+    assert first.cost_high and other.cost_low
+    below = other.cost_low / first.cost_high * first.study.price
+    above = first.cost_high / other.cost_low * other.study.price
+    return (f"{first.kind} would be cheaper for certain at a price under ${below:.4g}/h, or "
+            f"with {other.kind} over ${above:.4g}/h; narrower peak intervals (more confirming "
+            "rounds, a quieter machine) could also separate them")
+
+
+@dataclass
+class Fleet:
+    """What `advise` across a cluster's kinds found (the run's advice.json)."""
+
+    request: Request
+    folder: Path
+    address: str
+    studies: list[Study]
+    budget_used_s: float = 0.0
+
+    @property
+    def ranking(self) -> list[Ranked]:
+        return rank(self.studies, self.request.need_qps)
+
+    @property
+    def best(self) -> Ranked | None:
+        ranked = self.ranking
+        return ranked[0] if ranked and ranked[0].per_core is not None else None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "request": self.request.to_dict(), "cluster": self.address,
+            "budget_used_s": round(self.budget_used_s, 1),
+            "ranking": [{
+                "kind": r.kind, "price_usd_per_hour": r.study.price,
+                "usd_per_million": _round(r.cost), "usd_per_million_low": _round(r.cost_low),
+                "usd_per_million_high": _round(r.cost_high),
+                "machines": r.machines[0] if r.machines else None,
+                "machines_range": [r.machines[1], r.machines[2]] if r.machines else None,
+                "peak_per_core_qps": _round(r.per_core), "ties": list(r.ties),
+                "pick": r.study.pick.to_dict() if r.study.pick else None,
+                "why": r.study.why} for r in self.ranking],
+            "kinds": {s.plan.kind: {**s.plan.to_dict(), "folder": s.folder, "price": s.price,
+                                    "why": s.why, "interrupted": s.interrupted,
+                                    "study": s.advice.to_dict() if s.advice else None}
+                      for s in self.studies},
+        }
+
+
+def _round(value: float | None) -> float | None:
+    return None if value is None else float(f"{value:.6g}")
+
+
+def gone_why(plan: KindPlan) -> str:
+    return (f"no node of kind {plan.kind} is in the cluster now (it was advised on "
+            f"{plan.node}): start one and --resume to finish its study")
+
+
+def advise_side_by_side(plans: Sequence[KindPlan], work: Callable[[KindPlan], Study],
+                        stop: threading.Event) -> tuple[list[Study], bool]:
+    """`work(plan)` for every kind: the kinds of each host one after another, the hosts side by
+    side (a thread each). Ctrl-C (or SIGTERM) here sets `stop`, which each kind's backend
+    heeds as Ctrl-C; every kind's study comes back, and whether it was interrupted."""
+    by_host: dict[str, list[KindPlan]] = {}
+    for plan in plans:
+        by_host.setdefault(plan.host, []).append(plan)
+    studies: dict[str, Study] = {}
+
+    def run(group: list[KindPlan]) -> None:
+        for plan in group:
+            if stop.is_set():
+                studies[plan.kind] = Study(plan, why="interrupted before it started",
+                                           interrupted=True)
+                continue
+            studies[plan.kind] = work(plan)
+
+    threads = [threading.Thread(target=run, args=(group,), name=f"kind {group[0].kind}",
+                                daemon=True) for group in by_host.values()]
+    for thread in threads:
+        thread.start()
+    interrupted = False
+    while any(t.is_alive() for t in threads):
+        try:
+            for thread in threads:
+                thread.join(0.2)
+        except KeyboardInterrupt:
+            interrupted = True
+            stop.set()  # the threads end their stages as Ctrl-C would, and come back
+    return [studies.get(p.kind) or Study(p, why="its thread ended without a study")
+            for p in plans], interrupted or any(s.interrupted for s in studies.values())
+
+
+def study_of(plan: KindPlan, request: Request, folder: Path,
+             runner: Any, advise: Callable[..., Advice | None]) -> Study:
+    """One kind's study (`advise(request, folder, runner)`), its failure kept as its `why`
+    (one kind's failure never loses the others'). A kind whose nodes are gone (`plan.gone`)
+    still gives the study it finished before: its runner refuses only what needs a node."""
+    price = request.price
+    try:
+        advice = advise(request, folder, runner)
+    except DeploybenchError as exc:
+        return Study(plan, price, why=str(exc))
+    except KeyboardInterrupt:
+        return Study(plan, price, why="interrupted", interrupted=True)
+    except Exception as exc:  # one kind's bug or lost node: the others still ranked
+        log.debug("kind %s failed", plan.kind, exc_info=True)
+        return Study(plan, price, why=f"{type(exc).__name__}: {exc}")
+    if advice is None:
+        return Study(plan, price, why="interrupted", interrupted=True)
+    return Study(plan, price, advice)
