@@ -146,6 +146,9 @@ def test_the_headline_says_capacity_cost_and_the_gain_over_the_best_default(tmp_
     assert chosen.low_qps < chosen.peak_qps < chosen.high_qps < 1.15 * chosen.low_qps
     assert "per machine over 3 rounds" in line and "6 of 6 runs at its peaks VALID" in line
     assert f"{-(-100_000 // chosen.peak_qps):.0f} machines like this for 100k q/s" in line
+    # the cost of those whole machines, over the queries an hour at the rate needed
+    cost = -(-100_000 // chosen.peak_qps) * 0.10 / (100_000 * 3600) * 1e6
+    assert f"${cost:.4g} per million at $0.1/h" in line
     versus = advice.versus
     assert versus is not None and versus.faster and versus.rounds == 3
     assert 1.4 < versus.ratio < 1.6 and versus.low < versus.ratio < versus.high

@@ -5,6 +5,7 @@ core by its CPU affinity)."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import socket
@@ -60,6 +61,8 @@ def test_prices_name_kinds_the_cluster_has():
     with pytest.raises(BadInputError, match=r"--price medium=0.1: no node of the cluster is "
                                             r"of kind 'medium' \(its kinds: big, small\)"):
         kinds.prices_by_kind((("medium", 0.1),), ["big", "small"])
+    with pytest.raises(BadInputError, match="big was priced twice"):
+        kinds.prices_by_kind((("big", 0.2), ("big", 0.3)), ["big", "small"])
     with pytest.raises(BadInputError, match="give each one's as --price KIND=USD_PER_HOUR"):
         kinds.prices_by_kind((("", 0.1),), ["big", "small"])
     with pytest.raises(BadInputError, match="--price big=-1: give USD per hour > 0"):
@@ -99,6 +102,16 @@ def test_kinds_are_ranked_by_cost_per_million_at_the_rate_needed_with_ties_and_n
                         [big, vague])
     line = kinds_report.headline(fleet)
     assert "a tie with big" in line and "cheaper for certain at a price under $" in line
+    # a pick that held in one round has no interval: no verdict against any priced kind
+    once = study("small", 1, 0.05, dataclasses.replace(
+        held(10_000, 9_500, 10_500), figure=OptionPeaks(
+            "x", {1: 10_000.0}, {1: 10_000.0}, 10_000.0, 10_000.0, 10_000.0, "one round")))
+    alone = kinds.rank([big, once], 100_000)
+    assert alone[0].kind == "small" and alone[0].ties == ("big",)
+    assert alone[0].cost_low is None and alone[0].machines == (10, 10, 10)
+    line = kinds_report.headline(kinds.Fleet(Request("m.onnx", 5.0, need_qps=100_000),
+                                             Path("."), "auto", [big, once]))
+    assert "a tie with big" in line and "held in one round only" in line
     # no price: after the priced kinds, by peak per core, and said; no pick: last, with why
     free = study("free", 4, None, held(30_000, 29_000, 31_000))
     broken = study("broken", 2, 0.01, None)
@@ -111,6 +124,10 @@ def test_kinds_are_ranked_by_cost_per_million_at_the_rate_needed_with_ties_and_n
     rows = kinds_report.rows(kinds.Fleet(Request("m.onnx", 5.0, need_qps=100_000), Path("."),
                                          "auto", [broken, free, big, small]))
     assert rows[-1][0] == "-" and rows[-1][-1] == "its trials failed"
+    gpu = kinds.Study(kinds.KindPlan("gpu", ("g",), "g", "g", 8, {"gpus": ["NVIDIA H100"]}),
+                      1.0, SimpleNamespace(pick=held(50_000, 49_000, 51_000)))  # type: ignore[arg-type]
+    row = kinds_report.rows(kinds.Fleet(Request("m.onnx", 5.0), Path("."), "auto", [gpu]))[0]
+    assert row[-1] == kinds_report.GPU_NOTE  # said, not hidden
     assert "<svg" in kinds_report.cost_chart_svg(kinds.Fleet(
         Request("m.onnx", 5.0, need_qps=100_000), Path("."), "auto", [big, small]))
 
@@ -242,12 +259,14 @@ def test_both_kinds_are_advised_side_by_side_and_the_cheaper_per_million_ranked_
     assert "Which machine should serve it?" in (out / "advice.md").read_text()
     assert "<svg" in (out / "advice.html").read_text()
     # --resume of the finished run measures nothing again and gives the same ranking
+    stages = {p: p.read_text() for p in (out / "kinds").rglob("results.json")}
     again = subprocess.run([sys.executable, "-m", "toolkit.cli", "advise", "--resume", str(out)],
                            capture_output=True, text=True, timeout=300,
                            env=ray_nodes.environment())
     assert again.returncode == 0, again.stderr[-3000:]
     assert [r["kind"] for r in json.loads((out / "advice.json").read_text())["ranking"]] == [
         "small", "big"]
+    assert {p: p.read_text() for p in (out / "kinds").rglob("results.json")} == stages
 
 
 def test_a_price_by_kind_without_a_cluster_is_refused_in_one_line(tmp_path):
@@ -259,3 +278,73 @@ def test_a_price_by_kind_without_a_cluster_is_refused_in_one_line(tmp_path):
     assert result.exit_code == 2 and "--price big=0.2: a price by kind of node needs " \
         "--cluster" in result.output, result.output
     assert not (tmp_path / "out").exists()
+
+
+def test_kinds_on_one_host_run_one_after_another_and_other_hosts_side_by_side():
+    import threading
+    import time
+
+    spans: dict[str, tuple[float, float]] = {}
+
+    def work(plan: kinds.KindPlan) -> kinds.Study:
+        started = time.monotonic()
+        time.sleep(0.3)
+        spans[plan.kind] = (started, time.monotonic())
+        return kinds.Study(plan, why="done")
+
+    plans = [kinds.KindPlan(k, (k,), k, host, 1) for k, host in
+             (("a", "vm-1"), ("b", "vm-1"), ("c", "vm-2"))]
+    studies, interrupted = kinds.advise_side_by_side(plans, work, threading.Event())
+    assert [s.plan.kind for s in studies] == ["a", "b", "c"] and not interrupted
+    assert spans["a"][1] <= spans["b"][0] or spans["b"][1] <= spans["a"][0]  # one host
+    assert spans["c"][0] < spans["a"][1] and spans["a"][0] < spans["c"][1]  # two hosts
+
+
+def test_ctrl_c_stops_every_kind_and_keeps_each_ones_study():
+    """Ctrl-C lands in the main thread while it waits for the kinds' threads (here raised
+    where it waits, as the signal would be): every kind is told to stop, and each one's study
+    comes back."""
+    import threading
+
+    stop = threading.Event()
+    begun = threading.Barrier(3)
+
+    def work(plan: kinds.KindPlan) -> kinds.Study:  # a kind's stages, until told to stop
+        begun.wait(timeout=10)
+        stop.wait(timeout=30)
+        return kinds.Study(plan, why="interrupted", interrupted=stop.is_set())
+
+    pressed = []
+
+    def join(thread: threading.Thread) -> None:
+        if not pressed:
+            begun.wait(timeout=10)
+            pressed.append(True)
+            raise KeyboardInterrupt
+        thread.join(0.2)
+
+    plans = [kinds.KindPlan(k, (k,), k, k, 1) for k in ("a", "b")]
+    studies, interrupted = kinds.advise_side_by_side(plans, work, stop, join)
+    assert interrupted and stop.is_set()
+    assert [(s.plan.kind, s.interrupted) for s in studies] == [("a", True), ("b", True)]
+
+
+def test_a_kinds_backend_told_to_stop_ends_what_it_waits_for_as_ctrl_c(two_kinds):
+    """Ctrl-C reaches only the main thread: each kind's backend, waiting on the cluster in its
+    own thread, heeds the stop event instead, within a poll."""
+    import threading
+    import time
+
+    from toolkit import environment
+    from toolkit.backends.cluster import STOP_POLL_S, ClusterBackend
+
+    cluster = ClusterBackend(two_kinds.address, "spread")
+    cluster.open(1, environment.describe(with_providers=False))
+    backend = cluster.kept_to("node-b")
+    assert backend.call(environment.usable_cores) == 1  # node-b runs under taskset -c 0
+    backend.stop = threading.Event()
+    threading.Timer(1.0, backend.stop.set).start()
+    started = time.monotonic()
+    with pytest.raises(KeyboardInterrupt):
+        backend.call(time.sleep, 60)
+    assert time.monotonic() - started < 1.0 + 4 * STOP_POLL_S

@@ -513,9 +513,15 @@ def machines(need_qps: float | None, peak_qps: float | None) -> int | None:
     return math.ceil(need_qps / peak_qps)
 
 
-def usd_per_million(price: float | None, peak_qps: float | None) -> float | None:
-    if not price or not peak_qps:
+def usd_per_million(price: float | None, peak_qps: float | None,
+                    need_qps: float | None = None) -> float | None:
+    """USD per million queries: at `need_qps`, the machines it takes at `peak_qps` each
+    (whole machines) times `price` an hour, over the queries an hour brings; without a rate
+    needed, one machine kept at its peak."""
+    if not price or not peak_qps or peak_qps <= 0:
         return None
+    if need_qps:
+        return math.ceil(need_qps / peak_qps) * price / (need_qps * 3600) * 1e6
     return price / (peak_qps * 3600) * 1e6
 
 
@@ -628,7 +634,8 @@ class Advice:
                 self.serial.get("costs", {}).items()}, "unit": "us"} if self.serial else None,
             "machines": machines(self.request.need_qps, chosen.peak_qps if chosen else None),
             "usd_per_million": usd_per_million(self.request.price,
-                                               chosen.peak_qps if chosen else None),
+                                               chosen.peak_qps if chosen else None,
+                                               self.request.need_qps),
         }
 
 

@@ -9,10 +9,11 @@ confirmations). Kinds whose nodes are on different hosts are advised side by sid
 each; kinds that share a host, one after another (each with its share of the budget).
 
 The kinds are then ranked by cost per million queries at the rate the service needs
-(`--need-qps`): the machines a kind needs at its pick's confirmed peak, times its price
-(`--price KIND=USD_PER_HOUR`); the same with the peak's interval gives the cost's interval, and
-two kinds whose cost intervals overlap are a tie. A kind with no price is ranked after the
-priced ones, by peak per core.
+(`--target-qps`, also spelled `--need-qps`): the machines a kind needs at its pick's confirmed
+peak, times its price (`--price KIND=USD_PER_HOUR`); the same at the ends of the peak's interval
+gives the cost's interval, and two kinds whose cost intervals overlap are a tie (a pick that
+held in one round has no interval: it ties with every priced kind). A kind with no price is
+ranked after the priced ones, by peak per core.
 """
 
 from __future__ import annotations
@@ -97,6 +98,13 @@ def plan_kinds(nodes: Sequence[Any], envs: Mapping[str, Mapping[str, Any]]) -> l
     for node in nodes:
         env = envs.get(node.name, {})
         grouped.setdefault(node.kind or derived_kind(env), []).append(node.name)
+    folders: dict[str, str] = {}
+    for kind in sorted(grouped):
+        other = folders.setdefault(folder_name(kind), kind)
+        if other != kind:
+            raise BadInputError(f"the kinds {other!r} and {kind!r} would share the folder "
+                                f"{KINDS_FOLDER}/{folder_name(kind)}; rename one's "
+                                "deploybench-kind-NAME resource (letters, digits, . _ -)")
     plans = []
     for kind, labels in sorted(grouped.items()):
         chosen = sorted(labels)[0]
@@ -115,7 +123,11 @@ def replan_kinds(stored: Mapping[str, Any], nodes: Sequence[Any],
     now = {plan.kind: plan for plan in plan_kinds(nodes, envs)}
     plans = []
     for kind, raw in sorted(stored.items()):
-        before = KindPlan.from_dict(kind, raw)
+        try:
+            before = KindPlan.from_dict(kind, raw)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise BadInputError(f"advise-request.json: kind {kind!r} is not what advise writes "
+                                f"({type(exc).__name__}: {exc}); start a new advise run") from None
         found = now.get(kind)
         if found is None:
             plans.append(dataclasses.replace(before, gone=True))
@@ -134,6 +146,9 @@ def prices_by_kind(given: Sequence[tuple[str, float]], kinds: Collection[str]
     where there are several."""
     prices: dict[str, float] = {}
     for name, usd in given:
+        if name in prices:
+            raise BadInputError(f"--price {name}={usd:g}: {name} was priced twice "
+                                f"(${prices[name]:g}/h first); give each kind one price")
         if not name and len(kinds) == 1:
             name = next(iter(kinds))
         elif not name:
@@ -178,18 +193,6 @@ class Study:
         return f"{KINDS_FOLDER}/{folder_name(self.plan.kind)}"
 
 
-def cost_per_million(price: float | None, need_qps: float | None, peak_qps: float | None
-                     ) -> float | None:
-    """USD per million queries: at `need_qps`, the machines it takes at `peak_qps` each
-    (whole machines) times `price` an hour, over the queries an hour brings; without a rate
-    needed, one machine kept at its peak."""
-    if not price or not peak_qps or peak_qps <= 0:
-        return None
-    if need_qps:
-        return math.ceil(need_qps / peak_qps) * price / (need_qps * 3600) * 1e6
-    return price / (peak_qps * 3600) * 1e6
-
-
 @dataclass(frozen=True)
 class Ranked:
     """A kind's place in the answer: its pick's cost per million (with the interval its peak's
@@ -197,7 +200,7 @@ class Ranked:
 
     study: Study
     cost: float | None
-    cost_low: float | None
+    cost_low: float | None  # None where the pick held in one round: no interval
     cost_high: float | None
     machines: tuple[int, int, int] | None  # at the peak; at its interval's high and low ends
     per_core: float | None
@@ -209,19 +212,25 @@ class Ranked:
 
 
 def _ranked(study: Study, need_qps: float | None) -> Ranked:
+    """A kind's costs; where its pick held in one round there is no interval (its bounds
+    None), and no machine count but the one at its peak."""
+    from toolkit.advise import usd_per_million
+
     held = study.pick
     if held is None or not held.peak_qps:
         return Ranked(study, None, None, None, None, None)
     peak = held.peak_qps
-    low = held.low_qps if held.low_qps and held.low_qps > 0 else peak
-    high = held.high_qps or peak
-    machines = (tuple(math.ceil(need_qps / rate) for rate in (peak, high, low))
-                if need_qps else None)
-    return Ranked(study, cost_per_million(study.price, need_qps, peak),
-                  cost_per_million(study.price, need_qps, high),
-                  cost_per_million(study.price, need_qps, low),
-                  machines,  # type: ignore[arg-type]
-                  peak / max(1, study.plan.cores))
+    low = held.low_qps if held.low_qps and held.low_qps > 0 else None
+    high = held.high_qps if held.high_qps and low else None
+    machines = None
+    if need_qps:
+        at_peak = math.ceil(need_qps / peak)
+        machines = (at_peak, math.ceil(need_qps / high) if high else at_peak,
+                    math.ceil(need_qps / low) if low else at_peak)
+    return Ranked(study, usd_per_million(study.price, peak, need_qps),
+                  usd_per_million(study.price, high, need_qps),
+                  usd_per_million(study.price, low, need_qps),
+                  machines, peak / max(1, study.plan.cores))
 
 
 def rank(studies: Sequence[Study], need_qps: float | None) -> list[Ranked]:
@@ -240,6 +249,9 @@ def rank(studies: Sequence[Study], need_qps: float | None) -> list[Ranked]:
 
 
 def _overlap(a: Ranked, b: Ranked) -> bool:
+    """Whether two kinds' cost intervals overlap (one without an interval overlaps all)."""
+    if None in (a.cost_low, a.cost_high, b.cost_low, b.cost_high):
+        return True
     assert a.cost_low is not None and a.cost_high is not None
     assert b.cost_low is not None and b.cost_high is not None
     return a.cost_low <= b.cost_high and b.cost_low <= a.cost_high
@@ -248,13 +260,17 @@ def _overlap(a: Ranked, b: Ranked) -> bool:
 def separation(first: Ranked, other: Ranked) -> str:
     """What would tell two tied kinds apart: the price below which `first` is cheaper for
     certain (its interval's top under the other's bottom), or the other's price above which."""
+    once = [r.kind for r in (first, other) if r.cost_low is None or r.cost_high is None]
+    if once:
+        return (f"{' and '.join(once)}'s pick held in one round only, so its cost has no "
+                "interval; confirming rounds that hold would separate them")
     assert first.study.price and other.study.price
     assert first.cost_high and other.cost_low
     below = other.cost_low / first.cost_high * first.study.price
     above = first.cost_high / other.cost_low * other.study.price
     return (f"{first.kind} would be cheaper for certain at a price under ${below:.4g}/h, or "
-            f"with {other.kind} over ${above:.4g}/h; narrower peak intervals (more confirming "
-            "rounds, a quieter machine) could also separate them")
+            f"if {other.kind} cost over ${above:.4g}/h; narrower peak intervals (more "
+            "confirming rounds, a quieter machine) could also separate them")
 
 
 @dataclass
@@ -306,7 +322,9 @@ def gone_why(plan: KindPlan) -> str:
 
 
 def advise_side_by_side(plans: Sequence[KindPlan], work: Callable[[KindPlan], Study],
-                        stop: threading.Event) -> tuple[list[Study], bool]:
+                        stop: threading.Event,
+                        join: Callable[[threading.Thread], None] = lambda t: t.join(0.2)
+                        ) -> tuple[list[Study], bool]:
     """`work(plan)` for every kind: the kinds of each host one after another, the hosts side by
     side (a thread each). Ctrl-C (or SIGTERM) here sets `stop`, which each kind's backend
     heeds as Ctrl-C; every kind's study comes back, and whether it was interrupted."""
@@ -321,17 +339,25 @@ def advise_side_by_side(plans: Sequence[KindPlan], work: Callable[[KindPlan], St
                 studies[plan.kind] = Study(plan, why="interrupted before it started",
                                            interrupted=True)
                 continue
-            studies[plan.kind] = work(plan)
+            try:
+                studies[plan.kind] = work(plan)
+            except KeyboardInterrupt:
+                studies[plan.kind] = Study(plan, why="interrupted", interrupted=True)
+            except Exception as exc:  # the next kind on this host still runs
+                log.debug("kind %s failed", plan.kind, exc_info=True)
+                studies[plan.kind] = Study(plan, why=f"{type(exc).__name__}: {exc}")
 
     threads = [threading.Thread(target=run, args=(group,), name=f"kind {group[0].kind}",
                                 daemon=True) for group in by_host.values()]
     for thread in threads:
         thread.start()
     interrupted = False
-    while any(t.is_alive() for t in threads):
+    while True:
         try:
-            for thread in threads:
-                thread.join(0.2)
+            while any(t.is_alive() for t in threads):
+                for thread in threads:
+                    join(thread)  # where Ctrl-C lands
+            break
         except KeyboardInterrupt:
             interrupted = True
             stop.set()  # the threads end their stages as Ctrl-C would, and come back
@@ -357,3 +383,94 @@ def study_of(plan: KindPlan, request: Request, folder: Path,
     if advice is None:
         return Study(plan, price, why="interrupted", interrupted=True)
     return Study(plan, price, advice)
+
+
+def plan_run(request: Request, folder: Path, address: str, cluster: Any,
+             stored: Mapping[str, Any] | None, say: Callable[[str], None]
+             ) -> tuple[Request, list[KindPlan], Path]:
+    """The kinds to advise on `cluster` (an opened `ClusterBackend`): those a resumed run
+    stored (`stored`), each on a node of its kind now, else the cluster's, with the request's
+    prices checked against them and both kept in `folder` (BadInputError before any study
+    starts: a price for a kind no node has). Also the folder, made (resolved)."""
+    from toolkit.advise import save_request
+    from toolkit.results import prepare_out_dir
+
+    if stored is not None:
+        plans = replan_kinds(stored, cluster.nodes, cluster.environments)
+        new = sorted({p.kind for p in plan_kinds(cluster.nodes, cluster.environments)}
+                     - {p.kind for p in plans})
+        if new:
+            say(f"kinds that joined since the run started are not advised: {', '.join(new)}")
+    else:
+        plans = plan_kinds(cluster.nodes, cluster.environments)
+        prices = prices_by_kind(request.prices, [p.kind for p in plans])
+        request = dataclasses.replace(request, prices=tuple(sorted(prices.items())))
+        folder = prepare_out_dir(folder)
+        save_request(folder, request, {"address": address, "placement": "spread",
+                                       "kinds": {p.kind: p.to_dict() for p in plans}})
+    shares = _shares(plans)
+    for plan in plans:
+        say(f"kind {plan.kind}: {len(plan.nodes)} node{'s' * (len(plan.nodes) > 1)} "
+            f"({', '.join(plan.nodes)}), advised on {plan.node} ({plan.cores} "
+            f"core{'s' * (plan.cores > 1)} usable)"
+            + (" - no node of it is in the cluster now" if plan.gone else "")
+            + ("" if shares[plan.host] == 1 else
+               f", one after another with the other kinds on host {plan.host}"))
+    return request, plans, folder
+
+
+def _shares(plans: Sequence[KindPlan]) -> dict[str, int]:
+    return {p.host: sum(1 for q in plans if q.host == p.host) for p in plans}
+
+
+StageRunnerFor = Callable[[Any, Mapping[str, Any], str], Any]  # (backend, where, kind)
+
+
+def advise_kinds(request: Request, folder: Path, address: str, cluster: Any,
+                 plans: Sequence[KindPlan], runner_for: StageRunnerFor, *,
+                 trust_pickle: bool = False, say: Callable[[str], None] = lambda line: None
+                 ) -> tuple[list[Study], bool]:
+    """Every kind's study in `folder/kinds/<kind>/`, each on a backend of `cluster` kept to
+    its node (`runner_for(backend, where, kind)`: how its stages run), side by side across
+    hosts; each kind's own answer written in its folder. The studies, and whether Ctrl-C (or
+    SIGTERM) cut them short."""
+    from toolkit.advise import StageRunner, advise, save_request, write_advice
+    from toolkit.calibrate import quiet_serial_costs
+    from toolkit.report import advise as advice_report
+    from toolkit.runners.onnxruntime import CAPTURING
+
+    stop = threading.Event()
+    shares = _shares(plans)
+
+    def work(plan: KindPlan) -> Study:
+        into = folder / KINDS_FOLDER / folder_name(plan.kind)
+        asked = kind_request(request, plan, shares[plan.host])
+        if plan.gone and not (into / "advice.json").is_file():
+            return Study(plan, asked.price, why=gone_why(plan))  # nothing finished to read
+        kept = {"address": address, "placement": "spread", "node": plan.node, "kind": plan.kind}
+        into.mkdir(parents=True, exist_ok=True)
+        save_request(into, asked, kept)
+
+        def tell(line: str) -> None:
+            with CAPTURING:  # not into another thread's capture of fd 2
+                say(f"[{plan.kind}] {line}")
+
+        if plan.gone:  # its finished study is read back; anything that needs a node refused
+            def refuse(*_: Any) -> Any:
+                raise BadInputError(gone_why(plan))
+
+            runner = StageRunner(refuse, refuse, refuse)
+        else:
+            backend = cluster.kept_to(plan.node)
+            backend.stop = stop
+            runner = dataclasses.replace(
+                runner_for(backend, kept, plan.kind), serial_costs=(
+                    lambda cores, pools: backend.call(quiet_serial_costs, cores, pools)))
+        found = study_of(plan, asked, into, runner,
+                         lambda r, f, s: advise(r, f, s, trust_pickle=trust_pickle, say=tell))
+        if found.advice is not None:
+            write_advice(found.advice)
+            advice_report.write(found.advice)
+        return found
+
+    return advise_side_by_side(plans, work, stop)

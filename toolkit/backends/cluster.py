@@ -251,6 +251,12 @@ def run_on_node(step: Step, context: Context, files: Mapping[str, tuple[str, Any
     return _where(started), relocate(records, back), folder.written(before)
 
 
+def _called(function: Any, *args: Any) -> Any:
+    """The body of `ClusterBackend.call`'s task: a cancel interrupts it (see `run_on_node`)."""
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    return function(*args)
+
+
 class ClusterBackend:
     """The steps as Ray tasks (see the module's docstring)."""
 
@@ -308,10 +314,10 @@ class ClusterBackend:
         if self.node not in self._ids:
             raise BadInputError(f"--cluster {self.address}: the node {self.node!r} is not in "
                                 f"the cluster (its nodes: {', '.join(sorted(self._ids))})")
-        reference = _remote(function).options(
+        reference = _remote(_called).options(
             resources={RESOURCE: 1}, num_cpus=0, max_retries=0,
             scheduling_strategy=NodeAffinitySchedulingStrategy(self._ids[self.node], soft=False)
-        ).remote(*args)
+        ).remote(function, *args)
         return self._get(reference)
 
     def _get(self, reference: Any) -> Any:

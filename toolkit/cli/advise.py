@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 from pathlib import Path
 from typing import Annotated, Any
@@ -29,6 +30,7 @@ from toolkit.cli.common import (
     parse_ints,
     parse_prices,
     progress_bar,
+    progress_bars,
     say,
     split_csv,
 )
@@ -141,7 +143,10 @@ def advise(
                 if recipes else adviser.DEFAULT_RECIPES,
                 tuple(shape or ()), str(input_data) if input_data else None,
                 controls=controls, prices=prices if cluster else ())
-            adviser.resolve(request, trust_pickle)  # a bad target ends here, nothing written
+            # a bad target ends here, nothing written (the threads are checked against each
+            # kind's cores, and brought down to them, on a cluster)
+            adviser.resolve(dataclasses.replace(request, cores=max(request.threads or (1,)))
+                            if cluster else request, trust_pickle)
             where = {"address": cluster, "placement": placement} if cluster else None
             if where is not None:
                 backend_for(cluster, placement, ONE_NODE)  # each-node, or no Ray: refused
@@ -216,87 +221,36 @@ def stage_runner(backend: Any, where: dict[str, Any] | None, progress: Any, trus
 def across_kinds(request: Any, where: dict[str, Any], folder: Path, trust_pickle: bool,
                  resumed: bool) -> None:
     """`advise --cluster`: every kind of node advised on one of its nodes (`toolkit.kinds`),
-    side by side where they are different hosts, and the kinds ranked by cost per million."""
-    import dataclasses
-    import threading
+    and the kinds ranked by cost per million."""
     import time
 
     from toolkit import advise as adviser
     from toolkit import environment, kinds
     from toolkit.backends.cluster import ClusterBackend
-    from toolkit.calibrate import quiet_serial_costs
-    from toolkit.report import advise as advice_report
     from toolkit.report import kinds as kinds_report
-    from toolkit.results import prepare_out_dir
-    from toolkit.runners.onnxruntime import CAPTURING
 
     address = str(where["address"])
     cluster = ClusterBackend(address, "spread")
     say(f"cluster {address}: joining it, and describing each node on it")
     cluster.open(1, environment.describe(with_providers=False))
-    if resumed:
-        plans = kinds.replan_kinds(where["kinds"], cluster.nodes, cluster.environments)
-        new = sorted({p.kind for p in kinds.plan_kinds(cluster.nodes, cluster.environments)}
-                     - {p.kind for p in plans})
-        if new:
-            say(f"kinds that joined since the run started are not advised: {', '.join(new)}")
-    else:
-        plans = kinds.plan_kinds(cluster.nodes, cluster.environments)
-        prices = kinds.prices_by_kind(request.prices, [p.kind for p in plans])
-        request = dataclasses.replace(request, prices=tuple(sorted(prices.items())))
-        folder = prepare_out_dir(folder)
-        adviser.save_request(folder, request, {"address": address, "placement": "spread",
-                                               "kinds": {p.kind: p.to_dict() for p in plans}})
-    shares = {p.host: sum(1 for q in plans if q.host == p.host) for p in plans}
-    for plan in plans:
-        say(f"kind {plan.kind}: {len(plan.nodes)} node{'s' * (len(plan.nodes) > 1)} "
-            f"({', '.join(plan.nodes)}), advised on {plan.node} ({plan.cores} "
-            f"core{'s' * (plan.cores > 1)} usable)"
-            + (" - no node of it is in the cluster now" if plan.gone else "")
-            + ("" if shares[plan.host] == 1 else
-               f", one after another with the other kinds on host {plan.host}"))
-    stop = threading.Event()
+    request, plans, folder = kinds.plan_run(request, folder, address, cluster,
+                                    where["kinds"] if resumed else None, say)
     started = time.monotonic() - adviser.spent_before(folder)
     try:
-        with progress_bar() as progress:
-            def work(plan: kinds.KindPlan) -> kinds.Study:
-                into = folder / kinds.KINDS_FOLDER / kinds.folder_name(plan.kind)
-                asked = kinds.kind_request(request, plan, shares[plan.host])
-                kept = {"address": address, "placement": "spread", "node": plan.node,
-                        "kind": plan.kind}
-                into.mkdir(parents=True, exist_ok=True)
-                adviser.save_request(into, asked, kept)
+        with progress_bars() as bars:
+            def runner_for(backend: Any, kept: dict[str, Any], kind: str) -> Any:
+                return stage_runner(backend, kept, bars(kind), trust_pickle)
 
-                def tell(line: str) -> None:
-                    with CAPTURING:  # not into another thread's capture of fd 2
-                        say(f"[{plan.kind}] {line}")
-
-                def shown(done: int, total: int, label: str) -> None:
-                    progress(done, total, f"{plan.kind}: {label}")
-
-                if plan.gone:  # its finished stages are read back; the others refused
-                    def refuse(*_: Any) -> Any:
-                        raise BadInputError(kinds.gone_why(plan))
-
-                    runner = adviser.StageRunner(refuse, refuse, refuse)
-                else:
-                    backend = cluster.kept_to(plan.node)
-                    backend.stop = stop
-                    runner = stage_runner(backend, kept, shown, trust_pickle, serial_costs=(
-                        lambda cores, pools: backend.call(quiet_serial_costs, cores, pools)))
-                return kinds.study_of(
-                    plan, asked, into, runner,
-                    lambda r, f, s: adviser.advise(r, f, s, trust_pickle=trust_pickle,
-                                                   say=tell))
-
-            studies, interrupted = kinds.advise_side_by_side(plans, work, stop)
+            studies, interrupted = kinds.advise_kinds(
+                request, folder, address, cluster, plans, runner_for,
+                trust_pickle=trust_pickle, say=say)
     finally:
         adviser.keep_spent(folder, started)
+    if interrupted:  # no ranking of studies cut short
+        say(f"interrupted: each kind's finished trials and confirmations are kept; continue "
+            f"with deploybench advise --resume {folder}")
+        raise typer.Exit(130)
     fleet = kinds.Fleet(request, folder, address, studies, time.monotonic() - started)
-    for study in studies:  # each kind's own answer, in its folder
-        if study.advice is not None:
-            adviser.write_advice(study.advice)
-            advice_report.write(study.advice)
     written = kinds_report.write(fleet)
     out.print(kinds_report.headline(fleet), highlight=False, markup=False, soft_wrap=True)
     terminal.table(out, kinds_report.COLUMNS, kinds_report.rows(fleet))
@@ -304,9 +258,5 @@ def across_kinds(request: Any, where: dict[str, Any], folder: Path, trust_pickle
         out.print(f"  {line}", highlight=False, markup=False, soft_wrap=True)
     for path in written:
         out.print(f"report:  {path}")
-    if interrupted:
-        say(f"interrupted: each kind's finished trials and confirmations are kept; continue "
-            f"with deploybench advise --resume {folder}")
-        raise typer.Exit(130)
     if fleet.best is None:
         raise typer.Exit(1)

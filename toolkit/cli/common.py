@@ -6,6 +6,7 @@ import contextlib
 import logging
 import sqlite3
 import sys
+import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Annotated, Any
@@ -278,6 +279,35 @@ def parse_prices(given: list[str] | None) -> tuple[tuple[str, float], ...] | Non
             raise BadInputError(f"--price {text!r}: give USD per hour, e.g. --price 3.5, or a "
                                 "node's as --price node-b=2.1") from None
     return tuple(prices)
+
+
+@contextlib.contextmanager
+def progress_bars() -> Iterator[Callable[[str], Callable[[int, int, str], None]]]:
+    """Progress bars on stderr, one per name asked for (`bars(name)` gives its callback), for
+    work that runs in several threads at once."""
+    columns = (TextColumn("{task.description}"), BarColumn(),
+               TextColumn("{task.completed}/{task.total}"), TimeElapsedColumn())
+    bar = Progress(*columns, console=err, transient=True)
+    tasks: dict[str, Any] = {}
+    lock = threading.Lock()
+
+    def bars(name: str) -> Callable[[int, int, str], None]:
+        def progress(done: int, total: int, label: str) -> None:
+            with lock:
+                if not tasks:
+                    bar.start()
+                if name not in tasks:
+                    tasks[name] = bar.add_task(label, total=total)
+                bar.update(tasks[name], completed=done, total=total,
+                           description=f"{name}: {label}")
+
+        return progress
+
+    try:
+        yield bars
+    finally:
+        if tasks:
+            bar.stop()
 
 
 def with_session(suite: Any, given: list[str] | None) -> Any:

@@ -78,7 +78,7 @@ def headline(advice: Advice) -> str:
     need = machines(request.need_qps, chosen.peak_qps)
     if need:
         line += f"; {need} machine{'s' * (need > 1)} like this for {_qps(request.need_qps)}"
-    cost = usd_per_million(request.price, chosen.peak_qps)
+    cost = usd_per_million(request.price, chosen.peak_qps, request.need_qps)
     if cost is not None:
         line += f"; ${cost:.4g} per million at ${request.price:g}/h"
     default, versus = advice.default, advice.versus

@@ -23,7 +23,9 @@ def _usd(value: float | None) -> str:
 def _cost(r: Ranked) -> str:
     if r.cost is None:
         return "no price" if r.per_core is not None else "-"
-    if r.cost_low is None or r.cost_high is None or r.cost_low == r.cost_high:
+    if r.cost_low is None or r.cost_high is None:
+        return f"{_usd(r.cost)} (held in one round: no interval)"
+    if r.cost_low == r.cost_high:
         return _usd(r.cost)
     return f"{_usd(r.cost)} [{r.cost_low:.3g}, {r.cost_high:.3g}]"
 
@@ -72,6 +74,7 @@ def headline(fleet: Fleet) -> str:
     return line
 
 
+GPU_NOTE = "advised on its CPU: advise does not search CUDA options yet"
 COLUMNS = ("rank", "kind", "advised on", "cores", "USD/h", "pick", "peak a machine [95%]",
            "p99 there", "machines needed [interval]", "USD per million [interval]", "note")
 
@@ -84,6 +87,8 @@ def rows(fleet: Fleet) -> list[tuple[str, ...]]:
                 study.why or ("no configuration held" if held is None else ""))
         if study.plan.gone:
             note = "; ".join(x for x in (note, "its nodes left the cluster") if x)
+        if study.plan.facts.get("gpus"):
+            note = "; ".join(x for x in (note, GPU_NOTE) if x)
         out.append((str(n) if r.per_core is not None else "-", r.kind,
                     f"{study.plan.node} ({len(study.plan.nodes)} node"
                     f"{'s' * (len(study.plan.nodes) > 1)})", str(study.plan.cores),
