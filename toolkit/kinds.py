@@ -76,6 +76,17 @@ class KindPlan:
     facts: Mapping[str, Any] = field(default_factory=dict)  # CPU, memory, GPUs (as described)
     gone: bool = False  # on a resume: no node of this kind is in the cluster now
 
+    @property
+    def gpu_note(self) -> str | None:
+        """What became of a GPU kind's GPU (advise searches CPU options only so far)."""
+        if not self.facts.get("gpus") and not self.facts.get("ray_gpus"):
+            return None
+        cuda = self.facts.get("cuda")
+        if cuda == "usable":
+            return "advised on its CPU: advise does not search CUDA options yet"
+        return (f"advised on its CPU: CUDA is not usable on {self.node} "
+                f"({cuda or 'its providers were not described'})")
+
     def to_dict(self) -> dict[str, Any]:
         return {"nodes": list(self.nodes), "node": self.node, "host": self.host,
                 "cores": self.cores, "facts": dict(self.facts)}
@@ -86,15 +97,20 @@ class KindPlan:
                    str(raw["host"]), int(raw["cores"]), dict(raw.get("facts") or {}))
 
 
-def _facts(env: Mapping[str, Any]) -> dict[str, Any]:
-    return {key: env.get(key) for key in ("cpu", "usable_cores", "physical_cores",
-                                          "memory_gb", "gpus", "hostname")}
+def _facts(env: Mapping[str, Any], ray_gpus: float = 0.0) -> dict[str, Any]:
+    """What a kind's row says of its node: CPU, cores, memory, GPUs (as nvidia-smi and as Ray
+    count them) and whether ONNX Runtime's CUDA provider is usable there (or why not)."""
+    found = {key: env.get(key) for key in ("cpu", "usable_cores", "physical_cores",
+                                           "memory_gb", "gpus", "hostname")}
+    return {**found, "ray_gpus": ray_gpus,
+            "cuda": (env.get("providers") or {}).get("cuda")}
 
 
 def plan_kinds(nodes: Sequence[Any], envs: Mapping[str, Mapping[str, Any]]) -> list[KindPlan]:
     """The cluster's kinds (`nodes`: `toolkit.backends.cluster.Node`s; `envs`: each one's
     environment by label), each to be advised on its first node by label."""
     grouped: dict[str, list[str]] = {}
+    gpus = {node.name: float(node.gpus or 0.0) for node in nodes}
     for node in nodes:
         env = envs.get(node.name, {})
         grouped.setdefault(node.kind or derived_kind(env), []).append(node.name)
@@ -112,7 +128,7 @@ def plan_kinds(nodes: Sequence[Any], envs: Mapping[str, Mapping[str, Any]]) -> l
         plans.append(KindPlan(kind, tuple(sorted(labels)), chosen,
                               str(env.get("hostname") or chosen),
                               int(env.get("usable_cores") or env.get("physical_cores") or 1),
-                              _facts(env)))
+                              _facts(env, gpus.get(chosen, 0.0))))
     return plans
 
 

@@ -74,7 +74,6 @@ def headline(fleet: Fleet) -> str:
     return line
 
 
-GPU_NOTE = "advised on its CPU: advise does not search CUDA options yet"
 COLUMNS = ("rank", "kind", "advised on", "cores", "USD/h", "pick", "peak a machine [95%]",
            "p99 there", "machines needed [interval]", "USD per million [interval]", "note")
 
@@ -87,8 +86,8 @@ def rows(fleet: Fleet) -> list[tuple[str, ...]]:
                 study.why or ("no configuration held" if held is None else ""))
         if study.plan.gone:
             note = "; ".join(x for x in (note, "its nodes left the cluster") if x)
-        if study.plan.facts.get("gpus"):
-            note = "; ".join(x for x in (note, GPU_NOTE) if x)
+        if study.plan.gpu_note:
+            note = "; ".join(x for x in (note, study.plan.gpu_note) if x)
         out.append((str(n) if r.per_core is not None else "-", r.kind,
                     f"{study.plan.node} ({len(study.plan.nodes)} node"
                     f"{'s' * (len(study.plan.nodes) > 1)})", str(study.plan.cores),
