@@ -596,12 +596,14 @@ def test_loadgens_own_log_is_read_back(tmp_path):
     from toolkit.steps.scenario import run_loadgen
 
     pool = ThreadPool([lambda indices: None] * 2, max_batch=1, max_delay_s=0.0)
-    result = run_loadgen(pool, ScenarioSettings(queries=600, p99_ms=20), 1000.0, 1e-5, 1, 16,
+    # a loose bound: what is tested is the log read back, not how still this machine is (a
+    # test beside this one under xdist can stall it tens of ms)
+    result = run_loadgen(pool, ScenarioSettings(queries=600, p99_ms=200), 1000.0, 1e-5, 1, 16,
                          tmp_path / "run")  # 600 queries: 0.6 s, over a run's shortest
     pool.close()
     assert result.valid and result.reason == "" and result.perf_met is True
     assert result.queries == 600 and result.scheduled_qps == pytest.approx(1000, rel=0.2)
-    assert 0 < result.latency_ms["p50"] <= result.latency_ms["p99"] < 20
+    assert 0 < result.latency_ms["p50"] <= result.latency_ms["p99"] < 200
     assert result.log == str(tmp_path / "run")
     assert (tmp_path / "run" / "mlperf_log_summary.txt").read_text().count("VALID") >= 1
 
